@@ -1,0 +1,1 @@
+"""Load tests (sipp scenarios and their runner) and micro-benchmarks."""

@@ -1,0 +1,1 @@
+"""Edge proxy, registrar, location service and NAT handling (issue [2/5])."""

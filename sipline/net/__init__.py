@@ -1,0 +1,1 @@
+"""Asyncio shell: transports, timers and the node that drives the SIP core."""
