@@ -1,0 +1,114 @@
+"""The ``sipline`` command.
+
+Every command takes ``--config PATH`` (default ``configs/single.toml`` relative to
+the working directory) and its handler is called as ``func(args, settings)``.
+Roles add their own commands through the ``sipline.commands`` entry-point group:
+an entry ``name = "module:register"`` names a ``register(subparsers)`` that adds
+parsers and sets ``func`` on them with ``set_defaults``. A parser that sets
+``needs_settings=False`` gets ``settings=None`` and works without a config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from sipline import __version__, logs
+from sipline.config import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = "configs/single.toml"
+COMMAND_GROUP = "sipline.commands"
+
+
+class EntryPoint(Protocol):
+    """The part of ``importlib.metadata.EntryPoint`` the loader uses."""
+
+    name: str
+    value: str
+
+    def load(self) -> Any: ...
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A parser that accepts ``--config`` wherever it appears, top level or subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's default must not overwrite a --config given before it.
+        self.add_argument(
+            "--config",
+            metavar="PATH",
+            default=argparse.SUPPRESS,
+            help=f"TOML config file (default: {DEFAULT_CONFIG} in the working directory)",
+        )
+
+
+def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.ArgumentParser:
+    """The full parser: built-in commands plus those of ``plugins`` (default: installed ones)."""
+    parser = CommandParser(
+        prog="sipline",
+        description="Carrier-grade SIP platform: proxy, B2BUA, adaptive call router, RTP relay.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    version = subparsers.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version, needs_settings=False)
+    run = subparsers.add_parser("run", help="start the node; SIGTERM or SIGINT drains and stops it")
+    run.set_defaults(func=cmd_run)
+    load_commands(subparsers, entry_points(group=COMMAND_GROUP) if plugins is None else plugins)
+    return parser
+
+
+def load_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], plugins: Iterable[EntryPoint]
+) -> None:
+    """Let each plugin's ``register(subparsers)`` add its commands."""
+    for plugin in plugins:
+        try:
+            register = plugin.load()
+            register(subparsers)
+        except Exception as exc:
+            exc.add_note(f"while loading sipline command {plugin.name} = {plugin.value}")
+            raise
+
+
+def cmd_version(args: argparse.Namespace, settings: Settings | None) -> int:
+    print(f"sipline {__version__}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here so that other commands do not pay for (or depend on) the event loop.
+    import uvloop
+
+    from sipline.net.node import serve
+
+    uvloop.run(serve(settings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, plugins: Iterable[EntryPoint] | None = None) -> int:
+    """Run one command; the exit status is returned (2 for a configuration error)."""
+    args = build_parser(plugins).parse_args(argv)
+    try:
+        return args.func(args, _settings_for(args)) or 0
+    except ConfigError as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return 2
+
+
+def _settings_for(args: argparse.Namespace) -> Settings | None:
+    if not getattr(args, "needs_settings", True):
+        return None
+    path = getattr(args, "config", DEFAULT_CONFIG)
+    settings = load_settings(path)
+    logs.configure(settings.log.level)
+    logs.event(logging.getLogger("sipline.cli"), "config_loaded", path=path)
+    return settings
+
+
+if __name__ == "__main__":
+    sys.exit(main())

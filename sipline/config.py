@@ -1,0 +1,236 @@
+"""Node configuration: a TOML file, overridable by ``SIPLINE_<SECTION>__<KEY>`` env vars.
+
+``load_settings(path)`` reads and validates everything at start-up; any problem
+becomes a ``ConfigError`` whose message names the key, the value given and what
+was expected, so a node never starts half-configured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from sipline import __version__
+
+ENV_PREFIX = "SIPLINE_"
+ENV_DELIMITER = "__"
+
+# The file for the TomlConfigSettingsSource of the Settings being built right now;
+# settings_customise_sources is a classmethod, so the path cannot travel as an argument.
+_toml_path: ContextVar[Path | None] = ContextVar("sipline_toml_path", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is meant for the operator."""
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IPv4 or IPv6 address") from None
+    return value
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("sqlite://", "mysql://")):
+        raise ValueError("expected a URL starting with sqlite:// or mysql://")
+    return value
+
+
+def _empty_is_none(value: Any) -> Any:
+    # TOML has no null, and an env var cannot be unset from inside a file: "" means "none".
+    return None if value == "" else value
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSection(Section):
+    name: str = "sipline"
+    data_dir: Path = Path("./data")
+    drain_timeout: Annotated[float, Field(ge=0)] = 5.0
+
+
+class SipSection(Section):
+    host: IPAddress = "127.0.0.1"
+    port: Port = 5060
+    transports: Annotated[list[Literal["udp", "tcp"]], Field(min_length=1)] = ["udp", "tcp"]
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 65535
+    tcp_idle_timeout: Seconds = 300.0
+    trace: bool = False
+    server_header: str = f"sipline/{__version__}"
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsSection(Section):
+    host: IPAddress = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535, description="0 disables /metrics")] = 0
+
+
+class DatabaseSection(Section):
+    url: Annotated[str, AfterValidator(_database_url)] = "sqlite:///data/sipline.db"
+
+
+class RedisSection(Section):
+    url: Annotated[str | None, BeforeValidator(_empty_is_none)] = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+    )
+
+    node: NodeSection = Field(default_factory=NodeSection)
+    sip: SipSection = Field(default_factory=SipSection)
+    log: LogSection = Field(default_factory=LogSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    redis: RedisSection = Field(default_factory=RedisSection)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: explicit arguments, then the environment, then the file.
+        path = _toml_path.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from the TOML file at ``path`` (None: defaults) overridden by the environment."""
+    path = _check_file(path)
+    _check_env_sections()
+    origin = str(path) if path else "defaults and environment"
+    token = _toml_path.set(path)
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: TOML syntax error: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    except SettingsError as exc:
+        # Raised for an env value that should be JSON (a list or a table) and is not.
+        raise ConfigError(
+            f"invalid configuration ({origin}): {exc}: {exc.__cause__}\n"
+            f"  lists and tables given in {ENV_PREFIX}* environment variables must be JSON"
+        ) from None
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def _check_file(path: str | Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found (or not a regular file)")
+    return path
+
+
+def _check_env_sections() -> None:
+    unknown = _unknown_env_sections()
+    if unknown:
+        raise ConfigError(
+            f"unknown config section in environment variable(s): {', '.join(unknown)}; "
+            f"known sections: {', '.join(Settings.model_fields)}"
+        )
+
+
+def _unknown_env_sections() -> list[str]:
+    # The env source silently ignores SIPLINE_<X>__... when X is not a section; a typo
+    # there must fail like an unknown key in the file. Flat SIPLINE_* names stay free.
+    unknown = []
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and ENV_DELIMITER in upper[len(ENV_PREFIX) :]:
+            section = upper[len(ENV_PREFIX) :].split(ENV_DELIMITER, 1)[0].lower()
+            if section not in Settings.model_fields:
+                unknown.append(name)
+    return sorted(unknown)
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    errors = exc.errors(include_url=False)
+    lines = [f"invalid configuration ({origin}): {len(errors)} problem(s)"]
+    lines += [f"  {_describe_error(error)}" for error in errors]
+    return "\n".join(lines)
+
+
+def _describe_error(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    key = _dotted(loc)
+    if error["type"] == "extra_forbidden":
+        expected = f"unknown key; {_allowed_keys(loc[:-1])}"
+    else:
+        expected = _expectation(error["msg"])
+    line = f"{key} = {error['input']!r}: {expected}"
+    env_name = _env_name(loc)
+    if env_name in os.environ:
+        line += f" (value from environment variable {env_name})"
+    return line
+
+
+def _expectation(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    if msg.startswith("Input should be "):
+        return "expected " + msg.removeprefix("Input should be ")
+    return msg
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key
+
+
+def _allowed_keys(parent: tuple[int | str, ...]) -> str:
+    model: type[BaseModel] = Settings
+    for part in parent:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "see configs/single.toml for the known keys"
+        model = annotation
+    where = f"[{_dotted(parent)}]" if parent else "top level"
+    return f"known keys at {where}: {', '.join(model.model_fields)}"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    names = [str(part) for part in loc if isinstance(part, str)]
+    return (ENV_PREFIX + ENV_DELIMITER.join(names)).upper()

@@ -1,0 +1,82 @@
+"""Structured logging: one line per event, ``key=value`` fields after the logger name.
+
+    2026-11-21T21:50:00.123Z INFO sipline.node event=started transport=udp addr=127.0.0.1:5060
+
+Use ``event(logger, "started", transport="udp", addr=...)``; it costs one method call
+when the level is disabled, so it can sit on hot paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class LineFormatter(logging.Formatter):
+    """UTC timestamp, level, logger, message; tracebacks folded into an ``exc=`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        # Messages from other libraries may span lines; keep one line per event.
+        message = record.getMessage().replace("\n", "\\n")
+        line = f"{stamp}.{int(record.msecs):03d}Z {record.levelname} {record.name} {message}"
+        if record.exc_info:
+            line += " exc=" + quote(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line += " exc=" + quote(record.exc_text)
+        return line
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record, as logging.lastResort does."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+_handler: logging.Handler | None = None
+
+
+def configure(level: str) -> None:
+    """Send the root logger's records to stderr as single lines at ``level``; idempotent."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = StderrHandler()
+    _handler.setFormatter(LineFormatter())
+    root.addHandler(_handler)
+    root.setLevel(LEVELS[level.lower()])
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``event=name k=v ...`` at ``level``; nothing is formatted when it is disabled."""
+    if not logger.isEnabledFor(level):
+        return
+    parts = [f"event={quote(name)}"]
+    parts += [f"{key}={quote(value)}" for key, value in fields.items()]
+    logger.log(level, "%s", " ".join(parts), stacklevel=2)
+
+
+def quote(value: Any) -> str:
+    """A field value as one token: quoted (with escapes) when it holds spaces, quotes or '='."""
+    text = str(value)
+    if text and not any(c in text for c in ' "=\\\n\r\t'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return f'"{escaped}"'

@@ -1,0 +1,229 @@
+"""Configuration: TOML file, SIPLINE_<SECTION>__<KEY> overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sipline import __version__
+from sipline.config import ConfigError, Settings, load_settings
+
+SINGLE = Path(__file__).resolve().parents[1] / "configs" / "single.toml"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no SIPLINE_* variables of the outer environment."""
+    for name in os.environ:
+        if name.upper().startswith("SIPLINE_"):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sipline.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(path: str | Path | None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    return str(info.value)
+
+
+# --- the shipped config -------------------------------------------------------
+
+
+def test_single_toml_loads() -> None:
+    settings = load_settings(SINGLE)
+    assert isinstance(settings, Settings)
+    assert settings.sip.host == "127.0.0.1"
+    assert settings.sip.port == 5060
+    assert settings.sip.transports == ["udp", "tcp"]
+    assert settings.database.url == "sqlite:///data/sipline.db"
+    assert settings.redis.url is None
+
+
+def test_single_toml_spells_out_the_embedded_defaults() -> None:
+    assert load_settings(SINGLE) == load_settings(None)
+
+
+def test_defaults() -> None:
+    settings = load_settings(None)
+    assert settings.node.name == "sipline"
+    assert settings.node.data_dir == Path("data")
+    assert settings.node.drain_timeout == 5.0
+    assert settings.sip.max_message_bytes == 65535
+    assert settings.sip.tcp_idle_timeout == 300.0
+    assert settings.sip.trace is False
+    assert settings.sip.server_header == f"sipline/{__version__}"
+    assert settings.log.level == "info"
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 0)
+
+
+def test_file_values_are_used(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[sip]\nport = 5070\ntransports = ["tcp"]\n[redis]\nurl = "redis://h:1/0"\n'
+    )
+    settings = load_settings(path)
+    assert settings.sip.port == 5070
+    assert settings.sip.transports == ["tcp"]
+    assert settings.sip.host == "127.0.0.1"  # keys left out keep their defaults
+    assert settings.redis.url == "redis://h:1/0"
+
+
+# --- environment overrides ----------------------------------------------------
+
+
+def test_env_overrides_a_key_of_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__PORT", "5090")
+    monkeypatch.setenv("SIPLINE_DATABASE__URL", "mysql://sipline@127.0.0.1:3306/sipline")
+    settings = load_settings(SINGLE)
+    assert settings.sip.port == 5090
+    assert settings.database.url == "mysql://sipline@127.0.0.1:3306/sipline"
+    assert settings.sip.host == "127.0.0.1"  # the rest of [sip] still comes from the file
+
+
+def test_env_list_is_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__TRANSPORTS", '["udp"]')
+    assert load_settings(SINGLE).sip.transports == ["udp"]
+
+
+def test_env_whole_section_is_a_json_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_LOG", '{"level": "debug"}')
+    assert load_settings(SINGLE).log.level == "debug"
+
+
+def test_env_bool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__TRACE", "true")
+    assert load_settings(None).sip.trace is True
+
+
+def test_env_bad_json_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__TRANSPORTS", "[udp")
+    message = error_of(SINGLE)
+    assert "sip" in message
+    assert "must be JSON" in message
+
+
+def test_env_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__PORT", "70000")
+    message = error_of(SINGLE)
+    assert "sip.port = '70000'" in message
+    assert "less than or equal to 65535" in message
+    assert "SIPLINE_SIP__PORT" in message
+
+
+def test_env_unknown_section_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SPI__PORT", "5090")
+    message = error_of(SINGLE)
+    assert "SIPLINE_SPI__PORT" in message
+    assert "sip" in message  # the known sections are listed
+
+
+def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIPLINE_SIP__PROT", "5090")
+    message = error_of(SINGLE)
+    assert "sip.prot" in message
+    assert "unknown key" in message
+
+
+# --- bad values ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "given", "expected"),
+    [
+        ("[sip]\nport = 0", "sip.port", "0", "greater than or equal to 1"),
+        ("[sip]\nport = 65536", "sip.port", "65536", "less than or equal to 65535"),
+        ('[sip]\nport = "five"', "sip.port", "'five'", "valid integer"),
+        ('[sip]\nhost = "localhost"', "sip.host", "'localhost'", "IPv4 or IPv6 address"),
+        ('[sip]\ntransports = ["udp", "sctp"]', "sip.transports[1]", "'sctp'", "'udp' or 'tcp'"),
+        ("[sip]\ntransports = []", "sip.transports", "[]", "at least 1 item"),
+        ("[sip]\nmax_message_bytes = 512", "sip.max_message_bytes", "512", "1024"),
+        ("[sip]\ntcp_idle_timeout = 0", "sip.tcp_idle_timeout", "0", "greater than 0"),
+        (
+            '[log]\nlevel = "verbose"',
+            "log.level",
+            "'verbose'",
+            "'debug', 'info', 'warning' or 'error'",
+        ),
+        ("[metrics]\nport = -1", "metrics.port", "-1", "greater than or equal to 0"),
+        (
+            '[database]\nurl = "postgres://x"',
+            "database.url",
+            "'postgres://x'",
+            "sqlite:// or mysql://",
+        ),
+        (
+            "[node]\ndrain_timeout = -1.0",
+            "node.drain_timeout",
+            "-1.0",
+            "greater than or equal to 0",
+        ),
+    ],
+)
+def test_bad_value_names_key_value_and_expectation(
+    tmp_path: Path, toml: str, key: str, given: str, expected: str
+) -> None:
+    path = write(tmp_path, toml + "\n")
+    message = error_of(path)
+    assert f"{key} = {given}" in message
+    assert expected in message
+    assert str(path) in message
+
+
+def test_every_bad_value_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sip]\nport = 0\n[log]\nlevel = "loud"\n')
+    message = error_of(path)
+    assert "2 problem(s)" in message
+    assert "sip.port" in message and "log.level" in message
+
+
+def test_ipv6_host_is_accepted(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, '[sip]\nhost = "::1"\n')).sip.host == "::1"
+
+
+def test_empty_redis_url_means_in_process(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, '[redis]\nurl = ""\n')).redis.url is None
+
+
+# --- unknown keys and unusable files --------------------------------------------
+
+
+def test_unknown_key_is_rejected_by_name(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "[sip]\nprot = 5060\n"))
+    assert "sip.prot = 5060" in message
+    assert "unknown key" in message
+    assert "port" in message  # the known keys of [sip] are listed
+
+
+def test_unknown_section_is_rejected_by_name(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "[sipp]\nport = 5060\n"))
+    assert "sipp = {'port': 5060}" in message
+    assert "unknown key" in message
+
+
+def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sip\nport = 5060\n")
+    message = error_of(path)
+    assert str(path) in message
+    assert "TOML syntax error" in message
+    assert "line 1" in message
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    message = error_of(path)
+    assert str(path) in message
+    assert "not found" in message
+
+
+def test_directory_instead_of_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "configs.toml"
+    path.mkdir()
+    message = error_of(path)
+    assert str(path) in message
+    assert "not a regular file" in message

@@ -1,0 +1,85 @@
+"""Structured logs: one line per event, `event=name k=v` after time, level and logger."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from sipline import logs
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\w+) (\S+) (.*)$")
+
+
+@pytest.fixture
+def log(capsys: pytest.CaptureFixture[str]) -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers = []
+    logs.configure("info")
+    yield logging.getLogger("sipline.node")
+    root.handlers, root.level = handlers, level
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().err.splitlines()
+
+
+def test_event_line(log: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    logs.event(log, "started", transport="udp", addr="127.0.0.1:5060")
+    [line] = lines(capsys)
+    match = LINE.match(line)
+    assert match is not None, line
+    assert match.groups() == (
+        "INFO",
+        "sipline.node",
+        "event=started transport=udp addr=127.0.0.1:5060",
+    )
+
+
+def test_values_with_spaces_or_quotes_are_quoted(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.event(log, "rejected", reason="bad request", ua='say "hi"', empty="")
+    [line] = lines(capsys)
+    assert line.endswith('event=rejected reason="bad request" ua="say \\"hi\\"" empty=""')
+
+
+def test_disabled_level_formats_nothing(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Exploding:
+        def __str__(self) -> str:
+            raise AssertionError("formatted although the level is disabled")
+
+    logs.event(log, "detail", logging.DEBUG, value=Exploding())
+    assert lines(capsys) == []
+
+
+def test_level_is_configurable(log: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("warning")
+    logs.event(log, "quiet")
+    logs.event(log, "loud", logging.ERROR)
+    assert [line.split(" ", 1)[1] for line in lines(capsys)] == ["ERROR sipline.node event=loud"]
+
+
+def test_configure_twice_does_not_duplicate_lines(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("info")
+    logs.event(log, "once")
+    assert len(lines(capsys)) == 1
+
+
+def test_multi_line_message_and_traceback_stay_on_one_line(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed\nbadly")
+    [line] = lines(capsys)
+    assert 'failed\\nbadly exc="Traceback' in line
+    assert "ValueError: boom" in line
