@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Make this checkout ready to run and test: the system programs the tests drive
+# (sipp, MariaDB, Redis, baresip) and a .venv with sipline installed editable.
+# Idempotent and quick when everything is already there; installing system
+# packages needs root on Debian (apt).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP=$VENV/.bootstrap-stamp
+export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/sbin:/sbin"
+
+say() { echo "bootstrap: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Debian package -> the binary that shows it is installed.
+PACKAGES=(
+    "sip-tester:sipp"
+    "mariadb-server:mariadbd"
+    "redis-server:redis-server"
+    "baresip-core:baresip"
+)
+
+apt_updated=0
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "missing $*; run as root (apt-get install $*) or install them yourself"
+    command -v apt-get >/dev/null || die "missing $*, and apt-get is not available (Debian or Ubuntu expected)"
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    say "apt-get install $*"
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+system_packages() {
+    local missing=() entry
+    for entry in "${PACKAGES[@]}"; do
+        command -v "${entry#*:}" >/dev/null || missing+=("${entry%%:*}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
+python_ok() {
+    command -v python3 >/dev/null &&
+        python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+virtualenv() {
+    if [ -x "$VENV/bin/python" ]; then
+        return
+    fi
+    # Debian's python3 ships venv without ensurepip until python3-venv is installed.
+    python_ok || apt_install python3 python3-venv
+    python_ok || die "python3 >= 3.11 with the venv module is needed (found: $(python3 --version 2>&1))"
+    say "creating $VENV"
+    python3 -m venv "$VENV"
+}
+
+python_packages() {
+    if [ -f "$STAMP" ] && [ ! pyproject.toml -nt "$STAMP" ] && [ -x "$VENV/bin/sipline" ]; then
+        return
+    fi
+    say "pip install -e '.[test]'"
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$STAMP"
+}
+
+system_packages
+virtualenv
+python_packages
