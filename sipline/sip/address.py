@@ -1,0 +1,64 @@
+"""Where messages come from and go to, and the RFC 3581 / §18.2.2 rules for them.
+
+An ``Address`` names a transport endpoint. ``connection`` identifies the
+stream connection a message arrived on (or must leave on); the shell assigns
+these ids, the core only carries them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .message import Request
+
+
+class Address(NamedTuple):
+    transport: str  # "UDP" or "TCP" (upper case, as in Via)
+    host: str
+    port: int
+    connection: int | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport.lower()}:{host}:{self.port}"
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "UDP"
+
+
+DEFAULT_PORT = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "SCTP": 5060, "WS": 80, "WSS": 443}
+
+
+def stamp_received(request: Request, source: Address) -> None:
+    """Add ``received`` (RFC 3261 §18.2.1) and fill ``rport`` (RFC 3581 §4) in the top Via."""
+    via = request.via
+    changed = False
+    if via.host != source.host:
+        via.params["received"] = source.host
+        changed = True
+    if "rport" in via.params:
+        via.params["rport"] = str(source.port)
+        via.params["received"] = source.host
+        changed = True
+    if changed:
+        request.headers.pop_first_value("via")
+        request.headers.prepend("via", str(via))
+
+
+def response_address(request: Request, source: Address) -> Address:
+    """Where the response to ``request`` goes (RFC 3261 §18.2.2, RFC 3581 §4).
+
+    ``request`` must already carry the ``received``/``rport`` the server
+    stamped on it. Reliable transports answer on the connection the request
+    came in on; the shell falls back to a new connection to the returned
+    host and port if that one is gone.
+    """
+    via = request.via
+    if source.reliable:
+        return source
+    if via.maddr:
+        return Address(via.transport, via.maddr, via.port or DEFAULT_PORT.get(via.transport, 5060))
+    host = via.received or via.host
+    port = via.rport or via.port or DEFAULT_PORT.get(via.transport, 5060)
+    return Address(source.transport, host, port)
