@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from .errors import ParseError
+from .headers import _KEYS as _KEYS_AS_WRITTEN
 from .headers import (
-    CSeq,
     Contact,
+    CSeq,
     NameAddr,
     Via,
     canonical_name,
@@ -24,7 +25,6 @@ from .headers import (
     parse_int_header,
     split_values,
 )
-from .headers import _KEYS as _KEYS_AS_WRITTEN
 from .uri import Uri, parse_uri
 
 T = TypeVar("T")
