@@ -1,0 +1,310 @@
+"""UDP and TCP endpoints over real sockets on 127.0.0.1, run on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+from sipline.net.transport import TcpEndpoint, UdpEndpoint
+from sipline.sip.address import Address
+
+HOST = "127.0.0.1"
+TEST_TIMEOUT = 10.0
+
+
+def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh uvloop, bounded in time."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
+
+    return run
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
+
+
+def message(branch: str = "z9hG4bK1", body: bytes = b"", method: str = "OPTIONS") -> bytes:
+    head = (
+        f"{method} sip:node@{HOST} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP {HOST}:5999;branch={branch}\r\n"
+        f"From: <sip:a@{HOST}>;tag=1\r\nTo: <sip:node@{HOST}>\r\n"
+        f"Call-ID: {branch}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Recorder:
+    """A sink that keeps what endpoints hand it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, Address]] = []
+        self.refused: list[tuple[bytes, Address, int, str]] = []
+
+    def message_received(self, data: bytes, source: Address) -> None:
+        self.received.append((data, source))
+
+    def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
+        self.refused.append((data, source, status, reason))
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+        self.transport: asyncio.DatagramTransport
+
+    @classmethod
+    async def open(cls) -> UdpClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_datagram_endpoint(cls, local_addr=(HOST, 0))
+        return client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.datagrams.append(data)
+
+    @property
+    def port(self) -> int:
+        return self.transport.get_extra_info("sockname")[1]
+
+
+async def tcp_endpoint(sink: Recorder, max_bytes: int = 65535, idle: float = 300.0) -> TcpEndpoint:
+    endpoint = TcpEndpoint(sink, max_bytes, idle)
+    await endpoint.listen(HOST, 0)
+    return endpoint
+
+
+async def connect(endpoint: TcpEndpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    assert endpoint.address is not None
+    return await asyncio.open_connection(HOST, endpoint.address.port)
+
+
+# -- UDP ----------------------------------------------------------------------
+@on_uvloop
+async def test_udp_datagram_in_and_reply_out_to_its_source() -> None:
+    sink = Recorder()
+    endpoint = await UdpEndpoint.bind(sink, HOST, 0, 65535)
+    client = await UdpClient.open()
+    assert endpoint.address is not None and endpoint.address.port != 0
+
+    client.transport.sendto(message(), (HOST, endpoint.address.port))
+    await until(lambda: sink.received)
+    data, source = sink.received[0]
+    assert data == message()
+    assert source == Address("UDP", HOST, client.port)
+
+    assert endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source)
+    await until(lambda: client.datagrams)
+    assert client.datagrams == [b"SIP/2.0 200 OK\r\n\r\n"]
+    endpoint.close()
+    client.transport.close()
+
+
+@on_uvloop
+async def test_udp_datagram_over_the_limit_is_refused_with_513() -> None:
+    sink = Recorder()
+    endpoint = await UdpEndpoint.bind(sink, HOST, 0, 1024)
+    client = await UdpClient.open()
+    big = message(body=b"x" * 2000)
+    client.transport.sendto(big, (HOST, endpoint.address.port))  # type: ignore[union-attr]
+    await until(lambda: sink.refused)
+    assert sink.received == []
+    data, source, status, reason = sink.refused[0]
+    assert (data, status, reason) == (big, 513, "Message Too Large")
+    assert source.port == client.port
+    endpoint.close()
+    client.transport.close()
+
+
+# -- TCP framing ----------------------------------------------------------------
+@on_uvloop
+async def test_tcp_two_messages_in_one_segment_are_framed_apart() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    _, writer = await connect(endpoint)
+    writer.write(message("z9hG4bKa") + message("z9hG4bKb"))
+    await until(lambda: len(sink.received) == 2)
+    assert [data for data, _ in sink.received] == [message("z9hG4bKa"), message("z9hG4bKb")]
+    source = sink.received[0][1]
+    assert source.transport == "TCP" and source.connection is not None
+    assert source == sink.received[1][1]
+    writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_message_split_over_several_writes_is_reassembled() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    _, writer = await connect(endpoint)
+    whole = message(body=b"v=0\r\n")
+    for at in range(0, len(whole), 17):
+        writer.write(whole[at : at + 17])
+        await writer.drain()
+        await asyncio.sleep(0.002)
+    await until(lambda: sink.received)
+    assert [data for data, _ in sink.received] == [whole]
+    writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_body_is_framed_by_content_length_even_if_it_holds_blank_lines() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    _, writer = await connect(endpoint)
+    tricky = message("z9hG4bKa", body=b"a\r\n\r\nINVITE x")
+    writer.write(tricky + message("z9hG4bKb")[:40])
+    await until(lambda: sink.received)
+    writer.write(message("z9hG4bKb")[40:])
+    await until(lambda: len(sink.received) == 2)
+    assert [data for data, _ in sink.received] == [tricky, message("z9hG4bKb")]
+    writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_double_crlf_ping_gets_a_single_crlf_pong() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    reader, writer = await connect(endpoint)
+    writer.write(b"\r\n\r\n")
+    assert await asyncio.wait_for(reader.readexactly(2), 2) == b"\r\n"
+    # A ping split over two writes, then a message after a stray CRLF (RFC 3261 §7.5).
+    writer.write(b"\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.02)
+    writer.write(b"\r\n")
+    assert await asyncio.wait_for(reader.readexactly(2), 2) == b"\r\n"
+    writer.write(b"\r\n" + message())
+    await until(lambda: sink.received)
+    assert [data for data, _ in sink.received] == [message()]
+    writer.close()
+    await endpoint.close()
+
+
+# -- TCP connections --------------------------------------------------------------
+@on_uvloop
+async def test_tcp_request_goes_back_over_the_connection_the_peer_opened() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    reader, writer = await connect(endpoint)
+    writer.write(message())
+    await until(lambda: sink.received)
+    source = sink.received[0][1]
+    # As a registrar would: the Via says 5999, the phone is reachable only on its connection.
+    endpoint.send(message("z9hG4bKback", method="NOTIFY"), source._replace(port=5999))
+    assert await asyncio.wait_for(reader.readexactly(len(message("z9hG4bKback", method="NOTIFY"))), 2)
+    # Without a connection id, the connection to the same peer address is used.
+    endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source._replace(connection=None))
+    assert await asyncio.wait_for(reader.readexactly(18), 2) == b"SIP/2.0 200 OK\r\n\r\n"
+    assert len(endpoint.by_id) == 1
+    writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_send_opens_a_connection_when_there_is_none_and_reuses_it() -> None:
+    far_sink, near_sink = Recorder(), Recorder()
+    far = await tcp_endpoint(far_sink)
+    near = await tcp_endpoint(near_sink)
+    assert far.address is not None
+    near.send(message("z9hG4bK1"), far.address)  # queued until connected
+    near.send(message("z9hG4bK2"), far.address)
+    await until(lambda: len(far_sink.received) == 2)
+    near.send(message("z9hG4bK3"), far.address)
+    await until(lambda: len(far_sink.received) == 3)
+    sources = {source for _, source in far_sink.received}
+    assert len(sources) == 1 and len(near.by_id) == 1
+    # The far end answers on the connection it was reached on.
+    far.send(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", sources.pop())
+    await until(lambda: near_sink.received)
+    assert near_sink.received[0][1].connection in near.by_id
+    await near.close()
+    await far.close()
+
+
+@on_uvloop
+async def test_tcp_send_to_a_closed_port_is_dropped_without_harm() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    other = await tcp_endpoint(Recorder())
+    assert other.address is not None
+    port = other.address.port
+    await other.close()
+    endpoint.send(message(), Address("TCP", HOST, port))
+    await until(lambda: not endpoint.by_id)
+    assert not endpoint.by_peer
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_idle_connection_is_closed_by_the_sweep() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink, idle=0.2)
+    reader, writer = await connect(endpoint)
+    busy_reader, busy_writer = await connect(endpoint)
+    loop = asyncio.get_running_loop()
+    await until(lambda: len(endpoint.by_id) == 2)
+    for _ in range(100):  # 1 s of 10 ms ticks; the busy one pings every tick
+        endpoint.sweep(loop.time())
+        busy_writer.write(b"\r\n\r\n")
+        await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(reader.read(), 1) == b""  # EOF: closed by the node
+    assert len(endpoint.by_id) == 1
+    writer.close()
+    busy_writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_message_over_the_limit_is_refused_and_the_connection_closed() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink, max_bytes=1024)
+    reader, writer = await connect(endpoint)
+    big = message(body=b"x" * 3000)
+    writer.write(big)
+    await until(lambda: sink.refused)
+    head, source, status, reason = sink.refused[0]
+    assert (status, reason) == (513, "Message Too Large")
+    assert head == big[: big.index(b"\r\n\r\n") + 4] and source.connection is not None
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    assert sink.received == [] and not endpoint.by_id
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_header_block_that_never_ends_is_refused_at_the_limit() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink, max_bytes=1024)
+    reader, writer = await connect(endpoint)
+    writer.write(b"OPTIONS sip:x SIP/2.0\r\n" + b"X-Junk: yyyyyyyy\r\n" * 100)
+    await until(lambda: sink.refused)
+    assert sink.refused[0][2] == 513
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_unframeable_content_length_is_refused_with_400() -> None:
+    sink = Recorder()
+    endpoint = await tcp_endpoint(sink)
+    reader, writer = await connect(endpoint)
+    writer.write(message().replace(b"Content-Length: 0", b"Content-Length: lots"))
+    await until(lambda: sink.refused)
+    assert sink.refused[0][2:] == (400, "bad Content-Length")
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    await endpoint.close()
