@@ -1,0 +1,361 @@
+"""The node: transports, the transaction layer and a role's handler on one uvloop.
+
+Every datagram or framed stream message is decoded once, stamped with its
+source (RFC 3581) and given to the sans-IO ``TransactionLayer``; the node
+carries out the actions that come back (``Send`` to a transport, the rest to
+the ``Handler``). One periodic tick runs every transaction timer and the TCP
+idle sweep: no task or timer handle per message or per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sipline.logs import event
+from sipline.net.handler import Handler
+from sipline.net.metrics import NodeMetrics, start_metrics_server
+from sipline.net.transport import TcpEndpoint, UdpEndpoint
+from sipline.sip.address import Address, response_address, stamp_received
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import header_key
+from sipline.sip.ids import new_tag
+from sipline.sip.message import Headers, Request, Response, parse_message
+from sipline.sip.transaction import (
+    ClientTransaction,
+    Deliver,
+    DeliverResponse,
+    Send,
+    ServerTransaction,
+    Terminated,
+    TimedOut,
+    TransactionLayer,
+)
+
+log = logging.getLogger("sipline.node")
+
+TICK = 0.01  # seconds between runs of the transaction timers
+DRAIN_POLL = 0.02
+
+
+class Node:
+    """One SIP node. ``settings`` needs ``node`` and ``sip`` sections (see sipline.config).
+
+    ``layer`` replaces the default transaction layer (other timer values); its
+    clock must be ``time.monotonic``, which the tick passes to ``expire``.
+    """
+
+    def __init__(
+        self, settings: Any, handler: Handler, *, layer: TransactionLayer | None = None
+    ) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
+        self.metrics = NodeMetrics()
+        self._received = self.metrics.received
+        self._sent = self.metrics.sent
+        self._trace = settings.sip.trace
+        self._server_header: str = settings.sip.server_header
+        self._udp: UdpEndpoint | None = None
+        self._tcp: TcpEndpoint | None = None
+        self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._stop_metrics: Callable[[], None] | None = None
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            Send: self._send,
+            Deliver: self._deliver,
+            DeliverResponse: self._deliver_response,
+            TimedOut: self._timed_out,
+            Terminated: self._terminated,
+        }
+
+    # -- life cycle -------------------------------------------------------------
+    async def start(self) -> None:
+        sip = self.settings.sip
+        if "udp" in sip.transports:
+            self._udp = await UdpEndpoint.bind(self, sip.host, sip.port, sip.max_message_bytes)
+            self._senders["UDP"] = self._udp.send
+        if "tcp" in sip.transports:
+            self._tcp = TcpEndpoint(self, sip.max_message_bytes, sip.tcp_idle_timeout)
+            await self._tcp.listen(sip.host, sip.port)
+            self._senders["TCP"] = self._tcp.send
+        tcp = self._tcp
+        self.metrics.watch(lambda: len(self.layer), lambda: len(tcp.by_id) if tcp else 0)
+        metrics = getattr(self.settings, "metrics", None)
+        if metrics is not None and metrics.port:
+            self._stop_metrics = start_metrics_server(metrics.host, metrics.port)
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        for transport in self._senders:
+            event(log, "listening", node=self.settings.node.name, address=self.local_address(transport))
+
+    async def stop(self) -> None:
+        """Drain: new requests get 503, open transactions get up to ``node.drain_timeout``."""
+        if self._tick_handle is None:
+            return
+        self.layer.drain()
+        event(log, "draining", transactions=len(self.layer))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.node.drain_timeout
+        while not self.layer.idle and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        left = len(self.layer)
+        self._tick_handle.cancel()
+        self._tick_handle = None
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            await self._tcp.close()
+        self._senders.clear()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
+        event(log, "stopped", transactions_left=left)
+
+    def local_address(self, transport: str) -> Address:
+        """Where this node listens on ``transport`` ("UDP" or "TCP"), for Via and Contact."""
+        endpoint = {"UDP": self._udp, "TCP": self._tcp}.get(transport.upper())
+        if endpoint is None or endpoint.address is None:
+            raise LookupError(f"not listening on {transport}")
+        return endpoint.address
+
+    def _tick(self) -> None:
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        now = time.monotonic()
+        try:
+            actions = self.layer.expire(now)
+        except Exception:
+            log.exception("event=core_error where=expire")
+            actions = []
+        self._carry_out(actions)
+        if self._tcp is not None:
+            self._tcp.sweep(now)
+
+    # -- what roles call -----------------------------------------------------------
+    def respond(self, txn: ServerTransaction, response: Response) -> None:
+        self._carry_out(self.layer.respond(txn, response))
+
+    def send_request(self, request: Request, dest: Address) -> ClientTransaction:
+        txn, actions = self.layer.request(request, dest)
+        self._carry_out(actions)
+        return txn
+
+    def send_stateless(self, message: Request | Response, dest: Address) -> None:
+        self._carry_out(self.layer.send_stateless(message, dest))
+
+    def cancel(self, txn: ClientTransaction) -> ClientTransaction | None:
+        cancel_txn, actions = self.layer.cancel(txn)
+        self._carry_out(actions)
+        return cancel_txn
+
+    # -- from the transports (the Sink protocol) -------------------------------------
+    def message_received(self, data: bytes, source: Address) -> None:
+        # The layer stamps received/rport (RFC 3581) on the requests it takes.
+        try:
+            message = parse_message(data, stream=source.transport != "UDP")
+        except ParseError as exc:
+            self._parse_error(data, source, exc.reason)
+            return
+        self._received[source.transport][type(message) is Response].inc()
+        if self._trace:
+            event(log, "sip_in", source=source, message=data.decode(errors="replace"))
+        try:
+            actions = self.layer.receive(message, source)
+        except ParseError as exc:  # a header the layer needed was bad (parsed lazily)
+            self._parse_error(data, source, exc.reason)
+            return
+        except Exception:
+            self._core_error("receive", source)
+            return
+        self._carry_out(actions)
+
+    def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
+        """Too large (513: always counted as dropped) or unframeable (400)."""
+        if status == 513:
+            self.metrics.dropped["oversize"].inc()
+        answered = self._answer_unparsed(salvage_request(data), source, status, reason)
+        if not answered and status != 513:
+            self.metrics.dropped["parse_error"].inc()
+
+    def _parse_error(self, data: bytes, source: Address, reason: str) -> None:
+        request = salvage_request(data)
+        if request is not None:
+            kind = "request"
+        else:
+            kind = "response" if data.lstrip(b"\r\n").startswith(b"SIP/") else "garbage"
+        self.metrics.parse_errors[kind].inc()
+        event(log, "parse_error", logging.DEBUG, kind=kind, reason=reason, source=source)
+        if not self._answer_unparsed(request, source, 400, reason):
+            self.metrics.dropped["parse_error"].inc()
+
+    def _answer_unparsed(
+        self, request: Request | None, source: Address, status: int, reason: str
+    ) -> bool:
+        """Answer a request parse_message refused, if its request line and Via allow."""
+        if request is None or request.method == "ACK":
+            return False
+        try:
+            stamp_received(request, source)
+            response = request.response(status, reason, to_tag=_tag_if_readable(request))
+            dest = response_address(request, source)
+        except ParseError:
+            return False
+        response.headers.add("Server", self._server_header)
+        self.send_stateless(response, dest)
+        return True
+
+    def _core_error(self, where: str, source: Address | None = None) -> None:
+        self.metrics.dropped["core_error"].inc()
+        log.exception("event=core_error where=%s source=%s", where, source)
+
+    # -- carrying out the layer's actions ---------------------------------------------
+    def _carry_out(self, actions: Iterable[Any]) -> None:
+        dispatch = self._dispatch
+        for action in actions:
+            dispatch[type(action)](action)
+
+    def _send(self, action: Send) -> None:
+        data, dest = action.data, action.dest
+        send = self._senders.get(dest.transport)
+        if send is None:
+            self.metrics.dropped["send_failed"].inc()
+            event(log, "send_failed", logging.WARNING, dest=dest, error="no such transport")
+            return
+        self._sent[dest.transport][data.startswith(b"SIP/")].inc()
+        if self._trace:
+            event(log, "sip_out", dest=dest, message=data.decode(errors="replace"))
+        try:
+            send(data, dest)
+        except (OSError, ValueError) as exc:
+            self.metrics.dropped["send_failed"].inc()
+            event(log, "send_failed", logging.WARNING, dest=dest, error=exc)
+
+    def _deliver(self, action: Deliver) -> None:
+        request, txn = action.request, action.txn
+        try:
+            self.handler.on_request(self, request, txn, action.source)
+        except Exception:
+            self._handler_error("on_request", request.call_id)
+            if txn is not None and request.method != "ACK":
+                self._answer_500(txn, request)
+
+    def _deliver_response(self, action: DeliverResponse) -> None:
+        try:
+            self.handler.on_response(self, action.response, action.txn, action.source)
+        except Exception:
+            self._handler_error("on_response", action.response.call_id)
+
+    def _timed_out(self, action: TimedOut) -> None:
+        try:
+            self.handler.on_timeout(self, action.txn)
+        except Exception:
+            self._handler_error("on_timeout")
+
+    def _terminated(self, action: Terminated) -> None:
+        try:
+            self.handler.on_terminated(self, action.txn)
+        except Exception:
+            self._handler_error("on_terminated")
+
+    def _handler_error(self, callback: str, call_id: str | None = None) -> None:
+        self.metrics.handler_errors.inc()
+        log.exception("event=handler_error callback=%s call_id=%s", callback, call_id)
+
+    def _answer_500(self, txn: ServerTransaction, request: Request) -> None:
+        response = request.response(500, to_tag=new_tag())
+        response.headers.add("Server", self._server_header)
+        try:
+            self.respond(txn, response)
+        except Exception:  # the handler may have answered before it raised
+            event(log, "no_500", logging.DEBUG, call_id=request.call_id)
+
+
+# -- requests that did not parse ----------------------------------------------------
+# What a response needs from its request (RFC 3261 §8.2.6.2).
+_ANSWER_HEADERS = frozenset(("via", "from", "to", "call-id", "cseq"))
+
+
+def salvage_request(data: bytes) -> Request | None:
+    """Of a request parse_message refused, what answering it takes; None if not a request.
+
+    Only the request line and the headers a response copies are kept; whether
+    they are good enough shows when the response is built (ParseError if not).
+    """
+    head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+    lines = head.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].upper().startswith("SIP/") or ":" not in parts[1]:
+        return None
+    headers = Headers()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon and header_key(name) in _ANSWER_HEADERS:
+            headers.add(name.strip(), value.strip())
+    return Request(parts[0], parts[1], headers)
+
+
+def _tag_if_readable(request: Request) -> str | None:
+    try:
+        return new_tag() if request.to.tag is None else None
+    except ParseError:
+        return None
+
+
+# -- the node `sipline run` starts -----------------------------------------------------
+class MinimalHandler(Handler):
+    """Answers OPTIONS with its capabilities; ACK gets nothing, anything else 501."""
+
+    ALLOW = "OPTIONS, ACK, CANCEL"
+    ACCEPT = "application/sdp"
+    SUPPORTED = ""
+
+    def __init__(self, server_header: str) -> None:
+        self.server_header = server_header
+
+    def on_request(
+        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+    ) -> None:
+        if log.isEnabledFor(logging.INFO):
+            event(log, "request", method=request.method, call_id=request.call_id, source=source)
+        if txn is None:
+            return  # ACK for a 2xx: end to end, nothing to answer
+        if request.method == "OPTIONS":
+            response = request.response(200, to_tag=new_tag())
+            headers = response.headers
+            headers.add("Allow", self.ALLOW)
+            headers.add("Accept", self.ACCEPT)
+            headers.add("Supported", self.SUPPORTED)
+        elif request.method == "CANCEL":
+            response = request.response(481, to_tag=new_tag())  # nothing here to cancel (§9.2)
+        else:
+            response = request.response(501, to_tag=new_tag())
+        response.headers.add("Server", self.server_header)
+        node.respond(txn, response)
+
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    ) -> None:
+        if log.isEnabledFor(logging.INFO):
+            event(log, "response", status=response.status, call_id=response.call_id, source=source)
+
+
+async def serve(settings: Any) -> None:
+    """Run the minimal node until SIGTERM or SIGINT, then drain and return."""
+    node = Node(settings, MinimalHandler(settings.sip.server_header))
+    await node.start()
+    await _signalled(signal.SIGTERM, signal.SIGINT)
+    await node.stop()
+
+
+async def _signalled(*signals: signal.Signals) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

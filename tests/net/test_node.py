@@ -1,0 +1,452 @@
+"""The node in-process on uvloop, spoken to by real UDP and TCP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import uvloop
+from prometheus_client import REGISTRY
+
+from sipline.config import Settings
+from sipline.net.node import MinimalHandler, Node
+from sipline.sip.address import Address
+from sipline.sip.ids import new_branch
+from sipline.sip.message import Headers, Request, Response, parse_message
+from sipline.sip.transaction import TransactionLayer
+
+HOST = "127.0.0.1"
+TEST_TIMEOUT = 15.0
+QUIET = 0.3  # how long "no answer" is waited for
+
+
+def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh uvloop, bounded in time."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
+
+    return run
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def make_settings(drain_timeout: float = 0.1, metrics_port: int = 0, **sip: Any) -> Settings:
+    return Settings(
+        node={"name": "test", "drain_timeout": drain_timeout},
+        sip={"host": HOST, "port": free_port(), "server_header": "sipline-test", **sip},
+        metrics={"host": HOST, "port": metrics_port},
+    )
+
+
+@asynccontextmanager
+async def running(handler: Any = None, layer: Any = None, **options: Any) -> AsyncIterator[Node]:
+    node = Node(make_settings(**options), handler or MinimalHandler("sipline-test"), layer=layer)
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def request(
+    method: str = "OPTIONS",
+    port: int = 5999,
+    transport: str = "UDP",
+    branch: str | None = None,
+    call_id: str = "call-1",
+    extra: str = "",
+) -> bytes:
+    return (
+        f"{method} sip:node@{HOST} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {HOST}:{port};branch={branch or new_branch()};rport\r\n"
+        f"From: <sip:alice@{HOST}>;tag=a1\r\nTo: <sip:node@{HOST}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(f"{name}_total", labels) or 0.0
+
+
+class UdpPeer(asyncio.DatagramProtocol):
+    """A UDP phone: sends to the node and keeps what comes back."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+        self.transport: Any = None
+
+    @classmethod
+    async def open(cls) -> UdpPeer:
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_datagram_endpoint(cls, local_addr=(HOST, 0))
+        return peer
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.datagrams.append(data)
+
+    @property
+    def port(self) -> int:
+        return self.transport.get_extra_info("sockname")[1]
+
+    def send(self, node: Node, data: bytes) -> None:
+        self.transport.sendto(data, (HOST, node.local_address("UDP").port))
+
+    async def responses(self, count: int = 1) -> list[Response]:
+        await until(lambda: len(self.datagrams) >= count)
+        return [parse_message(d) for d in self.datagrams]  # type: ignore[misc]
+
+    async def silence(self) -> None:
+        await asyncio.sleep(QUIET)
+        assert self.datagrams == []
+
+
+class TcpPeer:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, node: Node) -> TcpPeer:
+        return cls(*await asyncio.open_connection(HOST, node.local_address("TCP").port))
+
+    @property
+    def port(self) -> int:
+        return self.writer.get_extra_info("sockname")[1]
+
+    async def read_message(self) -> Request | Response:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 2)
+        message = parse_message(head, stream=True)
+        length = message.content_length or 0
+        if length:
+            message.body = await asyncio.wait_for(self.reader.readexactly(length), 2)
+        return message
+
+
+class Recording(MinimalHandler):
+    """The minimal node, keeping what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__("sipline-test")
+        self.requests: list[Request] = []
+        self.responses: list[tuple[Response, Any]] = []
+        self.timeouts: list[Any] = []
+        self.terminated: list[Any] = []
+
+    def on_request(self, node: Node, request: Request, txn: Any, source: Address) -> None:
+        self.requests.append(request)
+        super().on_request(node, request, txn, source)
+
+    def on_response(self, node: Node, response: Response, txn: Any, source: Address) -> None:
+        self.responses.append((response, txn))
+
+    def on_timeout(self, node: Node, txn: Any) -> None:
+        self.timeouts.append(txn)
+
+    def on_terminated(self, node: Node, txn: Any) -> None:
+        self.terminated.append(txn)
+
+
+class Holding(MinimalHandler):
+    """Keeps requests with Call-ID "held" unanswered until told."""
+
+    def __init__(self) -> None:
+        super().__init__("sipline-test")
+        self.held: list[tuple[Any, Request]] = []
+
+    def on_request(self, node: Node, request: Request, txn: Any, source: Address) -> None:
+        if request.call_id == "held":
+            self.held.append((txn, request))
+        else:
+            super().on_request(node, request, txn, source)
+
+
+class Failing(MinimalHandler):
+    def on_request(self, node: Node, request: Request, txn: Any, source: Address) -> None:
+        if request.method == "MESSAGE":
+            raise RuntimeError("role bug")
+        super().on_request(node, request, txn, source)
+
+
+# -- the minimal node ------------------------------------------------------------
+@on_uvloop
+async def test_options_over_udp_gets_200_with_the_node_capabilities() -> None:
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, request(port=phone.port))
+        [ok] = await phone.responses()
+        assert (ok.status, ok.reason) == (200, "OK")
+        assert "OPTIONS" in ok.headers.get("Allow", "")
+        assert ok.headers.get("Accept") == "application/sdp"
+        assert "Supported" in ok.headers
+        assert ok.headers.get("Server") == "sipline-test"
+        assert ok.to.tag and ok.call_id == "call-1"
+        assert ok.via.rport == phone.port and ok.via.received == HOST
+
+
+@on_uvloop
+async def test_options_over_tcp_is_answered_on_the_connection_it_came_on() -> None:
+    async with running() as node:
+        phone = await TcpPeer.connect(node)
+        phone.writer.write(request(transport="TCP", port=5999))  # Via port is not ours
+        ok = await phone.read_message()
+        assert isinstance(ok, Response) and ok.status == 200
+
+
+@on_uvloop
+async def test_other_methods_get_501_and_ack_gets_nothing() -> None:
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, request("MESSAGE", port=phone.port))
+        [refused] = await phone.responses()
+        assert refused.status == 501
+        phone.datagrams.clear()
+        phone.send(node, request("ACK", port=phone.port))
+        await phone.silence()
+
+
+@on_uvloop
+async def test_cancel_matching_nothing_gets_481() -> None:
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, request("CANCEL", port=phone.port))
+        [answer] = await phone.responses()
+        assert answer.status == 481
+
+
+@on_uvloop
+async def test_retransmitted_options_is_answered_by_the_transaction_not_the_handler() -> None:
+    handler = Recording()
+    async with running(handler) as node:
+        phone = await UdpPeer.open()
+        options = request(port=phone.port)
+        phone.send(node, options)
+        await phone.responses(1)
+        phone.send(node, options)
+        first, second = await phone.responses(2)
+        assert len(handler.requests) == 1
+        assert first == second
+
+
+# -- bad input ---------------------------------------------------------------------
+@on_uvloop
+async def test_readable_request_that_fails_to_parse_gets_400_with_the_reason() -> None:
+    before = counter("sipline_sip_parse_errors", kind="request")
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, request(port=phone.port).replace(b"Max-Forwards: 70\r\n", b""))
+        [bad] = await phone.responses()
+        assert (bad.status, bad.reason) == (400, "missing Max-Forwards")
+        assert bad.call_id == "call-1" and bad.via.rport == phone.port
+    assert counter("sipline_sip_parse_errors", kind="request") == before + 1
+
+
+@on_uvloop
+async def test_malformed_response_is_dropped_and_counted() -> None:
+    parse_errors = counter("sipline_sip_parse_errors", kind="response")
+    dropped = counter("sipline_sip_dropped", reason="parse_error")
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5999\r\n\r\n")
+        await phone.silence()
+    assert counter("sipline_sip_parse_errors", kind="response") == parse_errors + 1
+    assert counter("sipline_sip_dropped", reason="parse_error") == dropped + 1
+
+
+@on_uvloop
+async def test_garbage_on_udp_and_tcp_is_dropped_and_the_node_goes_on() -> None:
+    garbage = counter("sipline_sip_parse_errors", kind="garbage")
+    async with running() as node:
+        phone = await UdpPeer.open()
+        phone.send(node, b"\x00\xff\xfe hello")
+        phone.send(node, b"OPTIONS sip:x SIP/2.0\r\nVia: nonsense\r\n\r\n")  # cannot be answered
+        await phone.silence()
+        stream = await TcpPeer.connect(node)
+        stream.writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + request(transport="TCP"))
+        ok = await stream.read_message()
+        assert isinstance(ok, Response) and ok.status == 200
+        phone.send(node, request(port=phone.port))
+        [ok] = await phone.responses()
+        assert ok.status == 200
+    assert counter("sipline_sip_parse_errors", kind="garbage") >= garbage + 2
+
+
+@on_uvloop
+async def test_request_over_the_size_limit_gets_513() -> None:
+    async with running(max_message_bytes=1024) as node:
+        phone = await UdpPeer.open()
+        big = request(port=phone.port, extra=f"X-Padding: {'x' * 1100}\r\n")
+        phone.send(node, big)
+        [too_large] = await phone.responses()
+        assert (too_large.status, too_large.reason) == (513, "Message Too Large")
+
+
+@on_uvloop
+async def test_handler_exception_is_answered_500_and_the_node_goes_on() -> None:
+    errors = REGISTRY.get_sample_value("sipline_handler_errors_total") or 0.0
+    async with running(Failing("sipline-test")) as node:
+        phone = await UdpPeer.open()
+        phone.send(node, request("MESSAGE", port=phone.port))
+        [failed] = await phone.responses()
+        assert failed.status == 500
+        phone.send(node, request(port=phone.port))
+        _, ok = await phone.responses(2)
+        assert ok.status == 200
+    assert REGISTRY.get_sample_value("sipline_handler_errors_total") == errors + 1
+
+
+# -- as a client ---------------------------------------------------------------------
+def outgoing_options(node: Node, transport: str) -> Request:
+    local = node.local_address(transport)
+    headers = Headers()
+    headers.add("Via", f"SIP/2.0/{transport} {HOST}:{local.port};branch={new_branch()};rport")
+    headers.add("From", f"<sip:node@{HOST}>;tag=n1")
+    headers.add("To", "<sip:phone@127.0.0.1>")
+    headers.add("Call-ID", "out-1")
+    headers.add("CSeq", "1 OPTIONS")
+    headers.add("Max-Forwards", "70")
+    return Request("OPTIONS", "sip:phone@127.0.0.1", headers)
+
+
+@on_uvloop
+async def test_request_sent_by_the_node_gets_its_response_to_the_handler() -> None:
+    handler = Recording()
+    async with running(handler) as node:
+        phone = await UdpPeer.open()
+        txn = node.send_request(outgoing_options(node, "UDP"), Address("UDP", HOST, phone.port))
+        await until(lambda: phone.datagrams)
+        incoming = parse_message(phone.datagrams[0])
+        assert isinstance(incoming, Request)
+        phone.send(node, incoming.response(200, to_tag="p1").serialise())
+        await until(lambda: handler.responses)
+        response, matched = handler.responses[0]
+        assert response.status == 200 and matched is txn
+
+
+@on_uvloop
+async def test_request_over_tcp_opens_a_connection_and_the_response_comes_back_on_it() -> None:
+    handler = Recording()
+    async with running(handler) as node, running(Recording()) as far:
+        node.send_request(outgoing_options(node, "TCP"), far.local_address("TCP"))
+        await until(lambda: handler.responses)
+        assert handler.responses[0][0].status == 200
+
+
+@on_uvloop
+async def test_unanswered_request_times_out_to_the_handler() -> None:
+    handler = Recording()
+    layer = TransactionLayer(time.monotonic, t1=0.01)  # timer F = 64*T1 = 0.64 s
+    async with running(handler, layer=layer) as node:
+        silent = await UdpPeer.open()
+        txn = node.send_request(outgoing_options(node, "UDP"), Address("UDP", HOST, silent.port))
+        await until(lambda: handler.timeouts, timeout=3)
+        assert handler.timeouts == [txn] and txn in handler.terminated
+        assert len(silent.datagrams) > 1  # timer E retransmitted it meanwhile
+
+
+# -- drain ------------------------------------------------------------------------------
+@on_uvloop
+async def test_stop_drains_new_requests_get_503_and_open_ones_finish() -> None:
+    handler = Holding()
+    node = Node(make_settings(drain_timeout=5.0), handler)
+    await node.start()
+    held = await TcpPeer.connect(node)
+    held.writer.write(request(transport="TCP", call_id="held"))
+    await until(lambda: handler.held)
+
+    started = time.monotonic()
+    stopping = asyncio.create_task(node.stop())
+    await until(lambda: node.layer.draining)
+    phone = await UdpPeer.open()
+    phone.send(node, request(port=phone.port))
+    [refused] = await phone.responses()
+    assert refused.status == 503
+
+    txn, pending = handler.held[0]
+    node.respond(txn, pending.response(200, to_tag="late"))
+    answer = await held.read_message()
+    assert isinstance(answer, Response) and answer.status == 200
+    await asyncio.wait_for(stopping, 2)
+    assert time.monotonic() - started < 2  # done when idle, not at the timeout
+    assert await asyncio.wait_for(held.reader.read(), 2) == b""  # connections closed
+
+
+@on_uvloop
+async def test_drain_gives_up_on_unfinished_transactions_at_the_timeout() -> None:
+    handler = Holding()
+    node = Node(make_settings(drain_timeout=0.3), handler)
+    await node.start()
+    phone = await UdpPeer.open()
+    phone.send(node, request(port=phone.port, call_id="held"))
+    await until(lambda: handler.held)
+    started = time.monotonic()
+    await asyncio.wait_for(node.stop(), 2)
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
+# -- observability ------------------------------------------------------------------------
+@on_uvloop
+async def test_messages_are_counted_and_served_on_metrics() -> None:
+    labels = {"transport": "udp"}
+    before_in = counter("sipline_sip_messages", direction="in", kind="request", **labels)
+    before_out = counter("sipline_sip_messages", direction="out", kind="response", **labels)
+    port = free_port()
+    async with running(metrics_port=port) as node:
+        phone = await UdpPeer.open()
+        for _ in range(3):
+            phone.send(node, request(port=phone.port))
+        await phone.responses(3)
+        url = f"http://{HOST}:{port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+    assert counter("sipline_sip_messages", direction="in", kind="request", **labels) == before_in + 3
+    assert counter("sipline_sip_messages", direction="out", kind="response", **labels) == before_out + 3
+    assert b"sipline_sip_messages_total{" in text
+
+
+def test_trace_logs_every_message_in_and_out(caplog: pytest.LogCaptureFixture) -> None:
+    @on_uvloop
+    async def exchange() -> None:
+        async with running(trace=True) as node:
+            phone = await UdpPeer.open()
+            phone.send(node, request(port=phone.port, call_id="traced"))
+            await phone.responses()
+
+    with caplog.at_level(logging.INFO, logger="sipline"):
+        exchange()
+    lines = [r.getMessage() for r in caplog.records if r.name == "sipline.node"]
+    assert any("event=sip_in" in line and "traced" in line for line in lines)
+    assert any("event=sip_out" in line and "SIP/2.0 200 OK" in line for line in lines)
+    assert any("event=request" in line and "method=OPTIONS" in line for line in lines)
