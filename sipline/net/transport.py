@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 from typing import Protocol
 
 from sipline.logs import event
@@ -24,6 +25,7 @@ log = logging.getLogger("sipline.net.transport")
 UDP = "UDP"
 TCP = "TCP"
 CONNECT_TIMEOUT = 10.0
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
 TOO_LARGE = (513, "Message Too Large")
 _PING = b"\r\n\r\n"  # RFC 5626 §3.5.1 keepalive ping; the pong is one CRLF
 _PONG = b"\r\n"
@@ -53,8 +55,19 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     @classmethod
     async def bind(cls, sink: Sink, host: str, port: int, max_message_bytes: int) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                # Bursts (and a GC pause) overflow the default ~200 KB buffer: lost
+                # datagrams, then retransmissions that add load. The kernel caps this
+                # at net.core.rmem_max / wmem_max.
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
         _, endpoint = await loop.create_datagram_endpoint(
-            lambda: cls(sink, max_message_bytes), local_addr=(host, port)
+            lambda: cls(sink, max_message_bytes), sock=sock
         )
         return endpoint
 

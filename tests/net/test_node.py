@@ -315,6 +315,19 @@ async def test_request_over_the_size_limit_gets_513() -> None:
 
 
 @on_uvloop
+async def test_tcp_stream_that_cannot_be_taken_is_answered_and_closed() -> None:
+    async with running(max_message_bytes=1024) as node:
+        too_large = request(transport="TCP", extra=f"X-Padding: {'x' * 1100}\r\n")
+        unframeable = request(transport="TCP").replace(b"Content-Length: 0", b"l: many")
+        for data, status in ((too_large, 513), (unframeable, 400)):
+            stream = await TcpPeer.connect(node)
+            stream.writer.write(data)
+            answer = await stream.read_message()
+            assert isinstance(answer, Response) and answer.status == status
+            assert await asyncio.wait_for(stream.reader.read(), 2) == b""
+
+
+@on_uvloop
 async def test_handler_exception_is_answered_500_and_the_node_goes_on() -> None:
     errors = REGISTRY.get_sample_value("sipline_handler_errors_total") or 0.0
     async with running(Failing("sipline-test")) as node:
