@@ -77,14 +77,11 @@ class Node:
 
     # -- life cycle -------------------------------------------------------------
     async def start(self) -> None:
-        sip = self.settings.sip
-        if "udp" in sip.transports:
-            self._udp = await UdpEndpoint.bind(self, sip.host, sip.port, sip.max_message_bytes)
-            self._senders["UDP"] = self._udp.send
-        if "tcp" in sip.transports:
-            self._tcp = TcpEndpoint(self, sip.max_message_bytes, sip.tcp_idle_timeout)
-            await self._tcp.listen(sip.host, sip.port)
-            self._senders["TCP"] = self._tcp.send
+        try:
+            await self._open_transports()
+        except BaseException:
+            await self._close_transports()
+            raise
         tcp = self._tcp
         self.metrics.watch(lambda: len(self.layer), lambda: len(tcp.by_id) if tcp else 0)
         metrics = getattr(self.settings, "metrics", None)
@@ -107,14 +104,27 @@ class Node:
         left = len(self.layer)
         self._tick_handle.cancel()
         self._tick_handle = None
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            await self._tcp.close()
-        self._senders.clear()
+        await self._close_transports()
         if self._stop_metrics is not None:
             self._stop_metrics()
         event(log, "stopped", transactions_left=left)
+
+    async def _open_transports(self) -> None:
+        sip = self.settings.sip
+        if "udp" in sip.transports:
+            self._udp = await UdpEndpoint.bind(self, sip.host, sip.port, sip.max_message_bytes)
+            self._senders["UDP"] = self._udp.send
+        if "tcp" in sip.transports:
+            self._tcp = TcpEndpoint(self, sip.max_message_bytes, sip.tcp_idle_timeout)
+            await self._tcp.listen(sip.host, sip.port)
+            self._senders["TCP"] = self._tcp.send
+
+    async def _close_transports(self) -> None:
+        self._senders.clear()
+        if self._udp is not None:
+            await self._udp.close()
+        if self._tcp is not None:
+            await self._tcp.close()
 
     def local_address(self, transport: str) -> Address:
         """Where this node listens on ``transport`` ("UDP" or "TCP"), for Via and Contact."""

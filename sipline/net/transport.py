@@ -50,6 +50,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._max = max_message_bytes
         self._transport: asyncio.DatagramTransport | None = None
         self._sendto = None
+        self._closed = asyncio.Event()
         self.address: Address | None = None
 
     @classmethod
@@ -95,10 +96,15 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._sendto(data, (dest.host, dest.port))
         return True
 
-    def close(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed.set()
+
+    async def close(self) -> None:
+        """Close the socket and wait until it is released (a restart can bind it again)."""
         if self._transport is not None:
-            self._transport.close()
             self._sendto = None
+            self._transport.close()
+            await asyncio.wait_for(self._closed.wait(), 1.0)
 
 
 class TcpConnection(asyncio.Protocol):

@@ -390,7 +390,20 @@ async def test_unanswered_request_times_out_to_the_handler() -> None:
         assert len(silent.datagrams) > 1  # timer E retransmitted it meanwhile
 
 
-# -- drain ------------------------------------------------------------------------------
+# -- start and drain ---------------------------------------------------------------------
+@on_uvloop
+async def test_start_fails_loudly_on_a_taken_port_and_releases_what_it_bound() -> None:
+    settings = make_settings()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((HOST, settings.sip.port))
+        taken.listen()
+        with pytest.raises(OSError):
+            await Node(settings, MinimalHandler("x")).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((HOST, settings.sip.port))  # the node's UDP socket is gone
+
+
+
 @on_uvloop
 async def test_stop_drains_new_requests_get_503_and_open_ones_finish() -> None:
     handler = Holding()

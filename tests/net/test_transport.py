@@ -109,7 +109,7 @@ async def test_udp_datagram_in_and_reply_out_to_its_source() -> None:
     assert endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source)
     await until(lambda: client.datagrams)
     assert client.datagrams == [b"SIP/2.0 200 OK\r\n\r\n"]
-    endpoint.close()
+    await endpoint.close()
     client.transport.close()
 
 
@@ -125,7 +125,7 @@ async def test_udp_datagram_over_the_limit_is_refused_with_513() -> None:
     data, source, status, reason = sink.refused[0]
     assert (data, status, reason) == (big, 513, "Message Too Large")
     assert source.port == client.port
-    endpoint.close()
+    await endpoint.close()
     client.transport.close()
 
 
