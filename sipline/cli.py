@@ -58,6 +58,7 @@ def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.Argume
     version.set_defaults(func=cmd_version, needs_settings=False)
     run = subparsers.add_parser("run", help="start the node; SIGTERM or SIGINT drains and stops it")
     run.set_defaults(func=cmd_run)
+    add_db_commands(subparsers)
     load_commands(subparsers, entry_points(group=COMMAND_GROUP) if plugins is None else plugins)
     return parser
 
@@ -73,6 +74,13 @@ def load_commands(
         except Exception as exc:
             exc.add_note(f"while loading sipline command {plugin.name} = {plugin.value}")
             raise
+
+
+def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sipline db ...``: the schema is shared plumbing (sipline.storage), not a role's."""
+    from sipline.storage.commands import register
+
+    register(subparsers)
 
 
 def cmd_version(args: argparse.Namespace, settings: Settings | None) -> int:

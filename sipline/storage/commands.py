@@ -1,0 +1,69 @@
+"""``sipline db migrate``, and ``run_with_database`` for every command that needs the database.
+
+Exit status: 0 done, 1 the database refused or failed (the message says why),
+2 a value given on the command line is unacceptable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+from sipline.config import Settings
+from sipline.storage.database import Database, InvalidValue, StorageError, open_database
+from sipline.storage.schema import applied_versions, load_migrations, migrate
+from sipline.storage.schema import require_current_schema as _require_current_schema
+
+EXIT_STORAGE_ERROR = 1
+EXIT_INVALID_VALUE = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = subparsers.add_parser("db", help="manage the database schema (database.url)")
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    run = actions.add_parser("migrate", help="create or upgrade the schema; print what was applied")
+    run.set_defaults(func=cmd_db_migrate)
+
+
+def run_with_database(
+    settings: Settings,
+    work: Callable[[Database], Awaitable[int]],
+    *,
+    require_current_schema: bool = True,
+) -> int:
+    """Open ``database.url``, run ``work(db)``, close; errors become a message and a status."""
+
+    async def run() -> int:
+        db = await open_database(settings.database.url)
+        try:
+            if require_current_schema:
+                await _require_current_schema(db)
+            return await work(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except InvalidValue as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return EXIT_INVALID_VALUE
+    except StorageError as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_ERROR
+
+
+def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    return run_with_database(settings, _migrate, require_current_schema=False)
+
+
+async def _migrate(db: Database) -> int:
+    names = {m.version: m.name for m in load_migrations()}
+    applied = await migrate(db)
+    for version in applied:
+        print(f"applied migration {version:03d} ({names[version]})")
+    current = max(await applied_versions(db, db.dialect), default=0)
+    suffix = "" if applied else "; nothing to apply"
+    print(f"schema at version {current:03d}{suffix}")
+    return 0

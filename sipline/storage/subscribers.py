@@ -1,0 +1,148 @@
+"""Subscribers: who may register and call, with their digest HA1 (never a password).
+
+Shared by every role that authenticates or bills (proxy, b2bua, acr). The HA1
+realm is the subscriber's domain, so a phone configured with user ``alice``,
+domain ``example.com`` and its password answers our challenges directly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from sipline.sip.auth import MD5, SHA256, compute_ha1
+from sipline.storage.database import Database, IntegrityError, InvalidValue, Row, StorageError
+
+# RFC 3261 section 25.1: user = unreserved / escaped / user-unreserved characters.
+_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
+_HOSTNAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]"
+)
+_IPV4 = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}")
+MAX_USERNAME = 128  # the widths of the columns (001_initial.sql)
+MAX_ACCOUNT = 64
+_COLUMNS = "id, username, domain, ha1_md5, ha1_sha256, account, created_at"
+
+
+class InvalidAor(InvalidValue):
+    """Not an address of record of the form ``user@domain`` (``sip:`` optional)."""
+
+
+class DuplicateSubscriber(StorageError):
+    pass
+
+
+class UnknownSubscriber(StorageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    username: str
+    domain: str
+    ha1_md5: str = field(repr=False)
+    ha1_sha256: str = field(repr=False)
+    account: str | None
+    created_at: float
+
+    @property
+    def aor(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+    def ha1(self, algorithm: str) -> str | None:
+        """The HA1 to verify credentials of ``algorithm`` with; None for one we do not store."""
+        return {MD5: self.ha1_md5, SHA256: self.ha1_sha256}.get(algorithm.upper())
+
+    @classmethod
+    def from_row(cls, row: Row) -> Subscriber:
+        id_, username, domain, ha1_md5, ha1_sha256, account, created_at = row
+        return cls(int(id_), username, domain, ha1_md5, ha1_sha256, account, float(created_at))
+
+
+def parse_aor(text: str) -> tuple[str, str]:
+    """``(username, domain)`` of ``alice@example.com`` or ``sip:alice@example.com``.
+
+    The domain is lower-cased (host names compare case-insensitively); the
+    username is kept as given (SIP user parts are case-sensitive).
+    """
+    address = text.strip()
+    if address[:4].lower() == "sip:":
+        address = address[4:]
+    username, at, domain = address.rpartition("@")
+    if not at or not _is_user(username) or not _is_domain(domain):
+        raise InvalidAor(f"bad AOR {text!r}: expected user@domain, such as alice@example.com")
+    return username, domain.lower()
+
+
+def _is_user(username: str) -> bool:
+    return len(username) <= MAX_USERNAME and _USER.fullmatch(username) is not None
+
+
+def _is_domain(domain: str) -> bool:
+    if _IPV4.fullmatch(domain):
+        return all(int(part) <= 255 for part in domain.split("."))
+    return len(domain) <= 253 and _HOSTNAME.fullmatch(domain) is not None
+
+
+class Subscribers:
+    """The subscribers table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, aor: str, password: str, account: str | None = None) -> Subscriber:
+        """Provision ``aor`` with the HA1s of ``password``; DuplicateSubscriber if it exists."""
+        username, domain = parse_aor(aor)
+        if not password:
+            raise InvalidValue("the password must not be empty")
+        if account is not None and not 0 < len(account) <= MAX_ACCOUNT:
+            raise InvalidValue(f"an account name has 1 to {MAX_ACCOUNT} characters")
+        row = (
+            username,
+            domain,
+            compute_ha1(username, domain, password, MD5),
+            compute_ha1(username, domain, password, SHA256),
+            account,
+            time.time(),
+        )
+        try:
+            async with self._db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO subscribers"
+                    " (username, domain, ha1_md5, ha1_sha256, account, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                added = await tx.fetchone(
+                    f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
+                    (username, domain),
+                )
+        except IntegrityError:
+            raise DuplicateSubscriber(f"subscriber {username}@{domain} already exists") from None
+        assert added is not None
+        return Subscriber.from_row(added)
+
+    async def remove(self, aor: str) -> None:
+        """Delete ``aor``; UnknownSubscriber if there is no such subscriber."""
+        username, domain = parse_aor(aor)
+        deleted = await self._db.execute(
+            "DELETE FROM subscribers WHERE username = ? AND domain = ?", (username, domain)
+        )
+        if not deleted:
+            raise UnknownSubscriber(f"no subscriber {username}@{domain}")
+
+    async def get(self, username: str, domain: str) -> Subscriber | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
+            (username, domain.lower()),
+        )
+        return Subscriber.from_row(row) if row else None
+
+    async def list(self) -> list[Subscriber]:
+        """Every subscriber, by domain then username."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM subscribers ORDER BY domain, username"
+        )
+        return [Subscriber.from_row(row) for row in rows]
