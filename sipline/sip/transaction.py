@@ -126,6 +126,14 @@ Action = Send | Deliver | DeliverResponse | TimedOut | Terminated
 AnyTransaction = ClientTransaction | ServerTransaction
 
 
+_WORKING = frozenset((State.CALLING, State.TRYING, State.PROCEEDING))
+
+
+def _busy(txn: Transaction) -> bool:
+    # Completed INVITE servers still wait for the ACK (timer H sets ``end``).
+    return txn.state in _WORKING or txn.end is not None
+
+
 def server_key(request: Request, method: str) -> tuple:
     """The server transaction a request belongs to (§17.2.3), as ``method`` (ACK -> INVITE)."""
     via = request.via
@@ -199,7 +207,11 @@ class TransactionLayer:
 
     @property
     def idle(self) -> bool:
-        return not self._servers and not self._clients
+        """No transaction is waiting for the TU or the network; the rest only
+        linger to absorb retransmissions, which a draining node need not wait for."""
+        return not any(map(_busy, self._servers.values())) and not any(
+            map(_busy, self._clients.values())
+        )
 
     @property
     def timers(self) -> int:
