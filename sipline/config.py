@@ -99,6 +99,56 @@ class RedisSection(Section):
     url: Annotated[str | None, BeforeValidator(_empty_is_none)] = None
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, such as 127.0.0.1:5070")
+    _ip_address(host.strip("[]"))
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class ProxySection(Section):
+    """The edge proxy and registrar (``sipline proxy``)."""
+
+    domains: Annotated[list[str], Field(min_length=1)] = ["example.com"]
+    # Peers whose requests are not challenged (the B2BUA, the ACR nodes): HOST:PORT.
+    trusted: list[HostPort] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
+    # Where calls to anything that is not one of our subscribers go.
+    b2bua: list[HostPort] = ["127.0.0.1:5070"]
+    record_route: bool = True
+    # Seconds a forwarded INVITE may go without a final response (RFC 3261 §16.6 timer C).
+    timer_c: Annotated[float, Field(ge=180)] = 180.0
+
+
+class RegistrarSection(Section):
+    min_expires: Annotated[int, Field(ge=1)] = 60
+    max_expires: Annotated[int, Field(ge=1)] = 3600
+    default_expires: Annotated[int, Field(ge=1)] = 3600
+    max_contacts: Annotated[int, Field(ge=1)] = 10
+    # Group commit of bindings: a batch is written when it has this many rows
+    # or is this old, and each 200 OK waits for its batch.
+    commit_rows: Annotated[int, Field(ge=1)] = 500
+    commit_ms: Annotated[float, Field(ge=0)] = 10.0
+    sweep_interval: Seconds = 5.0
+
+
+class AuthSection(Section):
+    # HMAC key of the stateless nonces; "" = random at each start (one node only:
+    # nodes sharing phones must share it).
+    secret: str = ""
+    nonce_lifetime: Seconds = 300.0
+    algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["SHA-256", "MD5"]
+
+
+class NatSection(Section):
+    # Bindings of phones behind NAT are pinged (OPTIONS on UDP, CRLF on TCP).
+    ping_interval: Seconds = 30.0
+    ping_failures: Annotated[int, Field(ge=1)] = 3
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -112,6 +162,10 @@ class Settings(BaseSettings):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     redis: RedisSection = Field(default_factory=RedisSection)
+    proxy: ProxySection = Field(default_factory=ProxySection)
+    registrar: RegistrarSection = Field(default_factory=RegistrarSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    nat: NatSection = Field(default_factory=NatSection)
 
     @classmethod
     def settings_customise_sources(

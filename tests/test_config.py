@@ -158,6 +158,14 @@ def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
             "sqlite:// or mysql://",
         ),
         (
+            '[proxy]\ntrusted = ["127.0.0.1"]',
+            "proxy.trusted[0]",
+            "'127.0.0.1'",
+            "expected HOST:PORT",
+        ),
+        ("[proxy]\ndomains = []", "proxy.domains", "[]", "at least 1 item"),
+        ('[auth]\nalgorithms = ["SHA-1"]', "auth.algorithms[0]", "'SHA-1'", "'SHA-256' or 'MD5'"),
+        (
             "[node]\ndrain_timeout = -1.0",
             "node.drain_timeout",
             "-1.0",
