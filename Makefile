@@ -4,7 +4,7 @@
 VENV := .venv
 CONFIG ?= configs/single.toml
 
-.PHONY: bootstrap run test lint bench-micro
+.PHONY: bootstrap run test lint bench-micro bench
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,3 +20,13 @@ lint: bootstrap
 
 bench-micro: bootstrap
 	$(VENV)/bin/python -m pytest bench/micro --benchmark-only
+
+# A sipp load test stepping through RATES (calls/s), DURATION seconds each;
+# fails unless the highest rate is sustained. Results in bench/results/.
+SCENARIO ?= options
+RATES ?= 1000,2000,4000
+DURATION ?= 10
+TRANSPORT ?= udp
+
+bench: bootstrap
+	$(VENV)/bin/python -m bench $(SCENARIO) --rates $(RATES) --duration $(DURATION) --transport $(TRANSPORT)

@@ -1,0 +1,394 @@
+"""Step a sipp scenario through call rates against a server it starts itself.
+
+A step runs sipp for ``rate * duration`` calls at ``rate`` calls per second
+against a fresh server process, samples the server's CPU and memory from
+/proc while sipp runs, and reads sipp's statistics files when it is done.
+Each step is bounded: sipp gets a global ``-timeout`` and is killed shortly
+after it; the server is stopped (SIGTERM, then SIGKILL) at the end of the step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import sippstats
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+SAMPLE_PERIOD = 0.5  # seconds between /proc samples and progress reports
+SIPP_GRACE = 5.0  # seconds past the answer timeout before sipp's -timeout
+KILL_GRACE = 10.0  # seconds past sipp's -timeout before it is killed
+SUSTAINED_SUCCESS_PCT = 99.9
+SUSTAINED_RATE_TOLERANCE = 0.05
+
+
+class BenchError(RuntimeError):
+    """A step could not be run (server did not start, sipp failed to run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A process started afresh for each step, listening for SIP on a free port.
+
+    ``argv[0]`` is looked up in the virtualenv's bin directory; the port is
+    passed in the environment variable ``port_env``; ready once it answers an
+    OPTIONS over UDP.
+    """
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    port_env: str = "SIPLINE_SIP__PORT"
+    start_timeout: float = 15.0
+    stop_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One load test: a sipp XML under bench/scenarios and what it runs against."""
+
+    name: str
+    xml: str
+    server: Server | None  # None: the target is given on the command line
+    service: str = "node"  # sipp -s: the user part of the request URI
+    sipp_args: tuple[str, ...] = ()
+    answer_timeout: float = 4.0  # the longest wait in the XML: bounds a step's tail
+
+
+MINIMAL_NODE = Server(
+    ("sipline", "run", "--config", "configs/single.toml"),
+    # info logs a line per message; a short drain keeps the step's end bounded
+    {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
+)
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("options", "options.xml", MINIMAL_NODE),
+    )
+}
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one step measured; ``sustained`` judges it against its target."""
+
+    target_cps: int
+    planned_calls: int
+    created: int
+    successful: int
+    failed: int
+    retransmissions: int
+    elapsed_s: float
+    achieved_cps: float  # successful calls per second of the whole step
+    success_pct: float  # of the planned calls
+    rtt_p50_ms: float | None
+    rtt_p99_ms: float | None
+    rtt_max_ms: float | None
+    server_cpu_pct: float | None  # 100 = one core busy
+    server_rss_mb: float | None  # the largest sampled
+    sipp_cpu_pct: float | None
+    sipp_exit: int
+    sustained: bool = False
+
+    def judge(self) -> StepResult:
+        self.sustained = is_sustained(self.target_cps, self.achieved_cps, self.success_pct)
+        return self
+
+
+def is_sustained(target_cps: float, achieved_cps: float, success_pct: float) -> bool:
+    """≥ 99.9 % of the calls succeeded and the achieved rate is within 5 % of the target."""
+    close = abs(achieved_cps - target_cps) <= SUSTAINED_RATE_TOLERANCE * target_cps
+    return success_pct >= SUSTAINED_SUCCESS_PCT and close
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    scenario: Scenario
+    rate: int
+    duration: float
+    transport: str  # "udp" or "tcp"
+    workdir: Path
+    target: tuple[str, int] | None = None  # a server already running: start none
+
+    @property
+    def calls(self) -> int:
+        return max(1, round(self.rate * self.duration))
+
+    @property
+    def sipp_timeout(self) -> float:
+        return self.duration + self.scenario.answer_timeout + SIPP_GRACE
+
+
+Progress = Callable[[float], None]  # seconds of sipp's run so far
+
+
+def run_step(plan: StepPlan, sipp: str, progress: Progress | None = None) -> StepResult:
+    """Run one step to its end (bounded) and return what it measured."""
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    for stale in (*plan.workdir.glob("*_rtt.csv"), plan.workdir / "stats.csv"):
+        stale.unlink(missing_ok=True)  # of an earlier run into the same directory
+    with _target(plan) as (address, server_pid):
+        server = ProcSampler.start(server_pid)
+        with (plan.workdir / "sipp.out").open("wb") as out:
+            process = subprocess.Popen(
+                sipp_command(plan, sipp, address), cwd=plan.workdir, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        try:
+            sipp_sampler = ProcSampler.start(process.pid)
+            samplers = [s for s in (server, sipp_sampler) if s is not None]
+            code = _watch(process, plan.sipp_timeout + KILL_GRACE, samplers, progress)
+        finally:  # interrupted: leave no sipp behind
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return _result(plan, code, server, sipp_sampler)
+
+
+def sipp_command(plan: StepPlan, sipp: str, address: tuple[str, int]) -> list[str]:
+    scenario = plan.scenario
+    return [
+        sipp, f"{address[0]}:{address[1]}",
+        "-sf", str(SCENARIO_DIR / scenario.xml), "-s", scenario.service,
+        "-t", {"udp": "u1", "tcp": "t1"}[plan.transport],
+        "-i", HOST, "-p", str(free_port()),
+        "-r", str(plan.rate), "-m", str(plan.calls),
+        "-timeout", f"{plan.sipp_timeout:.0f}s", "-nostdin",
+        "-trace_stat", "-stf", "stats.csv", "-fd", "1",
+        "-trace_rtt", "-rtt_freq", "1",
+        *scenario.sipp_args,
+    ]
+
+
+def _watch(
+    process: subprocess.Popen[bytes],
+    bound: float,
+    samplers: Sequence[ProcSampler],
+    progress: Progress | None,
+) -> int:
+    """Sample until sipp exits or ``bound`` seconds pass (then kill it); sipp's exit code."""
+    started = time.monotonic()
+    while True:
+        for sampler in samplers:
+            sampler.sample()  # before poll(): sipp's last figures, as a zombie
+        code = process.poll()
+        elapsed = time.monotonic() - started
+        if code is not None:
+            return code
+        if elapsed > bound:
+            process.kill()
+            return process.wait()
+        if progress is not None:
+            progress(elapsed)
+        time.sleep(SAMPLE_PERIOD)
+
+
+def _result(
+    plan: StepPlan, code: int, server: ProcSampler | None, sipp: ProcSampler | None
+) -> StepResult:
+    stats = plan.workdir / "stats.csv"
+    if not stats.exists():
+        tail = _tail(plan.workdir / "sipp.out")
+        raise BenchError(f"sipp exited {code} without statistics:\n{tail}")
+    totals = sippstats.read_totals(stats.read_text())
+    rtts = _response_times(plan.workdir)
+    return StepResult(
+        target_cps=plan.rate,
+        planned_calls=plan.calls,
+        created=totals.created,
+        successful=totals.successful,
+        failed=totals.failed,
+        retransmissions=totals.retransmissions,
+        elapsed_s=round(totals.elapsed_s, 3),
+        achieved_cps=round(totals.successful / totals.elapsed_s, 1) if totals.elapsed_s else 0.0,
+        success_pct=round(100 * totals.successful / plan.calls, 3),
+        rtt_p50_ms=sippstats.percentile(rtts, 50),
+        rtt_p99_ms=sippstats.percentile(rtts, 99),
+        rtt_max_ms=max(rtts, default=None),
+        server_cpu_pct=server.cpu_pct if server else None,
+        server_rss_mb=server.rss_mb if server else None,
+        sipp_cpu_pct=sipp.cpu_pct if sipp else None,
+        sipp_exit=code,
+    ).judge()
+
+
+def _response_times(workdir: Path) -> list[float]:
+    # sipp names the file after the scenario and its pid: <scenario>_<pid>_rtt.csv
+    times: list[float] = []
+    for path in workdir.glob("*_rtt.csv"):
+        times += sippstats.read_response_times(path.read_text())
+    return times
+
+
+# -- the server under test ------------------------------------------------------------
+@contextmanager
+def _target(plan: StepPlan) -> Iterator[tuple[tuple[str, int], int | None]]:
+    """The address sipp sends to and the pid to sample (None if not ours)."""
+    if plan.target is not None:
+        yield plan.target, None
+        return
+    if plan.scenario.server is None:
+        raise BenchError(f"scenario {plan.scenario.name} starts no server: give a target")
+    with started_server(plan.scenario.server, plan.workdir / "server.log") as (port, pid):
+        yield (HOST, port), pid
+
+
+@contextmanager
+def started_server(server: Server, log: Path) -> Iterator[tuple[int, int]]:
+    """Start ``server`` on a free port, wait until it answers; yield (port, pid); stop it."""
+    port = free_port()
+    env = {**os.environ, **server.env, server.port_env: str(port)}
+    argv = [str(VENV_BIN / server.argv[0]), *server.argv[1:]]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        _wait_ready(process, port, server.start_timeout, log)
+        yield port, process.pid
+    finally:
+        _stop(process, server.stop_timeout)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"server exited {process.returncode}:\n{_tail(log)}")
+        if answers_options(port):
+            return
+        time.sleep(0.1)
+    raise BenchError(f"server did not answer OPTIONS within {timeout:.0f} s:\n{_tail(log)}")
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answers_options(port: int, timeout: float = 0.2) -> bool:
+    """Whether something on 127.0.0.1:``port`` answers one OPTIONS over UDP with 200."""
+    branch = f"z9hG4bKbench{time.monotonic_ns()}"
+    request = (
+        f"OPTIONS sip:probe@{HOST}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:{port};branch={branch};rport\r\n"
+        f"From: <sip:bench@{HOST}>;tag=b\r\nTo: <sip:probe@{HOST}>\r\n"
+        f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((HOST, port))
+            sock.send(request.encode())
+            return sock.recv(65535).startswith(b"SIP/2.0 200 ")
+        except OSError:
+            return False
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+    raise BenchError("no free port on 127.0.0.1")
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-size:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# -- /proc sampling -----------------------------------------------------------------------
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class ProcSampler:
+    """CPU time and resident memory of one process, from /proc/<pid>/stat.
+
+    CPU% is the CPU time used between the first and the last successful
+    sample over the wall time between them (100 = one core busy).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._first: tuple[float, float] | None = None  # (wall, cpu seconds)
+        self._last: tuple[float, float] | None = None
+        self._rss_max = 0
+
+    @classmethod
+    def start(cls, pid: int | None) -> ProcSampler | None:
+        if pid is None:
+            return None
+        sampler = cls(pid)
+        sampler.sample()
+        return sampler
+
+    def sample(self) -> None:
+        try:
+            cpu, rss = read_proc_stat(Path(f"/proc/{self.pid}/stat").read_text())
+        except (OSError, ValueError):
+            return  # gone: keep what was seen
+        point = (time.monotonic(), cpu)
+        if self._first is None:
+            self._first = point
+        self._last = point
+        self._rss_max = max(self._rss_max, rss)
+
+    @property
+    def cpu_pct(self) -> float | None:
+        if self._first is None or self._last is None or self._last[0] <= self._first[0]:
+            return None
+        wall = self._last[0] - self._first[0]
+        return round(100 * (self._last[1] - self._first[1]) / wall, 1)
+
+    @property
+    def rss_mb(self) -> float | None:
+        return round(self._rss_max / 2**20, 1) if self._rss_max else None
+
+
+def read_proc_stat(text: str) -> tuple[float, int]:
+    """(user + system CPU seconds, resident bytes) from the text of /proc/<pid>/stat."""
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    utime, stime, rss_pages = int(fields[11]), int(fields[12]), int(fields[21])
+    return (utime + stime) / _CLOCK_TICKS, rss_pages * _PAGE_SIZE
+
+
+def run_steps(
+    plans: Sequence[StepPlan],
+    sipp: str,
+    progress: Callable[[int, float], None] | None = None,
+) -> list[StepResult]:
+    """Run ``plans`` in order; ``progress(step_index, seconds)`` while each runs."""
+    results = []
+    for index, plan in enumerate(plans):
+        tick = (lambda s, i=index: progress(i, s)) if progress is not None else None
+        results.append(run_step(plan, sipp, tick))
+    return results
