@@ -10,43 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sysconfig
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sipline.sip.auth import MD5, SHA256, compute_ha1
-from sipline.storage.testing import MariaDB, MariaDBUnavailable, shared_mariadb
+from sipline.storage.schema import load_migrations
 
 REPO = Path(__file__).resolve().parents[2]
 SIPLINE = Path(sysconfig.get_path("scripts")) / "sipline"
 PASSWORD = "s3cret-Pa55"
-
-
-# The same server fixture as tests/storage/conftest.py (conftest fixtures do not
-# reach this directory); shared_mariadb() starts at most one server per process.
-# Drop this once that fixture has moved to tests/conftest.py.
-@pytest.fixture(scope="session")
-def mariadb(request: pytest.FixtureRequest) -> Iterator[MariaDB]:
-    problem = None
-    try:
-        with shared_mariadb(lambda: request.getfixturevalue("mariadbd_bin")) as server:
-            yield server
-    except MariaDBUnavailable as exc:
-        problem = str(exc)
-    if problem:
-        pytest.fail(f"no MariaDB server for the tests: {problem}", pytrace=False)
-
-
-@pytest.fixture(params=["sqlite", "mysql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'sipline.db'}"
-        return
-    server: MariaDB = request.getfixturevalue("mariadb")
-    url = server.fresh_database()
-    yield url
-    server.drop_database(url)
 
 
 def sipline(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -83,10 +56,12 @@ def migrated_url(database_url: str) -> str:
 
 
 def test_migrate_creates_the_schema_then_has_nothing_to_do(database_url: str) -> None:
-    assert ok(database_url, "db", "migrate") == (
-        "applied migration 001 (initial)\nschema at version 001\n"
-    )
-    assert ok(database_url, "db", "migrate") == "schema at version 001; nothing to apply\n"
+    shipped = load_migrations()
+    last = f"{shipped[-1].version:03d}"
+    applied = "".join(f"applied migration {m.version:03d} ({m.name})\n" for m in shipped)
+    assert applied.startswith("applied migration 001 (initial)\n")
+    assert ok(database_url, "db", "migrate") == f"{applied}schema at version {last}\n"
+    assert ok(database_url, "db", "migrate") == f"schema at version {last}; nothing to apply\n"
 
 
 def test_add_list_remove(migrated_url: str) -> None:
