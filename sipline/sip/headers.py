@@ -7,7 +7,9 @@ asked for it (see ``sipline.sip.message``), and turns back into text with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import ParseError
 from .uri import Uri, parse_uri
@@ -72,12 +74,14 @@ def split_values(value: str) -> list[str]:
     """Split a header value on the commas that separate values, not those inside
     quoted strings or ``<...>`` (RFC 3261 §7.3.1)."""
     if "," not in value:
-        return [value.strip()]
+        return [value.strip(" \t")]
     if '"' not in value:
+        if value.count(",") == value.count(">, <"):  # "<a>, <b>": Route, Record-Route
+            return value.strip(" \t").split(", ")
         parts = value.split(",")
-        if "<" in value:
+        if "<" in value and _COMMA_IN_ANGLES(value):
             parts = _rejoin_angles(parts)
-        return [part.strip() for part in parts]
+        return [part.strip(" \t") for part in parts]
     parts = []
     start = 0
     quoted = angle = escaped = False
@@ -96,11 +100,11 @@ def split_values(value: str) -> list[str]:
         elif char == ">":
             angle = False
         elif char == "," and not angle:
-            parts.append(value[start:i].strip())
+            parts.append(value[start:i].strip(" \t"))
             start = i + 1
     if quoted or angle:
         raise ParseError("unbalanced quote or angle bracket")
-    parts.append(value[start:].strip())
+    parts.append(value[start:].strip(" \t"))
     return parts
 
 
@@ -148,14 +152,29 @@ def parse_params(text: str) -> dict[str, str | None]:
     serialise back unchanged.
     """
     params: dict[str, str | None] = {}
-    spaced = " " in text or "\t" in text
-    for part in split_params(text):
+    if '"' in text:
+        parts = split_params(text)
+    elif " " in text or "\t" in text:
+        parts = text.split(";")
+    elif ";" not in text:  # the commonest case: one parameter (a tag, lr)
+        name, eq, val = text.partition("=")
+        if name:
+            return {name.lower(): val if eq else None}
+        parts = [text]
+    else:  # the common case: no quotes, no LWS
+        for part in text.split(";"):
+            name, eq, val = part.partition("=")
+            params[name.lower()] = val if eq else None
+        if "" not in params:
+            return params
+        params = {}  # an empty name: ";;" or a trailing ";" (tolerated), or "=x"
+        parts = text.split(";")
+    for part in parts:
         name, eq, val = part.partition("=")
-        if spaced:
-            name, val = name.strip(), val.strip()
+        name, val = name.strip(" \t"), val.strip(" \t")
         if not name:
             if not eq and not val:
-                continue  # tolerate ";;" and a trailing ";"
+                continue
             raise ParseError("empty parameter name")
         params[name if name.islower() else name.lower()] = val if eq else None
     return params
@@ -195,13 +214,13 @@ def _parse_int(text: str, what: str, high: int = 2**32 - 1) -> int:
 
 
 def split_host_port(text: str, what: str = "host") -> tuple[str, int | None]:
-    """``host[:port]`` with IPv6 references in brackets."""
-    text = text.strip()
+    """``host[:port]`` with IPv6 references in brackets; LWS may surround the colon."""
+    text = text.strip(" \t")
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
             raise ParseError(f"bad {what}: unclosed IPv6 reference")
-        host, rest = text[: end + 1], text[end + 1 :]
+        host, rest = text[: end + 1], text[end + 1 :].lstrip(" \t")
         if rest and rest[0] != ":":
             raise ParseError(f"bad {what}")
         port_text = rest[1:] if rest else None
@@ -209,7 +228,9 @@ def split_host_port(text: str, what: str = "host") -> tuple[str, int | None]:
         host, colon, port_text = text.partition(":")
         if not colon:
             port_text = None
-    if not host or " " in host:
+        elif host[-1:] in (" ", "\t"):
+            host = host.rstrip(" \t")
+    if not host or " " in host or "\t" in host:
         raise ParseError(f"bad {what}")
     if port_text is None:
         return host, None
@@ -234,21 +255,41 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        sent_protocol, _, rest = value.strip().partition(" ")
-        if sent_protocol.count("/") != 2:
-            # LWS is allowed around the slashes of sent-protocol.
-            head, sep, tail = value.strip().rpartition("/")
-            transport, _, rest = tail.strip().partition(" ")
-            sent_protocol = "".join(head.split()) + sep + transport
-            if sent_protocol.count("/") != 2:
-                raise ParseError("bad Via")
-        name, version, transport = sent_protocol.split("/")
-        if not transport or not name or not version:
+        # Fast path: "SIP/2.0/UDP host:port;params" as nearly every UA writes it.
+        protocol, _, rest = value.partition(" ")
+        transport = _PLAIN_PROTOCOLS.get(protocol)
+        if transport is not None:
+            sent_by, semi, param_text = rest.partition(";")
+            host_port = _plain_sent_by(sent_by)
+            if host_port is not None:
+                params = parse_params(param_text) if semi else {}
+                return cls(transport, host_port[0], host_port[1], params, "SIP/2.0")
+        match = _VIA_HEAD(value)
+        if match is None:
+            return cls._parse_odd(value)
+        name, version, transport, host, port_text, semi = match.groups()
+        if port_text is None:
+            port = None
+        else:
+            port = int(port_text)
+            if port > 65535:
+                raise ParseError("bad Via sent-by port")
+        params = parse_params(value[match.end() :]) if semi else {}
+        if name == "SIP" and version == "2.0":
+            protocol = "SIP/2.0"
+        else:
+            protocol = f"{name.upper()}/{version}"
+        return cls(transport if transport.isupper() else transport.upper(), host, port, params, protocol)
+
+    @classmethod
+    def _parse_odd(cls, value: str) -> Via:
+        """What the one-regex path does not take: report what is wrong with it."""
+        match = _SENT_PROTOCOL(value)
+        if match is None:
             raise ParseError("bad Via")
-        sent_by, semi, param_text = rest.partition(";")
-        host, port = split_host_port(sent_by, "Via sent-by")
-        params = parse_params(param_text) if semi else {}
-        return cls(transport.upper(), host, port, params, f"{name.upper()}/{version}")
+        sent_by = value[match.end() :].partition(";")[0]
+        host, _ = split_host_port(sent_by, "Via sent-by")
+        raise ParseError("bad Via sent-by")
 
     def __str__(self) -> str:
         sent_by = format_host_port(self.host, self.port)
@@ -274,7 +315,9 @@ class Via:
     def rport(self) -> int | None:
         """The rport value a server filled in (RFC 3581 §4); None when absent or empty."""
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        if value and value.isdigit() and value.isascii() and len(value) <= 5:
+            return int(value)
+        return None
 
     @property
     def wants_rport(self) -> bool:
@@ -298,29 +341,75 @@ class NameAddr:
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
-        text = value.strip()
+        # Fast path for the shapes nearly every UA sends: <uri>;params and
+        # "display" <uri>;params, no escapes, no LWS inside the brackets.
+        display: str | None
+        if value[:1] == "<":
+            display, lt = None, 0
+        elif value[:1] == '"':
+            end = value.find('"', 1)
+            if end < 0 or not value.startswith(" <", end + 1):
+                return cls._parse_other(value)
+            display, lt = value[1:end], end + 2
+            if "\\" in display:
+                return cls._parse_other(value)
+        else:
+            return cls._parse_other(value)
+        gt = value.find(">", lt)
+        uri_text = value[lt + 1 : gt]
+        if gt < 0 or ":" not in uri_text or " " in uri_text or "\t" in uri_text:
+            return cls._parse_other(value)
+        if gt + 1 == len(value):
+            params: dict[str, str | None] = {}
+        elif value[gt + 1] == ";":
+            params = parse_params(value[gt + 2 :])
+        else:
+            return cls._parse_other(value)
+        if cls is not NameAddr:
+            return cls(uri_text, display, params, True)
+        # What the dataclass __init__ does, without its call overhead (hot path).
+        self = _new_object(cls)
+        self.uri_text = uri_text
+        self.display = display
+        self.params = params
+        self.angle = True
+        self._uri = None
+        return self
+
+    @classmethod
+    def _parse_other(cls, value: str) -> NameAddr:
+        """An addr-spec without angle brackets, or a name-addr the fast path left."""
+        match = _NAME_ADDR(value)
+        if match is not None:
+            quoted, display, uri_text, params = match.groups()
+            if quoted is not None:
+                display = _unescape_quoted(quoted) if "\\" in quoted else quoted
+            elif not display:
+                display = None
+            return cls(uri_text, display, {} if params is None else parse_params(params), True)
+        text = value.strip(" \t")
         display = None
         if text.startswith('"'):
             end = _closing_quote(text)
             display = unquote(text[: end + 1])
-            text = text[end + 1 :].lstrip()
+            text = text[end + 1 :].lstrip(" \t")
             if not text.startswith("<"):
                 raise ParseError("display name without <URI>")
         lt = text.find("<")
         if lt >= 0:
             if display is None and lt > 0:
-                display = text[:lt].strip() or None
+                display = text[:lt].strip(" \t") or None
             gt = text.find(">", lt)
             if gt < 0:
                 raise ParseError("unclosed <URI>")
-            uri_text = text[lt + 1 : gt].strip()
-            rest = text[gt + 1 :].strip()
+            uri_text = text[lt + 1 : gt].strip(" \t")
+            rest = text[gt + 1 :].strip(" \t")
             angle = True
         else:
             # addr-spec: a ';' after the URI starts header parameters (§20.10).
-            uri_text, _, param_text = text.partition(";")
-            uri_text = uri_text.strip()
-            rest = ";" + param_text if _ else ""
+            uri_text, semi, param_text = text.partition(";")
+            uri_text = uri_text.strip(" \t")
+            rest = ";" + param_text if semi else ""
             angle = False
         if not uri_text or ":" not in uri_text:
             raise ParseError("bad URI in name-addr")
@@ -335,7 +424,7 @@ class NameAddr:
     def __str__(self) -> str:
         if self.display is not None:
             display = self.display
-            if not display.replace(" ", "").replace("-", "").replace(".", "").isalnum():
+            if not _is_token_list(display):
                 display = quote(display)
             head = f"{display} <{self.uri_text}>"
         elif self.angle or self.params:
@@ -388,13 +477,9 @@ class Contact(NameAddr):
         value = self.params.get("q")
         if value is None:
             return 1.0
-        try:
-            q = float(value)
-        except ValueError:
-            raise ParseError("bad Contact q") from None
-        if not 0.0 <= q <= 1.0:
+        if not _QVALUE(value):
             raise ParseError("bad Contact q")
-        return q
+        return float(value)
 
     @property
     def instance(self) -> str | None:
@@ -414,12 +499,15 @@ class CSeq:
 
     @classmethod
     def parse(cls, value: str) -> CSeq:
-        number, _, method = value.strip().partition(" ")
-        if " " in method or "\t" in method or not number.isdigit():
-            number, method = number.strip(), method.strip()
-        if not method or not (method.isalpha() and method.isascii() or _is_token(method)):
-            raise ParseError("bad CSeq")
-        if number.isdigit() and number.isascii() and len(number) < 10:
+        number, _, method = value.partition(" ")
+        if not (number.isdigit() and method.isalpha() and method.isascii()):
+            parts = value.split()
+            if len(parts) != 2:
+                raise ParseError("bad CSeq")
+            number, method = parts
+            if not _is_token(method):
+                raise ParseError("bad CSeq")
+        if number.isascii() and len(number) < 10 and number.isdigit():
             return cls(int(number), method)
         return cls(_parse_int(number, "CSeq number", 2**31 - 1), method)
 
@@ -441,6 +529,68 @@ def _is_token(text: str) -> bool:
 
 
 is_token = _is_token
+
+
+def _is_token_list(text: str) -> bool:
+    """Tokens separated by single spaces: a display name that needs no quotes."""
+    if text.isalnum() and text.isascii():
+        return True
+    return bool(text) and all(_is_token(word) for word in text.split(" "))
+
+
+_LWS = (" ", "\t")
+_new_object = object.__new__
+_COMMA_IN_ANGLES = re.compile(r"<[^>]*,").search
+_PLAIN_PROTOCOLS = {
+    f"SIP/2.0/{transport}": transport
+    for transport in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "DTLS", "TLS-SCTP")
+}
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+@lru_cache(maxsize=4096)
+def _plain_sent_by(text: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` with a plain hostname or IPv4 address and no LWS; None
+    for anything else. Cached: the same peers send message after message."""
+    host, colon, port_text = text.partition(":")
+    if not host or not _HOST_CHARS.issuperset(host):
+        return None
+    if not colon:
+        return host, None
+    if not (port_text.isdigit() and port_text.isascii() and len(port_text) <= 5):
+        return None
+    port = int(port_text)
+    return (host, port) if port <= 65535 else None
+
+
+_TOKEN_RUN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_HOST_RUN = r"[A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\]"
+# A whole Via value up to its parameters, LWS allowed where §20.42 allows it.
+_VIA_HEAD = re.compile(
+    rf"[ \t]*({_TOKEN_RUN})[ \t]*/[ \t]*({_TOKEN_RUN})[ \t]*/[ \t]*({_TOKEN_RUN})[ \t]+"
+    rf"({_HOST_RUN})(?:[ \t]*:[ \t]*([0-9]{{1,5}}))?[ \t]*(?:(;)|\Z)"
+).match
+# [display] <uri> [;params]: the shape of nearly every From, To, Route and Contact.
+# The URI must have a scheme and no LWS (other shapes take the slow path).
+_NAME_ADDR = re.compile(
+    r'[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([^"<]*?)[ \t]*)'
+    r"<([^>:\s]+:[^>\s]*)>[ \t]*(?:;(.*))?\Z",
+    re.S,
+).match
+# sent-protocol and the LWS after it: "SIP / 2.0 / UDP " (RFC 3261 §20.42).
+_SENT_PROTOCOL = re.compile(
+    rf"[ \t]*({_TOKEN_RUN})[ \t]*/[ \t]*({_TOKEN_RUN})[ \t]*/[ \t]*({_TOKEN_RUN})[ \t]+"
+).match
+# RFC 3261 §20.10: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z").match
+
+
+def _unescape_quoted(text: str) -> str:
+    """The inside of a quoted string with its quoted-pairs resolved."""
+    return _QUOTED_PAIR(r"\1", text)
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S).sub
 
 
 def _closing_quote(text: str) -> int:

@@ -35,47 +35,56 @@ Field = list
 
 
 class Headers:
-    """Header fields in order, with case-insensitive and compact-form lookup."""
+    """Header fields in order, with case-insensitive and compact-form lookup.
 
-    __slots__ = ("_fields", "_index", "_parsed")
+    Each line is a ``Field``; ``_index`` maps a key to the first line with
+    that key, and ``_multi`` a key with more than one line to all of them, in
+    order (most headers have one line, and this keeps parsing cheap).
+    """
+
+    __slots__ = ("_fields", "_index", "_multi", "_parsed")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._fields: list[Field] = []
-        self._index: dict[str, list[Field]] = {}
+        self._index: dict[str, Field] = {}
+        self._multi: dict[str, list[Field]] = {}
         self._parsed: dict[str, Any] = {}
         for name, value in items or ():
             self.add(name, value)
 
-    @classmethod
-    def _from_fields(cls, fields: list[Field], index: dict[str, list[Field]]) -> Headers:
-        headers = cls.__new__(cls)
-        headers._fields = fields
-        headers._index = index
-        headers._parsed = {}
-        return headers
-
     # -- reading -----------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
-        found = self._index.get(header_key(name))
-        return found[0][2] if found else default
+        """The value of the first line of a header (not split on commas)."""
+        f = self._index.get(header_key(name))
+        return default if f is None else f[2]
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value of a header, in order (values not split on commas)."""
-        return [f[2] for f in self._index.get(header_key(name), ())]
+        return [f[2] for f in self._all(header_key(name))]
 
     def values(self, name: str) -> list[str]:
         """Every value of a list header (Via, Route, Contact ...) across its lines."""
-        found = self._index.get(header_key(name))
-        if not found:
-            return []
-        if len(found) == 1:
-            return split_values(found[0][2])
-        return [v for f in found for v in split_values(f[2])]
+        key = header_key(name)
+        if key not in self._multi:
+            f = self._index.get(key)
+            if f is None:
+                return []
+            value = f[2]
+            return split_values(value) if "," in value else [value]
+        values: list[str] = []
+        for f in self._all(key):
+            value = f[2]
+            if "," in value:
+                values.extend(split_values(value))
+            else:
+                values.append(value)
+        return values
 
     def __contains__(self, name: str) -> bool:
         return header_key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
+        """(name as written, value) of every line, in order."""
         for f in self._fields:
             yield f[1], f[2]
 
@@ -88,6 +97,8 @@ class Headers:
         mine = [(f[0], f[2]) for f in self._fields]
         return mine == [(f[0], f[2]) for f in other._fields]
 
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"Headers({[(f[1], f[2]) for f in self._fields]!r})"
 
@@ -98,27 +109,34 @@ class Headers:
             value = self._parsed[key] = parse(self, key)
         return value
 
+    def _all(self, key: str) -> list[Field]:
+        found = self._multi.get(key)
+        if found is not None:
+            return found
+        f = self._index.get(key)
+        return [] if f is None else [f]
+
     # -- changing ----------------------------------------------------------
+    # Every change goes through these, so typed views are dropped (and parsed
+    # again when read) and lines that were not touched go out as they came.
     def set(self, name: str, value: str) -> None:
         """Give a header exactly one value, in the place of its first line."""
         key = header_key(name)
-        found = self._index.get(key)
-        self._changed(key)
-        if not found:
+        first = self._index.get(key)
+        if first is None:
             self.add(name, value)
             return
-        first = found[0]
-        first[2], first[3] = value, None
-        for extra in found[1:]:
-            self._drop(extra)
-        del found[1:]
+        self._changed(key)
+        first[2], first[3] = value.strip(), None
+        if self._multi.pop(key, None) is not None:
+            self._fields = [f for f in self._fields if f[0] != key or f is first]
 
     def add(self, name: str, value: str) -> None:
         """Append a header line at the end."""
         key = header_key(name)
-        f = [key, canonical_name(key) if name == key else name, value, None]
+        f = [key, canonical_name(key) if name == key else name, value.strip(), None]
         self._fields.append(f)
-        self._index.setdefault(key, []).append(f)
+        self._index_more(key, f)
         self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
@@ -127,47 +145,73 @@ class Headers:
         With no such header yet it goes first among all headers, which keeps
         Via at the top where RFC 3261 §7.3.1 recommends it."""
         key = header_key(name)
-        f = [key, canonical_name(key) if name == key else name, value, None]
-        found = self._index.get(key)
+        f = [key, canonical_name(key) if name == key else name, value.strip(), None]
+        first = self._index.get(key)
         self._changed(key)
-        if found:
-            at = self._position(found[0])
-            found.insert(0, f)
+        if first is None:
+            self._fields.insert(0, f)
         else:
-            at = 0
-            self._index[key] = [f]
-        self._fields.insert(at, f)
+            self._fields.insert(self._position(first), f)
+            found = self._multi.get(key)
+            if found is None:
+                self._multi[key] = [f, first]
+            else:
+                found.insert(0, f)
+        self._index[key] = f
 
     def remove(self, name: str) -> None:
+        """Remove every line of a header."""
         key = header_key(name)
+        if self._index.pop(key, None) is None:
+            return
         self._changed(key)
-        for f in self._index.pop(key, ()):
-            self._drop(f)
+        self._multi.pop(key, None)
+        self._fields = [f for f in self._fields if f[0] != key]
 
     def pop_first_value(self, name: str) -> str | None:
-        """Remove and return the first value of a list header (the top Via or Route)."""
+        """Remove and return the first value of a list header (the top Via or Route).
+
+        The rest of that line's values stay in its place; the line goes when
+        it had only the one."""
         key = header_key(name)
-        found = self._index.get(key)
-        if not found:
+        first = self._index.get(key)
+        if first is None:
             return None
         self._changed(key)
-        first = found[0]
-        values = split_values(first[2])
-        if len(values) > 1:
-            first[2], first[3] = ", ".join(values[1:]), None
+        value = first[2]
+        if "," in value:
+            values = split_values(value)
+            if len(values) > 1:
+                first[2], first[3] = ", ".join(values[1:]), None
+                return values[0]
+        del self._fields[self._position(first)]
+        found = self._multi.get(key)
+        if found is None:
+            del self._index[key]
         else:
-            self._drop(first)
             del found[0]
-            if not found:
-                del self._index[key]
-        return values[0]
+            self._index[key] = found[0]
+            if len(found) == 1:
+                del self._multi[key]
+        return value
 
     def copy(self) -> Headers:
-        fields = [list(f) for f in self._fields]
-        index: dict[str, list[Field]] = {}
-        for f in fields:
-            index.setdefault(f[0], []).append(f)
-        return Headers._from_fields(fields, index)
+        """An independent copy (typed views are not copied: they parse again)."""
+        headers = Headers()
+        for f in self._fields:
+            f = list(f)
+            headers._fields.append(f)
+            headers._index_more(f[0], f)
+        return headers
+
+    def _index_more(self, key: str, f: Field) -> None:
+        first = self._index.setdefault(key, f)
+        if first is not f:
+            found = self._multi.get(key)
+            if found is None:
+                self._multi[key] = [first, f]
+            else:
+                found.append(f)
 
     def _changed(self, key: str) -> None:
         parsed = self._parsed
@@ -182,9 +226,6 @@ class Headers:
                 return i
         raise LookupError(target[0])
 
-    def _drop(self, target: Field) -> None:
-        del self._fields[self._position(target)]
-
     def _lines(self) -> list[str]:
         return [f[3] or f"{f[1]}: {f[2]}" for f in self._fields]
 
@@ -196,21 +237,27 @@ def _vias(h: Headers, key: str) -> list[Via]:
 
 def _top_via(h: Headers, key: str) -> Via:
     found = h._index.get("via")
-    if not found:
+    if found is None:
         raise ParseError("missing Via")
-    value = found[0][2]
+    value = found[2]
     return Via.parse(value if "," not in value else split_values(value)[0])
 
 
 def _name_addr(h: Headers, key: str) -> NameAddr:
-    value = h.get(key)
-    if value is None:
+    found = h._index.get(key)
+    if found is None:
         raise ParseError(f"missing {canonical_name(key)}")
-    return NameAddr.parse(value)
+    return NameAddr.parse(found[2])
 
 
 def _name_addrs(h: Headers, key: str) -> list[NameAddr]:
-    return [NameAddr.parse(v) for v in h.values(key)]
+    found = h._index.get(key)
+    if found is None:
+        return []
+    parse = NameAddr.parse
+    if "," not in found[2] and key not in h._multi:
+        return [parse(found[2])]
+    return [parse(v) for v in h.values(key)]
 
 
 def _contacts(h: Headers, key: str) -> list[Contact]:
@@ -239,6 +286,8 @@ class Message:
         self.body = body
 
     # Typed, lazily parsed headers -------------------------------------------
+    # The hot ones check the cache inline: a property call is all they cost
+    # once parsed.
     @property
     def vias(self) -> list[Via]:
         return self.headers.parsed("via", _vias)
@@ -246,30 +295,50 @@ class Message:
     @property
     def via(self) -> Via:
         """The top Via (parsed alone: most messages never need the others)."""
-        return self.headers.parsed("via#top", _top_via)
+        headers = self.headers
+        via = headers._parsed.get("via#top")
+        if via is None:
+            via = headers._parsed["via#top"] = _top_via(headers, "via")
+        return via
 
     @property
     def from_(self) -> NameAddr:
-        return self.headers.parsed("from", _name_addr)
-
-    @property
-    def to(self) -> NameAddr:
-        return self.headers.parsed("to", _name_addr)
-
-    @property
-    def call_id(self) -> str:
-        value = self.headers.get("call-id")
+        headers = self.headers
+        value = headers._parsed.get("from")
         if value is None:
-            raise ParseError("missing Call-ID")
+            value = headers._parsed["from"] = _name_addr(headers, "from")
         return value
 
     @property
+    def to(self) -> NameAddr:
+        headers = self.headers
+        value = headers._parsed.get("to")
+        if value is None:
+            value = headers._parsed["to"] = _name_addr(headers, "to")
+        return value
+
+    @property
+    def call_id(self) -> str:
+        found = self.headers._index.get("call-id")
+        if found is None:
+            raise ParseError("missing Call-ID")
+        return found[2]
+
+    @property
     def cseq(self) -> CSeq:
-        return self.headers.parsed("cseq", _cseq)
+        headers = self.headers
+        value = headers._parsed.get("cseq")
+        if value is None:
+            value = headers._parsed["cseq"] = _cseq(headers, "cseq")
+        return value
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self.headers.parsed("route", _name_addrs)
+        headers = self.headers
+        value = headers._parsed.get("route")
+        if value is None:
+            value = headers._parsed["route"] = _name_addrs(headers, "route")
+        return value
 
     @property
     def record_routes(self) -> list[NameAddr]:
@@ -315,13 +384,14 @@ class Message:
         raise NotImplementedError
 
     def serialise(self) -> bytes:
+        """The message as bytes; Content-Length is set to the body's length
+        (and added when missing: streams need it, RFC 3261 §20.14)."""
         headers = self.headers
         body = self.body
-        found = headers._index.get("content-length")
-        if found is None:
-            if body:
-                headers.add("Content-Length", str(len(body)))
-        elif found[0][2] != str(len(body)) or len(found) > 1:
+        length = headers._index.get("content-length")
+        if length is None:
+            headers.add("Content-Length", str(len(body)))
+        elif length[2] != str(len(body)) or "content-length" in headers._multi:
             headers.set("Content-Length", str(len(body)))
         lines = headers._lines()
         lines.insert(0, self.start_line())
@@ -443,72 +513,149 @@ class Response(Message):
 # -- parsing ------------------------------------------------------------------
 _REQUIRED_IN_REQUEST = ("to", "from", "cseq", "call-id", "max-forwards", "via")
 _REQUIRED_IN_RESPONSE = ("to", "from", "cseq", "call-id", "via")
+_REQUEST_KEYS = frozenset(_REQUIRED_IN_REQUEST)
+_RESPONSE_KEYS = frozenset(_REQUIRED_IN_RESPONSE)
+# Every byte a header section may hold besides CR LF: HTAB, printable ASCII and
+# the octets of UTF-8 sequences (RFC 3261 §25.1). Deleting these leaves the CR
+# LF pairs between lines and any control character, bare CR or bare LF.
+_NOT_CONTROL = bytes(b for b in range(256) if b == 9 or 32 <= b != 127)
+_CRLF = b"\r\n"
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     """Parse one message from a datagram (or one framed stream message).
 
-    ``stream=True`` demands the exact body length, as a stream framer has
-    already cut it; for a datagram, bytes past Content-Length are discarded
-    (RFC 3261 §18.3) and a missing Content-Length means the rest of it.
+    ``stream=True`` is for a message a stream framer has cut (see
+    ``find_message_end``). For a datagram, bytes past Content-Length are
+    discarded (RFC 3261 §18.3) and a missing Content-Length means the rest
+    of it; in both, a Content-Length beyond the data is an error.
     Raises ParseError with a reason fit for a 400 response.
     """
-    if data[:2] == b"\r\n":  # RFC 3261 §7.5: ignore CRLFs before the start line
+    if data[:2] == _CRLF:  # RFC 3261 §7.5: ignore CRLFs before the start line
         data = data.lstrip(b"\r\n")
     end = data.find(b"\r\n\r\n")
     if end < 0:
-        if data.endswith(b"\r\n"):
+        if data.endswith(_CRLF):
             end = len(data) - 2  # no body and no blank line (tolerated on UDP)
         else:
             raise ParseError("no end of headers")
+    raw = data[:end]
     try:
-        head = data[:end].decode()
+        head = raw.decode()
     except UnicodeDecodeError:
         raise ParseError("headers are not UTF-8") from None
     lines = head.split("\r\n")
+    if raw.translate(None, _NOT_CONTROL) != _CRLF * (len(lines) - 1):
+        raise ParseError("control character in headers")
     message = _start_line(lines[0])
     fields: list[Field] = []
-    index: dict[str, list[Field]] = {}
+    index: dict[str, Field] = {}
+    multi: dict[str, list[Field]] = {}
     keys = _KEYS_AS_WRITTEN
+    append = fields.append
+    first_of = index.setdefault
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         key = keys.get(name)
         if key is None:
-            if line[:1] in (" ", "\t") and fields:
+            if line[:1] in _LWS and fields:
                 _continue_line(fields[-1], line)  # folding, RFC 3261 §7.3.1
                 continue
             if not colon:
                 raise ParseError("header line without colon")
-            name = name.rstrip()
-            if not name or not is_token(name):
+            name = name.rstrip(" \t")
+            if not is_token(name):
                 raise ParseError("bad header name")
             key = header_key(name)
         elif not colon:
             raise ParseError("header line without colon")
         f = [key, name, value.strip(), line]
-        fields.append(f)
-        found = index.get(key)
-        if found is None:
-            index[key] = [f]
-        else:
-            found.append(f)
-    headers = Headers._from_fields(fields, index)
+        append(f)
+        first = first_of(key, f)
+        if first is not f:
+            found = multi.get(key)
+            if found is None:
+                multi[key] = [first, f]
+            else:
+                found.append(f)
+    headers = Headers.__new__(Headers)
+    headers._fields = fields
+    headers._index = index
+    headers._multi = multi
+    headers._parsed = parsed = {}
     message.headers = headers
-    message.body = _body(data, end + 4, index.get("content-length"), stream)
-    _validate(message, index)
+
+    # Body framing (RFC 3261 §18.3, §20.14).
+    start = end + 4
+    size = len(data)
+    length_field = index.get("content-length")
+    if length_field is None:
+        message.body = data[start:]
+    else:
+        text = length_field[2]
+        if not (text.isdigit() and text.isascii() and len(text) <= 10):
+            raise ParseError("bad Content-Length")
+        length = int(text)
+        if "content-length" in multi:
+            for f in multi["content-length"]:
+                if parse_int_header(f[2], "Content-Length") != length:
+                    raise ParseError("conflicting Content-Length")
+        if length > size - start:
+            if start > size and length == 0:
+                start = size
+            else:
+                raise ParseError("Content-Length beyond the body")
+        message.body = data[start : start + length]
+
+    # What RFC 3261 §8.1.1 requires of every request, and §8.2.6.2 / §20 of responses.
+    if type(message) is Request:
+        if not index.keys() >= _REQUEST_KEYS:
+            _missing(index, _REQUIRED_IN_REQUEST)
+        text = index["cseq"][2]
+        number, _, method = text.partition(" ")
+        if method == message.method and number.isdigit() and number.isascii() and len(number) < 10:
+            parsed["cseq"] = CSeq(int(number), method)
+        else:
+            parsed["cseq"] = cseq = CSeq.parse(text)
+            if cseq.method != message.method:
+                raise ParseError("CSeq method does not match")
+        text = index["max-forwards"][2]
+        if not (text.isdigit() and text.isascii() and len(text) <= 10):
+            raise ParseError("bad Max-Forwards")
+        parsed["max-forwards"] = int(text)
+    else:
+        if not index.keys() >= _RESPONSE_KEYS:
+            _missing(index, _REQUIRED_IN_RESPONSE)
+        parsed["cseq"] = CSeq.parse(index["cseq"][2])
+    call_id = index["call-id"][2]
+    if not call_id or " " in call_id or "\t" in call_id:
+        raise ParseError("bad Call-ID")
     return message
 
 
+_LWS = (" ", "\t")
+_LWS_CHARS = " \t"
+
+
+def _missing(index: dict[str, Field], required: tuple[str, ...]) -> None:
+    for key in required:
+        if key not in index:
+            raise ParseError(f"missing {canonical_name(key)}")
+
+
 def _continue_line(field: Field, line: str) -> None:
-    value = f"{field[2]} {line.strip()}".strip()
+    value = f"{field[2]} {line.strip(_LWS_CHARS)}".strip(_LWS_CHARS)
     field[2] = value
     field[3] = f"{field[1]}: {value}"
 
 
 def _start_line(line: str) -> Request | Response:
-    if line.startswith("SIP/"):
+    if line[:4] == "SIP/":
         parts = line.split(" ", 2)
-        if len(parts) < 2 or parts[0].upper() != "SIP/2.0":
+        version = parts[0]
+        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+            raise ParseError("unsupported SIP version")
+        if len(parts) < 2:
             raise ParseError("bad status line")
         code = parts[1]
         if len(code) != 3 or not code.isdigit() or not code.isascii() or not "1" <= code[0] <= "6":
@@ -516,54 +663,24 @@ def _start_line(line: str) -> Request | Response:
         response = Response.__new__(Response)
         response.status = int(code)
         response.reason = parts[2] if len(parts) == 3 else ""
-        response.version = parts[0]
+        response.version = version
         return response
     parts = line.split(" ")
     if len(parts) != 3:
         raise ParseError("bad request line")
     method, uri, version = parts
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":
-        raise ParseError("unsupported SIP version" if version.startswith("SIP/") else "bad request line")
-    if not (method.isalpha() and method.isascii() or is_token(method)) or ":" not in uri:
-        raise ParseError("bad request line")
+        raise ParseError("unsupported SIP version" if version[:4].upper() == "SIP/" else "bad request line")
+    if not (method.isalpha() and method.isascii() or is_token(method)):
+        raise ParseError("bad method")
+    if ":" not in uri or uri[0] == ":":
+        raise ParseError("bad Request-URI")
     request = Request.__new__(Request)
     request.method = method
     request._uri_text = uri
     request._uri = None
     request.version = version
     return request
-
-
-def _body(data: bytes, start: int, lengths: list[Field] | None, stream: bool) -> bytes:
-    available = len(data) - start
-    if available < 0:
-        available, start = 0, len(data)
-    if lengths is None:
-        return data[start:] if not stream else (data[start:] if available else b"")
-    length_text = lengths[0][2]
-    for other in lengths[1:]:
-        if other[2] != length_text:
-            raise ParseError("conflicting Content-Length")
-    length = parse_int_header(length_text, "Content-Length")
-    if length > available:
-        raise ParseError("Content-Length beyond the body")
-    return data[start : start + length] if length != available else data[start:]
-
-
-def _validate(message: Request | Response, index: dict[str, list[Field]]) -> None:
-    if isinstance(message, Request):
-        for key in _REQUIRED_IN_REQUEST:
-            if key not in index:
-                raise ParseError(f"missing {canonical_name(key)}")
-        cseq = message.cseq
-        if cseq.method != message.method:
-            raise ParseError("CSeq method does not match")
-        message.max_forwards  # noqa: B018  (non-numeric Max-Forwards is a 400)
-    else:
-        for key in _REQUIRED_IN_RESPONSE:
-            if key not in index:
-                raise ParseError(f"missing {canonical_name(key)}")
-        message.cseq  # noqa: B018
 
 
 def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
