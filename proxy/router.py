@@ -1,0 +1,509 @@
+"""The stateful proxy core (RFC 3261 §16): every request the proxy routes.
+
+For each request: validate it (§16.3), take our own Route entries off it
+(§16.4), detect loops, challenge our subscribers (§22.3), choose the targets
+(§16.5: a subscriber's registered contacts in q-ordered groups, the B2BUA
+for anything off-net, the dialog's recorded flow or the Request-URI in a
+dialog), forward a copy to each in its own client transaction (§16.6) and
+pick the response to send upstream (§16.7, ``proxy.forking``).
+
+ACKs for 2xx and stray 2xx retransmissions are forwarded statelessly
+(§16.11, RFC 6026). Timer C and the B2BUA failover timer run from one
+periodic callback, not a task or timer handle per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sipline.logs import event
+from sipline.net.handler import Handler
+from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_tag
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+from sipline.sip.uri import SipUri
+
+from .deadlines import Deadlines
+from .forking import Branch, Fork, q_groups
+from .routing import (
+    DIALOG_METHODS,
+    Local,
+    Plan,
+    Rejection,
+    Target,
+    binding_target,
+    branch_for,
+    decrement_max_forwards,
+    drop_own_credentials,
+    encode_flow,
+    flow_toward,
+    loop_key,
+    looped,
+    next_hop,
+    preprocess_routes,
+    record_route_params,
+    resolve,
+    stateless_branch,
+    strict_route,
+    telephone_number,
+    validate,
+    via_address,
+)
+
+if TYPE_CHECKING:
+    from sipline.net.node import Node
+
+log = logging.getLogger("sipline.proxy.router")
+
+FAILOVER_STATUSES = frozenset((408, 503))  # a B2BUA answering these is skipped
+FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
+TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
+_FORWARDING = frozenset((State.TRYING, State.PROCEEDING, State.ACCEPTED))
+
+
+class Router(Handler):
+    """Routes every request but REGISTER for our domains and OPTIONS to us.
+
+    ``location``, ``directory`` and ``authenticator`` are piece A's
+    ``Location``, ``SubscriberDirectory`` and ``Authenticator``; ``clock``
+    is wall-clock time for them. ``timer_c`` and ``failover_after``
+    override the configured timer C and the B2BUA silence limit (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        location: Any,
+        directory: Any,
+        authenticator: Any,
+        clock: Callable[[], float] = time.time,
+        *,
+        timer_c: float | None = None,
+        failover_after: float = FAILOVER_AFTER,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        proxy = settings.proxy
+        self.domains = [d.lower() for d in proxy.domains]
+        self.trusted = frozenset(_host_port(peer) for peer in proxy.trusted)
+        self.b2bua = [Address("UDP", *_host_port(peer)) for peer in proxy.b2bua]
+        self.record_route = proxy.record_route
+        self.location = location
+        self.directory = directory
+        self.authenticator = authenticator
+        self.clock = clock
+        self.server_header: str = settings.sip.server_header
+        self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
+        self.no_answer: Deadlines[Branch] = Deadlines(failover_after)
+        self._now = monotonic
+        self._local: Local | None = None
+        self._node: Node | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        """Stop the timer callback (the node is stopping)."""
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    def local(self, node: Node) -> Local:
+        """This proxy's addresses, learnt from the node once it listens."""
+        local = self._local
+        if local is None:
+            addresses = {}
+            for transport in ("UDP", "TCP"):
+                try:
+                    addresses[transport] = node.local_address(transport)
+                except LookupError:
+                    pass
+            local = self._local = Local(addresses, self.domains)
+            self._node = node
+        return local
+
+    # -- requests -------------------------------------------------------------------
+    def on_request(
+        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+    ) -> None:
+        if txn is None:
+            self._forward_ack(node, request)
+        elif request.method == "CANCEL":
+            self._cancel(node, request, txn)
+        else:
+            try:
+                self._route(node, request, txn, source)
+            except ParseError as exc:  # a header a decision needed (parsed lazily)
+                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"))
+
+    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+        local = self.local(node)
+        rejection = validate(request)
+        if rejection is None and request.method == "REGISTER":
+            rejection = Rejection(403, "Forbidden: REGISTER for a domain not served here")
+        if rejection is not None:
+            self._reject(node, txn, rejection)
+            return
+        ours = preprocess_routes(request, local)
+        key = loop_key(request)
+        if looped(request, local, key):
+            self._reject(
+                node, txn, Rejection(482, "Loop Detected: the request came back unchanged")
+            )
+            return
+        trusted = (source.host, source.port) in self.trusted
+        # In a dialog routed through our Record-Route: nothing to authenticate again.
+        in_dialog = request.to.tag is not None and (ours is not None or not self.record_route)
+        subscriber = None
+        if not trusted:
+            if "p-asserted-identity" in request.headers:
+                request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
+            if not in_dialog:
+                result = self.authenticator.authenticate(request, self.clock(), proxy=True)
+                if isinstance(result, Response):
+                    node.respond(txn, result)
+                    return
+                subscriber = result
+                drop_own_credentials(request, self.domains)
+        plan = self._plan(request, local, ours, trusted, in_dialog)
+        if isinstance(plan, Rejection):
+            self._reject(node, txn, plan)
+            return
+        decrement_max_forwards(request)
+        if plan.off_net and subscriber is not None:
+            # Who is calling, for the B2BUA and the ACR to bill (RFC 3325).
+            request.headers.set("P-Asserted-Identity", f"<sip:{subscriber.aor}>")
+        fork = Fork(txn, request, plan.groups, plan.failover)
+        fork.key = key
+        if self.record_route and request.method in DIALOG_METHODS and request.to.tag is None:
+            fork.record_route = record_route_params(request, source)
+        txn.context = fork
+        self._settle(node, fork)
+
+    def _plan(
+        self,
+        request: Request,
+        local: Local,
+        ours: dict[str, str] | None,
+        trusted: bool,
+        in_dialog: bool,
+    ) -> Plan | Rejection:
+        """The targets of §16.5, or why there are none."""
+        if "route" in request.headers:  # a Route set beyond us: loose routing (§16.12)
+            dest = next_hop(request)
+            if dest is None:
+                return _unresolvable(request.routes[0].uri_text)
+            return Plan([[Target(dest)]])
+        if ours:
+            flow = flow_toward(request, ours)
+            if flow is not None:
+                return Plan([[Target(flow)]])
+        uri = request.request_uri
+        domain = local.domain_of(uri) if isinstance(uri, SipUri) else None
+        if domain is not None:
+            return self._subscriber(uri, domain, trusted)  # type: ignore[arg-type]
+        if in_dialog or trusted:
+            # A peer we trust (or a dialog) names where it goes; never back to
+            # the B2BUA, which would bounce it here again.
+            dest = resolve(request.uri)
+            if dest is None:
+                if trusted and not in_dialog:
+                    return Rejection(404, f"Not Found: {request.uri} is not served here")
+                return _unresolvable(request.uri)
+            return Plan([[Target(dest)]])
+        return self._off_net()
+
+    def _subscriber(self, uri: SipUri, domain: str, trusted: bool) -> Plan | Rejection:
+        user = uri.user
+        if not user:
+            return Rejection(404, f"Not Found: no user part in {uri}")
+        aor = f"{user}@{domain}"
+        bindings = self.location.lookup(aor, self.clock())
+        if bindings:
+            groups = [
+                [t for t in map(binding_target, group) if t is not None]
+                for group in q_groups(bindings)
+            ]
+            groups = [group for group in groups if group]
+            if groups:
+                return Plan(groups)
+            return Rejection(480, f"Temporarily Unavailable: no reachable contact for {aor}")
+        if self.directory.known(aor):
+            return Rejection(480, f"Temporarily Unavailable: {aor} is not registered")
+        if not trusted and telephone_number(user, uri):
+            return self._off_net()
+        return Rejection(404, f"Not Found: no subscriber {aor}")
+
+    def _off_net(self) -> Plan | Rejection:
+        if not self.b2bua:
+            return Rejection(404, "Not Found: off-net calls are not routed (no proxy.b2bua)")
+        groups = [[Target(b2bua)] for b2bua in self.b2bua]
+        return Plan(groups, FAILOVER_STATUSES, off_net=True)
+
+    # -- forking (§16.6) --------------------------------------------------------------
+    def _settle(self, node: Node, fork: Fork) -> None:
+        """Start the next group when the current one is over, or answer upstream."""
+        while not fork.pending and not fork.answered:
+            targets = fork.next_group()
+            if targets is None:
+                fork.answered = True
+                if fork.server is not None:
+                    node.respond(fork.server, fork.best())
+                return
+            for target in targets:
+                self._branch(node, fork, target)
+
+    def _branch(self, node: Node, fork: Fork, target: Target) -> None:
+        branch = fork.add(target)
+        local = self._local
+        assert local is not None and fork.server is not None
+        transport = target.dest.transport
+        if transport not in local.addresses:
+            # §16.9: a transport error counts as a 503 from that branch.
+            reason = f"Service Unavailable: no {transport} listener to reach {target.dest}"
+            fork.finish(branch, fork.make(503, reason))
+            return
+        request = fork.request
+        copy = Request(
+            request.method, target.uri or request.uri, request.headers.copy(), request.body
+        )
+        headers = copy.headers
+        for route in reversed(target.routes):
+            headers.prepend("Route", route)
+        if "route" in headers:
+            strict_route(copy)
+        if fork.record_route is not None:
+            params = fork.record_route
+            if target.flow:
+                params += f";fb={encode_flow(target.dest)}"
+            inbound = fork.server.source.transport
+            headers.prepend("Record-Route", local.record_route(inbound, params))
+            if transport != inbound:  # RFC 5658 double record-routing
+                headers.prepend("Record-Route", local.record_route(transport, params))
+        headers.prepend("Via", local.via(transport, branch_for(fork.key)))
+        txn = node.send_request(copy, target.dest)
+        txn.context = branch
+        branch.txn = txn
+        now = self._now()
+        if fork.invite:
+            self.timer_c.arm(branch, now)
+        if fork.failover is not None and fork.groups:
+            self.no_answer.arm(branch, now)
+        self._ensure_tick()
+
+    def _give_up(self, node: Node, branch: Branch, response: Response | None = None) -> None:
+        """End a branch here: CANCEL it (sent when it answers, if it has not yet, §9.1)."""
+        self._disarm(branch)
+        if branch.txn is not None and branch.fork.invite:
+            node.cancel(branch.txn)
+        branch.fork.finish(branch, response)
+
+    def _disarm(self, branch: Branch) -> None:
+        self.timer_c.disarm(branch)
+        self.no_answer.disarm(branch)
+
+    # -- CANCEL (§16.10) --------------------------------------------------------------
+    def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
+        invite = txn.cancels
+        if invite is None:
+            reason = "Call/Transaction Does Not Exist: no INVITE matches this CANCEL"
+            self._reject(node, txn, Rejection(481, reason))
+            return
+        node.respond(txn, request.response(200, to_tag=new_tag()))
+        fork = invite.context
+        if type(fork) is not Fork or fork.answered:
+            return
+        fork.cancelled = True
+        for branch in fork.running():
+            if branch.provisional and branch.txn is not None:
+                node.cancel(branch.txn)  # its 487 ends it
+            else:
+                self._give_up(node, branch)
+        self._settle(node, fork)
+
+    # -- responses (§16.7) ------------------------------------------------------------
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    ) -> None:
+        if txn is None:
+            self._forward_stray(node, response)
+            return
+        branch = txn.context
+        if type(branch) is not Branch:
+            return  # a CANCEL's answer, or a transaction someone else started
+        headers = response.headers
+        headers.pop_first_value("via")
+        if "via" not in headers:
+            return  # §16.7 step 3: it was for us
+        status = response.status
+        if status < 200:
+            self._provisional(node, branch, response)
+        elif status < 300:
+            self._answered(node, branch, response)
+        else:
+            self._failed(node, branch, response)
+
+    def _provisional(self, node: Node, branch: Branch, response: Response) -> None:
+        if not branch.provisional:
+            branch.provisional = True
+            self.no_answer.disarm(branch)
+        fork = branch.fork
+        if branch.done or fork.answered:
+            return
+        if fork.invite:
+            self.timer_c.arm(branch, self._now())  # §16.6 step 11: reset on every 1xx
+        if response.status > 100 and fork.server is not None:
+            node.respond(fork.server, response)  # §16.7 step 5: at once
+
+    def _answered(self, node: Node, branch: Branch, response: Response) -> None:
+        """A 2xx goes upstream at once (§16.7 step 5), every one for an INVITE
+        (RFC 6026); the other branches are cancelled (§16.7 step 10)."""
+        fork = branch.fork
+        self._disarm(branch)
+        fork.finish(branch, None)
+        server = fork.server
+        if server is not None and server.state in _FORWARDING:
+            node.respond(server, response)
+        elif fork.invite:
+            node.send_stateless(response, via_address(response.via))
+        if fork.answered:
+            return
+        fork.answered = True
+        for other in fork.running():
+            self._give_up(node, other)
+
+    def _failed(self, node: Node, branch: Branch, response: Response) -> None:
+        if branch.done:
+            return  # given up on before it answered
+        fork = branch.fork
+        self._disarm(branch)
+        fork.finish(branch, response)
+        if fork.stopped:  # a 6xx: no one else is to be tried (§16.7 step 5)
+            for other in fork.running():
+                self._give_up(node, other)
+        self._settle(node, fork)
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        """Timer B or F: the branch answered 408 (§16.7 step 2)."""
+        branch = txn.context
+        if type(branch) is not Branch or branch.done:
+            return
+        self._disarm(branch)
+        fork = branch.fork
+        fork.finish(branch, fork.make(408, f"Request Timeout: no answer from {branch.target.dest}"))
+        self._settle(node, fork)
+
+    def on_terminated(self, node: Node, txn: Transaction) -> None:
+        """Break the reference cycles of a finished transaction at once, so a
+        call's objects go with reference counting, not the (rare) cyclic GC."""
+        context = txn.context
+        txn.context = None
+        if type(context) is Branch:
+            context.txn = None
+            if not context.done and context.fork.server is not None:
+                self._disarm(context)
+                fork = context.fork
+                fork.finish(context, fork.make(503, "Service Unavailable: branch ended unanswered"))
+                self._settle(node, fork)
+        elif type(context) is Fork:
+            context.server = None
+            context.branches = []
+
+    # -- stateless forwarding ---------------------------------------------------------
+    def _forward_ack(self, node: Node, request: Request) -> None:
+        """An ACK for a 2xx is a transaction of its own: forwarded statelessly
+        along its Route set, or to the flow recorded for the dialog (§16.11)."""
+        local = self.local(node)
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0:
+            return
+        ours = preprocess_routes(request, local)
+        if "route" in request.headers:
+            dest = next_hop(request)
+            strict_route(request)
+        else:
+            dest = flow_toward(request, ours) if ours else None
+            if dest is None:
+                dest = resolve(request.uri)
+        if dest is None or local.is_self(dest) or dest.transport not in local.addresses:
+            event(log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
+            return
+        branch = stateless_branch(request)
+        decrement_max_forwards(request)
+        request.headers.prepend("Via", local.via(dest.transport, branch))
+        node.send_stateless(request, dest)
+
+    def _forward_stray(self, node: Node, response: Response) -> None:
+        """A 2xx to an INVITE that no client transaction holds any more (its
+        Accepted state is over) still reaches the caller (RFC 6026 §8)."""
+        if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
+            return
+        vias = response.headers.values("via")
+        if len(vias) < 2 or not self.local(node).sent_by_us(vias[0]):
+            return
+        response.headers.pop_first_value("via")
+        node.send_stateless(response, via_address(response.via))
+
+    # -- our own answers ----------------------------------------------------------------
+    def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
+        request = txn.request
+        response = request.response(rejection.status, rejection.reason, to_tag=new_tag())
+        for name, value in rejection.headers:
+            response.headers.add(name, value)
+        response.headers.add("Server", self.server_header)
+        node.respond(txn, response)
+        event(
+            log,
+            "rejected",
+            status=rejection.status,
+            reason=rejection.reason,
+            method=request.method,
+            call_id=request.call_id,
+        )
+
+    # -- timers ---------------------------------------------------------------------------
+    def expire(self, node: Node, now: float) -> None:
+        """Run timer C (§16.8) and the B2BUA failover timer due at ``now`` (monotonic)."""
+        for branch in self.no_answer.expire(now):
+            if not branch.done and not branch.provisional:
+                dest = branch.target.dest
+                reason = f"Request Timeout: {dest} sent nothing for {self.no_answer.duration:g} s"
+                self._give_up(node, branch, branch.fork.make(408, reason))
+                self._settle(node, branch.fork)
+        for branch in self.timer_c.expire(now):
+            if branch.done:
+                continue
+            if branch.provisional:
+                if branch.txn is not None:
+                    node.cancel(branch.txn)  # its 487 (or §9.1's limit) ends it
+            else:
+                reason = "Request Timeout: no provisional response before timer C"
+                self._give_up(node, branch, branch.fork.make(408, reason))
+                self._settle(node, branch.fork)
+
+    def _ensure_tick(self) -> None:
+        if self._tick_handle is None:
+            self._tick_handle = asyncio.get_running_loop().call_later(TIMER_TICK, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        node = self._node
+        if node is not None:
+            try:
+                self.expire(node, self._now())
+            except Exception:
+                log.exception("event=router_error where=expire")
+        if self.timer_c or self.no_answer:
+            self._ensure_tick()
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _unresolvable(uri_text: str) -> Rejection:
+    return Rejection(502, f"Bad Gateway: cannot resolve {uri_text} (only IP addresses are routed)")

@@ -1,0 +1,34 @@
+"""Fixed-duration deadlines (timer C): FIFO order, re-arming, disarming."""
+
+from __future__ import annotations
+
+from proxy.deadlines import Deadlines
+
+
+def test_items_expire_in_arming_order_once_due() -> None:
+    timers: Deadlines[str] = Deadlines(180.0)
+    timers.arm("a", 0.0)
+    timers.arm("b", 1.0)
+    assert timers.expire(179.9) == []
+    assert timers.expire(180.0) == ["a"]
+    assert timers.expire(500.0) == ["b"]
+    assert len(timers) == 0
+
+
+def test_rearming_restarts_the_countdown() -> None:
+    # RFC 3261 §16.6 step 11: every provisional response resets timer C.
+    timers: Deadlines[str] = Deadlines(180.0)
+    timers.arm("a", 0.0)
+    timers.arm("b", 1.0)
+    timers.arm("a", 100.0)
+    assert timers.expire(200.0) == ["b"]
+    assert timers.expire(280.0) == ["a"]
+
+
+def test_a_disarmed_item_is_gone_at_once() -> None:
+    timers: Deadlines[str] = Deadlines(1.0)
+    timers.arm("a", 0.0)
+    timers.disarm("a")
+    timers.disarm("never armed")
+    assert "a" not in timers and len(timers) == 0
+    assert timers.expire(5.0) == []

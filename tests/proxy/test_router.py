@@ -1,0 +1,486 @@
+"""The router in a real node on 127.0.0.1, spoken to by phones made of raw sockets.
+
+Calls are set up, forked, cancelled and torn down through the proxy; every
+check is on what the phones (and the stand-in B2BUA) see on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from proxy.location import Location
+from proxy.router import Router
+from sipline.config import Settings
+from sipline.net.node import Node
+from sipline.sip.dialog import Dialog
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import TransactionLayer
+from tests.net.test_node import free_port, on_uvloop
+from tests.proxy.fakes import CREDENTIALS, FakeAuthenticator, FakeDirectory
+from tests.proxy.phones import HOST, StandInRegistrar, TcpPhone, UdpPhone
+
+PRIVATE = "192.168.1.50:5060"  # a Contact nobody can reach: only the flow works
+
+
+@dataclass
+class Proxy:
+    node: Node
+    router: Router
+    location: Location
+    authenticator: FakeAuthenticator
+    port: int
+
+    async def phone(self) -> UdpPhone:
+        return await UdpPhone.open(self.port)
+
+    async def registered(
+        self, user: str, phone: UdpPhone | TcpPhone | None = None, **kw: object
+    ) -> UdpPhone | TcpPhone:
+        phone = phone or await self.phone()
+        phone.send(phone.register(user, **kw))  # type: ignore[arg-type]
+        await phone.response(200)
+        return phone
+
+
+@asynccontextmanager
+async def proxy_running(
+    *,
+    trusted: tuple[str, ...] = (),
+    b2bua: tuple[str, ...] = (),
+    subscribers: tuple[str, ...] = ("bob@example.com", "carol@example.com"),
+    timer_c: float | None = None,
+    failover_after: float = 4.0,
+    layer: TransactionLayer | None = None,
+) -> AsyncIterator[Proxy]:
+    port = free_port()
+    settings = Settings(
+        node={"name": "proxy-test", "drain_timeout": 0.1},
+        sip={"host": HOST, "port": port, "server_header": "sipline-test"},
+        proxy={"domains": ["example.com"], "trusted": list(trusted), "b2bua": list(b2bua)},
+    )
+    location = Location()
+    authenticator = FakeAuthenticator()
+    router = Router(
+        settings,
+        location,
+        FakeDirectory(set(subscribers)),
+        authenticator,
+        timer_c=timer_c,
+        failover_after=failover_after,
+    )
+    node = Node(settings, StandInRegistrar(router, location), layer=layer)
+    await node.start()
+    try:
+        yield Proxy(node, router, location, authenticator, port)
+    finally:
+        router.close()
+        await node.stop()
+
+
+def invite(phone: UdpPhone | TcpPhone, uri: str = "sip:bob@example.com", **kw: object) -> Request:
+    request = phone.new_request("INVITE", uri, extra=(CREDENTIALS,), **kw)  # type: ignore[arg-type]
+    phone.send(request)
+    return request
+
+
+async def ringing_then(phone: UdpPhone | TcpPhone, status: int) -> Response:
+    """What a caller sees: 100 from the proxy, the 180 relayed, then ``status``."""
+    await phone.response(100)
+    await phone.response(180)
+    return await phone.response(status)
+
+
+# -- a call A -> B ------------------------------------------------------------------------
+@on_uvloop
+async def test_a_call_reaches_the_callee_where_it_registered_from_and_ends_with_bye() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob", contact=f"<sip:bob@{PRIVATE}>")
+        alice = await proxy.phone()
+        call = invite(alice)
+
+        forwarded = await bob.request("INVITE")
+        assert forwarded.uri == f"sip:bob@{PRIVATE}"  # the registered contact
+        vias = forwarded.headers.values("via")
+        assert len(vias) == 2 and vias[0].startswith(
+            f"SIP/2.0/UDP {HOST}:{proxy.port};branch=z9hG4bK"
+        )
+        assert forwarded.max_forwards == 69
+        [record_route] = forwarded.headers.values("record-route")
+        assert record_route.startswith(f"<sip:{HOST}:{proxy.port};lr;ftag=")
+        assert "proxy-authorization" not in forwarded.headers  # our realm's, consumed
+
+        bob.answer(forwarded, 180, tag="b1")
+        bob.answer(forwarded, 200, tag="b1", contact=f"<sip:bob@{PRIVATE}>")
+        ok = await ringing_then(alice, 200)
+        assert len(ok.headers.values("via")) == 1  # our Via taken off
+        assert ok.headers.values("record-route") == [record_route]
+
+        dialog = Dialog.uac(call, ok)
+        alice.ack(dialog, call)
+        ack = await bob.request("ACK")
+        assert ack.uri == f"sip:bob@{PRIVATE}"  # routed by the recorded flow, not the Contact
+        assert "route" not in ack.headers
+
+        alice.in_dialog(dialog, "BYE")
+        bye = await bob.request("BYE")
+        bob.answer(bye, 200)
+        await alice.response(200)
+        assert proxy.authenticator.asked == ["INVITE"]  # ACK and BYE not challenged
+
+
+@on_uvloop
+async def test_bye_from_the_callee_reaches_the_caller_through_the_record_route() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = invite(alice, contact=f"<sip:alice@{PRIVATE}>")  # behind NAT
+        forwarded = await bob.request("INVITE")
+        response = bob.answer(forwarded, 200, tag="b1")
+        await alice.response(100)
+        ok = await alice.response(200)
+        alice.ack(Dialog.uac(call, ok), call)
+        await bob.request("ACK")
+
+        callee = Dialog.uas(forwarded, response)
+        bob.in_dialog(callee, "BYE")
+        bye = await alice.request("BYE")
+        assert bye.uri == f"sip:alice@{PRIVATE}"
+        alice.answer(bye, 200)
+        await bob.response(200)
+
+
+@on_uvloop
+async def test_a_reinvite_in_the_dialog_passes_through_us() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = invite(alice)
+        forwarded = await bob.request("INVITE")
+        bob.answer(forwarded, 200, tag="b1")
+        await alice.response(100)
+        dialog = Dialog.uac(call, await alice.response(200))
+        alice.ack(dialog, call)
+        await bob.request("ACK")
+
+        alice.in_dialog(dialog, "INVITE")
+        reinvite = await bob.request("INVITE")
+        assert reinvite.to.tag == "b1" and "record-route" not in reinvite.headers
+        bob.answer(reinvite, 200, tag="b1")
+        await alice.response(100)
+        await alice.response(200)
+        assert proxy.authenticator.asked == ["INVITE"]
+
+
+@on_uvloop
+async def test_a_tcp_phone_gets_its_call_on_the_connection_it_registered_on() -> None:
+    async with proxy_running() as proxy:
+        bob = await TcpPhone.connect(proxy.port)
+        await proxy.registered("bob", bob, contact="<sip:bob@192.168.1.50:5060;transport=tcp>")
+        alice = await proxy.phone()
+        call = invite(alice)
+        forwarded = await bob.request("INVITE")
+        assert forwarded.via.transport == "TCP"
+        # RFC 5658: the UDP side and the TCP side each get a Record-Route of theirs.
+        tcp_side, udp_side = forwarded.headers.values("record-route")
+        assert ";transport=tcp;lr" in tcp_side and "transport" not in udp_side
+        bob.answer(forwarded, 200, tag="b1")
+        await alice.response(100)
+        dialog = Dialog.uac(call, await alice.response(200))
+        alice.in_dialog(dialog, "BYE")
+        bye = await bob.request("BYE")
+        bob.answer(bye, 200)
+        await alice.response(200)
+        bob.close()
+
+
+# -- who cannot be reached -------------------------------------------------------------------
+@on_uvloop
+async def test_a_subscriber_who_is_not_registered_gets_480_saying_so() -> None:
+    async with proxy_running() as proxy:
+        alice = await proxy.phone()
+        invite(alice)
+        await alice.response(100)
+        refused = await alice.response(480)
+        assert refused.reason == "Temporarily Unavailable: bob@example.com is not registered"
+        assert refused.to.tag
+
+
+@on_uvloop
+async def test_an_unknown_user_gets_404() -> None:
+    async with proxy_running() as proxy:
+        alice = await proxy.phone()
+        invite(alice, "sip:nobody@example.com")
+        await alice.response(100)
+        refused = await alice.response(404)
+        assert refused.reason == "Not Found: no subscriber nobody@example.com"
+
+
+@on_uvloop
+async def test_a_request_out_of_hops_gets_483() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        alice.send(alice.new_request("MESSAGE", "sip:bob@example.com", max_forwards=0))
+        refused = await alice.response(483)
+        assert "Max-Forwards" in refused.reason
+        await bob.silence()
+
+
+# -- authentication ---------------------------------------------------------------------------
+@on_uvloop
+async def test_an_invite_from_a_phone_is_challenged_first() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        alice.send(alice.new_request("INVITE", "sip:bob@example.com"))
+        await alice.response(100)
+        challenge = await alice.response(407)
+        assert challenge.headers.get("proxy-authenticate")
+        await bob.silence()
+
+
+@on_uvloop
+async def test_a_trusted_peer_is_not_challenged() -> None:
+    peer_port = free_port()
+    async with proxy_running(trusted=(f"{HOST}:{peer_port}",)) as proxy:
+        bob = await proxy.registered("bob")
+        loop = asyncio.get_running_loop()
+        _, acr = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
+        )
+        acr.send(acr.new_request("INVITE", "sip:bob@example.com"))  # no credentials
+        forwarded = await bob.request("INVITE")
+        assert forwarded.headers.get("from", "").startswith("<sip:alice@example.com>")
+        assert proxy.authenticator.asked == []
+        acr.close()
+
+
+# -- forking -------------------------------------------------------------------------------------
+@on_uvloop
+async def test_cancel_during_ringing_cancels_every_branch_and_the_caller_gets_487() -> None:
+    async with proxy_running() as proxy:
+        desk = await proxy.registered("bob")
+        mobile = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = invite(alice)
+        branches = [await desk.request("INVITE"), await mobile.request("INVITE")]
+        desk.answer(branches[0], 180)
+        mobile.answer(branches[1], 180)
+        await alice.response(100)
+        await alice.response(180)
+        await alice.response(180)
+
+        alice.cancel(call)
+        await alice.response(200)  # the CANCEL's own answer
+        for phone, branch in ((desk, branches[0]), (mobile, branches[1])):
+            cancel = await phone.request("CANCEL")
+            assert cancel.via.branch == branch.via.branch
+            phone.answer(cancel, 200)
+            phone.answer(branch, 487)
+            await phone.request("ACK")  # the proxy's ACK for the 487
+        terminated = await alice.response(487)
+        assert terminated.cseq.method == "INVITE"
+
+
+@on_uvloop
+async def test_forking_one_branch_answers_and_the_other_is_cancelled() -> None:
+    async with proxy_running() as proxy:
+        desk = await proxy.registered("bob")
+        mobile = await proxy.registered("bob")
+        alice = await proxy.phone()
+        invite(alice)
+        at_desk, at_mobile = await desk.request("INVITE"), await mobile.request("INVITE")
+        desk.answer(at_desk, 180)
+        mobile.answer(at_mobile, 180)
+        mobile.answer(at_mobile, 200, tag="m1")
+        await alice.response(100)
+        await alice.response(180)
+        await alice.response(180)
+        ok = await alice.response(200)
+        assert ok.to.tag == "m1"
+        cancel = await desk.request("CANCEL")
+        desk.answer(cancel, 200)
+        desk.answer(at_desk, 487)
+        await desk.request("ACK")
+        await alice.silence()  # the 487 of the cancelled branch stays with us
+
+
+@on_uvloop
+async def test_the_lower_q_contact_rings_when_the_higher_one_fails() -> None:
+    async with proxy_running() as proxy:
+        first = await proxy.registered("bob", q=1.0)
+        second = await proxy.registered("bob", q=0.5)
+        alice = await proxy.phone()
+        invite(alice)
+        busy = await first.request("INVITE")
+        await second.silence()
+        first.answer(busy, 486)
+        await first.request("ACK")
+        later = await second.request("INVITE")
+        second.answer(later, 200)
+        await alice.response(100)
+        await alice.response(200)
+
+
+@on_uvloop
+async def test_a_6xx_ends_the_search_and_cancels_the_other_branches() -> None:
+    async with proxy_running() as proxy:
+        desk = await proxy.registered("bob")
+        mobile = await proxy.registered("bob")
+        alice = await proxy.phone()
+        invite(alice)
+        at_desk, at_mobile = await desk.request("INVITE"), await mobile.request("INVITE")
+        desk.answer(at_desk, 180)
+        mobile.answer(at_mobile, 603)
+        await mobile.request("ACK")
+        await desk.request("CANCEL")
+        await alice.response(100)
+        await alice.response(180)
+        declined = await alice.response(603)
+        assert declined.cseq.method == "INVITE"
+
+
+@on_uvloop
+async def test_when_every_branch_fails_the_best_answer_goes_upstream() -> None:
+    async with proxy_running() as proxy:
+        desk = await proxy.registered("bob")
+        mobile = await proxy.registered("bob")
+        alice = await proxy.phone()
+        invite(alice)
+        at_desk, at_mobile = await desk.request("INVITE"), await mobile.request("INVITE")
+        desk.answer(at_desk, 480)
+        mobile.answer(at_mobile, 486)
+        await alice.response(100)
+        busy = await alice.response(486)
+        assert len(busy.headers.values("via")) == 1
+
+
+# -- off-net ---------------------------------------------------------------------------------------
+@on_uvloop
+async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers_identity() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        loop = asyncio.get_running_loop()
+        _, b2bua = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
+        )
+        alice = await proxy.phone()
+        invite(alice, "sip:+15551234567@example.com")
+        forwarded = await b2bua.request("INVITE")
+        assert forwarded.uri == "sip:+15551234567@example.com"
+        assert forwarded.headers.get("p-asserted-identity") == "<sip:alice@example.com>"
+        b2bua.answer(forwarded, 200)
+        await alice.response(100)
+        await alice.response(200)
+        b2bua.close()
+
+
+@on_uvloop
+async def test_the_next_b2bua_is_tried_when_the_first_answers_503() -> None:
+    ports = free_port(), free_port()
+    async with proxy_running(b2bua=tuple(f"{HOST}:{p}" for p in ports)) as proxy:
+        loop = asyncio.get_running_loop()
+        b2buas = [
+            (
+                await loop.create_datagram_endpoint(
+                    lambda: UdpPhone(proxy.port), local_addr=(HOST, p)
+                )
+            )[1]
+            for p in ports
+        ]
+        alice = await proxy.phone()
+        invite(alice, "tel:+15551234567")
+        first = await b2buas[0].request("INVITE")
+        b2buas[0].answer(first, 503)
+        await b2buas[0].request("ACK")
+        second = await b2buas[1].request("INVITE")
+        b2buas[1].answer(second, 486)
+        await alice.response(100)
+        await alice.response(486)
+        for b2bua in b2buas:
+            b2bua.close()
+
+
+@on_uvloop
+async def test_the_next_b2bua_is_tried_when_the_first_stays_silent() -> None:
+    ports = free_port(), free_port()
+    async with proxy_running(
+        b2bua=tuple(f"{HOST}:{p}" for p in ports), failover_after=0.3
+    ) as proxy:
+        loop = asyncio.get_running_loop()
+        _, second = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, ports[1])
+        )
+        alice = await proxy.phone()
+        invite(alice, "sip:+15551234567@example.com")
+        started = time.monotonic()
+        forwarded = await second.request("INVITE")
+        assert 0.25 < time.monotonic() - started < 1.5
+        second.answer(forwarded, 200)
+        await alice.response(100)
+        await alice.response(200)
+        second.close()
+
+
+@on_uvloop
+async def test_a_request_sent_back_to_us_unchanged_is_a_loop() -> None:
+    async with proxy_running() as proxy:
+        # A B2BUA address that is the proxy itself: the call comes straight back.
+        proxy.router.b2bua = [proxy.node.local_address("UDP")]
+        alice = await proxy.phone()
+        invite(alice, "sip:+15551234567@example.com")
+        await alice.response(100)
+        looped = await alice.response(482)
+        assert looped.reason.startswith("Loop Detected")
+
+
+# -- timers and stray responses --------------------------------------------------------------------
+@on_uvloop
+async def test_timer_c_cancels_a_branch_that_rings_too_long() -> None:
+    async with proxy_running(timer_c=0.3) as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        invite(alice)
+        forwarded = await bob.request("INVITE")
+        bob.answer(forwarded, 180)
+        started = time.monotonic()
+        cancel = await bob.request("CANCEL")
+        assert 0.25 < time.monotonic() - started < 1.5
+        bob.answer(cancel, 200)
+        bob.answer(forwarded, 487)
+        await bob.request("ACK")
+        await alice.response(100)
+        await alice.response(180)
+        await alice.response(487)
+
+
+@on_uvloop
+async def test_a_2xx_retransmitted_after_the_transaction_ended_still_reaches_the_caller() -> None:
+    # RFC 6026: timer M is 64*T1; with T1 = 10 ms the client transaction is
+    # gone after 0.64 s, and a late 2xx retransmission is a stray response.
+    layer = TransactionLayer(time.monotonic, t1=0.01, tick=0.01)
+    async with proxy_running(layer=layer) as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        invite(alice)
+        forwarded = await bob.request("INVITE")
+        ok = bob.answer(forwarded, 200, tag="b1")
+        await alice.response(100)
+        await alice.response(200)
+        await asyncio.sleep(1.0)
+        bob.send(ok)
+        again = await alice.response(200)
+        assert len(again.headers.values("via")) == 1
+
+
+@on_uvloop
+async def test_cancel_for_nothing_gets_481() -> None:
+    async with proxy_running() as proxy:
+        alice = await proxy.phone()
+        alice.cancel(alice.new_request("INVITE", "sip:bob@example.com"))
+        refused = await alice.response(481)
+        assert "no INVITE" in refused.reason
