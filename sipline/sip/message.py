@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from .auth import Credentials
 from .errors import ParseError
 from .headers import _KEYS as _KEYS_AS_WRITTEN
 from .headers import (
@@ -217,8 +218,8 @@ class Headers:
         parsed = self._parsed
         if parsed:
             parsed.pop(key, None)
-            if key == "via":
-                parsed.pop("via#top", None)
+            if key == "via" or key == "route":
+                parsed.pop(key + "#top", None)
 
     def _position(self, target: Field) -> int:
         for i, f in enumerate(self._fields):
@@ -248,6 +249,18 @@ def _name_addr(h: Headers, key: str) -> NameAddr:
     if found is None:
         raise ParseError(f"missing {canonical_name(key)}")
     return NameAddr.parse(found[2])
+
+
+def _top_route(h: Headers, key: str) -> NameAddr | None:
+    found = h._index.get("route")
+    if found is None:
+        return None
+    value = found[2]
+    return NameAddr.parse(value if "," not in value else split_values(value)[0])
+
+
+def _credentials(h: Headers, key: str) -> list[Credentials]:
+    return [Credentials.from_header(value) for value in h.get_all(key)]
 
 
 def _name_addrs(h: Headers, key: str) -> list[NameAddr]:
@@ -341,6 +354,11 @@ class Message:
         return value
 
     @property
+    def route(self) -> NameAddr | None:
+        """The top Route (parsed alone: a proxy checks and pops only that one)."""
+        return self.headers.parsed("route#top", _top_route)
+
+    @property
     def record_routes(self) -> list[NameAddr]:
         return self.headers.parsed("record-route", _name_addrs)
 
@@ -368,6 +386,38 @@ class Message:
     def content_type(self) -> str | None:
         value = self.headers.get("content-type")
         return None if value is None else value.partition(";")[0].strip().lower()
+
+    # Authentication (RFC 3261 §22): credentials parsed when first read, the
+    # challenges kept as text.
+    @property
+    def authorization(self) -> Credentials | None:
+        """The credentials of the first Authorization line, or None."""
+        found = self.authorizations
+        return found[0] if found else None
+
+    @property
+    def authorizations(self) -> list[Credentials]:
+        """Every Authorization line's credentials (one per realm, §22.3)."""
+        return self.headers.parsed("authorization", _credentials)
+
+    @property
+    def proxy_authorization(self) -> Credentials | None:
+        """The credentials of the first Proxy-Authorization line, or None."""
+        found = self.proxy_authorizations
+        return found[0] if found else None
+
+    @property
+    def proxy_authorizations(self) -> list[Credentials]:
+        return self.headers.parsed("proxy-authorization", _credentials)
+
+    @property
+    def www_authenticate(self) -> list[str]:
+        """The WWW-Authenticate challenges as written, one per line."""
+        return self.headers.get_all("www-authenticate")
+
+    @property
+    def proxy_authenticate(self) -> list[str]:
+        return self.headers.get_all("proxy-authenticate")
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         self.body = body
@@ -620,9 +670,10 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             if cseq.method != message.method:
                 raise ParseError("CSeq method does not match")
         text = index["max-forwards"][2]
-        if not (text.isdigit() and text.isascii() and len(text) <= 10):
-            raise ParseError("bad Max-Forwards")
-        parsed["max-forwards"] = int(text)
+        if text.isdigit() and text.isascii() and len(text) < 10:
+            parsed["max-forwards"] = int(text)
+        else:
+            parsed["max-forwards"] = parse_int_header(text, "Max-Forwards")
     else:
         if not index.keys() >= _RESPONSE_KEYS:
             _missing(index, _REQUIRED_IN_RESPONSE)
@@ -686,9 +737,16 @@ def _start_line(line: str) -> Request | Response:
 def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
     """Where the message starting at ``start`` of a stream ends, or None if not all here.
 
-    Content-Length frames the body (RFC 3261 §18.3); a stream message without
-    it is taken to have no body.
+    Content-Length (or its compact form ``l``) frames the body (RFC 3261
+    §18.3); a stream message without it is taken to have no body. CRLFs
+    before the start line (keepalives, RFC 3261 §7.5 and RFC 5626 §3.5.1)
+    belong to the frame of the message after them, which ``parse_message``
+    skips; a buffer holding only CRLFs has no message yet. Raises
+    ParseError for a Content-Length that is not a number.
     """
+    size = len(buffer)
+    while start < size and buffer[start] in _CR_OR_LF:
+        start += 1
     end = buffer.find(b"\r\n\r\n", start)
     if end < 0:
         return None
@@ -699,8 +757,8 @@ def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
         while at >= 0:
             rest = head[at + len(marker) :].lstrip(b" \t")
             if rest.startswith(b":"):
-                value = rest[1:].split(b"\r\n", 1)[0].strip()
-                if not value.isdigit():
+                value = rest[1:].split(b"\r\n", 1)[0].strip(b" \t")
+                if not value.isdigit() or len(value) > 10:
                     raise ParseError("bad Content-Length")
                 length = int(value)
                 break
@@ -709,7 +767,10 @@ def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
             continue
         break
     stop = end + 4 + length
-    return stop if stop <= len(buffer) else None
+    return stop if stop <= size else None
+
+
+_CR_OR_LF = b"\r\n"
 
 
 _REASONS = {
