@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 from sipline.sip.auth import Credentials, compute_ha1, compute_response, parse_auth_header
+from sipline.sip.ids import new_branch
 from sipline.sip.message import Request, Response, parse_message
 from sipline.storage import Subscriber
 
@@ -87,3 +89,89 @@ def with_header(req: Request, name: str, value: str) -> Request:
     assert isinstance(copy, Request)
     copy.headers.add(name, value)
     return copy
+
+
+class UdpPhone(asyncio.DatagramProtocol):
+    """A phone's UDP socket on 127.0.0.1: sends requests, collects final responses.
+
+    With ``answer_options`` it answers OPTIONS (NAT keepalives) with 200, and
+    records every request it received in ``received``."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.answer_options = True
+        self.received: list[Request] = []
+        self._waiting: dict[tuple[str, int], asyncio.Future[Response]] = {}
+
+    @classmethod
+    async def open(cls) -> UdpPhone:
+        loop = asyncio.get_running_loop()
+        _, phone = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+        return phone
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = parse_message(data)
+        if isinstance(message, Request):
+            self.received.append(message)
+            if message.method == "OPTIONS" and self.answer_options:
+                self.transport.sendto(bytes(message.response(200)), addr)  # type: ignore[union-attr]
+            return
+        waiting = self._waiting.get((message.call_id, message.cseq.number))
+        if waiting is not None and not waiting.done() and message.status >= 200:
+            waiting.set_result(message)
+
+    @property
+    def via(self) -> str:
+        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={new_branch()};rport"
+
+    async def send(self, req: Request, dest: tuple[str, int], timeout: float = 5.0) -> Response:
+        """Send ``req`` and wait for its final response."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[(req.call_id, req.cseq.number)] = future
+        assert self.transport is not None
+        self.transport.sendto(bytes(req), dest)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            del self._waiting[(req.call_id, req.cseq.number)]
+
+    async def register(
+        self,
+        dest: tuple[str, int],
+        aor: str = "alice@example.com",
+        *,
+        contact: str | None = None,
+        expires: int | None = None,
+        call_id: str | None = None,
+        cseq: int = 1,
+        password: str = PASSWORD,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Response:
+        """REGISTER, answer the challenge, give the final response (uses CSeq ``cseq``, ``cseq``+1)."""
+        user, _, domain = aor.partition("@")
+        extra = list(headers)
+        extra.append(("Contact", contact or f"<sip:{user}@127.0.0.1:{self.port}>"))
+        if expires is not None:
+            extra.append(("Expires", str(expires)))
+        call_id = call_id or f"reg-{user}-{self.port}"
+
+        def build(number: int) -> Request:
+            return request("REGISTER", f"sip:{domain}", from_=aor, to=aor, call_id=call_id,
+                           cseq=number, via=self.via, headers=tuple(extra))  # fmt: skip
+
+        first = build(cseq)
+        challenge = await self.send(first, dest)
+        if challenge.status != 401:
+            return challenge
+        second = build(cseq + 1)
+        answer = authorization(challenge, second, user, password)
+        return await self.send(with_header(second, "Authorization", answer), dest)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -12,7 +12,8 @@ from proxy.location import Binding, Location
 from proxy.location_store import ORPHAN_GRACE, LocationStore, Removal
 from proxy.writer import BindingWriter, Change, coalesce
 from sipline.sip.address import Address
-from sipline.storage import Database, StorageError, open_database
+from sipline.storage import Database, StorageError
+from tests.proxy.support import until, write_lock_held
 
 T0 = 1_700_000_000.0
 ALICE = "alice@example.com"
@@ -225,14 +226,6 @@ class Outcomes(list[StorageError | None]):
         self.append(error)
 
 
-async def until(condition: object, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
-
-
 @asynccontextmanager
 async def running_writer(
     store: LocationStore, rows: int = 500, ms: float = 20.0
@@ -265,23 +258,6 @@ async def test_a_batch_holds_at_most_commit_rows_rows(store: LocationStore) -> N
             writer.submit(Change([binding(f"sip:{n}@192.0.2.1")], (), outcomes))
         await until(lambda: len(outcomes) == 10)
     assert writer.commits == 3  # 4 + 4 + 2
-
-
-@asynccontextmanager
-async def write_lock_held(url: str) -> AsyncIterator[None]:
-    """Another connection holds the locations table's write lock.
-
-    On SQLite the transaction does it (BEGIN IMMEDIATE takes the database's lock)."""
-    other = await open_database(url)
-    try:
-        async with other.transaction() as tx:
-            if other.dialect == "mysql":
-                await tx.execute("LOCK TABLES locations WRITE")
-            yield
-            if other.dialect == "mysql":
-                await tx.execute("UNLOCK TABLES")
-    finally:
-        await other.close()
 
 
 async def test_done_is_called_only_once_the_batch_is_committed(

@@ -1,0 +1,205 @@
+"""NAT keepalives: keep the pinholes of phones behind NAT open, and notice the dead ones.
+
+Every binding this node took from a phone behind NAT (proxy/bindings.py's
+``behind_nat``) is pinged once per ``nat.ping_interval``: a SIP OPTIONS on UDP
+(any response counts as an answer), a CRLF CRLF keepalive (RFC 5626 §3.5.1)
+on its TCP connection. A binding whose last ``nat.ping_failures`` pings went
+unanswered (or whose connection is gone) is removed, from memory and the
+database. A REGISTER from the phone counts as an answer too.
+
+Pings are spread evenly over the interval, driven by one periodic callback
+(``tick``): each round lists the bindings to ping, and every tick sends the
+ones whose turn has come. No task or timer per binding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.location import Binding, BindingKey, Location
+from sipline.logs import event
+from sipline.net.node import Node
+from sipline.sip.address import Address
+from sipline.sip.ids import new_branch, new_call_id, new_tag
+from sipline.sip.message import Headers, Request, Response
+from sipline.sip.transaction import ClientTransaction, Transaction
+
+log = logging.getLogger("sipline.proxy.nat")
+
+TICK = 0.1  # seconds between ticks
+CRLF_PING = b"\r\n\r\n"
+
+
+@dataclass(slots=True)
+class _State:
+    sent_at: float = 0.0
+    unanswered: bool = False
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class _Ping:
+    """The ``context`` of a ping's client transaction."""
+
+    keeper: NatKeeper
+    key: BindingKey
+
+
+class NatKeeper:
+    """Pings this node's NAT bindings; ``on_response``/``on_timeout`` take the pings' outcomes.
+
+    The node's handler passes the callbacks of transactions this keeper
+    ``owns`` to it (see ProxyHandler).
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        node: Node,
+        location: Location,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.interval: float = settings.nat.ping_interval
+        self.allowed_failures: int = settings.nat.ping_failures
+        self.node = node
+        self.location = location
+        self._node_name: str = settings.node.name
+        self._clock = clock
+        self._round: list[BindingKey] = []
+        self._round_start: float | None = None
+        self._next = 0  # index in _round of the next binding to ping
+        self._state: dict[BindingKey, _State] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.pings = self.removed = 0
+
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _periodic(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
+        try:
+            self.tick()
+        except Exception:
+            log.exception("event=nat_tick_error")
+
+    # -- the schedule -------------------------------------------------------------
+    def tick(self) -> None:
+        """Ping the bindings whose turn has come; start a new round when one is over."""
+        now = self._clock()
+        if self._round_start is None or now >= self._round_start + self.interval:
+            self._ping_through(len(self._round), now)  # what a late tick left of the round
+            self._new_round(now)
+        elapsed = now - self._round_start  # type: ignore[operator]
+        self._ping_through(int(len(self._round) * elapsed / self.interval) + 1, now)
+
+    def _new_round(self, now: float) -> None:
+        self._round = [b.key for b in self.location.bindings() if self._watched(b, now)]
+        self._state = {key: self._state.get(key) or _State() for key in self._round}
+        self._round_start = now
+        self._next = 0
+
+    def _watched(self, binding: Binding, now: float) -> bool:
+        # A binding with a Path is reached through the edge proxy that handles its NAT.
+        return (
+            binding.nat
+            and binding.node == self._node_name
+            and binding.source is not None
+            and not binding.path
+            and binding.expires_at > now
+        )
+
+    def _ping_through(self, end: int, now: float) -> None:
+        end = min(end, len(self._round))
+        while self._next < end:
+            key = self._round[self._next]
+            self._next += 1
+            binding = self.location.get(*key)
+            if binding is not None and self._watched(binding, now):
+                self._ping(binding, self._state[key], now)
+
+    # -- one binding ----------------------------------------------------------------
+    def _ping(self, binding: Binding, state: _State, now: float) -> None:
+        if state.unanswered and binding.updated_at < state.sent_at:
+            state.failures += 1
+        else:
+            state.failures = 0  # answered, or registered again since
+        if state.failures >= self.allowed_failures:
+            self._remove(binding, state)
+            return
+        state.sent_at, state.unanswered = now, True
+        self.pings += 1
+        source = binding.source
+        assert source is not None
+        if source.transport == "UDP":
+            txn = self.node.send_request(_options(binding, self.node.local_address("UDP")), source)
+            txn.context = _Ping(self, binding.key)
+        elif _write_keepalive(self.node, source):
+            state.unanswered = False  # the pong is not reported; the connection is alive
+
+    def _remove(self, binding: Binding, state: _State) -> None:
+        self.removed += 1
+        self._state.pop(binding.key, None)
+        event(log, "nat_binding_removed", aor=binding.aor, contact=binding.contact,
+              source=binding.source, failures=state.failures)  # fmt: skip
+        self.location.remove(binding)
+
+    # -- outcomes ---------------------------------------------------------------------
+    def owns(self, txn: Transaction | None) -> bool:
+        return txn is not None and isinstance(txn.context, _Ping) and txn.context.keeper is self
+
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+    ) -> None:
+        """Any response, even an error, shows the path to the phone works."""
+        state = self._state.get(txn.context.key)  # type: ignore[union-attr]
+        if state is not None:
+            state.unanswered = False
+            state.failures = 0
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        """Nothing to do: the next ping of the binding counts the missing answer."""
+
+
+def _options(binding: Binding, local: Address) -> Request:
+    host = f"[{local.host}]" if ":" in local.host else local.host
+    domain = binding.aor.rpartition("@")[2]
+    headers = Headers(
+        [
+            ("Via", f"SIP/2.0/UDP {host}:{local.port};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:keepalive@{domain}>;tag={new_tag()}"),
+            ("To", f"<{binding.contact}>"),
+            ("Call-ID", new_call_id(local.host)),
+            ("CSeq", "1 OPTIONS"),
+            ("Content-Length", "0"),
+        ]
+    )
+    return Request("OPTIONS", binding.contact, headers)
+
+
+def _write_keepalive(node: Node, source: Address) -> bool:
+    """Write CRLF CRLF on the binding's own connection; False when it is gone.
+
+    The Node has no public way to write bytes on a connection (asked for:
+    ``Node.send_keepalive(address) -> bool``); until it does, its TCP
+    endpoint's table of connections is used. Never a new connection: a
+    phone behind NAT cannot be connected to."""
+    tcp = getattr(node, "_tcp", None)
+    if tcp is None or source.connection is None:
+        return False
+    conn = tcp.by_id.get(source.connection)
+    if conn is None or conn.closed:
+        return False
+    conn.write(CRLF_PING)
+    return True

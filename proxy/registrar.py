@@ -1,0 +1,224 @@
+"""The registrar (RFC 3261 §10.3): authenticate, then add, refresh or remove bindings.
+
+``Registrar.on_register`` decides with the rules of proxy/bindings.py, hands
+the change to the group-commit writer and answers from the writer's callback:
+the 200 OK (every current binding, with its expires) once the batch is
+committed, a 500 with the reason when it failed. No task per REGISTER.
+
+REGISTERs for one AOR are taken one at a time: while one waits for its
+commit, the next waits behind it, so every decision sees the bindings as
+committed (Location) and two REGISTERs cannot both pass ``max_contacts``.
+
+``RegistrarService`` is what a proxy process runs of all this::
+
+    service = RegistrarService(settings, db, aliases=[...])
+    await service.start()                 # load subscribers and bindings, start the writer
+    handler = ProxyHandler(..., service.registrar, Router(settings, service.location,
+                           service.directory, service.authenticator), ...)
+    node = Node(settings, handler); await node.start()
+    service.start_nat(node)               # keepalives to bindings behind NAT
+    ...
+    await node.stop(); await service.close()   # close writes what is still queued
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.authn import Authenticator
+from proxy.bindings import Origin, Policy, Reject, aor_of, check_require, ok, plan
+from proxy.location import Location
+from proxy.location_store import LocationStore, Removal
+from proxy.nat import NatKeeper
+from proxy.subscribers import ServedDomains, SubscriberDirectory
+from proxy.writer import BindingWriter, Change
+from sipline.logs import event
+from sipline.net.node import Node
+from sipline.sip.address import Address
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ServerTransaction
+from sipline.storage import Database, StorageError, Subscribers
+
+log = logging.getLogger("sipline.proxy.registrar")
+
+STORE_FAILED = Reject(
+    500, "Server Internal Error (binding not stored: location database unavailable)",
+    (("Retry-After", "5"),),
+)  # fmt: skip
+
+INTERNAL_ERROR = Reject(500, "Server Internal Error (registrar error, see the node's log)")
+
+
+@dataclass(slots=True)
+class Pending:
+    """An authenticated REGISTER on its way to an answer."""
+
+    node: Node
+    request: Request
+    txn: ServerTransaction
+    source: Address
+    aor: str
+
+
+class Registrar:
+    def __init__(
+        self,
+        settings: Any,
+        location: Location,
+        writer: BindingWriter,
+        authenticator: Authenticator,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = Policy.from_settings(settings.registrar)
+        self.location = location
+        self.writer = writer
+        self.authenticator = authenticator
+        self._node_name: str = settings.node.name
+        self._server: str = settings.sip.server_header
+        self._clock = clock
+        self._busy: dict[str, deque[Pending]] = {}  # AOR -> REGISTERs waiting behind a commit
+
+    def on_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> None:
+        aor = check_require(request) or aor_of(request, self.authenticator.domains.canonical)
+        if isinstance(aor, Reject):
+            self._respond(node, txn, aor.response(request))
+            return
+        verdict = self.authenticator.authenticate(request, self._clock(), proxy=False)
+        if isinstance(verdict, Response):
+            self._respond(node, txn, verdict)
+            return
+        pending = Pending(node, request, txn, source, aor)
+        waiting = self._busy.get(aor)
+        if waiting is not None:
+            waiting.append(pending)
+            return
+        self._busy[aor] = deque()
+        if not self._process(pending):
+            self._release(aor)
+
+    def _process(self, p: Pending) -> bool:
+        """Decide and answer, or hand to the writer; True while a commit is pending."""
+        try:
+            return self._decide(p)
+        except Exception:  # a bug must not leave the AOR waiting forever
+            log.exception("event=register_error call_id=%s", p.request.call_id)
+            with contextlib.suppress(Exception):  # it may have been answered already
+                self._respond(p.node, p.txn, INTERNAL_ERROR.response(p.request))
+            return False
+
+    def _decide(self, p: Pending) -> bool:
+        now = self._clock()
+        origin = Origin(p.source, self._node_name)
+        update = plan(p.request, p.aor, self.location.lookup(p.aor, now), now, self.policy, origin)
+        if isinstance(update, Reject):
+            self._respond(p.node, p.txn, update.response(p.request))
+            return False
+        if update.empty:
+            self._respond(p.node, p.txn, ok(p.request, self.location.lookup(p.aor, now), now))
+            return False
+        removals = [Removal(b.aor, b.contact) for b in update.removals]
+
+        def committed(error: StorageError | None) -> None:
+            try:
+                if error is None:
+                    self.location.apply(update.upserts, [b.key for b in update.removals])
+                    later = self._clock()
+                    response = ok(p.request, self.location.lookup(p.aor, later), later)
+                else:
+                    response = STORE_FAILED.response(p.request)
+                self._respond(p.node, p.txn, response)
+            finally:
+                self._release(p.aor)
+
+        self.writer.submit(Change(update.upserts, removals, committed))
+        return True
+
+    def _release(self, aor: str) -> None:
+        """The AOR's commit is over: take the REGISTERs that waited behind it."""
+        waiting = self._busy[aor]
+        while waiting:
+            if self._process(waiting.popleft()):
+                return
+        del self._busy[aor]
+
+    def _respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
+        response.headers.add("Server", self._server)
+        if response.status >= 300 and log.isEnabledFor(logging.INFO):
+            event(log, "register_refused", status=response.status, reason=response.reason,
+                  call_id=response.call_id)  # fmt: skip
+        node.respond(txn, response)
+
+
+class RegistrarService:
+    """Subscribers, authentication, location, group commit, sweep and NAT keepalives of a proxy.
+
+    ``aliases``: the hosts that stand for the first domain (the proxy's own
+    addresses); by default ``sip.host``.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        db: Database,
+        *,
+        aliases: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        domains = ServedDomains(settings.proxy.domains, aliases or [settings.sip.host])
+        self.directory = SubscriberDirectory(Subscribers(db))
+        self.authenticator = Authenticator(settings.auth, self.directory, domains)
+        self.store = LocationStore(db, settings.node.name)
+        r = settings.registrar
+        self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms)
+        self.location = Location(self.writer)
+        self.registrar = Registrar(
+            settings, self.location, self.writer, self.authenticator, clock=clock
+        )
+        self.nat: NatKeeper | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Load the subscribers and the live bindings; start the writer and the sweep."""
+        await self.directory.load()
+        self.location.apply(await self.store.load(self.clock()))
+        event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
+        self.directory.start()
+        self.writer.start()
+        self._schedule_sweep()
+
+    def start_nat(self, node: Node) -> None:
+        """Begin NAT keepalives through ``node`` (after it started)."""
+        self.nat = NatKeeper(self.settings, node, self.location, clock=self.clock)
+        self.nat.start()
+
+    async def close(self) -> None:
+        """Stop pinging and sweeping, write what is queued, stop reloading subscribers."""
+        if self.nat is not None:
+            self.nat.stop()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        await self.writer.close()
+        await self.directory.close()
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep_timer = loop.call_later(self.settings.registrar.sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        self._schedule_sweep()
+        now = self.clock()
+        self.location.expire(now)
+        self.writer.sweep(now)

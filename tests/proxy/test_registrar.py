@@ -1,0 +1,270 @@
+"""The registrar on a real node: phones on UDP sockets, bindings in SQLite and MariaDB.
+
+The registrar's clock is fake (expiry is moved by the test); the node, the
+sockets and the database are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from proxy.registrar import RegistrarService
+from sipline.config import Settings
+from sipline.net.handler import Handler
+from sipline.net.node import Node
+from sipline.sip.address import Address
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
+from sipline.storage import Database, Subscribers
+from tests.proxy.phone import UdpPhone
+from tests.proxy.support import HOST, FakeClock, free_port, until, write_lock_held
+
+
+class RegistrarHandler(Handler):
+    """What the proxy's handler does for the registrar's part: REGISTER in, ping outcomes back."""
+
+    def __init__(self, service: RegistrarService) -> None:
+        self.service = service
+
+    def on_request(self, node: Node, request: Request, txn: ServerTransaction | None,
+                   source: Address) -> None:  # fmt: skip
+        if txn is not None and request.method == "REGISTER":
+            self.service.registrar.on_register(node, request, txn, source)
+
+    def on_response(self, node: Node, response: Response, txn: ClientTransaction | None,
+                    source: Address) -> None:  # fmt: skip
+        nat = self.service.nat
+        if nat is not None and txn is not None and nat.owns(txn):
+            nat.on_response(node, response, txn, source)
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        nat = self.service.nat
+        if nat is not None and nat.owns(txn):
+            nat.on_timeout(node, txn)
+
+
+def settings_for(url: str, **sections: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {
+        "node": {"name": "node-a", "drain_timeout": 0.2},
+        "sip": {"host": HOST, "port": free_port(), "server_header": "sipline-test"},
+        "database": {"url": url},
+        "proxy": {"domains": ["example.com"]},
+        "registrar": {"commit_ms": 20, "sweep_interval": 0.05, "min_expires": 60},
+        "auth": {"secret": "test secret"},
+        "nat": {"ping_interval": 30, "ping_failures": 3},
+    }
+    for name, section in sections.items():
+        values[name] = values.get(name, {}) | section
+    return Settings(**values)
+
+
+@dataclass
+class Proxy:
+    service: RegistrarService
+    node: Node
+    clock: FakeClock
+    db: Database
+
+    @property
+    def address(self) -> tuple[str, int]:
+        local = self.node.local_address("UDP")
+        return (local.host, local.port)
+
+
+@asynccontextmanager
+async def running(
+    db: Database, url: str, clock: FakeClock, **sections: dict[str, Any]
+) -> AsyncIterator[Proxy]:
+    settings = settings_for(url, **sections)
+    service = RegistrarService(settings, db, clock=clock)
+    await service.start()
+    node = Node(settings, RegistrarHandler(service))
+    await node.start()
+    try:
+        yield Proxy(service, node, clock, db)
+    finally:
+        await node.stop()
+        await service.close()
+
+
+AORS = [f"user{n}@example.com" for n in range(100)]
+
+
+@pytest.fixture
+async def provisioned(migrated: Database) -> Database:
+    subscribers = Subscribers(migrated)
+    for aor in ["alice@example.com", "bob@example.com", *AORS]:
+        await subscribers.add(aor, "correct horse")
+    return migrated
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def proxy(provisioned: Database, database_url: str, clock: FakeClock) -> AsyncIterator[Proxy]:
+    async with running(provisioned, database_url, clock) as started:
+        yield started
+
+
+@pytest.fixture
+async def phone() -> AsyncIterator[UdpPhone]:
+    opened = await UdpPhone.open()
+    yield opened
+    opened.close()
+
+
+async def rows(db: Database) -> list[tuple[Any, ...]]:
+    return await db.fetchall(
+        "SELECT aor, contact, received, transport, node, expires_at FROM locations ORDER BY aor, contact"
+    )
+
+
+# -- registering ----------------------------------------------------------------------------
+
+
+async def test_a_phone_registers_with_digest_and_gets_its_bindings_back(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    response = await phone.register(proxy.address, expires=600)
+    assert (response.status, response.reason) == (200, "OK")
+    contact = f"sip:alice@127.0.0.1:{phone.port}"
+    assert response.headers.get_all("Contact") == [f"<{contact}>;expires=600"]
+    assert response.headers.get("Server") == "sipline-test" and response.headers.get("Date")
+    # Where the REGISTER really came from, and the node that took it, are kept.
+    assert await rows(proxy.db) == [
+        (
+            "alice@example.com",
+            contact,
+            f"127.0.0.1:{phone.port}",
+            "UDP",
+            "node-a",
+            proxy.clock.now + 600,
+        )
+    ]
+    (binding,) = proxy.service.location.lookup("alice@example.com", proxy.clock.now)
+    assert binding.source == Address("UDP", "127.0.0.1", phone.port)
+
+
+async def test_a_wrong_password_is_refused_and_nothing_is_stored(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    response = await phone.register(proxy.address, password="guess")
+    assert (response.status, response.reason) == (403, "Forbidden (wrong password)")
+    assert await rows(proxy.db) == []
+
+
+async def test_unregistering_removes_the_row(proxy: Proxy, phone: UdpPhone) -> None:
+    await phone.register(proxy.address, cseq=1)
+    response = await phone.register(proxy.address, expires=0, cseq=3)
+    assert response.status == 200 and response.headers.get_all("Contact") == []
+    assert await rows(proxy.db) == []
+
+
+async def test_registrations_are_committed_in_groups(proxy: Proxy) -> None:
+    phones = [await UdpPhone.open() for _ in AORS]
+    try:
+        responses = await asyncio.gather(
+            *(p.register(proxy.address, aor) for p, aor in zip(phones, AORS, strict=True))
+        )
+    finally:
+        for p in phones:
+            p.close()
+    assert [r.status for r in responses] == [200] * len(AORS)
+    writer = proxy.service.writer
+    assert writer.rows == len(AORS)
+    assert writer.commits <= 10, "one transaction per REGISTER, or close to it"
+    assert len(await rows(proxy.db)) == len(AORS)
+
+
+async def test_the_200_waits_for_the_commit(
+    proxy: Proxy, phone: UdpPhone, database_url: str
+) -> None:
+    async with write_lock_held(database_url):
+        registering = asyncio.ensure_future(phone.register(proxy.address))
+        await asyncio.sleep(0.4)
+        assert not registering.done(), "a 200 went out before its binding was stored"
+        assert proxy.service.location.lookup("alice@example.com", proxy.clock.now) == []
+    response = await registering
+    assert response.status == 200
+    assert len(await rows(proxy.db)) == 1
+
+
+async def test_a_failing_database_gets_500_with_the_reason_and_keeps_nothing(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    await proxy.db.execute("ALTER TABLE locations RENAME TO locations_away")
+    try:
+        response = await phone.register(proxy.address)
+    finally:
+        await proxy.db.execute("ALTER TABLE locations_away RENAME TO locations")
+    assert response.status == 500
+    assert (
+        response.reason
+        == "Server Internal Error (binding not stored: location database unavailable)"
+    )
+    assert response.headers.get("Retry-After") == "5"
+    assert proxy.service.location.lookup("alice@example.com", proxy.clock.now) == []
+    assert (await phone.register(proxy.address, cseq=3)).status == 200  # and it recovers
+
+
+async def test_registers_for_one_aor_are_decided_one_after_another(
+    provisioned: Database, database_url: str, clock: FakeClock
+) -> None:
+    """Both would pass max_contacts if the second were decided before the first was stored."""
+    async with running(
+        provisioned, database_url, clock, registrar={"max_contacts": 1, "commit_ms": 100}
+    ) as proxy:
+        first, second = await UdpPhone.open(), await UdpPhone.open()
+        try:
+            responses = await asyncio.gather(
+                first.register(proxy.address), second.register(proxy.address)
+            )
+        finally:
+            first.close()
+            second.close()
+    assert sorted((r.status, r.reason) for r in responses) == [
+        (200, "OK"),
+        (403, "Forbidden (too many contacts: 2, at most 1)"),
+    ]
+
+
+# -- the cache and expiry -----------------------------------------------------------------------
+
+
+async def test_the_bindings_are_loaded_at_start(
+    provisioned: Database, database_url: str, clock: FakeClock, phone: UdpPhone
+) -> None:
+    async with running(provisioned, database_url, clock) as before:
+        await phone.register(before.address, expires=600)
+    async with running(provisioned, database_url, clock) as after:
+        (binding,) = after.service.location.lookup("alice@example.com", clock.now)
+        assert binding.source == Address("UDP", "127.0.0.1", phone.port)
+        assert binding.expires_in(clock.now) == 600
+
+
+async def test_expired_bindings_are_swept_from_memory_and_the_database(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    await phone.register(proxy.address, expires=60)
+    await phone.register(proxy.address, "bob@example.com", expires=3600)
+    proxy.clock.now += 60
+    location = proxy.service.location
+    await until(lambda: len(location) == 1)
+    await until_rows(proxy.db, lambda found: [row[0] for row in found] == ["bob@example.com"])
+
+
+async def until_rows(db: Database, condition: Callable[[list[tuple[Any, ...]]], bool]) -> None:
+    for _ in range(200):
+        if condition(await rows(db)):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(await rows(db))
