@@ -155,20 +155,21 @@ class Router(Handler):
             )
             return
         trusted = (source.host, source.port) in self.trusted
-        # In a dialog routed through our Record-Route: nothing to authenticate again.
-        in_dialog = request.to.tag is not None and (ours is not None or not self.record_route)
+        mid_dialog = request.to.tag is not None
         subscriber = None
         if not trusted:
             if "p-asserted-identity" in request.headers:
                 request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
-            if not in_dialog:
+            # In a dialog routed through our Record-Route: nothing to authenticate
+            # again. A To tag alone proves nothing: anyone can write one.
+            if not (mid_dialog and (ours is not None or not self.record_route)):
                 result = self.authenticator.authenticate(request, self.clock(), proxy=True)
                 if isinstance(result, Response):
                     node.respond(txn, result)
                     return
                 subscriber = result
                 drop_own_credentials(request, self.domains)
-        plan = self._plan(request, local, ours, trusted, in_dialog)
+        plan = self._plan(request, local, ours, trusted, mid_dialog)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
             return
@@ -189,9 +190,15 @@ class Router(Handler):
         local: Local,
         ours: dict[str, str] | None,
         trusted: bool,
-        in_dialog: bool,
+        mid_dialog: bool,
     ) -> Plan | Rejection:
-        """The targets of §16.5, or why there are none."""
+        """The targets of §16.5, or why there are none.
+
+        Only our subscribers' new requests go off-net: a trusted peer's would
+        bounce between the B2BUA and us, and a request with a To tag is in a
+        dialog whose far end its Request-URI names (an unauthenticated one must
+        not reach the B2BUA by writing a To tag).
+        """
         if "route" in request.headers:  # a Route set beyond us: loose routing (§16.12)
             dest = next_hop(request)
             if dest is None:
@@ -201,22 +208,21 @@ class Router(Handler):
             flow = flow_toward(request, ours)
             if flow is not None:
                 return Plan([[Target(flow)]])
+        off_net = not (trusted or mid_dialog)
         uri = request.request_uri
         domain = local.domain_of(uri) if isinstance(uri, SipUri) else None
         if domain is not None:
-            return self._subscriber(uri, domain, trusted)  # type: ignore[arg-type]
-        if in_dialog or trusted:
-            # A peer we trust (or a dialog) names where it goes; never back to
-            # the B2BUA, which would bounce it here again.
-            dest = resolve(request.uri)
-            if dest is None:
-                if trusted and not in_dialog:
-                    return Rejection(404, f"Not Found: {request.uri} is not served here")
-                return _unresolvable(request.uri)
+            return self._subscriber(uri, domain, off_net)  # type: ignore[arg-type]
+        if off_net:
+            return self._off_net()
+        dest = resolve(request.uri)
+        if dest is not None:
             return Plan([[Target(dest)]])
-        return self._off_net()
+        if mid_dialog:
+            return _unresolvable(request.uri)
+        return Rejection(404, f"Not Found: {request.uri} is not served here")
 
-    def _subscriber(self, uri: SipUri, domain: str, trusted: bool) -> Plan | Rejection:
+    def _subscriber(self, uri: SipUri, domain: str, off_net: bool) -> Plan | Rejection:
         user = uri.user
         if not user:
             return Rejection(404, f"Not Found: no user part in {uri}")
@@ -233,7 +239,7 @@ class Router(Handler):
             return Rejection(480, f"Temporarily Unavailable: no reachable contact for {aor}")
         if self.directory.known(aor):
             return Rejection(480, f"Temporarily Unavailable: {aor} is not registered")
-        if not trusted and telephone_number(user, uri):
+        if off_net and telephone_number(user, uri):
             return self._off_net()
         return Rejection(404, f"Not Found: no subscriber {aor}")
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from proxy.authn import Authenticator
-from proxy.location import Location
+from proxy.location import Binding, Location
 from proxy.router import Router
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from sipline.config import Settings
@@ -498,3 +498,105 @@ async def test_cancel_for_nothing_gets_481() -> None:
         alice.cancel(alice.new_request("INVITE", "sip:bob@example.com"))
         refused = await alice.response(481)
         assert "no INVITE" in refused.reason
+
+
+# -- what must not happen ----------------------------------------------------------------------
+@on_uvloop
+async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        loop = asyncio.get_running_loop()
+        _, b2bua = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
+        )
+        fraud = await proxy.phone()
+        # A Route naming us and a To tag: it looks like a request in a dialog of ours.
+        fraud.send(
+            fraud.new_request(
+                "INVITE",
+                "sip:+19005550100@example.com",
+                to="<sip:+19005550100@example.com>;tag=made-up",
+                extra=(("Route", f"<sip:{HOST}:{proxy.port};lr>"),),
+            )
+        )
+        await fraud.response(100)
+        refused = await fraud.response(404)
+        assert "no subscriber" in refused.reason
+        await b2bua.silence()
+        b2bua.close()
+
+
+@on_uvloop
+async def test_a_trusted_peer_calling_a_number_that_is_no_subscriber_gets_404() -> None:
+    peer_port, b2bua_port = free_port(), free_port()
+    async with proxy_running(
+        trusted=(f"{HOST}:{peer_port}",), b2bua=(f"{HOST}:{b2bua_port}",)
+    ) as proxy:
+        loop = asyncio.get_running_loop()
+        _, acr = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
+        )
+        acr.send(acr.new_request("INVITE", "sip:+15551234567@example.com"))
+        await acr.response(100)
+        await acr.response(404)  # not back to the B2BUA, which would send it here again
+        acr.close()
+
+
+@on_uvloop
+async def test_a_preloaded_route_is_followed_and_kept() -> None:
+    hop_port = free_port()
+    async with proxy_running() as proxy:
+        loop = asyncio.get_running_loop()
+        _, hop = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, hop_port)
+        )
+        alice = await proxy.phone()
+        route = f"<sip:{HOST}:{hop_port};lr>"
+        first = alice.new_request("MESSAGE", "sip:dave@example.net")
+        first.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")
+        first.headers.add("Route", route)
+        alice.send(first)
+        challenge = await alice.response(407)
+        second = parse_message(bytes(first))
+        assert isinstance(second, Request)
+        second.headers.set("Via", alice.via())
+        second.headers.set("CSeq", "2 MESSAGE")
+        second.headers.add(
+            "Proxy-Authorization", authorization(challenge, second, "alice", proxy=True)
+        )
+        alice.send(second)
+        forwarded = await hop.request("MESSAGE")
+        assert forwarded.uri == "sip:dave@example.net"
+        assert forwarded.headers.values("route") == [route]
+        hop.answer(forwarded, 200)
+        await alice.response(200)
+        hop.close()
+
+
+@on_uvloop
+async def test_a_binding_with_a_path_is_reached_through_the_path() -> None:
+    edge_port = free_port()
+    async with proxy_running() as proxy:
+        loop = asyncio.get_running_loop()
+        _, edge = await loop.create_datagram_endpoint(
+            lambda: UdpPhone(proxy.port), local_addr=(HOST, edge_port)
+        )
+        # As the registrar stores a REGISTER that came through an edge proxy (RFC 3327).
+        path = f"<sip:{HOST}:{edge_port};lr>"
+        proxy.location.apply(
+            [
+                Binding(
+                    "bob@example.com",
+                    f"sip:bob@{PRIVATE}",
+                    time.time() + 60,
+                    source=edge.address,
+                    path=(path,),
+                )
+            ]
+        )
+        alice = await proxy.phone()
+        await place_call(alice)
+        forwarded = await edge.request("INVITE")
+        assert forwarded.uri == f"sip:bob@{PRIVATE}"
+        assert forwarded.headers.values("route") == [path]
+        edge.close()
