@@ -53,6 +53,8 @@ class _Ping:
 class NatKeeper:
     """Pings this node's NAT bindings; ``on_response``/``on_timeout`` take the pings' outcomes.
 
+    Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
+
     The node's handler passes the callbacks of transactions this keeper
     ``owns`` to it (see ProxyHandler).
     """
@@ -76,7 +78,7 @@ class NatKeeper:
         self._next = 0  # index in _round of the next binding to ping
         self._state: dict[BindingKey, _State] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self.pings = self.removed = 0
+        self.pings = self.answers = self.removed = 0
 
     def start(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
@@ -162,6 +164,7 @@ class NatKeeper:
         self, node: Node, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         """Any response, even an error, shows the path to the phone works."""
+        self.answers += 1
         state = self._state.get(txn.context.key)  # type: ignore[union-attr]
         if state is not None:
             state.unanswered = False

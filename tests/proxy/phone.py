@@ -7,7 +7,7 @@ import itertools
 
 from sipline.sip.auth import Credentials, compute_ha1, compute_response, parse_auth_header
 from sipline.sip.ids import new_branch
-from sipline.sip.message import Request, Response, parse_message
+from sipline.sip.message import Request, Response, find_message_end, parse_message
 from sipline.storage import Subscriber
 
 PASSWORD = "correct horse"
@@ -91,35 +91,32 @@ def with_header(req: Request, name: str, value: str) -> Request:
     return copy
 
 
-class UdpPhone(asyncio.DatagramProtocol):
-    """A phone's UDP socket on 127.0.0.1: sends requests, collects final responses.
+class Phone:
+    """A phone's socket on 127.0.0.1: sends requests, collects their final responses.
 
-    With ``answer_options`` it answers OPTIONS (NAT keepalives) with 200, and
-    records every request it received in ``received``."""
+    With ``answer_options`` it answers OPTIONS (NAT keepalives) with 200; it
+    records every request it receives in ``received``."""
+
+    transport_name = "UDP"
 
     def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
         self.answer_options = True
         self.received: list[Request] = []
         self._waiting: dict[tuple[str, int], asyncio.Future[Response]] = {}
 
-    @classmethod
-    async def open(cls) -> UdpPhone:
-        loop = asyncio.get_running_loop()
-        _, phone = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
-        return phone
+    def write(self, data: bytes, dest: tuple[str, int]) -> None:
+        raise NotImplementedError
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.port = transport.get_extra_info("sockname")[1]
+    def close(self) -> None:
+        raise NotImplementedError
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def deliver(self, data: bytes, addr: tuple[str, int]) -> None:
         message = parse_message(data)
         if isinstance(message, Request):
             self.received.append(message)
             if message.method == "OPTIONS" and self.answer_options:
-                self.transport.sendto(bytes(message.response(200)), addr)  # type: ignore[union-attr]
+                self.write(bytes(message.response(200)), addr)
             return
         waiting = self._waiting.get((message.call_id, message.cseq.number))
         if waiting is not None and not waiting.done() and message.status >= 200:
@@ -127,14 +124,13 @@ class UdpPhone(asyncio.DatagramProtocol):
 
     @property
     def via(self) -> str:
-        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={new_branch()};rport"
+        return f"SIP/2.0/{self.transport_name} 127.0.0.1:{self.port};branch={new_branch()};rport"
 
     async def send(self, req: Request, dest: tuple[str, int], timeout: float = 5.0) -> Response:
         """Send ``req`` and wait for its final response."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[(req.call_id, req.cseq.number)] = future
-        assert self.transport is not None
-        self.transport.sendto(bytes(req), dest)
+        self.write(bytes(req), dest)
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
@@ -171,6 +167,74 @@ class UdpPhone(asyncio.DatagramProtocol):
         second = build(cseq + 1)
         answer = authorization(challenge, second, user, password)
         return await self.send(with_header(second, "Authorization", answer), dest)
+
+
+class UdpPhone(Phone, asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def open(cls) -> UdpPhone:
+        loop = asyncio.get_running_loop()
+        _, phone = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+        return phone
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.deliver(data, addr)
+
+    def write(self, data: bytes, dest: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, dest)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class TcpPhone(Phone, asyncio.Protocol):
+    """A phone on one TCP connection; counts the CRLF CRLF keepalives it receives in ``pings``."""
+
+    transport_name = "TCP"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: asyncio.Transport | None = None
+        self.pings = 0
+        self._buffer = bytearray()
+
+    @classmethod
+    async def connect(cls, host: str, port: int) -> TcpPhone:
+        loop = asyncio.get_running_loop()
+        _, phone = await loop.create_connection(cls, host, port)
+        return phone
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while buffer:
+            if buffer.startswith(b"\r\n\r\n"):
+                self.pings += 1
+                del buffer[:4]
+                continue
+            end = find_message_end(buffer)
+            if end is None:
+                return
+            message = bytes(buffer[:end])
+            del buffer[:end]
+            self.deliver(message, ("", 0))
+
+    def write(self, data: bytes, dest: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None:

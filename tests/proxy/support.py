@@ -6,8 +6,17 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from sipline.storage import open_database
+from proxy.registrar import RegistrarService
+from sipline.config import Settings
+from sipline.net.handler import Handler
+from sipline.net.node import Node
+from sipline.sip.address import Address
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
+from sipline.storage import Database, open_database
 
 HOST = "127.0.0.1"
 
@@ -60,3 +69,73 @@ async def write_lock_held(url: str) -> AsyncIterator[None]:
                 await tx.execute("UNLOCK TABLES")
     finally:
         await other.close()
+
+
+# -- a node running the registrar ------------------------------------------------------
+
+
+class RegistrarHandler(Handler):
+    """What the proxy's handler does for the registrar's part: REGISTER in, ping outcomes back."""
+
+    def __init__(self, service: RegistrarService) -> None:
+        self.service = service
+
+    def on_request(self, node: Node, request: Request, txn: ServerTransaction | None,
+                   source: Address) -> None:  # fmt: skip
+        if txn is not None and request.method == "REGISTER":
+            self.service.registrar.on_register(node, request, txn, source)
+
+    def on_response(self, node: Node, response: Response, txn: ClientTransaction | None,
+                    source: Address) -> None:  # fmt: skip
+        nat = self.service.nat
+        if nat is not None and txn is not None and nat.owns(txn):
+            nat.on_response(node, response, txn, source)
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        nat = self.service.nat
+        if nat is not None and nat.owns(txn):
+            nat.on_timeout(node, txn)
+
+
+def settings_for(url: str, **sections: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {
+        "node": {"name": "node-a", "drain_timeout": 0.2},
+        "sip": {"host": HOST, "port": free_port(), "server_header": "sipline-test"},
+        "database": {"url": url},
+        "proxy": {"domains": ["example.com"]},
+        "registrar": {"commit_ms": 20, "sweep_interval": 0.05, "min_expires": 60},
+        "auth": {"secret": "test secret"},
+        "nat": {"ping_interval": 30, "ping_failures": 3},
+    }
+    for name, section in sections.items():
+        values[name] = values.get(name, {}) | section
+    return Settings(**values)
+
+
+@dataclass
+class Proxy:
+    service: RegistrarService
+    node: Node
+    clock: FakeClock
+    db: Database
+
+    @property
+    def address(self) -> tuple[str, int]:
+        local = self.node.local_address("UDP")
+        return (local.host, local.port)
+
+
+@asynccontextmanager
+async def running(
+    db: Database, url: str, clock: FakeClock, **sections: dict[str, Any]
+) -> AsyncIterator[Proxy]:
+    settings = settings_for(url, **sections)
+    service = RegistrarService(settings, db, clock=clock)
+    await service.start()
+    node = Node(settings, RegistrarHandler(service))
+    await node.start()
+    try:
+        yield Proxy(service, node, clock, db)
+    finally:
+        await node.stop()
+        await service.close()
