@@ -46,32 +46,27 @@ class _State:
 class _Ping:
     """The ``context`` of a ping's client transaction."""
 
-    keeper: NatKeeper
+    pinger: NatPinger
     key: BindingKey
 
 
-class NatKeeper:
-    """Pings this node's NAT bindings; ``on_response``/``on_timeout`` take the pings' outcomes.
+class NatPinger:
+    """Pings the NAT bindings a node took; ``on_response``/``on_timeout`` take the pings' outcomes.
 
+    ``start(node)`` begins: pings go out through that node, to the bindings
+    whose ``node`` is its name. The node's handler passes the callbacks of
+    the transactions this pinger ``owns`` to it (see ProxyHandler).
     Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
-
-    The node's handler passes the callbacks of transactions this keeper
-    ``owns`` to it (see ProxyHandler).
     """
 
     def __init__(
-        self,
-        settings: Any,
-        node: Node,
-        location: Location,
-        *,
-        clock: Callable[[], float] = time.time,
+        self, nat: Any, location: Location, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self.interval: float = settings.nat.ping_interval
-        self.allowed_failures: int = settings.nat.ping_failures
-        self.node = node
+        self.interval: float = nat.ping_interval
+        self.allowed_failures: int = nat.ping_failures
         self.location = location
-        self._node_name: str = settings.node.name
+        self.node: Node | None = None
+        self._node_name = ""
         self._clock = clock
         self._round: list[BindingKey] = []
         self._round_start: float | None = None
@@ -80,7 +75,9 @@ class NatKeeper:
         self._timer: asyncio.TimerHandle | None = None
         self.pings = self.answers = self.removed = 0
 
-    def start(self) -> None:
+    def start(self, node: Node) -> None:
+        self.node = node
+        self._node_name = node.settings.node.name
         self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
 
     def stop(self) -> None:
@@ -98,6 +95,8 @@ class NatKeeper:
     # -- the schedule -------------------------------------------------------------
     def tick(self) -> None:
         """Ping the bindings whose turn has come; start a new round when one is over."""
+        if self.node is None:
+            return
         now = self._clock()
         if self._round_start is None or now >= self._round_start + self.interval:
             self._ping_through(len(self._round), now)  # what a late tick left of the round
@@ -141,12 +140,12 @@ class NatKeeper:
             return
         state.sent_at, state.unanswered = now, True
         self.pings += 1
-        source = binding.source
-        assert source is not None
+        source, node = binding.source, self.node
+        assert source is not None and node is not None
         if source.transport == "UDP":
-            txn = self.node.send_request(_options(binding, self.node.local_address("UDP")), source)
+            txn = node.send_request(_options(binding, node.local_address("UDP")), source)
             txn.context = _Ping(self, binding.key)
-        elif _write_keepalive(self.node, source):
+        elif _write_keepalive(node, source):
             state.unanswered = False  # the pong is not reported; the connection is alive
 
     def _remove(self, binding: Binding, state: _State) -> None:
@@ -158,7 +157,7 @@ class NatKeeper:
 
     # -- outcomes ---------------------------------------------------------------------
     def owns(self, txn: Transaction | None) -> bool:
-        return txn is not None and isinstance(txn.context, _Ping) and txn.context.keeper is self
+        return txn is not None and isinstance(txn.context, _Ping) and txn.context.pinger is self
 
     def on_response(
         self, node: Node, response: Response, txn: ClientTransaction, source: Address

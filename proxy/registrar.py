@@ -36,7 +36,7 @@ from proxy.authn import Authenticator
 from proxy.bindings import Origin, Policy, Reject, aor_of, check_require, ok, plan
 from proxy.location import Location
 from proxy.location_store import LocationStore, Removal
-from proxy.nat import NatKeeper
+from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
@@ -186,7 +186,7 @@ class RegistrarService:
         self.registrar = Registrar(
             settings, self.location, self.writer, self.authenticator, clock=clock
         )
-        self.nat: NatKeeper | None = None
+        self.nat = NatPinger(settings.nat, self.location, clock=clock)
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -200,13 +200,11 @@ class RegistrarService:
 
     def start_nat(self, node: Node) -> None:
         """Begin NAT keepalives through ``node`` (after it started)."""
-        self.nat = NatKeeper(self.settings, node, self.location, clock=self.clock)
-        self.nat.start()
+        self.nat.start(node)
 
     async def close(self) -> None:
         """Stop pinging and sweeping, write what is queued, stop reloading subscribers."""
-        if self.nat is not None:
-            self.nat.stop()
+        self.nat.stop()
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None

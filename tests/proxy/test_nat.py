@@ -1,7 +1,7 @@
 """NAT keepalives on a real node: phones behind NAT are pinged, and removed when they stop answering.
 
-The keeper's clock is fake and the test calls ``tick`` (what the periodic
-callback does every 100 ms); pings and answers cross real sockets.
+The pinger's clock is fake: its periodic callback runs, but only the test
+moves time (and then calls ``tick`` at once); pings and answers cross real sockets.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.location import Binding
-from proxy.nat import NatKeeper
+from proxy.nat import NatPinger
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
 from tests.proxy.phone import TcpPhone, UdpPhone
@@ -36,13 +36,11 @@ async def phone() -> AsyncIterator[UdpPhone]:
     opened.close()
 
 
-def keeper_of(proxy: Proxy) -> NatKeeper:
-    """The keeper, ticked by the test instead of its periodic callback."""
-    keeper = NatKeeper(
-        proxy.service.settings, proxy.node, proxy.service.location, clock=proxy.clock
-    )
-    proxy.service.nat = keeper  # the handler passes the pings' outcomes to it
-    return keeper
+def pinger_of(proxy: Proxy) -> NatPinger:
+    """The service's pinger, started on the proxy's node; the test moves the clock and ticks."""
+    pinger = proxy.service.nat
+    pinger.start(proxy.node)
+    return pinger
 
 
 def alice(proxy: Proxy) -> list[Binding]:
@@ -55,9 +53,9 @@ async def stored(proxy: Proxy) -> int:
     return int(row[0])
 
 
-async def next_round(proxy: Proxy, keeper: NatKeeper) -> None:
+async def next_round(proxy: Proxy, pinger: NatPinger) -> None:
     proxy.clock.now += INTERVAL
-    keeper.tick()
+    pinger.tick()
 
 
 async def pinged(phone: UdpPhone, count: int) -> None:
@@ -71,20 +69,20 @@ async def test_a_phone_behind_nat_is_pinged_at_its_source_and_removed_once_silen
     assert (await phone.register(proxy.address, contact=PRIVATE)).status == 200
     (binding,) = alice(proxy)
     assert binding.behind_nat
-    keeper = keeper_of(proxy)
+    pinger = pinger_of(proxy)
 
-    keeper.tick()
-    await until(lambda: keeper.answers == 1)
+    pinger.tick()
+    await until(lambda: pinger.answers == 1)
     (ping,) = phone.received  # it reached the public address the REGISTER came from
     assert (ping.method, ping.uri) == ("OPTIONS", "sip:alice@10.0.0.5:5060")
 
     phone.answer_options = False
     for count in (2, 3, 4):  # one answered ping, then three without an answer
-        await next_round(proxy, keeper)
+        await next_round(proxy, pinger)
         await pinged(phone, count)
         assert alice(proxy) == [binding]
-    await next_round(proxy, keeper)
-    assert alice(proxy) == [] and keeper.removed == 1
+    await next_round(proxy, pinger)
+    assert alice(proxy) == [] and pinger.removed == 1
     await until_stored(proxy, 0)
 
 
@@ -98,18 +96,18 @@ async def until_stored(proxy: Proxy, count: int) -> None:
 
 async def test_an_answered_ping_resets_the_count(proxy: Proxy, phone: UdpPhone) -> None:
     await phone.register(proxy.address, contact=PRIVATE)
-    keeper = keeper_of(proxy)
+    pinger = pinger_of(proxy)
     phone.answer_options = False
-    keeper.tick()
+    pinger.tick()
     await pinged(phone, 1)
     for count in (2, 3):  # three unanswered so far: the next round would remove it ...
-        await next_round(proxy, keeper)
+        await next_round(proxy, pinger)
         await pinged(phone, count)
     phone.answer_options = True  # ... but the phone answers the retransmissions
-    await until(lambda: keeper.answers >= 1)
+    await until(lambda: pinger.answers >= 1)
     phone.answer_options = False
     for count in (4, 5, 6):
-        await next_round(proxy, keeper)
+        await next_round(proxy, pinger)
         await pinged(phone, count)
     assert len(alice(proxy)) == 1
 
@@ -117,20 +115,20 @@ async def test_an_answered_ping_resets_the_count(proxy: Proxy, phone: UdpPhone) 
 async def test_registering_again_counts_as_an_answer(proxy: Proxy, phone: UdpPhone) -> None:
     phone.answer_options = False
     await phone.register(proxy.address, contact=PRIVATE, cseq=1)
-    keeper = keeper_of(proxy)
-    keeper.tick()
+    pinger = pinger_of(proxy)
+    pinger.tick()
     for cseq in (3, 5, 7, 9):
-        await next_round(proxy, keeper)
+        await next_round(proxy, pinger)
         await phone.register(proxy.address, contact=PRIVATE, cseq=cseq)
-    assert len(alice(proxy)) == 1 and keeper.removed == 0
+    assert len(alice(proxy)) == 1 and pinger.removed == 0
 
 
 async def test_a_phone_not_behind_nat_is_not_pinged(proxy: Proxy, phone: UdpPhone) -> None:
     await phone.register(proxy.address)  # Contact and Via name the address it sends from
-    keeper = keeper_of(proxy)
-    keeper.tick()
-    await next_round(proxy, keeper)
-    assert keeper.pings == 0 and phone.received == []
+    pinger = pinger_of(proxy)
+    pinger.tick()
+    await next_round(proxy, pinger)
+    assert pinger.pings == 0 and phone.received == []
 
 
 def natted(proxy: Proxy, sink: UdpPhone, n: int, **fields: object) -> Binding:
@@ -155,24 +153,24 @@ async def test_bindings_through_an_edge_proxy_or_of_another_node_are_not_pinged(
             natted(proxy, phone, 2, node="node-b"),
         ]
     )
-    keeper = keeper_of(proxy)
-    keeper.tick()
-    await next_round(proxy, keeper)
-    assert keeper.pings == 0
+    pinger = pinger_of(proxy)
+    pinger.tick()
+    await next_round(proxy, pinger)
+    assert pinger.pings == 0
 
 
 async def test_pings_are_spread_over_the_interval(proxy: Proxy, phone: UdpPhone) -> None:
     proxy.service.location.apply([natted(proxy, phone, n) for n in range(40)])
-    keeper = keeper_of(proxy)
+    pinger = pinger_of(proxy)
     sent = []
     for _ in range(4):
-        keeper.tick()
-        sent.append(keeper.pings)
+        pinger.tick()
+        sent.append(pinger.pings)
         proxy.clock.now += INTERVAL / 4
     assert sent == [1, 11, 21, 31]
-    keeper.tick()  # the next round: the rest of this one, then the first of the next
-    assert keeper.pings == 41
-    await until(lambda: keeper.answers == 41)
+    pinger.tick()  # the next round: the rest of this one, then the first of the next
+    assert pinger.pings == 41
+    await until(lambda: pinger.answers == 41)
 
 
 async def test_a_tcp_phone_gets_crlf_keepalives_on_its_connection_and_is_removed_when_it_closes(
@@ -184,16 +182,16 @@ async def test_a_tcp_phone_gets_crlf_keepalives_on_its_connection_and_is_removed
         assert (await phone.register((local.host, local.port), contact=PRIVATE)).status == 200
         (binding,) = alice(proxy)
         assert binding.behind_nat and binding.source.connection is not None  # type: ignore[union-attr]
-        keeper = keeper_of(proxy)
-        keeper.tick()
+        pinger = pinger_of(proxy)
+        pinger.tick()
         await until(lambda: phone.pings == 1)
         assert phone.received == []  # no OPTIONS on a stream
     finally:
         phone.close()
     await until(lambda: binding.source.connection not in proxy.node._tcp.by_id)  # type: ignore[union-attr]
     for _ in range(3):
-        await next_round(proxy, keeper)
+        await next_round(proxy, pinger)
         assert len(alice(proxy)) == 1
-    await next_round(proxy, keeper)
+    await next_round(proxy, pinger)
     assert alice(proxy) == []
     await until_stored(proxy, 0)
