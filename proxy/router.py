@@ -1,7 +1,9 @@
 """The stateful proxy core (RFC 3261 §16): every request the proxy routes.
 
 For each request: validate it (§16.3), take our own Route entries off it
-(§16.4), detect loops, challenge our subscribers (§22.3), choose the targets
+(§16.4), detect loops, challenge phones (§22.3: the dialog-creating and
+content-carrying requests of any source but a trusted peer, outside the
+dialogs we record-routed, and anything bound off-net), choose the targets
 (§16.5: a subscriber's registered contacts in q-ordered groups, the B2BUA
 for anything off-net, the dialog's recorded flow or the Request-URI in a
 dialog), forward a copy to each in its own client transaction (§16.6) and
@@ -61,6 +63,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipline.proxy.router")
 
+# Requests from phones that are challenged before routing: what creates a
+# dialog or carries content (RFC 3261 §22.3 lets a proxy challenge any but
+# ACK and CANCEL). Others (OPTIONS ...) pass to our subscribers unchallenged,
+# and are challenged only when they would leave the network.
+CHALLENGED_METHODS = DIALOG_METHODS | frozenset(("MESSAGE", "PUBLISH"))
 FAILOVER_STATUSES = frozenset((408, 503))  # a B2BUA answering these is skipped
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
@@ -162,17 +169,20 @@ class Router(Handler):
                 request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
             # In a dialog routed through our Record-Route: nothing to authenticate
             # again. A To tag alone proves nothing: anyone can write one.
-            if not (mid_dialog and (ours is not None or not self.record_route)):
-                result = self.authenticator.authenticate(request, self.clock(), proxy=True)
-                if isinstance(result, Response):
-                    node.respond(txn, result)
+            ours_in_dialog = mid_dialog and (ours is not None or not self.record_route)
+            if request.method in CHALLENGED_METHODS and not ours_in_dialog:
+                subscriber = self._authenticate(node, request, txn)
+                if subscriber is None:
                     return
-                subscriber = result
-                drop_own_credentials(request, self.domains)
         plan = self._plan(request, local, ours, trusted, mid_dialog)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
             return
+        if plan.off_net and subscriber is None:
+            # Whatever leaves the network is some subscriber's (an OPTIONS to a number).
+            subscriber = self._authenticate(node, request, txn)
+            if subscriber is None:
+                return
         decrement_max_forwards(request)
         if plan.off_net and subscriber is not None:
             # Who is calling, for the B2BUA and the ACR to bill (RFC 3325).
@@ -183,6 +193,15 @@ class Router(Handler):
             fork.record_route = record_route_params(request, source)
         txn.context = fork
         self._settle(node, fork)
+
+    def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
+        """The subscriber the request is from, or None once it was answered (407 ...)."""
+        result = self.authenticator.authenticate(request, self.clock(), proxy=True)
+        if isinstance(result, Response):
+            node.respond(txn, result)
+            return None
+        drop_own_credentials(request, self.domains)
+        return result
 
     def _plan(
         self,

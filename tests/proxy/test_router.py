@@ -600,3 +600,25 @@ async def test_a_binding_with_a_path_is_reached_through_the_path() -> None:
         assert forwarded.uri == f"sip:bob@{PRIVATE}"
         assert forwarded.headers.values("route") == [path]
         edge.close()
+
+
+# -- which requests are challenged ----------------------------------------------------------------
+@on_uvloop
+async def test_an_options_to_a_subscriber_is_not_challenged() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        prober = await proxy.phone()
+        prober.send(prober.new_request("OPTIONS", f"sip:bob@{HOST}:{proxy.port}"))
+        options = await bob.request("OPTIONS")
+        assert options.uri == f"sip:bob@{HOST}:{bob.port}"
+        bob.answer(options, 200)
+        await prober.response(200)
+
+
+@on_uvloop
+async def test_an_options_that_would_leave_the_network_is_challenged() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        prober = await proxy.phone()
+        prober.send(prober.new_request("OPTIONS", "sip:+15551234567@example.com"))
+        await prober.response(407)
