@@ -1,4 +1,4 @@
-"""The proxy's commands: ``sipline subscriber add|list|remove`` (provisioning).
+"""The proxy's commands: ``sipline proxy`` (run it) and ``sipline subscriber add|list|remove``.
 
 Registered through the ``sipline.commands`` entry-point group. The password
 is turned into digest HA1s at once and never stored, printed or logged; the
@@ -14,13 +14,17 @@ import time
 
 from sipline import logs
 from sipline.config import Settings
-from sipline.storage import Database, Subscriber, Subscribers, parse_aor
+from sipline.storage import Database, StorageError, Subscriber, Subscribers, parse_aor
 from sipline.storage.commands import run_with_database
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    proxy = subparsers.add_parser(
+        "proxy", help="run the edge proxy and registrar; SIGTERM or SIGINT drains and stops it"
+    )
+    proxy.set_defaults(func=cmd_proxy)
     parser = subparsers.add_parser("subscriber", help="provision SIP subscribers")
     actions = parser.add_subparsers(dest="subscriber_command", metavar="ACTION", required=True)
 
@@ -42,6 +46,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove = actions.add_parser("remove", help="remove a subscriber")
     remove.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
     remove.set_defaults(func=cmd_remove)
+
+
+def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here so that provisioning commands do not pay for the event loop.
+    import uvloop
+
+    from proxy.server import serve_proxy
+
+    try:
+        uvloop.run(serve_proxy(settings))
+    except StorageError as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:

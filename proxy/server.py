@@ -1,0 +1,273 @@
+"""The proxy node: the handler that splits traffic between registrar and router, and its life.
+
+``ProxyHandler`` sends a REGISTER for one of our domains to the registrar,
+answers an OPTIONS addressed to the proxy itself, and gives everything else
+(calls, in-dialog requests, CANCEL, stray ACKs, every response) to the router.
+``serve_proxy`` opens the database, loads subscribers and bindings, starts the
+node and the registrar's background work, and on SIGTERM or SIGINT drains the
+node and writes the bindings still pending before it closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from proxy.registrar import RegistrarService
+from proxy.router import Router
+from sipline.logs import event
+from sipline.net.handler import Handler
+from sipline.net.node import Node, tune_gc
+from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_tag
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
+from sipline.sip.uri import SipUri
+from sipline.storage import Database, migrate, open_database, require_current_schema
+from sipline.storage.database import redact
+
+log = logging.getLogger("sipline.proxy")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY"
+ACCEPT = "application/sdp"
+SUPPORTED = "path"
+
+
+class RegistrarLike(Protocol):
+    def on_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> None: ...
+
+
+class PingerLike(Protocol):
+    def owns(self, txn: Transaction | None) -> bool: ...
+
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+    ) -> None: ...
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+
+
+class RouterLike(Protocol):
+    def on_request(
+        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+    ) -> None: ...
+
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    ) -> None: ...
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+
+    def on_terminated(self, node: Node, txn: Transaction) -> None: ...
+
+
+class LocalNames:
+    """Which Request-URIs name this proxy: one of its domains, or its own address.
+
+    ``addresses`` are (host, port) pairs the proxy listens on; a URI without a
+    port matches port 5060. Host names compare case-insensitively.
+    """
+
+    __slots__ = ("domains", "addresses")
+
+    def __init__(self, domains: Iterable[str], addresses: Iterable[tuple[str, int]]) -> None:
+        self.domains = frozenset(domain.lower() for domain in domains)
+        self.addresses = frozenset((host.lower(), port) for host, port in addresses)
+
+    def is_domain(self, uri: SipUri) -> bool:
+        """The URI's host is one of our domains or our own address."""
+        host = uri.host.lower()
+        if host in self.domains:
+            return True
+        return (host, uri.port or DEFAULT_PORT["UDP"]) in self.addresses
+
+    def is_us(self, uri: SipUri) -> bool:
+        """The URI names the proxy itself (no user part), not a subscriber."""
+        return uri.user is None and self.is_domain(uri)
+
+
+class ProxyHandler(Handler):
+    """Dispatches the node's callbacks: REGISTER and OPTIONS to us here, the rest to the router.
+
+    The outcomes of the NAT keepalive OPTIONS the ``pinger`` sent go back to it.
+    """
+
+    def __init__(
+        self,
+        names: LocalNames,
+        registrar: RegistrarLike,
+        router: RouterLike,
+        server_header: str,
+        pinger: PingerLike | None = None,
+    ) -> None:
+        self.names = names
+        self.registrar = registrar
+        self.router = router
+        self.server_header = server_header
+        self.pinger = pinger
+
+    def on_request(
+        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+    ) -> None:
+        if txn is not None:
+            method = request.method
+            if method == "REGISTER" and self._for_our_domain(request):
+                self.registrar.on_register(node, request, txn, source)
+                return
+            if method == "OPTIONS" and self._for_us(request):
+                node.respond(txn, self._capabilities(request))
+                return
+        self.router.on_request(node, request, txn, source)
+
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    ) -> None:
+        pinger = self.pinger
+        if pinger is not None and txn is not None and pinger.owns(txn):
+            pinger.on_response(node, response, txn, source)
+            return
+        self.router.on_response(node, response, txn, source)
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        if self.pinger is not None and self.pinger.owns(txn):
+            self.pinger.on_timeout(node, txn)
+            return
+        self.router.on_timeout(node, txn)
+
+    def on_terminated(self, node: Node, txn: Transaction) -> None:
+        if self.pinger is not None and self.pinger.owns(txn):
+            return
+        self.router.on_terminated(node, txn)
+
+    def _for_our_domain(self, request: Request) -> bool:
+        uri = _sip_uri(request)
+        return uri is not None and self.names.is_domain(uri)
+
+    def _for_us(self, request: Request) -> bool:
+        # A pre-loaded Route to somewhere else makes it the router's business (§16.4).
+        uri = _sip_uri(request)
+        if uri is None or not self.names.is_us(uri):
+            return False
+        if "route" not in request.headers:
+            return True
+        try:
+            routes = request.routes
+        except ParseError:
+            return False  # the router answers 400
+        return all(isinstance(r.uri, SipUri) and self.names.is_domain(r.uri) for r in routes)
+
+    def _capabilities(self, request: Request) -> Response:
+        response = request.response(200, to_tag=new_tag())
+        headers = response.headers
+        headers.add("Allow", ALLOW)
+        headers.add("Accept", ACCEPT)
+        headers.add("Supported", SUPPORTED)
+        headers.add("Server", self.server_header)
+        return response
+
+
+def _sip_uri(request: Request) -> SipUri | None:
+    try:
+        uri = request.request_uri
+    except ParseError:
+        return None
+    return uri if isinstance(uri, SipUri) else None
+
+
+async def serve_proxy(settings: Any) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then drain, write pending bindings and return.
+
+    SchemaOutdated (a StorageError) if a MySQL database lacks migrations:
+    there the schema is shared by every node and changed by an operator
+    (``sipline db migrate``). A SQLite file belongs to this node alone and
+    is migrated here.
+    """
+    db = await open_database(settings.database.url)
+    try:
+        await prepare_schema(db)
+        proxy = ProxyNode(settings, db)
+        await proxy.start()
+        try:
+            received = await wait_for_signal(signal.SIGTERM, signal.SIGINT)
+            event(log, "signal", signal=received.name)
+        finally:
+            await proxy.stop()
+    finally:
+        await db.close()
+
+
+async def prepare_schema(db: Database) -> None:
+    if db.dialect == "sqlite":
+        for version in await migrate(db):
+            event(log, "schema_migrated", version=f"{version:03d}")
+    else:
+        await require_current_schema(db)
+
+
+class ProxyNode:
+    """The node, the router and the registrar's service (caches, group commit, sweep, NAT)."""
+
+    def __init__(self, settings: Any, db: Database) -> None:
+        self.settings = settings
+        self.service = RegistrarService(settings, db)
+        service = self.service
+        self.router = Router(settings, service.location, service.directory, service.authenticator)
+        names = LocalNames(settings.proxy.domains, [(settings.sip.host, settings.sip.port)])
+        handler = ProxyHandler(
+            names, service.registrar, self.router, settings.sip.server_header, service.nat
+        )
+        self.node = Node(settings, handler)
+
+    async def start(self) -> None:
+        """Load subscribers and bindings, then listen; SIP traffic waits for the caches."""
+        await self.service.start()
+        try:
+            await self.node.start()
+        except BaseException:
+            await self.service.close()
+            raise
+        self.service.start_nat(self.node)
+        tune_gc()
+        log_started(self.settings)
+
+    async def stop(self) -> None:
+        """Drain the node (REGISTERs in flight still get their commits), then write the rest."""
+        await self.node.stop()
+        self.router.close()
+        await self.service.close()
+        writer = self.service.writer
+        event(log, "bindings_flushed", commits=writer.commits, rows=writer.rows)
+
+
+async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
+    """Return the first of ``signals`` delivered to the process."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in signals:
+        loop.add_signal_handler(sig, _set_once, received, sig)
+    try:
+        return await received
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _set_once(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def log_started(settings: Any) -> None:
+    event(
+        log,
+        "proxy_started",
+        node=settings.node.name,
+        domains=",".join(settings.proxy.domains),
+        database=redact(settings.database.url),
+    )

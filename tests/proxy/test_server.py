@@ -1,0 +1,149 @@
+"""ProxyHandler: REGISTER for our domains to the registrar, OPTIONS to us answered, the rest routed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.server import LocalNames, ProxyHandler
+from sipline.sip.address import Address
+from sipline.sip.message import Request, Response, parse_message
+
+SOURCE = Address("UDP", "127.0.0.1", 40000)
+NAMES = LocalNames(["example.com", "Example.NET"], [("127.0.0.1", 5060)])
+
+
+def request(method: str, uri: str, *extra: str) -> Request:
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        "Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKtest;rport",
+        "From: <sip:alice@example.com>;tag=a",
+        "To: <sip:alice@example.com>",
+        "Call-ID: test-call",
+        f"CSeq: 1 {method}",
+        "Max-Forwards: 70",
+        *extra,
+        "Content-Length: 0",
+    ]
+    message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode())
+    assert isinstance(message, Request)
+    return message
+
+
+class Recorder:
+    """Stands for the node, the registrar and the router: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def respond(self, txn: object, response: Response) -> None:
+        self.calls.append(("respond", response))
+
+    def on_register(self, node: object, request: Request, txn: object, source: Address) -> None:
+        self.calls.append(("registrar", request.method))
+
+    def on_request(self, node: object, request: Request, txn: object, source: Address) -> None:
+        self.calls.append(("router", request.method))
+
+    def on_response(self, node: object, response: Response, txn: object, source: Address) -> None:
+        self.calls.append(("router response", response.status))
+
+    def on_timeout(self, node: object, txn: object) -> None:
+        self.calls.append(("router timeout", txn))
+
+    def on_terminated(self, node: object, txn: object) -> None:
+        self.calls.append(("router terminated", txn))
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def handler(recorder: Recorder) -> ProxyHandler:
+    return ProxyHandler(NAMES, recorder, recorder, "sipline/test")
+
+
+def dispatch(handler: ProxyHandler, recorder: Recorder, message: Request, txn: object = "txn") -> Any:
+    handler.on_request(recorder, message, txn, SOURCE)  # type: ignore[arg-type]
+    [(where, what)] = recorder.calls
+    return where, what
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["sip:example.com", "sip:EXAMPLE.com;transport=tcp", "sip:example.net", "sip:127.0.0.1:5060",
+     "sip:127.0.0.1", "sip:alice@example.com"],
+)  # fmt: skip
+def test_register_for_our_domain_or_address_goes_to_the_registrar(
+    handler: ProxyHandler, recorder: Recorder, uri: str
+) -> None:
+    assert dispatch(handler, recorder, request("REGISTER", uri)) == ("registrar", "REGISTER")
+
+
+@pytest.mark.parametrize("uri", ["sip:other.org", "sip:127.0.0.1:5070", "tel:+15551234"])
+def test_register_for_another_domain_is_routed(
+    handler: ProxyHandler, recorder: Recorder, uri: str
+) -> None:
+    assert dispatch(handler, recorder, request("REGISTER", uri)) == ("router", "REGISTER")
+
+
+@pytest.mark.parametrize("uri", ["sip:example.com", "sip:127.0.0.1:5060", "sip:example.net"])
+def test_options_to_the_proxy_itself_is_answered_with_capabilities(
+    handler: ProxyHandler, recorder: Recorder, uri: str
+) -> None:
+    where, response = dispatch(handler, recorder, request("OPTIONS", uri))
+    assert where == "respond"
+    assert response.status == 200
+    assert response.to.tag
+    assert "INVITE" in response.headers.get("Allow")
+    assert "REGISTER" in response.headers.get("Allow")
+    assert response.headers.get("Accept") == "application/sdp"
+    assert response.headers.get("Supported") is not None
+    assert response.headers.get("Server") == "sipline/test"
+
+
+def test_options_with_a_route_through_us_is_still_for_us(
+    handler: ProxyHandler, recorder: Recorder
+) -> None:
+    message = request("OPTIONS", "sip:example.com", "Route: <sip:127.0.0.1:5060;lr>")
+    assert dispatch(handler, recorder, message)[0] == "respond"
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra"),
+    [
+        ("sip:bob@example.com", ()),  # to a subscriber: forwarded to the phone
+        ("sip:other.org", ()),  # to another domain
+        ("sip:example.com", ("Route: <sip:10.0.0.9:5060;lr>",)),  # pre-loaded route elsewhere
+    ],
+)
+def test_other_options_are_routed(
+    handler: ProxyHandler, recorder: Recorder, uri: str, extra: tuple[str, ...]
+) -> None:
+    assert dispatch(handler, recorder, request("OPTIONS", uri, *extra)) == ("router", "OPTIONS")
+
+
+@pytest.mark.parametrize("method", ["INVITE", "BYE", "CANCEL", "MESSAGE", "SUBSCRIBE"])
+def test_everything_else_is_routed(handler: ProxyHandler, recorder: Recorder, method: str) -> None:
+    assert dispatch(handler, recorder, request(method, "sip:bob@example.com")) == ("router", method)
+
+
+def test_an_ack_without_transaction_is_routed(handler: ProxyHandler, recorder: Recorder) -> None:
+    assert dispatch(handler, recorder, request("ACK", "sip:bob@10.0.0.2"), None) == ("router", "ACK")
+
+
+def test_responses_timeouts_and_terminations_go_to_the_router(
+    handler: ProxyHandler, recorder: Recorder
+) -> None:
+    response = request("INVITE", "sip:bob@example.com").response(180)
+    handler.on_response(recorder, response, None, SOURCE)  # type: ignore[arg-type]
+    handler.on_timeout(recorder, "t1")  # type: ignore[arg-type]
+    handler.on_terminated(recorder, "t2")  # type: ignore[arg-type]
+    assert recorder.calls == [
+        ("router response", 180),
+        ("router timeout", "t1"),
+        ("router terminated", "t2"),
+    ]
