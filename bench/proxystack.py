@@ -1,0 +1,227 @@
+"""The proxy under load or test: subscribers in a database, ``sipline proxy``, sipp phones.
+
+The end-to-end tests and the ``call`` and ``register`` bench scenarios share
+these parts: ``Phone`` and ``users_csv`` (sipp's ``-inf`` lines
+``user;domain;password``), ``provision`` (subscribers written straight into a
+migrated database, thousands at once), ``proxy_env`` (the environment that
+points ``sipline proxy`` at a port and a database), ``register_phones`` (sipp
+registers phones with digest auth from a given port, so a UAS started later
+on that port takes their calls) and ``answers_options``.
+
+``python -m bench.proxystack call|register`` is the server the bench runner
+starts for those scenarios (see ``bench.proxyserve``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sipline.sip.auth import MD5, SHA256, compute_ha1
+from sipline.storage import migrate, open_database
+
+REPO = Path(__file__).resolve().parents[1]
+SIPLINE = Path(sys.executable).parent / "sipline"
+HOST = "127.0.0.1"
+DOMAIN = "example.com"
+PROVISION_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A subscriber as a phone knows it: user, password and domain."""
+
+    user: str
+    password: str
+    domain: str = DOMAIN
+
+    @property
+    def aor(self) -> str:
+        return f"{self.user}@{self.domain}"
+
+    @property
+    def csv_line(self) -> str:
+        return f"{self.user};{self.domain};{self.password}"
+
+
+def numbered_phones(count: int, prefix: str = "u") -> list[Phone]:
+    """``count`` distinct phones: u000001 ... with passwords of their own."""
+    width = max(6, len(str(count)))
+    return [Phone(f"{prefix}{n:0{width}d}", f"pw-{n}") for n in range(1, count + 1)]
+
+
+def users_csv(phones: Iterable[Phone]) -> str:
+    """sipp -inf text: one call per line, in order (SEQUENTIAL)."""
+    return "SEQUENTIAL\n" + "".join(f"{phone.csv_line}\n" for phone in phones)
+
+
+async def provision(url: str, phones: Sequence[Phone]) -> None:
+    """Migrate the database at ``url`` and add ``phones`` as subscribers, in large batches."""
+    db = await open_database(url)
+    try:
+        await migrate(db)
+        now = time.time()
+        rows = [_subscriber_row(phone, now) for phone in phones]
+        for start in range(0, len(rows), PROVISION_CHUNK):
+            async with db.transaction() as tx:
+                await tx.executemany(
+                    "INSERT INTO subscribers"
+                    " (username, domain, ha1_md5, ha1_sha256, account, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows[start : start + PROVISION_CHUNK],
+                )
+    finally:
+        await db.close()
+
+
+def _subscriber_row(phone: Phone, now: float) -> tuple[str, str, str, str, None, float]:
+    return (
+        phone.user,
+        phone.domain,
+        compute_ha1(phone.user, phone.domain, phone.password, MD5),
+        compute_ha1(phone.user, phone.domain, phone.password, SHA256),
+        None,
+        now,
+    )
+
+
+def proxy_env(port: int, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``sipline proxy`` on ``port`` with its database at ``url``.
+
+    sipp 3.6 answers only MD5 challenges and takes the first one offered, so
+    MD5 is the only algorithm offered to it.
+    """
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
+    return {
+        **clean,
+        "SIPLINE_SIP__HOST": HOST,
+        "SIPLINE_SIP__PORT": str(port),
+        "SIPLINE_DATABASE__URL": url,
+        "SIPLINE_AUTH__ALGORITHMS": '["MD5"]',
+        "SIPLINE_LOG__LEVEL": "warning",  # info logs a line per message
+        "SIPLINE_NODE__DRAIN_TIMEOUT": "2",
+        **(extra or {}),
+    }
+
+
+def proxy_command(config: str = "configs/single.toml") -> list[str]:
+    return [str(SIPLINE), "proxy", "--config", config]
+
+
+def register_command(
+    sipp: str,
+    scenario: Path,
+    proxy_port: int,
+    csv: Path,
+    local_port: int,
+    *,
+    calls: int,
+    rate: int = 50,
+    transport: str = "u1",
+    expires: int = 3600,
+) -> list[str]:
+    """sipp registering the ``calls`` phones of ``csv`` from ``local_port`` (register.xml)."""
+    return [
+        sipp, f"{HOST}:{proxy_port}", "-sf", str(scenario),
+        "-inf", str(csv), "-au", "[field0]", "-ap", "[field2]", "-auth_uri", DOMAIN,
+        "-key", "expires", str(expires),
+        "-t", transport, "-i", HOST, "-p", str(local_port),
+        "-m", str(calls), "-r", str(rate), "-timeout", "60s", "-nostdin",
+        "-trace_stat", "-stf", "register-stats.csv", "-trace_err",
+    ]  # fmt: skip
+
+
+def register_phones(
+    sipp: str,
+    scenario: Path,
+    proxy_port: int,
+    phones: Sequence[Phone],
+    local_port: int,
+    workdir: Path,
+    transport: str = "u1",
+) -> None:
+    """Register ``phones`` from ``local_port``; RuntimeError unless every one got its 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    csv = workdir / f"register-{local_port}.csv"
+    csv.write_text(users_csv(phones))
+    command = register_command(
+        sipp, scenario, proxy_port, csv, local_port, calls=len(phones), transport=transport
+    )
+    done = subprocess.run(command, cwd=workdir, capture_output=True, timeout=90)
+    if done.returncode != 0:
+        tail = done.stdout[-1500:].decode(errors="replace")
+        raise RuntimeError(f"sipp could not register {len(phones)} phones ({done.returncode}):\n{tail}")
+
+
+def options_request(port: int, user: str | None, branch: str, sender: str) -> bytes:
+    target = f"{user}@{HOST}:{port}" if user else f"{HOST}:{port}"
+    return (
+        f"OPTIONS sip:{target} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:{port};branch={branch};rport\r\n"
+        f"From: <sip:{sender}>;tag=p\r\nTo: <sip:{target}>\r\n"
+        f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def answers_options(
+    port: int, user: str | None = None, timeout: float = 0.3, sender: str = "probe@probe.invalid"
+) -> bytes | None:
+    """The first response to an OPTIONS to ``sip:[user@]127.0.0.1:port`` over UDP, if any.
+
+    ``sender`` (the From) is not in the proxy's domains by default, so the
+    proxy does not challenge the request."""
+    branch = f"z9hG4bKprobe{time.monotonic_ns()}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((HOST, port))
+            sock.send(options_request(port, user, branch, sender))
+            return sock.recv(65535)
+        except OSError:
+            return None
+
+
+def wait_until_answering(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> bool:
+    """Wait until the proxy on ``port`` answers an OPTIONS to itself with 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        answer = answers_options(port, timeout=0.2)
+        if answer is not None and answer.startswith(b"SIP/2.0 200 "):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP right now, with its +1 free too.
+
+    The neighbour matters for baresip, which binds TLS on its SIP port + 1.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = tcp.getsockname()[1]
+        if port < 65535 and all(_free(p) for p in (port, port + 1)):
+            return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                return False
+    return True
+
