@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import sippstats
+from bench import proxyserve, sippstats
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -51,6 +51,8 @@ class Server:
     port_env: str = "SIPLINE_SIP__PORT"
     start_timeout: float = 15.0
     stop_timeout: float = 5.0
+    # Readiness check on the port in place of answers_options (the proxy challenges that one).
+    ready: Callable[[int], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +73,41 @@ MINIMAL_NODE = Server(
     {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
 )
 
+# The proxy (bench/proxyserve.py): it registers a UAS as bob and as "probe",
+# which the readiness OPTIONS reaches through the proxy, before a step starts.
+PROXY_CALL = Server(
+    ("python", "-m", "bench.proxyserve", "call"),
+    {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
+    start_timeout=60.0,
+    ready=proxyserve.ready,
+)
+# The same on a fresh MariaDB database with 60000 subscribers (SIPLINE_BENCH_USERS).
+PROXY_REGISTER = Server(
+    ("python", "-m", "bench.proxyserve", "register"),
+    {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
+    start_timeout=120.0,
+    ready=proxyserve.ready,
+)
+# sipp 3.6 takes no keyword inside [authentication ...]: -au/-ap name the CSV fields.
+_DIGEST = ("-au", "[field0]", "-ap", "[field2]")
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("options", "options.xml", MINIMAL_NODE),
+        Scenario(
+            "call", "call.xml", PROXY_CALL, service="bob",
+            sipp_args=("-inf", str(SCENARIO_DIR / "call-caller.csv"), *_DIGEST,
+                       "-auth_uri", "bob@example.com"),
+            answer_timeout=4.5,
+        ),
+        Scenario(
+            "register", "register.xml", PROXY_REGISTER, service="registrar",
+            sipp_args=("-inf", str(REPO / "bench" / "results" / "register-users.csv"), *_DIGEST,
+                       "-auth_uri", "example.com", "-key", "expires", "3600"),
+        ),
     )
-}
+}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -256,18 +287,24 @@ def started_server(server: Server, log: Path) -> Iterator[tuple[int, int]]:
             stdin=subprocess.DEVNULL,
         )
     try:
-        _wait_ready(process, port, server.start_timeout, log)
+        _wait_ready(process, port, server.start_timeout, log, server.ready or answers_options)
         yield port, process.pid
     finally:
         _stop(process, server.stop_timeout)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    port: int,
+    timeout: float,
+    log: Path,
+    ready: Callable[[int], bool],
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BenchError(f"server exited {process.returncode}:\n{_tail(log)}")
-        if answers_options(port):
+        if ready(port):
             return
         time.sleep(0.1)
     raise BenchError(f"server did not answer OPTIONS within {timeout:.0f} s:\n{_tail(log)}")
