@@ -29,34 +29,28 @@ from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
-from sipline.sip.uri import SipUri
 
 from .deadlines import Deadlines
-from .forking import Branch, Fork, q_groups
+from .forking import Branch, Fork
 from .routing import (
     DIALOG_METHODS,
     Local,
-    Plan,
     Rejection,
     Target,
-    binding_target,
     branch_for,
     decrement_max_forwards,
     drop_own_credentials,
     encode_flow,
-    flow_toward,
     loop_key,
     looped,
-    next_hop,
     preprocess_routes,
     record_route_params,
-    resolve,
-    stateless_branch,
     strict_route,
-    telephone_number,
     validate,
     via_address,
 )
+from .stateless import forward_ack, forward_stray
+from .targets import Targets
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -68,7 +62,6 @@ log = logging.getLogger("sipline.proxy.router")
 # ACK and CANCEL). Others (OPTIONS ...) pass to our subscribers unchallenged,
 # and are challenged only when they would leave the network.
 CHALLENGED_METHODS = DIALOG_METHODS | frozenset(("MESSAGE", "PUBLISH"))
-FAILOVER_STATUSES = frozenset((408, 503))  # a B2BUA answering these is skipped
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
 _FORWARDING = frozenset((State.TRYING, State.PROCEEDING, State.ACCEPTED))
@@ -98,10 +91,9 @@ class Router(Handler):
         proxy = settings.proxy
         self.domains = [d.lower() for d in proxy.domains]
         self.trusted = frozenset(_host_port(peer) for peer in proxy.trusted)
-        self.b2bua = [Address("UDP", *_host_port(peer)) for peer in proxy.b2bua]
         self.record_route = proxy.record_route
-        self.location = location
-        self.directory = directory
+        b2bua = [Address("UDP", *_host_port(peer)) for peer in proxy.b2bua]
+        self.targets = Targets(location, directory, b2bua, clock)
         self.authenticator = authenticator
         self.clock = clock
         self.server_header: str = settings.sip.server_header
@@ -174,7 +166,7 @@ class Router(Handler):
                 subscriber = self._authenticate(node, request, txn)
                 if subscriber is None:
                     return
-        plan = self._plan(request, local, ours, trusted, mid_dialog)
+        plan = self.targets.plan(request, local, ours, trusted=trusted)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
             return
@@ -202,71 +194,6 @@ class Router(Handler):
             return None
         drop_own_credentials(request, self.domains)
         return result
-
-    def _plan(
-        self,
-        request: Request,
-        local: Local,
-        ours: dict[str, str] | None,
-        trusted: bool,
-        mid_dialog: bool,
-    ) -> Plan | Rejection:
-        """The targets of §16.5, or why there are none.
-
-        Only our subscribers' new requests go off-net: a trusted peer's would
-        bounce between the B2BUA and us, and a request with a To tag is in a
-        dialog whose far end its Request-URI names (an unauthenticated one must
-        not reach the B2BUA by writing a To tag).
-        """
-        if "route" in request.headers:  # a Route set beyond us: loose routing (§16.12)
-            dest = next_hop(request)
-            if dest is None:
-                return _unresolvable(request.routes[0].uri_text)
-            return Plan([[Target(dest)]])
-        if ours:
-            flow = flow_toward(request, ours)
-            if flow is not None:
-                return Plan([[Target(flow)]])
-        off_net = not (trusted or mid_dialog)
-        uri = request.request_uri
-        domain = local.domain_of(uri) if isinstance(uri, SipUri) else None
-        if domain is not None:
-            return self._subscriber(uri, domain, off_net)  # type: ignore[arg-type]
-        if off_net:
-            return self._off_net()
-        dest = resolve(request.uri)
-        if dest is not None:
-            return Plan([[Target(dest)]])
-        if mid_dialog:
-            return _unresolvable(request.uri)
-        return Rejection(404, f"Not Found: {request.uri} is not served here")
-
-    def _subscriber(self, uri: SipUri, domain: str, off_net: bool) -> Plan | Rejection:
-        user = uri.user
-        if not user:
-            return Rejection(404, f"Not Found: no user part in {uri}")
-        aor = f"{user}@{domain}"
-        bindings = self.location.lookup(aor, self.clock())
-        if bindings:
-            groups = [
-                [t for t in map(binding_target, group) if t is not None]
-                for group in q_groups(bindings)
-            ]
-            groups = [group for group in groups if group]
-            if groups:
-                return Plan(groups)
-            return Rejection(480, f"Temporarily Unavailable: no reachable contact for {aor}")
-        if self.directory.known(aor):
-            return Rejection(480, f"Temporarily Unavailable: {aor} is not registered")
-        if off_net and telephone_number(user, uri):
-            return self._off_net()
-        return Rejection(404, f"Not Found: no subscriber {aor}")
-
-    def _off_net(self) -> Plan | Rejection:
-        if not self.b2bua:
-            return Rejection(404, "Not Found: off-net calls are not routed (no proxy.b2bua)")
-        groups = [[Target(b2bua)] for b2bua in self.b2bua]
-        return Plan(groups, FAILOVER_STATUSES, off_net=True)
 
     # -- forking (§16.6) --------------------------------------------------------------
     def _settle(self, node: Node, fork: Fork) -> None:
@@ -439,38 +366,16 @@ class Router(Handler):
 
     # -- stateless forwarding ---------------------------------------------------------
     def _forward_ack(self, node: Node, request: Request) -> None:
-        """An ACK for a 2xx is a transaction of its own: forwarded statelessly
-        along its Route set, or to the flow recorded for the dialog (§16.11)."""
-        local = self.local(node)
-        max_forwards = request.max_forwards
-        if max_forwards is not None and max_forwards <= 0:
-            return
-        ours = preprocess_routes(request, local)
-        if "route" in request.headers:
-            dest = next_hop(request)
-            strict_route(request)
-        else:
-            dest = flow_toward(request, ours) if ours else None
-            if dest is None:
-                dest = resolve(request.uri)
-        if dest is None or local.is_self(dest) or dest.transport not in local.addresses:
+        dest = forward_ack(request, self.local(node))
+        if dest is None:
             event(log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
             return
-        branch = stateless_branch(request)
-        decrement_max_forwards(request)
-        request.headers.prepend("Via", local.via(dest.transport, branch))
         node.send_stateless(request, dest)
 
     def _forward_stray(self, node: Node, response: Response) -> None:
-        """A 2xx to an INVITE that no client transaction holds any more (its
-        Accepted state is over) still reaches the caller (RFC 6026 §8)."""
-        if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
-            return
-        vias = response.headers.values("via")
-        if len(vias) < 2 or not self.local(node).sent_by_us(vias[0]):
-            return
-        response.headers.pop_first_value("via")
-        node.send_stateless(response, via_address(response.via))
+        dest = forward_stray(response, self.local(node))
+        if dest is not None:
+            node.send_stateless(response, dest)
 
     # -- our own answers ----------------------------------------------------------------
     def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
@@ -528,7 +433,3 @@ class Router(Handler):
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def _unresolvable(uri_text: str) -> Rejection:
-    return Rejection(502, f"Bad Gateway: cannot resolve {uri_text} (only IP addresses are routed)")

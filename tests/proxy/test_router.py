@@ -444,7 +444,7 @@ async def test_the_next_b2bua_is_tried_when_the_first_stays_silent() -> None:
 async def test_a_request_sent_back_to_us_unchanged_is_a_loop() -> None:
     async with proxy_running() as proxy:
         # A B2BUA address that is the proxy itself: the call comes straight back.
-        proxy.router.b2bua = [proxy.node.local_address("UDP")]
+        proxy.router.targets.b2bua = [proxy.node.local_address("UDP")]
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
         await alice.response(100)

@@ -1,0 +1,66 @@
+"""Stateless forwarding (RFC 3261 §16.11, RFC 6026 §8): ACKs for 2xx and stray 2xx."""
+
+from __future__ import annotations
+
+from proxy.routing import Local
+from proxy.stateless import forward_ack, forward_stray
+from sipline.sip.address import Address
+from sipline.sip.message import Headers, Response
+from tests.proxy.test_routing import invite
+
+US = "10.0.0.1"
+LOCAL = Local({"UDP": Address("UDP", US, 5060)}, ["example.com"])
+OUR_VIA = f"SIP/2.0/UDP {US}:5060;branch=z9hG4bKours"
+CALLER_VIA = "SIP/2.0/UDP 192.168.1.7:5060;branch=z9hG4bKa;received=203.0.113.7;rport=4000"
+
+
+def test_an_ack_goes_to_the_flow_our_record_route_recorded() -> None:
+    ack = invite(
+        "sip:bob@192.168.1.5",
+        method="ACK",
+        to_tag="b1",
+        routes=(f"<sip:{US}:5060;lr;ftag=a1;fb=203.0.113.5~5060~u>",),
+    )
+    assert forward_ack(ack, LOCAL) == Address("UDP", "203.0.113.5", 5060)
+    assert "route" not in ack.headers
+    assert ack.headers.values("via")[0].startswith(f"SIP/2.0/UDP {US}:5060;branch=z9hG4bK")
+    assert ack.max_forwards == 69
+
+
+def test_an_ack_follows_a_route_beyond_us() -> None:
+    ack = invite(method="ACK", to_tag="b1", routes=(f"<sip:{US};lr>", "<sip:198.51.100.1;lr>"))
+    assert forward_ack(ack, LOCAL) == Address("UDP", "198.51.100.1", 5060)
+    assert ack.headers.values("route") == ["<sip:198.51.100.1;lr>"]
+
+
+def test_a_retransmitted_ack_is_forwarded_with_the_same_branch() -> None:
+    first, again = (invite("sip:bob@192.0.2.9", method="ACK", to_tag="b1") for _ in range(2))
+    forward_ack(first, LOCAL)
+    forward_ack(again, LOCAL)
+    assert first.via.branch == again.via.branch
+
+
+def test_an_ack_out_of_hops_or_for_us_is_dropped() -> None:
+    assert forward_ack(invite("sip:bob@192.0.2.9", method="ACK", max_forwards=0), LOCAL) is None
+    assert forward_ack(invite(f"sip:bob@{US}:5060", method="ACK"), LOCAL) is None
+
+
+def stray(status: int, *vias: str, method: str = "INVITE") -> Response:
+    headers = Headers([*(("Via", v) for v in vias), ("CSeq", f"1 {method}")])
+    return Response(status, "x", headers)
+
+
+def test_a_stray_2xx_to_an_invite_goes_on_upstream_without_our_via() -> None:
+    response = stray(200, OUR_VIA, CALLER_VIA)
+    assert forward_stray(response, LOCAL) == Address("UDP", "203.0.113.7", 4000)
+    assert response.headers.values("via") == [CALLER_VIA]
+
+
+def test_other_stray_responses_are_dropped() -> None:
+    assert forward_stray(stray(180, OUR_VIA, CALLER_VIA), LOCAL) is None
+    assert forward_stray(stray(200, OUR_VIA, CALLER_VIA, method="BYE"), LOCAL) is None
+    assert (
+        forward_stray(stray(200, "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx", CALLER_VIA), LOCAL)
+        is None
+    )
+    assert forward_stray(stray(200, OUR_VIA), LOCAL) is None  # it was for us
