@@ -14,7 +14,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -55,6 +63,10 @@ def _database_url(value: str) -> str:
 def _empty_is_none(value: Any) -> Any:
     # TOML has no null, and an env var cannot be unset from inside a file: "" means "none".
     return None if value == "" else value
+
+
+def _optional_ip_address(value: str) -> str:
+    return _ip_address(value) if value else value
 
 
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
@@ -149,6 +161,27 @@ class NatSection(Section):
     ping_failures: Annotated[int, Field(ge=1)] = 3
 
 
+class RelaySection(Section):
+    """The relay (``sipline relay``): STUN server; RTP relay and ng control keys go here too."""
+
+    stun_host: IPAddress = "127.0.0.1"
+    stun_port: Port = 3478
+    # RFC 5780 behaviour discovery needs a second IP address: "" = off. With it,
+    # STUN listens on both addresses, each on stun_port and stun_alt_port.
+    stun_alt_host: Annotated[str, AfterValidator(_optional_ip_address)] = ""
+    stun_alt_port: Port = 3479
+    # [] = no STUN server.
+    stun_transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+
+    @model_validator(mode="after")
+    def _alternate_differs(self) -> RelaySection:
+        if self.stun_alt_host and self.stun_alt_host == self.stun_host:
+            raise ValueError("stun_alt_host must differ from stun_host (RFC 5780 §4.1)")
+        if self.stun_alt_host and self.stun_alt_port == self.stun_port:
+            raise ValueError("stun_alt_port must differ from stun_port (RFC 5780 §4.1)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -166,6 +199,7 @@ class Settings(BaseSettings):
     registrar: RegistrarSection = Field(default_factory=RegistrarSection)
     auth: AuthSection = Field(default_factory=AuthSection)
     nat: NatSection = Field(default_factory=NatSection)
+    relay: RelaySection = Field(default_factory=RelaySection)
 
     @classmethod
     def settings_customise_sources(
