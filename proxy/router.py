@@ -31,6 +31,7 @@ from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
 
 from .deadlines import Deadlines
+from .flows import encode_flow, record_route_params
 from .forking import Branch, Fork
 from .routing import (
     DIALOG_METHODS,
@@ -40,11 +41,9 @@ from .routing import (
     branch_for,
     decrement_max_forwards,
     drop_own_credentials,
-    encode_flow,
     loop_key,
     looped,
     preprocess_routes,
-    record_route_params,
     strict_route,
     validate,
     via_address,

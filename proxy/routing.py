@@ -4,13 +4,7 @@ Everything here works on the core's ``Request`` and ``Address`` and this
 proxy's ``Local`` identity; nothing touches a socket. The router
 (``proxy.router``) strings them together for each request.
 
-Record-Route values carry what in-dialog requests need to reach a phone
-behind NAT (the RFC 5626 idea of a flow token, kept in URI parameters): the
-From tag of the dialog-creating request (``ftag``) and the flows the request
-arrived on (``fa``, the caller's) and left on (``fb``, the callee's
-registered flow). A later request whose From tag is ``ftag`` comes from the
-caller and goes to ``fb``; any other comes from the callee and goes to
-``fa``.
+Our Record-Route values carry the dialog's flows (``proxy.flows``).
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
 
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
@@ -241,59 +234,6 @@ def stateless_branch(request: Request) -> str:
     """§16.11: the same request forwarded statelessly again gets the same branch."""
     branch = request.via.branch or request.call_id
     return f"z9hG4bK-sl{format(hash(branch) & 0xFFFFFFFFFFFFFFFF, 'x')}"
-
-
-# -- flows in Record-Route ------------------------------------------------------
-def record_route_params(request: Request, source: Address) -> str:
-    """``;ftag=..;fa=..`` for our Record-Route (each branch may add its ``fb``).
-
-    ``fa`` only when the request came straight from the UA (one Via): behind
-    another proxy, the caller is reached through that proxy's own routing.
-    """
-    tag = request.from_.tag
-    if tag is None:
-        return ""
-    params = f";ftag={escape_param(tag)}"
-    vias = request.headers.get_all("via")
-    if len(vias) == 1 and "," not in vias[0]:
-        params += f";fa={encode_flow(source)}"
-    return params
-
-
-def flow_toward(request: Request, params: dict[str, str]) -> Address | None:
-    """For an in-dialog request routed by our Record-Route, the flow of the
-    UA it goes to (None: route it by its Request-URI)."""
-    ftag = params.get("ftag")
-    if ftag is None:
-        return None
-    tag = request.from_.tag
-    from_caller = tag is not None and escape_param(tag) == ftag
-    flow = params.get("fb" if from_caller else "fa")
-    return None if flow is None else decode_flow(flow)
-
-
-def encode_flow(address: Address) -> str:
-    text = f"{address.host}~{address.port}~{address.transport[0].lower()}"
-    return text if address.connection is None else f"{text}~{address.connection}"
-
-
-_TRANSPORTS = {"u": "UDP", "t": "TCP"}
-
-
-def decode_flow(text: str) -> Address | None:
-    parts = text.split("~")
-    if len(parts) not in (3, 4) or not parts[1].isdigit() or parts[2] not in _TRANSPORTS:
-        return None
-    connection = int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else None
-    return Address(_TRANSPORTS[parts[2]], parts[0], int(parts[1]), connection)
-
-
-_PARAM_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")
-
-
-def escape_param(text: str) -> str:
-    """A tag (any token) as a URI parameter value (§25.1 escaping where needed)."""
-    return text if _PARAM_SAFE.issuperset(text) else quote(text, safe="-_.!~*'()")
 
 
 # -- where a URI leads ---------------------------------------------------------------

@@ -11,10 +11,10 @@ from __future__ import annotations
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 
+from .flows import flow_toward
 from .routing import (
     Local,
     decrement_max_forwards,
-    flow_toward,
     next_hop,
     preprocess_routes,
     resolve,

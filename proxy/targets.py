@@ -17,6 +17,7 @@ from sipline.sip.address import Address
 from sipline.sip.message import Request
 from sipline.sip.uri import SipUri
 
+from .flows import flow_toward
 from .forking import q_groups
 from .routing import (
     Local,
@@ -24,7 +25,6 @@ from .routing import (
     Rejection,
     Target,
     binding_target,
-    flow_toward,
     next_hop,
     resolve,
     telephone_number,
