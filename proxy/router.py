@@ -285,11 +285,14 @@ class Router(Handler):
         branch = txn.context
         if type(branch) is not Branch:
             return  # a CANCEL's answer, or a transaction someone else started
+        status = response.status
+        if status == 100:
+            self._provisional(node, branch, response)  # never forwarded (§16.7 step 5)
+            return
         headers = response.headers
         headers.pop_first_value("via")
         if "via" not in headers:
             return  # §16.7 step 3: it was for us
-        status = response.status
         if status < 200:
             self._provisional(node, branch, response)
         elif status < 300:

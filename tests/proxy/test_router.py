@@ -622,3 +622,22 @@ async def test_an_options_that_would_leave_the_network_is_challenged() -> None:
         prober = await proxy.phone()
         prober.send(prober.new_request("OPTIONS", "sip:+15551234567@example.com"))
         await prober.response(407)
+
+
+@on_uvloop
+async def test_a_100_from_the_callee_stays_here_and_lets_a_cancel_through() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = await place_call(alice)
+        forwarded = await bob.request("INVITE")
+        bob.answer(forwarded, 100)
+        await alice.response(100)  # the proxy's own
+        await alice.silence()
+        alice.cancel(call)
+        await alice.response(200)
+        cancel = await bob.request("CANCEL")
+        bob.answer(cancel, 200)
+        bob.answer(forwarded, 487)
+        await bob.request("ACK")
+        await alice.response(487)
