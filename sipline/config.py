@@ -176,9 +176,9 @@ class RelaySection(Section):
     @model_validator(mode="after")
     def _alternate_differs(self) -> RelaySection:
         if self.stun_alt_host and self.stun_alt_host == self.stun_host:
-            raise ValueError("stun_alt_host must differ from stun_host (RFC 5780 §4.1)")
+            raise ValueError("stun_alt_host must differ from stun_host (RFC 5780 §6.1)")
         if self.stun_alt_host and self.stun_alt_port == self.stun_port:
-            raise ValueError("stun_alt_port must differ from stun_port (RFC 5780 §4.1)")
+            raise ValueError("stun_alt_port must differ from stun_port (RFC 5780 §6.1)")
         return self
 
 
