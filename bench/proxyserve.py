@@ -45,6 +45,7 @@ from bench.proxystack import (
     users_csv,
     wait_until_answering,
 )
+from sipline.storage import open_database
 
 SCENARIOS = REPO / "bench" / "scenarios"
 CALLER_CSV = SCENARIOS / "call-caller.csv"
@@ -104,9 +105,19 @@ def helper(kind: str, port: int, parent: int) -> int:
             print(url, flush=True)
             os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the runner's server log
             run_beside_proxy(kind, port, parent, workdir)
+            print(f"proxyserve: {asyncio.run(stored_bindings(url))} bindings stored", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+async def stored_bindings(url: str) -> int:
+    db = await open_database(url)
+    try:
+        row = await db.fetchone("SELECT COUNT(*) FROM locations")
+        return int(row[0]) if row else 0
+    finally:
+        await db.close()
 
 
 def phones_for(kind: str) -> list[Phone]:
