@@ -1,69 +1,133 @@
 """Prometheus metrics of the SIP shell, and the optional /metrics HTTP server.
 
-The metric families live in the default registry, once per process; a node
-binds every child it counts into ``NodeMetrics`` at start, so the hot path
-does a dict lookup on constant keys and ``inc()``, never ``.labels()``.
+Counting sits on the per-message path, so a count is a plain integer the
+event loop thread bumps (``Tally``), with no lock per increment as
+prometheus_client's own counters take; a collector turns every live node's
+tallies into metric families when /metrics is scraped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 TRANSPORTS = ("UDP", "TCP")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
 DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error")
 
-MESSAGES = Counter(
-    "sipline_sip_messages",
-    "SIP messages received and sent",
-    ["direction", "transport", "kind"],
-)
-PARSE_ERRORS = Counter(
-    "sipline_sip_parse_errors",
-    "Messages that failed to parse, by what they looked like",
-    ["kind"],
-)
-DROPPED = Counter(
-    "sipline_sip_dropped",
-    "Messages dropped without an answer",
-    ["reason"],
-)
-HANDLER_ERRORS = Counter(
-    "sipline_handler_errors",
-    "Exceptions raised by the role's handler (requests among them are answered 500)",
-)
-TRANSACTIONS = Gauge("sipline_sip_transactions", "Live SIP transactions")
-TCP_CONNECTIONS = Gauge("sipline_tcp_connections", "Open TCP connections")
+
+class Tally:
+    """A counter bumped from one thread only (the node's event loop)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
 
 
 class NodeMetrics:
-    """Children of every metric family a node counts, bound once.
+    """What a node counts. ``received[transport]`` and ``sent[transport]`` are
+    (request, response) pairs, indexed by ``is_response``."""
 
-    ``received[transport]`` and ``sent[transport]`` are (request, response)
-    pairs, indexed by ``is_response``.
-    """
-
-    __slots__ = ("received", "sent", "parse_errors", "dropped", "handler_errors")
+    __slots__ = (
+        "received",
+        "sent",
+        "parse_errors",
+        "dropped",
+        "handler_errors",
+        "_transactions",
+        "_connections",
+    )
 
     def __init__(self) -> None:
-        self.received = {t: _pair("in", t) for t in TRANSPORTS}
-        self.sent = {t: _pair("out", t) for t in TRANSPORTS}
-        self.parse_errors = {k: PARSE_ERRORS.labels(k) for k in PARSE_ERROR_KINDS}
-        self.dropped = {r: DROPPED.labels(r) for r in DROP_REASONS}
-        self.handler_errors = HANDLER_ERRORS
+        self.received = {t: (Tally(), Tally()) for t in TRANSPORTS}
+        self.sent = {t: (Tally(), Tally()) for t in TRANSPORTS}
+        self.parse_errors = {k: Tally() for k in PARSE_ERROR_KINDS}
+        self.dropped = {r: Tally() for r in DROP_REASONS}
+        self.handler_errors = Tally()
+        self._transactions: Callable[[], float] = _zero
+        self._connections: Callable[[], float] = _zero
+        _NODES.append(self)
 
-    @staticmethod
-    def watch(transactions: Callable[[], float], connections: Callable[[], float]) -> None:
+    def watch(self, transactions: Callable[[], float], connections: Callable[[], float]) -> None:
         """Gauges read at scrape time, so keeping them costs nothing per message."""
-        TRANSACTIONS.set_function(transactions)
-        TCP_CONNECTIONS.set_function(connections)
+        self._transactions = transactions
+        self._connections = connections
+
+    def unwatch(self) -> None:
+        """A stopped node's gauges read 0 (and no longer keep the node alive)."""
+        self._transactions = self._connections = _zero
 
 
-def _pair(direction: str, transport: str) -> tuple[Counter, Counter]:
-    low = transport.lower()
-    return MESSAGES.labels(direction, low, "request"), MESSAGES.labels(direction, low, "response")
+def _zero() -> float:
+    return 0
+
+
+# Every node's tallies in this process, kept after the node stops: counters
+# must never go down (one node per process in production, many in tests).
+_NODES: list[NodeMetrics] = []
+
+
+class _NodeCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        nodes = list(_NODES)
+        messages = CounterMetricFamily(
+            "sipline_sip_messages",
+            "SIP messages received and sent",
+            labels=["direction", "transport", "kind"],
+        )
+        for direction, attr in (("in", "received"), ("out", "sent")):
+            for transport in TRANSPORTS:
+                for kind, index in (("request", 0), ("response", 1)):
+                    total = sum(getattr(n, attr)[transport][index].value for n in nodes)
+                    messages.add_metric([direction, transport.lower(), kind], total)
+        yield messages
+        yield _family(
+            "sipline_sip_parse_errors",
+            "Messages that failed to parse, by what they looked like",
+            "kind",
+            {k: sum(n.parse_errors[k].value for n in nodes) for k in PARSE_ERROR_KINDS},
+        )
+        yield _family(
+            "sipline_sip_dropped",
+            "Messages dropped without an answer",
+            "reason",
+            {r: sum(n.dropped[r].value for n in nodes) for r in DROP_REASONS},
+        )
+        errors = CounterMetricFamily(
+            "sipline_handler_errors",
+            "Exceptions raised by the role's handler (requests among them are answered 500)",
+        )
+        errors.add_metric([], sum(n.handler_errors.value for n in nodes))
+        yield errors
+        yield GaugeMetricFamily(
+            "sipline_sip_transactions",
+            "Live SIP transactions",
+            value=sum(n._transactions() for n in nodes),
+        )
+        yield GaugeMetricFamily(
+            "sipline_tcp_connections",
+            "Open TCP connections",
+            value=sum(n._connections() for n in nodes),
+        )
+
+
+def _family(
+    name: str, documentation: str, label: str, values: dict[str, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
+
+
+REGISTRY.register(_NodeCollector())
 
 
 def start_metrics_server(host: str, port: int) -> Callable[[], None]:
@@ -76,4 +140,3 @@ def start_metrics_server(host: str, port: int) -> Callable[[], None]:
         thread.join(timeout=1.0)
 
     return stop
-

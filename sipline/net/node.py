@@ -105,6 +105,7 @@ class Node:
         self._tick_handle.cancel()
         self._tick_handle = None
         await self._close_transports()
+        self.metrics.unwatch()
         if self._stop_metrics is not None:
             self._stop_metrics()
         event(log, "stopped", transactions_left=left)
