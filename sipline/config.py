@@ -54,6 +54,10 @@ def _ip_address(value: str) -> str:
     return value
 
 
+def _optional_ip(value: str) -> str:
+    return _ip_address(value) if value else value
+
+
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite://", "mysql://")):
         raise ValueError("expected a URL starting with sqlite:// or mysql://")
@@ -87,6 +91,9 @@ class NodeSection(Section):
 class SipSection(Section):
     host: IPAddress = "127.0.0.1"
     port: Port = 5060
+    # The address put in Via, Record-Route and Contact when ``host`` is a
+    # wildcard (0.0.0.0, ::) or the node sits behind a 1:1 NAT; "" = ``host``.
+    advertised_host: Annotated[str, AfterValidator(_optional_ip)] = ""
     transports: Annotated[list[Literal["udp", "tcp"]], Field(min_length=1)] = ["udp", "tcp"]
     max_message_bytes: Annotated[int, Field(ge=1024)] = 65535
     tcp_idle_timeout: Seconds = 300.0
@@ -175,10 +182,16 @@ class RelaySection(Section):
 
     @model_validator(mode="after")
     def _alternate_differs(self) -> RelaySection:
-        if self.stun_alt_host and self.stun_alt_host == self.stun_host:
-            raise ValueError("stun_alt_host must differ from stun_host (RFC 5780 §6.1)")
-        if self.stun_alt_host and self.stun_alt_port == self.stun_port:
-            raise ValueError("stun_alt_port must differ from stun_port (RFC 5780 §6.1)")
+        if not self.stun_alt_host:
+            return self
+        # RFC 5780 §6.1: replies leave from either of two addresses and two ports.
+        host, alt = ipaddress.ip_address(self.stun_host), ipaddress.ip_address(self.stun_alt_host)
+        if host.is_unspecified or alt.is_unspecified:
+            raise ValueError("with stun_alt_host, both STUN hosts must be specific addresses")
+        if host == alt or host.version != alt.version:
+            raise ValueError("stun_alt_host must be another address of stun_host's family")
+        if self.stun_alt_port == self.stun_port:
+            raise ValueError("stun_alt_port must differ from stun_port")
         return self
 
 

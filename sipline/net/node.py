@@ -132,7 +132,8 @@ class Node:
         endpoint = {"UDP": self._udp, "TCP": self._tcp}.get(transport.upper())
         if endpoint is None or endpoint.address is None:
             raise LookupError(f"not listening on {transport}")
-        return endpoint.address
+        advertised = self.settings.sip.advertised_host
+        return endpoint.address._replace(host=advertised) if advertised else endpoint.address
 
     def _tick(self) -> None:
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)

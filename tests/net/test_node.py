@@ -476,3 +476,9 @@ def test_trace_logs_every_message_in_and_out(caplog: pytest.LogCaptureFixture) -
     assert any("event=sip_in" in line and "traced" in line for line in lines)
     assert any("event=sip_out" in line and "SIP/2.0 200 OK" in line for line in lines)
     assert any("event=request" in line and "method=OPTIONS" in line for line in lines)
+
+
+async def test_local_address_is_the_advertised_host_when_one_is_set() -> None:
+    async with running(advertised_host="192.0.2.7") as node:
+        address = node.local_address("UDP")
+    assert address.host == "192.0.2.7" and address.port == node.settings.sip.port
