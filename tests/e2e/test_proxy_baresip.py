@@ -56,13 +56,18 @@ module_app\tmenu.so
 module_app\tctrl_tcp.so
 ctrl_tcp_listen\t{host}:{ctrl_port}
 """
-ACCOUNT = '<sip:{user}@{domain}>;auth_pass={password};outbound="sip:{host}:{proxy_port}";regint=600\n'
+ACCOUNT = (
+    '<sip:{user}@{domain};transport={transport}>;auth_pass={password}'
+    ';outbound="sip:{host}:{proxy_port};transport={transport}";regint=600\n'
+)
 
 
 class Baresip:
     """One baresip process and its ctrl_tcp connection; events arrive on a queue."""
 
-    def __init__(self, binary: str, phone: Phone, proxy_port: int, workdir: Path) -> None:
+    def __init__(
+        self, binary: str, phone: Phone, proxy_port: int, workdir: Path, transport: str
+    ) -> None:
         self.phone = phone
         self.directory = workdir / phone.user
         self.directory.mkdir()
@@ -75,7 +80,7 @@ class Baresip:
         )  # fmt: skip
         (self.directory / "accounts").write_text(
             ACCOUNT.format(user=phone.user, domain=phone.domain, password=phone.password,
-                           host=HOST, proxy_port=proxy_port)
+                           host=HOST, proxy_port=proxy_port, transport=transport)
         )  # fmt: skip
         (self.directory / "contacts").write_text("")
         self.log = self.directory / "baresip.log"
@@ -188,12 +193,15 @@ def proxy_port(tmp_path: Path, sqlite_url: str) -> Iterator[int]:
         process.wait(5)
 
 
-@pytest.fixture
-def phones(baresip_bin: str, proxy_port: int, tmp_path: Path) -> Iterator[tuple[Baresip, Baresip]]:
+@pytest.fixture(params=["udp", "tcp"])
+def phones(
+    baresip_bin: str, proxy_port: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Baresip, Baresip]]:
+    """alice and bob, registered over ``request.param`` (TCP: calls reach bob on his connection)."""
     started: list[Baresip] = []
     try:
         for phone in (ALICE, BOB):
-            started.append(Baresip(baresip_bin, phone, proxy_port, tmp_path))
+            started.append(Baresip(baresip_bin, phone, proxy_port, tmp_path, request.param))
         yield started[0], started[1]
     finally:
         for process in started:
