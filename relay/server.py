@@ -1,0 +1,71 @@
+"""The relay node: ``serve_relay(settings)`` runs its services until SIGTERM or SIGINT.
+
+A service is anything with ``async start()`` and ``async close()``; ``services``
+lists them from the ``[relay]`` section, they start in that order and close in
+the reverse one. Today there is the STUN server (relay.stun_server); the RTP
+relay and its ng control are services to add to that list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any, Protocol
+
+from relay.stun_server import StunServer
+from sipline import __version__
+from sipline.logs import event
+from sipline.net.metrics import start_metrics_server
+
+log = logging.getLogger("relay.server")
+
+SOFTWARE = f"sipline/{__version__}"  # the STUN SOFTWARE attribute (RFC 5389 §15.10)
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def services(settings: Any) -> list[Service]:
+    """The relay's services the settings ask for, in start order."""
+    relay = settings.relay
+    found: list[Service] = []
+    if relay.stun_transports:
+        found.append(StunServer.from_settings(relay, SOFTWARE))
+    return found
+
+
+async def serve_relay(settings: Any, stop: asyncio.Event | None = None) -> None:
+    """Start every service, wait for SIGTERM or SIGINT (or ``stop``), then close them."""
+    started: list[Service] = []
+    stop_metrics = None
+    try:
+        for service in services(settings):
+            await service.start()
+            started.append(service)
+        if settings.metrics.port:
+            stop_metrics = start_metrics_server(settings.metrics.host, settings.metrics.port)
+        event(log, "started", node=settings.node.name, services=len(started))
+        await _wait(stop or asyncio.Event())
+    finally:
+        for service in reversed(started):
+            await service.close()
+        if stop_metrics is not None:
+            stop_metrics()
+        event(log, "stopped", node=settings.node.name)
+
+
+async def _wait(stop: asyncio.Event) -> None:
+    """Until ``stop`` is set or the process gets SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
