@@ -1,0 +1,191 @@
+"""The session table (relay.sessions): ports per offer and answer, limits, delete, timeouts.
+
+``FakePlane`` stands in for the sockets (it can refuse a port, as when another
+program holds it) and the clocks are plain numbers the tests move.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.anchor import MediaSpec
+from relay.ports import PortPool
+from relay.rtp import Stream
+from relay.sessions import OUT_OF_PORTS, TOO_MANY_SESSIONS, RelayError, SessionTable
+
+
+class FakePlane:
+    def __init__(self, taken: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.taken = set(taken)
+        self.open_ports: set[int] = set()
+
+    def open(self, rtp: Stream, rtcp: Stream) -> bool:
+        if {rtp.local_port, rtcp.local_port} & self.taken:
+            return False
+        self.open_ports |= {rtp.local_port, rtcp.local_port}
+        return True
+
+    def close(self, stream: Stream) -> None:
+        self.open_ports.remove(stream.local_port)
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def audio(host: str, port: int) -> MediaSpec:
+    return MediaSpec("audio", "RTP/AVP", (host, port), (host, port + 1), rates={0: 8000})
+
+
+def table(
+    low: int = 30000, high: int = 30099, *, plane: FakePlane | None = None, **kwargs: object
+) -> tuple[SessionTable, FakePlane, Clock]:
+    plane = plane or FakePlane()
+    clock = Clock()
+    sessions = SessionTable(
+        PortPool(low, high), plane, clock=clock, wall=lambda: 1.7e9 + clock.now, **kwargs
+    )
+    return sessions, plane, clock
+
+
+def test_an_offer_opens_a_pair_for_each_side_and_gives_the_peer_its_port() -> None:
+    sessions, plane, _ = table()
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30002]
+    assert plane.open_ports == {30000, 30001, 30002, 30003}
+    call = sessions.get("c1")
+    assert call is not None
+    a, peer = call.parties
+    assert (a.tag, peer.tag) == ("A", "")  # the peer is named by the answer
+    assert a.media[0].rtp.endpoint == ("10.0.0.1", 4000)
+    assert a.media[0].rtcp.endpoint == ("10.0.0.1", 4001)
+    assert a.media[0].rtp.peer is peer.media[0].rtp
+    assert a.media[0].rtcp.peer is peer.media[0].rtcp
+
+
+def test_the_answer_names_the_peer_and_gives_the_offerer_its_port() -> None:
+    sessions, _, _ = table()
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    assert sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)]) == [30000]
+    call = sessions.get("c1")
+    assert call is not None
+    b = call.party("B")
+    assert b is not None and b.media[0].rtp.endpoint == ("10.0.0.2", 5000)
+
+
+def test_a_re_offer_keeps_the_ports_and_takes_the_new_addresses() -> None:
+    sessions, plane, _ = table()
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
+    # re-INVITE from B: B offers, A answers
+    assert sessions.offer("c1", "B", "A", [audio("10.0.0.2", 5002)]) == [30000]
+    assert sessions.answer("c1", "B", "A", [audio("10.0.0.1", 4000)]) == [30002]
+    assert len(plane.open_ports) == 4
+    call = sessions.get("c1")
+    assert call is not None and call.party("B").media[0].rtp.endpoint == ("10.0.0.2", 5002)
+
+
+def test_a_second_media_section_gets_pairs_of_its_own() -> None:
+    sessions, _, _ = table()
+    video = MediaSpec("video", "RTP/AVP", ("10.0.0.1", 6000), ("10.0.0.1", 6001))
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), video]) == [30002, 30006]
+
+
+def test_a_rejected_media_section_gets_no_port_in_the_sdp() -> None:
+    sessions, _, _ = table()
+    rejected = MediaSpec("video", "RTP/AVP", None, None, rejected=True)
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), rejected]) == [30002, None]
+
+
+def test_running_out_of_ports_is_an_error_that_leaves_nothing_behind() -> None:
+    sessions, plane, _ = table(30000, 30007)  # four pairs: two calls of one stream
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    with pytest.raises(RelayError, match=OUT_OF_PORTS):
+        sessions.offer("c2", "A", None, [audio("10.0.0.3", 4000), audio("10.0.0.3", 4002)])
+    assert sessions.get("c2") is None
+    assert sessions.ports.available == 2 and len(plane.open_ports) == 4
+    assert sessions.offer("c3", "A", None, [audio("10.0.0.4", 4000)]) == [30006]
+
+
+def test_a_failed_re_offer_keeps_the_call_as_it_was() -> None:
+    sessions, _, _ = table(30000, 30007)
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    more = [audio("10.0.0.1", 4000), audio("10.0.0.1", 4002), audio("10.0.0.1", 4004)]
+    with pytest.raises(RelayError, match=OUT_OF_PORTS):
+        sessions.offer("c1", "A", None, more)
+    call = sessions.get("c1")
+    assert call is not None and [len(p.media) for p in call.parties] == [1, 1]
+    assert sessions.ports.available == 2
+
+
+def test_a_port_held_by_another_program_is_skipped() -> None:
+    sessions, _, _ = table(plane=FakePlane(taken={30001}))
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30004]
+    call = sessions.get("c1")
+    assert call is not None and call.parties[0].media[0].rtp.local_port == 30002
+
+
+def test_the_session_limit_refuses_new_calls_but_not_re_offers() -> None:
+    sessions, _, _ = table(max_sessions=1)
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    with pytest.raises(RelayError, match=TOO_MANY_SESSIONS):
+        sessions.offer("c2", "A", None, [audio("10.0.0.1", 4000)])
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30002]
+
+
+def test_an_answer_needs_the_call_and_the_offerer() -> None:
+    sessions, _, _ = table()
+    with pytest.raises(RelayError, match="Unknown call-id"):
+        sessions.answer("nope", "A", "B", [audio("10.0.0.2", 5000)])
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    with pytest.raises(RelayError, match="Unknown from-tag"):
+        sessions.answer("c1", "X", "B", [audio("10.0.0.2", 5000)])
+
+
+def test_delete_frees_the_ports_at_once() -> None:
+    sessions, plane, _ = table()
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    call = sessions.delete("c1")
+    assert call is not None and call.call_id == "c1"
+    assert plane.open_ports == set() and sessions.ports.available == 50
+    assert sessions.get("c1") is None
+    assert sessions.delete("c1") is None
+
+
+def test_delete_with_a_tag_of_another_call_deletes_nothing() -> None:
+    sessions, _, _ = table()
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    assert sessions.delete("c1", "Z") is None
+    assert sessions.get("c1") is not None
+
+
+def test_a_call_without_media_for_the_timeout_expires() -> None:
+    sessions, plane, clock = table(timeout=30.0)
+    sessions.offer("quiet", "A", None, [audio("10.0.0.1", 4000)])
+    sessions.offer("busy", "A", None, [audio("10.0.0.2", 4000)])
+    busy = sessions.get("busy")
+    assert busy is not None
+    stream = busy.parties[0].media[0].rtp
+    for second in range(1, 41):
+        clock.now += 1
+        stream.receive(b"\x80" + bytes(171), ("10.0.0.2", 4000), clock.now)
+        expired = sessions.expire(clock.now)
+        if second < 30:
+            assert expired == []
+    assert sessions.get("quiet") is None and sessions.get("busy") is not None
+    assert len(plane.open_ports) == 4
+    clock.now += 30
+    assert [call.call_id for call in sessions.expire(clock.now)] == ["busy"]
+    assert plane.open_ports == set()
+
+
+def test_a_signal_counts_as_activity() -> None:
+    sessions, _, clock = table(timeout=30.0)
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    clock.now += 25
+    sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
+    clock.now += 25
+    assert sessions.expire(clock.now) == []
