@@ -58,6 +58,7 @@ UNDERSTOOD = frozenset(
 )
 
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
+_FINGERPRINT = _ATTRIBUTE_HEADER.pack(TYPE_FINGERPRINT, 4)
 _TYPE = struct.Struct("!H")
 
 
@@ -195,6 +196,7 @@ class StunResponder:
         self.layout = layout
         self.software = software
         self.understood = UNDERSTOOD | {TYPE_CHANGE_REQUEST} if layout.discovery else UNDERSTOOD
+        self._tails: dict[tuple[Addr, Addr], bytes] = {}
 
     def handle(
         self, data: bytes, source: Addr, local: Addr, stream: bool = False
@@ -243,10 +245,20 @@ class StunResponder:
             return Reply(_classic(bytes(response), data), origin, source, 200)
         attributes["XOR-MAPPED-ADDRESS"] = source
         attributes["MAPPED-ADDRESS"] = source
+        tail = self._tails.get((local, origin))
+        if tail is None:
+            tail = self._tails[(local, origin)] = self._tail(local, origin)
+        return Reply(_fingerprinted(bytes(response) + tail), origin, source, 200)
+
+    def _tail(self, local: Addr, origin: Addr) -> bytes:
+        """The attributes after the mapped addresses, the same for every reply from ``origin``
+        to a request received on ``local``: encoded once by aioice, then reused."""
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, bytes(12))
         if self.layout.discovery:
-            attributes["RESPONSE-ORIGIN"] = origin
-            attributes["OTHER-ADDRESS"] = self.layout.other(local)
-        return Reply(self._finish(response), origin, source, 200)
+            response.attributes["RESPONSE-ORIGIN"] = origin
+            response.attributes["OTHER-ADDRESS"] = self.layout.other(local)
+        response.attributes["SOFTWARE"] = self.software
+        return bytes(response)[HEADER_LENGTH:]
 
     def _error(
         self,
@@ -272,8 +284,17 @@ class StunResponder:
 
     def _finish(self, response: stun.Message) -> bytes:
         response.attributes["SOFTWARE"] = self.software
-        response.add_fingerprint()
-        return bytes(response)
+        return _fingerprinted(bytes(response))
+
+
+def _fingerprinted(message: bytes) -> bytes:
+    """``message`` with FINGERPRINT appended (RFC 5389 §15.5); aioice's own
+    ``add_fingerprint`` would encode the whole message twice."""
+    crc = stun.message_fingerprint(message)  # over the header with the final length
+    length = len(message) - HEADER_LENGTH + 8
+    return b"".join(
+        (message[:2], length.to_bytes(2, "big"), message[4:], _FINGERPRINT, crc.to_bytes(4, "big"))
+    )
 
 
 def _classic(response: bytes, request: bytes) -> bytes:
