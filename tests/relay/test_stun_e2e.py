@@ -131,3 +131,21 @@ def test_aiostun_as_an_rfc3489_client_gets_its_mapped_address(relay: tuple[int, 
 
     mapped, local = asyncio.run(asyncio.wait_for(ask(), TIMEOUT))
     assert mapped == {"family": "IPv4", "ip": local[0], "port": local[1]}
+
+
+def test_a_stun_port_in_use_fails_the_start_with_the_reason() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((A1, 0))
+        port = taken.getsockname()[1]
+        clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
+        result = subprocess.run(
+            [str(SIPLINE), "relay"],
+            cwd=REPO,
+            env=clean | {"SIPLINE_RELAY__STUN_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert "sipline: relay: cannot listen:" in result.stderr
+    assert "Traceback" not in result.stderr

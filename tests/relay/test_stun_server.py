@@ -184,6 +184,31 @@ async def test_closing_the_server_closes_its_tcp_connections() -> None:
     writer.close()
 
 
+@on_uvloop
+async def test_idle_tcp_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relay.stun_server.TCP_IDLE_TIMEOUT", 0.0)
+    monkeypatch.setattr("relay.stun_server.TCP_SWEEP_EVERY", 0.05)
+    async with stun_server() as server:
+        reader, writer = await asyncio.open_connection(A1, server.layout.port)
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        writer.close()
+
+
+@on_uvloop
+async def test_ipv6_clients_get_their_ipv6_address() -> None:
+    server = StunServer("::1", 0, software="sipline/test")
+    await server.start()
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Client, local_addr=("::1", 0))
+    try:
+        transport.sendto(bytes(binding_request()), ("::1", server.layout.port))
+        response, _ = await protocol.reply()
+        assert response.attributes["XOR-MAPPED-ADDRESS"] == transport.get_extra_info("sockname")[:2]
+    finally:
+        transport.close()
+        await server.close()
+
+
 async def read_message(reader: asyncio.StreamReader) -> stun.Message:
     header = await asyncio.wait_for(reader.readexactly(20), TIMEOUT)
     body = await asyncio.wait_for(reader.readexactly(int.from_bytes(header[2:4], "big")), TIMEOUT)
