@@ -1,0 +1,448 @@
+"""The RTP relay on real sockets (relay.media), and side by side with real rtpengine.
+
+Every relay listens for ng on a free port of 127.0.0.1 and takes its RTP ports
+from a range picked at random (a taken port is skipped); every wait is bounded.
+The "phones" are plain UDP sockets; a phone behind NAT sends from another
+socket than the one its SDP names. The loop is uvloop's, as in ``sipline relay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import re
+import socket
+import struct
+import subprocess
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+import uvloop
+
+import relay.media
+from relay.bencode import decode, encode
+from relay.media import RelayOptions, RtpRelay
+from relay.publish import MemoryQuality
+from tests.conftest import require_program
+
+HOST = "127.0.0.1"
+WAIT = 2.0
+TEST_TIMEOUT = 20.0
+
+
+def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh uvloop, bounded in time."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
+
+    return run
+
+
+def port_range(pairs: int = 50) -> tuple[int, int]:
+    low = random.randrange(20_000, 60_000, 2)
+    return low, low + 2 * pairs - 1
+
+
+def options(**overrides: Any) -> RelayOptions:
+    low, high = port_range()
+    return RelayOptions(**{"ng_port": 0, "port_min": low, "port_max": high, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def running(opts: RelayOptions, **kwargs: Any) -> Any:
+    rtp_relay = RtpRelay(opts, **kwargs)
+    await rtp_relay.start()
+    try:
+        yield rtp_relay
+    finally:
+        await rtp_relay.close()
+
+
+class Ng:
+    """An ng client on the running loop."""
+
+    def __init__(self, port: int) -> None:
+        self.address = (HOST, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.serial = 0
+
+    async def raw(self, data: bytes) -> bytes:
+        self.sock.sendto(data, self.address)
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.sock_recv(self.sock, 65535), WAIT)
+
+    async def ready(self, attempts: int = 50) -> None:
+        """Until the relay answers a ping (at most ``attempts`` tries)."""
+        for attempt in range(attempts):
+            with contextlib.suppress(TimeoutError):
+                cookie = f"ready_{attempt}".encode()
+                self.sock.sendto(cookie + b" d7:command4:pinge", self.address)
+                loop = asyncio.get_running_loop()
+                if (await asyncio.wait_for(loop.sock_recv(self.sock, 65535), 0.2)).startswith(
+                    cookie
+                ):
+                    return
+        raise AssertionError(f"no ng reply from {self.address}")
+
+    async def __call__(self, **message: Any) -> dict[str, Any]:
+        self.serial += 1
+        cookie = f"{os.getpid()}_{self.serial}".encode()
+        reply = await self.raw(cookie + b" " + encode(message))
+        head, _, body = reply.partition(b" ")
+        assert head == cookie
+        return decode(body)
+
+
+class Phone:
+    """An RTP/RTCP socket pair; ``nat`` sockets are where it really sends from."""
+
+    def __init__(self) -> None:
+        self.rtp, self.rtcp = _pair()
+        self.nat_rtp = _socket()
+        self.nat_rtcp = _socket()
+
+    @property
+    def port(self) -> int:
+        return self.rtp.getsockname()[1]
+
+    def sdp(self) -> str:
+        return (
+            f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {self.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+
+    def close(self) -> None:
+        for sock in (self.rtp, self.rtcp, self.nat_rtp, self.nat_rtcp):
+            sock.close()
+
+
+def _socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, port))
+    sock.setblocking(False)
+    return sock
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    for _ in range(100):
+        port = random.randrange(20_000, 60_000, 2)
+        with contextlib.suppress(OSError):
+            rtp = _socket(port)
+            try:
+                return rtp, _socket(port + 1)
+            except OSError:
+                rtp.close()
+    raise RuntimeError("no free even/odd port pair")
+
+
+@pytest.fixture
+def phones() -> Iterator[tuple[Phone, Phone]]:
+    a, b = Phone(), Phone()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def rtp(seq: int, ssrc: int = 0xA) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, ssrc) + bytes(160)
+
+
+def port_of(body: str) -> int:
+    match = re.search(r"^m=audio (\d+) ", body, re.M)
+    assert match, body
+    return int(match[1])
+
+
+async def call(ng: Ng, a: Phone, b: Phone, call_id: str = "c1") -> tuple[int, int]:
+    """A calls B through the relay; the relay ports A and B send to."""
+    ids = {"call-id": call_id, "from-tag": "A"}
+    offer = await ng(command="offer", **ids, sdp=a.sdp())
+    answer = await ng(command="answer", **ids, **{"to-tag": "B"}, sdp=b.sdp())
+    assert offer["result"] == answer["result"] == "ok", (offer, answer)
+    return port_of(answer["sdp"]), port_of(offer["sdp"])
+
+
+async def receive(sock: socket.socket, count: int) -> list[tuple[bytes, tuple[str, int]]]:
+    """Up to ``count`` datagrams with their sources, within WAIT (uvloop has no sock_recvfrom)."""
+    got = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WAIT):
+            while len(got) < count:
+                try:
+                    got.append(sock.recvfrom(2048))
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+    return got
+
+
+async def nothing_arrives(sock: socket.socket, wait: float = 0.2) -> bool:
+    await asyncio.sleep(wait)
+    try:
+        sock.recvfrom(2048)
+    except BlockingIOError:
+        return True
+    return False
+
+
+async def send(sock: socket.socket, port: int, packets: list[bytes]) -> None:
+    for packet in packets:
+        sock.sendto(packet, (HOST, port))
+        await asyncio.sleep(0.002)
+
+
+# -- relaying -------------------------------------------------------------------------------
+
+
+@on_uvloop
+async def test_media_latches_through_nat_and_flows_both_ways(phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    async with running(options()) as rtp_relay:
+        ng = Ng(rtp_relay.ng_address[1])
+        port_a, port_b = await call(ng, a, b)
+        await send(a.nat_rtp, port_a, [rtp(seq) for seq in range(20)])
+        got = await receive(b.rtp, 20)
+        assert [data for data, _ in got] == [rtp(seq) for seq in range(20)]
+        assert {source for _, source in got} == {(HOST, port_b)}  # B hears the port it was given
+        await send(b.rtp, port_b, [rtp(seq, ssrc=0xB) for seq in range(10)])
+        back = await receive(a.nat_rtp, 10)  # to where A really is, not its SDP port
+        assert len(back) == 10 and {source for _, source in back} == {(HOST, port_a)}
+        assert await nothing_arrives(a.rtp)
+        query = await ng(command="query", **{"call-id": "c1"})
+        stream = query["tags"]["A"]["medias"][0]["streams"][0]
+        assert stream["endpoint"]["port"] == a.nat_rtp.getsockname()[1]
+        assert stream["advertised endpoint"]["port"] == a.port
+        assert query["totals"]["RTP"]["packets"] == 30
+
+
+@on_uvloop
+async def test_rtcp_is_relayed_alongside_rtp(phones: tuple[Phone, Phone]) -> None:
+    a, b = phones
+    async with running(options()) as rtp_relay:
+        port_a, port_b = await call(Ng(rtp_relay.ng_address[1]), a, b)
+        report = struct.pack("!BBHI", 0x80, 201, 1, 0xA)  # an empty RTCP RR
+        a.nat_rtcp.sendto(report, (HOST, port_a + 1))
+        [(data, source)] = await receive(b.rtcp, 1)  # b's SDP port + 1 (RFC 3550 §11)
+        assert (data, source) == (report, (HOST, port_b + 1))
+        b.rtcp.sendto(report, (HOST, port_b + 1))
+        [(data, source)] = await receive(a.nat_rtcp, 1)
+        assert source == (HOST, port_a + 1)
+
+
+@on_uvloop
+async def test_strict_latching_drops_packets_from_another_source(
+    phones: tuple[Phone, Phone],
+) -> None:
+    a, b = phones
+    intruder = _socket()
+    async with running(options(strict_latching=True)) as rtp_relay:
+        ng = Ng(rtp_relay.ng_address[1])
+        port_a, _ = await call(ng, a, b)
+        await send(a.nat_rtp, port_a, [rtp(0)])
+        assert len(await receive(b.rtp, 1)) == 1
+        await send(intruder, port_a, [rtp(1, ssrc=0xBAD)])
+        assert await nothing_arrives(b.rtp)
+        query = await ng(command="query", **{"call-id": "c1"})
+        assert query["tags"]["A"]["medias"][0]["streams"][0]["stats"]["errors"] == 1
+    intruder.close()
+
+
+# -- life of a call -------------------------------------------------------------------------
+
+
+@on_uvloop
+async def test_delete_frees_the_ports_and_publishes_the_call_quality(
+    phones: tuple[Phone, Phone],
+) -> None:
+    a, b = phones
+    quality = MemoryQuality()
+    async with running(options(), quality=quality) as rtp_relay:
+        ng = Ng(rtp_relay.ng_address[1])
+        port_a, _ = await call(ng, a, b)
+        await send(a.nat_rtp, port_a, [rtp(seq) for seq in range(10) if seq != 4])
+        await receive(b.rtp, 9)
+        reply = await ng(command="delete", **{"call-id": "c1", "from-tag": "A"})
+        assert reply["result"] == "ok" and reply["totals"]["RTP"]["packets"] == 9
+        assert rtp_relay.plane.open_ports == 0
+        await _bindable(port_a)
+        published = quality.get("c1")
+        assert published is not None and published.state == "deleted"
+        [stream] = published.streams
+        assert (stream.tag, stream.packets, stream.lost) == ("A", 9, 1)
+
+
+async def _bindable(port: int) -> None:
+    """The closed socket is released within a few loop turns."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                _socket(port).close()
+                return
+            except OSError:
+                await asyncio.sleep(0.01)
+
+
+@on_uvloop
+async def test_a_call_whose_media_stops_is_torn_down_and_reported(
+    phones: tuple[Phone, Phone], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay.media, "SWEEP_INTERVAL", 0.05)
+    a, b = phones
+    quality = MemoryQuality()
+    async with running(options(media_timeout=0.3), quality=quality) as rtp_relay:
+        ng = Ng(rtp_relay.ng_address[1])
+        port_a, _ = await call(ng, a, b)
+        for seq in range(8):  # media keeps the call up past its timeout
+            await send(a.nat_rtp, port_a, [rtp(seq)])
+            await asyncio.sleep(0.1)
+        assert rtp_relay.table.get("c1") is not None
+        async with asyncio.timeout(WAIT):
+            while rtp_relay.table.get("c1") is not None:
+                await asyncio.sleep(0.05)
+        published = quality.get("c1")
+        assert published is not None and published.state == "timeout"
+        assert rtp_relay.plane.open_ports == 0
+        reply = await ng(command="query", **{"call-id": "c1"})
+        assert reply == {"result": "error", "error-reason": "Unknown call-id"}
+
+
+@on_uvloop
+async def test_limits_and_garbage_get_ng_errors_and_the_relay_goes_on(
+    phones: tuple[Phone, Phone],
+) -> None:
+    a, b = phones
+    low, _ = port_range()
+    async with running(options(port_min=low, port_max=low + 7, max_sessions=3)) as rtp_relay:
+        ng = Ng(rtp_relay.ng_address[1])
+        await call(ng, a, b, "c1")
+        await call(ng, a, b, "c2")
+        reply = await ng(command="offer", **{"call-id": "c3", "from-tag": "A"}, sdp=a.sdp())
+        assert reply == {"result": "error", "error-reason": "Ran out of ports"}
+        await ng(command="delete", **{"call-id": "c2"})
+        await call(ng, a, b, "c3")
+        reply = await ng(command="offer", **{"call-id": "c4", "from-tag": "A"}, sdp=a.sdp())
+        assert reply["error-reason"] in ("Parallel session limit reached", "Ran out of ports")
+        for junk in (b"x y", b"1 d7:command", b"2 " + b"l" * 5000, bytes(range(256))):
+            with contextlib.suppress(TimeoutError):
+                await ng.raw(junk)
+        assert await ng(command="ping") == {"result": "pong"}
+
+
+# -- against real rtpengine -------------------------------------------------------------------
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def rtpengine() -> Iterator[int]:
+    """Real rtpengine in userspace mode; its ng port. Fails (never skips) when not installed."""
+    binary = require_program("rtpengine", "rtpengine-daemon")
+    port = _free_udp_port()
+    low, high = port_range()
+    command = [
+        binary, "--config-file=none", "--foreground", "--log-stderr", "--log-level=3",
+        f"--interface={HOST}", f"--listen-ng={HOST}:{port}", "--table=-1",
+        f"--port-min={low}", f"--port-max={high}", "--delete-delay=0",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def script(ng: Ng, a: Phone, b: Phone) -> dict[str, Any]:
+    """The ng exchanges of a NATed call as the B2BUA makes them, with media both ways."""
+    await ng.ready()  # rtpengine may still be starting
+    out: dict[str, Any] = {"ping": await ng(command="ping")}
+    ids = {"call-id": "compat-1", "from-tag": "A"}
+    out["offer"] = await ng(command="offer", **ids, sdp=a.sdp())
+    out["answer"] = await ng(command="answer", **ids, **{"to-tag": "B"}, sdp=b.sdp())
+    port_a, port_b = port_of(out["answer"]["sdp"]), port_of(out["offer"]["sdp"])
+    await send(a.nat_rtp, port_a, [rtp(seq) for seq in range(20)])
+    out["b got"] = len(await receive(b.rtp, 20))
+    await send(b.rtp, port_b, [rtp(seq, ssrc=0xB) for seq in range(10)])
+    out["a got"] = len(await receive(a.nat_rtp, 10))
+    await asyncio.sleep(0.1)
+    out["query"] = await ng(command="query", **{"call-id": "compat-1"})
+    out["list"] = await ng(command="list")
+    out["unknown"] = await ng(command="query", **{"call-id": "nope"})
+    out["no tag"] = await ng(command="offer", **{"call-id": "x"}, sdp=a.sdp())
+    out["no sdp"] = await ng(command="offer", **{"call-id": "x", "from-tag": "A"})
+    out["late answer"] = await ng(
+        command="answer", **{"call-id": "nope", "from-tag": "A", "to-tag": "B"}, sdp=b.sdp()
+    )
+    out["delete"] = await ng(command="delete", **ids)
+    return out
+
+
+def summary(out: dict[str, Any], a: Phone) -> dict[str, Any]:
+    """What the B2BUA relies on, relay-independent."""
+    tags = out["query"]["tags"]
+    nat_port = a.nat_rtp.getsockname()[1]
+
+    def stream(tag: str) -> dict[str, Any]:
+        return tags[tag]["medias"][0]["streams"][0]
+
+    return {
+        "results": {k: v["result"] for k, v in out.items() if isinstance(v, dict)},
+        "errors": {
+            k: out[k]["error-reason"] for k in ("unknown", "no tag", "no sdp", "late answer")
+        },
+        "media": (out["b got"], out["a got"]),
+        "sdp": [_anchored(out[k]["sdp"]) for k in ("offer", "answer")],
+        "tags": sorted(tags),
+        "A latched": stream("A")["endpoint"]["port"] == nat_port,
+        "packets": {tag: stream(tag)["stats"]["packets"] for tag in ("A", "B")},
+        "stream keys": {k for k in stream("A") if k in _STREAM_KEYS},
+        "stats keys": {k for k in stream("A")["stats"] if k in ("packets", "bytes", "errors")},
+        "totals": out["query"]["totals"]["RTP"]["packets"],
+        "list": out["list"]["calls"],
+        "deleted totals": out["delete"].get("totals", {}).get("RTP", {}).get("packets"),
+    }
+
+
+_STREAM_KEYS = {"local port", "endpoint", "advertised endpoint", "stats", "flags", "last packet"}
+
+
+def _anchored(body: str) -> tuple[bool, bool, bool]:
+    port = port_of(body)
+    rtcp = re.search(r"^a=rtcp:(\d+)", body, re.M)
+    return (f"c=IN IP4 {HOST}\r\n" in body, port % 2 == 0, bool(rtcp) and int(rtcp[1]) == port + 1)
+
+
+def test_our_replies_match_real_rtpengine_s_where_the_b2bua_looks(rtpengine: int) -> None:
+    outputs = {}
+
+    async def both() -> None:
+        for name in ("rtpengine", "sipline"):
+            a, b = Phone(), Phone()
+            try:
+                if name == "rtpengine":
+                    outputs[name] = summary(await script(Ng(rtpengine), a, b), a)
+                else:
+                    async with running(options()) as ours:
+                        outputs[name] = summary(await script(Ng(ours.ng_address[1]), a, b), a)
+            finally:
+                a.close()
+                b.close()
+
+    uvloop.run(asyncio.wait_for(both(), TEST_TIMEOUT))
+    theirs, ours = outputs["rtpengine"], outputs["sipline"]
+    assert theirs["media"] == (20, 10) and theirs["A latched"]  # the reference behaves
+    assert ours == theirs
