@@ -179,6 +179,18 @@ class RelaySection(Section):
     stun_alt_port: Port = 3479
     # [] = no STUN server.
     stun_transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    # RTP relay, driven by the rtpengine ng protocol over UDP.
+    ng_host: IPAddress = "127.0.0.1"
+    ng_port: Port = 2223
+    rtp_host: IPAddress = "127.0.0.1"
+    # The address written into SDP: "" = rtp_host (set it for a wildcard or 1:1 NAT).
+    rtp_advertise: Annotated[str, AfterValidator(_optional_ip_address)] = ""
+    rtp_port_min: Port = 30000
+    rtp_port_max: Port = 40000
+    media_timeout: Seconds = 60.0
+    max_sessions: Annotated[int, Field(ge=1)] = 10_000
+    # true: once a stream has latched to its sender, packets from elsewhere are dropped.
+    strict_latching: bool = False
 
     @model_validator(mode="after")
     def _alternate_differs(self) -> RelaySection:
@@ -192,6 +204,15 @@ class RelaySection(Section):
             raise ValueError("stun_alt_host must be another address of stun_host's family")
         if self.stun_alt_port == self.stun_port:
             raise ValueError("stun_alt_port must differ from stun_port")
+        return self
+
+    @model_validator(mode="after")
+    def _rtp_ports_and_address(self) -> RelaySection:
+        # RTP on an even port, RTCP on the odd one above (RFC 3550 §11).
+        if self.rtp_port_max - self.rtp_port_min < 1 + (self.rtp_port_min & 1):
+            raise ValueError("rtp_port_min..rtp_port_max must hold an even/odd port pair")
+        if ipaddress.ip_address(self.rtp_host).is_unspecified and not self.rtp_advertise:
+            raise ValueError("a wildcard rtp_host needs rtp_advertise, the address SDP can carry")
         return self
 
 
