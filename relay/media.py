@@ -21,7 +21,7 @@ from typing import Any
 
 from relay.ng import NgHandler
 from relay.ports import PortPool
-from relay.publish import ACTIVE, CallQuality, MemoryQuality, QualitySink
+from relay.publish import ACTIVE, CallQuality, MemoryQuality, QualitySink, open_quality_sink
 from relay.rtp import Stream, _unbound
 from relay.sessions import Call, SessionTable
 from sipline.logs import event
@@ -196,6 +196,22 @@ class RtpRelay:
         self._endpoint: NgProtocol | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.ng_address: tuple[str, int] | None = None
+
+    @classmethod
+    def from_settings(cls, section: Any, redis_url: str | None = None) -> RtpRelay:
+        """The relay of a ``[relay]`` section; quality goes to Redis when ``redis_url`` is set."""
+        options = RelayOptions(
+            ng_host=section.ng_host,
+            ng_port=section.ng_port,
+            rtp_host=section.rtp_host,
+            advertise=section.rtp_advertise,
+            port_min=section.rtp_port_min,
+            port_max=section.rtp_port_max,
+            media_timeout=section.media_timeout,
+            max_sessions=section.max_sessions,
+            strict_latching=section.strict_latching,
+        )
+        return cls(options, open_quality_sink(redis_url))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,8 @@ import uvloop
 import relay.media
 from relay.bencode import decode, encode
 from relay.media import RelayOptions, RtpRelay
-from relay.publish import MemoryQuality
+from relay.publish import MemoryQuality, RedisQuality
+from sipline.config import ConfigError, load_settings
 from tests.conftest import require_program
 
 HOST = "127.0.0.1"
@@ -332,6 +333,53 @@ async def test_limits_and_garbage_get_ng_errors_and_the_relay_goes_on(
             with contextlib.suppress(TimeoutError):
                 await ng.raw(junk)
         assert await ng(command="ping") == {"result": "pong"}
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_by_default_ng_is_on_2223_and_rtp_takes_30000_to_40000() -> None:
+    rtp_relay = RtpRelay.from_settings(load_settings(None).relay)
+    opts = rtp_relay.options
+    assert (opts.ng_host, opts.ng_port, opts.rtp_host) == (HOST, 2223, HOST)
+    assert (opts.port_min, opts.port_max, opts.advertise) == (30000, 40000, "")
+    assert (opts.media_timeout, opts.max_sessions, opts.strict_latching) == (60.0, 10_000, False)
+    assert isinstance(rtp_relay.quality, MemoryQuality)
+    assert rtp_relay.ng.address == HOST
+
+
+def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "RELAY__RTP_HOST": "0.0.0.0",
+        "RELAY__RTP_ADVERTISE": "203.0.113.1",
+        "RELAY__STRICT_LATCHING": "true",
+        "REDIS__URL": "redis://127.0.0.1:6379/0",
+    }.items():
+        monkeypatch.setenv(f"SIPLINE_{key}", value)
+    settings = load_settings(None)
+    rtp_relay = RtpRelay.from_settings(settings.relay, settings.redis.url)
+    assert rtp_relay.ng.address == "203.0.113.1" and rtp_relay.table.strict
+    assert isinstance(rtp_relay.quality, RedisQuality)
+
+
+@pytest.mark.parametrize(
+    "env,problem",
+    [
+        ({"RTP_PORT_MIN": "30001", "RTP_PORT_MAX": "30002"}, "even/odd port pair"),
+        ({"RTP_PORT_MIN": "40000", "RTP_PORT_MAX": "30000"}, "even/odd port pair"),
+        ({"RTP_HOST": "0.0.0.0"}, "needs rtp_advertise"),
+        ({"MAX_SESSIONS": "0"}, "relay.max_sessions"),
+        ({"MEDIA_TIMEOUT": "0"}, "relay.media_timeout"),
+        ({"NG_PORT": "70000"}, "relay.ng_port"),
+    ],
+)
+def test_unusable_relay_settings_fail_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(f"SIPLINE_RELAY__{key}", value)
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(None)
 
 
 # -- against real rtpengine -------------------------------------------------------------------
