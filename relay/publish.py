@@ -168,7 +168,12 @@ class RedisQuality:
         self._queue.put_nowait(quality)
 
     async def start(self) -> None:
-        await self.client.ping()  # fail at start, not on the first call
+        from redis.exceptions import RedisError
+
+        try:
+            await self.client.ping()  # fail at start, not on the first call
+        except RedisError as exc:
+            raise OSError(f"Redis for call quality: {exc}") from None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:

@@ -2,8 +2,8 @@
 
 A service is anything with ``async start()`` and ``async close()``; ``services``
 lists them from the ``[relay]`` section, they start in that order and close in
-the reverse one. Today there is the STUN server (relay.stun_server); the RTP
-relay and its ng control are services to add to that list.
+the reverse one: the STUN server (relay.stun_server), then the RTP relay with
+its ng control (relay.media).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import Any, Protocol
 
+from relay.media import RtpRelay
 from relay.stun_server import StunServer
 from sipline import __version__
 from sipline.logs import event
@@ -35,6 +36,7 @@ def services(settings: Any) -> list[Service]:
     found: list[Service] = []
     if relay.stun_transports:
         found.append(StunServer.from_settings(relay, SOFTWARE))
+    found.append(RtpRelay.from_settings(relay, settings.redis.url))
     return found
 
 

@@ -27,6 +27,7 @@ import relay.media
 from relay.bencode import decode, encode
 from relay.media import RelayOptions, RtpRelay
 from relay.publish import MemoryQuality, RedisQuality
+from relay.server import serve_relay
 from sipline.config import ConfigError, load_settings
 from tests.conftest import require_program
 
@@ -360,6 +361,20 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
     rtp_relay = RtpRelay.from_settings(settings.relay, settings.redis.url)
     assert rtp_relay.ng.address == "203.0.113.1" and rtp_relay.table.strict
     assert isinstance(rtp_relay.quality, RedisQuality)
+
+
+@on_uvloop
+async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _free_udp_port()
+    monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(port))
+    monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", "[]")
+    stop = asyncio.Event()
+    served = asyncio.create_task(serve_relay(load_settings(None), stop))
+    try:
+        await Ng(port).ready()
+    finally:
+        stop.set()
+        await asyncio.wait_for(served, WAIT)
 
 
 @pytest.mark.parametrize(

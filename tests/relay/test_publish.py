@@ -137,6 +137,13 @@ async def test_a_redis_that_is_down_loses_figures_but_never_stops_the_relay(redi
     await sink.close()
 
 
+async def test_an_unreachable_redis_fails_at_start() -> None:
+    sink = RedisQuality.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(OSError, match="Redis for call quality"):
+        await sink.start()
+    await sink.client.aclose()
+
+
 async def test_a_full_queue_drops_the_oldest_figures() -> None:
     sink = RedisQuality(Redis.from_url("redis://127.0.0.1:1/0"), queue=2)
     for n in range(5):
