@@ -21,6 +21,7 @@ PACKAGES=(
     "mariadb-server:mariadbd"
     "redis-server:redis-server"
     "baresip-core:baresip"
+    "rtpengine-daemon:rtpengine"
 )
 
 apt_updated=0
@@ -43,6 +44,11 @@ system_packages() {
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
+        # rtpengine's package starts a daemon on the ng port 2223 where systemd
+        # runs; the tests start their own rtpengine on free ports.
+        if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+            systemctl disable --now rtpengine-daemon >/dev/null 2>&1 || true
+        fi
     fi
 }
 
