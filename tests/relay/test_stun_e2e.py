@@ -72,6 +72,7 @@ def relay() -> Iterator[tuple[int, int]]:
         "SIPLINE_RELAY__STUN_PORT": str(port),
         "SIPLINE_RELAY__STUN_ALT_HOST": A2,
         "SIPLINE_RELAY__STUN_ALT_PORT": str(alt_port),
+        "SIPLINE_RELAY__NG_PORT": str(free_port(avoid=alt_port)),  # not rtpengine's 2223
     }
     process = subprocess.Popen(
         [str(SIPLINE), "relay"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
@@ -141,7 +142,11 @@ def test_a_stun_port_in_use_fails_the_start_with_the_reason() -> None:
         result = subprocess.run(
             [str(SIPLINE), "relay"],
             cwd=REPO,
-            env=clean | {"SIPLINE_RELAY__STUN_PORT": str(port)},
+            env=clean
+            | {
+                "SIPLINE_RELAY__STUN_PORT": str(port),
+                "SIPLINE_RELAY__NG_PORT": str(free_port(avoid=port)),
+            },
             capture_output=True,
             text=True,
             timeout=30,

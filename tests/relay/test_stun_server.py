@@ -284,6 +284,7 @@ async def test_serve_relay_runs_the_stun_server_of_the_settings_until_stopped(
 ) -> None:
     port = free_port()
     monkeypatch.setenv("SIPLINE_RELAY__STUN_PORT", str(port))
+    monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(free_port()))  # not rtpengine's 2223
     stop = asyncio.Event()
     relay = asyncio.create_task(serve_relay(load_settings(None), stop))
     async with udp_client() as (transport, protocol):
@@ -307,6 +308,7 @@ async def test_serve_relay_without_stun_transports_starts_no_stun_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", "[]")
+    monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(free_port()))
     stop = asyncio.Event()
     stop.set()
     await serve_relay(load_settings(None), stop)
