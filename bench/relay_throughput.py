@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relay.bencode import decode, encode
+from sipline.ng.bencode import decode, encode
 
 HOST = "127.0.0.1"
 PACKET_BYTES = 200

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.anchor import MediaSpec, anchor, describe
-from relay.bencode import BencodeError, decode, encode
 from relay.rtp import Endpoint, Stream
 from relay.sessions import Call, MediaStreams, Party, RelayError, SessionTable
 from sipline.logs import event
+from sipline.ng.bencode import BencodeError, decode, encode
 from sipline.sip.errors import ParseError
 from sipline.sip.sdp import SessionDescription
 

@@ -24,11 +24,11 @@ import pytest
 import uvloop
 
 import relay.media
-from relay.bencode import decode, encode
 from relay.media import RelayOptions, RtpRelay
 from relay.publish import MemoryQuality, RedisQuality
 from relay.server import serve_relay
 from sipline.config import ConfigError, load_settings
+from sipline.ng.bencode import decode, encode
 from tests.conftest import require_program
 
 HOST = "127.0.0.1"

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from relay.bencode import decode, encode
 from relay.ng import COOKIE_TTL, NOT_FOUND, NgHandler
 from relay.ports import PortPool
 from relay.sessions import Call, SessionTable
+from sipline.ng.bencode import decode, encode
 from tests.relay.test_sessions import Clock, FakePlane
 
 RELAY = "203.0.113.1"

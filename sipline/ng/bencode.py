@@ -1,5 +1,8 @@
 """Bencode, the encoding of rtpengine's ng control protocol.
 
+One implementation for both ends: the relay's ng server (relay.ng) and the
+ng client the proxy and the B2BUA drive a relay with (sipline.ng.client).
+
 Four types (BEP 3): integers ``i42e``, byte strings ``4:spam``, lists
 ``l...e`` and dictionaries ``d...e`` with byte-string keys in sorted order.
 Strings decode to ``str`` through UTF-8 with ``surrogateescape``, so any bytes

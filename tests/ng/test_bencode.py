@@ -1,4 +1,4 @@
-"""Bencode as the ng protocol uses it (relay.bencode): BEP 3, strict on input, never crashing."""
+"""Bencode as the ng protocol uses it (sipline.ng.bencode): BEP 3, strict on input, never crashing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.bencode import MAX_DEPTH, BencodeError, decode, encode
+from sipline.ng.bencode import MAX_DEPTH, BencodeError, decode, encode
 
 NG_PING = b"d7:command4:pinge"
 
