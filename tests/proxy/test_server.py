@@ -147,3 +147,37 @@ def test_responses_timeouts_and_terminations_go_to_the_router(
         ("router timeout", "t1"),
         ("router terminated", "t2"),
     ]
+
+
+class Pinger:
+    """Owns the transactions named "ping"."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def owns(self, txn: object) -> bool:
+        return txn == "ping"
+
+    def on_response(self, node: object, response: Response, txn: object, source: Address) -> None:
+        self.calls.append(("pinger response", response.status))
+
+    def on_timeout(self, node: object, txn: object) -> None:
+        self.calls.append(("pinger timeout", txn))
+
+
+def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
+    recorder: Recorder,
+) -> None:
+    pinger = Pinger()
+    handler = ProxyHandler(NAMES, recorder, recorder, "sipline/test", pinger)
+    response = request("OPTIONS", "sip:alice@10.0.0.7").response(200)
+    for txn in ("ping", "call"):
+        handler.on_response(recorder, response, txn, SOURCE)  # type: ignore[arg-type]
+        handler.on_timeout(recorder, txn)  # type: ignore[arg-type]
+        handler.on_terminated(recorder, txn)  # type: ignore[arg-type]
+    assert pinger.calls == [("pinger response", 200), ("pinger timeout", "ping")]
+    assert recorder.calls == [
+        ("router response", 200),
+        ("router timeout", "call"),
+        ("router terminated", "call"),
+    ]
