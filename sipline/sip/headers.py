@@ -111,12 +111,14 @@ def split_values(value: str) -> list[str]:
 def _rejoin_angles(parts: list[str]) -> list[str]:
     """Glue back pieces split on a comma inside ``<...>`` (a URI may hold one)."""
     out: list[str] = []
-    pending = ""
+    pending: list[str] = []
+    depth = 0
     for part in parts:
-        pending = f"{pending},{part}" if pending else part
-        if pending.count("<") == pending.count(">"):
-            out.append(pending)
-            pending = ""
+        pending.append(part)
+        depth += part.count("<") - part.count(">")
+        if depth == 0:
+            out.append(",".join(pending))
+            pending = []
     if pending:
         raise ParseError("unbalanced angle bracket")
     return out
@@ -262,8 +264,15 @@ class Via:
             sent_by, semi, param_text = rest.partition(";")
             host_port = _plain_sent_by(sent_by)
             if host_port is not None:
-                params = parse_params(param_text) if semi else {}
-                return cls(transport, host_port[0], host_port[1], params, "SIP/2.0")
+                if cls is not Via:
+                    return cls(transport, *host_port, parse_params(param_text) if semi else {})
+                # What the dataclass __init__ does, without its call overhead.
+                self = _new_object(cls)
+                self.transport = transport
+                self.host, self.port = host_port
+                self.params = parse_params(param_text) if semi else {}
+                self.protocol = "SIP/2.0"
+                return self
         match = _VIA_HEAD(value)
         if match is None:
             return cls._parse_odd(value)
@@ -384,8 +393,8 @@ class NameAddr:
             quoted, display, uri_text, params = match.groups()
             if quoted is not None:
                 display = _unescape_quoted(quoted) if "\\" in quoted else quoted
-            elif not display:
-                display = None
+            else:
+                display = display.strip(" \t") or None
             return cls(uri_text, display, {} if params is None else parse_params(params), True)
         text = value.strip(" \t")
         display = None
@@ -540,7 +549,7 @@ def _is_token_list(text: str) -> bool:
 
 _LWS = (" ", "\t")
 _new_object = object.__new__
-_COMMA_IN_ANGLES = re.compile(r"<[^>]*,").search
+_COMMA_IN_ANGLES = re.compile(r"<[^<>,]*+,").search
 _PLAIN_PROTOCOLS = {
     f"SIP/2.0/{transport}": transport
     for transport in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "DTLS", "TLS-SCTP")
@@ -572,9 +581,11 @@ _VIA_HEAD = re.compile(
 ).match
 # [display] <uri> [;params]: the shape of nearly every From, To, Route and Contact.
 # The URI must have a scheme and no LWS (other shapes take the slow path).
+# No two neighbouring parts can match the same text, so a failing match is
+# linear in the length of the value (no catastrophic backtracking).
 _NAME_ADDR = re.compile(
-    r'[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([^"<]*?)[ \t]*)'
-    r"<([^>:\s]+:[^>\s]*)>[ \t]*(?:;(.*))?\Z",
+    r'(?:[ \t]*+"([^"\\]*+(?:\\.[^"\\]*+)*+)"[ \t]*+|([^"<]*+))'
+    r"<([^>:\s]++:[^>\s]*+)>[ \t]*+(?:;(.*))?\Z",
     re.S,
 ).match
 # sent-protocol and the LWS after it: "SIP / 2.0 / UDP " (RFC 3261 §20.42).

@@ -236,21 +236,6 @@ def _vias(h: Headers, key: str) -> list[Via]:
     return [Via.parse(v) for v in h.values(key)]
 
 
-def _top_via(h: Headers, key: str) -> Via:
-    found = h._index.get("via")
-    if found is None:
-        raise ParseError("missing Via")
-    value = found[2]
-    return Via.parse(value if "," not in value else split_values(value)[0])
-
-
-def _name_addr(h: Headers, key: str) -> NameAddr:
-    found = h._index.get(key)
-    if found is None:
-        raise ParseError(f"missing {canonical_name(key)}")
-    return NameAddr.parse(found[2])
-
-
 def _top_route(h: Headers, key: str) -> NameAddr | None:
     found = h._index.get("route")
     if found is None:
@@ -268,9 +253,20 @@ def _name_addrs(h: Headers, key: str) -> list[NameAddr]:
     if found is None:
         return []
     parse = NameAddr.parse
-    if "," not in found[2] and key not in h._multi:
-        return [parse(found[2])]
-    return [parse(v) for v in h.values(key)]
+    lines = h._multi.get(key)
+    if lines is None:
+        value = found[2]
+        if "," not in value:
+            return [parse(value)]
+        return [parse(v) for v in split_values(value)]
+    out: list[NameAddr] = []
+    for f in lines:
+        value = f[2]
+        if "," in value:
+            out.extend([parse(v) for v in split_values(value)])
+        else:
+            out.append(parse(value))
+    return out
 
 
 def _contacts(h: Headers, key: str) -> list[Contact]:
@@ -308,26 +304,37 @@ class Message:
     @property
     def via(self) -> Via:
         """The top Via (parsed alone: most messages never need the others)."""
-        headers = self.headers
-        via = headers._parsed.get("via#top")
+        parsed = self.headers._parsed
+        via = parsed.get("via#top")
         if via is None:
-            via = headers._parsed["via#top"] = _top_via(headers, "via")
+            found = self.headers._index.get("via")
+            if found is None:
+                raise ParseError("missing Via")
+            value = found[2]
+            via = Via.parse(value if "," not in value else split_values(value)[0])
+            parsed["via#top"] = via
         return via
 
     @property
     def from_(self) -> NameAddr:
-        headers = self.headers
-        value = headers._parsed.get("from")
+        parsed = self.headers._parsed
+        value = parsed.get("from")
         if value is None:
-            value = headers._parsed["from"] = _name_addr(headers, "from")
+            found = self.headers._index.get("from")
+            if found is None:
+                raise ParseError("missing From")
+            value = parsed["from"] = NameAddr.parse(found[2])
         return value
 
     @property
     def to(self) -> NameAddr:
-        headers = self.headers
-        value = headers._parsed.get("to")
+        parsed = self.headers._parsed
+        value = parsed.get("to")
         if value is None:
-            value = headers._parsed["to"] = _name_addr(headers, "to")
+            found = self.headers._index.get("to")
+            if found is None:
+                raise ParseError("missing To")
+            value = parsed["to"] = NameAddr.parse(found[2])
         return value
 
     @property
@@ -581,7 +588,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     of it; in both, a Content-Length beyond the data is an error.
     Raises ParseError with a reason fit for a 400 response.
     """
-    if data[:2] == _CRLF:  # RFC 3261 §7.5: ignore CRLFs before the start line
+    if data[:1] == b"\r":  # RFC 3261 §7.5: ignore CRLFs before the start line
         data = data.lstrip(b"\r\n")
     end = data.find(b"\r\n\r\n")
     if end < 0:
@@ -604,12 +611,14 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     keys = _KEYS_AS_WRITTEN
     append = fields.append
     first_of = index.setdefault
+    folded = False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         key = keys.get(name)
         if key is None:
             if line[:1] in _LWS and fields:
-                _continue_line(fields[-1], line)  # folding, RFC 3261 §7.3.1
+                # Folding (RFC 3261 §7.3.1): the pieces are joined after the loop.
+                folded = _continue_line(fields[-1], line) or folded
                 continue
             if not colon:
                 raise ParseError("header line without colon")
@@ -628,6 +637,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
                 multi[key] = [first, f]
             else:
                 found.append(f)
+    if folded:
+        _unfold(fields)
     headers = Headers.__new__(Headers)
     headers._fields = fields
     headers._index = index
@@ -664,7 +675,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         text = index["cseq"][2]
         number, _, method = text.partition(" ")
         if method == message.method and number.isdigit() and number.isascii() and len(number) < 10:
-            parsed["cseq"] = CSeq(int(number), method)
+            parsed["cseq"] = cseq = _new_object(CSeq)
+            cseq.number = int(number)
+            cseq.method = method
         else:
             parsed["cseq"] = cseq = CSeq.parse(text)
             if cseq.method != message.method:
@@ -685,6 +698,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 
 
 _LWS = (" ", "\t")
+_new_object = object.__new__
 _LWS_CHARS = " \t"
 
 
@@ -694,44 +708,64 @@ def _missing(index: dict[str, Field], required: tuple[str, ...]) -> None:
             raise ParseError(f"missing {canonical_name(key)}")
 
 
-def _continue_line(field: Field, line: str) -> None:
-    value = f"{field[2]} {line.strip(_LWS_CHARS)}".strip(_LWS_CHARS)
-    field[2] = value
-    field[3] = f"{field[1]}: {value}"
+def _continue_line(field: Field, line: str) -> bool:
+    """Note a continuation line; the value is rebuilt once, by ``_unfold``."""
+    pieces = field[3]
+    if type(pieces) is list:
+        pieces.append(line.strip())
+    else:
+        field[3] = [field[2], line.strip()]
+    return True
+
+
+def _unfold(fields: list[Field]) -> None:
+    """Join folded values with single spaces; such lines go out unfolded."""
+    for field in fields:
+        pieces = field[3]
+        if type(pieces) is list:
+            value = " ".join([piece for piece in pieces if piece])
+            field[2] = value
+            field[3] = f"{field[1]}: {value}"
 
 
 def _start_line(line: str) -> Request | Response:
-    if line[:4] == "SIP/":
-        parts = line.split(" ", 2)
-        version = parts[0]
-        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
-            raise ParseError("unsupported SIP version")
-        if len(parts) < 2:
-            raise ParseError("bad status line")
-        code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not code.isascii() or not "1" <= code[0] <= "6":
-            raise ParseError("bad status code")
-        response = Response.__new__(Response)
-        response.status = int(code)
-        response.reason = parts[2] if len(parts) == 3 else ""
-        response.version = version
-        return response
-    parts = line.split(" ")
-    if len(parts) != 3:
-        raise ParseError("bad request line")
-    method, uri, version = parts
-    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
-        raise ParseError("unsupported SIP version" if version[:4].upper() == "SIP/" else "bad request line")
+    parts = line.split(" ", 2)
+    if len(parts) == 3 and parts[2] == "SIP/2.0":  # the usual request line
+        method, uri, version = parts
+    elif parts[0] == "SIP/2.0" or parts[0][:4].upper() == "SIP/":
+        return _status_line(parts)
+    else:
+        if len(parts) != 3 or " " in parts[2] or not parts[1]:
+            raise ParseError("bad request line")
+        method, uri, version = parts
+        if version.upper() != "SIP/2.0":
+            raise ParseError("unsupported SIP version" if version[:4].upper() == "SIP/" else "bad request line")
     if not (method.isalpha() and method.isascii() or is_token(method)):
         raise ParseError("bad method")
     if ":" not in uri or uri[0] == ":":
         raise ParseError("bad Request-URI")
-    request = Request.__new__(Request)
+    request = _new_object(Request)
     request.method = method
     request._uri_text = uri
     request._uri = None
     request.version = version
     return request
+
+
+def _status_line(parts: list[str]) -> Response:
+    version = parts[0]
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        raise ParseError("unsupported SIP version")
+    if len(parts) < 2:
+        raise ParseError("bad status line")
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit() or not code.isascii() or not "1" <= code[0] <= "6":
+        raise ParseError("bad status code")
+    response = _new_object(Response)
+    response.status = int(code)
+    response.reason = parts[2] if len(parts) == 3 else ""
+    response.version = version
+    return response
 
 
 def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
@@ -755,9 +789,10 @@ def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
     for marker in (b"\ncontent-length", b"\nl"):
         at = head.find(marker)
         while at >= 0:
-            rest = head[at + len(marker) :].lstrip(b" \t")
+            eol = head.find(b"\r", at + 1)
+            rest = head[at + len(marker) : eol if eol >= 0 else len(head)].lstrip(b" \t")
             if rest.startswith(b":"):
-                value = rest[1:].split(b"\r\n", 1)[0].strip(b" \t")
+                value = rest[1:].strip(b" \t")
                 if not value.isdigit() or len(value) > 10:
                     raise ParseError("bad Content-Length")
                 length = int(value)

@@ -1,5 +1,7 @@
 """Header names and typed header values: RFC 3261 §7.3, §20, §25.1; RFC 3581; RFC 5626."""
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -474,3 +476,35 @@ def test_an_extension_method_in_cseq_is_any_token():
 def test_a_malformed_cseq_is_a_parse_error(value):
     with pytest.raises(ParseError, match="bad CSeq"):
         CSeq.parse(value)
+
+
+# --- hostile input --------------------------------------------------------------------
+
+_BIG = 60_000  # about the largest header a datagram can carry
+
+
+@pytest.mark.parametrize(
+    ("parse", "value"),
+    [
+        (NameAddr.parse, " " * _BIG + "x"),
+        (NameAddr.parse, "a" + " \t" * (_BIG // 2) + "b"),
+        (NameAddr.parse, '"' + "\\a" * (_BIG // 2)),
+        (NameAddr.parse, "<sip:a@b>" + " " * _BIG + "x"),
+        (NameAddr.parse, "<a:" + "b" * _BIG),
+        (Via.parse, "SIP/2.0/UDP a" + " " * _BIG + ":" + " " * _BIG + "x"),
+        (Via.parse, "SIP/2.0/UDP " + "a" * _BIG + " " * _BIG + "!"),
+        (split_values, "," + "<" * _BIG),
+        (split_values, "<" + ",a" * (_BIG // 2)),
+        (parse_params, ";" * _BIG + "="),
+    ],
+    ids=["spaces", "lws", "escapes", "trailing", "no-gt", "via-colon", "via-host", "angles", "commas", "params"],
+)
+def test_hostile_values_take_linear_time(parse, value):
+    # A regex that backtracks (as one here once did) takes minutes on these;
+    # linear code takes milliseconds. The bound is loose: machines are noisy.
+    started = time.perf_counter()
+    try:
+        parse(value)
+    except ParseError:
+        pass
+    assert time.perf_counter() - started < 1.0

@@ -1,6 +1,8 @@
 """SIP requests and responses: RFC 3261 §7 (messages), §8.1.1 (required headers),
 §18.3 (framing), §20 (header fields) and §8.2.6 (building responses)."""
 
+import time
+
 import pytest
 
 from sipline.sip.auth import Credentials
@@ -890,3 +892,20 @@ def test_typed_values_are_the_header_types():
     request = invite()
     assert isinstance(request.via, Via)
     assert isinstance(request.from_, NameAddr)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"Subject: a\r\n" + b" b\r\n" * 15_000,
+        b"la: x\r\n" * 8_000,
+        b"X-A: b\r\n" * 8_000,
+    ],
+    ids=["folded-lines", "headers-starting-with-l", "many-headers"],
+)
+def test_big_hostile_messages_take_linear_time(extra):
+    data = wire(INVITE_HEAD, length=-1).replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n")
+    started = time.perf_counter()
+    parse_message(data).serialise()
+    find_message_end(data)
+    assert time.perf_counter() - started < 1.0
