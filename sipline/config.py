@@ -159,7 +159,10 @@ class AuthSection(Section):
     # nodes sharing phones must share it).
     secret: str = ""
     nonce_lifetime: Seconds = 300.0
-    algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["SHA-256", "MD5"]
+    # Offered in this order. MD5 alone by default: many phones in the field
+    # (baresip 1.0, sipp 3.6 among them) fail a 401/407 carrying any other
+    # challenge; add "SHA-256" (first, RFC 8760 §2.4) for phones that speak it.
+    algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["MD5"]
 
 
 class NatSection(Section):
