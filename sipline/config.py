@@ -129,6 +129,10 @@ def _host_port(value: str) -> str:
 HostPort = Annotated[str, AfterValidator(_host_port)]
 
 
+def _optional_host_port(value: str) -> str:
+    return _host_port(value) if value else value
+
+
 class ProxySection(Section):
     """The edge proxy and registrar (``sipline proxy``)."""
 
@@ -140,6 +144,10 @@ class ProxySection(Section):
     record_route: bool = True
     # Seconds a forwarded INVITE may go without a final response (RFC 3261 §16.6 timer C).
     timer_c: Annotated[float, Field(ge=180)] = 180.0
+    # The RTP relay's ng control (HOST:PORT) that anchors calls' media; "" = none.
+    media_relay: Annotated[str, AfterValidator(_optional_host_port)] = "127.0.0.1:2223"
+    # Whose calls go through it: "nat" (a party behind NAT), "always" or "never".
+    anchor_media: Literal["nat", "always", "never"] = "nat"
 
 
 class RegistrarSection(Section):
