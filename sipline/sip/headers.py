@@ -353,9 +353,10 @@ class NameAddr:
         # Fast path for the shapes nearly every UA sends: <uri>;params and
         # "display" <uri>;params, no escapes, no LWS inside the brackets.
         display: str | None
-        if value[:1] == "<":
+        first = value[:1]
+        if first == "<":
             display, lt = None, 0
-        elif value[:1] == '"':
+        elif first == '"':
             end = value.find('"', 1)
             if end < 0 or not value.startswith(" <", end + 1):
                 return cls._parse_other(value)
@@ -371,7 +372,12 @@ class NameAddr:
         if gt + 1 == len(value):
             params: dict[str, str | None] = {}
         elif value[gt + 1] == ";":
-            params = parse_params(value[gt + 2 :])
+            text = value[gt + 2 :]
+            name, eq, val = text.partition("=")
+            if eq and name.isalpha() and not (";" in val or '"' in val or " " in val or "\t" in val):
+                params = {name.lower(): val}  # one plain parameter: ;tag=...
+            else:
+                params = parse_params(text)
         else:
             return cls._parse_other(value)
         if cls is not NameAddr:
@@ -384,6 +390,29 @@ class NameAddr:
         self.angle = True
         self._uri = None
         return self
+
+    @classmethod
+    def parse_list(cls, value: str) -> list[NameAddr]:
+        """Every name-addr of one line of a list header (Route, Record-Route, Path)."""
+        if value[:1] == "<" and value[-1:] == ">" and '"' not in value and cls is NameAddr:
+            # Fast path for "<uri>, <uri>, ...": no display names, no parameters.
+            inner = value[1:-1]
+            found: list[NameAddr] = []
+            for uri in inner.split(">, <") if ">" in inner else (inner,):
+                if ":" not in uri or "<" in uri or ">" in uri or " " in uri or "\t" in uri:
+                    break
+                self = _new_object(cls)
+                self.uri_text = uri
+                self.display = None
+                self.params = {}
+                self.angle = True
+                self._uri = None
+                found.append(self)
+            else:
+                return found
+        if "," not in value:
+            return [cls.parse(value)]
+        return [cls.parse(part) for part in split_values(value)]
 
     @classmethod
     def _parse_other(cls, value: str) -> NameAddr:

@@ -252,20 +252,13 @@ def _name_addrs(h: Headers, key: str) -> list[NameAddr]:
     found = h._index.get(key)
     if found is None:
         return []
-    parse = NameAddr.parse
+    parse_list = NameAddr.parse_list
     lines = h._multi.get(key)
     if lines is None:
-        value = found[2]
-        if "," not in value:
-            return [parse(value)]
-        return [parse(v) for v in split_values(value)]
+        return parse_list(found[2])
     out: list[NameAddr] = []
     for f in lines:
-        value = f[2]
-        if "," in value:
-            out.extend([parse(v) for v in split_values(value)])
-        else:
-            out.append(parse(value))
+        out.extend(parse_list(f[2]))
     return out
 
 
@@ -570,7 +563,6 @@ class Response(Message):
 # -- parsing ------------------------------------------------------------------
 _REQUIRED_IN_REQUEST = ("to", "from", "cseq", "call-id", "max-forwards", "via")
 _REQUIRED_IN_RESPONSE = ("to", "from", "cseq", "call-id", "via")
-_REQUEST_KEYS = frozenset(_REQUIRED_IN_REQUEST)
 _RESPONSE_KEYS = frozenset(_REQUIRED_IN_RESPONSE)
 # Every byte a header section may hold besides CR LF: HTAB, printable ASCII and
 # the octets of UTF-8 sequences (RFC 3261 §25.1). Deleting these leaves the CR
@@ -670,9 +662,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 
     # What RFC 3261 §8.1.1 requires of every request, and §8.2.6.2 / §20 of responses.
     if type(message) is Request:
-        if not index.keys() >= _REQUEST_KEYS:
+        if "via" not in index or "from" not in index or "to" not in index:
             _missing(index, _REQUIRED_IN_REQUEST)
-        text = index["cseq"][2]
+        try:
+            text = index["cseq"][2]
+            max_forwards = index["max-forwards"][2]
+            call_id = index["call-id"][2]
+        except KeyError:
+            _missing(index, _REQUIRED_IN_REQUEST)
+            raise  # not reached: _missing raises
         number, _, method = text.partition(" ")
         if method == message.method and number.isdigit() and number.isascii() and len(number) < 10:
             parsed["cseq"] = cseq = _new_object(CSeq)
@@ -682,16 +680,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             parsed["cseq"] = cseq = CSeq.parse(text)
             if cseq.method != message.method:
                 raise ParseError("CSeq method does not match")
-        text = index["max-forwards"][2]
-        if text.isdigit() and text.isascii() and len(text) < 10:
-            parsed["max-forwards"] = int(text)
+        if max_forwards.isdigit() and max_forwards.isascii() and len(max_forwards) < 10:
+            parsed["max-forwards"] = int(max_forwards)
         else:
-            parsed["max-forwards"] = parse_int_header(text, "Max-Forwards")
+            parsed["max-forwards"] = parse_int_header(max_forwards, "Max-Forwards")
     else:
         if not index.keys() >= _RESPONSE_KEYS:
             _missing(index, _REQUIRED_IN_RESPONSE)
         parsed["cseq"] = CSeq.parse(index["cseq"][2])
-    call_id = index["call-id"][2]
+        call_id = index["call-id"][2]
     if not call_id or " " in call_id or "\t" in call_id:
         raise ParseError("bad Call-ID")
     return message

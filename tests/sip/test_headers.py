@@ -508,3 +508,40 @@ def test_hostile_values_take_linear_time(parse, value):
     except ParseError:
         pass
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_list_line_parses_to_the_same_name_addrs_as_parsing_each_value():
+    for value in [
+        "<sip:p1.example;lr>, <sip:p2.example;lr>",
+        "<sip:a,b@p1.example;lr>, <sip:p2.example>",
+        "<sip:p1.example;lr>",
+        '"Desk, 2" <sip:a@x.example>, <sip:b@y.example>;tag=1',
+        "<sip:p1.example>;x=1, <sip:p2.example>",
+        "<sip:p1.example>,<sip:p2.example>",
+    ]:
+        assert NameAddr.parse_list(value) == [NameAddr.parse(v) for v in split_values(value)]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | _DISPLAY,
+            st.text("abcdefghijklmnopqrstuvwxyz0123456789-.,;=:", min_size=1, max_size=12),
+            st.none() | _TAG,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([", ", ",", " , "]),
+)
+def test_parse_list_agrees_with_splitting_and_parsing_one_by_one(entries, separator):
+    value = separator.join(
+        str(NameAddr(f"sip:{user}", display, {} if tag is None else {"tag": tag})) for display, user, tag in entries
+    )
+    try:
+        expected = [NameAddr.parse(v) for v in split_values(value)]
+    except ParseError:
+        with pytest.raises(ParseError):
+            NameAddr.parse_list(value)
+        return
+    assert NameAddr.parse_list(value) == expected
