@@ -296,9 +296,8 @@ class Via:
         match = _SENT_PROTOCOL(value)
         if match is None:
             raise ParseError("bad Via")
-        sent_by = value[match.end() :].partition(";")[0]
-        host, _ = split_host_port(sent_by, "Via sent-by")
-        raise ParseError("bad Via sent-by")
+        split_host_port(value[match.end() :].partition(";")[0], "Via sent-by")  # its reason
+        raise ParseError("bad Via sent-by")  # a host with characters no host has
 
     def __str__(self) -> str:
         sent_by = format_host_port(self.host, self.port)
