@@ -190,10 +190,12 @@ class TransactionLayer:
         t4: float = T4,
         tick: float = 0.01,
         auto_trying: bool = True,
+        trying_delay: float = 0.2,
     ) -> None:
         self._clock = clock
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.auto_trying = auto_trying
+        self.trying_delay = trying_delay
         self.draining = False
         self.retry_after = 0
         self.admit_in_dialog = True
@@ -251,9 +253,17 @@ class TransactionLayer:
         # Absorbed; the last response goes out again, except in the INVITE's
         # Accepted state, where the TU retransmits the 2xx itself (RFC 6026 §7.1).
         state = txn.state
-        if txn.last_response is None or state is State.ACCEPTED or state is State.CONFIRMED:
+        if txn.last_response is None:
+            if txn.invite and self.auto_trying and state is State.PROCEEDING:
+                return self._send_trying(txn)  # the client is retransmitting already
+            return []
+        if state is State.ACCEPTED or state is State.CONFIRMED:
             return []
         return [Send(txn.data, txn.dest)]
+
+    def _send_trying(self, txn: ServerTransaction) -> list[Action]:
+        txn.deadline = None
+        return self._send_response(txn, txn.request.response(100))
 
     def _new_server(
         self, request: Request, key: tuple, source: Address, cancels: ServerTransaction | None
@@ -273,10 +283,14 @@ class TransactionLayer:
         self._servers[key] = txn
         deliver = Deliver(request, txn, source)
         if invite and self.auto_trying:
-            # §17.2.1: a 100 at once, so the client stops retransmitting.
-            actions = self._send_response(txn, request.response(100))
-            actions.append(deliver)
-            return actions
+            if self.trying_delay > 0:
+                # §17.2.1: a 100 only if the TU is silent for 200 ms; most
+                # INVITEs get a 407 or a relayed 180 first, and save a send.
+                self._arm(txn, self._clock() + self.trying_delay)
+            else:
+                actions = self._send_response(txn, request.response(100))
+                actions.append(deliver)
+                return actions
         return [deliver]
 
     def _new_cancel(self, request: Request, key: tuple, source: Address) -> list[Action]:
@@ -498,6 +512,10 @@ class TransactionLayer:
         self, txn: AnyTransaction, deadline: float, now: float, limit: float, actions: list[Action]
     ) -> None:
         txn.deadline = None
+        if txn.state is State.PROCEEDING and isinstance(txn, ServerTransaction):
+            if txn.last_response is None:  # the TU stayed silent (§17.2.1)
+                actions.extend(self._send_trying(txn))
+            return
         end = txn.end
         if end is None:
             self._terminate(txn, actions)  # timer D, I, J, K, L or M

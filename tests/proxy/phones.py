@@ -48,7 +48,11 @@ class Phone:
         return message
 
     async def response(self, status: int | None = None, timeout: float = WAIT) -> Response:
+        """The next response; a 100 Trying (hop by hop, sent only when the proxy
+        is silent for 200 ms, RFC 3261 §17.2.1) is passed over unless asked for."""
         message = await self.receive(timeout)
+        while isinstance(message, Response) and message.status == 100 and status != 100:
+            message = await self.receive(timeout)
         assert isinstance(message, Response), message
         if status is not None:
             assert message.status == status, (message.status, message.reason)

@@ -91,7 +91,6 @@ async def place_call(
     """Alice's INVITE as a phone sends it: challenged 407 first, then with her credentials."""
     first = phone.new_request("INVITE", uri, contact=contact)
     phone.send(first)
-    await phone.response(100)
     challenge = await phone.response(407)
     phone.ack_failure(first, challenge)
     second = parse_message(bytes(first))
@@ -105,8 +104,7 @@ async def place_call(
 
 
 async def ringing_then(phone: UdpPhone | TcpPhone, status: int) -> Response:
-    """What a caller sees: 100 from the proxy, the 180 relayed, then ``status``."""
-    await phone.response(100)
+    """What a caller sees: the 180 relayed, then ``status``."""
     await phone.response(180)
     return await phone.response(status)
 
@@ -156,7 +154,6 @@ async def test_bye_from_the_callee_reaches_the_caller_through_the_record_route()
         call = await place_call(alice, contact=f"<sip:alice@{PRIVATE}>")  # behind NAT
         forwarded = await bob.request("INVITE")
         response = bob.answer(forwarded, 200, tag="b1")
-        await alice.response(100)
         ok = await alice.response(200)
         alice.ack(Dialog.uac(call, ok), call)
         await bob.request("ACK")
@@ -177,7 +174,6 @@ async def test_a_reinvite_in_the_dialog_passes_through_us() -> None:
         call = await place_call(alice)
         forwarded = await bob.request("INVITE")
         bob.answer(forwarded, 200, tag="b1")
-        await alice.response(100)
         dialog = Dialog.uac(call, await alice.response(200))
         alice.ack(dialog, call)
         await bob.request("ACK")
@@ -186,7 +182,6 @@ async def test_a_reinvite_in_the_dialog_passes_through_us() -> None:
         reinvite = await bob.request("INVITE")
         assert reinvite.to.tag == "b1" and "record-route" not in reinvite.headers
         bob.answer(reinvite, 200, tag="b1")
-        await alice.response(100)
         await alice.response(200)  # not challenged: the dialog runs through our route
 
 
@@ -203,7 +198,6 @@ async def test_a_tcp_phone_gets_its_call_on_the_connection_it_registered_on() ->
         tcp_side, udp_side = forwarded.headers.values("record-route")
         assert ";transport=tcp;lr" in tcp_side and "transport" not in udp_side
         bob.answer(forwarded, 200, tag="b1")
-        await alice.response(100)
         dialog = Dialog.uac(call, await alice.response(200))
         alice.in_dialog(dialog, "BYE")
         bye = await bob.request("BYE")
@@ -218,7 +212,6 @@ async def test_a_subscriber_who_is_not_registered_gets_480_saying_so() -> None:
     async with proxy_running() as proxy:
         alice = await proxy.phone()
         await place_call(alice)
-        await alice.response(100)
         refused = await alice.response(480)
         assert refused.reason == "Temporarily Unavailable: bob@example.com is not registered"
         assert refused.to.tag
@@ -229,7 +222,6 @@ async def test_an_unknown_user_gets_404() -> None:
     async with proxy_running() as proxy:
         alice = await proxy.phone()
         await place_call(alice, "sip:nobody@example.com")
-        await alice.response(100)
         refused = await alice.response(404)
         assert refused.reason == "Not Found: no subscriber nobody@example.com"
 
@@ -252,7 +244,6 @@ async def test_an_invite_from_a_phone_is_challenged_first() -> None:
         bob = await proxy.registered("bob")
         alice = await proxy.phone()
         alice.send(alice.new_request("INVITE", "sip:bob@example.com"))
-        await alice.response(100)
         challenge = await alice.response(407)
         assert challenge.headers.get("proxy-authenticate")
         await bob.silence()
@@ -284,7 +275,6 @@ async def test_cancel_during_ringing_cancels_every_branch_and_the_caller_gets_48
         branches = [await desk.request("INVITE"), await mobile.request("INVITE")]
         desk.answer(branches[0], 180)
         mobile.answer(branches[1], 180)
-        await alice.response(100)
         await alice.response(180)
         await alice.response(180)
 
@@ -311,7 +301,6 @@ async def test_forking_one_branch_answers_and_the_other_is_cancelled() -> None:
         desk.answer(at_desk, 180)
         mobile.answer(at_mobile, 180)
         mobile.answer(at_mobile, 200, tag="m1")
-        await alice.response(100)
         await alice.response(180)
         await alice.response(180)
         ok = await alice.response(200)
@@ -336,7 +325,6 @@ async def test_the_lower_q_contact_rings_when_the_higher_one_fails() -> None:
         await first.request("ACK")
         later = await second.request("INVITE")
         second.answer(later, 200)
-        await alice.response(100)
         await alice.response(200)
 
 
@@ -352,7 +340,6 @@ async def test_a_6xx_ends_the_search_and_cancels_the_other_branches() -> None:
         mobile.answer(at_mobile, 603)
         await mobile.request("ACK")
         await desk.request("CANCEL")
-        await alice.response(100)
         await alice.response(180)
         declined = await alice.response(603)
         assert declined.cseq.method == "INVITE"
@@ -368,7 +355,6 @@ async def test_when_every_branch_fails_the_best_answer_goes_upstream() -> None:
         at_desk, at_mobile = await desk.request("INVITE"), await mobile.request("INVITE")
         desk.answer(at_desk, 480)
         mobile.answer(at_mobile, 486)
-        await alice.response(100)
         busy = await alice.response(486)
         assert len(busy.headers.values("via")) == 1
 
@@ -388,7 +374,6 @@ async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers
         assert forwarded.uri == "sip:+15551234567@example.com"
         assert forwarded.headers.get("p-asserted-identity") == "<sip:alice@example.com>"
         b2bua.answer(forwarded, 200)
-        await alice.response(100)
         await alice.response(200)
         b2bua.close()
 
@@ -413,7 +398,6 @@ async def test_the_next_b2bua_is_tried_when_the_first_answers_503() -> None:
         await b2buas[0].request("ACK")
         second = await b2buas[1].request("INVITE")
         b2buas[1].answer(second, 486)
-        await alice.response(100)
         await alice.response(486)
         for b2bua in b2buas:
             b2bua.close()
@@ -435,7 +419,6 @@ async def test_the_next_b2bua_is_tried_when_the_first_stays_silent() -> None:
         forwarded = await second.request("INVITE")
         assert 0.25 < time.monotonic() - started < 1.5
         second.answer(forwarded, 200)
-        await alice.response(100)
         await alice.response(200)
         second.close()
 
@@ -447,7 +430,6 @@ async def test_a_request_sent_back_to_us_unchanged_is_a_loop() -> None:
         proxy.router.targets.b2bua = [proxy.node.local_address("UDP")]
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
-        await alice.response(100)
         looped = await alice.response(482)
         assert looped.reason.startswith("Loop Detected")
 
@@ -467,7 +449,6 @@ async def test_timer_c_cancels_a_branch_that_rings_too_long() -> None:
         bob.answer(cancel, 200)
         bob.answer(forwarded, 487)
         await bob.request("ACK")
-        await alice.response(100)
         await alice.response(180)
         await alice.response(487)
 
@@ -483,7 +464,6 @@ async def test_a_2xx_retransmitted_after_the_transaction_ended_still_reaches_the
         await place_call(alice)
         forwarded = await bob.request("INVITE")
         ok = bob.answer(forwarded, 200, tag="b1")
-        await alice.response(100)
         await alice.response(200)
         await asyncio.sleep(1.0)
         bob.send(ok)
@@ -519,7 +499,6 @@ async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> N
                 extra=(("Route", f"<sip:{HOST}:{proxy.port};lr>"),),
             )
         )
-        await fraud.response(100)
         refused = await fraud.response(404)
         assert "no subscriber" in refused.reason
         await b2bua.silence()
@@ -537,7 +516,6 @@ async def test_a_trusted_peer_calling_a_number_that_is_no_subscriber_gets_404() 
             lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
         )
         acr.send(acr.new_request("INVITE", "sip:+15551234567@example.com"))
-        await acr.response(100)
         await acr.response(404)  # not back to the B2BUA, which would send it here again
         acr.close()
 

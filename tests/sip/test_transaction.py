@@ -520,14 +520,11 @@ def test_an_invite_with_no_final_64_t1_after_its_cancel_is_given_up(layer, clock
 # --- INVITE server transaction (§17.2.1) --------------------------------------------
 
 
-def test_a_new_invite_gets_100_trying_at_once_and_is_delivered(layer):
+def test_a_new_invite_is_delivered_and_gets_100_trying_if_the_tu_is_silent_200_ms(layer, clock):
     request = invite()
     actions = layer.receive(request, PHONE)
-    assert [type(a) for a in actions] == [Send, Deliver]
-    (trying,) = sent(actions)
-    assert isinstance(trying, Response) and trying.status == 100
-    assert actions[0].dest == PHONE
-    txn = actions[1].txn
+    assert [type(a) for a in actions] == [Deliver]
+    txn = actions[0].txn
     assert isinstance(txn, ServerTransaction)
     assert (txn.method, txn.state, txn.request, txn.source) == (
         "INVITE",
@@ -535,6 +532,32 @@ def test_a_new_invite_gets_100_trying_at_once_and_is_delivered(layer):
         request,
         PHONE,
     )
+    assert layer.expire(0.19) == []
+    (send,) = layer.expire(0.2)
+    (trying,) = sent([send])
+    assert isinstance(trying, Response) and trying.status == 100
+    assert send.dest == PHONE
+    assert run(layer, clock, 10.0) == []  # one 100, no retransmission of it
+
+
+def test_no_100_trying_when_the_tu_answers_within_200_ms(layer, clock):
+    txn, _ = only_txn(layer, invite())
+    layer.respond(txn, txn.request.response(407, to_tag="p1"))
+    timeline = run(layer, clock, 0.4)
+    assert all(parse_message(action.data).status == 407 for _, action in timeline)
+
+
+def test_a_retransmitted_invite_before_any_response_gets_100_at_once(layer):
+    only_txn(layer, invite())
+    (send,) = layer.receive(invite(), PHONE)
+    assert parse_message(send.data).status == 100
+
+
+def test_with_no_trying_delay_the_100_goes_out_at_once(clock):
+    layer = TransactionLayer(clock, trying_delay=0)
+    actions = layer.receive(invite(), PHONE)
+    assert [type(a) for a in actions] == [Send, Deliver]
+    assert parse_message(actions[0].data).status == 100
 
 
 def test_without_auto_trying_the_tu_sends_the_first_response(clock):
@@ -545,8 +568,10 @@ def test_without_auto_trying_the_tu_sends_the_first_response(clock):
 
 
 def test_a_retransmitted_invite_gets_the_last_provisional_and_is_not_delivered(layer):
-    txn, first = only_txn(layer, invite())
-    assert layer.receive(invite(), PHONE) == [of_type(first, Send)[0]]
+    txn, _ = only_txn(layer, invite())
+    (trying,) = layer.receive(invite(), PHONE)
+    assert parse_message(trying.data).status == 100
+    assert layer.receive(invite(), PHONE) == [trying]
     ringing = txn.request.response(180, to_tag="bob1")
     layer.respond(txn, ringing)
     (again,) = layer.receive(invite(), PHONE)
@@ -557,14 +582,15 @@ def test_responses_go_where_18_2_2_and_rport_say(layer):
     request = invite()
     request.headers.set("Via", "SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKnat;rport")
     behind_nat = Address("UDP", "203.0.113.5", 40000)
-    actions = layer.receive(request, behind_nat)
-    assert actions[0].dest == behind_nat
+    (deliver,) = layer.receive(request, behind_nat)
+    assert deliver.txn.dest == behind_nat
     assert request.via.received == "203.0.113.5" and request.via.rport == 40000
 
 
 def test_responses_over_tcp_go_back_on_the_connection_the_request_came_on(layer):
-    txn, actions = only_txn(layer, invite(transport="TCP"), PHONE_TCP)
-    assert txn.dest == PHONE_TCP and actions[0].dest == PHONE_TCP
+    txn, _ = only_txn(layer, invite(transport="TCP"), PHONE_TCP)
+    (trying,) = layer.expire(0.2)
+    assert txn.dest == PHONE_TCP and trying.dest == PHONE_TCP
 
 
 def test_timer_g_retransmits_a_non_2xx_final_until_the_ack_comes(layer, clock):
