@@ -8,13 +8,16 @@ and carries out what the fork's answers call for.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction
 
 from .routing import Target
+
+if TYPE_CHECKING:
+    from .media import CallMedia
 
 # §16.7 step 6: within the chosen class, answers that let the caller retry
 # usefully come first; the generic ones (a timeout, nobody there, a
@@ -115,6 +118,7 @@ class Fork:
         "stopped",
         "key",
         "record_route",
+        "media",
     )
 
     def __init__(
@@ -140,6 +144,7 @@ class Fork:
         self.record_route: str | None = (
             None  # our Record-Route parameters; None: do not record-route
         )
+        self.media: CallMedia | None = None  # the request's media anchoring
 
     @property
     def invite(self) -> bool:

@@ -9,6 +9,10 @@ for anything off-net, the dialog's recorded flow or the Request-URI in a
 dialog), forward a copy to each in its own client transaction (§16.6) and
 pick the response to send upstream (§16.7, ``proxy.forking``).
 
+Calls whose media the relay anchors (``proxy.media``) wait for its ng
+replies in done callbacks of futures, not tasks: the INVITE is forwarded once
+its offer is rewritten, a 18x or 2xx goes upstream once its answer is.
+
 ACKs for 2xx and stray 2xx retransmissions are forwarded statelessly
 (§16.11, RFC 6026). Timer C and the B2BUA failover timer run from one
 periodic callback, not a task or timer handle per transaction.
@@ -33,6 +37,7 @@ from sipline.sip.transaction import ClientTransaction, ServerTransaction, State,
 from .deadlines import Deadlines
 from .flows import encode_flow, record_route_params
 from .forking import Branch, Fork
+from .media import ANCHORED, Kind, MediaAnchor, has_sdp
 from .routing import (
     DIALOG_METHODS,
     Local,
@@ -99,15 +104,18 @@ class Router(Handler):
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
         self.no_answer: Deadlines[Branch] = Deadlines(failover_after)
         self._now = monotonic
+        self.media = MediaAnchor.from_settings(proxy)
         self._local: Local | None = None
         self._node: Node | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
-        """Stop the timer callback (the node is stopping)."""
+        """Stop the timer callback and the relay's client (the node is stopping)."""
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+        if self.media is not None:
+            self.media.close()
 
     def local(self, node: Node) -> Local:
         """This proxy's addresses, learnt from the node once it listens."""
@@ -183,6 +191,11 @@ class Router(Handler):
         if self.record_route and request.method in DIALOG_METHODS and request.to.tag is None:
             fork.record_route = record_route_params(request, source)
         txn.context = fork
+        if self.media is not None:
+            fork.media = self.media.plan(request, source, plan, ours, trusted=trusted)
+            if fork.media is not None and fork.media.kind is not Kind.BYE:
+                self._offer(node, fork, source)
+                return
         self._settle(node, fork)
 
     def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
@@ -203,6 +216,8 @@ class Router(Handler):
                 fork.answered = True
                 if fork.server is not None:
                     node.respond(fork.server, fork.best())
+                if fork.media is not None:
+                    self._media_over(fork, answered=False)
                 return
             for target in targets:
                 self._branch(node, fork, target)
@@ -256,6 +271,64 @@ class Router(Handler):
         self.timer_c.disarm(branch)
         self.no_answer.disarm(branch)
 
+    # -- media anchoring (proxy.media) ----------------------------------------------------
+    def _offer(self, node: Node, fork: Fork, source: Address) -> None:
+        """Forward the request once the relay has anchored its offer."""
+        assert self.media is not None and fork.media is not None
+        future = self.media.offer(fork.media, fork.request, source)
+        future.add_done_callback(lambda done: self._offered(node, fork, done))
+
+    def _offered(self, node: Node, fork: Fork, future: asyncio.Future[bytes]) -> None:
+        media = fork.media
+        assert self.media is not None and media is not None
+        try:
+            if not self.media.offered(media, fork.request, future):
+                fork.media = None  # the relay failed: forwarded as it came
+            elif media.kind is Kind.CALL and fork.record_route is not None:
+                fork.record_route += f";{ANCHORED}"  # in-dialog requests will know
+            if fork.answered:  # cancelled, or the transaction ended, while the relay answered
+                if fork.media is not None:
+                    self._media_over(fork, answered=False)
+                return
+            self._settle(node, fork)
+        except Exception:
+            log.exception("event=router_error where=offered call_id=%s", media.call_id)
+
+    def _anchor_answer(
+        self, node: Node, branch: Branch, response: Response, source: Address
+    ) -> bool:
+        """Anchor the answer in ``response``: False if done already (a retransmission),
+        True if the response goes on when the relay has answered."""
+        media = branch.fork.media
+        assert self.media is not None and media is not None
+        future = self.media.answer(media, response, source, direct=branch.target.flow)
+        if future.done():
+            self.media.answered(media, response, future)
+            return False
+        future.add_done_callback(lambda done: self._answer_back(node, branch, response, done))
+        return True
+
+    def _answer_back(
+        self, node: Node, branch: Branch, response: Response, future: asyncio.Future[bytes]
+    ) -> None:
+        media = branch.fork.media
+        try:
+            if self.media is not None and media is not None:
+                self.media.answered(media, response, future)
+            self._final_or_not(node, branch, response)
+        except Exception:
+            log.exception("event=router_error where=answered call_id=%s", response.call_id)
+
+    def _media_over(self, fork: Fork, *, answered: bool) -> None:
+        """The request's fork has ended: a BYE's, or an unanswered call's, media is deleted."""
+        media = fork.media
+        assert self.media is not None and media is not None
+        if media.offering:
+            return  # the offer's callback sees the fork answered and deletes then
+        if media.kind is Kind.BYE or (media.kind is Kind.CALL and not answered):
+            fork.media = None
+            self.media.delete(media)
+
     # -- CANCEL (§16.10) --------------------------------------------------------------
     def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
         invite = txn.cancels
@@ -293,6 +366,14 @@ class Router(Handler):
         headers.pop_first_value("via")
         if "via" not in headers:
             return  # §16.7 step 3: it was for us
+        media = branch.fork.media
+        if media is not None and media.anchored and status < 300 and has_sdp(response):
+            if self._anchor_answer(node, branch, response, source):
+                return  # goes on when the relay has answered
+        self._final_or_not(node, branch, response)
+
+    def _final_or_not(self, node: Node, branch: Branch, response: Response) -> None:
+        status = response.status
         if status < 200:
             self._provisional(node, branch, response)
         elif status < 300:
@@ -326,6 +407,8 @@ class Router(Handler):
         if fork.answered:
             return
         fork.answered = True
+        if fork.media is not None:
+            self._media_over(fork, answered=True)
         for other in fork.running():
             self._give_up(node, other)
 

@@ -43,13 +43,15 @@ class Target:
     ``uri`` replaces the Request-URI (None keeps it); ``dest`` is the next
     hop; ``routes`` is a pre-loaded Route set (a binding's Path, RFC 3327);
     ``flow`` says ``dest`` is the UA's own registered flow, which the
-    Record-Route then remembers for in-dialog requests.
+    Record-Route then remembers for in-dialog requests; ``nat`` that the UA
+    registered from behind NAT (its media may need the relay, proxy.media).
     """
 
     dest: Address
     uri: str | None = None
     routes: tuple[str, ...] = ()
     flow: bool = False
+    nat: bool = False
 
 
 class Local:
@@ -311,7 +313,7 @@ def binding_target(binding: Any) -> Target | None:
         dest, flow = resolve(binding.contact), False
     if dest is None:
         return None
-    return Target(dest, binding.contact, tuple(binding.path), flow)
+    return Target(dest, binding.contact, tuple(binding.path), flow, binding.nat)
 
 
 _NUMBER_CHARS = frozenset("0123456789+-.()")

@@ -246,12 +246,19 @@ class FakeBinding:
     source: Address | None = None
     path: tuple[str, ...] = ()
     q: float = 1.0
+    nat: bool = False
 
 
 def test_a_binding_is_reached_where_it_registered_from() -> None:
     source = Address("TCP", "203.0.113.5", 41000, 7)
     target = binding_target(FakeBinding("sip:bob@192.168.1.9:5060;transport=tcp", source))
     assert target == Target(source, "sip:bob@192.168.1.9:5060;transport=tcp", (), True)
+
+
+def test_a_binding_behind_nat_makes_a_target_behind_nat() -> None:
+    source = Address("UDP", "203.0.113.5", 41000)
+    target = binding_target(FakeBinding("sip:bob@192.168.1.9:5060", source, nat=True))
+    assert target is not None and target.nat and target.flow
 
 
 def test_a_binding_with_a_path_is_reached_through_it() -> None:
