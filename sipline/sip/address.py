@@ -42,8 +42,7 @@ def stamp_received(request: Request, source: Address) -> None:
         via.params["received"] = source.host
         changed = True
     if changed:
-        request.headers.pop_first_value("via")
-        request.headers.prepend("via", str(via))
+        request.set_top_via(via)
 
 
 def response_address(request: Request, source: Address) -> Address:

@@ -172,6 +172,20 @@ class Headers:
         self._multi.pop(key, None)
         self._fields = [f for f in self._fields if f[0] != key]
 
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Put ``value`` in place of the first value of a list header, in its line."""
+        key = header_key(name)
+        first = self._index.get(key)
+        if first is None:
+            self.prepend(name, value)
+            return
+        self._changed(key)
+        if "," in first[2]:
+            rest = split_values(first[2])[1:]
+            if rest:
+                value = ", ".join([value, *rest])
+        first[2], first[3] = value, None
+
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first value of a list header (the top Via or Route).
 
@@ -296,6 +310,12 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         return self.headers.parsed("via", _vias)
+
+    def set_top_via(self, via: Via) -> None:
+        """Write a changed top Via back (received/rport stamping), keeping it parsed."""
+        headers = self.headers
+        headers.replace_first_value("via", str(via))
+        headers._parsed["via#top"] = via
 
     @property
     def via(self) -> Via:

@@ -657,6 +657,27 @@ def test_pop_first_value_of_a_quoted_list_respects_quotes():
     assert [c.uri_text for c in request.contacts] == ["sip:b@x.example"]
 
 
+def test_replace_first_value_keeps_the_other_values_of_its_line():
+    request = invite("Route: <sip:p1.example;lr>, <sip:p2.example;lr>", "Route: <sip:p3.example;lr>")
+    request.headers.replace_first_value("Route", "<sip:p0.example;lr>")
+    assert request.headers.get_all("Route") == [
+        "<sip:p0.example;lr>, <sip:p2.example;lr>",
+        "<sip:p3.example;lr>",
+    ]
+    assert [r.uri_text for r in request.routes][:2] == ["sip:p0.example;lr", "sip:p2.example;lr"]
+
+
+def test_a_stamped_top_via_is_written_back_and_stays_parsed():
+    request = invite()
+    via = request.via
+    via.params["received"] = "192.0.2.99"
+    request.set_top_via(via)
+    assert request.via is via
+    reparsed = parse_message(request.serialise())
+    assert reparsed.via.received == "192.0.2.99"
+    assert len(reparsed.vias) == len(request.vias)
+
+
 def test_remove_drops_every_line_of_a_header():
     request = invite("Route: <sip:a.example;lr>", "Route: <sip:b.example;lr>")
     request.headers.remove("ROUTE")
