@@ -23,9 +23,8 @@ from sipline.net.metrics import NodeMetrics, start_metrics_server
 from sipline.net.transport import TcpEndpoint, UdpEndpoint
 from sipline.sip.address import Address, response_address, stamp_received
 from sipline.sip.errors import ParseError
-from sipline.sip.headers import header_key
 from sipline.sip.ids import new_tag
-from sipline.sip.message import Headers, Request, Response, parse_message
+from sipline.sip.message import Request, Response, parse_message, salvage_request
 from sipline.sip.transaction import (
     ClientTransaction,
     Deliver,
@@ -284,30 +283,6 @@ class Node:
             self.respond(txn, response)
         except Exception:  # the handler may have answered before it raised
             event(log, "no_500", logging.DEBUG, call_id=request.call_id)
-
-
-# -- requests that did not parse ----------------------------------------------------
-# What a response needs from its request (RFC 3261 §8.2.6.2).
-_ANSWER_HEADERS = frozenset(("via", "from", "to", "call-id", "cseq"))
-
-
-def salvage_request(data: bytes) -> Request | None:
-    """Of a request parse_message refused, what answering it takes; None if not a request.
-
-    Only the request line and the headers a response copies are kept; whether
-    they are good enough shows when the response is built (ParseError if not).
-    """
-    head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0].decode(errors="replace")
-    lines = head.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].upper().startswith("SIP/") or ":" not in parts[1]:
-        return None
-    headers = Headers()
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if colon and header_key(name) in _ANSWER_HEADERS:
-            headers.add(name.strip(), value.strip())
-    return Request(parts[0], parts[1], headers)
 
 
 def _tag_if_readable(request: Request) -> str | None:

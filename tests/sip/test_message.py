@@ -15,6 +15,7 @@ from sipline.sip.message import (
     find_message_end,
     parse_message,
     reason_phrase,
+    salvage_request,
 )
 from sipline.sip.uri import SipUri, TelUri
 
@@ -930,3 +931,23 @@ def test_big_hostile_messages_take_linear_time(extra):
     parse_message(data).serialise()
     find_message_end(data)
     assert time.perf_counter() - started < 1.0
+
+
+def test_salvage_keeps_what_a_400_needs_from_a_request_that_did_not_parse():
+    data = (
+        b"OPTIONS sip:proxy.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs1\r\n"
+        b"Max-Forwards: lots\r\nFrom: <sip:a@x.example>;tag=1\r\nTo: <sip:proxy.example>\r\n"
+        b"Call-ID: salvage-1\r\nCSeq: 1 OPTIONS\r\nX-Junk: kept out\r\n\r\n"
+    )
+    with pytest.raises(ParseError):
+        parse_message(data)
+    request = salvage_request(data)
+    assert request is not None and request.method == "OPTIONS"
+    assert "x-junk" not in request.headers and "max-forwards" not in request.headers
+    response = request.response(400, "bad Max-Forwards")
+    assert response.call_id == "salvage-1" and response.via.branch == "z9hG4bKs1"
+
+
+@pytest.mark.parametrize("data", [b"SIP/2.0 200 OK\r\n\r\n", b"\x00\xffgarbage", b"HELLO\r\n\r\n"])
+def test_salvage_gives_nothing_for_responses_and_garbage(data):
+    assert salvage_request(data) is None
