@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sipline.net import ports
 from sipline.sip.auth import MD5, SHA256, compute_ha1
 from sipline.storage import migrate, open_database
 
@@ -203,25 +204,6 @@ def wait_until_answering(
 
 
 def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now, with its +1 free too.
-
-    The neighbour matters for baresip, which binds TLS on its SIP port + 1.
-    """
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-        if port < 65535 and all(_free(p) for p in (port, port + 1)):
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                return False
-    return True
+    """A free port whose +1 is free too: baresip binds TLS on its SIP port + 1."""
+    return ports.free_port(HOST, span=2)
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
 
 HOST = "127.0.0.1"
@@ -89,11 +90,6 @@ class Result:
 
 # -- the relays under test -------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _pin() -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import proxyserve, sippstats
+from sipline.net.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -338,20 +339,6 @@ def answers_options(port: int, timeout: float = 0.2) -> bool:
         except OSError:
             return False
 
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise BenchError("no free port on 127.0.0.1")
 
 
 def _tail(path: Path, size: int = 2000) -> str:

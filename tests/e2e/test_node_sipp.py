@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sipline.net.ports import free_port
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,20 +25,6 @@ SIPLINE = Path(sys.executable).parent / "sipline"
 HOST = "127.0.0.1"
 DRAIN_TIMEOUT = 2.0
 
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def options(port: int, transport: str, branch: str) -> bytes:

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from sipline.config import Settings
 from sipline.net.node import MinimalHandler, Node
+from sipline.net.ports import free_port
 from sipline.sip.address import Address
 from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response, parse_message
@@ -45,20 +46,6 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
         await asyncio.sleep(0.005)
     raise AssertionError("condition not met in time")
 
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def make_settings(drain_timeout: float = 0.1, metrics_port: int = 0, **sip: Any) -> Settings:

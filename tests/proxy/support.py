@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from proxy.registrar import RegistrarService
 from sipline.config import Settings
 from sipline.net.handler import Handler
 from sipline.net.node import Node
+from sipline.net.ports import free_port
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
@@ -38,20 +38,6 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
     raise AssertionError("condition not met in time")
 
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 @asynccontextmanager

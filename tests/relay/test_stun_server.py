@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from relay.server import serve_relay
 from relay.stun_server import StunServer
 from sipline.config import load_settings
+from sipline.net.ports import free_port
 
 A1, A2 = "127.0.0.1", "127.0.0.2"
 TIMEOUT = 2.0
@@ -262,20 +263,6 @@ async def test_the_other_address_answers_too() -> None:
 
 # --- the relay node ---------------------------------------------------------------------
 
-
-def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 (bound then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((A1, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((A1, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 @on_uvloop
