@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvloop
 from prometheus_client import REGISTRY
 
 from sipline.config import Settings
@@ -23,28 +21,11 @@ from sipline.sip.address import Address
 from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response, parse_message
 from sipline.sip.transaction import TransactionLayer
+from tests.support import on_uvloop, until
 
 HOST = "127.0.0.1"
-TEST_TIMEOUT = 15.0
 QUIET = 0.3  # how long "no answer" is waited for
 
-
-def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on a fresh uvloop, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
-
-
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
 
 
 

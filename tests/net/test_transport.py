@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-import uvloop
 
 from sipline.net.transport import TcpEndpoint, UdpEndpoint
 from sipline.sip.address import Address
+from tests.support import on_uvloop, until
 
 HOST = "127.0.0.1"
-TEST_TIMEOUT = 10.0
 
 
-def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on a fresh uvloop, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
-
-
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met in time")
 
 
 def message(branch: str = "z9hG4bK1", body: bytes = b"", method: str = "OPTIONS") -> bytes:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import random
 import re
 import socket
 import struct
 import subprocess
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,20 +29,12 @@ from relay.server import serve_relay
 from sipline.config import ConfigError, load_settings
 from sipline.ng.bencode import decode, encode
 from tests.conftest import require_program
+from tests.support import on_uvloop
 
 HOST = "127.0.0.1"
 WAIT = 2.0
 TEST_TIMEOUT = 20.0
 
-
-def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on a fresh uvloop, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
 
 
 def port_range(pairs: int = 50) -> tuple[int, int]:

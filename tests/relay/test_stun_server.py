@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvloop
 from aioice import stun
 from prometheus_client import REGISTRY
 
@@ -22,20 +20,11 @@ from relay.server import serve_relay
 from relay.stun_server import StunServer
 from sipline.config import load_settings
 from sipline.net.ports import free_port
+from tests.support import on_uvloop
 
 A1, A2 = "127.0.0.1", "127.0.0.2"
 TIMEOUT = 2.0
-TEST_TIMEOUT = 15.0
 
-
-def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on a fresh uvloop, as `sipline relay` runs, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
 
 
 def binding_request(*, change: int | None = None) -> stun.Message:

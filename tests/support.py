@@ -1,0 +1,31 @@
+"""What tests across packages share: running a coroutine test on uvloop, waiting for a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+TEST_TIMEOUT = 20.0  # a bound so a hung test fails instead of stalling the suite
+
+
+def on_uvloop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh uvloop, as every sipline node runs, bounded in time."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        uvloop.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
+
+    return run
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait until ``condition()`` holds, polling every 5 ms; fail after ``timeout``."""
+    for _ in range(int(timeout / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met in time")
