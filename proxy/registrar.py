@@ -153,9 +153,11 @@ class Registrar:
 
     def _respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self._server)
-        if response.status >= 300 and log.isEnabledFor(logging.INFO):
-            event(log, "register_refused", status=response.status, reason=response.reason,
-                  call_id=response.call_id)  # fmt: skip
+        # Challenges and 200s are the normal answers (debug); refusals are worth an info line.
+        level = logging.DEBUG if response.status in (200, 401) else logging.INFO
+        if log.isEnabledFor(level):
+            event(log, "register_answered", level, status=response.status,
+                  reason=response.reason, call_id=response.call_id)  # fmt: skip
         node.respond(txn, response)
 
 
