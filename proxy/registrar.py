@@ -17,6 +17,8 @@ committed (Location) and two REGISTERs cannot both pass ``max_contacts``.
                            service.directory, service.authenticator), ...)
     node = Node(settings, handler); await node.start()
     service.start_nat(node)               # keepalives to bindings behind NAT
+    # the handler's on_response / on_timeout: if service.nat.owns(txn), hand the
+    # ping's outcome to service.nat.on_response(...) / .on_timeout(...), not the router
     ...
     await node.stop(); await service.close()   # close writes what is still queued
 """
