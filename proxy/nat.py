@@ -191,17 +191,5 @@ def _options(binding: Binding, local: Address) -> Request:
 
 
 def _write_keepalive(node: Node, source: Address) -> bool:
-    """Write CRLF CRLF on the binding's own connection; False when it is gone.
-
-    The Node has no public way to write bytes on a connection (asked for:
-    ``Node.send_keepalive(address) -> bool``); until it does, its TCP
-    endpoint's table of connections is used. Never a new connection: a
-    phone behind NAT cannot be connected to."""
-    tcp = getattr(node, "_tcp", None)
-    if tcp is None or source.connection is None:
-        return False
-    conn = tcp.by_id.get(source.connection)
-    if conn is None or conn.closed:
-        return False
-    conn.write(CRLF_PING)
-    return True
+    """CRLF CRLF on the binding's own connection; False when it is gone."""
+    return node.send_keepalive(source, CRLF_PING)

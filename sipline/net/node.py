@@ -158,6 +158,19 @@ class Node:
     def send_stateless(self, message: Request | Response, dest: Address) -> None:
         self._carry_out(self.layer.send_stateless(message, dest))
 
+    def send_keepalive(self, dest: Address, data: bytes = b"\r\n\r\n") -> bool:
+        """Write a keepalive (RFC 5626 §3.5.1 CRLF ping) on the stream connection
+        ``dest.connection`` only: never a new connection, which a phone behind
+        NAT could not accept. False when that connection is gone."""
+        tcp = self._tcp
+        if tcp is None or dest.connection is None:
+            return False
+        conn = tcp.by_id.get(dest.connection)
+        if conn is None or conn.closed:
+            return False
+        conn.write(data)
+        return True
+
     def cancel(self, txn: ClientTransaction) -> ClientTransaction | None:
         cancel_txn, actions = self.layer.cancel(txn)
         self._carry_out(actions)

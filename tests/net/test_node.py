@@ -450,3 +450,17 @@ async def test_local_address_is_the_advertised_host_when_one_is_set() -> None:
     async with running(advertised_host="192.0.2.7") as node:
         address = node.local_address("UDP")
     assert address.host == "192.0.2.7" and address.port == node.settings.sip.port
+
+
+@on_uvloop
+async def test_a_keepalive_goes_only_on_an_open_connection_of_the_peer() -> None:
+    async with running() as node:
+        phone = await TcpPeer.connect(node)
+        phone.writer.write(request(transport="TCP"))
+        await phone.read_message()
+        (conn,) = node._tcp.by_id.values()
+        peer = conn.source
+        assert node.send_keepalive(peer)
+        assert await asyncio.wait_for(phone.reader.readexactly(4), 2) == b"\r\n\r\n"
+        assert not node.send_keepalive(peer._replace(connection=None))
+        assert not node.send_keepalive(peer._replace(connection=10**9))
