@@ -10,9 +10,7 @@ node and writes the bindings still pending before it closes the database.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -21,6 +19,7 @@ from proxy.router import Router
 from sipline.logs import event
 from sipline.net.handler import Handler
 from sipline.net.node import Node, tune_gc
+from sipline.net.signals import until_stopped
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
@@ -194,7 +193,7 @@ async def serve_proxy(settings: Any) -> None:
         proxy = ProxyNode(settings, db)
         await proxy.start()
         try:
-            received = await wait_for_signal(signal.SIGTERM, signal.SIGINT)
+            received = await until_stopped()
             event(log, "signal", signal=received.name)
         finally:
             await proxy.stop()
@@ -243,24 +242,6 @@ class ProxyNode:
         await self.service.close()
         writer = self.service.writer
         event(log, "bindings_flushed", commits=writer.commits, rows=writer.rows)
-
-
-async def wait_for_signal(*signals: signal.Signals) -> signal.Signals:
-    """Return the first of ``signals`` delivered to the process."""
-    loop = asyncio.get_running_loop()
-    received: asyncio.Future[signal.Signals] = loop.create_future()
-    for sig in signals:
-        loop.add_signal_handler(sig, _set_once, received, sig)
-    try:
-        return await received
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-
-
-def _set_once(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def log_started(settings: Any) -> None:

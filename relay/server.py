@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any, Protocol
 
 from relay.media import RtpRelay
@@ -18,6 +17,7 @@ from relay.stun_server import StunServer
 from sipline import __version__
 from sipline.logs import event
 from sipline.net.metrics import start_metrics_server
+from sipline.net.signals import until_stopped
 
 log = logging.getLogger("relay.server")
 
@@ -51,23 +51,10 @@ async def serve_relay(settings: Any, stop: asyncio.Event | None = None) -> None:
         if settings.metrics.port:
             stop_metrics = start_metrics_server(settings.metrics.host, settings.metrics.port)
         event(log, "started", node=settings.node.name, services=len(started))
-        await _wait(stop or asyncio.Event())
+        await until_stopped(stop)
     finally:
         for service in reversed(started):
             await service.close()
         if stop_metrics is not None:
             stop_metrics()
         event(log, "stopped", node=settings.node.name)
-
-
-async def _wait(stop: asyncio.Event) -> None:
-    """Until ``stop`` is set or the process gets SIGTERM or SIGINT."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from sipline.logs import event
 from sipline.net.handler import Handler
 from sipline.net.metrics import NodeMetrics, start_metrics_server
+from sipline.net.signals import until_stopped
 from sipline.net.transport import TcpEndpoint, UdpEndpoint
 from sipline.sip.address import Address, response_address, stamp_received
 from sipline.sip.errors import ParseError
@@ -348,7 +348,7 @@ async def serve(settings: Any) -> None:
     node = Node(settings, MinimalHandler(settings.sip.server_header))
     await node.start()
     tune_gc()
-    await _signalled(signal.SIGTERM, signal.SIGINT)
+    await until_stopped()
     await node.stop()
 
 
@@ -365,15 +365,3 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
-
-
-async def _signalled(*signals: signal.Signals) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
