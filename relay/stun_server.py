@@ -20,7 +20,6 @@ import asyncio
 import errno
 import ipaddress
 import logging
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,10 +27,10 @@ from prometheus_client import Counter
 
 from relay.stun import Addr, Dropped, Layout, Reply, StunResponder, frame_length
 from sipline.logs import event
+from sipline.net.transport import udp_socket
 
 log = logging.getLogger("relay.stun")
 
-UDP_BUFFER_BYTES = 4 * 1024 * 1024
 BIND_ATTEMPTS = 20  # port 0 on four addresses: the pick may be taken on another one
 TCP_IDLE_TIMEOUT = 300.0  # seconds; RFC 8489 §6.2.2 leaves closing to the client, within reason
 TCP_SWEEP_EVERY = 30.0
@@ -133,7 +132,7 @@ class StunServer:
             )
             self._tcp.append(server)
             return server.sockets[0].getsockname()[1]
-        sock = _udp_socket(host, port)
+        sock = udp_socket(host, port)
         udp, _ = await loop.create_datagram_endpoint(lambda: StunDatagrams(self), sock=sock)
         local = _address(udp.get_extra_info("sockname"))
         self._udp[local] = udp  # type: ignore[assignment]
@@ -272,19 +271,6 @@ class StunConnection(asyncio.Protocol):
             self._transport.close()
             self._transport = None
         self._server._connections.discard(self)
-
-
-def _udp_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            # A burst of Binding requests must queue rather than drop (capped by rmem_max).
-            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def _address(sockname: tuple[Any, ...]) -> Addr:

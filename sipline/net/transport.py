@@ -26,6 +26,22 @@ UDP = "UDP"
 TCP = "TCP"
 CONNECT_TIMEOUT = 10.0
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def udp_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``host:port`` with large buffers: bursts (and a GC
+    pause) overflow the default ~200 KB, and lost datagrams come back as
+    retransmissions that add load. The kernel caps the size at
+    net.core.rmem_max / wmem_max."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 TOO_LARGE = (513, "Message Too Large")
 _PING = b"\r\n\r\n"  # RFC 5626 §3.5.1 keepalive ping; the pong is one CRLF
 _PONG = b"\r\n"
@@ -56,17 +72,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     @classmethod
     async def bind(cls, sink: Sink, host: str, port: int, max_message_bytes: int) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                # Bursts (and a GC pause) overflow the default ~200 KB buffer: lost
-                # datagrams, then retransmissions that add load. The kernel caps this
-                # at net.core.rmem_max / wmem_max.
-                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
+        sock = udp_socket(host, port)
         _, endpoint = await loop.create_datagram_endpoint(
             lambda: cls(sink, max_message_bytes), sock=sock
         )
