@@ -13,12 +13,15 @@ fails, never skips, when none can be had.
 
 from __future__ import annotations
 
+import random
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from sipline.net.ports import free_port
 from sipline.storage import Database, migrate, open_database
 from sipline.storage.testing import MariaDB, MariaDBUnavailable, shared_mariadb
 
@@ -124,3 +127,33 @@ async def migrated(database: Database) -> Database:
     """``database`` with every migration applied."""
     await migrate(database)
     return database
+
+
+def port_range(pairs: int = 50) -> tuple[int, int]:
+    """An even-aligned range of ``pairs`` RTP/RTCP port pairs picked at random
+    (relays skip a port that is taken)."""
+    low = random.randrange(20_000, 60_000, 2)
+    return low, low + 2 * pairs - 1
+
+
+@pytest.fixture
+def rtpengine() -> Iterator[int]:
+    """Real rtpengine in userspace mode; its ng port. Fails (never skips) when not installed."""
+    binary = require_program("rtpengine", "rtpengine-daemon")
+    port = free_port()
+    low, high = port_range()
+    command = [
+        binary, "--config-file=none", "--foreground", "--log-stderr", "--log-level=3",
+        "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{port}", "--table=-1",
+        f"--port-min={low}", f"--port-max={high}", "--delete-delay=0",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

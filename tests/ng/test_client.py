@@ -9,20 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from relay.media import RelayOptions, RtpRelay
+from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
 from sipline.ng.client import NgClient, NgError, NgTimeout
-from tests.conftest import require_program
-from tests.net.test_node import on_uvloop
-from tests.relay.test_media import port_range
+from tests.conftest import port_range
+from tests.support import on_uvloop
 
 HOST = "127.0.0.1"
 
@@ -80,12 +78,6 @@ async def fake_relay(answer_from: int | None) -> AsyncIterator[tuple[FakeRelay, 
         yield protocol, transport.get_extra_info("sockname")[1]
     finally:
         transport.close()
-
-
-def unused_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 # -- with our relay ----------------------------------------------------------------------------
@@ -166,7 +158,7 @@ async def test_a_silent_relay_fails_the_request_with_a_timeout_after_every_try()
 
 @on_uvloop
 async def test_nothing_listening_on_the_relay_s_port_fails_at_once_not_after_the_retries() -> None:
-    async with NgClient(HOST, unused_udp_port(), timeout=1.0, retries=5) as client:
+    async with NgClient(HOST, free_port(), timeout=1.0, retries=5) as client:
         started = time.monotonic()
         with pytest.raises(NgTimeout, match="unreachable"):
             await client.ping()
@@ -175,7 +167,7 @@ async def test_nothing_listening_on_the_relay_s_port_fails_at_once_not_after_the
 
 @on_uvloop
 async def test_a_relay_that_comes_up_after_being_unreachable_is_answered() -> None:
-    port = unused_udp_port()
+    port = free_port()
     async with NgClient(HOST, port, timeout=0.05) as client:
         with pytest.raises(NgTimeout, match="unreachable"):
             await client.ping()
@@ -218,29 +210,6 @@ async def test_a_reply_to_a_request_given_up_on_by_its_caller_is_dropped() -> No
 
 
 # -- with real rtpengine ------------------------------------------------------------------------
-@pytest.fixture
-def rtpengine() -> Iterator[int]:
-    """Real rtpengine in userspace mode; its ng port. Fails (never skips) when not installed."""
-    binary = require_program("rtpengine", "rtpengine-daemon")
-    port = unused_udp_port()
-    low, high = port_range()
-    command = [
-        binary, "--config-file=none", "--foreground", "--log-stderr", "--log-level=3",
-        f"--interface={HOST}", f"--listen-ng={HOST}:{port}", "--table=-1",
-        f"--port-min={low}", f"--port-max={high}", "--delete-delay=0",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    try:
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def call_through(client: NgClient) -> dict[str, Any]:
     """A call's ng commands as the proxy makes them; what it relies on in the replies."""
     for _ in range(50):  # rtpengine may still be starting: ICMP says so at once

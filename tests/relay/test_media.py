@@ -15,7 +15,6 @@ import random
 import re
 import socket
 import struct
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,19 +26,15 @@ from relay.media import RelayOptions, RtpRelay
 from relay.publish import MemoryQuality, RedisQuality
 from relay.server import serve_relay
 from sipline.config import ConfigError, load_settings
+from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
-from tests.conftest import require_program
+from tests.conftest import port_range
 from tests.support import on_uvloop
 
 HOST = "127.0.0.1"
 WAIT = 2.0
 TEST_TIMEOUT = 20.0
 
-
-
-def port_range(pairs: int = 50) -> tuple[int, int]:
-    low = random.randrange(20_000, 60_000, 2)
-    return low, low + 2 * pairs - 1
 
 
 def options(**overrides: Any) -> RelayOptions:
@@ -356,7 +351,7 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
 
 @on_uvloop
 async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_udp_port()
+    port = free_port()
     monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(port))
     monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", "[]")
     stop = asyncio.Event()
@@ -389,35 +384,6 @@ def test_unusable_relay_settings_fail_at_start(
 
 
 # -- against real rtpengine -------------------------------------------------------------------
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def rtpengine() -> Iterator[int]:
-    """Real rtpengine in userspace mode; its ng port. Fails (never skips) when not installed."""
-    binary = require_program("rtpengine", "rtpengine-daemon")
-    port = _free_udp_port()
-    low, high = port_range()
-    command = [
-        binary, "--config-file=none", "--foreground", "--log-stderr", "--log-level=3",
-        f"--interface={HOST}", f"--listen-ng={HOST}:{port}", "--table=-1",
-        f"--port-min={low}", f"--port-max={high}", "--delete-delay=0",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE)
-    try:
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def script(ng: Ng, a: Phone, b: Phone) -> dict[str, Any]:
