@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -227,6 +228,99 @@ class RelaySection(Section):
         return self
 
 
+def _peer(value: str) -> str:
+    # HOST (any port) or HOST:PORT.
+    if value.count(":") == 1 or value.startswith("["):
+        return _host_port(value)
+    _ip_address(value)
+    return value
+
+
+# A trusted peer: an IP address (any port) or HOST:PORT.
+Peer = Annotated[str, AfterValidator(_peer)]
+SipCode = Annotated[int, Field(ge=300, le=699)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+def _pattern(value: str) -> str:
+    # Digits (with an optional leading +) are a prefix; anything else a regular expression.
+    if not value.lstrip("+").isdigit():
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"expected a number prefix or a regular expression: {exc}") from None
+    return value
+
+
+class PatternRoute(Section):
+    """A ``[[b2bua.routes]]`` entry: numbers matching ``pattern`` go to ``gateways``, in order."""
+
+    name: str = ""
+    # A prefix ("+4420", "112") or a regular expression matched against the whole number.
+    pattern: Annotated[str, Field(min_length=1), AfterValidator(_pattern)]
+    gateways: Annotated[list[HostPort], Field(min_length=1)]
+
+
+class B2buaSection(Section):
+    """The back-to-back user agent (``sipline b2bua``)."""
+
+    host: IPAddress = "127.0.0.1"
+    port: Port = 5070
+    # Who may send calls (the proxies); anyone else gets 403.
+    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1"]
+    # The ACR nodes calls are balanced over (round robin), HOST:PORT.
+    acr: Annotated[list[HostPort], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
+    # Seconds an ACR node (or a pattern route's gateway) may take to send any
+    # response before the call goes to the next one.
+    failover_timeout: Seconds = 2.0
+    # OPTIONS probing of the ACR nodes and gateways, with hysteresis.
+    probe_interval: Seconds = 5.0
+    probe_failures: Annotated[int, Field(ge=1)] = 3
+    probe_successes: Annotated[int, Field(ge=1)] = 2
+    routes: list[PatternRoute] = []
+    # Seconds after which any call is ended with BYE on both legs.
+    max_call_duration: Seconds = 14400.0
+    # RFC 4028 session timer asked of both legs (seconds; Min-SE floor 90).
+    session_expires: Annotated[int, Field(ge=90)] = 1800
+    min_se: Annotated[int, Field(ge=90)] = 90
+    media_relay: Annotated[str, AfterValidator(_optional_host_port)] = "127.0.0.1:2223"
+    anchor_media: Literal["nat", "always", "never"] = "nat"
+    # Hours an account may exceed its licence before calls over it get 403.
+    grace_hours: Annotated[int, Field(ge=0)] = 48
+
+
+class AcrSection(Section):
+    """The adaptive call router (``sipline acr [--node primary|secondary]``)."""
+
+    primary: HostPort = "127.0.0.1:5080"
+    secondary: HostPort = "127.0.0.1:5081"
+    # Who may send outbound calls (the B2BUAs); carriers' gateways send inbound ones.
+    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1"]
+    # The default routing profile (per-destination profiles live in the database).
+    weight_availability: Share = 0.4
+    weight_quality: Share = 0.3
+    weight_price: Share = 0.3
+    max_attempts: Annotated[int, Field(ge=1)] = 3
+    final_codes: list[SipCode] = [486, 487, 600, 603, 404, 484]
+    # Seconds a carrier may take to send a provisional response (post-dial delay).
+    pdd_timeout: Seconds = 5.0
+    # Share of calls that try a lower-ranked carrier first, to keep its statistics fresh.
+    exploration: Share = 0.02
+    # Half-life (seconds) of the time-decayed carrier statistics.
+    stats_half_life: Seconds = 3600.0
+    # OPTIONS probing of gateways and DID proxies, with hysteresis.
+    probe_interval: Seconds = 10.0
+    probe_failures: Annotated[int, Field(ge=1)] = 3
+    probe_successes: Annotated[int, Field(ge=1)] = 2
+    # A gateway that answers 408/503 or times out is passed over for this long,
+    # doubling on each repeat up to max_backoff.
+    backoff: Seconds = 30.0
+    max_backoff: Seconds = 600.0
+    # CDRs are written in batches of at most this many rows, or this old.
+    cdr_batch_rows: Annotated[int, Field(ge=1)] = 500
+    cdr_batch_ms: Annotated[float, Field(ge=0)] = 200.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -245,6 +339,8 @@ class Settings(BaseSettings):
     auth: AuthSection = Field(default_factory=AuthSection)
     nat: NatSection = Field(default_factory=NatSection)
     relay: RelaySection = Field(default_factory=RelaySection)
+    b2bua: B2buaSection = Field(default_factory=B2buaSection)
+    acr: AcrSection = Field(default_factory=AcrSection)
 
     @classmethod
     def settings_customise_sources(
@@ -367,3 +463,13 @@ def _allowed_keys(parent: tuple[int | str, ...]) -> str:
 def _env_name(loc: tuple[int | str, ...]) -> str:
     names = [str(part) for part in loc if isinstance(part, str)]
     return (ENV_PREFIX + ENV_DELIMITER.join(names)).upper()
+
+
+def listening_on(settings: Settings, address: str) -> Settings:
+    """A copy of ``settings`` whose SIP node listens on ``address`` (HOST:PORT).
+
+    The B2BUA and the ACR nodes run the same Node as the proxy, each on its own address.
+    """
+    host, _, port = address.rpartition(":")
+    sip = settings.sip.model_copy(update={"host": host.strip("[]"), "port": int(port)})
+    return settings.model_copy(update={"sip": sip})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sipline import __version__
-from sipline.config import ConfigError, Settings, load_settings
+from sipline.config import ConfigError, Settings, listening_on, load_settings
 
 SINGLE = Path(__file__).resolve().parents[1] / "configs" / "single.toml"
 
@@ -235,3 +235,37 @@ def test_directory_instead_of_file_names_it(tmp_path: Path) -> None:
     message = error_of(path)
     assert str(path) in message
     assert "not a regular file" in message
+
+
+def test_pattern_routes_are_tables_with_a_valid_pattern(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text(
+        '[[b2bua.routes]]\nname = "emergency"\npattern = "^(112|911)$"\n'
+        'gateways = ["127.0.0.1:5090"]\n'
+        '[[b2bua.routes]]\npattern = "+4420"\ngateways = ["127.0.0.1:5091"]\n'
+    )
+    routes = load_settings(path).b2bua.routes
+    assert [(r.name, r.pattern, r.gateways) for r in routes] == [
+        ("emergency", "^(112|911)$", ["127.0.0.1:5090"]),
+        ("", "+4420", ["127.0.0.1:5091"]),
+    ]
+    path.write_text('[[b2bua.routes]]\npattern = "^(112"\ngateways = ["127.0.0.1:5090"]\n')
+    with pytest.raises(ConfigError, match=r"b2bua\.routes\[0\]\.pattern"):
+        load_settings(path)
+
+
+def test_trusted_peers_are_addresses_with_or_without_a_port(tmp_path: Path) -> None:
+    path = tmp_path / "peers.toml"
+    path.write_text('[acr]\ntrusted = ["127.0.0.1", "10.0.0.1:5070"]\n')
+    assert load_settings(path).acr.trusted == ["127.0.0.1", "10.0.0.1:5070"]
+    path.write_text('[acr]\ntrusted = ["carrier.example"]\n')
+    with pytest.raises(ConfigError, match=r"acr\.trusted\[0\]"):
+        load_settings(path)
+
+
+def test_listening_on_moves_only_the_sip_address() -> None:
+    settings = load_settings(SINGLE)
+    acr = listening_on(settings, settings.acr.secondary)
+    assert (acr.sip.host, acr.sip.port) == ("127.0.0.1", 5081)
+    assert acr.sip.transports == settings.sip.transports
+    assert settings.sip.port == 5060
