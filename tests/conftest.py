@@ -9,13 +9,19 @@ on a real MariaDB server); ``mariadb`` (session) is that server:
 ``SIPLINE_TEST_MYSQL_URL``, else the local one at 127.0.0.1:3306, else a
 private instance started for the session (see sipline.storage.testing). It
 fails, never skips, when none can be had.
+
+Redis: ``redis_url`` is an empty database (flushed) on a private
+redis-server started once per session on a free port; tests that need
+several clients of one Redis (two ACR nodes, two B2BUAs) share that URL.
 """
 
 from __future__ import annotations
 
 import random
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -70,6 +76,42 @@ def baresip_bin() -> str:
 def redis_server_bin() -> str:
     """Path of redis-server, for tests that start their own instance."""
     return require_program("redis-server", "redis-server")
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_server_bin: str) -> Iterator[str]:
+    """A private redis-server for the session: its ``redis://127.0.0.1:PORT``."""
+    port = free_port()
+    command = [redis_server_bin, "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no", "--databases", "64"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"redis-server did not start on port {port}", pytrace=False)
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(5)
+
+
+_redis_databases = iter(range(1_000_000))
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """An empty database of the session's private Redis, such as ``redis://127.0.0.1:PORT/3``."""
+    import redis
+
+    url = f"{redis_server}/{next(_redis_databases) % 64}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
 
 
 @pytest.fixture(scope="session")

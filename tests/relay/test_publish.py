@@ -7,11 +7,7 @@ skipping, when it is not installed).
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
-import subprocess
-import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -87,29 +83,6 @@ def test_without_a_redis_url_quality_stays_in_process() -> None:
 
 
 # -- Redis ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url(redis_server_bin: str) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [redis_server_bin, "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail("redis-server did not start", pytrace=False)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(5)
 
 
 async def test_redis_gets_a_hash_per_call_and_an_entry_when_it_ends(redis_url: str) -> None:
