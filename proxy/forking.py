@@ -1,5 +1,5 @@
 """The response context of a proxied request (RFC 3261 §16.7): branches,
-q-ordered groups tried in turn, and the choice of the best final response.
+q-ordered groups tried in turn (the best final response: ``sipline.proxying.responses``).
 
 ``Fork`` is bookkeeping only: the router creates the branches' transactions
 and carries out what the fork's answers call for.
@@ -7,9 +7,10 @@ and carries out what the fork's answers call for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from sipline.proxying.responses import best_response, for_upstream, with_challenges
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction
@@ -19,14 +20,6 @@ from .routing import Target
 if TYPE_CHECKING:
     from .media import CallMedia
 
-# §16.7 step 6: within the chosen class, answers that let the caller retry
-# usefully come first; the generic ones (a timeout, nobody there, a
-# server's trouble) only when nothing says more, and a 503 (which is about
-# the next hop only) last of all.
-PREFERRED = frozenset((401, 407, 415, 420, 484))
-GENERIC = frozenset((408, 480, 500))
-CHALLENGES = ("www-authenticate", "proxy-authenticate")
-
 
 def q_groups(bindings: Iterable[Any]) -> list[list[Any]]:
     """Bindings (anything with ``.q``) in groups of equal q, highest q first
@@ -35,48 +28,6 @@ def q_groups(bindings: Iterable[Any]) -> list[list[Any]]:
     for binding in bindings:
         groups.setdefault(binding.q, []).append(binding)
     return [groups[q] for q in sorted(groups, reverse=True)]
-
-
-def rank(status: int) -> tuple[int, int]:
-    """Smaller is better (§16.7 step 6): 6xx first, then the lowest class."""
-    category = status // 100
-    if category == 6:
-        return (0, 0)
-    if status in PREFERRED:
-        return (category, 0)
-    if status == 503:
-        return (category, 3)
-    return (category, 2 if status in GENERIC else 1)
-
-
-def best_response(responses: Sequence[Response]) -> Response:
-    """The final response to send upstream among those stored (§16.7 step 6);
-    the first received wins a tie."""
-    return min(responses, key=lambda response: rank(response.status))
-
-
-def with_challenges(best: Response, responses: Iterable[Response]) -> Response:
-    """§16.7 step 7: a 401/407 sent upstream carries the challenges of every
-    401 and 407 received in this context, unchanged."""
-    if best.status not in (401, 407):
-        return best
-    for response in responses:
-        if response is best or response.status not in (401, 407):
-            continue
-        for key in CHALLENGES:
-            for value in response.headers.get_all(key):
-                best.headers.add(key, value)
-    return best
-
-
-def for_upstream(response: Response) -> Response:
-    """§16.7 step 6: a 503 chosen as best goes upstream as 500 (the 503 is about
-    the next hop, not about anything the caller can retry elsewhere)."""
-    if response.status == 503:
-        response.status = 500
-        response.reason = f"Server Internal Error: next hop unavailable ({response.reason})"
-        response.headers.remove("retry-after")
-    return response
 
 
 class Branch:

@@ -28,24 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
 from sipline.net.handler import Handler
-from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
-from sipline.sip.ids import new_tag
-from sipline.sip.message import Request, Response
-from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
-
-from .deadlines import Deadlines
-from .flows import encode_flow, record_route_params
-from .forking import Branch, Fork
-from .media import ANCHORED, Kind, MediaAnchor, has_sdp
-from .routing import (
+from sipline.proxying.deadlines import Deadlines
+from sipline.proxying.flows import encode_flow, record_route_params
+from sipline.proxying.rules import (
     DIALOG_METHODS,
     Local,
     Rejection,
-    Target,
     branch_for,
     decrement_max_forwards,
-    drop_own_credentials,
     loop_key,
     looped,
     preprocess_routes,
@@ -53,7 +43,16 @@ from .routing import (
     validate,
     via_address,
 )
-from .stateless import forward_ack, forward_stray
+from sipline.proxying.stateless import forward_ack, forward_stray
+from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_tag
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+
+from .forking import Branch, Fork
+from .media import ANCHORED, Kind, MediaAnchor, has_sdp
+from .routing import Target, drop_own_credentials
 from .targets import Targets
 
 if TYPE_CHECKING:

@@ -13,22 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sipline.proxying.flows import flow_toward
+from sipline.proxying.rules import Local, Rejection, next_hop, resolve
 from sipline.sip.address import Address
 from sipline.sip.message import Request
 from sipline.sip.uri import SipUri
 
-from .flows import flow_toward
 from .forking import q_groups
-from .routing import (
-    Local,
-    Plan,
-    Rejection,
-    Target,
-    binding_target,
-    next_hop,
-    resolve,
-    telephone_number,
-)
+from .routing import Plan, Target, binding_target, telephone_number
 
 FAILOVER_STATUSES = frozenset((408, 503))  # a B2BUA answering these is skipped
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from proxy.location import Binding, Location
-from proxy.routing import Local, Plan, Rejection, Target
+from proxy.routing import Plan, Target
 from proxy.subscribers import SubscriberDirectory
 from proxy.targets import FAILOVER_STATUSES, Targets
+from sipline.proxying.rules import Local, Rejection
 from sipline.sip.address import Address
 from tests.proxy.phone import subscriber
-from tests.proxy.test_routing import invite
+from tests.proxying.test_rules import invite
 
 NOW = 1_700_000_000.0
 US = "10.0.0.1"

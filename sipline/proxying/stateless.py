@@ -1,4 +1,4 @@
-"""What the proxy forwards without a transaction (RFC 3261 §16.11, RFC 6026 §8).
+"""What a proxy forwards without a transaction (RFC 3261 §16.11, RFC 6026 §8).
 
 The ACK for a 2xx is a transaction of its own, end to end; a 2xx that comes
 back after its client transaction ended is a stray response. Each function
@@ -12,7 +12,7 @@ from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 
 from .flows import flow_toward
-from .routing import (
+from .rules import (
     Local,
     decrement_max_forwards,
     next_hop,
@@ -21,7 +21,7 @@ from .routing import (
     stateless_branch,
     strict_route,
 )
-from .routing import via_address as _via_address
+from .rules import via_address as _via_address
 
 
 def forward_ack(request: Request, local: Local) -> Address | None:

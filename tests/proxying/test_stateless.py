@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from proxy.routing import Local
-from proxy.stateless import forward_ack, forward_stray
+from sipline.proxying.rules import Local
+from sipline.proxying.stateless import forward_ack, forward_stray
 from sipline.sip.address import Address
 from sipline.sip.message import Headers, Response
-from tests.proxy.test_routing import invite
+from tests.proxying.test_rules import invite
 
 US = "10.0.0.1"
 LOCAL = Local({"UDP": Address("UDP", US, 5060)}, ["example.com"])

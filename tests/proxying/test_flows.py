@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.flows import (
+from sipline.proxying.flows import (
     decode_flow,
     encode_flow,
     escape_param,
@@ -14,7 +14,7 @@ from proxy.flows import (
 from sipline.sip.address import Address
 from sipline.sip.message import Request, parse_message
 from sipline.sip.uri import parse_uri
-from tests.proxy.test_routing import CALLER, US, invite
+from tests.proxying.test_rules import CALLER, US, invite
 
 
 def test_record_route_params_keep_the_from_tag_and_the_callers_flow() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.deadlines import Deadlines
+from sipline.proxying.deadlines import Deadlines
 
 
 def test_items_expire_in_arming_order_once_due() -> None:

@@ -1,0 +1,6 @@
+"""What every SIP proxy role shares (RFC 3261 §16): the request rules, stateless
+forwarding, dialog flows in Record-Route, deadlines and the best-response choice.
+
+The edge proxy (``proxy``) and the ACR (``acr``) build their routers on these;
+nothing here touches a socket.
+"""

@@ -1,0 +1,271 @@
+"""The request rules of a proxy (RFC 3261 §16.3 - §16.6) as small functions.
+
+Everything here works on the core's ``Request`` and ``Address`` and the
+proxy's ``Local`` identity; nothing touches a socket. A role's router (the
+edge proxy's ``proxy.router``, the ACR's ``acr.router``) strings them
+together for each request.
+
+A proxy's Record-Route values can carry the dialog's flows (``sipline.proxying.flows``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import NameAddr, Via
+from sipline.sip.ids import new_branch
+from sipline.sip.message import Request
+from sipline.sip.uri import SipUri, parse_uri
+
+# Methods whose out-of-dialog requests create dialogs (§12; RFC 6665, RFC 3515).
+DIALOG_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+SCHEMES = ("sip:", "sips:", "tel:")
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """A request the proxy answers itself: status, a reason phrase for the
+    operator, and any header the answer needs (Unsupported for 420)."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Local:
+    """This proxy as others name it: where it listens, its IP and its domains."""
+
+    __slots__ = ("addresses", "domains", "hosts", "ports", "_prefixes", "_vias")
+
+    def __init__(self, addresses: dict[str, Address], domains: list[str]) -> None:
+        self.addresses = addresses  # "UDP"/"TCP" -> where we listen
+        self.domains = [d.lower() for d in domains]
+        self.hosts = frozenset(a.host.lower() for a in addresses.values())
+        self.ports = frozenset(a.port for a in addresses.values())
+        self._prefixes = tuple(f"sip:{_host_port(a)};" for a in addresses.values())
+        self._vias = tuple(f"SIP/2.0/{t} {_host_port(a)};" for t, a in addresses.items())
+
+    # -- is it us? -----------------------------------------------------------
+    def names_us(self, uri_text: str) -> bool:
+        """A Route (or strict-routed Request-URI) value that resolves to us (§16.4)."""
+        if uri_text.startswith(self._prefixes):
+            return True
+        uri = _sip_uri(uri_text)
+        if uri is None:
+            return False
+        host = uri.host.lower()
+        if host.startswith("["):
+            host = host[1:-1]
+        ours = host in self.hosts or host in self.domains
+        return ours and (uri.port is None or uri.port in self.ports)
+
+    def is_own_record_route(self, uri_text: str) -> bool:
+        """A value we put in a Record-Route (ours carry ``lr``): a strict router
+        upstream moved it into the Request-URI (§16.4)."""
+        return uri_text.startswith(self._prefixes) and ";lr" in uri_text
+
+    def domain_of(self, uri: SipUri) -> str | None:
+        """The domain of ours a Request-URI names; our own address means the first."""
+        host = uri.host.lower()
+        if host in self.domains:
+            return host
+        if host.strip("[]") in self.hosts and (uri.port is None or uri.port in self.ports):
+            return self.domains[0]
+        return None
+
+    def sent_by_us(self, via_value: str) -> bool:
+        return via_value.startswith(self._vias)
+
+    def is_self(self, address: Address) -> bool:
+        return address.host in self.hosts and address.port in self.ports
+
+    # -- what we write --------------------------------------------------------
+    def via(self, transport: str, branch: str) -> str:
+        return f"SIP/2.0/{transport} {_host_port(self.addresses[transport])};branch={branch}"
+
+    def record_route(self, transport: str, params: str) -> str:
+        """A Record-Route value naming us on ``transport``, loose-routing (``lr``)."""
+        where = _host_port(self.addresses[transport])
+        tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"<sip:{where}{tparam};lr{params}>"
+
+
+def _host_port(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"
+
+
+# -- §16.3 request validation ---------------------------------------------------
+def validate(request: Request) -> Rejection | None:
+    """Steps 2, 3 and 5 of §16.3 (step 1 is the parser's; 4 needs routing first)."""
+    if not request.uri.lower().startswith(SCHEMES):
+        scheme = request.uri.partition(":")[0]
+        return Rejection(416, f"Unsupported URI Scheme {scheme}: only sip, sips and tel are routed")
+    max_forwards = request.max_forwards
+    if max_forwards is not None and max_forwards <= 0:
+        return Rejection(483, "Too Many Hops: Max-Forwards reached 0")
+    required = request.headers.values("proxy-require")
+    if required:
+        # We support no option-tags a proxy must understand (§16.3 step 5, §20.29).
+        unsupported = ", ".join(required)
+        return Rejection(
+            420, f"Bad Extension: unsupported {unsupported}", (("Unsupported", unsupported),)
+        )
+    return None
+
+
+def decrement_max_forwards(request: Request) -> None:
+    """§16.6 step 3 (a request without the header gets the RFC's default, 70)."""
+    value = request.max_forwards
+    request.headers.set("Max-Forwards", str((70 if value is None else value) - 1))
+
+
+# -- §16.4 route information preprocessing --------------------------------------
+def preprocess_routes(request: Request, local: Local) -> dict[str, str] | None:
+    """Undo a strict router upstream and pop every top Route naming us (§16.4).
+
+    Returns the parameters of what was ours (our Record-Route values carry
+    the dialog's flows), ``{}`` for a Route naming us without any, or None
+    when nothing naming us was found: not a request routed by our
+    Record-Route or by a Route set pre-loaded with us.
+    """
+    found: dict[str, str] | None = None
+    headers = request.headers
+    if "route" in headers and local.is_own_record_route(request.uri):
+        # A strict router put our Record-Route URI in the Request-URI and the
+        # remote target last in Route: put the target back.
+        found = route_params(request.uri)
+        values = headers.values("route")
+        headers.remove("route")
+        for value in values[:-1]:
+            headers.add("Route", value)
+        request.uri = NameAddr.parse(values[-1]).uri_text
+    while "route" in headers:
+        uri_text = request.routes[0].uri_text
+        if not local.names_us(uri_text):
+            break
+        headers.pop_first_value("route")
+        params = route_params(uri_text)
+        found = params if found is None else {**found, **params}
+    return found
+
+
+def route_params(uri_text: str) -> dict[str, str]:
+    """The parameters of a URI we wrote, as written (no unescaping needed)."""
+    params: dict[str, str] = {}
+    for part in uri_text.partition("?")[0].split(";")[1:]:
+        name, _, value = part.partition("=")
+        params[name.lower()] = value
+    return params
+
+
+def strict_route(request: Request) -> None:
+    """§16.6 step 6: a next hop without ``lr`` is a strict router; it wants
+    itself in the Request-URI and the Request-URI at the end of Route."""
+    routes = request.routes
+    if not routes or ";lr" in routes[0].uri_text and routes[0].uri.lr:
+        return
+    headers = request.headers
+    first = headers.pop_first_value("route")
+    headers.add("Route", f"<{request.uri}>")
+    request.uri = NameAddr.parse(first or "").uri_text
+
+
+# -- §16.3 step 4 loop detection ------------------------------------------------
+def loop_key(request: Request) -> str:
+    """What the branch of every copy we forward ends with (§16.6 step 8).
+
+    A request coming back with the same key in a Via of ours has looped; a
+    different key (another Request-URI, Route set ...) means it spirals
+    (§16.3 step 4, RFC 5393 §4.2). The Vias are left out: they differ on
+    every pass. Python's string hash is per process, and so is our sent-by.
+    """
+    headers = request.headers
+    key = hash(
+        (
+            request.uri,
+            headers.get("from"),
+            headers.get("to"),
+            headers.get("call-id"),
+            headers.get("cseq"),
+            tuple(headers.values("route")),
+            headers.get("proxy-require"),
+        )
+    )
+    return format(key & 0xFFFFFFFFFFFFFFFF, "x")
+
+
+def looped(request: Request, local: Local, key: str) -> bool:
+    """A Via of ours whose branch carries this very request's loop key."""
+    for value in request.headers.values("via"):
+        if local.sent_by_us(value):
+            branch = Via.parse(value).branch or ""
+            if branch.rpartition(".")[2] == key:
+                return True
+    return False
+
+
+def branch_for(key: str) -> str:
+    """A fresh branch (unique per forwarded copy) carrying the loop key."""
+    return f"{new_branch()}.{key}"
+
+
+def stateless_branch(request: Request) -> str:
+    """§16.11: the same request forwarded statelessly again gets the same branch."""
+    branch = request.via.branch or request.call_id
+    return f"z9hG4bK-sl{format(hash(branch) & 0xFFFFFFFFFFFFFFFF, 'x')}"
+
+
+# -- where a URI leads ---------------------------------------------------------------
+@lru_cache(maxsize=4096)
+def resolve(uri_text: str) -> Address | None:
+    """The next hop a SIP URI names (RFC 3263 reduced to IP literals): maddr or
+    host, the transport parameter, the default port. None when that needs DNS,
+    or names a transport we do not speak."""
+    uri = _sip_uri(uri_text)
+    if uri is None:
+        return None
+    host = uri.maddr or uri.host
+    if host.startswith("["):
+        host = host[1:-1]
+    if not _is_ip(host):
+        return None
+    transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
+    if transport not in ("UDP", "TCP"):
+        return None
+    return Address(transport, host, uri.port or DEFAULT_PORT[transport])
+
+
+def next_hop(request: Request) -> Address | None:
+    """The first Route if any, else the Request-URI (§16.6 step 7, §16.12)."""
+    routes = request.routes
+    return resolve(routes[0].uri_text if routes else request.uri)
+
+
+def via_address(via: Via) -> Address:
+    """Where a response goes by its top Via (§18.2.2, RFC 3581), statelessly."""
+    host = via.maddr or via.received or via.host
+    port = via.rport or via.port or DEFAULT_PORT.get(via.transport, 5060)
+    transport = via.transport if via.transport in ("UDP", "TCP") else "UDP"
+    return Address(transport, host.strip("[]"), port)
+
+
+@lru_cache(maxsize=1024)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _sip_uri(uri_text: str) -> SipUri | None:
+    try:
+        uri = parse_uri(uri_text)
+    except ParseError:
+        return None
+    return uri if isinstance(uri, SipUri) else None
