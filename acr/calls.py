@@ -1,0 +1,249 @@
+"""What the ACR keeps of a call: the hops to try, the attempt in progress,
+the answered call until its BYE; and who a request comes from.
+
+Plain bookkeeping over the core's types, no I/O: ``acr.router`` drives it.
+Per call only what failover and the CDR need is kept, in memory, and dropped
+when the call ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import NameAddr
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction
+from sipline.sip.uri import SipUri, TelUri
+
+from .model import Carrier, Did
+
+ACCOUNT_HEADER = "x-sipline-account"  # the B2BUA's: whose call it is (never sent to carriers)
+_SEPARATORS = str.maketrans("", "", "-.() ")
+
+
+class Source(Enum):
+    """Who sent a request (RFC 3261 leaves this to local policy)."""
+
+    CARRIER = "carrier"  # a carrier's gateway: an inbound call to one of our DIDs
+    PEER = "peer"  # a trusted peer (the B2BUAs): an outbound call to a carrier
+    STRANGER = "stranger"  # anyone else: 403
+
+
+class Sources:
+    """Classifies a request's source address: gateways by HOST:PORT, trusted
+    peers by IP (any port) or IP:PORT (``settings.acr.trusted``).
+
+    In-dialog requests may come from a gateway's host on another port (a
+    carrier's media server hanging up), so ``known_host`` is looser.
+    """
+
+    __slots__ = ("gateways", "peer_hosts", "peer_addresses", "hosts")
+
+    def __init__(self, carriers: Iterable[Carrier], trusted: Iterable[str], dids: Iterable[Did]):
+        self.gateways: dict[tuple[str, int], str] = {}
+        for carrier in carriers:
+            for gateway in carrier.gateways:
+                self.gateways[(gateway.host, gateway.port)] = carrier.name
+        self.peer_hosts: set[str] = set()
+        self.peer_addresses: set[tuple[str, int]] = set()
+        for peer in trusted:
+            if peer.count(":") == 1 or peer.startswith("["):
+                host, _, port = peer.rpartition(":")
+                self.peer_addresses.add((host.strip("[]"), int(port)))
+            else:
+                self.peer_hosts.add(peer)
+        self.hosts = {host for host, _ in self.gateways} | self.peer_hosts
+        self.hosts |= {host for host, _ in self.peer_addresses}
+        for did in dids:
+            for proxy in (did.proxy, *did.backups):
+                self.hosts.add(proxy.rpartition(":")[0].strip("[]"))
+
+    def classify(self, source: Address) -> Source:
+        key = (source.host, source.port)
+        if key in self.gateways:
+            return Source.CARRIER
+        if source.host in self.peer_hosts or key in self.peer_addresses:
+            return Source.PEER
+        return Source.STRANGER
+
+    def known_host(self, source: Address) -> bool:
+        return source.host in self.hosts
+
+
+def dialled_number(request: Request) -> str | None:
+    """The Request-URI's number: a sip(s) user part or a tel: number, digits
+    only (visual separators and a leading + dropped); None when it is no number."""
+    try:
+        uri = request.request_uri
+    except ParseError:
+        return None
+    if isinstance(uri, SipUri):
+        text = uri.user or ""
+    elif isinstance(uri, TelUri):
+        text = uri.number
+    else:
+        return None
+    text = text.partition(";")[0].translate(_SEPARATORS).removeprefix("+")
+    return text if text.isdigit() else None
+
+
+def user_part(request: Request) -> str:
+    """The Request-URI's user part as written (kept towards the next hop)."""
+    uri = request.request_uri
+    if isinstance(uri, SipUri):
+        return uri.user or ""
+    if isinstance(uri, TelUri):
+        return uri.number
+    return ""
+
+
+def caller_of(request: Request) -> str:
+    """Who calls, for the CDR: the asserted identity's user (RFC 3325) or the From's."""
+    asserted = request.headers.get("p-asserted-identity")
+    try:
+        uri = NameAddr.parse(asserted).uri if asserted else request.from_.uri
+    except ParseError:
+        return ""
+    if isinstance(uri, SipUri):
+        return uri.user or uri.host
+    if isinstance(uri, TelUri):
+        return uri.number
+    return ""
+
+
+def address_of(host_port: str, transport: str = "udp") -> Address:
+    """HOST:PORT (a gateway's or a DID proxy's) as a next hop."""
+    host, _, port = host_port.rpartition(":")
+    transport = transport.upper()
+    return Address(transport, host.strip("[]"), int(port) if port else DEFAULT_PORT[transport])
+
+
+def hop_uri(user: str, host_port: str, transport: str = "udp") -> str:
+    """The Request-URI towards a gateway or proxy: the dialled user at its address."""
+    host, _, port = host_port.rpartition(":")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    tparam = "" if transport.lower() == "udp" else f";transport={transport.lower()}"
+    prefix = f"{user}@" if user else ""
+    return f"sip:{prefix}{host}:{port}{tparam}"
+
+
+@dataclass(slots=True, frozen=True)
+class Hop:
+    """One place a call may go: a carrier's gateway (``candidate`` is the
+    ranking's Candidate) or a DID's proxy (``candidate`` None)."""
+
+    dest: Address
+    address: str  # HOST:PORT, the key of health and CDRs
+    uri: str  # the Request-URI sent there
+    candidate: Any = None
+
+
+class Try:
+    """One attempt of a call at one hop, and its client transaction."""
+
+    __slots__ = ("call", "hop", "txn", "sent", "start", "pdd", "done", "answered")
+
+    def __init__(self, call: Call, hop: Hop, sent: float, start: float) -> None:
+        self.call = call
+        self.hop = hop
+        self.txn: ClientTransaction | None = None
+        self.sent = sent  # monotonic, for the PDD
+        self.start = start  # wall clock, for the statistics
+        self.pdd: float | None = None  # seconds to the first 18x; None: none yet
+        self.done = False  # a final response came, or we gave up on it
+        self.answered = False  # its 2xx went upstream
+
+    def __repr__(self) -> str:
+        return f"<Try {self.hop.address} done={self.done}>"
+
+
+class Call:
+    """The response context of one INVITE the ACR routes: its hops in order
+    (serial failover), the attempt in progress and what the CDR needs."""
+
+    __slots__ = (
+        "server",
+        "request",
+        "hops",
+        "index",
+        "current",
+        "finals",
+        "answered",
+        "cancelled",
+        "key",
+        "final_codes",
+        "outbound",
+        "number",
+        "account",
+        "caller",
+        "start",
+        "carrier",
+        "reached",
+    )
+
+    def __init__(
+        self,
+        server: ServerTransaction | None,
+        request: Request,
+        hops: list[Hop],
+        *,
+        final_codes: frozenset[int],
+        outbound: bool,
+        number: str,
+        start: float,
+    ) -> None:
+        self.server = server
+        self.request = request  # as received, Route popped, Max-Forwards decremented, RR added
+        self.hops = hops
+        self.index = 0  # the next hop to try
+        self.current: Try | None = None
+        self.finals: list[Response] = []
+        self.answered = False  # a final response went upstream
+        self.cancelled = False
+        self.key = ""  # the loop key every copy's branch carries
+        self.final_codes = final_codes
+        self.outbound = outbound
+        self.number = number
+        self.account: str | None = None
+        self.caller = ""
+        self.start = start  # wall clock: the INVITE arrived
+        self.carrier: str | None = None  # the carrier counted in the shared counters now
+        self.reached: Try | None = None  # the last attempt that went to a carrier
+
+    def next_hop(self) -> Hop | None:
+        if self.cancelled or self.index >= len(self.hops):
+            return None
+        hop = self.hops[self.index]
+        self.index += 1
+        return hop
+
+    def skip_carrier(self, name: str) -> None:
+        """Pass over the rest of this carrier's gateways (no headroom)."""
+        hops = self.hops
+        while self.index < len(hops) and _carrier_of(hops[self.index]) == name:
+            self.index += 1
+
+
+def _carrier_of(hop: Hop) -> str | None:
+    return None if hop.candidate is None else hop.candidate.carrier.name
+
+
+@dataclass(slots=True)
+class Answered:
+    """An answered call to a carrier, kept until its BYE for the CDR."""
+
+    call_id: str
+    account: str | None
+    caller: str
+    callee: str
+    candidate: Any  # the ranking's Candidate: carrier, rate, prefix
+    gateway: str
+    start: float
+    answer: float
+    answered_at: float  # monotonic, for the sweep of calls that never end

@@ -1,0 +1,755 @@
+"""The ACR's SIP handler: a transaction-stateful, record-routing proxy
+(RFC 3261 §16) with serial forking over the routing decision's carriers.
+
+Not a B2BUA: the B2BUA in front already hides our topology, so the ACR
+forwards the INVITE as a proxy does (Via, Max-Forwards, Record-Route), one
+hop at a time. Who sent it decides what it is (``acr.calls.Sources``): from a
+carrier's gateway an inbound call, routed by DID to its home proxy (the
+backups when that one is down or fails); from a trusted peer an outbound
+call, routed by the ranking's ``Decision``; anyone else gets 403.
+
+Failover (serial, §16.6 one branch at a time): 408, 5xx, any failure but the
+profile's final codes, or no provisional response within ``pdd_timeout``
+(that attempt is CANCELled, §9.1: at once, or at its first 1xx) → the next
+gateway or carrier. A CANCEL from upstream cancels the attempt in progress
+and is answered 487. Every attempt to a carrier feeds the statistics, the
+gateway's passive health and the carrier counters; every call that reached
+a carrier gives a CDR, at its final failure or at the BYE of either side
+(we record-route, so we see it).
+
+Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
+periodic callback, no task or timer handle per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sipline.logs import event
+from sipline.net.handler import Handler
+from sipline.proxying.deadlines import Deadlines
+from sipline.proxying.responses import best_response, for_upstream
+from sipline.proxying.rules import (
+    Local,
+    Rejection,
+    branch_for,
+    decrement_max_forwards,
+    loop_key,
+    looped,
+    next_hop,
+    preprocess_routes,
+    resolve,
+    strict_route,
+    validate,
+    via_address,
+)
+from sipline.proxying.stateless import forward_ack, forward_stray
+from sipline.sip.address import Address
+from sipline.sip.dialog import Dialog
+from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_tag
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+
+from .billing import bill
+from .calls import (
+    ACCOUNT_HEADER,
+    Answered,
+    Call,
+    Hop,
+    Source,
+    Sources,
+    Try,
+    address_of,
+    caller_of,
+    dialled_number,
+    hop_uri,
+    user_part,
+)
+from .model import Carrier, Cdr, Did
+from .stats import Attempt
+
+if TYPE_CHECKING:
+    from sipline.net.node import Node
+
+log = logging.getLogger("sipline.acr.router")
+
+TIMER_C = 180.0  # seconds after the last 1xx before an attempt is CANCELled (§16.8)
+TIMER_TICK = 0.05  # seconds between runs of the PDD limit and timer C
+MAX_CALL = 4 * 3600.0  # an answered call never hung up is closed (CDR) after this long
+PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed over a while
+INBOUND_FINAL = frozenset((486, 487, 600, 603, 404, 484, 480))
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY"
+_FORWARDING = frozenset((State.TRYING, State.PROCEEDING, State.ACCEPTED))
+
+
+# -- what the router is given (acr.ranking, acr.live, acr.cdrs) --------------------------
+class Table(Protocol):
+    def decide(self, number: str, now: float) -> Any: ...
+
+
+class Live(Protocol):
+    """acr.live.LiveState: ``.stats``, ``.health``, ``.counters``."""
+
+    stats: Any
+    health: Any
+    counters: Any
+
+
+class CdrSink(Protocol):
+    def add(self, cdr: Cdr) -> None: ...
+
+
+class Relay:
+    """An in-dialog request forwarded to one next hop (BYE, re-INVITE, UPDATE ...)."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, server: ServerTransaction) -> None:
+        self.server: ServerTransaction | None = server
+
+
+class AcrRouter(Handler):
+    """Routes every request the ACR node receives.
+
+    ``table`` decides outbound calls (``acr.ranking.RouteTable``), ``live``
+    holds the shared statistics, health and counters, ``cdrs`` takes CDRs
+    (``acr.cdrs.CdrWriter``); ``carriers`` and ``dids`` as loaded from the
+    store (``load`` replaces all three when the store changes). ``clock`` is
+    wall-clock time, ``monotonic`` the deadlines' clock.
+    """
+
+    def __init__(
+        self,
+        settings: Any,
+        node_name: str,
+        table: Table,
+        live: Live,
+        cdrs: CdrSink,
+        carriers: Iterable[Carrier] = (),
+        dids: Iterable[Did] = (),
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        prober: Any = None,
+    ) -> None:
+        acr = settings.acr
+        self.node_name = node_name
+        self.trusted = list(acr.trusted)
+        self.server_header: str = settings.sip.server_header
+        self.live = live
+        self.cdrs = cdrs
+        self.clock = clock
+        self._now = monotonic
+        self.pdd: Deadlines[Try] = Deadlines(acr.pdd_timeout)
+        self.timer_c: Deadlines[Try] = Deadlines(TIMER_C)
+        self.dialogs: dict[str, Answered] = {}  # answered calls to carriers, by Call-ID
+        self.prober = prober
+        self.table = table
+        self.sources = Sources((), self.trusted, ())
+        self.dids: dict[str, Did] = {}
+        self.load(table, carriers, dids)
+        self._local: Local | None = None
+        self._node: Node | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+
+    def load(self, table: Table, carriers: Iterable[Carrier], dids: Iterable[Did]) -> None:
+        """Use a new routing table, carriers and DIDs (calls in progress keep their hops)."""
+        carriers, dids = list(carriers), list(dids)
+        self.table = table
+        self.sources = Sources(carriers, self.trusted, dids)
+        self.dids = {did.number: did for did in dids}
+
+    def close(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    def local(self, node: Node) -> Local:
+        local = self._local
+        if local is None:
+            addresses = {}
+            for transport in ("UDP", "TCP"):
+                try:
+                    addresses[transport] = node.local_address(transport)
+                except LookupError:
+                    pass
+            local = self._local = Local(addresses, [])
+            self._node = node
+        return local
+
+    # -- requests -----------------------------------------------------------------------
+    def on_request(
+        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+    ) -> None:
+        if txn is None:
+            self._forward_ack(node, request)
+        elif request.method == "CANCEL":
+            self._cancel(node, request, txn)
+        else:
+            try:
+                self._route(node, request, txn, source)
+            except ParseError as exc:  # a header a decision needed (parsed lazily)
+                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"))
+
+    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+        local = self.local(node)
+        rejection = validate(request)
+        if rejection is not None:
+            self._reject(node, txn, rejection)
+            return
+        ours = preprocess_routes(request, local)
+        key = loop_key(request)
+        if looped(request, local, key):
+            self._reject(node, txn, Rejection(482, "Loop Detected: the request came back"))
+            return
+        if request.to.tag is not None:
+            self._in_dialog(node, request, txn, source, ours)
+            return
+        method = request.method
+        if method == "OPTIONS" and "route" not in request.headers:
+            node.respond(txn, self._capabilities(request))
+            return
+        kind = self.sources.classify(source)
+        if kind is Source.STRANGER:
+            reason = f"Forbidden: {source.host}:{source.port} is no carrier gateway or trusted peer"
+            self._reject(node, txn, Rejection(403, reason))
+            return
+        if method != "INVITE":
+            self._reject(node, txn, Rejection(405, f"Method Not Allowed: {method} outside a call"))
+            return
+        number = dialled_number(request)
+        if number is None:
+            reason = "Address Incomplete: the Request-URI holds no number"
+            self._reject(node, txn, Rejection(484, reason))
+            return
+        if kind is Source.PEER:
+            call = self._outbound(node, request, txn, number)
+        else:
+            call = self._inbound(node, request, txn, number)
+        if call is None:
+            return
+        call.key = key
+        decrement_max_forwards(request)
+        request.headers.prepend("Record-Route", local.record_route(txn.source.transport, ""))
+        txn.context = call
+        self._next(node, call)
+
+    def _outbound(
+        self, node: Node, request: Request, txn: ServerTransaction, number: str
+    ) -> Call | None:
+        now = self.clock()
+        decision = self.table.decide(number, now)
+        if log.isEnabledFor(logging.DEBUG):
+            event(
+                log, "decision", logging.DEBUG, call_id=request.call_id, explain=decision.explain()
+            )
+        if not decision.candidates:
+            if decision.prefix:
+                reason = f"Temporarily Unavailable: no carrier available for {number}"
+                self._reject(node, txn, Rejection(480, reason))
+            else:
+                self._reject(node, txn, Rejection(404, f"Not Found: no route for {number}"))
+            return None
+        user = user_part(request)
+        hops = [
+            Hop(
+                address_of(gateway.address, gateway.transport),
+                gateway.address,
+                hop_uri(user, gateway.address, gateway.transport),
+                candidate,
+            )
+            for candidate in decision.candidates
+            for gateway in candidate.gateways
+        ]
+        headers = request.headers
+        call = Call(
+            txn,
+            request,
+            hops,
+            final_codes=decision.profile.final_codes,
+            outbound=True,
+            number=number,
+            start=now,
+        )
+        call.account = headers.get(ACCOUNT_HEADER)
+        if call.account is not None:
+            headers.remove(ACCOUNT_HEADER)  # ours, not the carrier's business
+        call.caller = caller_of(request)
+        return call
+
+    def _inbound(
+        self, node: Node, request: Request, txn: ServerTransaction, number: str
+    ) -> Call | None:
+        did = self.dids.get(number)
+        if did is None:
+            self._reject(node, txn, Rejection(404, f"Not Found: {number} is none of our DIDs"))
+            return None
+        now = self.clock()
+        health = self.live.health
+        proxies = [did.proxy, *did.backups]
+        up = [p for p in proxies if health.gateway_up(p, now)]
+        # Down proxies last, not left out: a probe may be wrong, the call is worth a try.
+        ordered = up + [p for p in proxies if p not in up]
+        user = user_part(request)
+        hops = [Hop(address_of(p), p, hop_uri(user, p)) for p in ordered]
+        return Call(
+            txn,
+            request,
+            hops,
+            final_codes=INBOUND_FINAL,
+            outbound=False,
+            number=number,
+            start=now,
+        )
+
+    # -- serial failover ----------------------------------------------------------------
+    def _next(self, node: Node, call: Call) -> None:
+        """Send the call to its next usable hop, or answer upstream when none is left."""
+        local = self._local
+        assert local is not None
+        now = self.clock()
+        live = self.live
+        while True:
+            hop = call.next_hop()
+            if hop is None:
+                self._finish(node, call)
+                return
+            candidate = hop.candidate
+            if candidate is not None:
+                if not live.health.gateway_up(hop.address, now):
+                    continue
+                carrier = candidate.carrier
+                if call.carrier != carrier.name:
+                    self._release(call)
+                    if not live.counters.try_start(carrier, now):
+                        call.skip_carrier(carrier.name)
+                        continue
+                    call.carrier = carrier.name
+            transport = hop.dest.transport
+            if transport not in local.addresses:
+                continue
+            break
+        request = call.request
+        copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
+        copy.headers.prepend("Via", local.via(transport, branch_for(call.key)))
+        attempt = Try(call, hop, self._now(), now)
+        call.current = attempt
+        if candidate is not None:
+            call.reached = attempt
+        txn = node.send_request(copy, hop.dest)
+        txn.context = attempt
+        attempt.txn = txn
+        self.pdd.arm(attempt, attempt.sent)
+        self._ensure_tick()
+
+    def _release(self, call: Call) -> None:
+        if call.carrier is not None:
+            self.live.counters.end(call.carrier)
+            call.carrier = None
+
+    def _ended(self, attempt: Try, code: int, *, answered: bool = False) -> None:
+        """An attempt is over: its outcome goes to the statistics and the gateway's health."""
+        attempt.done = True
+        self.pdd.disarm(attempt)
+        self.timer_c.disarm(attempt)
+        candidate = attempt.hop.candidate
+        now = self.clock()
+        health = self.live.health
+        if code in PASSIVE_FAILURES:
+            health.passive_failure(attempt.hop.address, code, now)
+        elif code != 487 or attempt.pdd is not None:
+            health.passive_success(attempt.hop.address, now)
+        if candidate is None:
+            return
+        self.live.stats.record_attempt(
+            _attempt(candidate, attempt.hop.address, attempt.start, code, attempt.pdd, answered)
+        )
+
+    def _failed(self, node: Node, attempt: Try, response: Response) -> None:
+        call = attempt.call
+        status = response.status
+        self._ended(attempt, status)
+        call.finals.append(response)
+        if call.answered:
+            return
+        if call.cancelled or status in call.final_codes or status >= 600:
+            self._finish(node, call)
+        else:
+            self._next(node, call)
+
+    def _finish(self, node: Node, call: Call, response: Response | None = None) -> None:
+        """No hop left (or the hunt ended): the best answer upstream, the CDR."""
+        if call.answered:
+            return
+        call.answered = True
+        self._release(call)
+        if response is None:
+            if call.cancelled:
+                response = self._make(call, 487, "Request Terminated: cancelled by the caller")
+            elif call.finals:
+                response = for_upstream(best_response(call.finals))
+            else:
+                response = self._make(call, 480, "Temporarily Unavailable: no carrier available")
+        if call.server is not None:
+            node.respond(call.server, response)
+        if call.reached is not None and call.outbound:
+            self._cdr(call, response.status, None, self.clock())
+
+    # -- responses (§16.7) --------------------------------------------------------------
+    def on_response(
+        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    ) -> None:
+        if txn is None:
+            dest = forward_stray(response, self.local(node))
+            if dest is not None:
+                node.send_stateless(response, dest)
+            return
+        context = txn.context
+        kind = type(context)
+        if kind is Try:
+            self._attempt_response(node, context, response, txn)  # type: ignore[arg-type]
+        elif kind is Relay:
+            self._relay_response(node, context, response)  # type: ignore[arg-type]
+        elif self.prober is not None and self.prober.owns(txn):
+            self.prober.on_response(node, response, txn, source)
+
+    def _attempt_response(
+        self, node: Node, attempt: Try, response: Response, txn: ClientTransaction
+    ) -> None:
+        status = response.status
+        if status == 100:
+            return  # hop by hop (§16.7 step 5); not a sign the carrier found the callee
+        headers = response.headers
+        headers.pop_first_value("via")
+        if "via" not in headers:
+            return
+        call = attempt.call
+        if attempt.done:
+            if 200 <= status < 300 and not attempt.answered:
+                self._hang_up(node, txn, response)  # answered after we gave up on it
+            elif 200 <= status < 300:
+                self._upstream_2xx(node, call, response)  # a retransmission, or another fork
+            return
+        if status < 200:
+            if attempt.pdd is None:
+                attempt.pdd = self._now() - attempt.sent
+                self.pdd.disarm(attempt)
+            self.timer_c.arm(attempt, self._now())  # §16.6 step 11: reset on every 1xx
+            if not call.answered and call.server is not None:
+                node.respond(call.server, response)
+        elif status < 300:
+            self._answered(node, attempt, response)
+        else:
+            self._failed(node, attempt, response)
+
+    def _answered(self, node: Node, attempt: Try, response: Response) -> None:
+        call = attempt.call
+        if attempt.pdd is None:
+            attempt.pdd = self._now() - attempt.sent
+        attempt.answered = True
+        self._ended(attempt, response.status, answered=True)
+        self._upstream_2xx(node, call, response)
+        if call.answered:
+            return
+        call.answered = True
+        candidate = attempt.hop.candidate
+        if candidate is not None and call.outbound:
+            # The counted carrier stays counted until the BYE.
+            self.dialogs[response.call_id] = Answered(
+                response.call_id,
+                call.account,
+                call.caller,
+                call.number,
+                candidate,
+                attempt.hop.address,
+                call.start,
+                self.clock(),
+                self._now(),
+            )
+            call.carrier = None
+        else:
+            self._release(call)
+        call.request = None  # type: ignore[assignment]  # nothing more is forwarded from it
+        call.hops = []
+
+    def _upstream_2xx(self, node: Node, call: Call, response: Response) -> None:
+        """Every 2xx goes upstream (§16.7 step 5, RFC 6026)."""
+        server = call.server
+        if server is not None and server.state in _FORWARDING:
+            node.respond(server, response)
+        else:
+            node.send_stateless(response, via_address(response.via))
+
+    def on_timeout(self, node: Node, txn: Transaction) -> None:
+        """Timer B/F: the hop answered 408 (§16.7 step 2)."""
+        context = txn.context
+        if type(context) is Try:
+            if not context.done:
+                dest = context.hop.address
+                self._failed(
+                    node, context, self._make(context.call, 408, f"Request Timeout: {dest}")
+                )
+        elif type(context) is Relay:
+            if context.server is not None:
+                response = context.server.request.response(408, to_tag=None)
+                node.respond(context.server, response)
+        elif self.prober is not None and self.prober.owns(txn):
+            self.prober.on_timeout(node, txn)
+
+    def on_terminated(self, node: Node, txn: Transaction) -> None:
+        """Break the references of a finished transaction (reference counting frees the call)."""
+        context = txn.context
+        txn.context = None
+        kind = type(context)
+        if kind is Try:
+            context.txn = None  # type: ignore[union-attr]
+            if not context.done:  # type: ignore[union-attr]
+                reason = "Service Unavailable: attempt ended unanswered"
+                self._failed(node, context, self._make(context.call, 503, reason))  # type: ignore[union-attr,arg-type]
+        elif kind is Call:
+            context.server = None  # type: ignore[union-attr]
+        elif kind is Relay:
+            context.server = None  # type: ignore[union-attr]
+
+    # -- CANCEL (§16.10) ----------------------------------------------------------------
+    def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
+        invite = txn.cancels
+        if invite is None:
+            reason = "Call/Transaction Does Not Exist: no INVITE matches this CANCEL"
+            self._reject(node, txn, Rejection(481, reason))
+            return
+        node.respond(txn, request.response(200, to_tag=new_tag()))
+        call = invite.context
+        if type(call) is not Call or call.answered:
+            return
+        call.cancelled = True
+        attempt = call.current
+        if attempt is not None and not attempt.done:
+            if attempt.txn is not None:
+                node.cancel(attempt.txn)  # at once after a 1xx, else at its first (§9.1)
+            self._ended(attempt, 487)
+        self._finish(node, call)
+
+    # -- in-dialog requests ---------------------------------------------------------------
+    def _in_dialog(
+        self,
+        node: Node,
+        request: Request,
+        txn: ServerTransaction,
+        source: Address,
+        ours: dict[str, str] | None,
+    ) -> None:
+        if not (self.sources.known_host(source) or self.sources.classify(source) is Source.PEER):
+            self._reject(node, txn, Rejection(403, "Forbidden: not a party of our calls"))
+            return
+        if "route" in request.headers:
+            dest = next_hop(request)
+            strict_route(request)
+        else:
+            dest = resolve(request.uri)
+        local = self.local(node)
+        if dest is None or dest.transport not in local.addresses or local.is_self(dest):
+            self._reject(node, txn, Rejection(404, f"Not Found: no next hop for {request.uri}"))
+            return
+        if request.method == "BYE":
+            self._hung_up(request.call_id)
+        copy = Request(request.method, request.uri, request.headers.copy(), request.body)
+        decrement_max_forwards(copy)
+        copy.headers.prepend("Via", local.via(dest.transport, branch_for(loop_key(request))))
+        relay = Relay(txn)
+        txn.context = relay
+        client = node.send_request(copy, dest)
+        client.context = relay
+
+    def _relay_response(self, node: Node, relay: Relay, response: Response) -> None:
+        if response.status == 100:
+            return
+        headers = response.headers
+        headers.pop_first_value("via")
+        if "via" not in headers:
+            return
+        server = relay.server
+        if server is not None and server.state in _FORWARDING:
+            node.respond(server, response)
+        elif 200 <= response.status < 300 and response.cseq.method == "INVITE":
+            node.send_stateless(response, via_address(response.via))
+
+    def _hung_up(self, call_id: str) -> None:
+        """A BYE, from either side, ends an answered call: the CDR, the statistics."""
+        answered = self.dialogs.pop(call_id, None)
+        if answered is None:
+            return
+        end = self.clock()
+        candidate = answered.candidate
+        live = self.live
+        live.counters.end(candidate.carrier.name)
+        live.stats.record_call_end(
+            candidate.carrier.name, candidate.prefix, end - answered.answer, call_id=call_id
+        )
+        self.cdrs.add(
+            bill(
+                Cdr(
+                    call_id=call_id,
+                    account=answered.account,
+                    caller=answered.caller,
+                    callee=answered.callee,
+                    prefix=candidate.prefix,
+                    carrier=candidate.carrier.name,
+                    gateway=answered.gateway,
+                    rate=candidate.rate.rate,
+                    start=answered.start,
+                    end=end,
+                    final_code=200,
+                    node=self.node_name,
+                    answer=answered.answer,
+                    connect_fee=candidate.rate.connect_fee,
+                    first_increment=candidate.rate.first_increment,
+                    next_increment=candidate.rate.next_increment,
+                )
+            )
+        )
+
+    def _cdr(self, call: Call, code: int, answer: float | None, end: float) -> None:
+        attempt = call.reached
+        assert attempt is not None
+        candidate = attempt.hop.candidate
+        rate = candidate.rate
+        self.cdrs.add(
+            bill(
+                Cdr(
+                    call_id=call.request.call_id,
+                    account=call.account,
+                    caller=call.caller,
+                    callee=call.number,
+                    prefix=candidate.prefix,
+                    carrier=candidate.carrier.name,
+                    gateway=attempt.hop.address,
+                    rate=rate.rate,
+                    start=call.start,
+                    end=end,
+                    final_code=code,
+                    node=self.node_name,
+                    answer=answer,
+                    connect_fee=rate.connect_fee,
+                    first_increment=rate.first_increment,
+                    next_increment=rate.next_increment,
+                )
+            )
+        )
+
+    # -- stateless forwarding -------------------------------------------------------------
+    def _forward_ack(self, node: Node, request: Request) -> None:
+        dest = forward_ack(request, self.local(node))
+        if dest is None:
+            event(log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
+            return
+        node.send_stateless(request, dest)
+
+    def _hang_up(self, node: Node, txn: ClientTransaction, response: Response) -> None:
+        """A 2xx from an attempt we gave up on (the PDD limit, a CANCEL that
+        crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261)."""
+        local = self.local(node)
+        try:
+            dialog = Dialog.uac(txn.request, response)
+        except ParseError:
+            return
+        dialog.route_set = [r for r in dialog.route_set if not local.names_us(_uri_of(r))]
+        transport = txn.dest.transport
+        ack, _ = dialog.create_ack(
+            txn.request.cseq.number, via=local.via(transport, branch_for("ack"))
+        )
+        node.send_stateless(ack, txn.dest)
+        bye, _ = dialog.create_request("BYE", via=local.via(transport, branch_for("bye")))
+        node.send_request(bye, txn.dest)
+        event(log, "late_answer_ended", call_id=response.call_id, gateway=txn.dest)
+
+    # -- our own answers ------------------------------------------------------------------
+    def _make(self, call: Call, status: int, reason: str) -> Response:
+        request = call.request if call.request is not None else call.server.request  # type: ignore[union-attr]
+        return request.response(status, reason, to_tag=new_tag())
+
+    def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
+        request = txn.request
+        response = request.response(rejection.status, rejection.reason, to_tag=new_tag())
+        for name, value in rejection.headers:
+            response.headers.add(name, value)
+        response.headers.add("Server", self.server_header)
+        node.respond(txn, response)
+        if log.isEnabledFor(logging.INFO):
+            event(
+                log,
+                "rejected",
+                status=rejection.status,
+                reason=rejection.reason,
+                method=request.method,
+                call_id=request.call_id,
+            )
+
+    def _capabilities(self, request: Request) -> Response:
+        response = request.response(200, to_tag=new_tag())
+        headers = response.headers
+        headers.add("Allow", ALLOW)
+        headers.add("Accept", "application/sdp")
+        headers.add("Server", self.server_header)
+        return response
+
+    # -- timers ---------------------------------------------------------------------------
+    def expire(self, node: Node, now: float) -> None:
+        """Run the PDD limit and timer C due at ``now`` (monotonic)."""
+        for attempt in self.pdd.expire(now):
+            if attempt.done or attempt.pdd is not None:
+                continue
+            if attempt.txn is not None:
+                node.cancel(attempt.txn)  # at once after a 100, else at its first 1xx (§9.1)
+            limit = self.pdd.duration
+            reason = f"Request Timeout: no provisional response from {attempt.hop.address} in {limit:g} s"
+            self._failed(node, attempt, self._make(attempt.call, 408, reason))
+        for attempt in self.timer_c.expire(now):
+            if not attempt.done and attempt.txn is not None:
+                node.cancel(attempt.txn)  # its 487 ends it
+        self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Answered calls never hung up (both sides gone): closed after MAX_CALL."""
+        if not self.dialogs:
+            return
+        first = next(iter(self.dialogs.values()))
+        if now - first.answered_at < MAX_CALL:
+            return
+        stale = [cid for cid, a in self.dialogs.items() if now - a.answered_at >= MAX_CALL]
+        for call_id in stale:
+            self._hung_up(call_id)
+
+    def _ensure_tick(self) -> None:
+        if self._tick_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # driven by hand (tests call expire)
+            self._tick_handle = loop.call_later(TIMER_TICK, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        node = self._node
+        if node is not None:
+            try:
+                self.expire(node, self._now())
+            except Exception:
+                log.exception("event=router_error where=expire")
+        if self.pdd or self.timer_c or self.dialogs:
+            self._ensure_tick()
+
+
+def _attempt(
+    candidate: Any, gateway: str, start: float, code: int, pdd: float | None, answered: bool
+) -> Attempt:
+    return Attempt(candidate.carrier.name, candidate.prefix, gateway, start, code, pdd, answered)
+
+
+def _uri_of(route: str) -> str:
+    return route.strip().removeprefix("<").partition(">")[0]
