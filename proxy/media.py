@@ -25,7 +25,6 @@ still get through.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,16 +32,21 @@ from enum import Enum
 from typing import Any
 
 from sipline.logs import event
+from sipline.ng.anchoring import (
+    has_sdp,
+    packets,
+    sent_from_elsewhere,
+    source_flags,
+)
 from sipline.ng.client import NgClient, NgError
-from sipline.sip.address import DEFAULT_PORT, Address
-from sipline.sip.message import Message, Request, Response
+from sipline.sip.address import Address
+from sipline.sip.message import Request, Response
 
 from .routing import Plan
 
 log = logging.getLogger("sipline.proxy.media")
 
 ANCHORED = "ma"  # our Record-Route parameter: this dialog's media goes through the relay
-SDP = "application/sdp"
 OFFER_METHODS = frozenset(("INVITE", "UPDATE"))  # their SDP is an offer (RFC 3264, RFC 3311)
 
 
@@ -214,55 +218,4 @@ def caller_behind_nat(request: Request, source: Address) -> bool:
     Via or its SDP names: a NAT rewrote the source (RFC 3581 §1)."""
     if not _one_via(request):
         return False  # through another proxy: the source is that proxy
-    via = request.via
-    if via.host.strip("[]").lower() != source.host.lower():
-        return True
-    # A stream's source port is ephemeral; a datagram's is where the UA listens.
-    if source.transport == "UDP" and (via.port or DEFAULT_PORT["UDP"]) != source.port:
-        return True
-    address = connection_address(request.body)
-    return address is not None and not _unspecified(address) and address != source.host
-
-
-def has_sdp(message: Message) -> bool:
-    return bool(message.body) and message.content_type == SDP
-
-
-def connection_address(body: bytes) -> str | None:
-    """The address of the first ``c=`` line (RFC 4566 §5.7), without parsing the rest."""
-    at = body.find(b"\nc=")
-    if at < 0:
-        return None
-    line = body[at + 3 : body.find(b"\n", at + 3)].decode("ascii", "replace").split()
-    return line[2].partition("/")[0] if len(line) >= 3 else None
-
-
-def source_flags(message: Message, source: Address, *, direct: bool) -> dict[str, Any]:
-    """ng flags that make the relay send to where the message came from until the
-    party's RTP arrives and is latched, when the party sent it itself from behind NAT."""
-    address = connection_address(message.body)
-    if not direct or address is None or address == source.host:
-        return {}
-    family = "IP6" if ":" in source.host else "IP4"
-    return {"flags": ["SIP-source-address"], "received_from": [family, source.host]}
-
-
-def packets(stats: dict[str, Any]) -> str:
-    """``tag:packets`` of each party's RTP in a delete or query reply, for the log."""
-    out = []
-    for tag, party in sorted((stats.get("tags") or {}).items()):
-        count = sum(
-            stream.get("stats", {}).get("packets", 0)
-            for media in party.get("medias", [])
-            for stream in media.get("streams", [])
-            if "RTCP" not in stream.get("flags", [])
-        )
-        out.append(f"{tag}:{count}")
-    return ",".join(out)
-
-
-def _unspecified(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_unspecified  # 0.0.0.0: on hold (RFC 3264 §8.4)
-    except ValueError:
-        return False  # a host name: leave it to the Via
+    return sent_from_elsewhere(request.via, request.body, source)

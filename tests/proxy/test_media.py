@@ -15,20 +15,14 @@ import pytest
 
 from proxy.authn import Authenticator
 from proxy.location import Location
-from proxy.media import (
-    ANCHORED,
-    MediaAnchor,
-    caller_behind_nat,
-    connection_address,
-    packets,
-    wants_anchoring,
-)
+from proxy.media import ANCHORED, MediaAnchor, caller_behind_nat, wants_anchoring
 from proxy.router import Router
 from proxy.routing import Plan, Target
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from relay.media import RelayOptions, RtpRelay
 from sipline.config import ConfigError, Settings, load_settings
 from sipline.net.node import Node
+from sipline.ng.anchoring import connection_address, packets
 from sipline.ng.client import NgClient
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
