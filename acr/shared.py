@@ -24,8 +24,16 @@ TIMEOUT = 1.0
 
 def open_redis(url: str) -> Redis:
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    return Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    # One retry on a fresh connection: a pooled one may have died with a Redis restart.
+    return Redis.from_url(
+        url,
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        retry=Retry(NoBackoff(), 1),
+    )
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:

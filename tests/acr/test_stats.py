@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from redis.asyncio import Redis
 
@@ -161,6 +163,7 @@ async def test_the_relays_media_figures_are_fetched_after_the_call(redis_url: st
 
 
 async def test_redis_going_away_never_reaches_the_call_path(redis_url: str, caplog) -> None:
+    caplog.set_level(logging.INFO, "sipline.acr.live")
     stats = open_stats("redis://127.0.0.1:1/0", HOUR)  # nobody listens there
     stats.record_attempt(attempt())
     await stats.sync()  # logged, not raised

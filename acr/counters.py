@@ -1,0 +1,327 @@
+"""Concurrent calls and calls per second per carrier, counted across both ACR nodes.
+
+Redis holds the shared truth, per carrier:
+
+- ``sipline:acr:calls:<carrier>``, a hash with two fields per node run
+  (``NODE.RANDOM``): ``NODE.RANDOM``, its calls in progress, and
+  ``NODE.RANDOM:exp``, until when that count holds. A node changes only its
+  own fields: +1 per call its ``acquire`` admits (in the script), and at each
+  ``sync()`` the calls it admitted without Redis minus the calls that ended
+  (one MULTI/EXEC, kept for the next sync when it fails), plus a fresh expiry.
+  A node that stops syncing (dead, restarted, or cut off from Redis) drops out
+  of the totals when its count expires (``TTL``); the fields of a run long
+  gone are deleted by the next sync of another.
+- ``sipline:acr:cps:<carrier>:<second>``, the new calls of that wall-clock
+  second across both nodes (INCR; expires after a few seconds).
+
+Two ways to admit a call:
+
+- ``await acquire(carrier, now)`` is exact across the nodes: one Redis round
+  trip (a Lua script that adds up the nodes' live counts, checks the cps
+  bucket and, when there is room, counts the call in both, atomically; none at
+  all for a carrier without limits). When Redis is away it falls back to
+  ``try_start`` without trying Redis per call until a sync gets through.
+- ``try_start(carrier, now)`` never waits: it admits against this node's own
+  count plus the other nodes' as of the last ``sync()`` (their calls in
+  progress, and their new calls in the last full second as the estimate of
+  this one). Between two syncs both nodes may admit into the same spare room,
+  so the limits can be overshot by what the other node admitted in that time
+  (at most about one sync interval's worth).
+
+``end(name)`` lowers this node's count at once; the other node sees the freed
+room after this node's next ``sync()`` (about a second), which errs towards
+refusing, never towards overshooting. Every ``now`` is wall-clock time: the
+cps buckets are shared seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from acr.model import Carrier
+from acr.shared import Link, open_redis, redis_errors
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+__all__ = ["Counters", "open_counters"]
+
+CALLS = "sipline:acr:calls:"
+CPS = "sipline:acr:cps:"
+TTL = 10  # seconds a node's count holds without a refresh
+STALE = 60  # seconds after which an expired count is deleted
+KEEP_SECONDS = 3  # recent seconds of own new calls kept locally
+
+ADMITTED, NO_CAPACITY, NO_CPS = 0, 1, 2
+
+# KEYS: calls hash, cps bucket. ARGV: node, capacity (-1: none), cps (-1: none), now, ttl.
+ACQUIRE = """
+local node, exp = ARGV[1], ARGV[1] .. ':exp'
+local capacity, cps = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+if capacity >= 0 then
+  local fields = redis.call('HGETALL', KEYS[1])
+  local values = {}
+  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
+  local total = 1
+  for name, value in pairs(values) do
+    if string.sub(name, -4) ~= ':exp' then
+      local n = math.max(0, tonumber(value) or 0)
+      if name == node then
+        total = total + n
+      elseif tonumber(values[name .. ':exp'] or '0') >= now then
+        total = total + n
+      end
+    end
+  end
+  if total > capacity then return 1 end
+end
+if cps >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= cps then return 2 end
+redis.call('HINCRBY', KEYS[1], node, 1)
+redis.call('HSET', KEYS[1], exp, string.format('%.3f', now + ttl))
+redis.call('EXPIRE', KEYS[1], 3600)
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], 5)
+return 0
+"""
+
+
+@dataclass(slots=True)
+class Count:
+    """One carrier's limits and what this node knows of its use."""
+
+    capacity: int | None = None
+    cps: int | None = None
+    active: int = 0  # this node's calls in progress
+    reserved: int = 0  # this node's acquires under way (Redis asked, no answer yet)
+    others: int = 0  # the other nodes' calls in progress, at the last sync
+    others_cps: int = 0  # the other nodes' new calls in the last full second, at the last sync
+    started: int = 0  # calls admitted without Redis, not yet added to this node's count there
+    ended: int = 0  # calls ended, not yet taken off this node's count there
+    seconds: dict[int, int] = field(default_factory=dict)  # this node's new calls per second
+    unpushed: dict[int, int] = field(default_factory=dict)  # of those, not yet in the bucket
+    refused: int = 0
+
+    def new_calls(self, second: int) -> int:
+        return self.seconds.get(second, 0)
+
+    def admits(self, second: int) -> int:
+        """ADMITTED, or why not, by this node's picture."""
+        if self.capacity is not None and self.active + self.reserved + self.others >= self.capacity:
+            return NO_CAPACITY
+        if self.cps is not None and self.new_calls(second) + self.others_cps >= self.cps:
+            return NO_CPS
+        return ADMITTED
+
+    def count(self, second: int, pushed: bool) -> None:
+        self.active += 1
+        self.seconds[second] = self.seconds.get(second, 0) + 1
+        if not pushed:
+            self.started += 1
+            self.unpushed[second] = self.unpushed.get(second, 0) + 1
+        if len(self.seconds) > KEEP_SECONDS:
+            for old in [s for s in self.seconds if s <= second - KEEP_SECONDS]:
+                del self.seconds[old]
+
+    def headroom(self, second: int) -> float:
+        share = 1.0
+        if self.capacity is not None:
+            used = self.active + self.others
+            share = 1.0 - used / self.capacity if self.capacity > 0 else 0.0
+        if self.cps is not None:
+            rate = max(self.new_calls(second), self.new_calls(second - 1)) + self.others_cps
+            share = min(share, 1.0 - rate / self.cps if self.cps > 0 else 0.0)
+        return min(1.0, max(0.0, share))
+
+
+class Counters:
+    """Per-carrier concurrent-call and cps counters, in process or shared through Redis."""
+
+    def __init__(
+        self,
+        redis: Redis | None = None,
+        *,
+        node: str = "local",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.node = node
+        self.clock = clock
+        self.link = Link("counters")
+        self.owns_redis = False
+        self.counts: dict[str, Count] = {}
+        self._script: AsyncScript | None = redis.register_script(ACQUIRE) if redis else None
+        # This run's field names: a count a crashed run left behind just expires.
+        self.member = f"{node}.{secrets.token_hex(4)}"
+        self._stale: dict[str, list[str]] = {}  # carrier -> long-expired fields to delete
+
+    def set_carriers(self, carriers: Iterable[Carrier]) -> None:
+        """Take the carriers' current limits (on start and on every reload)."""
+        for carrier in carriers:
+            self._count(carrier)
+
+    def _count(self, carrier: Carrier) -> Count:
+        count = self.counts.get(carrier.name)
+        if count is None:
+            count = self.counts[carrier.name] = Count()
+        count.capacity, count.cps = carrier.capacity, carrier.cps
+        return count
+
+    # -- the call path --
+
+    def try_start(self, carrier: Carrier, now: float) -> bool:
+        """Admit a new call by the local picture (no I/O); False when a limit would be passed."""
+        count = self._count(carrier)
+        second = int(now)
+        if count.admits(second) != ADMITTED:
+            count.refused += 1
+            return False
+        count.count(second, pushed=False)
+        return True
+
+    async def acquire(self, carrier: Carrier, now: float) -> bool:
+        """Admit a new call exactly across the nodes: one Redis round trip (none without limits)."""
+        count = self._count(carrier)
+        if (
+            self._script is None
+            or not self.link.ok
+            or (carrier.capacity is None and carrier.cps is None)
+        ):
+            return self.try_start(carrier, now)
+        if carrier.capacity is not None and count.active + count.reserved >= carrier.capacity:
+            count.refused += 1  # full with this node's own calls: no need to ask
+            return False
+        second = int(now)
+        capacity = -1 if carrier.capacity is None else carrier.capacity
+        cps = -1 if carrier.cps is None else carrier.cps
+        count.reserved += 1
+        try:
+            verdict = await self._script(
+                keys=[CALLS + carrier.name, f"{CPS}{carrier.name}:{second}"],
+                args=[self.member, capacity, cps, f"{now:.3f}", TTL],
+            )
+        except redis_errors() as exc:
+            self.link.failed(exc)
+            count.reserved -= 1
+            return self.try_start(carrier, now)
+        count.reserved -= 1
+        if verdict != ADMITTED:
+            count.refused += 1
+            return False
+        count.count(second, pushed=True)
+        return True
+
+    def end(self, carrier_name: str) -> None:
+        """A call admitted by ``try_start`` or ``acquire`` ended."""
+        count = self.counts.get(carrier_name)
+        if count is not None and count.active > 0:
+            count.active -= 1
+            count.ended += 1
+
+    def headroom(self, carrier_name: str, now: float | None = None) -> float:
+        """Spare share of the carrier's capacity and cps, 0..1 (the smaller); 1 with no limits."""
+        count = self.counts.get(carrier_name)
+        if count is None:
+            return 1.0
+        return count.headroom(int(self.clock() if now is None else now))
+
+    def active(self, carrier_name: str) -> int:
+        """Calls in progress through the carrier across the nodes, as this node knows it."""
+        count = self.counts.get(carrier_name)
+        return 0 if count is None else count.active + count.others
+
+    # -- sharing --
+
+    async def sync(self) -> None:
+        """Push this node's changes, read the others' counts; never raises (Redis away: retried)."""
+        if self.redis is None:
+            return
+        now = self.clock()
+        last = int(now) - 1
+        names = [n for n, c in self.counts.items() if c.capacity is not None or c.cps is not None]
+        sent: dict[str, tuple[int, int, dict[int, int]]] = {}
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name in names:
+                    count = self.counts[name]
+                    key = CALLS + name
+                    sent[name] = (count.started, count.ended, dict(count.unpushed))
+                    if count.started != count.ended:
+                        pipe.hincrby(key, self.member, count.started - count.ended)
+                    pipe.hset(key, f"{self.member}:exp", f"{now + TTL:.3f}")
+                    if stale := self._stale.pop(name, None):
+                        pipe.hdel(key, *stale)
+                    pipe.expire(key, 3600)
+                    for second, n in count.unpushed.items():
+                        pipe.incrby(f"{CPS}{name}:{second}", n)
+                        pipe.expire(f"{CPS}{name}:{second}", 5)
+                for name in names:
+                    pipe.hgetall(CALLS + name)
+                    pipe.get(f"{CPS}{name}:{last}")
+                replies = await pipe.execute()
+        except redis_errors() as exc:
+            self.link.failed(exc)
+            return
+        self.link.succeeded()
+        reads = replies[len(replies) - 2 * len(names) :]
+        for i, name in enumerate(names):
+            count = self.counts[name]
+            started, ended, unpushed = sent[name]
+            count.started -= started
+            count.ended -= ended
+            for second, n in unpushed.items():
+                left = count.unpushed.get(second, 0) - n
+                if left > 0:
+                    count.unpushed[second] = left
+                else:
+                    count.unpushed.pop(second, None)
+            count.others, stale = _others(reads[2 * i], self.member, now)
+            if stale:
+                self._stale[name] = stale
+            count.others_cps = max(0, int(reads[2 * i + 1] or 0) - count.new_calls(last))
+
+    async def close(self) -> None:
+        """Drop this node's counts from the shared picture (its calls are gone with it)."""
+        if self.redis is not None:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for name in self.counts:
+                        pipe.hdel(CALLS + name, self.member, f"{self.member}:exp")
+                    await pipe.execute()
+            except redis_errors() as exc:
+                self.link.failed(exc)
+            if self.owns_redis:
+                await self.redis.aclose()
+
+
+def _others(fields: dict[bytes, bytes], member: str, now: float) -> tuple[int, list[str]]:
+    """The other nodes' live counts in a calls hash, and the fields long expired."""
+    total = 0
+    stale = []
+    for key, value in fields.items():
+        name = key.decode(errors="replace")
+        if name == member or name.endswith(":exp"):
+            continue
+        try:
+            expires = float(fields.get(f"{name}:exp".encode(), b"0"))
+            if expires >= now:
+                total += max(0, int(value))
+            elif expires < now - STALE:
+                stale += [name, f"{name}:exp"]
+        except ValueError:
+            continue
+    return total, stale
+
+
+def open_counters(
+    redis_url: str | None, *, node: str = "local", clock: Callable[[], float] = time.time
+) -> Counters:
+    """Counters shared through Redis at ``redis_url``, or in process when it is None."""
+    counters = Counters(open_redis(redis_url) if redis_url else None, node=node, clock=clock)
+    counters.owns_redis = redis_url is not None
+    return counters
