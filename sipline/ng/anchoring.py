@@ -41,10 +41,15 @@ def sent_from_elsewhere(via: Via, body: bytes, source: Address) -> bool:
 
 
 def source_flags(message: Message, source: Address, *, direct: bool) -> dict[str, Any]:
-    """ng flags that make the relay send to where the message came from until the
-    party's RTP arrives and is latched, when the party sent it itself from behind NAT."""
-    address = connection_address(message.body)
-    if not direct or address is None or address == source.host:
+    """``received_from`` for a message the party sent itself (``direct``), else none."""
+    return received_from(message.body, source) if direct else {}
+
+
+def received_from(sdp: bytes, source: Address) -> dict[str, Any]:
+    """ng flags that make the relay send to ``source``, where the party's message came
+    from, until its RTP arrives and is latched, when its SDP names another address."""
+    address = connection_address(sdp)
+    if address is None or address == source.host:
         return {}
     family = "IP6" if ":" in source.host else "IP4"
     return {"flags": ["SIP-source-address"], "received_from": [family, source.host]}
