@@ -17,7 +17,8 @@ seconds; the start of a grace period is written through at once (the first
 node to write it wins, the others adopt its time). Audit rows are written in
 batches in the background, never on a call's path.
 
-A Redis that fails lets calls through uncounted (logged and counted in
+A Redis that cannot be reached when the node starts is an error; one that
+fails later lets calls through uncounted (logged and counted in
 ``failures``): refusing every call while Redis is down would be worse.
 """
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipline.logs import event
-from sipline.storage.database import Database, StorageError
+from sipline.storage.database import Database, StorageError, redact
 
 from .accounts import Accounts, AuditRow
 from .grace import Counted, Licence, LocalCalls
@@ -107,8 +108,17 @@ class RedisCalls:
         import redis.asyncio
 
         self.ttl = ttl
+        self.url = url
         self.client: Any = redis.asyncio.Redis.from_url(url)
         self._admit = self.client.register_script(_ADMIT)
+
+    async def check(self) -> None:
+        """StorageError naming ``redis.url`` unless Redis answers (a node checks at start)."""
+        try:
+            await self.client.ping()
+        except Exception as exc:
+            where = redact(self.url)
+            raise StorageError(f"redis.url {where}: Redis cannot be reached: {exc}") from None
 
     async def admit(self, account: str, call_id: str, limit: int | None, now: float) -> Counted:
         admitted, count, new = await self._admit(
@@ -160,13 +170,16 @@ class Licences:
 
     @classmethod
     async def open(cls, settings: Any, db: Database) -> Licences:
-        """Redis counters when ``redis.url`` is set, else in process; licences loaded now."""
+        """Redis counters when ``redis.url`` is set (StorageError now if it cannot be
+        reached), else in process; licences loaded now."""
         ttl = settings.b2bua.max_call_duration + TTL_MARGIN
         counter: Counter = (
             RedisCalls(settings.redis.url, ttl) if settings.redis.url else InProcess(ttl)
         )
         licences = cls(db, counter, grace_hours=settings.b2bua.grace_hours, node=settings.node.name)
         try:
+            if isinstance(counter, RedisCalls):
+                await counter.check()
             await licences.start()
         except BaseException:
             await counter.close()

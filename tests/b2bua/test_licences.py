@@ -12,7 +12,7 @@ from b2bua.accounts import Accounts
 from b2bua.grace import EXCEEDED, HOUR
 from b2bua.licences import Admission, InProcess, Licences, RedisCalls
 from sipline.config import Settings
-from sipline.storage import Database
+from sipline.storage import Database, StorageError
 
 T0 = 1_700_000_000.0
 
@@ -210,14 +210,25 @@ async def test_calls_of_a_node_that_died_are_forgotten_after_the_longest_call(
         await alive.close()
 
 
-async def test_a_redis_that_is_down_lets_calls_through_uncounted(migrated: Database) -> None:
+async def test_a_redis_that_cannot_be_reached_fails_at_start_naming_the_key(
+    migrated: Database,
+) -> None:
+    from sipline.net.ports import free_port
+
+    with pytest.raises(StorageError, match="redis.url redis://127.0.0.1"):
+        await Licences.open(settings(f"redis://127.0.0.1:{free_port()}/0"), migrated)
+
+
+async def test_a_redis_that_fails_later_lets_calls_through_uncounted(migrated: Database) -> None:
     from sipline.net.ports import free_port
 
     await Accounts(migrated).set("ACME", 0, grace_hours=0)
-    opened = await Licences.open(settings(f"redis://127.0.0.1:{free_port()}/0"), migrated)
+    gone = RedisCalls(f"redis://127.0.0.1:{free_port()}/0", ttl=60.0)
+    licences = Licences(migrated, gone, grace_hours=48)
+    await licences.start()
     try:
-        assert await opened.admit("ACME", "a", T0) == Admission(True)
-        assert opened.failures == 1
-        await opened.release("ACME", "a")
+        assert await licences.admit("ACME", "a", T0) == Admission(True)
+        assert licences.failures == 1
+        await licences.release("ACME", "a")
     finally:
-        await opened.close()
+        await licences.close()
