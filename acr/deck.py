@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -135,31 +136,41 @@ class _RowParser:
 
     def __init__(self, carrier: str, order: tuple[int, ...] | None) -> None:
         self.carrier = carrier
-        self.order = order  # None: the columns in COLUMNS order
-        self.width = len(COLUMNS) if order is None else max(order) + 1
+        self.width = len(COLUMNS) if order is None else sum(i >= 0 for i in order)
+        self.pad = len(COLUMNS)
+        self.pick: Callable[[list[str]], tuple[str, ...]] | None = None
+        if order is not None and order != tuple(range(self.width)) + (-1,) * (
+            len(COLUMNS) - self.width
+        ):
+            # Not the canonical order: pick the cells by position, absent ones from one
+            # blank cell padded after the last.
+            self.pick = itemgetter(*(i if i >= 0 else self.width for i in order))
+            self.pad = self.width + 1
         self.firsts: dict[str, int] = {"": 60}
         self.nexts: dict[str, int] = {"": 60}
         self.dates: dict[str, float | None] = {"": None}
 
     def row(self, cells: list[str]) -> DeckRow:
         n = len(cells)
-        if n != self.width:
-            if n > self.width:
-                if any(c.strip() for c in cells[self.width :]):
-                    raise ValueError(f"{n} columns, expected at most {self.width}")
-                cells = cells[: self.width]
-            else:
-                cells = cells + [""] * (self.width - n)
-        if self.order is not None:
-            cells = [cells[i] if i >= 0 else "" for i in self.order]
-        text, rate_text, fee_text, first_text, next_text, from_text, to_text = cells
+        if n != self.pad:
+            if n > self.width and any(c.strip() for c in cells[self.width :]):
+                raise ValueError(f"{n} columns, expected at most {self.width}")
+            cells = cells[: self.width] + [""] * (self.pad - min(n, self.width))
+        text, rate_text, fee_text, first_text, next_text, from_text, to_text = (
+            cells if self.pick is None else self.pick(cells)
+        )
         prefix = text.strip()
         if prefix[:1] == "+":
             prefix = prefix[1:]
         if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= MAX_PREFIX):
             raise ValueError(f"bad prefix {text!r}: expected 1 to {MAX_PREFIX} digits")
-        rate = _money(rate_text, "rate", required=True)
-        fee = _money(fee_text, "connect_fee") if fee_text else 0.0
+        try:
+            rate = float(rate_text)  # float() itself allows surrounding blanks
+        except ValueError:
+            rate = _money(rate_text, "rate", required=True)
+        if not 0.0 <= rate < math.inf:  # NaN fails too
+            raise ValueError(f"bad rate {rate_text!r}: expected a number >= 0")
+        fee = _money(fee_text, "connect_fee") if fee_text and fee_text != "0" else 0.0
         first = self.firsts.get(first_text)
         if first is None:
             first = self.firsts[first_text] = _increment(first_text, "first_increment", 0)
