@@ -1,0 +1,104 @@
+"""The state of one call while it lasts: two legs and what is in flight between them.
+
+Plain objects (no I/O, no timers of their own): the handler
+(``b2bua.handler``) changes them as messages arrive and finds them by
+Call-ID, one entry per leg. Nothing outlives the call: no call record is
+kept (accounting is the ACR's job).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sipline.sip.dialog import Dialog
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction
+
+from .legs import Local
+from .nexthop import Hop, Plan
+from .sessiontimer import SessionTimer
+
+
+class Phase(enum.Enum):
+    ADMITTING = "admitting"  # waiting for the licence check or the relay's offer
+    CALLING = "calling"  # the B leg's INVITE is out
+    ANSWERED = "answered"  # a 2xx went to the caller, its ACK not yet here
+    CONFIRMED = "confirmed"
+    ENDED = "ended"
+
+
+@dataclass(slots=True, eq=False)
+class Leg:
+    """One side of the call: A (we are its UAS) or B (we are its UAC)."""
+
+    call: Call
+    name: str  # "A" or "B"
+    call_id: str
+    local: Local  # our address on this leg's transport
+    dialog: Dialog | None = None
+    timer: SessionTimer | None = None
+    sdp: bytes = b""  # the last session description we sent on this leg
+    update_allowed: bool = False  # the peer's Allow names UPDATE (refreshes without SDP)
+
+    @property
+    def peer(self) -> Leg:
+        call = self.call
+        return call.b if self is call.a else call.a
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass(slots=True, eq=False)
+class Relay:
+    """A request from one leg sent on to the other: ``server`` is where its answer goes."""
+
+    call: Call
+    source: Leg  # the leg the request came on
+    server: ServerTransaction
+    answer: Response | None = None  # a 2xx to a re-INVITE, sent again until its ACK
+    cseq: int = 0  # our request's CSeq number on the other leg (its ACK reuses it)
+    acked: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Own:
+    """A request the B2BUA sends itself on ``leg``: a BYE or a session refresh."""
+
+    call: Call
+    leg: Leg
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    a_tag: str  # our To tag on the A leg
+    a_from_tag: str  # the caller's tag
+    b_tag: str  # our From tag on the B leg
+    server: ServerTransaction | None  # the caller's INVITE, until its ACK
+    started: float  # monotonic
+    phase: Phase = Phase.ADMITTING
+    plan: Plan | None = None
+    hop: Hop | None = None
+    b_sdp: bytes = b""  # the offer the B leg's INVITE carries
+    b_invite: Request | None = None  # until the 2xx is ACKed
+    client: ClientTransaction | None = None  # the B leg's current INVITE
+    cseq: int = 0  # the B leg's INVITE CSeq
+    last_failure: Response | None = None
+    answer: Response | None = None  # the 2xx sent to the caller, sent again until its ACK
+    answering: bool = False  # the relay is rewriting an answer
+    refreshed_se: bool = False  # the B leg's INVITE was sent again after a 422
+    account: str | None = None
+    admitted: bool = False
+    media: bool = False
+    reinvite: Relay | None = None  # the re-INVITE whose 2xx awaits its ACK
+    offering: bool = False  # the relay works on the caller's offer
+    a: Leg = None  # type: ignore[assignment]  # set right after the call is made
+    b: Leg = None  # type: ignore[assignment]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    @property
+    def call_id(self) -> str:
+        return self.a.call_id

@@ -1,0 +1,162 @@
+"""The messages of one leg built from the other's: what crosses and what does not.
+
+The B leg's INVITE is built in one pass over the A leg's parsed headers
+(no re-parse): a new Call-ID, From tag, CSeq, Via and Contact, and none of
+the A side's topology (Via, Record-Route, Route, Contact, Call-ID) nor its
+hop-by-hop headers. Responses and in-dialog requests cross with a short
+list of end-to-end headers only. Toward a pattern route's gateways (outside
+the network) the internal identity headers are stripped too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import NameAddr, header_key
+from sipline.sip.ids import new_branch
+from sipline.sip.message import Headers, Request, Response
+from sipline.sip.uri import SipUri, parse_uri
+
+ACCOUNT_HEADER = "X-Sipline-Account"
+
+# Never copied from the A leg's INVITE to the B leg's: topology, what we set
+# ourselves, credentials for the proxy, and hop-by-hop session timer values.
+_NOT_COPIED = frozenset((
+    "via", "route", "record-route", "contact", "call-id", "cseq", "from", "to",
+    "max-forwards", "content-length", "session-expires", "min-se", "supported",
+    "authorization", "proxy-authorization", "proxy-require", "path", "x-sipline-account",
+))  # fmt: skip
+# Also kept from gateways outside the network (RFC 3325 §5: identity stays in the trust domain).
+_INTERNAL = frozenset((
+    "p-asserted-identity", "p-preferred-identity", "remote-party-id", "privacy",
+    "p-charging-vector", "user-agent", "subject",
+))  # fmt: skip
+
+# End to end: what responses and in-dialog requests take to the other leg.
+RESPONSE_HEADERS = (
+    "Content-Type", "Allow", "Require", "RSeq", "Unsupported", "Retry-After", "Warning",
+    "Reason", "Accept", "Content-Disposition", "P-Asserted-Identity",
+)  # fmt: skip
+REQUEST_HEADERS = (
+    "Allow", "Require", "Accept", "RAck", "Event", "Info-Package", "Reason",
+    "Content-Disposition", "Subscription-State", "Refer-To", "Referred-By",
+)  # fmt: skip
+
+
+class Local:
+    """This B2BUA's own address on a transport, as Via and Contact show it."""
+
+    __slots__ = ("host", "port", "transport", "contact", "_via")
+
+    def __init__(self, address: Address) -> None:
+        self.host, self.port, self.transport = address.host, address.port, address.transport
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
+        self.contact = f"<sip:b2bua@{host}:{self.port}{suffix}>"
+        self._via = f"SIP/2.0/{self.transport} {host}:{self.port};branch="
+
+    def via(self) -> str:
+        return f"{self._via}{new_branch()};rport"
+
+
+def b_invite(
+    a: Request,
+    local: Local,
+    *,
+    call_id: str,
+    from_tag: str,
+    cseq: int,
+    body: bytes,
+    supported: str,
+    extra: Iterable[tuple[str, str]] = (),
+    external: bool = False,
+) -> Request:
+    """The B leg's INVITE from the A leg's: ``supported`` replaces Supported
+    (our extensions added to the caller's), ``extra`` is added (session timer,
+    account); ``external`` strips internal identity headers too."""
+    a_from = a.from_
+    params = dict(a_from.params)
+    params["tag"] = from_tag
+    from_ = str(NameAddr(a_from.uri_text, a_from.display, params, angle=True))
+    max_forwards = a.max_forwards
+    headers = Headers()
+    add = headers.add
+    add("Via", local.via())
+    add("Max-Forwards", str(max(0, (70 if max_forwards is None else max_forwards) - 1)))
+    add("From", from_)
+    add("To", a.headers.get("to") or "")
+    add("Call-ID", call_id)
+    add("CSeq", f"{cseq} INVITE")
+    add("Contact", local.contact)
+    add("Supported", supported)
+    skip = _NOT_COPIED | _INTERNAL if external else _NOT_COPIED
+    for name, value in a.headers:
+        key = header_key(name)  # compact forms too (RFC 3261 §7.3.3)
+        if key not in skip and not key.startswith("x-sipline-"):
+            add(name, value)
+    for name, value in extra:
+        add(name, value)
+    return Request("INVITE", a.uri, headers, body)
+
+
+def copy_headers(source: Headers, target: Headers, names: Iterable[str]) -> None:
+    for name in names:
+        for value in source.get_all(name):
+            target.add(name, value)
+
+
+def crossing_response(
+    request: Request,
+    response: Response,
+    *,
+    to_tag: str | None,
+    contact: str | None,
+    record_route: bool,
+    body: bytes | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """The response to ``request`` (ours to answer) carrying ``response``'s
+    status, reason, body and end-to-end headers; ``record_route`` copies the
+    request's Record-Route (a dialog-creating response, RFC 3261 §12.1.1)."""
+    out = request.response(response.status, response.reason, to_tag=to_tag)
+    headers = out.headers
+    if record_route:
+        for value in request.headers.get_all("record-route"):
+            headers.add("Record-Route", value)
+    if contact is not None:
+        headers.add("Contact", contact)
+    copy_headers(response.headers, headers, RESPONSE_HEADERS)
+    if "require" in headers:  # timer is each leg's own (RFC 4028); 100rel crosses
+        kept = [v for v in headers.values("require") if v.strip().lower() != "timer"]
+        headers.remove("require")
+        if kept:
+            headers.add("Require", ", ".join(kept))
+    for name, value in extra:
+        headers.add(name, value)
+    out.body = response.body if body is None else body
+    return out
+
+
+def next_hop_address(uri_text: str) -> Address:
+    """Where a request to ``uri_text`` goes: its host and port (maddr, DNS SRV
+    and NAPTR are not used between our nodes), UDP unless transport=tcp."""
+    uri = parse_uri(uri_text)
+    if not isinstance(uri, SipUri):
+        raise ParseError(f"cannot reach {uri_text}")
+    transport = (uri.transport or "udp").upper()
+    if transport not in ("UDP", "TCP"):
+        raise ParseError(f"transport {transport} not served")
+    host = uri.host.strip("[]")
+    return Address(transport, host, uri.port or DEFAULT_PORT[transport])
+
+
+def with_supported(value: str | None, extension: str) -> str:
+    """A Supported value with ``extension`` among the others."""
+    if not value:
+        return extension
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if extension not in (n.lower() for n in names):
+        names.append(extension)
+    return ", ".join(names)

@@ -1,0 +1,161 @@
+"""Where a call's B leg goes: the ACR pair in round robin, or a pattern route's gateways.
+
+``NextHops.plan`` gives the ordered list of hops one call tries (failover on
+timeout or 503 walks it). A hop that failed ``probe_failures`` OPTIONS probes
+in a row is down and goes to the end of the list (tried only when every
+other hop has failed); it is up again after ``probe_successes`` answered
+probes in a row (hysteresis). Pattern routes are matched in order: a pattern
+of digits (with an optional leading +) is a prefix of the dialled number,
+anything else a regular expression matching the whole number.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.message import Request
+from sipline.sip.uri import SipUri, TelUri
+
+
+@dataclass(slots=True, eq=False)
+class Hop:
+    """An ACR node or a gateway, with its probe state."""
+
+    address: Address
+    up: bool = True
+    failures: int = 0  # probes failed in a row
+    successes: int = 0  # probes answered in a row
+    probing: bool = False  # a probe is out and unanswered
+
+    def __str__(self) -> str:
+        return f"{self.address.host}:{self.address.port}"
+
+
+@dataclass(slots=True)
+class Route:
+    """A pattern route: numbers it matches go to its gateways, in order."""
+
+    name: str
+    pattern: str
+    hops: list[Hop]
+    prefix: str | None = None
+    regex: re.Pattern[str] | None = None
+
+    def matches(self, number: str) -> bool:
+        if self.prefix is not None:
+            return number.startswith(self.prefix)
+        assert self.regex is not None
+        return self.regex.fullmatch(number) is not None
+
+
+@dataclass(slots=True)
+class Plan:
+    """The hops one call tries, in order; ``route`` names the pattern route (None: the ACRs)."""
+
+    hops: list[Hop]
+    route: str | None = None
+    tried: int = 0  # hops tried so far
+
+    def next(self) -> Hop | None:
+        if self.tried >= len(self.hops):
+            return None
+        hop = self.hops[self.tried]
+        self.tried += 1
+        return hop
+
+
+@dataclass(slots=True)
+class NextHops:
+    acr: list[Hop]
+    routes: list[Route]
+    probe_failures: int = 3
+    probe_successes: int = 2
+    hops: dict[Address, Hop] = field(default_factory=dict)  # every distinct hop, to probe
+    _turn: int = 0
+
+    @classmethod
+    def from_settings(cls, b2bua: Any) -> NextHops:
+        """From the [b2bua] section: ``acr``, ``routes``, ``probe_failures``, ``probe_successes``."""
+        hops: dict[Address, Hop] = {}
+
+        def hop(text: str) -> Hop:
+            address = udp_address(text)
+            found = hops.get(address)
+            if found is None:
+                found = hops[address] = Hop(address)
+            return found
+
+        acr = [hop(text) for text in b2bua.acr]
+        routes = []
+        for entry in b2bua.routes:
+            route = Route(
+                entry.name or entry.pattern, entry.pattern, [hop(g) for g in entry.gateways]
+            )
+            if entry.pattern.lstrip("+").isdigit():
+                route.prefix = entry.pattern
+            else:
+                route.regex = re.compile(entry.pattern)
+            routes.append(route)
+        return cls(acr, routes, b2bua.probe_failures, b2bua.probe_successes, hops)
+
+    def plan(self, number: str) -> Plan:
+        """The hops a call to ``number`` tries: a matching route's gateways in order
+        (up ones first), else the ACR nodes in round robin over the up ones."""
+        for route in self.routes:
+            if route.matches(number):
+                return Plan(_up_first(route.hops), route.name)
+        up = [hop for hop in self.acr if hop.up]
+        if up:
+            turn = self._turn % len(up)
+            self._turn = turn + 1
+            ordered = up[turn:] + up[:turn]
+            if len(up) < len(self.acr):
+                ordered += [hop for hop in self.acr if not hop.up]
+            return Plan(ordered)
+        return Plan(list(self.acr))
+
+    def probed(self, hop: Hop, answered: bool) -> bool:
+        """Count a probe's outcome; True when the hop went up or down."""
+        hop.probing = False
+        if answered:
+            hop.failures = 0
+            hop.successes += 1
+            if not hop.up and hop.successes >= self.probe_successes:
+                hop.up = True
+                return True
+        else:
+            hop.successes = 0
+            hop.failures += 1
+            if hop.up and hop.failures >= self.probe_failures:
+                hop.up = False
+                return True
+        return False
+
+
+def _up_first(hops: list[Hop]) -> list[Hop]:
+    if all(hop.up for hop in hops):
+        return list(hops)
+    return [hop for hop in hops if hop.up] + [hop for hop in hops if not hop.up]
+
+
+def udp_address(text: str) -> Address:
+    host, _, port = text.rpartition(":")
+    return Address("UDP", host.strip("[]"), int(port))
+
+
+def dialled_number(request: Request) -> str:
+    """The number a call is for: the Request-URI's user part (a tel: URI's number)."""
+    try:
+        uri = request.request_uri
+    except ParseError:
+        return ""
+    if isinstance(uri, SipUri):
+        user = uri.user or ""
+        return user.partition(";")[0]
+    if isinstance(uri, TelUri):
+        return uri.number
+    return ""

@@ -1,0 +1,353 @@
+"""`sipline b2bua` as a real process between sipp callers (the proxy's side) and sipp
+callees standing in for the ACR nodes and a pattern route's gateway.
+
+Each test starts the B2BUA on a free port of 127.0.0.1 with its ACR pair and
+gateways on free ports, short probe intervals and a short failover timeout.
+Callees run with -aa, which answers the B2BUA's OPTIONS probes with 200.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.proxystack import HOST, REPO, SIPLINE, answers_options
+from sipline.net.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SIPP_TIMEOUT = 30  # seconds: sipp's -timeout; the process is killed 30 s later
+PROBE_INTERVAL = 0.2
+FAILOVER_TIMEOUT = 0.5
+
+
+@dataclass
+class B2bua:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    workdir: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+StartB2bua = Callable[..., B2bua]
+
+
+@pytest.fixture
+def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
+    started: list[B2bua] = []
+
+    def start(acr: list[int], routes: list[dict[str, object]] = (), **settings: object) -> B2bua:  # type: ignore[assignment]
+        port = free_port()
+        workdir = tmp_path / f"b2bua-{len(started)}"
+        workdir.mkdir()
+        values: dict[str, object] = {
+            "port": port,
+            "acr": [f"{HOST}:{p}" for p in acr],
+            "routes": list(routes),
+            "probe_interval": PROBE_INTERVAL,
+            "probe_failures": 2,
+            "probe_successes": 2,
+            "failover_timeout": FAILOVER_TIMEOUT,
+            "media_relay": "",
+            **settings,
+        }
+        clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
+        env = {
+            **clean,
+            "SIPLINE_LOG__LEVEL": "info",
+            "SIPLINE_NODE__DRAIN_TIMEOUT": "1",
+            **{f"SIPLINE_B2BUA__{k.upper()}": v if isinstance(v, str) else json.dumps(v)
+               for k, v in values.items()},
+        }  # fmt: skip
+        log = workdir / "b2bua.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(SIPLINE), "b2bua", "--config", "configs/single.toml"], cwd=REPO, env=env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        b2bua = B2bua(process, port, log, workdir)
+        started.append(b2bua)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            answer = answers_options(port, timeout=0.2)
+            if answer is not None and answer.startswith(b"SIP/2.0 200 "):
+                return b2bua
+            time.sleep(0.1)
+        pytest.fail(f"sipline b2bua did not start:\n{b2bua.log_text()}", pytrace=False)
+
+    yield start
+    for b2bua in started:
+        if b2bua.process.poll() is None:
+            b2bua.process.send_signal(signal.SIGTERM)
+            try:
+                b2bua.process.wait(10)
+            except subprocess.TimeoutExpired:
+                b2bua.process.kill()
+                b2bua.process.wait(5)
+
+
+@dataclass
+class Sipp:
+    process: subprocess.Popen[bytes]
+    name: str
+    workdir: Path
+
+    @property
+    def messages(self) -> str:
+        path = self.workdir / f"{self.name}-messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def received(self, method: str) -> int:
+        """How many distinct ``method`` requests it received (retransmissions not counted)."""
+        return len(self.requests(method))
+
+    def requests(self, method: str) -> set[tuple[str, str]]:
+        """(Call-ID, CSeq) of the ``method`` requests in its message log that it received."""
+        found = set()
+        for block in self.messages.split("message received")[1:]:
+            text = block.split(":", 1)[1].lstrip()
+            if not text.startswith(f"{method} "):
+                continue
+            headers = dict(
+                line.split(":", 1)
+                for line in text.split("\n\n", 1)[0].splitlines()[1:]
+                if ":" in line
+            )
+            found.add((headers.get("Call-ID", "").strip(), headers.get("CSeq", "").strip()))
+        return found
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)  # sipp: quit after the calls in progress
+            self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def sipps(tmp_path: Path) -> Iterator[list[Sipp]]:
+    running: list[Sipp] = []
+    yield running
+    for sipp in running:
+        if sipp.process.poll() is None:
+            sipp.process.kill()
+            sipp.process.wait(5)
+
+
+def run_sipp(
+    sipp_bin: str, running: list[Sipp], workdir: Path, scenario: str, port: int,
+    *args: str, remote: int | None = None,
+) -> Sipp:  # fmt: skip
+    name = f"{Path(scenario).stem}-{port}-{len(running)}"
+    command = [
+        sipp_bin, *([f"{HOST}:{remote}"] if remote else []), "-sf", str(SCENARIOS / scenario),
+        "-i", HOST, "-p", str(port), "-timeout", f"{SIPP_TIMEOUT}s", "-nostdin",
+        "-trace_err", "-error_file", str(workdir / f"{name}-errors.log"),
+        "-trace_msg", "-message_file", str(workdir / f"{name}-messages.log"),
+        *args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    sipp = Sipp(process, name, workdir)
+    running.append(sipp)
+    return sipp
+
+
+def callee(
+    sipp_bin: str, running: list[Sipp], b2bua: B2bua, scenario: str, port: int, *args: str
+) -> Sipp:
+    """A sipp UAS on ``port``, once it answers OPTIONS (-aa), until stopped: every
+    OPTIONS counts as one of its calls, so -m cannot bound it."""
+    sipp = run_sipp(sipp_bin, running, b2bua.workdir, scenario, port, "-aa", *args)
+    wait_for(lambda: (answers_options(port, timeout=0.1) or b"").startswith(b"SIP/2.0 200 "))
+    return sipp
+
+
+def caller(
+    sipp_bin: str, running: list[Sipp], b2bua: B2bua, scenario: str, *args: str,
+    number: str = "+15551230000",
+) -> Sipp:  # fmt: skip
+    return run_sipp(
+        sipp_bin,
+        running,
+        b2bua.workdir,
+        scenario,
+        free_port(),
+        "-s",
+        number,
+        *args,
+        remote=b2bua.port,
+    )
+
+
+def finish(sipp: Sipp, b2bua: B2bua, what: str) -> None:
+    """Wait for a sipp run; fail with its output and the B2BUA's log unless it exited 0."""
+    try:
+        out, _ = sipp.process.communicate(timeout=SIPP_TIMEOUT + 30)
+    except subprocess.TimeoutExpired:
+        sipp.process.kill()
+        out, _ = sipp.process.communicate()
+    if sipp.process.returncode != 0:
+        errors = sipp.workdir / f"{sipp.name}-errors.log"
+        pytest.fail(
+            f"{what}: sipp exited {sipp.process.returncode}\n{out[-2000:].decode(errors='replace')}\n"
+            f"--- errors ---\n{errors.read_text(errors='replace')[-2000:] if errors.exists() else ''}\n"
+            f"--- b2bua log ---\n{b2bua.log_text()[-4000:]}",
+            pytrace=False,
+        )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+# -- calls ---------------------------------------------------------------------------------------
+def test_a_call_crosses_as_a_new_call_with_nothing_of_the_caller_s_topology(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr, free_port()])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "200")
+    finish(near, b2bua, "caller")
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    invite = far.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+    sent = near.messages.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+    caller_call_id = next(line for line in sent.splitlines() if line.startswith("Call-ID:"))
+    assert caller_call_id not in invite
+    assert "proxy=hidden" not in invite  # the caller's Record-Route
+    assert f":{near.name.split('-')[-2]}" not in invite  # the caller's port: Via, Contact
+    assert "P-Asserted-Identity: <sip:caller@example.com>" in invite  # toward the ACR: kept
+    assert "Session-Expires: 1800" in invite and "timer" in invite
+    assert far.received("BYE") == 1
+    answered = near.messages.split("SIP/2.0 200 OK", 1)[1].split("\n\n", 1)[0]
+    assert "proxy=hidden" in answered  # our answer carries the caller's Record-Route back
+    assert f"{HOST}:{acr}" not in answered  # and nothing of the far side's
+
+
+def test_a_reinvite_from_the_caller_crosses_and_bye_ends_both_legs(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_reinvite.xml", "-m", "1", "-d", "200")
+    finish(near, b2bua, "caller")
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    assert far.received("INVITE") == 2
+    assert far.received("ACK") == 2
+
+
+def test_the_far_side_s_reinvite_and_bye_reach_the_caller(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_bye.xml", acr, "-d", "300")
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_callee_bye.xml", "-m", "1")
+    finish(near, b2bua, "caller")
+    far.stop()
+    assert near.received("INVITE") == 1 and near.received("BYE") == 1
+
+
+def test_a_cancel_while_it_rings_cancels_the_far_side(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_ring.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_cancel.xml", "-m", "1")
+    finish(near, b2bua, "caller")
+    far.stop()
+
+
+def test_a_call_longer_than_the_limit_is_ended_on_both_legs(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], max_call_duration=1.0)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_callee_bye.xml", "-m", "1")
+    finish(near, b2bua, "caller")  # got a BYE
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+
+
+# -- next hops -------------------------------------------------------------------------------------
+def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    first, second = free_port(), free_port()
+    b2bua = start_b2bua([first, second])
+    refusing = callee(sipp_bin, sipps, b2bua, "b2bua_uas_unavailable.xml", first)
+    taking = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", second)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "4", "-r", "10", "-d", "100")
+    finish(near, b2bua, "caller")
+    wait_for(lambda: taking.received("BYE") == 4)
+    refusing.stop()
+    taking.stop()
+    assert taking.received("BYE") == 4
+    assert refusing.received("INVITE") == 2  # round robin: every other call tried it first
+
+
+def test_a_number_matching_a_pattern_route_goes_to_its_gateway_without_internal_headers(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr, gateway = free_port(), free_port()
+    routes = [{"name": "emergency", "pattern": "^(112|911)$", "gateways": [f"{HOST}:{gateway}"]}]
+    b2bua = start_b2bua([acr], routes=routes)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", gateway)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", number="112")
+    finish(near, b2bua, "caller")
+    far.stop()
+    assert "P-Asserted-Identity" not in far.messages
+
+
+def test_calls_go_on_through_the_secondary_while_the_primary_is_down_and_round_robin_resumes(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    primary, secondary = free_port(), free_port()
+    b2bua = start_b2bua([primary, secondary])
+    first = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    second = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", secondary)
+    calls = ("-r", "10", "-d", "50", "-m")
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "6"), b2bua, "both up")
+
+    first.stop()  # the primary goes away: no caller sees a failure
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "10"), b2bua, "primary down")
+    assert "next_hop_down" in b2bua.log_text()
+
+    again = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    wait_for(lambda: "next_hop_up" in b2bua.log_text())
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "6"), b2bua, "primary back")
+    wait_for(lambda: second.received("BYE") == 3 + 10 + 3)
+    second.stop()
+    again.stop()
+    assert first.received("INVITE") == 3
+    assert second.received("INVITE") == 3 + 10 + 3  # every call while the primary was down
+    # Round robin over both again (the primary, back, also sees the INVITEs sent
+    # to it while it was down, retransmitted until timer B; their 200s get ACK and BYE).
+    assert again.received("INVITE") >= 3
