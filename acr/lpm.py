@@ -38,12 +38,14 @@ class PrefixTable:
         unique = {""}
         unique.update(prefixes)
         texts = list(unique)
-        for text in texts:
-            if not (text.isdigit() and text.isascii()) and text:
-                raise ValueError(f"prefix {text!r}: digits only")
-            if len(text) > MAX_DIGITS:
-                raise ValueError(f"prefix {text!r}: longer than {MAX_DIGITS} digits")
-        self.digits = max(map(len, texts))
+        if not _all_digits(texts):
+            bad = next(t for t in texts if not _all_digits([t]))
+            raise ValueError(f"prefix {bad!r}: digits only")
+        longest = max(map(len, texts))
+        if longest > MAX_DIGITS:
+            bad = next(t for t in texts if len(t) > MAX_DIGITS)
+            raise ValueError(f"prefix {bad!r}: longer than {MAX_DIGITS} digits")
+        self.digits = longest
         self._scale = 10 ** np.arange(self.digits, -1, -1, dtype=np.int64)  # by length
         keys = self._encode(texts)
         keys.sort()
@@ -57,7 +59,10 @@ class PrefixTable:
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         """Sortable int64 keys ``lo * 20 + L`` of digit strings (validated by the caller)."""
         length = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-        value = np.fromiter((int(t) if t else 0 for t in texts), dtype=np.int64, count=len(texts))
+        try:
+            value = np.fromiter(map(int, texts), dtype=np.int64, count=len(texts))
+        except ValueError:  # "" is among them
+            value = np.fromiter((int(t or 0) for t in texts), dtype=np.int64, count=len(texts))
         return value * self._scale[length] * _LENGTHS + length
 
     def _parents(self, lo: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -111,16 +116,19 @@ class PrefixTable:
     def indices(self, prefixes: Sequence[str]) -> np.ndarray:
         """Exact indices (int32, -1 where absent) of many prefixes at once."""
         texts = list(prefixes)
-        bad = [t for t in texts if len(t) > self.digits or (t and not (t.isdigit() and t.isascii()))]
-        if bad:
-            keys = np.full(len(texts), -1, dtype=np.int64)
-            rejected = set(bad)
-            good = [i for i, t in enumerate(texts) if t not in rejected]
-            keys[good] = self._encode([texts[i] for i in good])
-        else:
+        if _all_digits(texts) and max(map(len, texts), default=0) <= self.digits:
             keys = self._encode(texts)
+        else:
+            keys = np.full(len(texts), -1, dtype=np.int64)
+            good = [i for i, t in enumerate(texts) if len(t) <= self.digits and _all_digits([t])]
+            keys[good] = self._encode([texts[i] for i in good])
         at = np.minimum(self._keys.searchsorted(keys), len(self._keys) - 1)
         return np.where(self._keys[at] == keys, at, -1).astype(np.int32)
+
+    def span(self, index: int) -> tuple[int, int]:
+        """The index range of the prefix at ``index`` and every prefix it starts."""
+        end = int(self._keys.searchsorted(int(self._hi[index]) * _LENGTHS))
+        return index, end
 
     def prefix(self, index: int) -> str:
         """The digit string at ``index``."""
@@ -136,3 +144,9 @@ class PrefixTable:
         order = np.argsort(self.length, kind="stable")
         bounds = np.searchsorted(self.length[order], np.arange(1, self.digits + 2))
         return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _all_digits(texts: Sequence[str]) -> bool:
+    """Whether every string is ASCII digits ("" counts): one pass in C over them all."""
+    joined = "".join(texts)
+    return not joined or (joined.isdigit() and joined.isascii())

@@ -118,10 +118,16 @@ def media_score(mos: float | None, loss: float | None) -> float | None:
 
 
 def quality_score(f: QualityFigures) -> float:
-    """Weighted mean of the known quality parts."""
+    """Weighted mean of the known quality parts, the call-experience parts (PDD, ACD,
+    media) counting only as far as calls connect: fast ringing on calls that fail
+    is worth nothing."""
     parts = quality_parts(f)
     total = sum(QUALITY_WEIGHTS[k] for k in parts)
-    return sum(QUALITY_WEIGHTS[k] * v for k, v in parts.items()) / total
+    reached = parts["ner"]
+    score = 0.0
+    for k, v in parts.items():
+        score += QUALITY_WEIGHTS[k] * (v if k in ("ner", "asr") else v * reached)
+    return score / total
 
 
 def availability_score(up_share: float, headroom: float) -> float:
@@ -158,12 +164,16 @@ def weights(profile: RoutingProfile) -> tuple[float, float, float]:
     return (wa / total, wq / total, wp / total)
 
 
-def floor_reasons(profile: RoutingProfile, quality: float, rate: float) -> list[str]:
-    """Why a candidate fails the profile's hard floors (empty: it passes)."""
+def floor_reasons(profile: RoutingProfile, quality: float | None, rate: float) -> list[str]:
+    """Why a candidate fails the profile's hard floors (empty: it passes).
+
+    ``quality`` None: no figures yet, so min_quality does not apply (a carrier
+    could otherwise never earn the figures, not even by exploration).
+    """
     reasons = []
     if profile.max_price is not None and rate > profile.max_price:
         reasons.append(f"over max_price {profile.max_price:g}")
-    if profile.min_quality is not None and quality < profile.min_quality:
+    if profile.min_quality is not None and quality is not None and quality < profile.min_quality:
         reasons.append(f"under min_quality {profile.min_quality:g}")
     return reasons
 

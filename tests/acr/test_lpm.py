@@ -60,7 +60,15 @@ def test_leading_zeros_are_digits_like_any_other():
 def test_every_prefix_knows_its_longest_proper_prefix_in_the_table():
     table = PrefixTable(DECK)
     parents = {table.prefix(i): table.prefix(int(table.parent[i])) for i in range(1, len(table))}
-    assert parents == {"1": "", "44": "", "4420": "44", "442079": "4420", "00": "", "0044": "00", "9": ""}
+    assert parents == {
+        "1": "",
+        "44": "",
+        "4420": "44",
+        "442079": "4420",
+        "00": "",
+        "0044": "00",
+        "9": "",
+    }
     assert table.parent[0] == -1
 
 

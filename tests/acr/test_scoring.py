@@ -47,7 +47,10 @@ def test_the_same_ratio_on_more_calls_is_a_surer_and_higher_bound():
 
 
 def test_three_calls_answered_of_three_is_not_better_than_2700_of_3000():
-    few, many = calls(3, 3, pdd_mean=1.0, acd_mean=120), calls(3000, 2700, pdd_mean=1.0, acd_mean=120)
+    few, many = (
+        calls(3, 3, pdd_mean=1.0, acd_mean=120),
+        calls(3000, 2700, pdd_mean=1.0, acd_mean=120),
+    )
     assert quality_score(few) < quality_score(many)
 
 
@@ -61,6 +64,11 @@ def test_no_figures_score_only_the_neutral_prior_on_means():
 
 
 # -- quality --
+
+
+def test_a_carrier_that_rarely_connects_scores_low_whatever_its_pdd_and_acd():
+    assert quality_score(Figures(5000, 50, 70, pdd_mean=0.5, acd_mean=300)) < 0.05
+    assert quality_score(NO_FIGURES) == 0.0
 
 
 def test_shorter_post_dial_delay_and_longer_calls_score_higher():
@@ -102,7 +110,11 @@ def test_media_score_from_mos_else_from_loss():
 
 
 def test_quality_is_within_zero_and_one():
-    for f in (NO_FIGURES, calls(10**6, 10**6, pdd_mean=0, acd_mean=10**5, mos=5), calls(10**6, 0, mos=0.5)):
+    for f in (
+        NO_FIGURES,
+        calls(10**6, 10**6, pdd_mean=0, acd_mean=10**5, mos=5),
+        calls(10**6, 0, mos=0.5),
+    ):
         assert 0.0 <= quality_score(f) <= 1.0
 
 
@@ -152,6 +164,7 @@ def test_floors_say_why_a_candidate_is_left_out():
     assert floor_reasons(profile, 0.6, 0.02) == []
     assert floor_reasons(profile, 0.4, 0.03) == ["over max_price 0.02", "under min_quality 0.5"]
     assert floor_reasons(RoutingProfile(), 0.0, 99.0) == []
+    assert floor_reasons(profile, None, 0.01) == []  # no figures yet: not judged on quality
 
 
 # -- exploration --
