@@ -6,6 +6,7 @@ Registered through the ``sipline.commands`` entry-point group.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sipline.config import Settings
 
@@ -23,6 +24,11 @@ def cmd_b2bua(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
 
     from b2bua.server import serve_b2bua
+    from sipline.storage import StorageError
 
-    uvloop.run(serve_b2bua(settings))
+    try:
+        uvloop.run(serve_b2bua(settings))
+    except StorageError as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -85,6 +85,8 @@ class LicencesLike(Protocol):
 class MediaLike(Protocol):
     def wants(self, request: Request, source: Address) -> bool: ...
 
+    def caller(self, request: Request, source: Address) -> Address: ...
+
     def offer(
         self, call_id: str, from_tag: str, sdp: bytes, source: Address
     ) -> asyncio.Future[bytes]: ...
@@ -267,7 +269,8 @@ class B2buaHandler(Handler):
         if media is not None and server is not None and source is not None and call.b_sdp:
             if media.wants(server.request, source):
                 call.media = call.offering = True
-                future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, source)
+                caller = media.caller(server.request, source)
+                future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, caller)
                 future.add_done_callback(lambda done: self._offered(node, call, done))
                 return
         self._call_out(node, call)

@@ -1,4 +1,11 @@
-"""The B2BUA node (``sipline b2bua``): its handler on a Node at [b2bua] host:port, and its life."""
+"""The B2BUA node (``sipline b2bua``): its handler on a Node at [b2bua] host:port, and its life.
+
+``serve_b2bua`` opens the database (the accounts and their licences live
+there: a SQLite file is migrated here, a MySQL schema must be current), loads
+the subscribers' accounts and the licences (counters in Redis when
+``redis.url`` is set), makes the relay's ng client if media is anchored, and
+runs the node until SIGTERM or SIGINT; then it drains and closes them all.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,12 @@ from sipline.config import listening_on
 from sipline.logs import event
 from sipline.net.node import Node, tune_gc
 from sipline.net.signals import until_stopped
+from sipline.storage import Database, migrate, open_database, require_current_schema
 
+from .accounts import AccountDirectory
 from .handler import B2buaHandler
+from .licences import Licences
+from .media import LegMedia
 
 log = logging.getLogger("sipline.b2bua")
 
@@ -31,6 +42,7 @@ class B2buaNode:
         event(
             log, "b2bua_started", node=self.settings.node.name,
             address=f"{b2bua.host}:{b2bua.port}", acr=",".join(b2bua.acr), routes=len(b2bua.routes),
+            media=b2bua.media_relay if self.handler.media is not None else "-",
         )  # fmt: skip
 
     async def stop(self) -> None:
@@ -41,12 +53,42 @@ class B2buaNode:
 
 
 async def serve_b2bua(settings: Any) -> None:
-    """Run the B2BUA until SIGTERM or SIGINT, then drain and return."""
-    b2bua = B2buaNode(settings)
-    await b2bua.start()
-    tune_gc()
+    """Run the B2BUA until SIGTERM or SIGINT, then drain and return.
+
+    StorageError if the database cannot be opened or its schema is outdated,
+    or Redis (``redis.url``) cannot be reached."""
+    db = await open_database(settings.database.url)
+    directory: AccountDirectory | None = None
+    licences: Licences | None = None
+    media: LegMedia | None = None
     try:
-        received = await until_stopped()
-        event(log, "signal", signal=received.name if received else "stop")
+        await prepare_schema(db)
+        directory = AccountDirectory(db)
+        await directory.load()
+        licences = await Licences.open(settings, db)
+        media = LegMedia.from_settings(settings.b2bua)
+        b2bua = B2buaNode(settings, accounts=directory, licences=licences, media=media)
+        await b2bua.start()
+        tune_gc()
+        try:
+            received = await until_stopped()
+            event(log, "signal", signal=received.name if received else "stop")
+        finally:
+            await b2bua.stop()
     finally:
-        await b2bua.stop()
+        if media is not None:
+            media.close()
+        if licences is not None:
+            await licences.close()
+        if directory is not None:
+            directory.close()
+        await db.close()
+
+
+async def prepare_schema(db: Database) -> None:
+    """A SQLite file is this node's own and migrated here; MySQL's schema is the operator's."""
+    if db.dialect == "sqlite":
+        for version in await migrate(db):
+            event(log, "schema_migrated", version=f"{version:03d}")
+    else:
+        await require_current_schema(db)

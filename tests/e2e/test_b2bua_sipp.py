@@ -8,6 +8,7 @@ Callees run with -aa, which answers the B2BUA's OPTIONS probes with 200.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxystack import HOST, REPO, SIPLINE, answers_options
+from b2bua.accounts import Accounts
+from bench.proxystack import HOST, REPO, SIPLINE, Phone, answers_options, provision
 from sipline.net.ports import free_port
+from sipline.storage import Subscribers, open_database
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +51,12 @@ StartB2bua = Callable[..., B2bua]
 def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
     started: list[B2bua] = []
 
-    def start(acr: list[int], routes: list[dict[str, object]] = (), **settings: object) -> B2bua:  # type: ignore[assignment]
+    def start(
+        acr: list[int],
+        routes: list[dict[str, object]] = (),  # type: ignore[assignment]
+        database: str | None = None,
+        **settings: object,
+    ) -> B2bua:
         port = free_port()
         workdir = tmp_path / f"b2bua-{len(started)}"
         workdir.mkdir()
@@ -68,6 +76,7 @@ def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
             **clean,
             "SIPLINE_LOG__LEVEL": "info",
             "SIPLINE_NODE__DRAIN_TIMEOUT": "1",
+            "SIPLINE_DATABASE__URL": database or f"sqlite:///{workdir / 'b2bua.db'}",
             **{f"SIPLINE_B2BUA__{k.upper()}": v if isinstance(v, str) else json.dumps(v)
                for k, v in values.items()},
         }  # fmt: skip
@@ -351,3 +360,30 @@ def test_calls_go_on_through_the_secondary_while_the_primary_is_down_and_round_r
     # Round robin over both again (the primary, back, also sees the INVITEs sent
     # to it while it was down, retransmitted until timer B; their 200s get ACK and BYE).
     assert again.received("INVITE") >= 3
+
+
+# -- licences ---------------------------------------------------------------------------------------
+def test_a_caller_over_its_account_s_licence_after_the_grace_period_gets_403(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
+
+    async def provision_account() -> None:
+        await provision(url, [Phone("caller", "secret-1", "example.com")])
+        db = await open_database(url)
+        try:
+            await Subscribers(db).remove("caller@example.com")
+            await Subscribers(db).add("caller@example.com", "secret-1", account="acme")
+            await Accounts(db).set("acme", 0, grace_hours=0)
+        finally:
+            await db.close()
+
+    asyncio.run(provision_account())
+    acr = free_port()
+    b2bua = start_b2bua([acr], database=url)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_refused.xml", "-m", "1")
+    finish(near, b2bua, "caller")
+    far.stop()
+    assert "403 Licence Exceeded" in near.messages
+    assert far.received("INVITE") == 0
