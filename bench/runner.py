@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import proxyserve, sippstats
+from bench import b2buaserve, proxyserve, sippstats
 from sipline.net.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,12 @@ PROXY_REGISTER = Server(
     start_timeout=120.0,
     ready=proxyserve.ready,
 )
+# The B2BUA alone (bench/b2buaserve.py), one sipp UAS standing in for its ACR pair.
+B2BUA_NODE = Server(
+    ("python", "-m", "bench.b2buaserve"),
+    {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
+    ready=b2buaserve.ready,
+)
 # sipp 3.6 takes no keyword inside [authentication ...]: -au/-ap name the CSV fields.
 _DIGEST = ("-au", "[field0]", "-ap", "[field2]")
 
@@ -101,6 +107,12 @@ SCENARIOS: dict[str, Scenario] = {
             sipp_args=("-inf", str(SCENARIO_DIR / "call-caller.csv"), *_DIGEST,
                        "-auth_uri", "bob@example.com"),
             answer_timeout=4.5,
+        ),
+        Scenario("b2bua", "b2bua_uac.xml", B2BUA_NODE, service="+15551230000"),
+        # Calls held 10 s: concurrent calls = 10 x rate, for memory per 1000 calls.
+        Scenario(
+            "b2bua_hold", "b2bua_uac.xml", B2BUA_NODE, service="+15551230000",
+            sipp_args=("-d", "10000"), answer_timeout=14.0,
         ),
         Scenario(
             "register", "register.xml", PROXY_REGISTER, service="registrar",
