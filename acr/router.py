@@ -141,6 +141,7 @@ class AcrRouter(Handler):
         self.node_name = node_name
         self.trusted = list(acr.trusted)
         self.server_header: str = settings.sip.server_header
+        self._transports = len(settings.sip.transports)
         self.live = live
         self.cdrs = cdrs
         self.clock = clock
@@ -178,8 +179,12 @@ class AcrRouter(Handler):
                     addresses[transport] = node.local_address(transport)
                 except LookupError:
                     pass
-            local = self._local = Local(addresses, [])
-            self._node = node
+            local = Local(addresses, [])
+            # Not before the node listens on every transport: a datagram can
+            # arrive while the node is still opening its TCP listener.
+            if len(addresses) == self._transports:
+                self._local = local
+                self._node = node
         return local
 
     # -- requests -----------------------------------------------------------------------
@@ -310,8 +315,7 @@ class AcrRouter(Handler):
     # -- serial failover ----------------------------------------------------------------
     def _next(self, node: Node, call: Call) -> None:
         """Send the call to its next usable hop, or answer upstream when none is left."""
-        local = self._local
-        assert local is not None
+        local = self.local(node)
         now = self.clock()
         live = self.live
         while True:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import b2buaserve, proxyserve, sippstats
+from bench import acrserve, b2buaserve, proxyserve, sippstats
 from sipline.net.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,13 @@ PROXY_REGISTER = Server(
     start_timeout=120.0,
     ready=proxyserve.ready,
 )
+# One ACR node (bench/acrserve.py) with three sipp carriers behind it; 1 call in 10 fails over.
+ACR_NODE = Server(
+    ("python", "-m", "bench.acrserve"),
+    {"SIPLINE_LOG__LEVEL": "warning", "SIPLINE_NODE__DRAIN_TIMEOUT": "1"},
+    start_timeout=60.0,
+    ready=acrserve.ready,
+)
 # The B2BUA alone (bench/b2buaserve.py), one sipp UAS standing in for its ACR pair.
 B2BUA_NODE = Server(
     ("python", "-m", "bench.b2buaserve"),
@@ -107,6 +114,10 @@ SCENARIOS: dict[str, Scenario] = {
             sipp_args=("-inf", str(SCENARIO_DIR / "call-caller.csv"), *_DIGEST,
                        "-auth_uri", "bob@example.com"),
             answer_timeout=4.5,
+        ),
+        Scenario(
+            "acr", "acr.xml", ACR_NODE, service="acr",
+            sipp_args=("-inf", str(SCENARIO_DIR / "acr-numbers.csv")),
         ),
         Scenario("b2bua", "b2bua_uac.xml", B2BUA_NODE, service="+15551230000"),
         # Calls held 10 s: concurrent calls = 10 x rate, for memory per 1000 calls.
