@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 TRANSPORTS = ("UDP", "TCP")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
-DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error")
+DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error", "not_started")
 
 
 class Tally:

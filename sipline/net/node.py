@@ -65,6 +65,9 @@ class Node:
         self._tcp: TcpEndpoint | None = None
         self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
+        # False until every transport listens: the UDP socket reads before the TCP
+        # listener is up, and the handler may rely on both (its Via, its Record-Route).
+        self._started = False
         self._stop_metrics: Callable[[], None] | None = None
         self._dispatch: dict[type, Callable[[Any], None]] = {
             Send: self._send,
@@ -87,6 +90,7 @@ class Node:
         if metrics is not None and metrics.port:
             self._stop_metrics = start_metrics_server(metrics.host, metrics.port)
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        self._started = True
         for transport in self._senders:
             event(log, "listening", node=self.settings.node.name, address=self.local_address(transport))
 
@@ -179,6 +183,9 @@ class Node:
     # -- from the transports (the Sink protocol) -------------------------------------
     def message_received(self, data: bytes, source: Address) -> None:
         # The layer stamps received/rport (RFC 3581) on the requests it takes.
+        if not self._started:
+            self.metrics.dropped["not_started"].inc()  # the sender retransmits
+            return
         try:
             message = parse_message(data, stream=source.transport != "UDP")
         except ParseError as exc:

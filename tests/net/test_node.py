@@ -254,6 +254,24 @@ async def test_malformed_response_is_dropped_and_counted() -> None:
     assert counter("sipline_sip_dropped", reason="parse_error") == dropped + 1
 
 
+def test_a_message_before_every_transport_listens_is_dropped_and_counted() -> None:
+    # The UDP socket reads before the TCP listener is up; the handler may need both.
+    class Recorder(MinimalHandler):
+        def __init__(self) -> None:
+            super().__init__("test")
+            self.requests: list[Request] = []
+
+        def on_request(self, node: Node, request: Request, txn: Any, source: Address) -> None:
+            self.requests.append(request)
+
+    dropped = counter("sipline_sip_dropped", reason="not_started")
+    handler = Recorder()
+    node = Node(make_settings(), handler)
+    node.message_received(request(), Address("UDP", HOST, 5999))
+    assert handler.requests == []
+    assert counter("sipline_sip_dropped", reason="not_started") == dropped + 1
+
+
 @on_uvloop
 async def test_garbage_on_udp_and_tcp_is_dropped_and_the_node_goes_on() -> None:
     garbage = counter("sipline_sip_parse_errors", kind="garbage")
