@@ -9,24 +9,14 @@ CONFIG ?= configs/single.toml
 bootstrap:
 	@scripts/bootstrap.sh
 
-# The proxy with the embedded defaults (SQLite under ./data, no Redis): the
-# schema migrated, demo subscribers added if absent, then `sipline proxy`.
-DEMO_USERS := alice bob
+# Every role on this box with the embedded defaults (SQLite under ./data, no
+# Redis): relay, proxy, B2BUA, both ACR nodes and a simulated carrier, after
+# the schema is migrated and demo data (subscribers alice and bob, a carrier
+# with a rate deck, a DID) provisioned; see `sipline stack --help`.
 SIPLINE := $(VENV)/bin/sipline
 
 run: bootstrap
-	@$(SIPLINE) db migrate --config $(CONFIG)
-	@domain=$$($(VENV)/bin/python -c 'from sipline.config import load_settings as l; print(l("$(CONFIG)").proxy.domains[0])') && \
-	listed=$$($(SIPLINE) subscriber list --config $(CONFIG)) && \
-	for user in $(DEMO_USERS); do \
-		echo "$$listed" | grep -q "^$$user@$$domain " || \
-		echo "$$user-demo-pw" | $(SIPLINE) subscriber add "$$user@$$domain" --password-stdin --config $(CONFIG); \
-	done
-	@$(VENV)/bin/python -c "from sipline.config import load_settings; \
-		s = load_settings('$(CONFIG)'); domain = s.proxy.domains[0]; \
-		print(f'phones register at {s.sip.host}:{s.sip.port} (' + '/'.join(s.sip.transports).upper() + f'), domain {domain}'); \
-		[print(f'  demo subscriber {u}@{domain}, password {u}-demo-pw') for u in '$(DEMO_USERS)'.split()]"
-	exec $(SIPLINE) proxy --config $(CONFIG)
+	exec $(SIPLINE) stack --config $(CONFIG)
 
 test: bootstrap
 	$(VENV)/bin/python -m pytest
