@@ -35,10 +35,10 @@ _INTERNAL = frozenset((
 ))  # fmt: skip
 
 # End to end: what responses and in-dialog requests take to the other leg.
-RESPONSE_HEADERS = (
-    "Content-Type", "Allow", "Require", "RSeq", "Unsupported", "Retry-After", "Warning",
-    "Reason", "Accept", "Content-Disposition", "P-Asserted-Identity",
-)  # fmt: skip
+RESPONSE_HEADERS = frozenset((
+    "content-type", "allow", "require", "rseq", "unsupported", "retry-after", "warning",
+    "reason", "accept", "content-disposition", "p-asserted-identity",
+))  # fmt: skip
 REQUEST_HEADERS = (
     "Allow", "Require", "Accept", "RAck", "Event", "Info-Package", "Reason",
     "Content-Disposition", "Subscription-State", "Refer-To", "Referred-By",
@@ -101,12 +101,6 @@ def b_invite(
     return Request("INVITE", a.uri, headers, body)
 
 
-def copy_headers(source: Headers, target: Headers, names: Iterable[str]) -> None:
-    for name in names:
-        for value in source.get_all(name):
-            target.add(name, value)
-
-
 def crossing_response(
     request: Request,
     response: Response,
@@ -127,19 +121,35 @@ def crossing_response(
             headers.add("Record-Route", value)
     if contact is not None:
         headers.add("Contact", contact)
-    copy_headers(response.headers, headers, RESPONSE_HEADERS)
-    if "require" in headers:  # timer is each leg's own (RFC 4028); 100rel crosses
-        kept = [v for v in headers.values("require") if v.strip().lower() != "timer"]
-        headers.remove("require")
-        if kept:
-            headers.add("Require", ", ".join(kept))
+    for name, value in response.headers:  # one pass: most responses carry few of these
+        key = header_key(name)
+        if key in RESPONSE_HEADERS:
+            if key == "require":  # timer is each leg's own (RFC 4028); 100rel crosses
+                value = ", ".join(v for v in value.split(",") if v.strip().lower() != "timer")
+                if not value:
+                    continue
+            headers.add(name, value)
     for name, value in extra:
         headers.add(name, value)
     out.body = response.body if body is None else body
     return out
 
 
+_hops: dict[str, Address] = {}  # the few next hops calls use, resolved once
+
+
 def next_hop_address(uri_text: str) -> Address:
+    """``resolve`` with a small cache (the proxies' Record-Route, the ACR nodes' Contacts)."""
+    found = _hops.get(uri_text)
+    if found is None:
+        found = resolve(uri_text)
+        if len(_hops) >= 1024:
+            _hops.clear()
+        _hops[uri_text] = found
+    return found
+
+
+def resolve(uri_text: str) -> Address:
     """Where a request to ``uri_text`` goes: its host and port (maddr, DNS SRV
     and NAPTR are not used between our nodes), UDP unless transport=tcp."""
     uri = parse_uri(uri_text)
