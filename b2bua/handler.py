@@ -373,7 +373,6 @@ class B2buaHandler(Handler):
             call.answer = None
             call.server = None
             call.b_invite = None
-            call.client = None
 
     def _send_ack(self, node: Node, leg: Leg, cseq: int, request: Request | None) -> None:
         dialog = leg.dialog
@@ -500,7 +499,7 @@ class B2buaHandler(Handler):
     ) -> None:
         status = response.status
         if txn is not call.client or call.phase is Phase.ENDED:
-            if 200 <= status < 300:
+            if 200 <= status < 300 and not self._ours_already(call, response):
                 self._hang_up_stray(node, txn.request, response)
             return
         self.failover.disarm(call)
@@ -533,6 +532,18 @@ class B2buaHandler(Handler):
             self._send_invite(node, call, call.hop)
         else:
             self._fail(node, call, status, response.reason, response)
+
+    @staticmethod
+    def _ours_already(call: Call, response: Response) -> bool:
+        """A 2xx of the B leg's dialog once confirmed (the call may have ended since)."""
+        dialog = call.b.dialog
+        return (
+            dialog is not None
+            and dialog.state != "early"
+            and dialog.id.remote_tag == response.to.tag
+            and call.answer is None
+            and call.phase is not Phase.CALLING
+        )
 
     def _b_dialog(self, call: Call, request: Request, response: Response) -> None:
         if response.to.tag is None:
