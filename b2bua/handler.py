@@ -724,8 +724,15 @@ class B2buaHandler(Handler):
                 self._end(node, context.call, None, "refresh timed out")
 
     def on_terminated(self, node: Node, txn: Transaction) -> None:
-        """Break the reference from the transaction layer to the call at once."""
+        """Break the references between the layer's transaction and the call at once:
+        the B leg's INVITE (parsed) goes with its transaction, not with the call."""
+        context = txn.context
         txn.context = None
+        if type(context) is Call:
+            if context.client is txn:
+                context.client = None
+            if context.server is txn:
+                context.server = None
 
     # -- probes -------------------------------------------------------------------------------
     def _probe(self, node: Node) -> None:

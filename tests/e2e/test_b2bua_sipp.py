@@ -387,3 +387,28 @@ def test_a_caller_over_its_account_s_licence_after_the_grace_period_gets_403(
     far.stop()
     assert "403 Licence Exceeded" in near.messages
     assert far.received("INVITE") == 0
+
+
+# -- media ------------------------------------------------------------------------------------------
+def media_port(message: str) -> str:
+    return message.split("m=audio ", 1)[1].split(" ", 1)[0]
+
+
+def test_anchored_media_goes_through_real_rtpengine_on_both_legs(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str, rtpengine: int
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], media_relay=f"{HOST}:{rtpengine}", anchor_media="always")
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "200")
+    finish(near, b2bua, "caller")
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    offered = near.messages.split("INVITE sip:", 1)[1]
+    relayed = far.messages.split("INVITE sip:", 1)[1]
+    assert media_port(relayed) != media_port(offered)  # the relay's port, not the caller's
+    assert int(media_port(relayed)) >= 20_000  # rtpengine's range (sipp's own are 6000 up)
+    answered = far.messages.split("SIP/2.0 200 OK", 1)[1]
+    received = near.messages.split("SIP/2.0 200 OK", 1)[1]
+    assert media_port(received) != media_port(answered)
+    assert "media_failed" not in b2bua.log_text()
