@@ -16,11 +16,16 @@ Redis holds the shared truth, per carrier:
 
 Two ways to admit a call:
 
-- ``await acquire(carrier, now)`` is exact across the nodes: one Redis round
-  trip (a Lua script that adds up the nodes' live counts, checks the cps
-  bucket and, when there is room, counts the call in both, atomically; none at
-  all for a carrier without limits). When Redis is away it falls back to
-  ``try_start`` without trying Redis per call until a sync gets through.
+- ``admit(carrier, now)`` (and ``await acquire(carrier, now)``, the same as a
+  coroutine) is exact across the nodes: a Lua script adds up the nodes' live
+  counts, checks the cps bucket and, when there is room, counts the call in
+  both, atomically. ``admit`` gives the verdict at once when no round trip is
+  needed (a carrier without limits, no Redis, Redis away, or the carrier full
+  with this node's own calls), else a future: the admissions asked for while
+  one pipeline is out go together in the next (one round trip for them all,
+  each script still atomic), from one task per batch, none per call. When
+  Redis is away it falls back to ``try_start`` without trying Redis per call
+  until a sync gets through.
 - ``try_start(carrier, now)`` never waits: it admits against this node's own
   count plus the other nodes' as of the last ``sync()`` (their calls in
   progress, and their new calls in the last full second as the estimate of
@@ -36,6 +41,8 @@ cps buckets are shared seconds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -89,6 +96,9 @@ redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 5)
 return 0
 """
+
+
+Waiting = tuple[Carrier, float, "asyncio.Future[bool]"]  # an admission in a batch
 
 
 @dataclass(slots=True)
@@ -159,6 +169,9 @@ class Counters:
         # This run's field names: a count a crashed run left behind just expires.
         self.member = f"{node}.{secrets.token_hex(4)}"
         self._stale: dict[str, list[str]] = {}  # carrier -> long-expired fields to delete
+        self._waiting: list[Waiting] = []  # next batch
+        self._batcher: asyncio.Task[None] | None = None  # the batch out, if any
+        self.batches = 0  # pipelines of admissions sent (for tests and metrics)
 
     def set_carriers(self, carriers: Iterable[Carrier]) -> None:
         """Take the carriers' current limits (on start and on every reload)."""
@@ -184,8 +197,14 @@ class Counters:
         count.count(second, pushed=False)
         return True
 
-    async def acquire(self, carrier: Carrier, now: float) -> bool:
-        """Admit a new call exactly across the nodes: one Redis round trip (none without limits)."""
+    def admit(self, carrier: Carrier, now: float) -> bool | asyncio.Future[bool]:
+        """Admit a new call exactly across the nodes, without a task per call.
+
+        The verdict at once when no Redis round trip is needed (no limits, no
+        Redis, Redis away, full with this node's own calls), else a future of
+        it, resolved when the batch it joins comes back from Redis. Must be
+        called on the event loop.
+        """
         count = self._count(carrier)
         if (
             self._script is None
@@ -196,25 +215,85 @@ class Counters:
         if carrier.capacity is not None and count.active + count.reserved >= carrier.capacity:
             count.refused += 1  # full with this node's own calls: no need to ask
             return False
-        second = int(now)
-        capacity = -1 if carrier.capacity is None else carrier.capacity
-        cps = -1 if carrier.cps is None else carrier.cps
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         count.reserved += 1
+        self._waiting.append((carrier, now, future))
+        if self._batcher is None:
+            self._batcher = loop.create_task(self._send_batches())
+        return future
+
+    async def acquire(self, carrier: Carrier, now: float) -> bool:
+        """``admit`` as a coroutine: one Redis round trip (none without limits)."""
+        verdict = self.admit(carrier, now)
+        return verdict if isinstance(verdict, bool) else await verdict
+
+    async def _send_batches(self) -> None:
+        """Send the waiting admissions in one pipeline, until none wait."""
         try:
-            verdict = await self._script(
-                keys=[CALLS + carrier.name, f"{CPS}{carrier.name}:{second}"],
-                args=[self.member, capacity, cps, f"{now:.3f}", TTL],
-            )
-        except redis_errors() as exc:
-            self.link.failed(exc)
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                verdicts: list[int] | None = None
+                try:
+                    verdicts = await self._evaluate(batch)
+                except redis_errors() as exc:
+                    self.link.failed(exc)
+                except BaseException:  # cancelled (close), or a bug: never leave a call waiting
+                    self._settle(batch, None)
+                    raise
+                self._settle(batch, verdicts)
+        finally:
+            self._batcher = None
+            waiting, self._waiting = self._waiting, []
+            self._settle(waiting, None)
+
+    async def _evaluate(self, batch: list[Waiting]) -> list[int]:
+        from redis.exceptions import NoScriptError
+
+        assert self.redis is not None and self._script is not None
+        calls = []
+        for carrier, now, _ in batch:
+            capacity = -1 if carrier.capacity is None else carrier.capacity
+            cps = -1 if carrier.cps is None else carrier.cps
+            keys = (CALLS + carrier.name, f"{CPS}{carrier.name}:{int(now)}")
+            calls.append((*keys, self.member, capacity, cps, f"{now:.3f}", TTL))
+        self.batches += 1
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args in calls:
+                    pipe.evalsha(self._script.sha, 2, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            # Redis restarted (or its scripts flushed): none of them ran; load and resend.
+            await self.redis.script_load(ACQUIRE)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(r) for r in replies]
+
+    def _settle(
+        self,
+        batch: list[Waiting],
+        verdicts: list[int] | None,
+    ) -> None:
+        """Count and answer the admissions of a batch (by the local picture when Redis failed)."""
+        for i, (carrier, now, future) in enumerate(batch):
+            count = self._count(carrier)
             count.reserved -= 1
-            return self.try_start(carrier, now)
-        count.reserved -= 1
-        if verdict != ADMITTED:
-            count.refused += 1
-            return False
-        count.count(second, pushed=True)
-        return True
+            if verdicts is None:
+                admitted = self.try_start(carrier, now)
+            elif verdicts[i] == ADMITTED:
+                count.count(int(now), pushed=True)
+                admitted = True
+            else:
+                count.refused += 1
+                admitted = False
+            if future.done():  # given up on by its caller: the room goes back
+                if admitted:
+                    self.end(carrier.name)
+            else:
+                future.set_result(admitted)
 
     def end(self, carrier_name: str) -> None:
         """A call admitted by ``try_start`` or ``acquire`` ended."""
@@ -287,6 +366,10 @@ class Counters:
 
     async def close(self) -> None:
         """Drop this node's counts from the shared picture (its calls are gone with it)."""
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batcher
         if self.redis is not None:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:

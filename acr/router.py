@@ -323,6 +323,8 @@ class AcrRouter(Handler):
             if hop is None:
                 self._finish(node, call)
                 return
+            if hop.dest.transport not in local.addresses:
+                continue
             candidate = hop.candidate
             if candidate is not None:
                 if not live.health.gateway_up(hop.address, now):
@@ -330,20 +332,59 @@ class AcrRouter(Handler):
                 carrier = candidate.carrier
                 if call.carrier != carrier.name:
                     self._release(call)
-                    if not live.counters.try_start(carrier, now):
+                    admitted = self._admit(node, call, hop, carrier, now)
+                    if admitted is None:
+                        return  # sent on (or not) when the shared counters answer
+                    if not admitted:
                         call.skip_carrier(carrier.name)
                         continue
                     call.carrier = carrier.name
-            transport = hop.dest.transport
-            if transport not in local.addresses:
-                continue
             break
+        self._send(node, call, hop)
+
+    def _admit(self, node: Node, call: Call, hop: Hop, carrier: Carrier, now: float) -> bool | None:
+        """Whether the carrier takes one more call, or None when the answer comes later.
+
+        A carrier with a capacity or cps limit is admitted exactly across the
+        ACR nodes (``Counters.admit``: a Redis round trip, batched with the
+        other calls waiting then); one without limits by the local count alone.
+        """
+        counters = self.live.counters
+        if carrier.capacity is None and carrier.cps is None:
+            return counters.try_start(carrier, now)
+        verdict = counters.admit(carrier, now)
+        if isinstance(verdict, bool):
+            return verdict
+        verdict.add_done_callback(lambda done: self._admitted(node, call, hop, carrier, done))
+        return None
+
+    def _admitted(
+        self, node: Node, call: Call, hop: Hop, carrier: Carrier, done: asyncio.Future[bool]
+    ) -> None:
+        try:
+            admitted = not done.cancelled() and done.exception() is None and done.result()
+            if call.answered or call.cancelled:  # CANCELled (or over) while we waited
+                if admitted:
+                    self.live.counters.end(carrier.name)
+                return
+            if not admitted:
+                call.skip_carrier(carrier.name)
+                self._next(node, call)
+                return
+            call.carrier = carrier.name
+            self._send(node, call, hop)
+        except Exception:
+            log.exception("event=router_error where=admitted number=%s", call.number)
+
+    def _send(self, node: Node, call: Call, hop: Hop) -> None:
+        """Forward the call's INVITE to ``hop`` in a client transaction of its own."""
+        local = self.local(node)
         request = call.request
         copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
-        copy.headers.prepend("Via", local.via(transport, branch_for(call.key)))
-        attempt = Try(call, hop, self._now(), now)
+        copy.headers.prepend("Via", local.via(hop.dest.transport, branch_for(call.key)))
+        attempt = Try(call, hop, self._now(), self.clock())
         call.current = attempt
-        if candidate is not None:
+        if hop.candidate is not None:
             call.reached = attempt
         txn = node.send_request(copy, hop.dest)
         txn.context = attempt

@@ -176,3 +176,30 @@ async def test_redis_going_away_falls_back_to_the_local_count() -> None:
     assert not await counters.acquire(limited, AT)
     await counters.sync()
     await counters.close()
+
+
+async def test_admissions_asked_for_together_go_in_one_round_trip(redis_url: str) -> None:
+    counters = open_counters(redis_url, node="primary", clock=lambda: AT)
+    limited = carrier(capacity=4)
+    try:
+        verdicts = [counters.admit(limited, AT) for _ in range(6)]
+        assert not any(isinstance(v, bool) for v in verdicts[:4])  # futures: Redis decides
+        assert verdicts[4:] == [False, False]  # full with this node's own calls: no need to ask
+        assert await asyncio.gather(*verdicts[:4]) == [True] * 4
+        assert counters.batches == 1
+        assert counters.admit(carrier(), AT) is True  # no limits: at once, no Redis
+    finally:
+        await counters.close()
+
+
+async def test_admission_survives_redis_forgetting_its_scripts(redis_url: str) -> None:
+    counters = open_counters(redis_url, node="primary", clock=lambda: AT)
+    limited = carrier(capacity=1)
+    try:
+        assert counters.redis is not None
+        await counters.redis.script_flush()  # as after a Redis restart
+        assert await counters.acquire(limited, AT)
+        assert not await counters.acquire(limited, AT)
+        assert counters.link.ok
+    finally:
+        await counters.close()

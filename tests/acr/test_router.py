@@ -89,6 +89,9 @@ class Counters:
         self.active[carrier.name] = count + 1
         return True
 
+    def admit(self, carrier: Carrier, now: float) -> bool:
+        return self.try_start(carrier, now)
+
     def end(self, name: str) -> None:
         self.active[name] -= 1
 
