@@ -236,10 +236,19 @@ class B2buaHandler(Handler):
         if self.licences is not None and call.account is not None:
             self._spawn(
                 self.licences.admit(call.account, call_id),
-                lambda done: self._admitted(node, call, done),
+                lambda done: self._guarded(node, call, self._admitted, done),
             )
             return
         self._offer(node, call, source)
+
+    def _guarded(self, node: Node, call: Call, work: Callable[..., None], *args: Any) -> None:
+        """Run a future's callback for ``call``: what it raises fails the call, not the loop."""
+        try:
+            work(node, call, *args)
+        except Exception:
+            log.exception("event=b2bua_error where=%s call_id=%s", work.__name__, call.call_id)
+            if call.phase is not Phase.ENDED:
+                self._fail(node, call, 500, "Server Internal Error")
 
     def _admitted(self, node: Node, call: Call, done: asyncio.Future[Any]) -> None:
         if call.phase is Phase.ENDED:
@@ -271,7 +280,9 @@ class B2buaHandler(Handler):
                 call.media = call.offering = True
                 caller = media.caller(server.request, source)
                 future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, caller)
-                future.add_done_callback(lambda done: self._offered(node, call, done))
+                future.add_done_callback(
+                    lambda done: self._guarded(node, call, self._offered, done)
+                )
                 return
         self._call_out(node, call)
 
@@ -489,8 +500,8 @@ class B2buaHandler(Handler):
                 self._relay_response(node, context, response, txn)
             elif kind is Own:
                 self._own_response(node, context, response, txn)
-            elif kind is Hop:
-                self._probed(context, True)
+            elif kind is Hop and response.status >= 200:
+                self._probed(context, response.status != 503)  # 503: draining or overloaded
         except ParseError as exc:
             event(log, "bad_response", logging.DEBUG, call_id=response.call_id, reason=exc.reason)
 
@@ -561,7 +572,9 @@ class B2buaHandler(Handler):
                 return  # a retransmission while the relay works on the first
             call.answering = True
             future = self.media.answer(call.call_id, call.a_from_tag, call.a_tag, response.body)
-            future.add_done_callback(lambda done: self._answered(node, call, response, done))
+            future.add_done_callback(
+                lambda done: self._guarded(node, call, self._answered, response, done)
+            )
             return
         self._send_to_caller(node, call, response, response.body)
 
@@ -777,6 +790,10 @@ class B2buaHandler(Handler):
         client = call.client
         if client is not None and client.state in (State.CALLING, State.PROCEEDING):
             node.cancel(client)
+        elif call.phase is Phase.ANSWERED and call.b.dialog is not None:
+            # The far side answered while the relay rewrote its answer: ACK and BYE it.
+            self._send_ack(node, call.b, call.cseq, None)
+            self._bye(node, call.b)
         self._forget(call)
 
     def _end(self, node: Node, call: Call, origin: Leg | None, why: str) -> None:

@@ -625,3 +625,31 @@ def test_the_call_state_is_released_when_the_call_ends() -> None:
     node.receive(from_caller(up, "BYE", 11), PROXY)
     assert call.phase is Phase.ENDED and not handler.legs
     assert len(handler.duration) == 0 and len(handler.sessions) == 0
+
+
+@on_uvloop
+async def test_a_cancel_while_the_relay_rewrites_the_answer_acks_and_ends_the_far_side() -> None:
+    media = FakeMedia()
+    pending: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    media.answer = lambda *args: pending  # type: ignore[assignment,method-assign]
+    _, node = b2bua(media=media)
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)  # the relay has not answered yet
+    cancel = Request("CANCEL", a.uri)
+    cancel.headers.add("Via", a.headers.values("via")[0])
+    for name in ("From", "To", "Call-ID"):
+        cancel.headers.add(name, a.headers.get(name) or "")
+    cancel.headers.add("CSeq", "10 CANCEL")
+    cancel.headers.add("Max-Forwards", "70")
+    node.receive(cancel, PROXY)
+    sent = node.take()
+    assert sorted(getattr(m, "method", "") or str(m.status) for m, _ in sent) == [
+        "200", "487", "ACK", "BYE",
+    ]  # fmt: skip
+    pending.set_result(SDP)
+    await settle()
+    assert node.take() == []
+    assert media.calls[-1][0] == "delete"
