@@ -58,8 +58,14 @@ def default_profile(settings: Any) -> RoutingProfile:
 
 
 async def build_table(store: AcrStore, settings: Any, now: float) -> tuple[RouteTable, list, list]:
-    """The route table, carriers and DIDs as stored now; the table is built in a thread."""
-    carriers = [c for c in await store.carriers() if c.enabled]
+    """The route table, carriers and DIDs as stored now; the table is built in a thread.
+
+    Every carrier goes into the table, disabled ones too: they are never
+    candidates, and ``explain`` says why ("disabled"). Their gateways are
+    still carrier sources (inbound) and still probed, so their health is
+    known when they are enabled again.
+    """
+    carriers = await store.carriers()
     rates = await store.rates(now)
     profiles = await store.profiles()
     dids = await store.dids()
