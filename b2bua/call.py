@@ -60,6 +60,8 @@ class Relay:
     answer: Response | None = None  # a 2xx to a re-INVITE, sent again until its ACK
     cseq: int = 0  # our request's CSeq number on the other leg (its ACK reuses it)
     acked: bool = False
+    anchored: bool = False  # its offer went through the relay: so does the answer
+    answering: bool = False  # the relay is rewriting the answer
 
 
 @dataclass(slots=True, eq=False)

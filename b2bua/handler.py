@@ -88,7 +88,13 @@ class MediaLike(Protocol):
     def caller(self, request: Request, source: Address) -> Address: ...
 
     def offer(
-        self, call_id: str, from_tag: str, sdp: bytes, source: Address
+        self,
+        call_id: str,
+        from_tag: str,
+        sdp: bytes,
+        source: Address | None,
+        *,
+        to_tag: str | None = None,
     ) -> asyncio.Future[bytes]: ...
 
     def answer(
@@ -459,6 +465,39 @@ class B2buaHandler(Handler):
         except ParseError as exc:
             self._answer(node, txn, 502, f"Bad Gateway: {exc.reason}")
             return
+        media = self.media
+        if call.media and body and media is not None and method in ("INVITE", "UPDATE"):
+            # A new offer in an anchored call: anchored again (one ng call, the A leg's tags).
+            relay.anchored = True
+            if leg is call.a:
+                future = media.offer(call.call_id, call.a_from_tag, body, None)
+            else:
+                future = media.offer(call.call_id, call.a_tag, body, None, to_tag=call.a_from_tag)
+            future.add_done_callback(
+                lambda done: self._guarded(node, call, self._reoffered, relay, out, dest, done)
+            )
+            return
+        client = node.send_request(out, dest)
+        client.context = relay
+
+    def _reoffered(
+        self,
+        node: Node,
+        call: Call,
+        relay: Relay,
+        out: Request,
+        dest: Address,
+        done: asyncio.Future[bytes],
+    ) -> None:
+        try:
+            out.body = done.result()
+            relay.source.peer.sdp = out.body
+        except Exception as exc:
+            event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
+            relay.anchored = False  # on as it came
+        if call.phase is Phase.ENDED:
+            self._answer(node, relay.server, 481, "Call/Transaction Does Not Exist")
+            return
         client = node.send_request(out, dest)
         client.context = relay
 
@@ -636,7 +675,6 @@ class B2buaHandler(Handler):
         if peer.dialog is not None and response.to.tag == peer.dialog.id.remote_tag:
             peer.dialog.update_from_response(response)
         server = relay.server
-        method = server.method
         if 200 <= status < 300 and relay.answer is not None:
             # A 2xx to a re-INVITE again: our ACK was lost, or the other side's has not come.
             if relay.acked:
@@ -644,6 +682,41 @@ class B2buaHandler(Handler):
             else:
                 node.respond(server, relay.answer)
             return
+        if relay.anchored and response.body and status < 300 and self.media is not None:
+            if relay.answering:
+                return  # a retransmission while the relay works on the first
+            relay.answering = True
+            if relay.source is call.a:
+                tags = (call.a_from_tag, call.a_tag)
+            else:
+                tags = (call.a_tag, call.a_from_tag)
+            future = self.media.answer(call.call_id, *tags, response.body)
+            future.add_done_callback(
+                lambda done: self._guarded(node, call, self._reanswered, relay, response, done)
+            )
+            return
+        self._relay_on(node, relay, response, response.body)
+
+    def _reanswered(
+        self, node: Node, call: Call, relay: Relay, response: Response, done: asyncio.Future[bytes]
+    ) -> None:
+        relay.answering = False
+        try:
+            body = done.result()
+        except Exception as exc:
+            event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
+            body = response.body
+        if response.status >= 200:
+            relay.anchored = False  # answered: a 2xx again is a retransmission
+        self._relay_on(node, relay, response, body)
+
+    def _relay_on(self, node: Node, relay: Relay, response: Response, body: bytes) -> None:
+        """The response to a request sent on goes back to the leg the request came on."""
+        status = response.status
+        call = relay.call
+        peer = relay.source.peer
+        server = relay.server
+        method = server.method
         source = relay.source
         extra: list[tuple[str, str]] = []
         if 200 <= status < 300 and method in ("INVITE", "UPDATE"):
@@ -657,8 +730,9 @@ class B2buaHandler(Handler):
                 self.sessions.arm(source, self.clock(), source.timer.due_in)
         contact = source.local.contact if method in ("INVITE", "UPDATE") else None
         out = crossing_response(
-            server.request, response, to_tag=None, contact=contact, record_route=False, extra=extra
-        )
+            server.request, response, to_tag=None, contact=contact, record_route=False,
+            body=body, extra=extra,
+        )  # fmt: skip
         if out.body and method in ("INVITE", "UPDATE", "PRACK"):
             source.sdp = out.body
         if method == "INVITE" and status >= 200:

@@ -574,9 +574,15 @@ class FakeMedia:
         return source
 
     def offer(
-        self, call_id: str, from_tag: str, sdp: bytes, source: Address
+        self,
+        call_id: str,
+        from_tag: str,
+        sdp: bytes,
+        source: Address | None,
+        *,
+        to_tag: str | None = None,
     ) -> asyncio.Future[bytes]:
-        self.calls.append(("offer", call_id, from_tag))
+        self.calls.append(("offer", call_id, from_tag, *([to_tag] if to_tag else [])))
         return _done(b"v=0\r\nc=IN IP4 192.0.2.1\r\n")
 
     def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> asyncio.Future[bytes]:
@@ -653,3 +659,32 @@ async def test_a_cancel_while_the_relay_rewrites_the_answer_acks_and_ends_the_fa
     await settle()
     assert node.take() == []
     assert media.calls[-1][0] == "delete"
+
+
+@on_uvloop
+async def test_a_new_offer_in_an_anchored_call_is_anchored_again_from_either_side() -> None:
+    media = FakeMedia()
+    _, node = b2bua(media=media)
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, far),) = of(node.take(), "INVITE")
+    b_ok = answer(b, 200, body=SDP)
+    node.receive(b_ok, far)
+    await settle()
+    ((a_ok, _),) = node.take()
+    node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
+    node.take()
+    up = Up(a, b, a_ok, b_ok, far)
+    node.receive(from_far_side(up, "INVITE", 2, body=SDP), far)
+    await settle()
+    ((reinvite, _),) = node.take()
+    assert b"192.0.2.1" in reinvite.body
+    node.receive(answer(reinvite, 200, tag=None, body=SDP), PROXY)
+    await settle()
+    ((ok, dest),) = node.take()
+    assert dest == far and b"192.0.2.2" in ok.body
+    tag, ours = a.from_.tag, a_ok.to.tag
+    assert media.calls[2:] == [
+        ("offer", a.call_id, ours, tag), ("answer", a.call_id, ours, tag),
+    ]  # fmt: skip
