@@ -196,7 +196,11 @@ class B2buaHandler(Handler):
                 self._answer(node, txn, 405, "Method Not Allowed outside a call")
         except ParseError as exc:
             if txn is not None and request.method != "ACK":
-                self._answer(node, txn, 400, f"Bad Request: {exc.reason}")
+                call = txn.context
+                if type(call) is Call and call.phase is not Phase.ENDED:
+                    self._fail(node, call, 400, f"Bad Request: {exc.reason}")
+                else:
+                    self._answer(node, txn, 400, f"Bad Request: {exc.reason}")
 
     def _trusted(self, source: Address) -> bool:
         return source.host in self.trusted_hosts or (source.host, source.port) in self.trusted_peers
@@ -212,7 +216,7 @@ class B2buaHandler(Handler):
         if max_forwards is not None and max_forwards <= 0:
             self._answer(node, txn, 483, "Too Many Hops")
             return
-        if not request.contacts:
+        if not request.contacts:  # parsed once: the dialog reuses it
             self._answer(node, txn, 400, "Bad Request: INVITE without Contact")
             return
         call_id = request.call_id

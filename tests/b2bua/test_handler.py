@@ -688,3 +688,12 @@ async def test_a_new_offer_in_an_anchored_call_is_anchored_again_from_either_sid
     assert media.calls[2:] == [
         ("offer", a.call_id, ours, tag), ("answer", a.call_id, ours, tag),
     ]  # fmt: skip
+
+
+def test_an_invite_with_a_bad_contact_gets_400_with_the_reason() -> None:
+    _, node = b2bua()
+    request = invite()
+    request.headers.set("Contact", "<not a uri")
+    node.receive(request, PROXY)
+    ((response, _),) = node.take()
+    assert response.status == 400 and response.reason.startswith("Bad Request")
