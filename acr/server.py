@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from sipline.config import listening_on
@@ -67,6 +68,7 @@ async def build_table(store: AcrStore, settings: Any, now: float) -> tuple[Route
     """
     carriers = await store.carriers()
     rates = await store.rates(now)
+    change = await store.next_rate_change(now)
     profiles = await store.profiles()
     dids = await store.dids()
     table = await asyncio.to_thread(
@@ -79,6 +81,10 @@ async def build_table(store: AcrStore, settings: Any, now: float) -> tuple[Route
         None,
         now,
     )
+    # The rows read are those effective now: the table knows when one of them
+    # ends, the store when a row not read yet takes effect.
+    if change is not None and (table.valid_until is None or change < table.valid_until):
+        table.valid_until = change
     return table, carriers, dids
 
 
@@ -93,8 +99,17 @@ async def prepare_schema(db: Database) -> None:
 class AcrNode:
     """The node, its router and prober, and the work beside the calls."""
 
-    def __init__(self, settings: Any, node: NodeName, db: Database, live: LiveState) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        node: NodeName,
+        db: Database,
+        live: LiveState,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name: NodeName = node
+        self.clock = clock  # wall-clock time: rate rows take effect by it
         self.settings = listening_on(settings, node_address(settings, node))
         self.db = db
         self.store = AcrStore(db)
@@ -116,7 +131,7 @@ class AcrNode:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        now = time.time()
+        now = self.clock()
         self.version = await self.store.version()
         table, carriers, dids = await build_table(self.store, self.settings, now)
         self.live.counters.set_carriers(carriers)
@@ -124,7 +139,7 @@ class AcrNode:
         await self.cdrs.start()
         self.router = AcrRouter(
             self.settings, self.name, table, self.live, self.cdrs, carriers, dids,
-            prober=self.prober,
+            prober=self.prober, clock=self.clock,
         )  # fmt: skip
         self._probe(carriers, dids)
         self.node = Node(self.settings, self.router)
@@ -160,12 +175,13 @@ class AcrNode:
             try:
                 await self.live.sync()
                 assert self.router is not None
-                self.router.table.refresh(self.live.stats, self.live.view, time.time())  # type: ignore[attr-defined]
+                self.router.table.refresh(self.live.stats, self.live.view, self.clock())  # type: ignore[attr-defined]
             except Exception:
                 log.exception("event=refresh_failed")
 
     async def _reload(self) -> None:
-        """Reload from the store when its version changes (or a rate starts or ends)."""
+        """Reload from the store when its version changes or a rate row starts or ends
+        (``RouteTable.valid_until``): at most RELOAD_INTERVAL late."""
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
@@ -176,7 +192,7 @@ class AcrNode:
     async def reload(self, force: bool = False) -> bool:
         assert self.router is not None
         version = await self.store.version()
-        now = time.time()
+        now = self.clock()
         if not force and version == self.version and not self.router.table.expired(now):  # type: ignore[attr-defined]
             return False
         table, carriers, dids = await build_table(self.store, self.settings, now)

@@ -305,6 +305,17 @@ class AcrStore:
         )
         return [rate_from_row(row) for row in rows]
 
+    async def next_rate_change(self, now: float) -> float | None:
+        """When the set of rows effective at ``now`` next changes: the earliest
+        ``effective_from`` or ``effective_to`` after ``now`` (None: never)."""
+        row = await self.db.fetchone(
+            "SELECT MIN(CASE WHEN effective_from > ? THEN effective_from END),"
+            " MIN(CASE WHEN effective_to > ? THEN effective_to END) FROM rates",
+            (now, now),
+        )
+        times = [float(t) for t in row or () if t is not None]
+        return min(times, default=None)
+
     async def deck(self, carrier: str) -> list[Rate]:
         """Every row of one carrier's deck, effective or not, by prefix."""
         rows = await self.db.fetchall(

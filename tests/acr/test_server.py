@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from acr.deck import deck_text, parse_deck, write_deck
+from acr.live import open_live_state
 from acr.model import Carrier, Gateway
 from acr.ranking import RouteTable
-from acr.server import build_table
+from acr.server import AcrNode, build_table
 from acr.store import AcrStore
 from sipline.config import Settings
+from sipline.net.ports import free_port
 from sipline.storage import Database
 
 NUMBER = "442071234567"
@@ -60,3 +65,50 @@ async def test_a_disabled_carrier_is_in_the_table_and_explained_as_disabled(
     [excluded] = decision.as_json()["excluded"]
     assert excluded["carrier"] == "cheap" and excluded["reasons"] == ["disabled"]
     assert "cheap" in decision.explain() and "disabled" in decision.explain()
+
+
+async def test_a_rate_row_effective_later_bounds_the_table_built_now(store: AcrStore) -> None:
+    await add(store, "cheap", 5091, [("44", "0.05", "0", "60", "60", "", ""),
+                                     ("44", "0.01", "0", "60", "60", "2000", "")])  # fmt: skip
+    table, _, _ = await build_table(store, Settings(), 1000.0)
+    assert [r.rate for r in table.rates] == [0.05]
+    assert table.valid_until == 2000.0
+    assert not table.expired(1999.9) and table.expired(2000.0)
+    later, _, _ = await build_table(store, Settings(), 2000.0)
+    assert [r.rate for r in later.rates] == [0.01] and later.valid_until is None
+
+
+async def test_a_node_switches_to_a_deck_row_when_it_takes_effect(
+    migrated: Database, tmp_path: Path
+) -> None:
+    store = AcrStore(migrated)
+    now = [time.time()]
+    start = now[0] + 30  # the new, cheaper row for 4420 takes over in 30 s
+    await add(store, "cheap", 5091, [("44", "0.05", "0", "60", "60", "", ""),
+                                     ("4420", "0.01", "0", "60", "60", str(start), "")])  # fmt: skip
+    await add(store, "dear", 5092, [("44", "0.03")])
+    settings = Settings(
+        node={"data_dir": tmp_path, "drain_timeout": 0.2},
+        acr={"primary": f"127.0.0.1:{free_port('127.0.0.1')}", "probe_interval": 60,
+             "exploration": 0},
+    )  # fmt: skip
+    live = await open_live_state(settings, "primary")
+    node = AcrNode(settings, "primary", migrated, live, clock=lambda: now[0])
+    await node.start()
+    try:
+        assert node.router is not None
+        decision = node.router.table.decide(NUMBER, now[0])
+        assert [(c.carrier.name, c.prefix) for c in decision.candidates] == [
+            ("dear", "44"), ("cheap", "44")
+        ]  # fmt: skip
+        assert not await node.reload()  # nothing changed yet
+        now[0] = start
+        await node.reload()  # what the node's reload loop does every RELOAD_INTERVAL
+        decision = node.router.table.decide(NUMBER, now[0])
+        assert [(c.carrier.name, c.prefix) for c in decision.candidates] == [
+            ("cheap", "4420"), ("dear", "44")
+        ]  # fmt: skip
+        assert decision.candidates[0].rate.rate == 0.01
+    finally:
+        await node.stop()
+        await live.close()

@@ -219,3 +219,25 @@ def test_host_port(text: str, parsed: tuple[str, int]) -> None:
 def test_bad_host_port(text: str) -> None:
     with pytest.raises(InvalidValue):
         parse_host_port(text)
+
+
+async def test_the_next_rate_change_is_the_next_start_or_end_of_a_row(
+    store: AcrStore, migrated: Database
+) -> None:
+    assert await store.next_rate_change(0.0) is None  # no deck at all
+    rows = [
+        Rate("acme", "44", 0.02),
+        Rate("acme", "4420", 0.01, effective_from=1000.0),
+        Rate("acme", "4420", 0.03, effective_to=1000.0),
+        Rate("acme", "33", 0.04, effective_from=500.0, effective_to=600.0),
+    ]
+    await migrated.executemany(
+        "INSERT INTO rates (carrier, prefix, rate, connect_fee, first_increment,"
+        " next_increment, effective_from, effective_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.carrier, r.prefix, r.rate, r.connect_fee, r.first_increment, r.next_increment,
+          r.effective_from, r.effective_to) for r in rows],
+    )  # fmt: skip
+    assert await store.next_rate_change(0.0) == 500.0
+    assert await store.next_rate_change(500.0) == 600.0  # "after": not the row starting now
+    assert await store.next_rate_change(700.0) == 1000.0
+    assert await store.next_rate_change(1000.0) is None
