@@ -41,7 +41,15 @@ from .scoring import (
     weights,
 )
 
-__all__ = ["Candidate", "Decision", "HealthView", "QualityFigures", "RouteTable", "StatsView"]
+__all__ = [
+    "Candidate",
+    "Decision",
+    "HealthView",
+    "QualityFigures",
+    "RouteTable",
+    "Snapshot",
+    "StatsView",
+]
 
 CHUNK = 1 << 15  # prefixes ranked per numpy pass: bounded temporaries, cache-friendly
 
@@ -51,7 +59,9 @@ class StatsView(Protocol):
 
     If it also has ``pairs() -> Iterable[(carrier, prefix)]`` (the pairs with any
     figures), ``refresh`` asks only about those; every other deck row scores
-    as a row with no figures.
+    as a row with no figures. If it has ``snapshot()``, a frozen copy with
+    ``quality`` and ``pairs`` that another thread may read, ``snapshot`` takes
+    that rather than reading figures on the event loop.
     """
 
     def quality(self, carrier: str, prefix: str) -> QualityFigures: ...
@@ -115,6 +125,34 @@ class _Ranking:
     stats: Any  # the StatsView, for the figures behind a quality score in explain()
     at: float
     full: bool = True  # every prefix was ranked (else only those whose rows' quality moved)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a refresh reads of the live state (``RouteTable.snapshot``), taken at ``at``."""
+
+    availability: list[float]  # per carrier
+    reasons: list[list[str]]  # per carrier: why it is no candidate anywhere
+    gateways: list[tuple[Gateway, ...]]  # per carrier: healthy first, then by weight
+    up: dict[str, bool]  # per gateway address
+    figures: Any  # a frozen StatsView with pairs(): safe to read in any thread
+    stats: Any  # the live StatsView, for explain()
+    at: float
+
+
+class _Taken:
+    """Figures read on the loop from a StatsView that cannot freeze itself."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, known: dict[tuple[str, str], QualityFigures]) -> None:
+        self.known = known
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self.known)
+
+    def quality(self, carrier: str, prefix: str) -> QualityFigures:
+        return self.known.get((carrier, prefix), NO_FIGURES)
 
 
 @dataclass(slots=True)
@@ -230,14 +268,46 @@ class RouteTable:
     def refresh(self, stats: StatsView, health: HealthView, now: float) -> None:
         """Re-rank the prefixes from the current figures and health (numpy, in bulk).
 
+        ``snapshot``, ``rank`` and ``install`` in one go; a node on an event
+        loop takes the snapshot on the loop, ranks in a thread and installs
+        on the loop (``acr.server``).
+        """
+        self.install(self.rank(self.snapshot(stats, health, now)))
+
+    def snapshot(self, stats: StatsView, health: HealthView, now: float) -> Snapshot:
+        """What a refresh reads of the live state: the carriers' health and headroom, and
+        the figures, frozen (``stats.snapshot()`` if it has one: a copy, read later in
+        whatever thread ranks; else the figures of its pairs, or of every row, read now).
+        The live objects may change as soon as it returns."""
+        availability, reasons, gateways, up = self._carrier_state(health, now)
+        freeze = getattr(stats, "snapshot", None)
+        if freeze is not None:
+            figures: StatsView = freeze()
+        else:
+            pairs = getattr(stats, "pairs", None)
+            wanted = pairs() if pairs is not None else [(r.carrier, r.prefix) for r in self.rates]
+            figures = _Taken({(c, p): stats.quality(c, p) for c, p in wanted})
+        return Snapshot(availability, reasons, gateways, up, figures, stats, now)
+
+    def rank(self, snap: Snapshot) -> _Ranking:
+        """The ranking of ``snap`` (numpy over the prefix x carrier table), built from the
+        one installed now: reads the table and that ranking, changes neither, so it may
+        run in another thread while ``decide`` goes on.
+
         Figures that moved less than AVAILABILITY_BAND / QUALITY_BAND since they
         were last ranked keep their old value (explain shows what was ranked):
-        with nothing beyond them, refresh costs only the per-carrier and
+        with nothing beyond them, ranking costs only the per-carrier and
         per-figure reads. A carrier's availability or eligibility changing
         re-ranks every prefix; quality changing on a few deck rows re-ranks
         only the prefixes under those rows.
         """
-        availability, reasons, gateways, up = self._carrier_state(health, now)
+        availability, reasons, gateways, up = (
+            snap.availability,
+            snap.reasons,
+            snap.gateways,
+            snap.up,
+        )
+        stats, now = snap.stats, snap.at
         previous = self._ranking
         if (
             previous is None
@@ -247,21 +317,19 @@ class RouteTable:
                 for a, b in zip(availability, previous.availability, strict=True)
             )
         ):
-            quality, measured, _ = self._row_quality(stats, None)
+            quality, measured, _ = self._row_quality(snap, None)
             order, count, cheapest = self._rank(np.asarray(availability), quality, measured, None)
-            self._ranking = _Ranking(
+            return _Ranking(
                 order, count, cheapest, quality, measured, availability, reasons, gateways, up,
                 stats, now,
             )  # fmt: skip
-            return
-        quality, measured, moved = self._row_quality(stats, previous)
+        quality, measured, moved = self._row_quality(snap, previous)
         if not moved:
-            self._ranking = _Ranking(
+            return _Ranking(
                 previous.order, previous.count, previous.cheapest, previous.quality,
                 previous.measured, previous.availability, reasons, gateways, up, stats, now,
                 False,
             )  # fmt: skip
-            return
         ranges = _merge(self.lpm.span(int(self._row_at[row])) for row in moved)
         covered = sum(b - a for a, b in ranges)
         full = covered > len(self.lpm) * self.PARTIAL_SHARE
@@ -271,10 +339,15 @@ class RouteTable:
             measured,
             None if full else (previous, ranges),
         )
-        self._ranking = _Ranking(
+        return _Ranking(
             order, count, cheapest, quality, measured, previous.availability, reasons, gateways,
             up, stats, now, full,
         )  # fmt: skip
+
+    def install(self, ranking: _Ranking) -> None:
+        """Make ``ranking`` the one ``decide`` reads (one assignment: a lookup sees one or the
+        other)."""
+        self._ranking = ranking
 
     def _carrier_state(
         self, health: HealthView, now: float
@@ -305,7 +378,7 @@ class RouteTable:
         return availability, reasons, ordered, up
 
     def _row_quality(
-        self, stats: StatsView, ranked: _Ranking | None
+        self, snap: Snapshot, ranked: _Ranking | None
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Quality per deck row (rows with figures scored one by one, the rest share the
         score of no figures), which rows have figures, and the rows whose score moved
@@ -316,16 +389,14 @@ class RouteTable:
             measured = np.zeros(len(self.rates) + 1, dtype=bool)
         else:
             quality, measured = ranked.quality.copy(), ranked.measured.copy()
-        pairs = getattr(stats, "pairs", None)
-        if pairs is None:  # ask about every row: slow for big decks
-            wanted = [(row, r.carrier, r.prefix) for row, r in enumerate(self.rates)]
-        else:
-            wanted = self._rows(list(pairs()))
+        view = snap.figures
+        pairs = view.pairs()
+        rows = self._rows(pairs)
         moved = []
-        for row, carrier, prefix in wanted:
+        for row, (carrier, prefix) in zip(rows, pairs, strict=True):
             if row < 0:
                 continue
-            figures = stats.quality(carrier, prefix)
+            figures = view.quality(carrier, prefix)
             score = quality_score(figures)
             has = figures.attempts > 0
             if ranked is None:
@@ -335,7 +406,7 @@ class RouteTable:
                 moved.append(row)
         return quality, measured, moved
 
-    def _rows(self, pairs: list[tuple[str, str]]) -> list[tuple[int, str, str]]:
+    def _rows(self, pairs: list[tuple[str, str]]) -> list[int]:
         """The deck row of each (carrier, prefix) pair, -1 where the carrier has no row at
         exactly that prefix (a deck reloaded since the figures were gathered)."""
         if not pairs:
@@ -346,11 +417,11 @@ class RouteTable:
         found = (cols >= 0) & (at >= 0)
         rows = np.full(len(pairs), -1, dtype=np.int64)
         rows[found] = self._match[at[found], cols[found]]
-        out = []
-        for row, (carrier, prefix) in zip(rows.tolist(), pairs, strict=True):
-            if row >= 0 and self.rates[row].prefix != prefix:
-                row = -1  # the carrier's row for a shorter prefix, inherited
-            out.append((row, carrier, prefix))
+        out = rows.tolist()
+        rates = self.rates
+        for i, ((_, prefix), row) in enumerate(zip(pairs, out, strict=True)):
+            if row >= 0 and rates[row].prefix != prefix:
+                out[i] = -1  # the carrier's row for a shorter prefix, inherited
         return out
 
     def _rank(

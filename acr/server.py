@@ -4,9 +4,9 @@ Opens the database (SQLite is migrated here, MySQL must be current), the
 store, the live state (Redis when configured) and the CDR writer; builds the
 route table from the store and listens on ``[acr] primary`` or ``secondary``.
 Beside the calls: the live state syncs every second and the rankings are
-recomputed from it; the store's version is polled and a change reloads
-carriers, rates, profiles and DIDs (the table is built off the event loop);
-the prober sends OPTIONS to every gateway and DID proxy. SIGTERM or SIGINT
+recomputed from it in a thread (``rerank``); the store's version is polled
+and a change (or a rate row starting or ending) reloads carriers, rates,
+profiles and DIDs (the table is built off the event loop too); the prober sends OPTIONS to every gateway and DID proxy. SIGTERM or SIGINT
 drains the node, then writes the CDRs still pending.
 """
 
@@ -88,6 +88,15 @@ async def build_table(store: AcrStore, settings: Any, now: float) -> tuple[Route
     return table, carriers, dids
 
 
+async def rerank(table: RouteTable, live: LiveState, now: float) -> None:
+    """Re-rank ``table`` without holding up the event loop: the live state is read on
+    the loop (a snapshot, milliseconds), the numpy ranking over the prefix x carrier
+    table runs in a thread (up to about a second with a million deck rows), and the
+    result is swapped in on the loop."""
+    snapshot = table.snapshot(live.stats, live.view, now)
+    table.install(await asyncio.to_thread(table.rank, snapshot))
+
+
 async def prepare_schema(db: Database) -> None:
     if db.dialect == "sqlite":
         for version in await migrate(db):
@@ -135,7 +144,7 @@ class AcrNode:
         self.version = await self.store.version()
         table, carriers, dids = await build_table(self.store, self.settings, now)
         self.live.counters.set_carriers(carriers)
-        table.refresh(self.live.stats, self.live.view, now)
+        await rerank(table, self.live, now)
         await self.cdrs.start()
         self.router = AcrRouter(
             self.settings, self.name, table, self.live, self.cdrs, carriers, dids,
@@ -175,7 +184,7 @@ class AcrNode:
             try:
                 await self.live.sync()
                 assert self.router is not None
-                self.router.table.refresh(self.live.stats, self.live.view, self.clock())  # type: ignore[attr-defined]
+                await rerank(self.router.table, self.live, self.clock())  # type: ignore[arg-type]
             except Exception:
                 log.exception("event=refresh_failed")
 
@@ -197,7 +206,7 @@ class AcrNode:
             return False
         table, carriers, dids = await build_table(self.store, self.settings, now)
         self.live.counters.set_carriers(carriers)
-        table.refresh(self.live.stats, self.live.view, now)
+        await rerank(table, self.live, now)
         self.router.load(table, carriers, dids)
         self._probe(carriers, dids)
         self.version = version

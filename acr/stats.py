@@ -40,7 +40,7 @@ import logging
 import math
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,7 @@ __all__ = [
     "CarrierStats",
     "MediaQuality",
     "QualityFigures",
+    "StatsSnapshot",
     "media_quality",
     "open_stats",
 ]
@@ -151,7 +152,7 @@ class QualityFigures:
 EMPTY = QualityFigures()
 
 
-def figures(sums: list[float], factor: float) -> QualityFigures:
+def figures(sums: Sequence[float], factor: float) -> QualityFigures:
     """QualityFigures of scaled sums; ``factor`` turns them into weights now."""
     attempts = sums[ATTEMPTS]
     pdd_n, ended, media_n = sums[PDD_N], sums[ENDED], sums[MEDIA_N]
@@ -213,6 +214,23 @@ def _decode(raw: dict[bytes, bytes]) -> Iterator[tuple[Key, tuple[float, ...]]]:
             yield (carrier, prefix), PACKED.unpack(value)
         except (ValueError, struct.error):  # not ours: skip, never fail the sync
             continue
+
+
+class StatsSnapshot:
+    """CarrierStats' figures frozen at one time (``CarrierStats.snapshot``)."""
+
+    __slots__ = ("sums", "factor")
+
+    def __init__(self, sums: dict[Key, tuple[float, ...]], factor: float) -> None:
+        self.sums = sums
+        self.factor = factor
+
+    def quality(self, carrier: str, prefix: str) -> QualityFigures:
+        sums = self.sums.get((carrier, prefix))
+        return EMPTY if sums is None else figures(sums, self.factor)
+
+    def pairs(self) -> list[Key]:
+        return list(self.sums)
 
 
 @dataclass(slots=True)
@@ -333,6 +351,12 @@ class CarrierStats:
     def pairs(self) -> list[Key]:
         """The (carrier, prefix) pairs with any figures, for a bulk refresh."""
         return list(self.picture)
+
+    def snapshot(self, now: float | None = None) -> StatsSnapshot:
+        """A frozen copy of the figures as at ``now``, which another thread may read
+        (a re-ranking off the event loop) while this object goes on changing."""
+        factor = self._factor(self.clock() if now is None else now)
+        return StatsSnapshot({key: tuple(sums) for key, sums in self.picture.items()}, factor)
 
     def _factor(self, now: float) -> float:
         return 2.0 ** (-(now - self.generation * self.span) / self.half_life)

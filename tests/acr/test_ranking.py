@@ -384,3 +384,27 @@ def test_candidate_scores_match_the_ranking():
     assert scores == sorted(scores, reverse=True)
     for c in decision.candidates:
         assert 0.0 <= c.availability <= 1 and 0.0 <= c.quality <= 1 and 0.0 <= c.price <= 1
+
+
+# -- ranking off the event loop --
+
+
+async def test_a_ranking_made_in_a_thread_from_a_snapshot_counts_from_its_install():
+    import asyncio
+
+    profile = RoutingProfile(weight_availability=0.2, weight_quality=0.6, weight_price=0.2)
+    stats, health = Stats(), Health()
+    t = table(stats=stats, health=health, default=profile)
+    assert names(t.decide("4420794", NOW))[0] == "cheap"
+    stats.figures[("cheap", "44")] = good(2000, 0.02)  # cheap fails its calls
+    stats.figures[("mid", "4420")] = good(2000, 0.6)
+    snapshot = t.snapshot(stats, health, NOW)
+    stats.figures.clear()  # the live figures change on while the thread ranks
+    health.down.add("mid1.example")
+    ranking = await asyncio.to_thread(t.rank, snapshot)
+    assert names(t.decide("4420794", NOW))[0] == "cheap"  # not before it is installed
+    t.install(ranking)
+    decision = t.decide("4420794", NOW)
+    assert names(decision)[0] == "mid"  # as the snapshot had it
+    # mid1 went down after the snapshot: still first until the next one.
+    assert [g.host for g in decision.candidates[0].gateways] == ["mid1.example", "mid2.example"]

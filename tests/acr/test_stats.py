@@ -181,3 +181,19 @@ async def test_redis_going_away_never_reaches_the_call_path(redis_url: str, capl
     assert other.quality("alpha", "44").attempts == pytest.approx(1, rel=1e-3)
     await stats.close()
     await other.close()
+
+
+def test_a_snapshot_keeps_the_figures_of_its_time_whatever_is_recorded_after() -> None:
+    clock = Clock()
+    stats = CarrierStats(HOUR, clock=clock)
+    stats.record_attempt(attempt(200))
+    stats.record_attempt(attempt(503, pdd=None))
+    frozen = stats.snapshot()
+    stats.record_attempt(attempt(503, pdd=None))
+    stats.record_attempt(attempt(200, carrier="beta"))
+    clock.now += HOUR
+    assert frozen.pairs() == [("alpha", "44")]
+    figures = frozen.quality("alpha", "44")
+    assert figures.attempts == pytest.approx(2) and figures.asr == pytest.approx(0.5)
+    assert frozen.quality("beta", "44").attempts == 0
+    assert stats.quality("alpha", "44").attempts == pytest.approx(1.5)  # 3, an hour later
