@@ -23,6 +23,10 @@ from sipline.sip.uri import SipUri, TelUri
 from .model import Carrier, Did
 
 ACCOUNT_HEADER = "x-sipline-account"  # the B2BUA's: whose call it is (never sent to carriers)
+# The B2BUA's too: the Call-ID its media is anchored at the relay under (its A leg's), which
+# names the relay's per-call quality hash; the B leg that reaches us has a Call-ID of its own.
+MEDIA_CALL_HEADER = "x-sipline-media-call"
+MAX_CALL_ID = 256
 _SEPARATORS = str.maketrans("", "", "-.() ")
 
 
@@ -185,6 +189,7 @@ class Call:
         "start",
         "carrier",
         "reached",
+        "media_call",
     )
 
     def __init__(
@@ -215,6 +220,7 @@ class Call:
         self.start = start  # wall clock: the INVITE arrived
         self.carrier: str | None = None  # the carrier counted in the shared counters now
         self.reached: Try | None = None  # the last attempt that went to a carrier
+        self.media_call: str | None = None  # the relay's name of the call's media, if anchored
 
     def next_hop(self) -> Hop | None:
         if self.cancelled or self.index >= len(self.hops):
@@ -247,3 +253,15 @@ class Answered:
     start: float
     answer: float
     answered_at: float  # monotonic, for the sweep of calls that never end
+    media_call: str | None = None  # the relay's Call-ID for its media figures (MEDIA_CALL_HEADER)
+
+
+def media_call_of(value: str | None) -> str | None:
+    """The relay's Call-ID from MEDIA_CALL_HEADER; None when absent or not a Call-ID
+    (RFC 3261 §25.1 word: no whitespace; bounded)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_CALL_ID or any(c.isspace() for c in value):
+        return None
+    return value

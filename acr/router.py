@@ -17,6 +17,11 @@ gateway's passive health and the carrier counters; every call that reached
 a carrier gives a CDR, at its final failure or at the BYE of either side
 (we record-route, so we see it).
 
+The B2BUA's internal headers never reach a carrier: X-Sipline-Account (the
+CDR's account) and X-Sipline-Media-Call (the Call-ID the relay anchored the
+call's media under, the B2BUA's A leg's: at the BYE the statistics fetch the
+relay's figures for the call by it, ``sipline:relay:call:<it>``).
+
 Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
 periodic callback, no task or timer handle per call.
 """
@@ -58,6 +63,7 @@ from sipline.sip.transaction import ClientTransaction, ServerTransaction, State,
 from .billing import bill
 from .calls import (
     ACCOUNT_HEADER,
+    MEDIA_CALL_HEADER,
     Answered,
     Call,
     Hop,
@@ -68,6 +74,7 @@ from .calls import (
     caller_of,
     dialled_number,
     hop_uri,
+    media_call_of,
     user_part,
 )
 from .model import Carrier, Cdr, Did
@@ -284,6 +291,10 @@ class AcrRouter(Handler):
         call.account = headers.get(ACCOUNT_HEADER)
         if call.account is not None:
             headers.remove(ACCOUNT_HEADER)  # ours, not the carrier's business
+        media = headers.get(MEDIA_CALL_HEADER)
+        if media is not None:
+            headers.remove(MEDIA_CALL_HEADER)
+            call.media_call = media_call_of(media)
         call.caller = caller_of(request)
         return call
 
@@ -515,6 +526,7 @@ class AcrRouter(Handler):
                 call.start,
                 self.clock(),
                 self._now(),
+                call.media_call,
             )
             call.carrier = None
         else:
@@ -633,8 +645,14 @@ class AcrRouter(Handler):
         candidate = answered.candidate
         live = self.live
         live.counters.end(candidate.carrier.name)
+        # The relay's figures are under the Call-ID it anchored the media with (the
+        # B2BUA's A leg's, which the B2BUA passes in MEDIA_CALL_HEADER), not ours (its
+        # B leg's); with no such header the media was not anchored: nothing to fetch.
         live.stats.record_call_end(
-            candidate.carrier.name, candidate.prefix, end - answered.answer, call_id=call_id
+            candidate.carrier.name,
+            candidate.prefix,
+            end - answered.answer,
+            call_id=answered.media_call,
         )
         self.cdrs.add(
             bill(

@@ -100,12 +100,14 @@ class Counters:
 class Stats:
     attempts: list = field(default_factory=list)
     ends: list = field(default_factory=list)
+    media_calls: list = field(default_factory=list)
 
     def record_attempt(self, attempt: object) -> None:
         self.attempts.append(attempt)
 
     def record_call_end(self, carrier: str, prefix: str, duration: float, **kw: object) -> None:
         self.ends.append((carrier, prefix, duration))
+        self.media_calls.append(kw.get("call_id"))
 
 
 @dataclass
@@ -215,6 +217,20 @@ class Acr:
         self.router.on_response(self.node, response, txn, txn.dest)  # type: ignore[arg-type]
         return response
 
+    def bye(self, call_id: str = "call-1") -> None:
+        """The B2BUA hangs up the answered call."""
+        bye = message(
+            "BYE sip:carrier@127.0.0.2:5060 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbye\r\n"
+            "Route: <sip:127.0.0.1:5080;lr>\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:alice@example.com>;tag=a1\r\n"
+            "To: <sip:+442071234567@127.0.0.1:5080>;tag=c1\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+        server = ServerTransaction(("s", "bye"), bye, "BYE", State.TRYING, B2BUA, source=B2BUA)
+        self.router.on_request(self.node, bye, server, B2BUA)  # type: ignore[arg-type]
+
     def expire(self, seconds: float) -> None:
         self.clock.now += seconds
         self.router.expire(self.node, self.clock.now)  # type: ignore[arg-type]
@@ -312,17 +328,7 @@ def test_the_answer_goes_upstream_and_the_bye_writes_the_billed_cdr() -> None:
     assert a.live.counters.active == {"cheap": 1}
     assert not a.cdrs  # not before the BYE
     a.clock.now += 61
-    bye = message(
-        "BYE sip:carrier@127.0.0.2:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbye\r\n"
-        "Route: <sip:127.0.0.1:5080;lr>\r\n"
-        "Max-Forwards: 70\r\n"
-        "From: <sip:alice@example.com>;tag=a1\r\n"
-        "To: <sip:+442071234567@127.0.0.1:5080>;tag=c1\r\n"
-        "Call-ID: call-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-    )
-    server = ServerTransaction(("s", "bye"), bye, "BYE", State.TRYING, B2BUA, source=B2BUA)
-    a.router.on_request(a.node, bye, server, B2BUA)  # type: ignore[arg-type]
+    a.bye()
     forwarded = a.node.sent[-1]
     assert forwarded.method == "BYE" and forwarded.dest == Address("UDP", "127.0.0.2", 5060)
     [cdr] = a.cdrs
@@ -336,6 +342,27 @@ def test_the_answer_goes_upstream_and_the_bye_writes_the_billed_cdr() -> None:
     assert cdr.cost == round(66 / 60 * 0.01, 6)
     assert a.live.counters.active == {"cheap": 0}
     assert a.live.stats.ends == [("cheap", "44", 61.0)]
+    assert a.live.stats.media_calls == [None]  # not anchored: no relay figures to fetch
+
+
+def test_the_relays_name_of_the_calls_media_is_taken_from_the_b2bua_and_stripped() -> None:
+    a = acr()
+    a.invite(extra="X-Sipline-Account: acme\r\nX-Sipline-Media-Call: a-leg-77@10.0.0.1\r\n")
+    [sent] = a.node.invites
+    assert "x-sipline-media-call" not in sent.request.headers
+    a.answer(sent, 200)
+    a.bye()
+    assert a.live.stats.media_calls == ["a-leg-77@10.0.0.1"]  # the relay's key, not ours
+
+
+def test_a_malformed_media_call_header_is_dropped_not_fatal() -> None:
+    a = acr()
+    a.invite(extra=f"X-Sipline-Media-Call: {'x' * 300}\r\n")
+    [sent] = a.node.invites
+    assert "x-sipline-media-call" not in sent.request.headers
+    a.answer(sent, 200)
+    a.bye()
+    assert a.live.stats.media_calls == [None]
 
 
 def test_a_final_code_ends_the_hunt_and_goes_upstream_with_a_cdr() -> None:
