@@ -7,6 +7,11 @@ each, reported as their benchmark time).
 The decks: every carrier rates the ~250 country codes (so every number has 20
 carriers to rank) plus 49,750 longer prefixes, 30% of them drawn from a pool
 the carriers share, which gives about 650,000 distinct prefixes in 1,000,000 rows.
+The ``distinct`` variant is the issue's "1,000,000 prefixes across 20
+carriers" to the letter: exactly 1,000,000 distinct prefixes, the country
+codes in every deck and 999,750 longer ones each in one carrier's deck
+(1,004,750 rows); a number under a longer prefix still ranks 20 carriers,
+19 of them by their country-code rows.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from acr.scoring import Figures
 
 CARRIERS = 20
 ROWS = 1_000_000
+PREFIXES = 1_000_000  # distinct, in the distinct variant
 NOW = 1_700_000_000.0
 
 
@@ -34,14 +40,13 @@ def country_codes() -> list[str]:
     return sorted(codes)
 
 
-def decks() -> tuple[list[Carrier], list[Rate]]:
+def decks(distinct: bool = False) -> tuple[list[Carrier], list[Rate]]:
     rng = random.Random(2)
     codes = country_codes()
 
     def longer() -> str:
         return rng.choice(codes) + str(rng.randrange(10 ** rng.randint(2, 6)))
 
-    shared = [longer() for _ in range(200_000)]
     carriers = [
         Carrier(
             f"carrier{i:02d}",
@@ -50,6 +55,17 @@ def decks() -> tuple[list[Carrier], list[Rate]]:
         for i in range(CARRIERS)
     ]
     rates = []
+    if distinct:
+        taken = set(codes)
+        while len(taken) < PREFIXES:
+            taken.add(longer())
+        own = sorted(taken - set(codes))
+        rng.shuffle(own)
+        for i, carrier in enumerate(carriers):
+            mine = codes + own[i::CARRIERS]
+            rates.extend(Rate(carrier.name, p, round(rng.uniform(0.001, 0.2), 5)) for p in mine)
+        return carriers, rates
+    shared = [longer() for _ in range(200_000)]
     per_carrier = ROWS // CARRIERS
     for carrier in carriers:
         mine = set(codes)
@@ -83,9 +99,7 @@ class Health:
         return self.spare
 
 
-@pytest.fixture(scope="module")
-def world() -> tuple[list[Carrier], list[Rate], Stats]:
-    carriers, rates = decks()
+def with_figures(carriers: list[Carrier], rates: list[Rate]):
     rng = random.Random(3)
     known = {}
     for rate in rng.sample(rates, 5000):
@@ -95,6 +109,16 @@ def world() -> tuple[list[Carrier], list[Rate], Stats]:
             attempts, answered, answered * 1.3, rng.uniform(0.5, 6), rng.uniform(20, 300)
         )
     return carriers, rates, Stats(known)
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[list[Carrier], list[Rate], Stats]:
+    return with_figures(*decks())
+
+
+@pytest.fixture(scope="module")
+def distinct_world() -> tuple[list[Carrier], list[Rate], Stats]:
+    return with_figures(*decks(distinct=True))
 
 
 def build(carriers: list[Carrier], rates: list[Rate]) -> RouteTable:
@@ -107,12 +131,21 @@ def build(carriers: list[Carrier], rates: list[Rate]) -> RouteTable:
     )
 
 
-@pytest.fixture(scope="module")
-def table(world) -> RouteTable:
+def ranked(world) -> RouteTable:
     carriers, rates, stats = world
     table = build(carriers, rates)
     table.refresh(stats, Health(), NOW)
     return table
+
+
+@pytest.fixture(scope="module")
+def table(world) -> RouteTable:
+    return ranked(world)
+
+
+@pytest.fixture(scope="module")
+def distinct_table(distinct_world) -> RouteTable:
+    return ranked(distinct_world)
 
 
 def numbers(table: RouteTable, count: int = 10_000) -> list[str]:
@@ -162,3 +195,36 @@ def test_explain_with_1m_rows(benchmark, table):
     decision = table.decide("442079460000", NOW)
     text = benchmark.pedantic(decision.explain, rounds=50, iterations=1)
     assert "carrier03" in text and "no healthy gateway" in text
+
+
+# -- the distinct variant: 1,000,000 distinct prefixes --
+
+
+def test_build_the_table_for_1m_distinct_prefixes(benchmark, distinct_world):
+    carriers, rates, _ = distinct_world
+    table = benchmark.pedantic(build, args=(carriers, rates), rounds=1, iterations=1)
+    assert len({r.prefix for r in rates}) == PREFIXES
+    assert len(table) == PREFIXES + 1  # and "" (the profiles' 44 and 1 are deck prefixes)
+
+
+def test_rerank_every_prefix_of_1m_distinct_prefixes(benchmark, distinct_table, distinct_world):
+    health = Health()
+    spares = itertools.cycle([0.5, 1.0])
+
+    def refresh() -> None:
+        health.spare = next(spares)
+        distinct_table.refresh(distinct_world[2], health, NOW)
+
+    benchmark.pedantic(refresh, rounds=4, iterations=1)
+    assert distinct_table._ranking.full
+
+
+def test_decide_with_1m_distinct_prefixes_across_20_carriers(benchmark, distinct_table):
+    calls = itertools.cycle(numbers(distinct_table))
+
+    def decide():
+        return distinct_table.decide(next(calls), NOW)
+
+    decision = benchmark(decide)
+    assert len(decision.candidates) == decision.profile.max_attempts
+    assert all(c.carrier.name != "carrier03" for c in decision.candidates)
