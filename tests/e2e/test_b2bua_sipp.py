@@ -22,6 +22,7 @@ import pytest
 
 from b2bua.accounts import Accounts
 from bench.proxystack import HOST, REPO, SIPLINE, Phone, answers_options, provision
+from bench.sippstats import read_response_times
 from sipline.net.ports import free_port
 from sipline.storage import Subscribers, open_database
 
@@ -346,8 +347,14 @@ def test_calls_go_on_through_the_secondary_while_the_primary_is_down_and_round_r
     finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "6"), b2bua, "both up")
 
     first.stop()  # the primary goes away: no caller sees a failure
-    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "10"), b2bua, "primary down")
+    down = caller(
+        sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-trace_rtt", "-rtt_freq", "1", *calls, "10"
+    )
+    finish(down, b2bua, "primary down")
     assert "next_hop_down" in b2bua.log_text()
+    (rtt,) = down.workdir.glob("b2bua_uac_*_rtt.csv")
+    setup_ms = read_response_times(rtt.read_text())
+    assert len(setup_ms) == 10 and max(setup_ms) < (FAILOVER_TIMEOUT + 0.5) * 1000
 
     again = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
     wait_for(lambda: "next_hop_up" in b2bua.log_text())
