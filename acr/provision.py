@@ -352,6 +352,9 @@ def _cdr_commands(subparsers: Subparsers) -> None:
     listing.add_argument("--last", type=int, default=20, metavar="N", help="how many (default 20)")
     listing.add_argument("--json", action="store_true", help="one JSON array of CDR objects")
     listing.set_defaults(func=cmd_cdr_list)
+    errors = actions.add_parser("errors", help="CDRs the database refused (error_queue), why")
+    errors.add_argument("--json", action="store_true", help="one JSON array of {reason, cdr}")
+    errors.set_defaults(func=cmd_cdr_errors)
 
 
 def cmd_cdr_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -361,6 +364,21 @@ def cmd_cdr_list(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write(orjson.dumps([asdict(c) for c in cdrs]).decode() + "\n")
         else:
             print(format_cdrs(cdrs))
+        return 0
+
+    return run_with_database(settings, show)
+
+
+def cmd_cdr_errors(args: argparse.Namespace, settings: Settings) -> int:
+    async def show(db: Database) -> int:
+        refused = await AcrStore(db).errors("cdrs")
+        if args.json:
+            rows = [{"reason": reason, "cdr": cdr} for _, reason, cdr in refused]
+            sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+        else:
+            table = [("CALL-ID", "REASON")]
+            table += [(str(cdr.get("call_id", "?")), reason) for _, reason, cdr in refused]
+            print(_table(table))
         return 0
 
     return run_with_database(settings, show)

@@ -244,3 +244,29 @@ def test_rates_import_as_the_operator_runs_it(database_url: str, tmp_path: Path)
     assert "Traceback" not in refused.stderr
     listing = sipline(database_url, "carrier", "list")
     assert listing.stdout.splitlines()[1].split()[4] == "60000"  # the old deck stands
+
+
+def test_cdr_errors_lists_what_the_database_refused(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def refuse() -> None:
+        db = await open_database(settings.database.url)
+        await db.execute(
+            "INSERT INTO error_queue (source, reason, payload, created_at) VALUES (?, ?, ?, ?)",
+            (
+                "cdrs",
+                "INSERT cdrs failed: too long",
+                orjson.dumps({"call_id": "c-9"}).decode(),
+                1.0,
+            ),
+        )
+        await db.close()
+
+    asyncio.run(refuse())
+    assert table(ok(settings, capsys, "cdr", "errors")) == [
+        ["CALL-ID", "REASON"],
+        ["c-9", "INSERT", "cdrs", "failed:", "too", "long"],
+    ]
+    assert orjson.loads(ok(settings, capsys, "cdr", "errors", "--json")) == [
+        {"reason": "INSERT cdrs failed: too long", "cdr": {"call_id": "c-9"}}
+    ]
