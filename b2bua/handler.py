@@ -35,6 +35,7 @@ from sipline.sip.transaction import ClientTransaction, ServerTransaction, State,
 from .call import Call, Leg, Own, Phase, Relay
 from .legs import (
     ACCOUNT_HEADER,
+    MEDIA_CALL_HEADER,
     REQUEST_HEADERS,
     Local,
     b_invite,
@@ -342,8 +343,11 @@ class B2buaHandler(Handler):
         call.cseq += 1
         external = call.plan is not None and call.plan.route is not None
         extra = offer_headers(self._b_interval(call), self.min_se)
-        if call.account is not None and not external:
-            extra.append((ACCOUNT_HEADER, call.account))
+        if not external:  # internal headers only toward our own ACR nodes
+            if call.account is not None:
+                extra.append((ACCOUNT_HEADER, call.account))
+            if call.media:
+                extra.append((MEDIA_CALL_HEADER, call.call_id))
         request = b_invite(
             a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
             body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),

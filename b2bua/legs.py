@@ -20,6 +20,9 @@ from sipline.sip.message import Headers, Request, Response
 from sipline.sip.uri import SipUri, parse_uri
 
 ACCOUNT_HEADER = "X-Sipline-Account"
+# The Call-ID the relay anchored the call under (the A leg's): the ACR reads the
+# relay's per-call quality by it (sipline:relay:call:<call-id>).
+MEDIA_CALL_HEADER = "X-Sipline-Media-Call"
 
 # Never copied from the A leg's INVITE to the B leg's: topology, what we set
 # ourselves, credentials for the proxy, and hop-by-hop session timer values.

@@ -697,3 +697,26 @@ def test_an_invite_with_a_bad_contact_gets_400_with_the_reason() -> None:
     node.receive(request, PROXY)
     ((response, _),) = node.take()
     assert response.status == 400 and response.reason.startswith("Bad Request")
+
+
+@on_uvloop
+async def test_an_anchored_call_names_its_relay_call_to_the_acr_but_not_to_a_pattern_route() -> None:
+    routes = [{"name": "partner", "pattern": "+4420", "gateways": ["127.0.0.1:5090"]}]
+    _, node = b2bua(media=FakeMedia(), routes=routes)
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, dest),) = of(node.take(), "INVITE")
+    assert dest.port == 5080
+    assert b.headers.get("x-sipline-media-call") == a.call_id  # the relay's ng call is the A leg's
+    node.receive(invite("+442071234567"), PROXY)
+    await settle()
+    ((b, dest),) = of(node.take(), "INVITE")
+    assert dest.port == 5090 and "x-sipline-media-call" not in b.headers
+
+
+def test_a_call_not_anchored_names_no_relay_call() -> None:
+    _, node = b2bua()
+    node.receive(invite(extra=[("X-Sipline-Media-Call", "spoofed@10.0.0.1")]), PROXY)
+    ((b, _),) = of(node.take(), "INVITE")
+    assert "x-sipline-media-call" not in b.headers
