@@ -23,8 +23,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.net.handler import Handler
+from sipline.proxying.deadlines import Timers
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
@@ -53,7 +55,6 @@ from .sessiontimer import (
     offer_headers,
     session_expires,
 )
-from .timers import Timers
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -122,7 +123,9 @@ class B2buaHandler(Handler):
         b2bua = settings.b2bua
         self.server_header: str = settings.sip.server_header
         self.trusted_hosts = frozenset(p for p in b2bua.trusted if p.count(":") != 1)
-        self.trusted_peers = frozenset(_host_port(p) for p in b2bua.trusted if p.count(":") == 1)
+        self.trusted_peers = frozenset(
+            split_host_port(p) for p in b2bua.trusted if p.count(":") == 1
+        )
         self.hops = NextHops.from_settings(b2bua)
         self.failover_timeout: float = b2bua.failover_timeout
         self.max_duration: float = b2bua.max_call_duration
@@ -997,8 +1000,3 @@ class B2buaHandler(Handler):
 def _allows_update(message: Request | Response) -> bool:
     allow = message.headers.get("allow")
     return allow is not None and "UPDATE" in allow.upper()
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.proxying.rules import resolve
+from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, header_key
 from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response
-from sipline.sip.uri import SipUri, parse_uri
 
 ACCOUNT_HEADER = "X-Sipline-Account"
 # The Call-ID the relay anchored the call under (the A leg's): the ACR reads the
@@ -55,10 +55,9 @@ class Local:
 
     def __init__(self, address: Address) -> None:
         self.host, self.port, self.transport = address.host, address.port, address.transport
-        host = f"[{self.host}]" if ":" in self.host else self.host
         suffix = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
-        self.contact = f"<sip:b2bua@{host}:{self.port}{suffix}>"
-        self._via = f"SIP/2.0/{self.transport} {host}:{self.port};branch="
+        self.contact = f"<sip:b2bua@{address.hostport}{suffix}>"
+        self._via = f"SIP/2.0/{self.transport} {address.hostport};branch="
 
     def via(self) -> str:
         return f"{self._via}{new_branch()};rport"
@@ -138,31 +137,13 @@ def crossing_response(
     return out
 
 
-_hops: dict[str, Address] = {}  # the few next hops calls use, resolved once
-
-
 def next_hop_address(uri_text: str) -> Address:
-    """``resolve`` with a small cache (the proxies' Record-Route, the ACR nodes' Contacts)."""
-    found = _hops.get(uri_text)
+    """Where a request to ``uri_text`` goes (IP literals only between our nodes;
+    resolved once per URI): ParseError when it cannot be reached."""
+    found = resolve(uri_text)
     if found is None:
-        found = resolve(uri_text)
-        if len(_hops) >= 1024:
-            _hops.clear()
-        _hops[uri_text] = found
-    return found
-
-
-def resolve(uri_text: str) -> Address:
-    """Where a request to ``uri_text`` goes: its host and port (maddr, DNS SRV
-    and NAPTR are not used between our nodes), UDP unless transport=tcp."""
-    uri = parse_uri(uri_text)
-    if not isinstance(uri, SipUri):
         raise ParseError(f"cannot reach {uri_text}")
-    transport = (uri.transport or "udp").upper()
-    if transport not in ("UDP", "TCP"):
-        raise ParseError(f"transport {transport} not served")
-    host = uri.host.strip("[]")
-    return Address(transport, host, uri.port or DEFAULT_PORT[transport])
+    return found
 
 
 def with_supported(value: str | None, extension: str) -> str:

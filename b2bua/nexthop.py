@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request
@@ -143,8 +144,7 @@ def _up_first(hops: list[Hop]) -> list[Hop]:
 
 
 def udp_address(text: str) -> Address:
-    host, _, port = text.rpartition(":")
-    return Address("UDP", host.strip("[]"), int(port))
+    return Address("UDP", *split_host_port(text))
 
 
 def dialled_number(request: Request) -> str:

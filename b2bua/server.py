@@ -16,7 +16,7 @@ from sipline.config import listening_on
 from sipline.logs import event
 from sipline.net.node import Node, tune_gc
 from sipline.net.signals import until_stopped
-from sipline.storage import Database, migrate, open_database, require_current_schema
+from sipline.storage import open_database, prepare_schema
 
 from .accounts import AccountDirectory
 from .handler import B2buaHandler
@@ -83,12 +83,3 @@ async def serve_b2bua(settings: Any) -> None:
         if directory is not None:
             directory.close()
         await db.close()
-
-
-async def prepare_schema(db: Database) -> None:
-    """A SQLite file is this node's own and migrated here; MySQL's schema is the operator's."""
-    if db.dialect == "sqlite":
-        for version in await migrate(db):
-            event(log, "schema_migrated", version=f"{version:03d}")
-    else:
-        await require_current_schema(db)

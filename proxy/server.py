@@ -26,7 +26,7 @@ from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 from sipline.sip.uri import SipUri
-from sipline.storage import Database, migrate, open_database, require_current_schema
+from sipline.storage import Database, open_database, prepare_schema
 from sipline.storage.database import redact
 
 log = logging.getLogger("sipline.proxy")
@@ -199,14 +199,6 @@ async def serve_proxy(settings: Any) -> None:
             await proxy.stop()
     finally:
         await db.close()
-
-
-async def prepare_schema(db: Database) -> None:
-    if db.dialect == "sqlite":
-        for version in await migrate(db):
-            event(log, "schema_migrated", version=f"{version:03d}")
-    else:
-        await require_current_schema(db)
 
 
 class ProxyNode:

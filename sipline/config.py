@@ -127,6 +127,12 @@ def _host_port(value: str) -> str:
     return value
 
 
+def split_host_port(value: str) -> tuple[str, int]:
+    """A validated HOST:PORT setting as (host without IPv6 brackets, port)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 HostPort = Annotated[str, AfterValidator(_host_port)]
 
 

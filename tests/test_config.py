@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sipline import __version__
-from sipline.config import ConfigError, Settings, listening_on, load_settings
+from sipline.config import ConfigError, Settings, listening_on, load_settings, split_host_port
 
 SINGLE = Path(__file__).resolve().parents[1] / "configs" / "single.toml"
 
@@ -269,3 +269,8 @@ def test_listening_on_moves_only_the_sip_address() -> None:
     assert (acr.sip.host, acr.sip.port) == ("127.0.0.1", 5081)
     assert acr.sip.transports == settings.sip.transports
     assert settings.sip.port == 5060
+
+
+def test_a_host_port_setting_splits_into_host_and_port() -> None:
+    assert split_host_port("127.0.0.1:5080") == ("127.0.0.1", 5080)
+    assert split_host_port("[2001:db8::1]:5060") == ("2001:db8::1", 5060)

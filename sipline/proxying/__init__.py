@@ -2,5 +2,6 @@
 forwarding, dialog flows in Record-Route, deadlines and the best-response choice.
 
 The edge proxy (``proxy``) and the ACR (``acr``) build their routers on these;
-nothing here touches a socket.
+the B2BUA (``b2bua``) uses the next-hop resolution and the deadlines. Nothing
+here touches a socket.
 """

@@ -46,8 +46,8 @@ class Local:
         self.domains = [d.lower() for d in domains]
         self.hosts = frozenset(a.host.lower() for a in addresses.values())
         self.ports = frozenset(a.port for a in addresses.values())
-        self._prefixes = tuple(f"sip:{_host_port(a)};" for a in addresses.values())
-        self._vias = tuple(f"SIP/2.0/{t} {_host_port(a)};" for t, a in addresses.items())
+        self._prefixes = tuple(f"sip:{a.hostport};" for a in addresses.values())
+        self._vias = tuple(f"SIP/2.0/{t} {a.hostport};" for t, a in addresses.items())
 
     # -- is it us? -----------------------------------------------------------
     def names_us(self, uri_text: str) -> bool:
@@ -85,18 +85,13 @@ class Local:
 
     # -- what we write --------------------------------------------------------
     def via(self, transport: str, branch: str) -> str:
-        return f"SIP/2.0/{transport} {_host_port(self.addresses[transport])};branch={branch}"
+        return f"SIP/2.0/{transport} {self.addresses[transport].hostport};branch={branch}"
 
     def record_route(self, transport: str, params: str) -> str:
         """A Record-Route value naming us on ``transport``, loose-routing (``lr``)."""
-        where = _host_port(self.addresses[transport])
+        where = self.addresses[transport].hostport
         tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
         return f"<sip:{where}{tparam};lr{params}>"
-
-
-def _host_port(address: Address) -> str:
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"{host}:{address.port}"
 
 
 # -- §16.3 request validation ---------------------------------------------------

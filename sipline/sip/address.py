@@ -19,8 +19,13 @@ class Address(NamedTuple):
     connection: int | None = None
 
     def __str__(self) -> str:
+        return f"{self.transport.lower()}:{self.hostport}"
+
+    @property
+    def hostport(self) -> str:
+        """``host:port`` as Via and SIP URIs write it (IPv6 in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport.lower()}:{host}:{self.port}"
+        return f"{host}:{self.port}"
 
     @property
     def reliable(self) -> bool:

@@ -14,7 +14,13 @@ from sipline.storage.database import (
     StorageError,
     open_database,
 )
-from sipline.storage.schema import SchemaOutdated, migrate, pending, require_current_schema
+from sipline.storage.schema import (
+    SchemaOutdated,
+    migrate,
+    pending,
+    prepare_schema,
+    require_current_schema,
+)
 from sipline.storage.subscribers import (
     DuplicateSubscriber,
     InvalidAor,
@@ -41,5 +47,6 @@ __all__ = [
     "open_database",
     "parse_aor",
     "pending",
+    "prepare_schema",
     "require_current_schema",
 ]

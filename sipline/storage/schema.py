@@ -138,6 +138,15 @@ async def migrate(db: Database) -> list[int]:
     return applied
 
 
+async def prepare_schema(db: Database) -> None:
+    """At a node's start: a SQLite file is the node's own and migrated here;
+    a MySQL schema is the operator's (``sipline db migrate``) and must be current."""
+    if db.dialect == "sqlite":
+        await migrate(db)  # each version applied is logged
+    else:
+        await require_current_schema(db)
+
+
 async def applied_versions(db: Queries, dialect: str) -> set[int]:
     """The versions recorded in the database (none when it has no schema_version table)."""
     if not await has_table(db, dialect, "schema_version"):

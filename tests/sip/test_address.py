@@ -31,6 +31,7 @@ def request(*vias: str) -> Request:
 def test_an_address_prints_as_transport_host_and_port_with_ipv6_in_brackets():
     assert str(Address("UDP", "192.0.2.1", 5060)) == "udp:192.0.2.1:5060"
     assert str(Address("TCP", "2001:db8::1", 5060, connection=7)) == "tcp:[2001:db8::1]:5060"
+    assert Address("TCP", "2001:db8::1", 5060).hostport == "[2001:db8::1]:5060"
 
 
 def test_only_udp_addresses_are_unreliable():

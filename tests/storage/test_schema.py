@@ -17,6 +17,7 @@ from sipline.storage import (
     migrate,
     open_database,
     pending,
+    prepare_schema,
     require_current_schema,
 )
 from sipline.storage import schema as schema_module
@@ -47,6 +48,17 @@ async def test_running_again_applies_nothing(database: Database) -> None:
 async def test_an_unmigrated_database_is_refused_with_advice(database: Database) -> None:
     with pytest.raises(SchemaOutdated, match="run `sipline db migrate`"):
         await require_current_schema(database)
+
+
+async def test_a_node_migrates_its_own_sqlite_file_but_only_checks_mysql(database: Database) -> None:
+    if database.dialect == "sqlite":
+        await prepare_schema(database)
+        assert await pending(database) == []
+    else:
+        with pytest.raises(SchemaOutdated):
+            await prepare_schema(database)
+        await migrate(database)
+        await prepare_schema(database)
 
 
 async def test_concurrent_runs_apply_each_migration_once(database_url: str) -> None:
