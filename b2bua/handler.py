@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.net.handler import Handler
+from sipline.net.metrics import RoleCounts
 from sipline.proxying.deadlines import Timers
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
@@ -67,6 +68,17 @@ SUPPORTED = "timer"
 # In-dialog requests that cross to the other leg (BYE ends both instead).
 RELAYED = frozenset(("INVITE", "UPDATE", "INFO", "PRACK", "MESSAGE", "NOTIFY", "REFER", "OPTIONS"))
 FAILOVER_STATUS = frozenset((503, 408))
+# What the handler counts (exported as sipline_b2bua_<name>_total on /metrics).
+COUNTED = {
+    "calls": "INVITEs from trusted peers that opened a call",
+    "answered": "Calls answered by the far side (a 2xx on the B leg)",
+    "failovers": "B-leg INVITEs sent to the next hop after a 503, 408 or silence",
+    "failed": "Calls ended before an answer with a final error to the caller (487 included)",
+    "untrusted": "INVITEs refused 403 because they came from no trusted peer",
+    "refused": "Calls refused 403 by their account's licence",
+    "admission_errors": "Licence checks that failed (the call went through uncounted)",
+    "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
+}
 
 
 class Admission(Protocol):
@@ -140,7 +152,9 @@ class B2buaHandler(Handler):
         self.failover: Timers[Call] = Timers()
         self.duration: Timers[Call] = Timers()
         self.sessions: Timers[Leg] = Timers()
-        self.counts = {"calls": 0, "answered": 0, "failovers": 0, "rejected": 0}
+        self.metrics = RoleCounts("b2bua", COUNTED)
+        self.metrics.watch("calls_active", "Calls in progress", self.__len__)
+        self.counts = self.metrics.values  # plain ints, bumped on the call path
         self._node: Node | None = None
         self._locals: dict[str, Local] = {}
         self._next_probe = 0.0
@@ -155,6 +169,7 @@ class B2buaHandler(Handler):
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
 
     def close(self) -> None:
+        self.metrics.unwatch()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -213,7 +228,7 @@ class B2buaHandler(Handler):
         self, node: Node, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
         if not self._trusted(source):
-            self.counts["rejected"] += 1
+            self.counts["untrusted"] += 1
             self._answer(node, txn, 403, "Forbidden: not a trusted peer")
             return
         max_forwards = request.max_forwards
@@ -274,10 +289,11 @@ class B2buaHandler(Handler):
             admission = done.result()
         except Exception as exc:
             # Counters unreachable: let the call through rather than fail every call.
+            self.counts["admission_errors"] += 1
             event(log, "admission_failed", logging.WARNING, call_id=call.call_id, error=exc)
             admission = None
         if admission is not None and not admission.allowed:
-            self.counts["rejected"] += 1
+            self.counts["refused"] += 1
             reason = admission.reason or "Licence Exceeded"
             event(log, "call_refused", call_id=call.call_id, account=call.account, reason=reason)
             self._fail(node, call, 403, reason)
@@ -305,6 +321,7 @@ class B2buaHandler(Handler):
         try:
             call.b_sdp = done.result()
         except Exception as exc:
+            self.counts["media_errors"] += 1
             event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
             call.media = False  # through as it came
         if call.phase is Phase.ENDED:
@@ -504,6 +521,7 @@ class B2buaHandler(Handler):
             out.body = done.result()
             relay.source.peer.sdp = out.body
         except Exception as exc:
+            self.counts["media_errors"] += 1
             event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
             relay.anchored = False  # on as it came
         if call.phase is Phase.ENDED:
@@ -635,6 +653,7 @@ class B2buaHandler(Handler):
         try:
             body = done.result()
         except Exception as exc:
+            self.counts["media_errors"] += 1
             event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
             body = response.body
         if call.phase is Phase.ENDED:
@@ -715,6 +734,7 @@ class B2buaHandler(Handler):
         try:
             body = done.result()
         except Exception as exc:
+            self.counts["media_errors"] += 1
             event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
             body = response.body
         if response.status >= 200:
@@ -865,6 +885,7 @@ class B2buaHandler(Handler):
         """End a call that was not answered: ``status`` to the caller, CANCEL the B leg."""
         server = call.server
         if server is not None and server.state is State.PROCEEDING:
+            self.counts["failed"] += 1
             if response is not None:
                 out = crossing_response(
                     server.request, response, to_tag=call.a_tag, contact=None, record_route=False

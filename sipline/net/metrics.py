@@ -127,7 +127,52 @@ def _family(
     return family
 
 
+class RoleCounts:
+    """A role's own counters (calls, failovers, refusals...): plain integers in
+    ``values`` that the loop bumps, exported as ``sipline_<role>_<name>_total``
+    with ``documentation[name]``; ``watch`` adds gauges read at scrape time.
+    Kept after the role stops, like the node's tallies (counters never go down)."""
+
+    __slots__ = ("role", "values", "documentation", "_gauges")
+
+    def __init__(self, role: str, documentation: dict[str, str]) -> None:
+        self.role = role
+        self.documentation = documentation
+        self.values = dict.fromkeys(documentation, 0)
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        _ROLES.append(self)
+
+    def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._gauges[name] = (documentation, read)
+
+    def unwatch(self) -> None:
+        """The gauges read 0 (and no longer keep the role alive)."""
+        self._gauges = {name: (doc, _zero) for name, (doc, _) in self._gauges.items()}
+
+
+_ROLES: list[RoleCounts] = []
+
+
+class _RoleCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        counters: dict[str, tuple[str, int]] = {}
+        gauges: dict[str, tuple[str, float]] = {}
+        for counts in list(_ROLES):
+            for name, value in counts.values.items():
+                key = f"sipline_{counts.role}_{name}"
+                _, total = counters.get(key, ("", 0))
+                counters[key] = (counts.documentation.get(name, name), total + value)
+            for name, (doc, read) in counts._gauges.items():
+                key = f"sipline_{counts.role}_{name}"
+                gauges[key] = (doc, gauges.get(key, ("", 0.0))[1] + read())
+        for key, (doc, total) in counters.items():
+            yield CounterMetricFamily(key, doc, value=total)
+        for key, (doc, value) in gauges.items():
+            yield GaugeMetricFamily(key, doc, value=value)
+
+
 REGISTRY.register(_NodeCollector())
+REGISTRY.register(_RoleCollector())
 
 
 def start_metrics_server(host: str, port: int) -> Callable[[], None]:

@@ -11,6 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from b2bua.call import Phase
 from b2bua.handler import B2buaHandler
 from sipline.sip.address import Address
@@ -720,3 +722,27 @@ def test_a_call_not_anchored_names_no_relay_call() -> None:
     node.receive(invite(extra=[("X-Sipline-Media-Call", "spoofed@10.0.0.1")]), PROXY)
     ((b, _),) = of(node.take(), "INVITE")
     assert "x-sipline-media-call" not in b.headers
+
+
+# -- metrics ---------------------------------------------------------------------------------------------
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+def test_calls_failovers_and_refusals_are_counted_on_metrics() -> None:
+    names = ("calls", "answered", "failovers", "failed", "untrusted")
+    before = {n: _sample(f"sipline_b2bua_{n}_total") for n in names}
+    handler, node = b2bua(trusted=["127.0.0.1:5060"])
+    up = call_up(node)
+    assert _sample("sipline_b2bua_calls_active") >= 1
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    node.take()
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 503), far)  # to the other node
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 486), far)
+    node.receive(invite(), Address("UDP", "127.0.0.1", 5999))
+    after = {n: _sample(f"sipline_b2bua_{n}_total") - before[n] for n in names}
+    assert after == {"calls": 2, "answered": 1, "failovers": 1, "failed": 1, "untrusted": 1}
+    handler.close()
