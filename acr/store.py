@@ -33,6 +33,12 @@ _HOSTNAME = re.compile(
 )
 _DIGITS = re.compile(r"\d{1,32}")
 TRANSPORTS = ("udp", "tcp")
+PACKED_ROWS = 20_000  # rates per packed text (AcrStore.rates on MySQL): at most ~3 MB each
+PACKED_MAX_BYTES = 16 << 20
+_EFFECTIVE = (
+    " WHERE (effective_from IS NULL OR effective_from <= ?)"
+    " AND (effective_to IS NULL OR effective_to > ?)"
+)
 
 RATE_COLUMNS = (
     "carrier, prefix, rate, connect_fee, first_increment, next_increment,"
@@ -297,13 +303,34 @@ class AcrStore:
 
     async def rates(self, now: float) -> list[Rate]:
         """The deck rows of every carrier effective at ``now``."""
-        rows = await self.db.fetchall(
-            f"SELECT {RATE_COLUMNS} FROM rates"
-            " WHERE (effective_from IS NULL OR effective_from <= ?)"
-            " AND (effective_to IS NULL OR effective_to > ?)",
-            (now, now),
-        )
+        if self.db.dialect == "mysql":
+            return await self._packed_rates(now)
+        rows = await self.db.fetchall(f"SELECT {RATE_COLUMNS} FROM rates{_EFFECTIVE}", (now, now))
         return [rate_from_row(row) for row in rows]
+
+    async def _packed_rates(self, now: float) -> list[Rate]:
+        # The MySQL driver decodes rows in pure Python, in the event loop: a million
+        # rows took 11 s. Packed by the server into one text per 20,000 rows, the
+        # same rows come in about 1.5 s and split in C. MariaDB writes a DOUBLE as
+        # its shortest round-trip form, so float() gives back the stored value.
+        async with self.db.transaction() as tx:
+            await tx.execute(f"SET SESSION group_concat_max_len = {PACKED_MAX_BYTES}")
+            packs = await tx.fetchall(
+                "SELECT carrier, GROUP_CONCAT(CONCAT_WS(',', prefix, rate, connect_fee,"
+                " first_increment, next_increment, IFNULL(effective_from, ''),"
+                " IFNULL(effective_to, '')) SEPARATOR ';')"
+                f" FROM rates{_EFFECTIVE} GROUP BY carrier, id DIV {PACKED_ROWS}",
+                (now, now),
+            )
+        rates = []
+        for carrier, packed in packs:
+            for item in packed.split(";"):
+                prefix, rate, fee, first, step, start, end = item.split(",")
+                rates.append(
+                    Rate(carrier, prefix, float(rate), float(fee), int(first), int(step),
+                         float(start) if start else None, float(end) if end else None)
+                )  # fmt: skip
+        return rates
 
     async def next_rate_change(self, now: float) -> float | None:
         """When the set of rows effective at ``now`` next changes: the earliest

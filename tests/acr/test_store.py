@@ -7,6 +7,7 @@ import pytest
 from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
 from acr.store import (
     CDR_COLUMNS,
+    RATE_COLUMNS,
     AcrStore,
     DuplicateCarrier,
     DuplicateDid,
@@ -241,3 +242,20 @@ async def test_the_next_rate_change_is_the_next_start_or_end_of_a_row(
     assert await store.next_rate_change(500.0) == 600.0  # "after": not the row starting now
     assert await store.next_rate_change(700.0) == 1000.0
     assert await store.next_rate_change(1000.0) is None
+
+
+async def test_rates_come_back_exactly_whatever_their_number(
+    store: AcrStore, migrated: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("acr.store.PACKED_ROWS", 7)  # MySQL reads them in packs: cross a few
+    rows = [
+        Rate("a" if n % 3 else "b", str(100 + n), n / 3, 0.1 + 0.2 * n, n % 61, 1 + n % 60,
+             None if n % 2 else 1e9 + n / 7, None if n % 5 else 2e9 + 1 / 3)
+        for n in range(40)
+    ]  # fmt: skip
+    await migrated.executemany(
+        f"INSERT INTO rates ({RATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.carrier, r.prefix, r.rate, r.connect_fee, r.first_increment, r.next_increment,
+          r.effective_from, r.effective_to) for r in rows],
+    )  # fmt: skip
+    assert sorted(await store.rates(1.5e9), key=lambda r: r.prefix) == rows
