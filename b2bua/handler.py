@@ -414,8 +414,11 @@ class B2buaHandler(Handler):
         if leg is call.a and call.phase is Phase.ANSWERED:
             call.phase = Phase.CONFIRMED
             self._send_ack(node, call.b, call.cseq, request)
-            # What only a retransmission would have needed goes now.
+            # What only a retransmission would have needed goes now; the caller's
+            # INVITE transaction lingers 32 s (RFC 6026 timer L) without the call.
             call.answer = None
+            if call.server is not None:
+                call.server.context = None
             call.server = None
             call.b_invite = None
 
@@ -926,8 +929,7 @@ class B2buaHandler(Handler):
             dest = next_hop_address(hop)
         except ParseError:
             return
-        txn = node.send_request(request, dest)
-        txn.context = Own(leg.call, leg)
+        node.send_request(request, dest)  # its answer needs nothing of the call
 
     def _forget(self, call: Call) -> None:
         call.phase = Phase.ENDED
@@ -938,6 +940,11 @@ class B2buaHandler(Handler):
             self.sessions.disarm(leg)
         self.failover.disarm(call)
         self.duration.disarm(call)
+        client = call.client
+        if client is not None and client.state is State.ACCEPTED:
+            # Answered and ended: it lingers 32 s (timer M) for 2xx retransmissions,
+            # which need no call (a fork's 2xx then goes unanswered: its UAS gives up).
+            client.context = None
         call.answer = None
         call.b_invite = None
         call.server = None

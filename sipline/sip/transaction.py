@@ -42,8 +42,10 @@ class State(enum.Enum):
 class Transaction:
     """What client and server transactions share, timers included.
 
-    ``data`` is what a retransmission timer sends: the request (client) or the
-    final response (INVITE server). ``end`` is the deadline of the timeout
+    ``data`` is what a retransmission timer sends: the request (client), or
+    the last response a server sent (empty while it has sent none). Responses
+    are kept as these bytes only, not parsed: a transaction lingers 32 s
+    after it ends, and objects it holds are what the cyclic GC scans. ``end`` is the deadline of the timeout
     (B, F, H, or §9.1's limit after a CANCEL); while it is None the
     transaction only lingers, and its deadline, when reached, terminates it.
     """
@@ -53,7 +55,6 @@ class Transaction:
     method: str
     state: State
     dest: Address
-    last_response: Response | None = None
     context: object = None  # a free slot for the TU
     data: bytes = b""
     deadline: float | None = None
@@ -253,7 +254,7 @@ class TransactionLayer:
         # Absorbed; the last response goes out again, except in the INVITE's
         # Accepted state, where the TU retransmits the 2xx itself (RFC 6026 §7.1).
         state = txn.state
-        if txn.last_response is None:
+        if not txn.data:
             if txn.invite and self.auto_trying and state is State.PROCEEDING:
                 return self._send_trying(txn)  # the client is retransmitting already
             return []
@@ -336,7 +337,6 @@ class TransactionLayer:
         state = txn.state
         status = response.status
         if state is State.CALLING or state is State.PROCEEDING:
-            txn.last_response = response
             actions: list[Action] = [DeliverResponse(response, txn, source)]
             if status < 200:
                 self._invite_proceeding(txn, actions)
@@ -349,7 +349,6 @@ class TransactionLayer:
                 self._invite_completed(txn, response, actions)
             return actions
         if state is State.ACCEPTED and 200 <= status < 300:
-            txn.last_response = response
             return [DeliverResponse(response, txn, source)]  # from any fork (RFC 6026 §8.4)
         if state is State.COMPLETED and status >= 300 and txn.ack is not None:
             return [Send(txn.ack, txn.dest)]  # a retransmitted final (§17.1.1.2)
@@ -380,7 +379,6 @@ class TransactionLayer:
         state = txn.state
         if state is not State.TRYING and state is not State.PROCEEDING:
             return []  # Completed: retransmitted finals are absorbed (§17.1.2.2)
-        txn.last_response = response
         actions: list[Action] = [DeliverResponse(response, txn, source)]
         if response.status < 200:
             txn.state = State.PROCEEDING  # timer E goes on, at T2 from its next firing
@@ -431,7 +429,6 @@ class TransactionLayer:
         return actions
 
     def _send_response(self, txn: ServerTransaction, response: Response) -> list[Action]:
-        txn.last_response = response
         txn.data = response.serialise()
         return [Send(txn.data, txn.dest)]
 
@@ -513,7 +510,7 @@ class TransactionLayer:
     ) -> None:
         txn.deadline = None
         if txn.state is State.PROCEEDING and isinstance(txn, ServerTransaction):
-            if txn.last_response is None:  # the TU stayed silent (§17.2.1)
+            if not txn.data:  # the TU stayed silent (§17.2.1)
                 actions.extend(self._send_trying(txn))
             return
         end = txn.end

@@ -1,0 +1,243 @@
+"""``python -m bench.b2bua_profile [--calls N] [--rate CPS] [--profile FILE]``: the B2BUA's
+CPU per call in process, without sockets.
+
+N whole calls (INVITE, 180, 200, ACK, BYE, 200 on both legs, as the sipp
+scenarios ``b2bua_uac.xml`` and ``b2bua_uas.xml`` send them) go as bytes
+through what a node does with a datagram: parse_message, the real
+TransactionLayer, the B2BUA handler, serialising what goes out. A fake clock
+advances 1/CPS per call and the layer's and handler's timers run every 10 ms
+of it, so transactions linger (timer J/K, 32 s/5 s) as they do at that rate
+and the cyclic GC, tuned as ``tune_gc`` tunes a node, scans what they keep.
+The peers (sipp) are string templates; their own time is measured apart and
+left out of the figure. ``--profile FILE`` writes a cProfile of the run;
+under ``valgrind --tool=callgrind`` use a small N for instruction counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import sys
+import time
+from typing import Any
+
+from b2bua.handler import B2buaHandler
+from sipline.config import Settings
+from sipline.net.node import GC_THRESHOLDS
+from sipline.sip.address import Address
+from sipline.sip.message import parse_message
+from sipline.sip.transaction import (
+    Deliver,
+    DeliverResponse,
+    Send,
+    Terminated,
+    TimedOut,
+    TransactionLayer,
+)
+
+US = Address("UDP", "127.0.0.1", 5070)
+UAC = Address("UDP", "127.0.0.1", 5060)  # sipp as the proxy
+UAS = Address("UDP", "127.0.0.1", 5080)  # sipp as the ACR pair
+TIMER_EVERY = 0.01
+SDP = (
+    "v=0\r\no=- {n} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Wire:
+    """What sipline.net.node.Node does with the layer's actions, sends kept as bytes."""
+
+    def __init__(self, handler: B2buaHandler, clock: Clock) -> None:
+        self.handler = handler
+        self.layer = TransactionLayer(clock)
+        self.out: list[tuple[bytes, Address]] = []
+        self.dispatch: dict[type, Any] = {
+            Send: lambda a: self.out.append((a.data, a.dest)),
+            Deliver: lambda a: handler.on_request(self, a.request, a.txn, a.source),  # type: ignore[arg-type]
+            DeliverResponse: lambda a: handler.on_response(self, a.response, a.txn, a.source),  # type: ignore[arg-type]
+            TimedOut: lambda a: handler.on_timeout(self, a.txn),  # type: ignore[arg-type]
+            Terminated: lambda a: handler.on_terminated(self, a.txn),  # type: ignore[arg-type]
+        }
+
+    def local_address(self, transport: str) -> Address:
+        return US._replace(transport=transport.upper())
+
+    def respond(self, txn: Any, response: Any) -> None:
+        self._carry_out(self.layer.respond(txn, response))
+
+    def send_request(self, request: Any, dest: Address) -> Any:
+        txn, actions = self.layer.request(request, dest)
+        self._carry_out(actions)
+        return txn
+
+    def send_stateless(self, message: Any, dest: Address) -> None:
+        self._carry_out(self.layer.send_stateless(message, dest))
+
+    def cancel(self, txn: Any) -> Any:
+        cancel, actions = self.layer.cancel(txn)
+        self._carry_out(actions)
+        return cancel
+
+    def receive(self, data: bytes, source: Address) -> None:
+        self._carry_out(self.layer.receive(parse_message(data), source))
+
+    def expire(self, now: float) -> None:
+        self._carry_out(self.layer.expire(now))
+        self.handler.expire(self, now)  # type: ignore[arg-type]
+
+    def _carry_out(self, actions: Any) -> None:
+        dispatch = self.dispatch
+        for action in actions:
+            dispatch[type(action)](action)
+
+    def take(self) -> list[tuple[bytes, Address]]:
+        out, self.out = self.out, []
+        return out
+
+
+# -- the peers: sipp's messages as templates --------------------------------------------------
+def _lines(data: bytes) -> dict[str, str]:
+    """The first value of each header sipp's [last_*] copies, by lower-case name."""
+    found: dict[str, str] = {}
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        found.setdefault(name.strip().lower(), value.strip())
+    return found
+
+
+def uac_invite(n: int) -> bytes:
+    body = SDP.format(n=n)
+    return (
+        f"INVITE sip:+15551230000@127.0.0.1:5070 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-uac-{n}-1;rport\r\n"
+        f"From: <sip:caller@example.com>;tag=1SIPpTag00{n}\r\n"
+        f"To: <sip:+15551230000@127.0.0.1:5070>\r\n"
+        f"Call-ID: {n}-1@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:caller@127.0.0.1:5060;transport=UDP>\r\nMax-Forwards: 70\r\n"
+        f"Record-Route: <sip:127.0.0.1:5060;lr;proxy=hidden>\r\n"
+        f"P-Asserted-Identity: <sip:caller@example.com>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def uac_in_dialog(n: int, method: str, cseq: int, to: str) -> bytes:
+    return (
+        f"{method} sip:b2bua@127.0.0.1:5070 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-uac-{n}-{cseq}{method};rport\r\n"
+        f"Route: <sip:127.0.0.1:5060;lr;proxy=hidden>\r\n"
+        f"From: <sip:caller@example.com>;tag=1SIPpTag00{n}\r\nTo: {to}\r\n"
+        f"Call-ID: {n}-1@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:caller@127.0.0.1:5060;transport=UDP>\r\nMax-Forwards: 70\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def uas_response(request: bytes, status: str, n: int, *, tag: bool, sdp: bool) -> bytes:
+    h = _lines(request)
+    to = f"{h['to']};tag=1SIPpTag01{n}" if tag else h["to"]
+    body = SDP.format(n=n) if sdp else ""
+    kind = "Content-Type: application/sdp\r\n" if sdp else ""
+    return (
+        f"SIP/2.0 {status}\r\nVia: {h['via']}\r\nFrom: {h['from']}\r\nTo: {to}\r\n"
+        f"Call-ID: {h['call-id']}\r\nCSeq: {h['cseq']}\r\n"
+        f"Contact: <sip:acr@127.0.0.1:5080;transport=UDP>\r\n{kind}"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def _one(out: list[tuple[bytes, Address]], dest: Address, start: bytes) -> bytes:
+    for data, where in out:
+        if where == dest and data.startswith(start):
+            return data
+    raise AssertionError(f"nothing starting {start!r} to {dest}: {[d[:20] for d, _ in out]}")
+
+
+# -- the run -----------------------------------------------------------------------------------
+def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
+    clock = Clock()
+    settings = Settings(b2bua={"acr": ["127.0.0.1:5080", "127.0.0.1:5080"], "media_relay": ""})  # type: ignore[arg-type]
+    handler = B2buaHandler(settings, clock=clock)
+    wire = Wire(handler, clock)
+    handler._node = wire  # type: ignore[assignment]
+    handler._next_probe = float("inf")
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    peers = 0.0  # seconds spent building the peers' messages
+    next_timers = clock.now + TIMER_EVERY
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    started = time.process_time()
+    for n in range(calls):
+        p = time.process_time()
+        invite = uac_invite(n)
+        peers += time.process_time() - p
+        wire.receive(invite, UAC)
+        b_invite = _one(wire.take(), UAS, b"INVITE")
+        p = time.process_time()
+        ringing = uas_response(b_invite, "180 Ringing", n, tag=True, sdp=False)
+        ok = uas_response(b_invite, "200 OK", n, tag=True, sdp=True)
+        peers += time.process_time() - p
+        wire.receive(ringing, UAS)
+        wire.receive(ok, UAS)
+        a_ok = _one(wire.take(), UAC, b"SIP/2.0 200")
+        p = time.process_time()
+        to = _lines(a_ok)["to"]
+        ack = uac_in_dialog(n, "ACK", 1, to)
+        bye = uac_in_dialog(n, "BYE", 2, to)
+        peers += time.process_time() - p
+        wire.receive(ack, UAC)
+        wire.receive(bye, UAC)
+        b_bye = _one(wire.take(), UAS, b"BYE")
+        p = time.process_time()
+        bye_ok = uas_response(b_bye, "200 OK", n, tag=False, sdp=False)
+        peers += time.process_time() - p
+        wire.receive(bye_ok, UAS)
+        wire.take()
+        clock.now += 1.0 / rate
+        if clock.now >= next_timers:
+            next_timers = clock.now + TIMER_EVERY
+            wire.expire(clock.now)
+    total = time.process_time() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)  # type: ignore[arg-type]
+    assert len(handler) == 0, "every call ended"
+    return {
+        "calls": calls,
+        "us_per_call": (total - peers) / calls * 1e6,
+        "peers_us_per_call": peers / calls * 1e6,
+        "transactions": len(wire.layer),
+        "gc_tracked": len(gc.get_objects()),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.b2bua_profile", description=__doc__)
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="calls/s of the fake clock")
+    parser.add_argument("--profile", help="write a cProfile of the run to this file")
+    args = parser.parse_args(argv)
+    result = run(args.calls, args.rate, args.profile)
+    print(
+        f"{result['calls']} calls: {result['us_per_call']:.0f} us CPU per call in the B2BUA "
+        f"(peers {result['peers_us_per_call']:.0f} us apart); at the end "
+        f"{result['transactions']} transactions, {result['gc_tracked']} GC-tracked objects"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
