@@ -240,4 +240,6 @@ def test_statistics_written_by_one_node_are_used_by_the_other(
     # What any node sees through Redis: flaky's failures, steady ranked first.
     ranked = [c["carrier"] for c in data["candidates"]]
     assert ranked == ["steady", "flaky"], text
-    assert data["candidates"][1]["figures"]["attempts"] >= 2  # until it fell behind
+    # At least the first call's attempt; how many more before the next re-ranking
+    # (every second) put it behind depends on the machine's pace.
+    assert data["candidates"][1]["figures"]["attempts"] >= 1
