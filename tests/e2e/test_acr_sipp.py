@@ -78,10 +78,14 @@ class Stack:
     carriers: list[SippCarrier]
     nodes: list[AcrProcess]
 
-    def start_acr(self, node: str = "primary", redis_url: str | None = None) -> AcrProcess:
+    def start_acr(
+        self, node: str = "primary", redis_url: str | None = None, **settings: str
+    ) -> AcrProcess:
+        """``sipline acr --node NODE`` on a free port, with SETTINGS and ``settings``
+        (environment names, ``SIPLINE_ACR__TRUSTED="..."``) over the config."""
         port = free_port(HOST)
         log = self.workdir / f"acr-{node}.log"
-        env = acr_env(f"{HOST}:{port}", self.url, redis_url, SETTINGS, node=node)
+        env = acr_env(f"{HOST}:{port}", self.url, redis_url, {**SETTINGS, **settings}, node=node)
         with log.open("wb") as out:
             process = subprocess.Popen(
                 acr_command(node), cwd=Path(__file__).resolve().parents[2], env=env,
