@@ -14,8 +14,8 @@ import sys
 import time
 
 from sipline.config import Settings
-from sipline.storage import Database, StorageError
-from sipline.storage.commands import run_with_database
+from sipline.storage import Database
+from sipline.storage.commands import run_node, run_with_database
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,16 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_acr(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that other commands do not pay for the event loop.
-    import uvloop
-
     from acr.server import serve_acr
 
-    try:
-        uvloop.run(serve_acr(settings, args.node))
-    except StorageError as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_node(serve_acr(settings, args.node))
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,6 @@ Registered through the ``sipline.commands`` entry-point group.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sipline.config import Settings
 
@@ -21,14 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_b2bua(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that other commands do not pay for the event loop.
-    import uvloop
-
     from b2bua.server import serve_b2bua
-    from sipline.storage import StorageError
+    from sipline.storage.commands import run_node
 
-    try:
-        uvloop.run(serve_b2bua(settings))
-    except StorageError as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_node(serve_b2bua(settings))

@@ -14,8 +14,8 @@ import time
 
 from sipline import logs
 from sipline.config import Settings
-from sipline.storage import Database, StorageError, Subscriber, Subscribers, parse_aor
-from sipline.storage.commands import run_with_database
+from sipline.storage import Database, Subscriber, Subscribers, parse_aor
+from sipline.storage.commands import run_node, run_with_database
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that provisioning commands do not pay for the event loop.
-    import uvloop
-
     from proxy.server import serve_proxy
 
-    try:
-        uvloop.run(serve_proxy(settings))
-    except StorageError as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_node(serve_proxy(settings))
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:

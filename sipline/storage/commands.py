@@ -1,4 +1,5 @@
-"""``sipline db migrate``, and ``run_with_database`` for every command that needs the database.
+"""``sipline db migrate``, ``run_with_database`` for every command that needs the
+database, and ``run_node`` for every command that runs a role's node on it.
 
 Exit status: 0 done, 1 the database refused or failed (the message says why),
 2 a value given on the command line is unacceptable.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from sipline.config import Settings
 from sipline.storage.database import Database, InvalidValue, StorageError, open_database
@@ -52,6 +54,21 @@ def run_with_database(
     except StorageError as exc:
         print(f"sipline: {exc}", file=sys.stderr)
         return EXIT_STORAGE_ERROR
+
+
+def run_node(serve: Coroutine[Any, Any, None]) -> int:
+    """Run a role's node (``serve``, such as ``serve_proxy(settings)``) on uvloop until it
+    returns: 0; the database unreachable or its schema outdated (StorageError) is a
+    message and status 1."""
+    # Imported here so that other commands do not pay for the event loop.
+    import uvloop
+
+    try:
+        uvloop.run(serve)
+    except StorageError as exc:
+        print(f"sipline: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_ERROR
+    return 0
 
 
 def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
