@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from sipline.config import listening_on
 from sipline.logs import event
-from sipline.net.node import Node, tune_gc
-from sipline.net.signals import until_stopped
-from sipline.storage import Database, migrate, open_database, require_current_schema
+from sipline.net.node import Node
+from sipline.net.serving import run_until_stopped
+from sipline.storage import Database, open_database, prepare_schema
 from sipline.storage.database import redact
 
 from .cdrs import CdrWriter
@@ -95,14 +95,6 @@ async def rerank(table: RouteTable, live: LiveState, now: float) -> None:
     result is swapped in on the loop."""
     snapshot = table.snapshot(live.stats, live.view, now)
     table.install(await asyncio.to_thread(table.rank, snapshot))
-
-
-async def prepare_schema(db: Database) -> None:
-    if db.dialect == "sqlite":
-        for version in await migrate(db):
-            event(log, "schema_migrated", version=f"{version:03d}")
-    else:
-        await require_current_schema(db)
 
 
 class AcrNode:
@@ -235,14 +227,7 @@ async def serve_acr(settings: Any, node: NodeName = "primary") -> None:
         await prepare_schema(db)
         live = await open_live_state(settings, node)
         try:
-            acr = AcrNode(settings, node, db, live)
-            await acr.start()
-            tune_gc()
-            try:
-                received = await until_stopped()
-                event(log, "signal", signal=received.name)
-            finally:
-                await acr.stop()
+            await run_until_stopped(AcrNode(settings, node, db, live), log)
         finally:
             await live.close()
     finally:

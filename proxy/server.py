@@ -18,8 +18,8 @@ from proxy.registrar import RegistrarService
 from proxy.router import Router
 from sipline.logs import event
 from sipline.net.handler import Handler
-from sipline.net.node import Node, tune_gc
-from sipline.net.signals import until_stopped
+from sipline.net.node import Node
+from sipline.net.serving import run_until_stopped
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
@@ -190,13 +190,7 @@ async def serve_proxy(settings: Any) -> None:
     db = await open_database(settings.database.url)
     try:
         await prepare_schema(db)
-        proxy = ProxyNode(settings, db)
-        await proxy.start()
-        try:
-            received = await until_stopped()
-            event(log, "signal", signal=received.name)
-        finally:
-            await proxy.stop()
+        await run_until_stopped(ProxyNode(settings, db), log)
     finally:
         await db.close()
 
@@ -224,7 +218,6 @@ class ProxyNode:
             await self.service.close()
             raise
         self.service.start_nat(self.node)
-        tune_gc()
         log_started(self.settings)
 
     async def stop(self) -> None:
