@@ -34,14 +34,16 @@ from .uri import Uri, parse_uri
 T = TypeVar("T")
 _MISSING: Any = object()
 
-# One header line: [key, name as written, value, original line or None once changed].
-Field = list
+# One header line: (key, name as written, value, original line or None once changed).
+# A tuple of strings: the cyclic GC stops tracking it after its first collection,
+# so the headers of messages that transactions keep for 32 s cost no scanning.
+Field = tuple
 
 
 class Headers:
     """Header fields in order, with case-insensitive and compact-form lookup.
 
-    Each line is a ``Field``; ``_index`` maps a key to the first line with
+    Each line is a ``Field`` (changing a line replaces it); ``_index`` maps a key to the first line with
     that key, and ``_multi`` a key with more than one line to all of them, in
     order (most headers have one line, and this keeps parsing cheap).
     """
@@ -131,17 +133,23 @@ class Headers:
             self.add(name, value)
             return
         self._changed(key)
-        first[2], first[3] = value.strip(), None
+        new = (key, first[1], value.strip(), None)
         if self._multi.pop(key, None) is not None:
-            self._fields = [f for f in self._fields if f[0] != key or f is first]
+            fields = self._fields
+            self._fields = [new if f is first else f for f in fields if f[0] != key or f is first]
+        else:
+            fields = self._fields
+            fields[fields.index(first)] = new  # the only line with its key
+        self._index[key] = new
 
     def add(self, name: str, value: str) -> None:
         """Append a header line at the end."""
         key = header_key(name)
-        f = [key, canonical_name(key) if name == key else name, value.strip(), None]
+        f = (key, canonical_name(key) if name == key else name, value.strip(), None)
         self._fields.append(f)
         self._index_more(key, f)
-        self._changed(key)
+        if self._parsed:
+            self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a value above every existing one (a proxy's Via or Record-Route).
@@ -149,7 +157,7 @@ class Headers:
         With no such header yet it goes first among all headers, which keeps
         Via at the top where RFC 3261 §7.3.1 recommends it."""
         key = header_key(name)
-        f = [key, canonical_name(key) if name == key else name, value.strip(), None]
+        f = (key, canonical_name(key) if name == key else name, value.strip(), None)
         first = self._index.get(key)
         self._changed(key)
         if first is None:
@@ -184,7 +192,7 @@ class Headers:
             rest = split_values(first[2])[1:]
             if rest:
                 value = ", ".join([value, *rest])
-        first[2], first[3] = value, None
+        self._replace(first, (key, first[1], value, None))
 
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first value of a list header (the top Via or Route).
@@ -200,7 +208,7 @@ class Headers:
         if "," in value:
             values = split_values(value)
             if len(values) > 1:
-                first[2], first[3] = ", ".join(values[1:]), None
+                self._replace(first, (key, first[1], ", ".join(values[1:]), None))
                 return values[0]
         del self._fields[self._position(first)]
         found = self._multi.get(key)
@@ -216,10 +224,9 @@ class Headers:
     def copy(self) -> Headers:
         """An independent copy (typed views are not copied: they parse again)."""
         headers = Headers()
-        for f in self._fields:
-            f = list(f)
-            headers._fields.append(f)
-            headers._index_more(f[0], f)
+        headers._fields = list(self._fields)  # lines are immutable: shared
+        headers._index = dict(self._index)
+        headers._multi = {key: list(found) for key, found in self._multi.items()}
         return headers
 
     def _index_more(self, key: str, f: Field) -> None:
@@ -238,7 +245,28 @@ class Headers:
             if key == "via" or key == "route":
                 parsed.pop(key + "#top", None)
 
+    def _replace(self, old: Field, new: Field) -> None:
+        """Put line ``new`` in the place of ``old`` (same key), wherever it is listed."""
+        key = old[0]
+        found = self._multi.get(key)
+        if found is None:
+            fields = self._fields
+            fields[fields.index(old)] = new  # the only line with its key
+            self._index[key] = new
+            return
+        self._fields[self._position(old)] = new
+        if self._index.get(key) is old:
+            self._index[key] = new
+        if found is not None:
+            for i, f in enumerate(found):
+                if f is old:
+                    found[i] = new
+                    break
+
     def _position(self, target: Field) -> int:
+        if target[0] not in self._multi:
+            # The only line with its key, so the only one equal to it: found in C.
+            return self._fields.index(target)
         for i, f in enumerate(self._fields):
             if f is target:
                 return i
@@ -532,15 +560,21 @@ class Request(Message):
     def response(self, status: int, reason: str | None = None, to_tag: str | None = None) -> Response:
         """The response a UAS or stateful proxy builds for this request (RFC 3261 §8.2.6.2)."""
         headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in self.headers.get_all(name):
-                headers.add(name, value)
+        old = self.headers
+        for key in _ANSWER_KEYS:  # the request's lines themselves: they are immutable
+            for f in old._all(key):
+                headers._fields.append(f)
+                headers._index_more(key, f)
         if to_tag is not None and status > 100 and self.to.tag is None:
             headers.set("To", f"{self.headers.get('to')};tag={to_tag}")
         if status == 100 and "timestamp" in self.headers:
             headers.add("Timestamp", self.headers.get("timestamp") or "")
         headers.add("Content-Length", "0")
         return Response(status, reason if reason is not None else reason_phrase(status), headers)
+
+
+# What a response copies from its request, in this order (RFC 3261 §8.2.6.2).
+_ANSWER_KEYS = ("via", "from", "to", "call-id", "cseq")
 
 
 class Response(Message):
@@ -626,14 +660,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     keys = _KEYS_AS_WRITTEN
     append = fields.append
     first_of = index.setdefault
-    folded = False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         key = keys.get(name)
         if key is None:
             if line[:1] in _LWS and fields:
-                # Folding (RFC 3261 §7.3.1): the pieces are joined after the loop.
-                folded = _continue_line(fields[-1], line) or folded
+                _continue_line(fields, index, multi, line)  # folding (RFC 3261 §7.3.1)
                 continue
             if not colon:
                 raise ParseError("header line without colon")
@@ -643,7 +675,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             key = header_key(name)
         elif not colon:
             raise ParseError("header line without colon")
-        f = [key, name, value.strip(), line]
+        f = (key, name, value.strip(), line)
         append(f)
         first = first_of(key, f)
         if first is not f:
@@ -652,8 +684,6 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
                 multi[key] = [first, f]
             else:
                 found.append(f)
-    if folded:
-        _unfold(fields)
     headers = Headers.__new__(Headers)
     headers._fields = fields
     headers._index = index
@@ -728,24 +758,20 @@ def _missing(index: dict[str, Field], required: tuple[str, ...]) -> None:
             raise ParseError(f"missing {canonical_name(key)}")
 
 
-def _continue_line(field: Field, line: str) -> bool:
-    """Note a continuation line; the value is rebuilt once, by ``_unfold``."""
-    pieces = field[3]
-    if type(pieces) is list:
-        pieces.append(line.strip())
-    else:
-        field[3] = [field[2], line.strip()]
-    return True
-
-
-def _unfold(fields: list[Field]) -> None:
-    """Join folded values with single spaces; such lines go out unfolded."""
-    for field in fields:
-        pieces = field[3]
-        if type(pieces) is list:
-            value = " ".join([piece for piece in pieces if piece])
-            field[2] = value
-            field[3] = f"{field[1]}: {value}"
+def _continue_line(
+    fields: list[Field], index: dict[str, Field], multi: dict[str, list[Field]], line: str
+) -> None:
+    """Join a continuation line to the last line's value with one space; such
+    lines go out unfolded."""
+    last = fields[-1]
+    key, piece = last[0], line.strip()
+    value = (f"{last[2]} {piece}" if last[2] else piece) if piece else last[2]
+    fields[-1] = new = (key, last[1], value, None)
+    if index[key] is last:
+        index[key] = new
+    found = multi.get(key)
+    if found is not None:
+        found[-1] = new
 
 
 def _start_line(line: str) -> Request | Response:
