@@ -35,30 +35,25 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sipline.logs import event
-from sipline.net.handler import Handler
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.responses import best_response, for_upstream
 from sipline.proxying.rules import (
-    Local,
     Rejection,
     branch_for,
     decrement_max_forwards,
     loop_key,
-    looped,
     next_hop,
-    preprocess_routes,
+    pop_own_via,
     resolve,
     strict_route,
-    validate,
-    via_address,
 )
-from sipline.proxying.stateless import forward_ack, forward_stray
+from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
-from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from .billing import bill
 from .calls import (
@@ -91,7 +86,6 @@ MAX_CALL = 4 * 3600.0  # an answered call never hung up is closed (CDR) after th
 PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed over a while
 INBOUND_FINAL = frozenset((486, 487, 600, 603, 404, 484, 480))
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY"
-_FORWARDING = frozenset((State.TRYING, State.PROCEEDING, State.ACCEPTED))
 
 
 # -- what the router is given (acr.ranking, acr.live, acr.cdrs) --------------------------
@@ -120,7 +114,7 @@ class Relay:
         self.server: ServerTransaction | None = server
 
 
-class AcrRouter(Handler):
+class AcrRouter(StatefulProxy):
     """Routes every request the ACR node receives.
 
     ``table`` decides outbound calls (``acr.ranking.RouteTable``), ``live``
@@ -129,6 +123,9 @@ class AcrRouter(Handler):
     store (``load`` replaces all three when the store changes). ``clock`` is
     wall-clock time, ``monotonic`` the deadlines' clock.
     """
+
+    timer_tick = TIMER_TICK
+    log = log
 
     def __init__(
         self,
@@ -144,15 +141,13 @@ class AcrRouter(Handler):
         monotonic: Callable[[], float] = time.monotonic,
         prober: Any = None,
     ) -> None:
+        super().__init__(settings, monotonic=monotonic)
         acr = settings.acr
         self.node_name = node_name
         self.trusted = list(acr.trusted)
-        self.server_header: str = settings.sip.server_header
-        self._transports = len(settings.sip.transports)
         self.live = live
         self.cdrs = cdrs
         self.clock = clock
-        self._now = monotonic
         self.pdd: Deadlines[Try] = Deadlines(acr.pdd_timeout)
         self.timer_c: Deadlines[Try] = Deadlines(TIMER_C)
         self.dialogs: dict[str, Answered] = {}  # answered calls to carriers, by Call-ID
@@ -161,9 +156,6 @@ class AcrRouter(Handler):
         self.sources = Sources((), self.trusted, ())
         self.dids: dict[str, Did] = {}
         self.load(table, carriers, dids)
-        self._local: Local | None = None
-        self._node: Node | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
 
     def load(self, table: Table, carriers: Iterable[Carrier], dids: Iterable[Did]) -> None:
         """Use a new routing table, carriers and DIDs (calls in progress keep their hops)."""
@@ -172,53 +164,12 @@ class AcrRouter(Handler):
         self.sources = Sources(carriers, self.trusted, dids)
         self.dids = {did.number: did for did in dids}
 
-    def close(self) -> None:
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
-
-    def local(self, node: Node) -> Local:
-        local = self._local
-        if local is None:
-            addresses = {}
-            for transport in ("UDP", "TCP"):
-                try:
-                    addresses[transport] = node.local_address(transport)
-                except LookupError:
-                    pass
-            local = Local(addresses, [])
-            # Not before the node listens on every transport: a datagram can
-            # arrive while the node is still opening its TCP listener.
-            if len(addresses) == self._transports:
-                self._local = local
-                self._node = node
-        return local
-
     # -- requests -----------------------------------------------------------------------
-    def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
-    ) -> None:
-        if txn is None:
-            self._forward_ack(node, request)
-        elif request.method == "CANCEL":
-            self._cancel(node, request, txn)
-        else:
-            try:
-                self._route(node, request, txn, source)
-            except ParseError as exc:  # a header a decision needed (parsed lazily)
-                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"))
-
     def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
-        local = self.local(node)
-        rejection = validate(request)
-        if rejection is not None:
-            self._reject(node, txn, rejection)
+        preprocessed = self._preprocess(node, request, txn)
+        if preprocessed is None:
             return
-        ours = preprocess_routes(request, local)
-        key = loop_key(request)
-        if looped(request, local, key):
-            self._reject(node, txn, Rejection(482, "Loop Detected: the request came back"))
-            return
+        local, ours, key = preprocessed
         if request.to.tag is not None:
             self._in_dialog(node, request, txn, source, ours)
             return
@@ -457,14 +408,9 @@ class AcrRouter(Handler):
             self._cdr(call, response.status, None, self.clock())
 
     # -- responses (§16.7) --------------------------------------------------------------
-    def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    def _response(
+        self, node: Node, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
-        if txn is None:
-            dest = forward_stray(response, self.local(node))
-            if dest is not None:
-                node.send_stateless(response, dest)
-            return
         context = txn.context
         kind = type(context)
         if kind is Try:
@@ -480,9 +426,7 @@ class AcrRouter(Handler):
         status = response.status
         if status == 100:
             return  # hop by hop (§16.7 step 5); not a sign the carrier found the callee
-        headers = response.headers
-        headers.pop_first_value("via")
-        if "via" not in headers:
+        if not pop_own_via(response):
             return
         call = attempt.call
         if attempt.done:
@@ -536,11 +480,7 @@ class AcrRouter(Handler):
 
     def _upstream_2xx(self, node: Node, call: Call, response: Response) -> None:
         """Every 2xx goes upstream (§16.7 step 5, RFC 6026)."""
-        server = call.server
-        if server is not None and server.state in _FORWARDING:
-            node.respond(server, response)
-        else:
-            node.send_stateless(response, via_address(response.via))
+        self._upstream(node, call.server, response, True)
 
     def on_timeout(self, node: Node, txn: Transaction) -> None:
         """Timer B/F: the hop answered 408 (§16.7 step 2)."""
@@ -574,14 +514,7 @@ class AcrRouter(Handler):
             context.server = None  # type: ignore[union-attr]
 
     # -- CANCEL (§16.10) ----------------------------------------------------------------
-    def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
-        invite = txn.cancels
-        if invite is None:
-            reason = "Call/Transaction Does Not Exist: no INVITE matches this CANCEL"
-            self._reject(node, txn, Rejection(481, reason))
-            return
-        node.respond(txn, request.response(200, to_tag=new_tag()))
-        call = invite.context
+    def _cancel_context(self, node: Node, call: Any) -> None:
         if type(call) is not Call or call.answered:
             return
         call.cancelled = True
@@ -624,17 +557,10 @@ class AcrRouter(Handler):
         client.context = relay
 
     def _relay_response(self, node: Node, relay: Relay, response: Response) -> None:
-        if response.status == 100:
+        if response.status == 100 or not pop_own_via(response):
             return
-        headers = response.headers
-        headers.pop_first_value("via")
-        if "via" not in headers:
-            return
-        server = relay.server
-        if server is not None and server.state in _FORWARDING:
-            node.respond(server, response)
-        elif 200 <= response.status < 300 and response.cseq.method == "INVITE":
-            node.send_stateless(response, via_address(response.via))
+        stray = 200 <= response.status < 300 and response.cseq.method == "INVITE"
+        self._upstream(node, relay.server, response, stray)
 
     def _hung_up(self, call_id: str) -> None:
         """A BYE, from either side, ends an answered call: the CDR, the statistics."""
@@ -705,14 +631,7 @@ class AcrRouter(Handler):
             )
         )
 
-    # -- stateless forwarding -------------------------------------------------------------
-    def _forward_ack(self, node: Node, request: Request) -> None:
-        dest = forward_ack(request, self.local(node))
-        if dest is None:
-            event(log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
-            return
-        node.send_stateless(request, dest)
-
+    # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(self, node: Node, txn: ClientTransaction, response: Response) -> None:
         """A 2xx from an attempt we gave up on (the PDD limit, a CANCEL that
         crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261)."""
@@ -735,23 +654,6 @@ class AcrRouter(Handler):
     def _make(self, call: Call, status: int, reason: str) -> Response:
         request = call.request if call.request is not None else call.server.request  # type: ignore[union-attr]
         return request.response(status, reason, to_tag=new_tag())
-
-    def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
-        request = txn.request
-        response = request.response(rejection.status, rejection.reason, to_tag=new_tag())
-        for name, value in rejection.headers:
-            response.headers.add(name, value)
-        response.headers.add("Server", self.server_header)
-        node.respond(txn, response)
-        if log.isEnabledFor(logging.INFO):
-            event(
-                log,
-                "rejected",
-                status=rejection.status,
-                reason=rejection.reason,
-                method=request.method,
-                call_id=request.call_id,
-            )
 
     def _capabilities(self, request: Request) -> Response:
         response = request.response(200, to_tag=new_tag())
@@ -788,24 +690,8 @@ class AcrRouter(Handler):
         for call_id in stale:
             self._hung_up(call_id)
 
-    def _ensure_tick(self) -> None:
-        if self._tick_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # driven by hand (tests call expire)
-            self._tick_handle = loop.call_later(TIMER_TICK, self._tick)
-
-    def _tick(self) -> None:
-        self._tick_handle = None
-        node = self._node
-        if node is not None:
-            try:
-                self.expire(node, self._now())
-            except Exception:
-                log.exception("event=router_error where=expire")
-        if self.pdd or self.timer_c or self.dialogs:
-            self._ensure_tick()
+    def _timers_pending(self) -> bool:
+        return bool(self.pdd or self.timer_c or self.dialogs)
 
 
 def _attempt(

@@ -26,29 +26,21 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sipline.logs import event
-from sipline.net.handler import Handler
+from sipline.config import split_host_port
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
 from sipline.proxying.rules import (
     DIALOG_METHODS,
-    Local,
     Rejection,
     branch_for,
     decrement_max_forwards,
-    loop_key,
-    looped,
-    preprocess_routes,
+    pop_own_via,
     strict_route,
-    validate,
-    via_address,
 )
-from sipline.proxying.stateless import forward_ack, forward_stray
+from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
-from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
-from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from .forking import Branch, Fork
 from .media import ANCHORED, Kind, MediaAnchor, has_sdp
@@ -67,10 +59,9 @@ log = logging.getLogger("sipline.proxy.router")
 CHALLENGED_METHODS = DIALOG_METHODS | frozenset(("MESSAGE", "PUBLISH"))
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
-_FORWARDING = frozenset((State.TRYING, State.PROCEEDING, State.ACCEPTED))
 
 
-class Router(Handler):
+class Router(StatefulProxy):
     """Routes every request but REGISTER for our domains and OPTIONS to us.
 
     ``location``, ``directory`` and ``authenticator`` are piece A's
@@ -78,6 +69,9 @@ class Router(Handler):
     is wall-clock time for them. ``timer_c`` and ``failover_after``
     override the configured timer C and the B2BUA silence limit (tests).
     """
+
+    timer_tick = TIMER_TICK
+    log = log
 
     def __init__(
         self,
@@ -92,73 +86,32 @@ class Router(Handler):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         proxy = settings.proxy
-        self.domains = [d.lower() for d in proxy.domains]
-        self.trusted = frozenset(_host_port(peer) for peer in proxy.trusted)
+        super().__init__(settings, proxy.domains, monotonic=monotonic)
+        self.trusted = frozenset(split_host_port(peer) for peer in proxy.trusted)
         self.record_route = proxy.record_route
-        b2bua = [Address("UDP", *_host_port(peer)) for peer in proxy.b2bua]
+        b2bua = [Address("UDP", *split_host_port(peer)) for peer in proxy.b2bua]
         self.targets = Targets(location, directory, b2bua, clock)
         self.authenticator = authenticator
         self.clock = clock
-        self.server_header: str = settings.sip.server_header
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
         self.no_answer: Deadlines[Branch] = Deadlines(failover_after)
-        self._now = monotonic
         self.media = MediaAnchor.from_settings(proxy)
-        self._local: Local | None = None
-        self._node: Node | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
         """Stop the timer callback and the relay's client (the node is stopping)."""
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
+        super().close()
         if self.media is not None:
             self.media.close()
 
-    def local(self, node: Node) -> Local:
-        """This proxy's addresses, learnt from the node once it listens."""
-        local = self._local
-        if local is None:
-            addresses = {}
-            for transport in ("UDP", "TCP"):
-                try:
-                    addresses[transport] = node.local_address(transport)
-                except LookupError:
-                    pass
-            local = self._local = Local(addresses, self.domains)
-            self._node = node
-        return local
-
     # -- requests -------------------------------------------------------------------
-    def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
-    ) -> None:
-        if txn is None:
-            self._forward_ack(node, request)
-        elif request.method == "CANCEL":
-            self._cancel(node, request, txn)
-        else:
-            try:
-                self._route(node, request, txn, source)
-            except ParseError as exc:  # a header a decision needed (parsed lazily)
-                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"))
-
     def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
-        local = self.local(node)
-        rejection = validate(request)
-        if rejection is None and request.method == "REGISTER":
-            rejection = Rejection(403, "Forbidden: REGISTER for a domain not served here")
-        if rejection is not None:
-            self._reject(node, txn, rejection)
+        refused = None
+        if request.method == "REGISTER":
+            refused = Rejection(403, "Forbidden: REGISTER for a domain not served here")
+        preprocessed = self._preprocess(node, request, txn, refused)
+        if preprocessed is None:
             return
-        ours = preprocess_routes(request, local)
-        key = loop_key(request)
-        if looped(request, local, key):
-            self._reject(
-                node, txn, Rejection(482, "Loop Detected: the request came back unchanged")
-            )
-            return
+        local, ours, key = preprocessed
         trusted = (source.host, source.port) in self.trusted
         mid_dialog = request.to.tag is not None
         subscriber = None
@@ -223,8 +176,8 @@ class Router(Handler):
 
     def _branch(self, node: Node, fork: Fork, target: Target) -> None:
         branch = fork.add(target)
-        local = self._local
-        assert local is not None and fork.server is not None
+        local = self.local(node)
+        assert fork.server is not None
         transport = target.dest.transport
         if transport not in local.addresses:
             # §16.9: a transport error counts as a 503 from that branch.
@@ -329,14 +282,7 @@ class Router(Handler):
             self.media.delete(media)
 
     # -- CANCEL (§16.10) --------------------------------------------------------------
-    def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
-        invite = txn.cancels
-        if invite is None:
-            reason = "Call/Transaction Does Not Exist: no INVITE matches this CANCEL"
-            self._reject(node, txn, Rejection(481, reason))
-            return
-        node.respond(txn, request.response(200, to_tag=new_tag()))
-        fork = invite.context
+    def _cancel_context(self, node: Node, fork: Any) -> None:
         if type(fork) is not Fork or fork.answered:
             return
         fork.cancelled = True
@@ -348,12 +294,9 @@ class Router(Handler):
         self._settle(node, fork)
 
     # -- responses (§16.7) ------------------------------------------------------------
-    def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+    def _response(
+        self, node: Node, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
-        if txn is None:
-            self._forward_stray(node, response)
-            return
         branch = txn.context
         if type(branch) is not Branch:
             return  # a CANCEL's answer, or a transaction someone else started
@@ -361,9 +304,7 @@ class Router(Handler):
         if status == 100:
             self._provisional(node, branch, response)  # never forwarded (§16.7 step 5)
             return
-        headers = response.headers
-        headers.pop_first_value("via")
-        if "via" not in headers:
+        if not pop_own_via(response):
             return  # §16.7 step 3: it was for us
         media = branch.fork.media
         if media is not None and media.anchored and status < 300 and has_sdp(response):
@@ -398,11 +339,7 @@ class Router(Handler):
         fork = branch.fork
         self._disarm(branch)
         fork.finish(branch, None)
-        server = fork.server
-        if server is not None and server.state in _FORWARDING:
-            node.respond(server, response)
-        elif fork.invite:
-            node.send_stateless(response, via_address(response.via))
+        self._upstream(node, fork.server, response, fork.invite)
         if fork.answered:
             return
         fork.answered = True
@@ -448,36 +385,6 @@ class Router(Handler):
             context.server = None
             context.branches = []
 
-    # -- stateless forwarding ---------------------------------------------------------
-    def _forward_ack(self, node: Node, request: Request) -> None:
-        dest = forward_ack(request, self.local(node))
-        if dest is None:
-            event(log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
-            return
-        node.send_stateless(request, dest)
-
-    def _forward_stray(self, node: Node, response: Response) -> None:
-        dest = forward_stray(response, self.local(node))
-        if dest is not None:
-            node.send_stateless(response, dest)
-
-    # -- our own answers ----------------------------------------------------------------
-    def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
-        request = txn.request
-        response = request.response(rejection.status, rejection.reason, to_tag=new_tag())
-        for name, value in rejection.headers:
-            response.headers.add(name, value)
-        response.headers.add("Server", self.server_header)
-        node.respond(txn, response)
-        event(
-            log,
-            "rejected",
-            status=rejection.status,
-            reason=rejection.reason,
-            method=request.method,
-            call_id=request.call_id,
-        )
-
     # -- timers ---------------------------------------------------------------------------
     def expire(self, node: Node, now: float) -> None:
         """Run timer C (§16.8) and the B2BUA failover timer due at ``now`` (monotonic)."""
@@ -498,22 +405,5 @@ class Router(Handler):
                 self._give_up(node, branch, branch.fork.make(408, reason))
                 self._settle(node, branch.fork)
 
-    def _ensure_tick(self) -> None:
-        if self._tick_handle is None:
-            self._tick_handle = asyncio.get_running_loop().call_later(TIMER_TICK, self._tick)
-
-    def _tick(self) -> None:
-        self._tick_handle = None
-        node = self._node
-        if node is not None:
-            try:
-                self.expire(node, self._now())
-            except Exception:
-                log.exception("event=router_error where=expire")
-        if self.timer_c or self.no_answer:
-            self._ensure_tick()
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
+    def _timers_pending(self) -> bool:
+        return bool(self.timer_c or self.no_answer)

@@ -18,7 +18,7 @@ from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, Via
 from sipline.sip.ids import new_branch
-from sipline.sip.message import Request
+from sipline.sip.message import Request, Response
 from sipline.sip.uri import SipUri, parse_uri
 
 # Methods whose out-of-dialog requests create dialogs (§12; RFC 6665, RFC 3515).
@@ -239,6 +239,13 @@ def next_hop(request: Request) -> Address | None:
     """The first Route if any, else the Request-URI (§16.6 step 7, §16.12)."""
     routes = request.routes
     return resolve(routes[0].uri_text if routes else request.uri)
+
+
+def pop_own_via(response: Response) -> bool:
+    """§16.7 step 3: take our Via off a response; False when none is left (it was for us)."""
+    headers = response.headers
+    headers.pop_first_value("via")
+    return "via" in headers
 
 
 def via_address(via: Via) -> Address:

@@ -1,0 +1,144 @@
+"""StatefulProxy: what the edge proxy's and the ACR's routers share (RFC 3261 §16),
+on a node that records what it is asked and no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sipline.config import Settings
+from sipline.proxying.rules import Rejection
+from sipline.proxying.stateful import StatefulProxy
+from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ServerTransaction, State, server_key
+from tests.proxying.test_rules import invite
+from tests.support import on_uvloop, until
+
+SOURCE = Address("UDP", "192.0.2.7", 40000)
+
+
+class Node:
+    def __init__(self, listening: tuple[str, ...] = ("UDP", "TCP")) -> None:
+        self.listening = set(listening)
+        self.answers: list[Response] = []
+
+    def local_address(self, transport: str) -> Address:
+        if transport not in self.listening:
+            raise LookupError(transport)
+        return Address(transport, "10.0.0.1", 5060)
+
+    def respond(self, txn: ServerTransaction, response: Response) -> None:
+        self.answers.append(response)
+
+
+class Proxy(StatefulProxy):
+    """Routes nothing: records what the base hands it."""
+
+    timer_tick = 0.01
+
+    def __init__(self, fail: ParseError | None = None) -> None:
+        super().__init__(Settings(), ["example.com"])
+        self.fail = fail
+        self.routed: list[Any] = []
+        self.cancelled: list[Any] = []
+        self.expiries = 3
+
+    def _route(self, node: Any, request: Request, txn: ServerTransaction, source: Address) -> None:
+        if self.fail is not None:
+            raise self.fail
+        refused = Rejection(403, "Forbidden: no") if request.method == "MESSAGE" else None
+        self.routed.append(self._preprocess(node, request, txn, refused))
+
+    def _cancel_context(self, node: Any, context: Any) -> None:
+        self.cancelled.append(context)
+
+    def expire(self, node: Any, now: float) -> None:
+        self.expiries -= 1
+
+    def _timers_pending(self) -> bool:
+        return self.expiries > 0
+
+
+def server(request: Request) -> ServerTransaction:
+    state = State.PROCEEDING if request.method == "INVITE" else State.TRYING
+    key = server_key(request, request.method)
+    return ServerTransaction(key, request, request.method, state, SOURCE, source=SOURCE)
+
+
+def receive(proxy: Proxy, node: Node, request: Request) -> ServerTransaction:
+    txn = server(request)
+    proxy.on_request(node, request, txn, SOURCE)  # type: ignore[arg-type]
+    return txn
+
+
+def test_its_addresses_are_kept_only_once_the_node_listens_on_every_transport() -> None:
+    proxy, node = Proxy(), Node(("UDP",))
+    assert set(proxy.local(node).addresses) == {"UDP"}  # type: ignore[arg-type]
+    node.listening.add("TCP")
+    local = proxy.local(node)  # type: ignore[arg-type]
+    assert set(local.addresses) == {"UDP", "TCP"} and local.domains == ["example.com"]
+    node.listening.clear()
+    assert proxy.local(node) is local  # type: ignore[arg-type]
+
+
+def test_a_request_is_validated_then_taken_off_our_routes_with_its_loop_key() -> None:
+    proxy, node = Proxy(), Node()
+    receive(proxy, node, invite(routes=("<sip:10.0.0.1:5060;lr;ftag=a1>",)))
+    [(local, ours, key)] = proxy.routed
+    assert (
+        ours == {"lr": "", "ftag": "a1"} and key and local.is_self(Address("UDP", "10.0.0.1", 5060))
+    )
+    assert not node.answers
+
+
+def test_invalid_refused_or_looped_requests_are_answered_not_routed() -> None:
+    proxy, node = Proxy(), Node()
+    receive(proxy, node, invite(max_forwards=0))
+    receive(proxy, node, invite(method="MESSAGE"))
+    looped = invite()
+    receive(proxy, node, looped)  # routed: its key is what our Via would carry
+    [(_, _, key)] = [r for r in proxy.routed if r is not None]
+    receive(proxy, node, invite(vias=(f"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx.{key}",)))
+    assert [r.status for r in node.answers] == [483, 403, 482]
+    assert {r.headers.get("server") for r in node.answers} == {proxy.server_header}
+
+
+def test_a_header_that_does_not_parse_is_answered_400_with_the_reason() -> None:
+    proxy, node = Proxy(ParseError("bad To")), Node()
+    receive(proxy, node, invite())
+    [answer] = node.answers
+    assert (answer.status, answer.reason) == (400, "Bad Request: bad To")
+
+
+def test_a_cancel_is_answered_here_and_cancels_its_invites_context() -> None:
+    proxy, node = Proxy(), Node()
+    invite_txn = server(invite())
+    invite_txn.context = "the call"
+    cancel = server(invite(method="CANCEL"))
+    cancel.cancels = invite_txn
+    proxy.on_request(node, cancel.request, cancel, SOURCE)  # type: ignore[arg-type]
+    unmatched = receive(proxy, node, invite(method="CANCEL"))
+    assert unmatched.cancels is None
+    assert [r.status for r in node.answers] == [200, 481]
+    assert proxy.cancelled == ["the call"]
+
+
+def test_timers_without_a_running_loop_wait_to_be_driven_by_hand() -> None:
+    proxy = Proxy()
+    proxy._ensure_tick()
+    assert proxy._tick_handle is None
+
+
+@on_uvloop
+async def test_timers_run_while_pending_then_stop() -> None:
+    proxy, node = Proxy(), Node()
+    proxy.local(node)  # type: ignore[arg-type]
+    proxy._ensure_tick()
+    await until(lambda: proxy.expiries == 0)
+    await asyncio.sleep(0.05)
+    assert proxy.expiries == 0 and proxy._tick_handle is None
+    proxy._ensure_tick()
+    proxy.close()
+    assert proxy._tick_handle is None
