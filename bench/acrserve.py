@@ -18,32 +18,23 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from acr.model import RoutingProfile
+from bench import serving
 from bench.acrstack import REPO, SippCarrier, acr_command, acr_env, provision, sipp_binary
-from bench.proxystack import answers_options
 
 SCENARIOS = REPO / "bench" / "scenarios"
 NUMBERS_CSV = SCENARIOS / "acr-numbers.csv"
 START_TIMEOUT = 60.0
-PARENT_POLL = 0.2
+NAME = "acr"
 
 
 def ready(port: int) -> bool:
     """The helper has the carriers up, and the ACR answers OPTIONS."""
-    if not ready_marker(port).exists():
-        return False
-    answer = answers_options(port, timeout=0.2)
-    return answer is not None and answer.startswith(b"SIP/2.0 200 ")
-
-
-def ready_marker(port: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"sipline-bench-acr-{port}.ready"
+    return serving.ready(NAME, port)
 
 
 def carriers() -> list[SippCarrier]:
@@ -58,22 +49,14 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["helper"]:
         return helper(int(argv[1]), int(argv[2]))
     port = int(os.environ["SIPLINE_SIP__PORT"])
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.acrserve", "helper", str(port), str(os.getpid())],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-    )
-    assert child.stdout is not None
-    url = child.stdout.readline().decode().strip()
+    child = serving.start_helper("bench.acrserve", port)
+    url = serving.first_line(child)
     if not url:
         return child.wait() or 1
-    extra = {k: v for k, v in os.environ.items() if k.startswith("SIPLINE_")}
-    extra.pop("SIPLINE_SIP__PORT", None)
+    extra = serving.sipline_settings()
     extra |= {"SIPLINE_ACR__EXPLORATION": "0", "SIPLINE_NODE__DATA_DIR": str(Path(url[10:]).parent)}
     env = acr_env(f"127.0.0.1:{port}", url, os.environ.get("SIPLINE_REDIS__URL"), extra)
-    command = acr_command()
-    os.chdir(REPO)
-    os.execve(command[0], command, env)  # noqa: S606 - becomes the ACR, same pid
+    serving.become(acr_command(), env)
 
 
 def helper(port: int, parent: int) -> int:
@@ -86,18 +69,8 @@ def helper(port: int, parent: int) -> int:
             carrier.start(sipp_binary(), workdir)
         print(url, flush=True)
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the runner's server log
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and os.getppid() == parent:
-            answer = answers_options(port, timeout=0.2)
-            if answer is not None and answer.startswith(b"SIP/2.0 200 "):
-                break
-        marker = ready_marker(port)
-        marker.touch()
-        try:
-            while os.getppid() == parent:
-                time.sleep(PARENT_POLL)
-        finally:
-            marker.unlink(missing_ok=True)
+        serving.wait_for(lambda: serving.answers(port), parent, START_TIMEOUT)
+        serving.beside(NAME, port, parent)
     finally:
         for carrier in stack:
             carrier.stop()

@@ -19,44 +19,31 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.proxystack import REPO, SIPLINE, answers_options
+from bench import serving
+from bench.proxystack import REPO, SIPLINE
 from sipline.net.ports import free_port
 
 SCENARIOS = REPO / "bench" / "scenarios"
 START_TIMEOUT = 30.0
-PARENT_POLL = 0.2
 UAS_TIMEOUT = "3600s"  # a UAS left behind by a killed helper still ends
+NAME = "b2bua"
 
 
 def ready(port: int) -> bool:
     """The helper has the far side up, and the B2BUA answers OPTIONS."""
-    if not ready_marker(port).exists():
-        return False
-    answer = answers_options(port, timeout=0.2)
-    return answer is not None and answer.startswith(b"SIP/2.0 200 ")
-
-
-def ready_marker(port: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"sipline-bench-b2bua-{port}.ready"
+    return serving.ready(NAME, port)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["helper"]:
-        return helper(int(argv[1]), int(argv[2]), int(argv[3]), Path(argv[4]))
+        return helper(int(argv[1]), int(argv[2]), Path(argv[3]), int(argv[4]))
     port = int(os.environ["SIPLINE_SIP__PORT"])
     uas = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="sipline-bench-b2bua-"))
-    subprocess.Popen(
-        [sys.executable, "-m", "bench.b2buaserve", "helper", str(port), str(uas), str(os.getpid()),
-         str(workdir)],
-        cwd=REPO,
-    )  # fmt: skip
+    serving.start_helper("bench.b2buaserve", port, uas, workdir, prints=False)
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
-    settings = {k: v for k, v in os.environ.items() if k.startswith("SIPLINE_")}
-    settings.pop("SIPLINE_SIP__PORT", None)
     env = {
         **clean,
         "SIPLINE_LOG__LEVEL": "warning",
@@ -65,14 +52,12 @@ def main(argv: list[str]) -> int:
         "SIPLINE_B2BUA__PORT": str(port),
         "SIPLINE_B2BUA__ACR": f'["127.0.0.1:{uas}", "127.0.0.1:{uas}"]',
         "SIPLINE_B2BUA__MEDIA_RELAY": "",
-        **settings,
+        **serving.sipline_settings(),
     }
-    command = [str(SIPLINE), "b2bua", "--config", "configs/single.toml"]
-    os.chdir(REPO)
-    os.execve(command[0], command, env)  # noqa: S606 - becomes the B2BUA, same pid
+    serving.become([str(SIPLINE), "b2bua", "--config", "configs/single.toml"], env)
 
 
-def helper(port: int, uas_port: int, parent: int, workdir: Path) -> int:
+def helper(port: int, uas_port: int, workdir: Path, parent: int) -> int:
     sipp = shutil.which("sipp") or "/usr/bin/sipp"
     uas = subprocess.Popen(
         [sipp, "-sf", str(SCENARIOS / "b2bua_uas.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
@@ -81,24 +66,10 @@ def helper(port: int, uas_port: int, parent: int, workdir: Path) -> int:
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and os.getppid() == parent:
-            if (answers_options(uas_port, timeout=0.2) or b"").startswith(b"SIP/2.0 200 "):
-                break
-        marker = ready_marker(port)
-        marker.touch()
-        try:
-            while os.getppid() == parent:
-                time.sleep(PARENT_POLL)
-        finally:
-            marker.unlink(missing_ok=True)
+        serving.wait_for(lambda: serving.answers(uas_port), parent, START_TIMEOUT)
+        serving.beside(NAME, port, parent)
     finally:
-        uas.terminate()
-        try:
-            uas.wait(5)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait()
+        serving.stop(uas)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -27,15 +27,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench import serving
 from bench.proxystack import (
     REPO,
     Phone,
-    answers_options,
     free_port,
     numbered_phones,
     provision,
@@ -53,20 +52,13 @@ REGISTER_CSV = REPO / "bench" / "results" / "register-users.csv"
 DEFAULT_USERS = 60000
 START_TIMEOUT = 60.0  # seconds for the proxy to answer once exec'd
 UAS_TIMEOUT = "3600s"  # a UAS left behind by a killed helper still ends
-PARENT_POLL = 0.2
 BOB = Phone("bob", "bob-pw")
+NAME = "proxy"
 
 
 def ready(port: int) -> bool:
     """The helper of the proxy on ``port`` has its phones up, and the proxy answers OPTIONS."""
-    if not ready_marker(port).exists():
-        return False
-    answer = answers_options(port, timeout=0.2)
-    return answer is not None and answer.startswith(b"SIP/2.0 200 ")
-
-
-def ready_marker(port: int) -> Path:
-    return Path(tempfile.gettempdir()) / f"sipline-bench-{port}.ready"
+    return serving.ready(NAME, port)
 
 
 def main(argv: list[str]) -> int:
@@ -81,20 +73,12 @@ def main(argv: list[str]) -> int:
 def serve(kind: str) -> int:
     """Start the helper, wait for its database URL, become the proxy."""
     port = int(os.environ["SIPLINE_SIP__PORT"])
-    helper = subprocess.Popen(
-        [sys.executable, "-m", "bench.proxyserve", "helper", kind, str(port), str(os.getpid())],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-    )
-    assert helper.stdout is not None
-    url = helper.stdout.readline().decode().strip()
+    helper = serving.start_helper("bench.proxyserve", kind, port)
+    url = serving.first_line(helper)
     if not url:
         return helper.wait() or 1
-    extra = {k: v for k, v in os.environ.items() if k.startswith("SIPLINE_")}
-    env = proxy_env(port, url, extra | {"SIPLINE_DATABASE__URL": url})
-    command = proxy_command()
-    os.chdir(REPO)
-    os.execve(command[0], command, env)  # noqa: S606 - becomes the proxy, same pid
+    extra = serving.sipline_settings() | {"SIPLINE_DATABASE__URL": url}
+    serving.become(proxy_command(), proxy_env(port, url, extra))
 
 
 def helper(kind: str, port: int, parent: int) -> int:
@@ -150,16 +134,10 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 def run_beside_proxy(kind: str, port: int, parent: int, workdir: Path) -> None:
     sipp = shutil.which("sipp") or "/usr/bin/sipp"
-    if not _wait(lambda: wait_until_answering(port, 0.5), parent, START_TIMEOUT):
+    if not serving.wait_for(lambda: wait_until_answering(port, 0.5), parent, START_TIMEOUT):
         return
-    marker = ready_marker(port)
     with callee(kind, sipp, port, workdir):
-        marker.touch()
-        try:
-            while os.getppid() == parent:
-                time.sleep(PARENT_POLL)
-        finally:
-            marker.unlink(missing_ok=True)
+        serving.beside(NAME, port, parent)
 
 
 @contextmanager
@@ -179,20 +157,7 @@ def callee(kind: str, sipp: str, port: int, workdir: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        uas.terminate()
-        try:
-            uas.wait(5)
-        except subprocess.TimeoutExpired:
-            uas.kill()
-            uas.wait()
-
-
-def _wait(ready: object, parent: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and os.getppid() == parent:
-        if ready():  # type: ignore[operator]
-            return True
-    return False
+        serving.stop(uas)
 
 
 if __name__ == "__main__":
