@@ -320,7 +320,9 @@ def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
     refusing.stop()
     taking.stop()
     assert taking.received("BYE") == 4
-    assert refusing.received("INVITE") == 2  # round robin: every other call tried it first
+    # Round robin: every other call tried it first; one more when, on a loaded
+    # machine, the taking node is slower than failover_timeout and a call hunts on.
+    assert refusing.received("INVITE") in (2, 3)
 
 
 def test_a_number_matching_a_pattern_route_goes_to_its_gateway_without_internal_headers(
