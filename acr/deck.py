@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from acr.store import MAX_PREFIX, RATE_COLUMNS, UnknownCarrier, bump_version, check_name
-from sipline.storage.database import Database, InvalidValue
+from sipline.storage.database import Database, InvalidValue, Queries, StorageError
 
 COLUMNS = (
     "prefix",
@@ -37,9 +38,10 @@ COLUMNS = (
     "effective_to",
 )
 DEFAULTS = (None, None, 0.0, 60, 60, None, None)
-CHUNK_ROWS = 50_000  # rows per executemany: big enough to amortise, small enough to show progress
+CHUNK_ROWS = 50_000  # rows per executemany or loaded file: amortised, and progress still moves
 MAX_REPORTED = 20
 _INSERT = f"INSERT INTO rates ({RATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_LOAD = f"LOAD DATA LOCAL INFILE ? INTO TABLE rates ({RATE_COLUMNS})"
 
 # A deck row as written: carrier, prefix, rate, fee, first, next, from, to.
 DeckRow = tuple[str, str, float, float, int, int, float | None, float | None]
@@ -238,13 +240,64 @@ async def write_deck(db: Database, deck: Deck, *, progress: Progress | None = No
         if not await tx.fetchone("SELECT 1 FROM carriers WHERE name = ?", (deck.carrier,)):
             raise UnknownCarrier(f"no carrier {deck.carrier}: add it with `sipline carrier add`")
         await tx.execute("DELETE FROM rates WHERE carrier = ?", (deck.carrier,))
-        for start in range(0, len(deck.rows), CHUNK_ROWS):
-            chunk = deck.rows[start : start + CHUNK_ROWS]
-            await tx.executemany(_INSERT, chunk)
-            if progress is not None:
-                progress(len(chunk))
+        if db.dialect == "mysql":
+            await _load(tx, deck.rows, progress)
+        else:
+            for start in range(0, len(deck.rows), CHUNK_ROWS):
+                chunk = deck.rows[start : start + CHUNK_ROWS]
+                await tx.executemany(_INSERT, chunk)
+                if progress is not None:
+                    progress(len(chunk))
         await bump_version(tx)
     return len(deck.rows)
+
+
+async def _load(tx: Queries, rows: list[DeckRow], progress: Progress | None) -> None:
+    # LOAD DATA LOCAL INFILE of files written from the checked rows: 1M rows in about
+    # 6 s on MariaDB, INSERT took 15 s (bench/deck_import.py). It is transactional, so
+    # readers see the old deck until the commit. Each file goes in one protocol packet
+    # (aiomysql does not split it below 16 MB): keep it under max_allowed_packet.
+    found = await tx.fetchone("SELECT @@max_allowed_packet")
+    limit = int(found[0]) - 1024 if found else 1 << 20
+    with tempfile.TemporaryDirectory(prefix="sipline-deck-") as tmp:
+        path = str(Path(tmp) / "rates.tsv")
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start : start + CHUNK_ROWS]
+            await _load_file(tx, path, chunk, limit)
+            if progress is not None:
+                progress(len(chunk))
+
+
+async def _load_file(tx: Queries, path: str, rows: list[DeckRow], limit: int) -> None:
+    data = _load_text(rows)
+    if len(data) > limit and len(rows) > 1:
+        half = len(rows) // 2
+        await _load_file(tx, path, rows[:half], limit)
+        await _load_file(tx, path, rows[half:], limit)
+        return
+    with open(path, "wb") as out:
+        out.write(data)
+    loaded = await tx.execute(_LOAD, (path,))
+    # With LOCAL the server turns a bad value into a warning and goes on (a NULL
+    # becomes 0): what the checks let through must still not load half right.
+    warnings = await tx.fetchone("SELECT @@warning_count")
+    if loaded != len(rows) or (warnings and int(warnings[0])):
+        shown = await tx.fetchall("SHOW WARNINGS LIMIT 3")
+        reasons = "; ".join(str(message) for _level, _code, message in shown)
+        raise StorageError(
+            f"LOAD rates failed: {loaded} of {len(rows)} rows loaded: {reasons or 'no reason'}"
+        )
+
+
+def _load_text(rows: list[DeckRow]) -> bytes:
+    """``rows`` in LOAD DATA's default format: tab-separated, ``\\N`` for NULL; the
+    carrier and prefix are checked names and digits, so nothing needs escaping."""
+    null = "\\N"
+    return "".join(
+        f"{carrier}\t{prefix}\t{rate!r}\t{fee!r}\t{first}\t{step}\t"
+        f"{null if start is None else repr(start)}\t{null if end is None else repr(end)}\n"
+        for carrier, prefix, rate, fee, first, step, start, end in rows
+    ).encode()
 
 
 def read_lines(path: Path) -> Iterator[str]:

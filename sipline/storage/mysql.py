@@ -198,6 +198,9 @@ async def open_mysql(url: str, pool_size: int = POOL_SIZE) -> MysqlDatabase:
             # Rows matched, not rows changed, as SQLite counts them: an UPDATE that
             # finds its row but changes nothing still reports 1.
             client_flag=pymysql.constants.CLIENT.FOUND_ROWS,
+            # LOAD DATA LOCAL INFILE: acr.deck loads a rate deck from a file it wrote,
+            # several times faster than INSERT. The server is our trusted system of record.
+            local_infile=True,
         )
     except _DRIVER_ERRORS as exc:
         raise StorageError(f"cannot connect to MySQL at {redact(url)}: {exc}") from None

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from acr.deck import CHUNK_ROWS, DeckError, deck_text, parse_deck, read_lines, write_deck
+from acr.deck import (
+    CHUNK_ROWS,
+    DeckError,
+    _load_file,
+    deck_text,
+    parse_deck,
+    read_lines,
+    write_deck,
+)
 from acr.model import Carrier, Gateway, Rate
 from acr.store import AcrStore, UnknownCarrier
-from sipline.storage import Database, InvalidValue
+from sipline.storage import Database, InvalidValue, StorageError, migrate, open_database
 
 
 def lines(text: str) -> list[str]:
@@ -138,9 +148,61 @@ async def test_a_failed_write_keeps_the_old_deck(store: AcrStore) -> None:
     await write_deck(store.db, parse_deck(lines("44,0.02\n"), "acme"))
     deck = parse_deck(lines("45,0.01\n46,0.01\n"), "acme")
     deck.rows[1] = ("acme", "46", None, 0.0, 60, 60, None, None)  # type: ignore[assignment]
-    with pytest.raises(Exception, match="INSERT rates failed"):  # NOT NULL: the database refuses
+    with pytest.raises(StorageError, match="rates failed"):  # NOT NULL: the database refuses
         await write_deck(store.db, deck)
     assert await store.deck("acme") == [Rate("acme", "44", 0.02)]
+
+
+async def test_every_value_reads_back_exactly_as_checked(store: AcrStore) -> None:
+    text = (
+        "4420,0.30000000000000004,1e-07,1,1,1700000000.123456,2025-01-01T00:00:00.5+00:00\n"
+        "33,123456.78901234567,0,0,86400,,1800000000\n"
+        "1,0,0.1,6,6,,\n"
+    )
+    deck = parse_deck(lines(text), "acme")
+    await write_deck(store.db, deck)
+    assert await store.deck("acme") == sorted(
+        (Rate(*row) for row in deck.rows), key=lambda rate: rate.prefix
+    )
+
+
+async def test_readers_see_the_old_deck_or_the_new_one_never_half(store: AcrStore) -> None:
+    old = parse_deck(lines(deck_text((str(n), 0.02) for n in range(1, 1001))), "acme")
+    await write_deck(store.db, old)
+    rows = 2 * CHUNK_ROWS + 10
+    new = parse_deck(lines(deck_text((str(10_000_000 + n), 0.01) for n in range(rows))), "acme")
+    before = await store.version()
+
+    async def look() -> tuple[int, int]:
+        async with store.db.transaction() as tx:
+            version = await tx.fetchone("SELECT version FROM acr_version")
+            size = await tx.fetchone("SELECT COUNT(*) FROM rates WHERE carrier = 'acme'")
+        assert version is not None and size is not None
+        return int(version[0]), int(size[0])
+
+    writing = asyncio.create_task(write_deck(store.db, new))
+    seen: set[tuple[int, int]] = set()
+    for _ in range(2_000):  # bounded: the write takes seconds at most
+        if writing.done():
+            break
+        seen.add(await look())
+        await asyncio.sleep(0.005)
+    await writing
+    assert seen <= {(before, 1000), (before + 1, rows)}
+    assert await look() == (before + 1, rows)
+
+
+async def test_a_load_file_over_the_packet_limit_goes_in_parts(mysql_url: str) -> None:
+    db = await open_database(mysql_url)
+    try:
+        await migrate(db)
+        deck = parse_deck(lines(deck_text((str(n), 0.01) for n in range(1, 101))), "acme")
+        async with db.transaction() as tx:
+            await _load_file(tx, str(Path(tempfile.mkdtemp()) / "rates.tsv"), deck.rows, 500)
+            loaded = await tx.fetchall("SELECT prefix FROM rates ORDER BY id")
+        assert [prefix for (prefix,) in loaded] == [str(n) for n in range(1, 101)]
+    finally:
+        await db.close()
 
 
 def test_an_unreadable_file_is_a_bad_deck_not_a_crash(tmp_path: Path) -> None:
