@@ -14,8 +14,8 @@ from typing import Any
 
 from sipline.config import listening_on
 from sipline.logs import event
-from sipline.net.node import Node, tune_gc
-from sipline.net.signals import until_stopped
+from sipline.net.node import Node
+from sipline.net.serving import run_until_stopped
 from sipline.storage import open_database, prepare_schema
 
 from .accounts import AccountDirectory
@@ -68,13 +68,7 @@ async def serve_b2bua(settings: Any) -> None:
         licences = await Licences.open(settings, db)
         media = LegMedia.from_settings(settings.b2bua)
         b2bua = B2buaNode(settings, accounts=directory, licences=licences, media=media)
-        await b2bua.start()
-        tune_gc()
-        try:
-            received = await until_stopped()
-            event(log, "signal", signal=received.name if received else "stop")
-        finally:
-            await b2bua.stop()
+        await run_until_stopped(b2bua, log)
     finally:
         if media is not None:
             media.close()
