@@ -264,6 +264,10 @@ class AcrRouter(StatefulProxy):
         ordered = up + [p for p in proxies if p not in up]
         user = user_part(request)
         hops = [Hop(address_of(p), p, hop_uri(user, p)) for p in ordered]
+        # A carrier must not speak for our side: it could name an account or a media call.
+        for name in (ACCOUNT_HEADER, MEDIA_CALL_HEADER):
+            if name in request.headers:
+                request.headers.remove(name)
         return Call(
             txn,
             request,

@@ -501,6 +501,17 @@ def test_a_home_proxy_down_by_its_probes_is_tried_after_its_backup() -> None:
     assert dests(a.node) == [BACKUP]
 
 
+def test_a_carrier_cannot_speak_for_our_side_with_internal_headers() -> None:
+    a = acr()
+    a.invite(
+        "sip:3312345678@127.0.0.1:5080",
+        source=Address("UDP", "127.0.0.2", 5060),
+        extra="X-Sipline-Account: acme\r\nX-Sipline-Media-Call: spoofed\r\n",
+    )
+    forwarded = a.node.invites[0].request.headers
+    assert "X-Sipline-Account" not in forwarded and "X-Sipline-Media-Call" not in forwarded
+
+
 def test_a_carrier_calling_an_unknown_did_gets_404() -> None:
     a = acr()
     a.invite("sip:3399999999@127.0.0.1:5080", source=Address("UDP", "127.0.0.2", 5060))
