@@ -90,7 +90,7 @@ def row_of(b: Binding) -> tuple[object, ...]:
     return (
         b.aor,
         b.contact,
-        _host_port(source) if source else None,
+        source.hostport if source else None,
         source.transport if source else "",
         None if source is None or source.connection is None else str(source.connection),
         ", ".join(b.path) or None,
@@ -131,11 +131,6 @@ def binding_from_row(row: Row) -> Binding:
         updated_at=float(updated_at),
         nat=bool(nat),
     )
-
-
-def _host_port(source: Address) -> str:
-    host = f"[{source.host}]" if ":" in source.host else source.host
-    return f"{host}:{source.port}"
 
 
 def _address(transport: str, received: str | None) -> Address | None:
