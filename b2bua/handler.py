@@ -915,6 +915,10 @@ class B2buaHandler(Handler):
             else:
                 self._fail(node, call, 487, "Request Terminated")
             return
+        if call.phase is Phase.ANSWERED:
+            # The caller's ACK has not come, so ours to the far side's 2xx has not gone:
+            # every 2xx is ACKed before its dialog is ended (RFC 3261 §13.2.2.4, §15).
+            self._send_ack(node, call.b, call.cseq, None)
         for leg in (call.a, call.b):
             if leg is not origin and leg.dialog is not None and leg.dialog.state != "terminated":
                 self._bye(node, leg)

@@ -1,0 +1,191 @@
+"""Every way a call ends: the legs are ended as RFC 3261 wants, and nothing of
+the call stays in the handler (its tables, its timers) nor in the transaction
+layer once the lingering transactions are gone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from b2bua.handler import B2buaHandler
+from sipline.sip.message import Request
+from tests.b2bua.support import (
+    PROXY,
+    SDP,
+    FakeNode,
+    answer,
+    b2bua,
+    in_dialog,
+    invite,
+    of,
+)
+from tests.b2bua.test_handler import call_up, from_caller, from_far_side
+
+
+def cancel_of(a: Request) -> Request:
+    cancel = Request("CANCEL", a.uri)
+    cancel.headers.add("Via", a.headers.values("via")[0])
+    cancel.headers.add("Via", a.headers.values("via")[1])
+    for name in ("From", "To", "Call-ID"):
+        cancel.headers.add(name, a.headers.get(name) or "")
+    cancel.headers.add("CSeq", f"{a.cseq.number} CANCEL")
+    cancel.headers.add("Max-Forwards", "70")
+    return cancel
+
+
+def assert_forgotten(handler: B2buaHandler, node: FakeNode) -> None:
+    assert len(handler) == 0 and not handler.legs
+    assert len(handler.failover) == 0 and len(handler.duration) == 0
+    assert len(handler.sessions) == 0
+    node.advance(40.0)  # timers L, M, H, D, J, K and B all ran out
+    node.take()
+    assert len(node.layer) == 0
+    assert len(handler.failover) == 0 and len(handler.sessions) == 0
+
+
+# -- the endings, each leaving the fake node with nothing of the call ----------------------------
+def caller_bye(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    for bye, dest in of(node.take(), "BYE"):
+        node.receive(answer(bye, 200, tag=None), dest)
+
+
+def far_bye(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_far_side(up, "BYE", 2), up.far)
+    for bye, dest in of(node.take(), "BYE"):
+        node.receive(answer(bye, 200, tag=None), dest)
+
+
+def cancel_before_any_provisional(node: FakeNode) -> None:
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(cancel_of(a), PROXY)
+    node.receive(answer(b, 180), far)  # the CANCEL goes now (§9.1)
+    ((cancel, dest),) = of(node.take(), "CANCEL")
+    node.receive(answer(cancel, 200, tag=None), dest)
+    node.receive(answer(b, 487), far)
+
+
+def cancel_while_ringing(node: FakeNode) -> None:
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 180), far)
+    node.receive(cancel_of(a), PROXY)
+    ((cancel, dest),) = of(node.take(), "CANCEL")
+    node.receive(answer(cancel, 200, tag=None), dest)
+    node.receive(answer(b, 487), far)
+
+
+def cancel_crossing_a_200(node: FakeNode) -> None:
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 180), far)
+    node.receive(cancel_of(a), PROXY)
+    node.receive(answer(b, 200, body=SDP), far)
+    for bye, dest in of(node.take(), "BYE"):
+        node.receive(answer(bye, 200, tag=None), dest)
+
+
+def every_node_refuses(node: FakeNode) -> None:
+    node.receive(invite(), PROXY)
+    for _ in range(2):
+        ((b, far),) = of(node.take(), "INVITE")
+        node.receive(answer(b, 503), far)
+
+
+def busy(node: FakeNode) -> None:
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 486), far)
+
+
+def nobody_answers(node: FakeNode) -> None:
+    node.receive(invite(), PROXY)
+    node.advance(2.1)
+    node.advance(2.1)
+
+
+def duration_limit(node: FakeNode) -> None:
+    call_up(node)
+    node.advance(14400.5)
+
+
+def session_expired(node: FakeNode) -> None:
+    call_up(node, a_extra=[("Supported", "timer"), ("Session-Expires", "120;refresher=uac")])
+    node.advance(100.0)
+
+
+def refresh_unanswered(node: FakeNode) -> None:
+    call_up(node, b_extra=[("Session-Expires", "200;refresher=uac")])
+    node.advance(100.5)  # our re-INVITE goes and is never answered: timer B ends the call
+    node.advance(33.0)
+
+
+def in_dialog_481(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_caller(up, "INFO", 11), PROXY)
+    ((info, dest),) = node.take()
+    node.receive(answer(info, 481, tag=None), dest)
+
+
+def in_dialog_timeout(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_caller(up, "INFO", 11), PROXY)
+    node.advance(33.0)
+
+
+def caller_never_acks(node: FakeNode) -> None:
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    node.advance(33.0)
+
+
+def caller_byes_before_its_ack(node: FakeNode) -> None:
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    ((a_ok, _),) = node.take()
+    bye = in_dialog(
+        "BYE", uri="sip:b2bua@127.0.0.1:5070", from_=a.headers.get("from") or "",
+        to=a_ok.headers.get("to") or "", call_id=a.call_id, cseq=11, via_host="127.0.0.1:5060",
+    )  # fmt: skip
+    node.receive(bye, PROXY)
+
+
+def bye_while_a_reinvite_is_pending(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_caller(up, "INVITE", 11, body=SDP), PROXY)
+    ((reinvite, dest),) = node.take()
+    node.receive(from_caller(up, "BYE", 12), PROXY)
+    node.receive(answer(reinvite, 200, body=SDP), dest)  # crossed our BYE
+
+
+ENDINGS: list[Callable[[FakeNode], None]] = [
+    caller_bye, far_bye, cancel_before_any_provisional, cancel_while_ringing,
+    cancel_crossing_a_200, every_node_refuses, busy, nobody_answers, duration_limit,
+    session_expired, refresh_unanswered, in_dialog_481, in_dialog_timeout, caller_byes_before_its_ack,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("ending", ENDINGS, ids=lambda f: f.__name__)
+def test_a_call_is_forgotten_whichever_way_it_ends(ending: Callable[[FakeNode], None]) -> None:
+    handler, node = b2bua()
+    ending(node)
+    assert_forgotten(handler, node)
+
+
+# -- how the legs are ended ------------------------------------------------------------------------
+def test_a_bye_from_the_caller_before_its_ack_acks_the_far_side_s_200_then_ends_it() -> None:
+    _, node = b2bua()
+    caller_byes_before_its_ack(node)
+    sent = [(getattr(m, "method", None) or m.status, dest.port) for m, dest in node.take()]
+    assert sent == [(200, 5060), ("ACK", 5080), ("BYE", 5080)]  # §13.2.2.4: every 2xx is ACKed
