@@ -854,6 +854,9 @@ class B2buaHandler(Handler):
                 context.client = None
             if context.server is txn:
                 context.server = None
+                if context.phase is Phase.ANSWERED:
+                    # 64*T1 of 2xx without the caller's ACK: the session ends (RFC 3261 §13.3.1.4).
+                    self._end(node, context, None, "no ACK from the caller")
 
     # -- probes -------------------------------------------------------------------------------
     def _probe(self, node: Node) -> None:

@@ -172,7 +172,8 @@ def bye_while_a_reinvite_is_pending(node: FakeNode) -> None:
 ENDINGS: list[Callable[[FakeNode], None]] = [
     caller_bye, far_bye, cancel_before_any_provisional, cancel_while_ringing,
     cancel_crossing_a_200, every_node_refuses, busy, nobody_answers, duration_limit,
-    session_expired, refresh_unanswered, in_dialog_481, in_dialog_timeout, caller_byes_before_its_ack,
+    session_expired, refresh_unanswered, in_dialog_481, in_dialog_timeout, caller_never_acks,
+    caller_byes_before_its_ack,
 ]  # fmt: skip
 
 
@@ -189,3 +190,18 @@ def test_a_bye_from_the_caller_before_its_ack_acks_the_far_side_s_200_then_ends_
     caller_byes_before_its_ack(node)
     sent = [(getattr(m, "method", None) or m.status, dest.port) for m, dest in node.take()]
     assert sent == [(200, 5060), ("ACK", 5080), ("BYE", 5080)]  # §13.2.2.4: every 2xx is ACKed
+
+
+def test_a_caller_that_never_acks_the_200_has_both_legs_ended() -> None:
+    handler, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    node.take()
+    node.advance(31.0)
+    assert not of(node.take(), "BYE")
+    node.advance(2.0)  # 64*T1 without an ACK: the session ends with BYE (§13.3.1.4)
+    sent = [(m.method, dest.port) for m, dest in node.take() if isinstance(m, Request)]
+    assert sorted(sent) == [("ACK", 5080), ("BYE", 5060), ("BYE", 5080)]
+    assert not handler.legs
