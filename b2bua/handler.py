@@ -708,6 +708,10 @@ class B2buaHandler(Handler):
         if peer.dialog is not None and response.to.tag == peer.dialog.id.remote_tag:
             peer.dialog.update_from_response(response)
         server = relay.server
+        if call.phase is Phase.ENDED and 200 <= status < 300 and txn.method == "INVITE":
+            # A 2xx to a re-INVITE that crossed the BYE: ACKed (§13.2.2.4), not sent on.
+            self._send_ack(node, peer, relay.cseq, None)
+            return
         if 200 <= status < 300 and relay.answer is not None:
             # A 2xx to a re-INVITE again: our ACK was lost, or the other side's has not come.
             if relay.acked:
@@ -761,7 +765,8 @@ class B2buaHandler(Handler):
                 self.sessions.arm(peer, self.clock(), peer.timer.due_in)
             if source.timer is not None:
                 extra += source.timer.response_headers()
-                self.sessions.arm(source, self.clock(), source.timer.due_in)
+                if call.phase is not Phase.ENDED:
+                    self.sessions.arm(source, self.clock(), source.timer.due_in)
         contact = source.local.contact if method in ("INVITE", "UPDATE") else None
         out = crossing_response(
             server.request, response, to_tag=None, contact=contact, record_route=False,
@@ -918,6 +923,12 @@ class B2buaHandler(Handler):
             else:
                 self._fail(node, call, 487, "Request Terminated")
             return
+        relay = call.reinvite
+        if relay is not None and not relay.acked:
+            if relay.answer is not None:  # its 2xx went on, its ACK will not come now
+                self._send_ack(node, relay.source.peer, relay.cseq, None)
+            else:  # still pending: answered here (RFC 3261 §15.1.2)
+                self._respond(node, relay.server, relay.server.request.response(487))
         if call.phase is Phase.ANSWERED:
             # The caller's ACK has not come, so ours to the far side's 2xx has not gone:
             # every 2xx is ACKed before its dialog is ended (RFC 3261 §13.2.2.4, §15).

@@ -169,11 +169,19 @@ def bye_while_a_reinvite_is_pending(node: FakeNode) -> None:
     node.receive(answer(reinvite, 200, body=SDP), dest)  # crossed our BYE
 
 
+def bye_while_an_update_is_pending(node: FakeNode) -> None:
+    up = call_up(node)
+    node.receive(from_caller(up, "UPDATE", 11), PROXY)
+    ((update, dest),) = node.take()
+    node.receive(from_caller(up, "BYE", 12), PROXY)
+    node.receive(answer(update, 200, tag=None), dest)  # crossed our BYE
+
+
 ENDINGS: list[Callable[[FakeNode], None]] = [
     caller_bye, far_bye, cancel_before_any_provisional, cancel_while_ringing,
     cancel_crossing_a_200, every_node_refuses, busy, nobody_answers, duration_limit,
     session_expired, refresh_unanswered, in_dialog_481, in_dialog_timeout, caller_never_acks,
-    caller_byes_before_its_ack,
+    caller_byes_before_its_ack, bye_while_a_reinvite_is_pending, bye_while_an_update_is_pending,
 ]  # fmt: skip
 
 
@@ -205,3 +213,19 @@ def test_a_caller_that_never_acks_the_200_has_both_legs_ended() -> None:
     sent = [(m.method, dest.port) for m, dest in node.take() if isinstance(m, Request)]
     assert sorted(sent) == [("ACK", 5080), ("BYE", 5060), ("BYE", 5080)]
     assert not handler.legs
+
+
+def test_a_bye_crossing_a_reinvite_answers_the_reinvite_487_and_acks_its_late_200() -> None:
+    _, node = b2bua()
+    up = call_up(node)
+    node.receive(from_caller(up, "INVITE", 11, body=SDP), PROXY)
+    ((reinvite, dest),) = node.take()
+    node.receive(from_caller(up, "BYE", 12), PROXY)
+    sent = node.take()
+    # §15.1.2: the pending request is answered (487) and the far side gets the BYE.
+    assert sorted(
+        (str(getattr(m, "status", "")) + getattr(m, "method", ""), m.cseq.number) for m, _ in sent
+    ) == [("200", 12), ("487", 11), ("BYE", 3)]
+    node.receive(answer(reinvite, 200, body=SDP), dest)  # it crossed the BYE
+    ((ack, _),) = node.take()
+    assert ack.method == "ACK" and ack.cseq.number == 2 and ack.call_id == up.b.call_id
