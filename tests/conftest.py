@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.serving import stop
 from sipline.net.ports import free_port
 from sipline.storage import Database, migrate, open_database
 from sipline.storage.testing import MariaDB, MariaDBUnavailable, shared_mariadb
@@ -193,9 +194,4 @@ def rtpengine() -> Iterator[int]:
     try:
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
