@@ -151,7 +151,7 @@ class Hop:
 class Try:
     """One attempt of a call at one hop, and its client transaction."""
 
-    __slots__ = ("call", "hop", "txn", "sent", "start", "pdd", "done", "answered")
+    __slots__ = ("call", "hop", "txn", "sent", "start", "pdd", "done", "answered", "late")
 
     def __init__(self, call: Call, hop: Hop, sent: float, start: float) -> None:
         self.call = call
@@ -162,6 +162,7 @@ class Try:
         self.pdd: float | None = None  # seconds to the first 18x; None: none yet
         self.done = False  # a final response came, or we gave up on it
         self.answered = False  # its 2xx went upstream
+        self.late: LateAnswer | None = None  # its 2xx came after we gave up on it
 
     def __repr__(self) -> str:
         return f"<Try {self.hop.address} done={self.done}>"
@@ -190,6 +191,7 @@ class Call:
         "carrier",
         "reached",
         "media_call",
+        "status",
     )
 
     def __init__(
@@ -221,6 +223,7 @@ class Call:
         self.carrier: str | None = None  # the carrier counted in the shared counters now
         self.reached: Try | None = None  # the last attempt that went to a carrier
         self.media_call: str | None = None  # the relay's name of the call's media, if anchored
+        self.status = 0  # the final status the caller got; 0: none yet
 
     def next_hop(self) -> Hop | None:
         if self.cancelled or self.index >= len(self.hops):
@@ -238,6 +241,21 @@ class Call:
 
 def _carrier_of(hop: Hop) -> str | None:
     return None if hop.candidate is None else hop.candidate.carrier.name
+
+
+class LateAnswer:
+    """A 2xx from an attempt we had given up on (the PDD limit, a CANCEL it
+    crossed), which we ACK and BYE: the carrier bills it as a connected call,
+    so it gets a CDR of its own when its BYE is over. Context of that BYE."""
+
+    __slots__ = ("attempt", "answer", "bye_sent", "ack", "billed")
+
+    def __init__(self, attempt: Try, answer: float, ack: Request) -> None:
+        self.attempt = attempt
+        self.answer = answer  # wall clock: its 2xx arrived
+        self.bye_sent = answer  # wall clock: our BYE went out
+        self.ack = ack  # sent again for every retransmission of the 2xx (§13.2.2.4)
+        self.billed = False
 
 
 @dataclass(slots=True)

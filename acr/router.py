@@ -17,6 +17,16 @@ gateway's passive health and the carrier counters; every call that reached
 a carrier gives a CDR, at its final failure or at the BYE of either side
 (we record-route, so we see it).
 
+A CDR per billable attempt: an attempt that answers after we gave up on it
+(its 2xx crossed the caller's CANCEL, or came past the PDD limit) is ACKed
+and hung up by us (§15), and the carrier bills it as a connected call, so it
+gets a CDR of its own besides the call's: the caller's Call-ID, that
+attempt's carrier and gateway, answer = its 2xx arrived, end = the final
+response to our BYE (when the BYE went out if none came), billed by its
+deck's increments, the final code the caller saw (487, the hunt's final
+failure, or 200 when another attempt took the call; 408 if our BYE was over
+while the hunt still went on), and ``extra`` {"answer": "late"}.
+
 The B2BUA's internal headers never reach a carrier: X-Sipline-Account (the
 CDR's account) and X-Sipline-Media-Call (the Call-ID the relay anchored the
 call's media under, the B2BUA's A leg's: at the BYE the statistics fetch the
@@ -62,6 +72,7 @@ from .calls import (
     Answered,
     Call,
     Hop,
+    LateAnswer,
     Source,
     Sources,
     Try,
@@ -406,10 +417,11 @@ class AcrRouter(StatefulProxy):
                 response = for_upstream(best_response(call.finals))
             else:
                 response = self._make(call, 480, "Temporarily Unavailable: no carrier available")
+        call.status = response.status
         if call.server is not None:
             node.respond(call.server, response)
         if call.reached is not None and call.outbound:
-            self._cdr(call, response.status, None, self.clock())
+            self._cdr(call, call.reached, call.request.call_id, response.status, None, self.clock())
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
@@ -421,6 +433,9 @@ class AcrRouter(StatefulProxy):
             self._attempt_response(node, context, response, txn)  # type: ignore[arg-type]
         elif kind is Relay:
             self._relay_response(node, context, response)  # type: ignore[arg-type]
+        elif kind is LateAnswer:
+            if response.status >= 200:
+                self._late_cdr(context, self.clock())  # type: ignore[arg-type]
         elif self.prober is not None and self.prober.owns(txn):
             self.prober.on_response(node, response, txn, source)
 
@@ -434,8 +449,10 @@ class AcrRouter(StatefulProxy):
             return
         call = attempt.call
         if attempt.done:
-            if 200 <= status < 300 and not attempt.answered:
-                self._hang_up(node, txn, response)  # answered after we gave up on it
+            if 200 <= status < 300 and attempt.late is not None:
+                node.send_stateless(attempt.late.ack, txn.dest)  # a retransmission
+            elif 200 <= status < 300 and not attempt.answered:
+                self._hang_up(node, attempt, txn, response)  # answered after we gave up on it
             elif 200 <= status < 300:
                 self._upstream_2xx(node, call, response)  # a retransmission, or another fork
             return
@@ -461,6 +478,7 @@ class AcrRouter(StatefulProxy):
         if call.answered:
             return
         call.answered = True
+        call.status = response.status
         candidate = attempt.hop.candidate
         if candidate is not None and call.outbound:
             # The counted carrier stays counted until the BYE.
@@ -499,6 +517,8 @@ class AcrRouter(StatefulProxy):
             if context.server is not None:
                 response = context.server.request.response(408, to_tag=None)
                 node.respond(context.server, response)
+        elif type(context) is LateAnswer:
+            self._late_cdr(context, context.bye_sent)
         elif self.prober is not None and self.prober.owns(txn):
             self.prober.on_timeout(node, txn)
 
@@ -516,6 +536,8 @@ class AcrRouter(StatefulProxy):
             context.server = None  # type: ignore[union-attr]
         elif kind is Relay:
             context.server = None  # type: ignore[union-attr]
+        elif kind is LateAnswer and not context.billed:  # type: ignore[union-attr]
+            self._late_cdr(context, context.bye_sent)  # type: ignore[union-attr,arg-type]
 
     # -- CANCEL (§16.10) ----------------------------------------------------------------
     def _cancel_context(self, node: Node, call: Any) -> None:
@@ -607,15 +629,22 @@ class AcrRouter(StatefulProxy):
             )
         )
 
-    def _cdr(self, call: Call, code: int, answer: float | None, end: float) -> None:
-        attempt = call.reached
-        assert attempt is not None
+    def _cdr(
+        self,
+        call: Call,
+        attempt: Try,
+        call_id: str,
+        code: int,
+        answer: float | None,
+        end: float,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         candidate = attempt.hop.candidate
         rate = candidate.rate
         self.cdrs.add(
             bill(
                 Cdr(
-                    call_id=call.request.call_id,
+                    call_id=call_id,
                     account=call.account,
                     caller=call.caller,
                     callee=call.number,
@@ -631,14 +660,32 @@ class AcrRouter(StatefulProxy):
                     connect_fee=rate.connect_fee,
                     first_increment=rate.first_increment,
                     next_increment=rate.next_increment,
+                    extra=extra or {},
                 )
             )
         )
 
+    def _late_cdr(self, late: LateAnswer, end: float) -> None:
+        """The CDR of an attempt answered after we gave up on it, once our BYE
+        is over (its final response, else when it went out): what the carrier
+        bills. Its final code is the caller's (408 while the hunt went on)."""
+        if late.billed:
+            return
+        late.billed = True
+        attempt = late.attempt
+        call = attempt.call
+        if attempt.hop.candidate is None or not call.outbound:
+            return
+        code = call.status or 408
+        self._cdr(call, attempt, late.ack.call_id, code, late.answer, end, {"answer": "late"})
+
     # -- calls we end ourselves ------------------------------------------------------------
-    def _hang_up(self, node: Node, txn: ClientTransaction, response: Response) -> None:
+    def _hang_up(
+        self, node: Node, attempt: Try, txn: ClientTransaction, response: Response
+    ) -> None:
         """A 2xx from an attempt we gave up on (the PDD limit, a CANCEL that
-        crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261)."""
+        crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261),
+        and billed (``_late_cdr``)."""
         local = self.local(node)
         try:
             dialog = Dialog.uac(txn.request, response)
@@ -650,8 +697,9 @@ class AcrRouter(StatefulProxy):
             txn.request.cseq.number, via=local.via(transport, branch_for("ack"))
         )
         node.send_stateless(ack, txn.dest)
+        late = attempt.late = LateAnswer(attempt, self.clock(), ack)
         bye, _ = dialog.create_request("BYE", via=local.via(transport, branch_for("bye")))
-        node.send_request(bye, txn.dest)
+        node.send_request(bye, txn.dest).context = late
         event(log, "late_answer_ended", call_id=response.call_id, gateway=txn.dest)
 
     # -- our own answers ------------------------------------------------------------------

@@ -439,6 +439,66 @@ def test_a_late_2xx_from_an_abandoned_attempt_is_acked_and_hung_up() -> None:
     assert a.node.statuses == []
 
 
+def bye_answer(a: Acr, status: int = 200) -> None:
+    """The carrier answers the BYE we sent it."""
+    bye = a.node.sent[-1]
+    assert bye.method == "BYE"
+    a.router.on_response(a.node, bye.request.response(status), bye, bye.dest)  # type: ignore[arg-type]
+
+
+def test_a_late_2xx_after_the_pdd_limit_is_billed_as_the_carrier_bills_it() -> None:
+    a = acr(order=[MID, DEAR], pdd_timeout=3.0)
+    a.invite()
+    a.expire(3.1)
+    a.answer(a.node.invites[1], 486)  # the next carrier ends the hunt
+    a.clock.now += 1
+    a.answer(a.node.invites[0], 200, tag="late")  # the first one answers after all
+    late_answer = a.clock.now
+    a.clock.now += 0.5
+    bye_answer(a)
+    unanswered, late = a.cdrs
+    assert (unanswered.carrier, unanswered.final_code, unanswered.cost) == ("dear", 486, 0)
+    assert (late.call_id, late.carrier, late.gateway) == ("call-1", "mid", "127.0.0.3:5060")
+    assert late.answer == late_answer and late.end == late_answer + 0.5
+    assert late.final_code == 486  # what the caller saw
+    assert late.billed_seconds == 6 and late.cost == round(6 / 60 * 0.02, 6)
+    assert late.extra == {"answer": "late"}
+    # A retransmitted 200 is ACKed again, not hung up (or billed) twice.
+    a.answer(a.node.invites[0], 200, tag="late")
+    assert len(a.node.stateless) == 2 and len(a.cdrs) == 2
+    assert [t.method for t in a.node.sent].count("BYE") == 1
+
+
+def test_a_late_2xx_whose_bye_gets_no_answer_ends_when_the_bye_was_sent() -> None:
+    a = acr(order=[MID], pdd_timeout=3.0)
+    a.invite()
+    a.expire(3.1)  # no hop left: 408 upstream
+    a.answer(a.node.invites[0], 200, tag="late")
+    sent = a.clock.now
+    a.clock.now += 32
+    a.router.on_timeout(a.node, a.node.sent[-1])  # type: ignore[arg-type]
+    a.router.on_terminated(a.node, a.node.sent[-1])  # type: ignore[arg-type]
+    _, late = a.cdrs
+    assert late.answer == late.end == sent and late.final_code == 408 and late.cost == 0
+
+
+def test_a_200_crossing_the_callers_cancel_is_billed_with_the_487() -> None:
+    a = acr()
+    server = a.invite()
+    a.answer(a.node.invites[0], 180)
+    cancel(a, server)
+    a.clock.now += 0.2
+    a.answer(a.node.invites[0], 200)  # crossed our CANCEL
+    answered = a.clock.now
+    a.clock.now += 7
+    bye_answer(a)
+    assert a.node.statuses == [180, 200, 487]
+    first, late = a.cdrs
+    assert first.final_code == 487 and first.cost == 0
+    assert late.final_code == 487 and late.answer == answered and late.end == answered + 7
+    assert late.billed_seconds == 12 and late.cost == round(12 / 60 * 0.01, 6)
+
+
 def test_a_carrier_without_headroom_or_a_gateway_down_is_passed_over() -> None:
     a = acr(order=[MID, DEAR])
     a.live.counters.active["mid"] = 1  # at its capacity of 1
@@ -458,10 +518,8 @@ def test_no_carrier_available_at_all_answers_480() -> None:
 
 
 # -- CANCEL ---------------------------------------------------------------------------------
-def test_cancel_from_upstream_cancels_the_attempt_and_answers_487() -> None:
-    a = acr()
-    server = a.invite()
-    a.answer(a.node.invites[0], 180)
+def cancel(a: Acr, server: ServerTransaction) -> None:
+    """The B2BUA CANCELs the call's INVITE."""
     cancel = message(
         "CANCEL sip:+442071234567@127.0.0.1:5080 SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcall-1;rport\r\n"
@@ -472,6 +530,13 @@ def test_cancel_from_upstream_cancels_the_attempt_and_answers_487() -> None:
     txn = ServerTransaction(("c",), cancel, "CANCEL", State.TRYING, B2BUA, source=B2BUA)
     txn.cancels = server
     a.router.on_request(a.node, cancel, txn, B2BUA)  # type: ignore[arg-type]
+
+
+def test_cancel_from_upstream_cancels_the_attempt_and_answers_487() -> None:
+    a = acr()
+    server = a.invite()
+    a.answer(a.node.invites[0], 180)
+    cancel(a, server)
     assert a.node.statuses == [180, 200, 487]
     assert a.node.cancelled == [a.node.invites[0]]
     # The carrier's 487 to our CANCEL ends nothing more.
