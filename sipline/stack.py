@@ -32,7 +32,7 @@ DEMO_USERS = ("alice", "bob")
 DEMO_CARRIER = "demo-carrier"
 DEMO_CARRIER_PORT = 5090
 DEMO_DID = "15550100"
-CARRIER_SCENARIO = REPO / "tests" / "e2e" / "scenarios" / "acr_carrier.xml"
+CARRIER_SCENARIO = REPO / "bench" / "scenarios" / "acr_carrier.xml"
 STOP_GRACE = 10.0  # seconds a process may take to drain after SIGTERM
 
 

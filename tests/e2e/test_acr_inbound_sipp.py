@@ -23,7 +23,7 @@ from acr.health import gateway_statuses
 from acr.model import Did
 from bench.acrstack import HOST, SippCarrier, provision
 from sipline.net.ports import free_port
-from tests.e2e.test_acr_sipp import SCENARIOS, SIPP_TIMEOUT, AcrProcess, Stack, until
+from tests.e2e.test_acr_sipp import CARRIERS, SCENARIOS, SIPP_TIMEOUT, AcrProcess, Stack, until
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ DID = "442079460000"
 
 def proxy(name: str, scenario: str = "acr_carrier.xml") -> SippCarrier:
     """A sipp UAS at a DID's proxy (carrier's scenarios: they answer probes the same way)."""
-    return SippCarrier(name, 0.0, SCENARIOS / scenario)
+    return SippCarrier(name, 0.0, CARRIERS / scenario)
 
 
 @dataclass
@@ -85,7 +85,7 @@ def inbound(sipp_bin: str, tmp_path: Path, sqlite_url: str) -> Iterator[Callable
 
     def make(home: SippCarrier, backup: SippCarrier | None = None) -> Inbound:
         backup = backup or proxy("backup")
-        gateway = SippCarrier("pstn", 0.01, SCENARIOS / "acr_carrier.xml")
+        gateway = SippCarrier("pstn", 0.01, CARRIERS / "acr_carrier.xml")
         did = Did(DID, home.address, (backup.address,))
         asyncio.run(provision(sqlite_url, [gateway], dids=[did]))
         for uas in (home, backup):

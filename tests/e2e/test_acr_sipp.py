@@ -32,6 +32,8 @@ from sipline.storage import open_database
 pytestmark = pytest.mark.e2e
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+# Carriers' behaviours (answering, refusing, slow) are shared with the bench and `sipline stack`.
+CARRIERS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 NUMBER = "442071234567"
 SIPP_TIMEOUT = 30  # seconds: sipp's -timeout
 SETTINGS = {
@@ -45,15 +47,15 @@ SETTINGS = {
 
 
 def cheap() -> SippCarrier:
-    return SippCarrier("cheap", 0.01, SCENARIOS / "acr_carrier_503.xml")
+    return SippCarrier("cheap", 0.01, CARRIERS / "acr_carrier_503.xml")
 
 
 def slow() -> SippCarrier:
-    return SippCarrier("slow", 0.02, SCENARIOS / "acr_carrier_slow.xml")
+    return SippCarrier("slow", 0.02, CARRIERS / "acr_carrier_slow.xml")
 
 
 def good(name: str = "good", rate: float = 0.05) -> SippCarrier:
-    return SippCarrier(name, rate, SCENARIOS / "acr_carrier.xml", connect_fee=0.01)
+    return SippCarrier(name, rate, CARRIERS / "acr_carrier.xml", connect_fee=0.01)
 
 
 @dataclass
@@ -221,7 +223,7 @@ def test_statistics_written_by_one_node_are_used_by_the_other(
 ) -> None:
     # "flaky" is the cheaper but fails every call with 500 (no back-off: only the
     # statistics can tell); quality weighs most for these numbers.
-    flaky = SippCarrier("flaky", 0.01, SCENARIOS / "acr_carrier_500.xml")
+    flaky = SippCarrier("flaky", 0.01, CARRIERS / "acr_carrier_500.xml")
     profile = RoutingProfile("44", 0.1, 0.8, 0.1)
     s = stack(sqlite_url, [flaky, good("steady", 0.02)], [profile])
     primary = s.start_acr("primary", redis_url)
