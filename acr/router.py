@@ -21,7 +21,9 @@ A CDR per billable attempt: an attempt that answers after we gave up on it
 (its 2xx crossed the caller's CANCEL, or came past the PDD limit) is ACKed
 and hung up by us (§15), and the carrier bills it as a connected call, so it
 gets a CDR of its own besides the call's: the caller's Call-ID, that
-attempt's carrier and gateway, answer = its 2xx arrived, end = the final
+attempt's carrier and gateway, start = answer = its 2xx arrived (the CDR
+table's key is Call-ID, node and start: a duplicate would be dropped as a
+retried write, and the call's own CDR starts when its INVITE came), end = the final
 response to our BYE (when the BYE went out if none came), billed by its
 deck's increments, the final code the caller saw (487, the hunt's final
 failure, or 200 when another attempt took the call; 408 if our BYE was over
@@ -638,6 +640,7 @@ class AcrRouter(StatefulProxy):
         answer: float | None,
         end: float,
         extra: dict[str, str] | None = None,
+        start: float | None = None,
     ) -> None:
         candidate = attempt.hop.candidate
         rate = candidate.rate
@@ -652,7 +655,7 @@ class AcrRouter(StatefulProxy):
                     carrier=candidate.carrier.name,
                     gateway=attempt.hop.address,
                     rate=rate.rate,
-                    start=call.start,
+                    start=call.start if start is None else start,
                     end=end,
                     final_code=code,
                     node=self.node_name,
@@ -677,7 +680,9 @@ class AcrRouter(StatefulProxy):
         if attempt.hop.candidate is None or not call.outbound:
             return
         code = call.status or 408
-        self._cdr(call, attempt, late.ack.call_id, code, late.answer, end, {"answer": "late"})
+        extra = {"answer": "late"}
+        answer = late.answer
+        self._cdr(call, attempt, late.ack.call_id, code, answer, end, extra, start=answer)
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(

@@ -459,7 +459,8 @@ def test_a_late_2xx_after_the_pdd_limit_is_billed_as_the_carrier_bills_it() -> N
     unanswered, late = a.cdrs
     assert (unanswered.carrier, unanswered.final_code, unanswered.cost) == ("dear", 486, 0)
     assert (late.call_id, late.carrier, late.gateway) == ("call-1", "mid", "127.0.0.3:5060")
-    assert late.answer == late_answer and late.end == late_answer + 0.5
+    assert late.start == late.answer == late_answer and late.end == late_answer + 0.5
+    assert late.start != unanswered.start  # the CDR table's key: call_id, node, start
     assert late.final_code == 486  # what the caller saw
     assert late.billed_seconds == 6 and late.cost == round(6 / 60 * 0.02, 6)
     assert late.extra == {"answer": "late"}
