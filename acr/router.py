@@ -15,7 +15,9 @@ gateway or carrier. A CANCEL from upstream cancels the attempt in progress
 and is answered 487. Every attempt to a carrier feeds the statistics, the
 gateway's passive health and the carrier counters; every call that reached
 a carrier gives a CDR, at its final failure or at the BYE of either side
-(we record-route, so we see it).
+(we record-route, so we see it), or when an in-dialog request we relay gets
+408 or 481 (the dialog is gone at one side, §12.2.1.2), or, never hung up,
+when it is swept MAX_CALL after its answer (extra {"ended": "swept"}).
 
 A CDR per billable attempt: an attempt that answers after we gave up on it
 (its 2xx crossed the caller's CANCEL, or came past the PDD limit) is ACKed
@@ -97,6 +99,8 @@ TIMER_C = 180.0  # seconds after the last 1xx before an attempt is CANCELled (§
 TIMER_TICK = 0.05  # seconds between runs of the PDD limit and timer C
 MAX_CALL = 4 * 3600.0  # an answered call never hung up is closed (CDR) after this long
 PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed over a while
+# An in-dialog request answered so: the dialog is gone at one side (RFC 3261 §12.2.1.2)
+DIALOG_GONE = frozenset((408, 481))
 INBOUND_FINAL = frozenset((486, 487, 600, 603, 404, 484, 480))
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY"
 
@@ -121,10 +125,11 @@ class CdrSink(Protocol):
 class Relay:
     """An in-dialog request forwarded to one next hop (BYE, re-INVITE, UPDATE ...)."""
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "call_id")
 
-    def __init__(self, server: ServerTransaction) -> None:
+    def __init__(self, server: ServerTransaction, call_id: str) -> None:
         self.server: ServerTransaction | None = server
+        self.call_id = call_id
 
 
 class AcrRouter(StatefulProxy):
@@ -516,6 +521,7 @@ class AcrRouter(StatefulProxy):
                     node, context, self._make(context.call, 408, f"Request Timeout: {dest}")
                 )
         elif type(context) is Relay:
+            self._hung_up(context.call_id, "408")
             if context.server is not None:
                 response = context.server.request.response(408, to_tag=None)
                 node.respond(context.server, response)
@@ -579,7 +585,7 @@ class AcrRouter(StatefulProxy):
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
         decrement_max_forwards(copy)
         copy.headers.prepend("Via", local.via(dest.transport, branch_for(loop_key(request))))
-        relay = Relay(txn)
+        relay = Relay(txn, request.call_id)
         txn.context = relay
         client = node.send_request(copy, dest)
         client.context = relay
@@ -587,11 +593,18 @@ class AcrRouter(StatefulProxy):
     def _relay_response(self, node: Node, relay: Relay, response: Response) -> None:
         if response.status == 100 or not pop_own_via(response):
             return
+        if response.status in DIALOG_GONE:
+            self._hung_up(relay.call_id, str(response.status))
         stray = 200 <= response.status < 300 and response.cseq.method == "INVITE"
         self._upstream(node, relay.server, response, stray)
 
-    def _hung_up(self, call_id: str) -> None:
-        """A BYE, from either side, ends an answered call: the CDR, the statistics."""
+    def _hung_up(self, call_id: str, ended: str | None = None) -> None:
+        """A BYE, from either side, ends an answered call: the CDR, the statistics.
+
+        ``ended`` says how else it ended, in the CDR's extra {"ended": ...}:
+        "408" or "481" (an in-dialog request found the dialog gone at one
+        side), "swept" (never hung up: billed up to MAX_CALL, for billing to
+        tell)."""
         answered = self.dialogs.pop(call_id, None)
         if answered is None:
             return
@@ -627,6 +640,7 @@ class AcrRouter(StatefulProxy):
                     connect_fee=candidate.rate.connect_fee,
                     first_increment=candidate.rate.first_increment,
                     next_increment=candidate.rate.next_increment,
+                    extra={} if ended is None else {"ended": ended},
                 )
             )
         )
@@ -745,7 +759,7 @@ class AcrRouter(StatefulProxy):
             return
         stale = [cid for cid, a in self.dialogs.items() if now - a.answered_at >= MAX_CALL]
         for call_id in stale:
-            self._hung_up(call_id)
+            self._hung_up(call_id, "swept")
 
     def _timers_pending(self) -> bool:
         return bool(self.pdd or self.timer_c or self.dialogs)

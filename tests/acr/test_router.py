@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from acr.model import FINAL_CODES, Carrier, Did, Gateway, Rate, RoutingProfile
-from acr.router import AcrRouter
+from acr.router import MAX_CALL, AcrRouter
 from sipline.config import Settings
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
@@ -343,6 +343,73 @@ def test_the_answer_goes_upstream_and_the_bye_writes_the_billed_cdr() -> None:
     assert a.live.counters.active == {"cheap": 0}
     assert a.live.stats.ends == [("cheap", "44", 61.0)]
     assert a.live.stats.media_calls == [None]  # not anchored: no relay figures to fetch
+
+
+def in_dialog(a: Acr, method: str, cseq: int = 2) -> ClientTransaction:
+    """The B2BUA sends an in-dialog request of the answered call; what we relay of it."""
+    request = message(
+        f"{method} sip:carrier@127.0.0.2:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{method}{cseq}\r\n"
+        "Route: <sip:127.0.0.1:5080;lr>\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:alice@example.com>;tag=a1\r\n"
+        "To: <sip:+442071234567@127.0.0.1:5080>;tag=c1\r\n"
+        f"Call-ID: call-1\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+    state = State.PROCEEDING if method == "INVITE" else State.TRYING
+    server = ServerTransaction(("s", method), request, method, state, B2BUA, source=B2BUA)
+    a.router.on_request(a.node, request, server, B2BUA)  # type: ignore[arg-type]
+    return a.node.sent[-1]
+
+
+def test_a_call_never_hung_up_is_swept_after_max_call_and_marked_so() -> None:
+    a = acr()
+    a.invite()
+    a.answer(a.node.invites[0], 200)
+    a.expire(MAX_CALL + 1)
+    [cdr] = a.cdrs
+    assert cdr.final_code == 200 and cdr.extra == {"ended": "swept"}
+    assert cdr.end - cdr.answer >= MAX_CALL  # billed as it stood, for billing to tell
+    assert a.live.counters.active == {"cheap": 0}
+
+
+def test_a_481_or_408_to_a_relayed_in_dialog_request_closes_the_cdr_then() -> None:
+    for status in (481, 408):
+        a = acr()
+        a.invite()
+        a.answer(a.node.invites[0], 200)
+        a.clock.now += 30
+        info = in_dialog(a, "INFO")
+        response = info.request.response(status)
+        a.router.on_response(a.node, response, info, info.dest)  # type: ignore[arg-type]
+        assert a.node.statuses[-1] == status  # relayed as ever
+        [cdr] = a.cdrs
+        assert cdr.final_code == 200 and cdr.end - cdr.answer == 30
+        assert cdr.extra == {"ended": str(status)}
+        a.expire(MAX_CALL + 1)
+        assert len(a.cdrs) == 1  # nothing left to sweep
+
+
+def test_a_relayed_in_dialog_request_timing_out_closes_the_cdr() -> None:
+    a = acr()
+    a.invite()
+    a.answer(a.node.invites[0], 200)
+    reinvite = in_dialog(a, "INVITE")
+    a.router.on_timeout(a.node, reinvite)  # type: ignore[arg-type]
+    [cdr] = a.cdrs
+    assert cdr.extra == {"ended": "408"}
+
+
+def test_other_failures_to_in_dialog_requests_leave_the_call_up() -> None:
+    a = acr()
+    a.invite()
+    a.answer(a.node.invites[0], 200)
+    info = in_dialog(a, "INFO")
+    a.router.on_response(a.node, info.request.response(488), info, info.dest)  # type: ignore[arg-type]
+    assert not a.cdrs
+    a.bye()
+    [cdr] = a.cdrs
+    assert cdr.extra == {}
 
 
 def test_the_relays_name_of_the_calls_media_is_taken_from_the_b2bua_and_stripped() -> None:
