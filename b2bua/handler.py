@@ -933,11 +933,31 @@ class B2buaHandler(Handler):
             # The caller's ACK has not come, so ours to the far side's 2xx has not gone:
             # every 2xx is ACKed before its dialog is ended (RFC 3261 §13.2.2.4, §15).
             self._send_ack(node, call.b, call.cseq, None)
+        # Answered but no 2xx to the caller yet (the relay rewrites it): an early dialog at most.
+        early = call.phase is Phase.ANSWERED and call.answer is None
+        if early:
+            self._unanswered(node, call, why)
         for leg in (call.a, call.b):
-            if leg is not origin and leg.dialog is not None and leg.dialog.state != "terminated":
+            if leg is origin or (early and leg is call.a):
+                continue
+            if leg.dialog is not None and leg.dialog.state != "terminated":
                 self._bye(node, leg)
         event(log, "call_ended", logging.DEBUG, call_id=call.call_id, why=why)
         self._forget(call)
+
+    def _unanswered(self, node: Node, call: Call, why: str) -> None:
+        """The call ends before its 2xx reached the caller (a BYE while the relay
+        rewrote it): a BYE must not end the caller's early dialog (RFC 3261 §15),
+        so its INVITE gets its final answer. 487, as §15.1.2 has a UAS answer an
+        INVITE whose early dialog a BYE ended: the request was terminated, by a
+        BYE; unlike a 5xx it invites no retry elsewhere of a call that was
+        answered and hung up, and it ends the ACR's and proxies' hunts."""
+        server = call.server
+        if server is None or server.state is not State.PROCEEDING:
+            return
+        self.counts["failed"] += 1
+        reason = f"Request Terminated: {why} before the answer reached you"
+        self._respond(node, server, server.request.response(487, reason, to_tag=call.a_tag))
 
     def _bye(self, node: Node, leg: Leg) -> None:
         dialog = leg.dialog

@@ -4,12 +4,13 @@ layer once the lingering transactions are gone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
 from b2bua.handler import B2buaHandler
-from sipline.sip.message import Request
+from sipline.sip.message import Request, Response
 from tests.b2bua.support import (
     PROXY,
     SDP,
@@ -20,7 +21,8 @@ from tests.b2bua.support import (
     invite,
     of,
 )
-from tests.b2bua.test_handler import call_up, from_caller, from_far_side
+from tests.b2bua.test_handler import FakeMedia, Up, call_up, from_caller, from_far_side, settle
+from tests.support import on_uvloop
 
 
 def cancel_of(a: Request) -> Request:
@@ -229,3 +231,73 @@ def test_a_bye_crossing_a_reinvite_answers_the_reinvite_487_and_acks_its_late_20
     node.receive(answer(reinvite, 200, body=SDP), dest)  # it crossed the BYE
     ((ack, _),) = node.take()
     assert ack.method == "ACK" and ack.cseq.number == 2 and ack.call_id == up.b.call_id
+
+
+# -- a BYE while the relay still rewrites the far side's 200: the caller has an early dialog only ----
+async def answer_being_rewritten(
+    node: FakeNode, media: FakeMedia
+) -> tuple[Up, asyncio.Future[bytes], Response]:
+    """A call whose far side answered (after a 180) while the relay works on its 200."""
+    pending: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    media.answer = lambda *args: pending  # type: ignore[assignment,method-assign]
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 180), far)
+    ((ringing, _),) = node.take()
+    b_ok = answer(b, 200, body=SDP)
+    node.receive(b_ok, far)
+    assert node.take() == []  # the relay has not answered yet
+    return Up(a, b, ringing, b_ok, far), pending, ringing
+
+
+def what_went(node: FakeNode) -> list[tuple[str, int]]:
+    return sorted(
+        (str(getattr(m, "status", "")) + getattr(m, "method", ""), dest.port)
+        for m, dest in node.take()
+    )
+
+
+@on_uvloop
+async def test_a_far_bye_while_the_relay_rewrites_the_200_answers_the_caller_487_no_bye() -> None:
+    media = FakeMedia()
+    handler, node = b2bua(media=media)
+    up, pending, _ = await answer_being_rewritten(node, media)
+    node.receive(from_far_side(up, "BYE", 1), up.far)
+    # No BYE into the caller's early dialog (RFC 3261 §15): its INVITE gets a final answer.
+    assert what_went(node) == [("200", 5080), ("487", 5060), ("ACK", 5080)]
+    pending.set_result(SDP)
+    await settle()
+    assert node.take() == []  # the rewritten 200 goes nowhere
+    assert media.calls[-1][0] == "delete"
+    node.receive(ack_for_non_2xx(up.a), PROXY)
+    assert_forgotten(handler, node)
+
+
+@on_uvloop
+async def test_a_caller_bye_in_its_early_dialog_mid_rewrite_gets_its_invite_487() -> None:
+    media = FakeMedia()
+    handler, node = b2bua(media=media)
+    up, pending, _ = await answer_being_rewritten(node, media)
+    node.receive(from_caller(up, "BYE", 11), PROXY)  # §15: a caller may end an early dialog
+    # §15.1.2: the BYE is answered 200, the INVITE 487; the far side's 200 is ACKed and BYEd.
+    assert what_went(node) == [("200", 5060), ("487", 5060), ("ACK", 5080), ("BYE", 5080)]
+    pending.set_result(SDP)
+    await settle()
+    assert node.take() == []
+    node.receive(ack_for_non_2xx(up.a), PROXY)
+    assert_forgotten(handler, node)
+
+
+def ack_for_non_2xx(a: Request) -> Request:
+    """The caller's ACK to a final failure: same branch as its INVITE (§17.1.1.3)."""
+    ack = Request("ACK", a.uri)
+    ack.headers.add("Via", a.headers.values("via")[0])
+    ack.headers.add("Via", a.headers.values("via")[1])
+    for name in ("From", "Call-ID"):
+        ack.headers.add(name, a.headers.get(name) or "")
+    ack.headers.add("To", f"{a.headers.get('to')};tag=whatever")
+    ack.headers.add("CSeq", f"{a.cseq.number} ACK")
+    ack.headers.add("Max-Forwards", "70")
+    return ack
