@@ -72,8 +72,9 @@ def carriers_tried(acr: Acr) -> list[str]:
 
 
 async def settled(*nodes: Acr) -> None:
-    """Until no admission is out at any node (each is one Redis round trip)."""
-    for _ in range(200):
+    """Until no admission is out at any node (each is one Redis round trip; up to
+    5 s, for a machine loaded by the rest of the suite)."""
+    for _ in range(1000):
         if all(n.live.counters._batcher is None for n in nodes):  # type: ignore[attr-defined]
             return
         await asyncio.sleep(0.005)
