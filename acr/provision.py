@@ -224,7 +224,7 @@ def progress_bar(enabled: bool) -> Iterator[Bar]:
     """``bar(description, total)`` gives a function that advances a new task by n rows."""
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    except ImportError:  # rich is a test/bench extra: no bar without it
+    except ImportError:  # a bare install without rich: no bar
         enabled = False
     if not enabled:
         yield lambda description, total: lambda n: None
@@ -386,11 +386,15 @@ def cmd_cdr_errors(args: argparse.Namespace, settings: Settings) -> int:
 
 def format_cdrs(cdrs: Sequence[Cdr]) -> str:
     rows = [("START", "CALL-ID", "CALLER", "CALLEE", "CARRIER", "GATEWAY", "CODE", "BILLED",
-             "RATE", "COST", "NODE")]  # fmt: skip
+             "RATE", "COST", "NODE", "NOTE")]  # fmt: skip
     for c in cdrs:
+        # What billing must know: an answer after we gave up (answer=late), a call
+        # the ACR ended itself (ended=swept, 408, 481).
+        note = ",".join(f"{key}={value}" for key, value in sorted(c.extra.items()))
         rows.append(
             (_utc(c.start), c.call_id, c.caller, c.callee, c.carrier, c.gateway,
-             str(c.final_code), f"{c.billed_seconds}s", f"{c.rate:g}", f"{c.cost:.6f}", c.node)
+             str(c.final_code), f"{c.billed_seconds}s", f"{c.rate:g}", f"{c.cost:.6f}", c.node,
+             note)
         )  # fmt: skip
     return _table(rows)
 

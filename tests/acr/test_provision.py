@@ -196,10 +196,12 @@ def test_cdr_list_as_a_table_and_as_json(
         db = await open_database(settings.database.url)
         await db.executemany(
             f"INSERT INTO cdrs ({CDR_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-            [cdr_row(_cdr(n)) for n in range(5)],
+            [cdr_row(_cdr(n)) for n in range(4)] + [cdr_row(late)],
         )
         await db.close()
 
+    late = _cdr(4)
+    late.extra = {"answer": "late"}  # answered after the ACR gave up: billed apart
     asyncio.run(write())
     rows = table(ok(settings, capsys, "cdr", "list", "--last", "2"))
     assert rows[0][:3] == ["START", "CALL-ID", "CALLER"]
@@ -210,6 +212,7 @@ def test_cdr_list_as_a_table_and_as_json(
         "0.720000",
         "primary",
     ]
+    assert rows[2][-2:] == ["primary", "answer=late"]
     listed = orjson.loads(ok(settings, capsys, "cdr", "list", "--json"))
     assert [c["call_id"] for c in listed] == [f"call-{n}" for n in range(5)]
     assert listed[0]["cost"] == 0.72 and listed[0]["answer"] == 1_700_000_003.0
