@@ -91,6 +91,8 @@ class AccountsLike(Protocol):
 
 
 class LicencesLike(Protocol):
+    def licensed(self, account: str | None) -> bool: ...
+
     async def admit(self, account: str | None, call_id: str, now: float | None = None) -> Any: ...
 
     async def release(self, account: str | None, call_id: str) -> None: ...
@@ -262,7 +264,8 @@ class B2buaHandler(Handler):
         self.counts["calls"] += 1
         if self.accounts is not None:
             call.account = self.accounts.account_of(request)
-        if self.licences is not None and call.account is not None:
+        if self.licences is not None and self.licences.licensed(call.account):
+            # A task only for calls that count against a licence (the others go straight on).
             self._spawn(
                 self.licences.admit(call.account, call_id),
                 lambda done: self._guarded(node, call, self._admitted, done),

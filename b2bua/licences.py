@@ -204,6 +204,10 @@ class Licences:
             await self.counter.close()
 
     # -- calls ---------------------------------------------------------------------------------
+    def licensed(self, account: str | None) -> bool:
+        """The account has a licence to count against; calls of others need no ``admit``."""
+        return account is not None and account in self.licences
+
     async def admit(self, account: str | None, call_id: str, now: float | None = None) -> Admission:
         """Whether the call may go ahead; a call allowed and counted must be released."""
         if account is None:

@@ -506,10 +506,14 @@ class FakeAccounts:
 
 
 class FakeLicences:
-    def __init__(self, allowed: bool) -> None:
+    def __init__(self, allowed: bool, licensed: bool = True) -> None:
         self.allowed = allowed
+        self.is_licensed = licensed
         self.admitted: list[str] = []
         self.released: list[str] = []
+
+    def licensed(self, account: str | None) -> bool:
+        return account is not None and self.is_licensed
 
     async def admit(self, account: str | None, call_id: str, now: float | None = None) -> Verdict:
         self.admitted.append(call_id)
@@ -556,6 +560,15 @@ async def test_an_admitted_call_carries_its_account_to_the_acr_and_is_released_a
     )  # fmt: skip
     await settle()
     assert licences.released == [a.call_id]
+
+
+def test_a_call_of_an_account_without_licence_goes_on_at_once_and_counts_nothing() -> None:
+    licences = FakeLicences(allowed=False, licensed=False)
+    _, node = b2bua(accounts=FakeAccounts(), licences=licences)
+    node.receive(invite(), PROXY)
+    ((b, _),) = of(node.take(), "INVITE")  # no licence check to wait for
+    assert b.headers.get("x-sipline-account") == "acme"
+    assert licences.admitted == [] and licences.released == []
 
 
 def test_a_spoofed_account_header_from_the_caller_is_not_passed_on() -> None:

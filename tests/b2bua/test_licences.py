@@ -36,6 +36,8 @@ async def over(licences: Licences, account: str, calls: int, now: float) -> list
 async def test_a_call_without_an_account_or_licence_is_allowed_and_not_counted(
     licences: Licences,
 ) -> None:
+    assert not licences.licensed(None) and not licences.licensed("NOBODY")
+    assert licences.licensed("ACME")
     assert await licences.admit(None, "c1", T0) == Admission(True)
     assert await licences.admit("NOBODY", "c2", T0) == Admission(True)
     await licences.release("NOBODY", "c2")
