@@ -621,29 +621,11 @@ class AcrRouter(StatefulProxy):
             end - answered.answer,
             call_id=answered.media_call,
         )
-        self.cdrs.add(
-            bill(
-                Cdr(
-                    call_id=call_id,
-                    account=answered.account,
-                    caller=answered.caller,
-                    callee=answered.callee,
-                    prefix=candidate.prefix,
-                    carrier=candidate.carrier.name,
-                    gateway=answered.gateway,
-                    rate=candidate.rate.rate,
-                    start=answered.start,
-                    end=end,
-                    final_code=200,
-                    node=self.node_name,
-                    answer=answered.answer,
-                    connect_fee=candidate.rate.connect_fee,
-                    first_increment=candidate.rate.first_increment,
-                    next_increment=candidate.rate.next_increment,
-                    extra={} if ended is None else {"ended": ended},
-                )
-            )
-        )
+        self._write_cdr(
+            candidate, answered.gateway, call_id, answered.account, answered.caller,
+            answered.callee, answered.start, end, 200, answered.answer,
+            {} if ended is None else {"ended": ended},
+        )  # fmt: skip
 
     def _cdr(
         self,
@@ -656,20 +638,30 @@ class AcrRouter(StatefulProxy):
         extra: dict[str, str] | None = None,
         start: float | None = None,
     ) -> None:
-        candidate = attempt.hop.candidate
+        self._write_cdr(
+            attempt.hop.candidate, attempt.hop.address, call_id, call.account, call.caller,
+            call.number, call.start if start is None else start, end, code, answer, extra or {},
+        )  # fmt: skip
+
+    def _write_cdr(
+        self, candidate: Any, gateway: str, call_id: str, account: str | None, caller: str,
+        callee: str, start: float, end: float, code: int, answer: float | None,
+        extra: dict[str, str],
+    ) -> None:  # fmt: skip
+        """Bill a call (or a late-answered attempt) by its candidate's deck row and queue its CDR."""
         rate = candidate.rate
         self.cdrs.add(
             bill(
                 Cdr(
                     call_id=call_id,
-                    account=call.account,
-                    caller=call.caller,
-                    callee=call.number,
+                    account=account,
+                    caller=caller,
+                    callee=callee,
                     prefix=candidate.prefix,
                     carrier=candidate.carrier.name,
-                    gateway=attempt.hop.address,
+                    gateway=gateway,
                     rate=rate.rate,
-                    start=call.start if start is None else start,
+                    start=start,
                     end=end,
                     final_code=code,
                     node=self.node_name,
@@ -677,7 +669,7 @@ class AcrRouter(StatefulProxy):
                     connect_fee=rate.connect_fee,
                     first_increment=rate.first_increment,
                     next_increment=rate.next_increment,
-                    extra=extra or {},
+                    extra=extra,
                 )
             )
         )

@@ -20,21 +20,12 @@ import cProfile
 import gc
 import sys
 import time
-from typing import Any
 
 from b2bua.handler import B2buaHandler
 from sipline.config import Settings
 from sipline.net.node import GC_THRESHOLDS
+from sipline.net.wire import Wire
 from sipline.sip.address import Address
-from sipline.sip.message import parse_message
-from sipline.sip.transaction import (
-    Deliver,
-    DeliverResponse,
-    Send,
-    Terminated,
-    TimedOut,
-    TransactionLayer,
-)
 
 US = Address("UDP", "127.0.0.1", 5070)
 UAC = Address("UDP", "127.0.0.1", 5060)  # sipp as the proxy
@@ -52,57 +43,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Wire:
-    """What sipline.net.node.Node does with the layer's actions, sends kept as bytes."""
-
-    def __init__(self, handler: B2buaHandler, clock: Clock) -> None:
-        self.handler = handler
-        self.layer = TransactionLayer(clock)
-        self.out: list[tuple[bytes, Address]] = []
-        self.dispatch: dict[type, Any] = {
-            Send: lambda a: self.out.append((a.data, a.dest)),
-            Deliver: lambda a: handler.on_request(self, a.request, a.txn, a.source),  # type: ignore[arg-type]
-            DeliverResponse: lambda a: handler.on_response(self, a.response, a.txn, a.source),  # type: ignore[arg-type]
-            TimedOut: lambda a: handler.on_timeout(self, a.txn),  # type: ignore[arg-type]
-            Terminated: lambda a: handler.on_terminated(self, a.txn),  # type: ignore[arg-type]
-        }
-
-    def local_address(self, transport: str) -> Address:
-        return US._replace(transport=transport.upper())
-
-    def respond(self, txn: Any, response: Any) -> None:
-        self._carry_out(self.layer.respond(txn, response))
-
-    def send_request(self, request: Any, dest: Address) -> Any:
-        txn, actions = self.layer.request(request, dest)
-        self._carry_out(actions)
-        return txn
-
-    def send_stateless(self, message: Any, dest: Address) -> None:
-        self._carry_out(self.layer.send_stateless(message, dest))
-
-    def cancel(self, txn: Any) -> Any:
-        cancel, actions = self.layer.cancel(txn)
-        self._carry_out(actions)
-        return cancel
-
-    def receive(self, data: bytes, source: Address) -> None:
-        self._carry_out(self.layer.receive(parse_message(data), source))
-
-    def expire(self, now: float) -> None:
-        self._carry_out(self.layer.expire(now))
-        self.handler.expire(self, now)  # type: ignore[arg-type]
-
-    def _carry_out(self, actions: Any) -> None:
-        dispatch = self.dispatch
-        for action in actions:
-            dispatch[type(action)](action)
-
-    def take(self) -> list[tuple[bytes, Address]]:
-        out, self.out = self.out, []
-        return out
 
 
 # -- the peers: sipp's messages as templates --------------------------------------------------
@@ -168,7 +108,7 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     clock = Clock()
     settings = Settings(b2bua={"acr": ["127.0.0.1:5080", "127.0.0.1:5080"], "media_relay": ""})  # type: ignore[arg-type]
     handler = B2buaHandler(settings, clock=clock)
-    wire = Wire(handler, clock)
+    wire = Wire(handler, clock, US)
     handler._node = wire  # type: ignore[assignment]
     handler._next_probe = float("inf")
     gc.collect()
@@ -210,6 +150,7 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
         if clock.now >= next_timers:
             next_timers = clock.now + TIMER_EVERY
             wire.expire(clock.now)
+            handler.expire(wire, clock.now)  # type: ignore[arg-type]
     total = time.process_time() - started
     if profiler is not None:
         profiler.disable()

@@ -14,17 +14,9 @@ from typing import Any
 
 from b2bua.handler import B2buaHandler
 from sipline.config import Settings
+from sipline.net.wire import Wire
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
-from sipline.sip.transaction import (
-    ClientTransaction,
-    Deliver,
-    DeliverResponse,
-    Send,
-    Terminated,
-    TimedOut,
-    TransactionLayer,
-)
 
 HOST = "127.0.0.1"
 US = Address("UDP", HOST, 5070)
@@ -43,62 +35,22 @@ class Clock:
         return self.now
 
 
-class FakeNode:
+class FakeNode(Wire):
+    """``Wire`` for the B2BUA's tests: what went out comes back parsed, and time
+    passes for the layer's timers and then the handler's."""
+
     def __init__(self, handler: B2buaHandler, clock: Clock) -> None:
-        self.handler = handler
+        super().__init__(handler, clock, US)
         self.clock = clock
-        self.layer = TransactionLayer(clock, tick=0.01)
-        self.sent: list[tuple[Request | Response, Address]] = []
-
-    # -- what the handler calls ---------------------------------------------------------
-    def local_address(self, transport: str) -> Address:
-        return US._replace(transport=transport.upper())
-
-    def respond(self, txn: Any, response: Response) -> None:
-        self._carry_out(self.layer.respond(txn, response))
-
-    def send_request(self, request: Request, dest: Address) -> ClientTransaction:
-        txn, actions = self.layer.request(request, dest)
-        self._carry_out(actions)
-        return txn
-
-    def send_stateless(self, message: Request | Response, dest: Address) -> None:
-        self._carry_out(self.layer.send_stateless(message, dest))
-
-    def cancel(self, txn: ClientTransaction) -> ClientTransaction | None:
-        cancel, actions = self.layer.cancel(txn)
-        self._carry_out(actions)
-        return cancel
-
-    # -- what the test does -------------------------------------------------------------
-    def receive(self, message: Request | Response | bytes, source: Address) -> None:
-        data = message if isinstance(message, bytes) else message.serialise()
-        self._carry_out(self.layer.receive(parse_message(data), source))
 
     def advance(self, seconds: float) -> None:
         """Let time pass: the layer's timers, then the handler's."""
         self.clock.now += seconds
-        self._carry_out(self.layer.expire(self.clock.now))
-        self.handler.expire(self, self.clock.now)  # type: ignore[arg-type]
+        self.expire(self.clock.now)
+        self.handler.expire(self, self.clock.now)  # type: ignore[attr-defined]
 
-    def take(self) -> list[tuple[Request | Response, Address]]:
-        sent, self.sent = self.sent, []
-        return sent
-
-    def _carry_out(self, actions: Iterable[Any]) -> None:
-        handler = self.handler
-        for action in actions:
-            kind = type(action)
-            if kind is Send:
-                self.sent.append((parse_message(action.data), action.dest))
-            elif kind is Deliver:
-                handler.on_request(self, action.request, action.txn, action.source)  # type: ignore[arg-type]
-            elif kind is DeliverResponse:
-                handler.on_response(self, action.response, action.txn, action.source)  # type: ignore[arg-type]
-            elif kind is TimedOut:
-                handler.on_timeout(self, action.txn)  # type: ignore[arg-type]
-            elif kind is Terminated:
-                handler.on_terminated(self, action.txn)  # type: ignore[arg-type]
+    def take(self) -> list[tuple[Request | Response, Address]]:  # type: ignore[override]
+        return [(parse_message(data), dest) for data, dest in super().take()]
 
 
 def settings(**b2bua: Any) -> Settings:

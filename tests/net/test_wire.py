@@ -1,0 +1,38 @@
+"""Wire: a handler meets the real transaction layer with no sockets, as on a node."""
+
+from __future__ import annotations
+
+from sipline.net.node import MinimalHandler
+from sipline.net.wire import Wire
+from sipline.sip.address import Address
+from sipline.sip.message import parse_message
+
+US = Address("UDP", "127.0.0.1", 5060)
+PEER = Address("UDP", "127.0.0.1", 5999)
+OPTIONS = (
+    b"OPTIONS sip:node@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKwire1;rport\r\n"
+    b"From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:node@127.0.0.1>\r\n"
+    b"Call-ID: wire-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> None:
+    clock = Clock()
+    wire = Wire(MinimalHandler("test"), clock, US)
+    wire.receive(OPTIONS, PEER)
+    ((data, dest),) = wire.take()
+    assert parse_message(data).status == 200 and dest.port == 5999  # type: ignore[union-attr]
+    wire.receive(OPTIONS, PEER)  # the layer resends its answer; the handler is not asked
+    assert [d for d, _ in wire.take()] == [data]
+    clock.now += 40  # timer J: the transaction is gone
+    wire.expire(clock.now)
+    assert len(wire.layer) == 0
+    assert wire.local_address("tcp") == US._replace(transport="TCP")
