@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 
 class Handler:
+    def trusts(self, source: Address) -> bool:
+        """``source`` is a peer of ours (configured by address): exempt from the
+        node's flood limits. Strangers are the default."""
+        return False
+
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sipline.logs import event
+from sipline.net.guard import Guard
 from sipline.net.handler import Handler
 from sipline.net.metrics import NodeMetrics, start_metrics_server
 from sipline.net.signals import until_stopped
@@ -57,6 +58,7 @@ class Node:
         self.handler = handler
         self.layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
         self.metrics = NodeMetrics()
+        self.guard = Guard(handler.trusts)
         self._received = self.metrics.received
         self._sent = self.metrics.sent
         self._trace = settings.sip.trace
@@ -154,6 +156,10 @@ class Node:
     def respond(self, txn: ServerTransaction, response: Response) -> None:
         self._carry_out(self.layer.respond(txn, response))
 
+    def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
+        """Answer and forget ``txn`` at once (see TransactionLayer.respond_stateless)."""
+        self._carry_out(self.layer.respond_stateless(txn, response))
+
     def send_request(self, request: Request, dest: Address) -> ClientTransaction:
         txn, actions = self.layer.request(request, dest)
         self._carry_out(actions)
@@ -186,6 +192,8 @@ class Node:
         if not self._started:
             self.metrics.dropped["not_started"].inc()  # the sender retransmits
             return
+        if not self.guard.admit(source):
+            return  # counted and logged by the guard
         try:
             message = parse_message(data, stream=source.transport != "UDP")
         except ParseError as exc:

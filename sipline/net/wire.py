@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sipline.net.guard import Guard
 from sipline.net.handler import Handler
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
@@ -36,6 +37,7 @@ class Wire:
         self.local = local
         self.layer = TransactionLayer(clock, tick=tick)
         self.out: list[tuple[bytes, Address]] = []
+        self.guard = Guard(handler.trusts)
         node: Any = self
         self.dispatch: dict[type, Callable[[Any], None]] = {
             Send: lambda a: self.out.append((a.data, a.dest)),
@@ -51,6 +53,9 @@ class Wire:
 
     def respond(self, txn: ServerTransaction, response: Response) -> None:
         self._carry_out(self.layer.respond(txn, response))
+
+    def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
+        self._carry_out(self.layer.respond_stateless(txn, response))
 
     def send_request(self, request: Request, dest: Address) -> ClientTransaction:
         txn, actions = self.layer.request(request, dest)

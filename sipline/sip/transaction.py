@@ -409,6 +409,18 @@ class TransactionLayer:
             self._linger(txn, 0.0 if txn.reliable else 64 * self.t1, actions)  # timer J
         return actions
 
+    def respond_stateless(self, txn: ServerTransaction, response: Response) -> list[Action]:
+        """Answer once and forget the transaction (RFC 3261 §16.11 in spirit).
+
+        For answers to requests nobody has authenticated (challenges,
+        refusals): no retransmission (timer G), no 32 s linger, no state
+        left for a stranger. A retransmitted request gets one more answer,
+        one per request received, never more.
+        """
+        actions: list[Action] = [Send(response.serialise(), txn.dest)]
+        self._terminate(txn, actions)
+        return actions
+
     def _invite_respond(self, txn: ServerTransaction, response: Response) -> list[Action]:
         actions = self._send_response(txn, response)
         status = response.status

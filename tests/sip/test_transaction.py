@@ -608,6 +608,18 @@ def test_timer_g_retransmits_a_non_2xx_final_until_the_ack_comes(layer, clock):
     assert len(layer) == 0
 
 
+def test_a_stateless_answer_goes_out_once_and_leaves_no_transaction(layer, clock):
+    txn, _ = only_txn(layer, invite())
+    challenge = txn.request.response(407, to_tag="p1")
+    actions = layer.respond_stateless(txn, challenge)
+    assert actions == [Send(challenge.serialise(), PHONE), Terminated(txn)]
+    assert len(layer) == 0 and txn.state is State.TERMINATED
+    assert run(layer, clock, 40.0) == []  # no timer G, no 100 Trying, no timer H
+    # A retransmission is a new request to the layer: one answer per request received.
+    (deliver,) = of_type(layer.receive(invite(), PHONE), Deliver)
+    assert deliver.txn is not txn
+
+
 def test_a_retransmitted_invite_in_completed_gets_the_final_again(layer):
     txn, _ = only_txn(layer, invite())
     final = txn.request.response(480, to_tag="bob1")
