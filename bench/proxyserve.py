@@ -13,8 +13,8 @@ ready; the helper then, beside the proxy:
 
 ``call``: a SQLite file in a temporary directory with alice (the caller, from
 ``bench/scenarios/call-caller.csv``) and bob. ``register``: a fresh
-database on MariaDB (``SIPLINE_TEST_MYSQL_URL``, else the local server on
-127.0.0.1:3306, else a private one the helper starts and stops) with
+database on MariaDB (``SIPLINE_TEST_MYSQL_URL``, else a private one the
+helper starts and stops) with
 ``SIPLINE_BENCH_USERS`` (default 60000) numbered users, written to
 ``bench/results/register-users.csv`` for sipp's ``-inf``.
 """

@@ -6,7 +6,7 @@ missing: ``make test`` installs them, so a missing one means a broken set-up.
 Databases: ``database_url`` / ``database`` / ``migrated`` give an empty
 database on each backend in turn (a fresh SQLite file, and a fresh database
 on a real MariaDB server); ``mariadb`` (session) is that server:
-``SIPLINE_TEST_MYSQL_URL``, else the local one at 127.0.0.1:3306, else a
+``SIPLINE_TEST_MYSQL_URL``, else a
 private instance started for the session (see sipline.storage.testing). It
 fails, never skips, when none can be had.
 

@@ -1,14 +1,14 @@
-"""A MariaDB server to test against: the one given, the usual local one, or a private one.
+"""A MariaDB server to test against: the one given, or a private one.
 
 For test suites and benchmarks, which need real MySQL and must not depend on
-one being pre-started. ``shared_mariadb()`` finds or starts the server once per
+one being pre-started, nor on the machine's own server (a test that kills
+or fills its database must only ever touch an instance it started). ``shared_mariadb()`` finds or starts the server once per
 process; each caller then makes its own throwaway databases with
 ``fresh_database()``, named after the process so parallel runs never collide.
 
 - ``SIPLINE_TEST_MYSQL_URL=mysql://user:pass@host:port/db``: use that server (it
   must be reachable; the database part is not used).
-- ``SIPLINE_TEST_MYSQL_URL=private``: always start a private server.
-- unset: ``mysql://root@127.0.0.1:3306/test`` if reachable, else a private server.
+- ``SIPLINE_TEST_MYSQL_URL=private`` or unset: start a private server.
 
 A private server is ``mariadb-install-db`` into a temporary directory and
 ``mariadbd --skip-grant-tables`` on a free port of 127.0.0.1, with its unix
@@ -38,7 +38,6 @@ from sipline.storage.database import StorageError
 from sipline.storage.mysql import parse_mysql_url
 
 ENV_VAR = "SIPLINE_TEST_MYSQL_URL"
-DEFAULT_URL = "mysql://root@127.0.0.1:3306/test"
 PRIVATE = "private"
 START_TIMEOUT = 60.0
 _RUN = f"sipline_test_{os.getpid()}_{secrets.token_hex(3)}"
@@ -230,8 +229,6 @@ def _find_or_start(setting: str, find_mariadbd: Callable[[], str]) -> MariaDB:
         if reason:
             raise MariaDBUnavailable(f"{ENV_VAR} names a server that cannot be used: {reason}")
         return server
-    if not setting and unreachable(server_at(DEFAULT_URL)) is None:
-        return server_at(DEFAULT_URL)
     _private = PrivateMariaDB(find_mariadbd())
     try:
         return _private.start()
