@@ -54,11 +54,14 @@ def table(
 
 def test_an_offer_opens_a_pair_for_each_side_and_gives_the_peer_its_port() -> None:
     sessions, plane, _ = table()
-    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30002]
-    assert plane.open_ports == {30000, 30001, 30002, 30003}
+    ports = sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
     call = sessions.get("c1")
     assert call is not None
     a, peer = call.parties
+    assert ports == [peer.media[0].rtp.local_port]  # the peer sends to its own pair
+    mine = a.media[0].rtp.local_port
+    assert plane.open_ports == {mine, mine + 1, ports[0], ports[0] + 1}
+    assert mine % 2 == 0 and a.media[0].rtcp.local_port == mine + 1
     assert (a.tag, peer.tag) == ("A", "")  # the peer is named by the answer
     assert a.media[0].rtp.endpoint == ("10.0.0.1", 4000)
     assert a.media[0].rtcp.endpoint == ("10.0.0.1", 4001)
@@ -69,20 +72,21 @@ def test_an_offer_opens_a_pair_for_each_side_and_gives_the_peer_its_port() -> No
 def test_the_answer_names_the_peer_and_gives_the_offerer_its_port() -> None:
     sessions, _, _ = table()
     sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
-    assert sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)]) == [30000]
+    ports = sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
     call = sessions.get("c1")
     assert call is not None
+    assert ports == [call.parties[0].media[0].rtp.local_port]
     b = call.party("B")
     assert b is not None and b.media[0].rtp.endpoint == ("10.0.0.2", 5000)
 
 
 def test_a_re_offer_keeps_the_ports_and_takes_the_new_addresses() -> None:
     sessions, plane, _ = table()
-    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
-    sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
+    to_b = sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    to_a = sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
     # re-INVITE from B: B offers, A answers
-    assert sessions.offer("c1", "B", "A", [audio("10.0.0.2", 5002)]) == [30000]
-    assert sessions.answer("c1", "B", "A", [audio("10.0.0.1", 4000)]) == [30002]
+    assert sessions.offer("c1", "B", "A", [audio("10.0.0.2", 5002)]) == to_a
+    assert sessions.answer("c1", "B", "A", [audio("10.0.0.1", 4000)]) == to_b
     assert len(plane.open_ports) == 4
     call = sessions.get("c1")
     assert call is not None and call.party("B").media[0].rtp.endpoint == ("10.0.0.2", 5002)
@@ -91,13 +95,18 @@ def test_a_re_offer_keeps_the_ports_and_takes_the_new_addresses() -> None:
 def test_a_second_media_section_gets_pairs_of_its_own() -> None:
     sessions, _, _ = table()
     video = MediaSpec("video", "RTP/AVP", ("10.0.0.1", 6000), ("10.0.0.1", 6001))
-    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), video]) == [30002, 30006]
+    ports = sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), video])
+    call = sessions.get("c1")
+    assert call is not None
+    assert ports == [media.rtp.local_port for media in call.parties[1].media]
+    assert len(set(ports)) == 2
 
 
 def test_a_rejected_media_section_gets_no_port_in_the_sdp() -> None:
     sessions, _, _ = table()
     rejected = MediaSpec("video", "RTP/AVP", None, None, rejected=True)
-    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), rejected]) == [30002, None]
+    ports = sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000), rejected])
+    assert ports[0] is not None and ports[1] is None
 
 
 def test_running_out_of_ports_is_an_error_that_leaves_nothing_behind() -> None:
@@ -107,7 +116,8 @@ def test_running_out_of_ports_is_an_error_that_leaves_nothing_behind() -> None:
         sessions.offer("c2", "A", None, [audio("10.0.0.3", 4000), audio("10.0.0.3", 4002)])
     assert sessions.get("c2") is None
     assert sessions.ports.available == 2 and len(plane.open_ports) == 4
-    assert sessions.offer("c3", "A", None, [audio("10.0.0.4", 4000)]) == [30006]
+    [port] = sessions.offer("c3", "A", None, [audio("10.0.0.4", 4000)])
+    assert port in plane.open_ports and len(plane.open_ports) == 8
 
 
 def test_a_failed_re_offer_keeps_the_call_as_it_was() -> None:
@@ -122,18 +132,21 @@ def test_a_failed_re_offer_keeps_the_call_as_it_was() -> None:
 
 
 def test_a_port_held_by_another_program_is_skipped() -> None:
-    sessions, _, _ = table(plane=FakePlane(taken={30001}))
-    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30004]
+    # Three pairs, the first drawn each time (pick 0); 30001 is another program's.
+    sessions = SessionTable(PortPool(30000, 30005, pick=lambda n: 0), FakePlane(taken={30001}))
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
     call = sessions.get("c1")
-    assert call is not None and call.parties[0].media[0].rtp.local_port == 30002
+    assert call is not None
+    assert {p.media[0].rtp.local_port for p in call.parties} == {30002, 30004}
+    assert 30000 not in sessions.ports and sessions.ports.available == 1
 
 
 def test_the_session_limit_refuses_new_calls_but_not_re_offers() -> None:
     sessions, _, _ = table(max_sessions=1)
-    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    first = sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
     with pytest.raises(RelayError, match=TOO_MANY_SESSIONS):
         sessions.offer("c2", "A", None, [audio("10.0.0.1", 4000)])
-    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == [30002]
+    assert sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)]) == first
 
 
 def test_an_answer_needs_the_call_and_the_offerer() -> None:
