@@ -207,8 +207,14 @@ class RelaySection(Section):
     rtp_port_max: Port = 40000
     media_timeout: Seconds = 60.0
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
-    # true: once a stream has latched to its sender, packets from elsewhere are dropped.
-    strict_latching: bool = False
+    # Media sections in one offer or answer; more and nothing is allocated.
+    max_media: Annotated[int, Field(ge=1, le=64)] = 8
+    # Ports one call may hold (4 per media section: RTP and RTCP on each side).
+    max_call_ports: Annotated[int, Field(ge=4)] = 64
+    # Ports held by the calls whose offers came from one signalling host together.
+    max_source_ports: Annotated[int, Field(ge=4)] = 2000
+    # Seconds after a stream latched in which another allowed source may take it over.
+    latch_window: Annotated[float, Field(ge=0, le=60)] = 3.0
 
     @model_validator(mode="after")
     def _alternate_differs(self) -> RelaySection:

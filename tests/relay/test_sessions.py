@@ -11,7 +11,15 @@ import pytest
 from relay.anchor import MediaSpec
 from relay.ports import PortPool
 from relay.rtp import Stream
-from relay.sessions import OUT_OF_PORTS, TOO_MANY_SESSIONS, RelayError, SessionTable
+from relay.sessions import (
+    CALL_PORTS,
+    OUT_OF_PORTS,
+    SOURCE_PORTS,
+    TOO_MANY_SESSIONS,
+    LimitReached,
+    RelayError,
+    SessionTable,
+)
 
 
 class FakePlane:
@@ -63,6 +71,7 @@ def test_an_offer_opens_a_pair_for_each_side_and_gives_the_peer_its_port() -> No
     assert plane.open_ports == {mine, mine + 1, ports[0], ports[0] + 1}
     assert mine % 2 == 0 and a.media[0].rtcp.local_port == mine + 1
     assert (a.tag, peer.tag) == ("A", "")  # the peer is named by the answer
+    assert call.ports == 4
     assert a.media[0].rtp.endpoint == ("10.0.0.1", 4000)
     assert a.media[0].rtcp.endpoint == ("10.0.0.1", 4001)
     assert a.media[0].rtp.peer is peer.media[0].rtp
@@ -99,7 +108,7 @@ def test_a_second_media_section_gets_pairs_of_its_own() -> None:
     call = sessions.get("c1")
     assert call is not None
     assert ports == [media.rtp.local_port for media in call.parties[1].media]
-    assert len(set(ports)) == 2
+    assert len(set(ports)) == 2 and call.ports == 8
 
 
 def test_a_rejected_media_section_gets_no_port_in_the_sdp() -> None:
@@ -202,3 +211,63 @@ def test_a_signal_counts_as_activity() -> None:
     sessions.answer("c1", "A", "B", [audio("10.0.0.2", 5000)])
     clock.now += 25
     assert sessions.expire(clock.now) == []
+
+
+# -- budgets ---------------------------------------------------------------------------------
+
+
+def test_a_call_over_its_port_budget_is_refused_before_a_port_is_taken() -> None:
+    sessions, plane, _ = table(max_call_ports=8)  # two media sections
+    three = [audio("10.0.0.1", 4000 + 2 * n) for n in range(3)]
+    with pytest.raises(LimitReached, match=CALL_PORTS):
+        sessions.offer("c1", "A", None, three)
+    assert plane.open_ports == set() and sessions.get("c1") is None
+    sessions.offer("c1", "A", None, three[:2])
+    with pytest.raises(LimitReached, match=CALL_PORTS):  # a re-offer adding a third
+        sessions.offer("c1", "A", None, three)
+    with pytest.raises(LimitReached, match=CALL_PORTS):  # another pair of parties
+        sessions.offer("c1", "X", None, three[:1])
+    assert len(plane.open_ports) == 8
+
+
+def test_the_calls_of_one_signalling_host_share_a_budget_others_do_not_touch() -> None:
+    sessions, plane, _ = table(max_source_ports=8)
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)], "203.0.113.7")
+    sessions.offer("c2", "A", None, [audio("10.0.0.1", 4002)], "203.0.113.7")
+    with pytest.raises(LimitReached, match=SOURCE_PORTS):
+        sessions.offer("c3", "A", None, [audio("10.0.0.1", 4004)], "203.0.113.7")
+    assert sessions.get("c3") is None and len(plane.open_ports) == 8
+    sessions.offer("c4", "A", None, [audio("10.0.0.9", 4000)], "198.51.100.1")
+    sessions.offer("c5", "A", None, [audio("10.0.0.9", 4000)])  # a peer of ours: no host
+    assert sessions.by_source == {"203.0.113.7": 8, "198.51.100.1": 4}
+    sessions.delete("c1")
+    sessions.offer("c3", "A", None, [audio("10.0.0.1", 4004)], "203.0.113.7")
+    sessions.delete("c2")
+    sessions.delete("c3")
+    assert sessions.by_source == {"198.51.100.1": 4}
+
+
+def test_streams_learn_for_the_table_s_window_and_report_refusals_to_it() -> None:
+    refused: list[tuple[int, object]] = []
+    sessions, _, clock = table(
+        window=1.5, refused=lambda s, src: refused.append((s.local_port, src))
+    )
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)], "203.0.113.7")
+    call = sessions.get("c1")
+    assert call is not None
+    stream = call.parties[0].media[0].rtp
+    assert (stream.window, stream.call_id, stream.signalled) == (1.5, "c1", "203.0.113.7")
+    stream.receive(b"\x80" + bytes(171), ("192.0.2.66", 9), clock.now)
+    assert refused == [(stream.local_port, ("192.0.2.66", 9))]
+    stream.receive(b"\x80" + bytes(171), ("203.0.113.7", 61000), clock.now)
+    assert stream.latched
+
+
+def test_the_answer_s_signalling_host_may_latch_the_answerer_s_streams() -> None:
+    sessions, _, _ = table()
+    sessions.offer("c1", "A", None, [audio("10.0.0.1", 4000)])
+    sessions.answer("c1", "A", "B", [audio("192.168.5.5", 5000)], "198.51.100.20")
+    call = sessions.get("c1")
+    assert call is not None and call.party("B") is not None
+    rtp = call.party("B").media[0].rtp  # type: ignore[union-attr]
+    assert {"192.168.5.5", "198.51.100.20"} <= rtp.allowed
