@@ -3,9 +3,12 @@
 Every relay port is a uvloop datagram endpoint whose protocol hands each
 packet straight to its ``Stream`` (latching, counters, statistics, then
 ``sendto`` on the peer stream's transport); nothing else runs per packet.
-The ng endpoint feeds ``NgHandler``; a once-a-second sweep tears down calls
-whose media stopped and publishes their quality, and every
-``publish_interval`` it publishes the figures of the calls still up.
+The ng endpoint feeds ``NgHandler`` what the hosts of ``ng_allowed`` send
+(by default loopback): anything else is dropped unanswered and counted, as an
+ng reply is larger than its request (an amplifier otherwise) and a command
+binds ports. A once-a-second sweep tears down calls whose media stopped and
+publishes their quality, and every ``publish_interval`` it publishes the
+figures of the calls still up.
 
 Metrics (``sipline_relay_*``): refusals (relay.refusals), and the gauges
 ``ports_open`` and ``calls``.
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from relay.networks import Networks
 from relay.ng import MAX_MEDIA, NgHandler
 from relay.ports import PortPool
 from relay.publish import ACTIVE, CallQuality, MemoryQuality, QualitySink, open_quality_sink
@@ -43,6 +47,8 @@ SWEEP_INTERVAL = 1.0
 class RelayOptions:
     ng_host: str = "127.0.0.1"
     ng_port: int = 2223
+    ng_allowed: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    """Networks whose hosts may send ng commands."""
     rtp_host: str = "127.0.0.1"
     """Where the RTP ports are bound."""
     advertise: str = ""
@@ -147,8 +153,9 @@ class UdpMediaPlane:
 
 
 class NgProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handler: NgHandler) -> None:
+    def __init__(self, handler: NgHandler, allowed: Networks) -> None:
         self.handler = handler
+        self.allowed = allowed
         self.transport: asyncio.DatagramTransport | None = None
         self.refused = 0
 
@@ -156,6 +163,9 @@ class NgProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr[0] not in self.allowed:
+            self.handler.refusals.refuse("ng_refused", addr, bytes=len(data))
+            return  # silently: no answer to anyone else
         try:
             reply = self.handler.datagram(data, addr)
         except Exception as exc:  # a bug must not take the relay down with it
@@ -193,6 +203,7 @@ class RtpRelay:
         self.wall = wall
         self.metrics = RoleCounts("relay", COUNTED)
         self.refusals = Refusals(self.metrics.values, clock=clock)
+        self.allowed = Networks(options.ng_allowed)
         self.plane = UdpMediaPlane(options.rtp_host, clock)
         self.table = SessionTable(
             PortPool(options.port_min, options.port_max),
@@ -224,6 +235,7 @@ class RtpRelay:
         options = RelayOptions(
             ng_host=section.ng_host,
             ng_port=section.ng_port,
+            ng_allowed=tuple(section.ng_allowed),
             rtp_host=section.rtp_host,
             advertise=section.rtp_advertise,
             port_min=section.rtp_port_min,
@@ -241,7 +253,7 @@ class RtpRelay:
         loop = asyncio.get_running_loop()
         await self.quality.start()
         transport, self._endpoint = await loop.create_datagram_endpoint(
-            lambda: NgProtocol(self.ng),
+            lambda: NgProtocol(self.ng, self.allowed),
             local_addr=(self.options.ng_host, self.options.ng_port),
         )
         self.ng_address = transport.get_extra_info("sockname")[:2]

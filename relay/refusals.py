@@ -24,6 +24,7 @@ LOG_INTERVAL = 1.0
 
 COUNTED = {
     "rtp_refused": "RTP/RTCP packets dropped: their source may not send on that stream",
+    "ng_refused": "ng datagrams dropped unanswered: their source is not in relay.ng_allowed",
     "offers_refused": "ng offers and answers refused by a limit (media sections, port budgets,"
     " sessions, free ports)",
 }

@@ -74,7 +74,16 @@ def _optional_ip_address(value: str) -> str:
     return _ip_address(value) if value else value
 
 
+def _ip_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("expected an IP address or network, such as 10.0.0.0/8") from None
+    return value
+
+
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
+IPNetwork = Annotated[str, AfterValidator(_ip_network)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -200,6 +209,8 @@ class RelaySection(Section):
     # RTP relay, driven by the rtpengine ng protocol over UDP.
     ng_host: IPAddress = "127.0.0.1"
     ng_port: Port = 2223
+    # Who may send ng commands (our proxies and B2BUAs); others are dropped unanswered.
+    ng_allowed: list[IPNetwork] = ["127.0.0.0/8", "::1"]
     rtp_host: IPAddress = "127.0.0.1"
     # The address written into SDP: "" = rtp_host (set it for a wildcard or 1:1 NAT).
     rtp_advertise: Annotated[str, AfterValidator(_optional_ip_address)] = ""

@@ -248,6 +248,23 @@ async def test_a_host_the_signalling_did_not_name_neither_latches_nor_hears(
     intruder.close()
 
 
+@on_uvloop
+async def test_ng_from_a_host_not_allowed_gets_no_answer_and_is_counted() -> None:
+    async with running(options(ng_allowed=("127.0.0.1",))) as rtp_relay:
+        port = rtp_relay.ng_address[1]
+        await Ng(port).ready()
+        stranger = _socket(host=ELSEWHERE)
+        try:
+            stranger.sendto(b"1 d7:command4:pinge", (HOST, port))
+            offer = encode({"command": "offer", "call-id": "x", "from-tag": "A", "sdp": "v=0"})
+            stranger.sendto(b"2 " + offer, (HOST, port))
+            assert await nothing_arrives(stranger, 0.3)
+        finally:
+            stranger.close()
+        assert rtp_relay.metrics.values["ng_refused"] == 2
+        assert rtp_relay.table.get("x") is None
+
+
 # -- life of a call -------------------------------------------------------------------------
 
 
@@ -339,6 +356,7 @@ def test_by_default_ng_is_on_2223_and_rtp_takes_30000_to_40000() -> None:
     assert (opts.port_min, opts.port_max, opts.advertise) == (30000, 40000, "")
     assert (opts.media_timeout, opts.max_sessions, opts.latch_window) == (60.0, 10_000, 3.0)
     assert (opts.max_media, opts.max_call_ports, opts.max_source_ports) == (8, 64, 2000)
+    assert opts.ng_allowed == ("127.0.0.0/8", "::1")
     assert isinstance(rtp_relay.quality, MemoryQuality)
     assert rtp_relay.ng.address == HOST
 
@@ -348,6 +366,7 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
         "RELAY__RTP_HOST": "0.0.0.0",
         "RELAY__RTP_ADVERTISE": "203.0.113.1",
         "RELAY__LATCH_WINDOW": "1.5",
+        "RELAY__NG_ALLOWED": '["10.0.0.0/8"]',
         "RELAY__MAX_MEDIA": "2",
         "REDIS__URL": "redis://127.0.0.1:6379/0",
     }.items():
@@ -356,6 +375,7 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
     rtp_relay = RtpRelay.from_settings(settings.relay, settings.redis.url)
     assert rtp_relay.ng.address == "203.0.113.1" and rtp_relay.table.window == 1.5
     assert rtp_relay.ng.max_media == 2
+    assert "10.1.2.3" in rtp_relay.allowed and "127.0.0.1" not in rtp_relay.allowed
     assert isinstance(rtp_relay.quality, RedisQuality)
 
 
@@ -382,6 +402,7 @@ async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPat
         ({"MAX_SESSIONS": "0"}, "relay.max_sessions"),
         ({"MEDIA_TIMEOUT": "0"}, "relay.media_timeout"),
         ({"NG_PORT": "70000"}, "relay.ng_port"),
+        ({"NG_ALLOWED": '["localhost"]'}, "relay.ng_allowed"),
         ({"MAX_MEDIA": "0"}, "relay.max_media"),
         ({"MAX_CALL_PORTS": "2"}, "relay.max_call_ports"),
         ({"LATCH_WINDOW": "-1"}, "relay.latch_window"),
