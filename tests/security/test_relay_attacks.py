@@ -1,7 +1,8 @@
-"""Attacks on the media relay, on the wire against a real ``sipline relay`` (issue 10).
+"""Attacks on the media relay and its STUN server, on the wire against a real
+``sipline relay`` (issue 10).
 
 The relay runs as its own process, its ng port answering 127.0.0.1 only
-(``relay.ng_allowed``). The phones and the proxy's ng client sit on
+(``relay.ng_allowed``), STUN on UDP. The phones and the proxy's ng client sit on
 127.0.0.1; the attacker is another host, 127.0.0.2 or 127.0.0.3, which
 reaches 127.0.0.1 over Linux loopback like any other address. Every wait is
 bounded: sockets time out, loops count.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioice import stun
 
 from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
@@ -39,11 +41,19 @@ WAIT = 0.5
 
 
 class Relay:
-    """The ``sipline relay`` process: its pid, ng port, RTP range and log."""
+    """The ``sipline relay`` process: its pid, ng and STUN ports, RTP range and log."""
 
-    def __init__(self, process: subprocess.Popen[bytes], ng_port: int, ports: range, log: Path):
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        ng_port: int,
+        stun_port: int,
+        ports: range,
+        log: Path,
+    ) -> None:
         self.process = process
         self.ng_port = ng_port
+        self.stun_port = stun_port
         self.ports = ports
         self.log = log
 
@@ -61,13 +71,14 @@ class Relay:
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    ng_port = free_port()
+    ng_port, stun_port = free_port(), free_port()
     low, high = port_range(pairs=20)
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
     env = clean | {
         "SIPLINE_RELAY__NG_PORT": str(ng_port),
         "SIPLINE_RELAY__NG_ALLOWED": f'["{HOST}"]',
-        "SIPLINE_RELAY__STUN_TRANSPORTS": "[]",
+        "SIPLINE_RELAY__STUN_PORT": str(stun_port),
+        "SIPLINE_RELAY__STUN_TRANSPORTS": '["udp"]',
         "SIPLINE_RELAY__RTP_PORT_MIN": str(low),
         "SIPLINE_RELAY__RTP_PORT_MAX": str(high),
     }
@@ -76,7 +87,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
         process = subprocess.Popen(
             [str(SIPLINE), "relay"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    relay = Relay(process, ng_port, range(low, high + 1), log)
+    relay = Relay(process, ng_port, stun_port, range(low, high + 1), log)
     try:
         ng = Ng(ng_port)
         for _ in range(50):  # bounded: 50 pings of 0.2 s
@@ -169,9 +180,7 @@ def test_an_attacker_spraying_the_ports_neither_latches_nor_hears_the_callee(rel
             command="offer", **ids, sdp=sdp(alice.getsockname()[1]),
             **{"received-from": ["IP4", HOST]},
         )  # fmt: skip
-        answer = ng(
-            command="answer", **ids, **{"to-tag": "bob"}, sdp=sdp(bob.getsockname()[1])
-        )
+        answer = ng(command="answer", **ids, **{"to-tag": "bob"}, sdp=sdp(bob.getsockname()[1]))
         assert offer and answer and offer["result"] == answer["result"] == "ok"
         to_alice_side, to_bob_side = port_of(answer["sdp"]), port_of(offer["sdp"])
 
@@ -250,3 +259,30 @@ def test_ng_from_a_host_not_allowed_gets_no_answer(relay: Relay) -> None:
         "error-reason": "Unknown call-id",
     }
     assert f"event=ng_refused source={STRANGER}:" in relay.log.read_text()
+
+
+def test_stun_answers_a_spoofable_request_with_little_more_than_it_got(relay: Relay) -> None:
+    client, elsewhere = udp(), udp(ATTACKER)
+    try:
+        client.settimeout(2.0)
+        binding = bytes(stun.Message(stun.Method.BINDING, stun.Class.REQUEST))  # 20 bytes
+        client.sendto(binding, (HOST, relay.stun_port))
+        reply = client.recv(2048)
+        assert stun.parse_message(reply).attributes == {"XOR-MAPPED-ADDRESS": client.getsockname()}
+        assert len(reply) == len(binding) + 12
+
+        allocate = b"\x00\x03" + binding[2:]  # a TURN method this server does not offer
+        client.sendto(allocate, (HOST, relay.stun_port))
+        assert len(client.recv(2048)) == 40
+
+        # RFC 3489's RESPONSE-ADDRESS would send the reply elsewhere: not understood (420),
+        # and the 420 goes to the source.
+        target = struct.pack("!BBH4s", 0, 1, elsewhere.getsockname()[1], socket.inet_aton(ATTACKER))
+        classic = struct.pack("!HH", 0x0001, 12) + bytes(16) + struct.pack("!HH", 2, 8) + target
+        client.sendto(classic, (HOST, relay.stun_port))
+        error = stun.parse_message(client.recv(2048))
+        assert error.attributes["ERROR-CODE"][0] == 420
+        assert heard(elsewhere) == []
+    finally:
+        client.close()
+        elsewhere.close()
