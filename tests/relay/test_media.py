@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from prometheus_client import REGISTRY, generate_latest
 
 import relay.media
 from relay.media import RelayOptions, RtpRelay
@@ -263,6 +264,9 @@ async def test_ng_from_a_host_not_allowed_gets_no_answer_and_is_counted() -> Non
             stranger.close()
         assert rtp_relay.metrics.values["ng_refused"] == 2
         assert rtp_relay.table.get("x") is None
+        exported = generate_latest(REGISTRY).decode()
+        assert re.search(r"^sipline_relay_ng_refused_total [1-9]", exported, re.M)
+        assert re.search(r"^sipline_relay_ports_open ", exported, re.M)
 
 
 # -- life of a call -------------------------------------------------------------------------
