@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import socket
 import struct
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from aioice import stun
 
+from bench.serving import stop
 from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
 from tests.conftest import port_range
@@ -97,12 +97,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
             pytest.fail(f"sipline relay did not start:\n{log.read_text()}", pytrace=False)
         yield relay
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process)
 
 
 class Ng:
