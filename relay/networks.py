@@ -3,8 +3,8 @@
 An ng command makes the relay bind ports and its reply is larger than the
 request, so the control port answers only the hosts of these networks;
 anything else is dropped unanswered (relay.media). Answers are cached per
-host: the allowed ones are few (our proxies and B2BUAs), and the cache of
-refused ones is bounded so that spoofed sources cannot grow it.
+host, up to a bound so that spoofed sources cannot grow the cache: our
+proxies and B2BUAs, few and talking from the start, are in it.
 """
 
 from __future__ import annotations
@@ -14,25 +14,23 @@ from collections.abc import Iterable
 
 __all__ = ["Networks"]
 
-KNOWN_REFUSED = 1024  # refused hosts remembered; more are looked up each time
+KNOWN_HOSTS = 1024  # hosts whose answer is remembered; others are looked up each time
 
 
 class Networks:
     """``host in networks``: an IPv4 or IPv6 address (IPv4-mapped counts as IPv4)."""
 
-    __slots__ = ("networks", "_known", "_refused")
+    __slots__ = ("networks", "_known")
 
     def __init__(self, networks: Iterable[str]) -> None:
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
         self._known: dict[str, bool] = {}
-        self._refused = 0
 
     def __contains__(self, host: str) -> bool:
         known = self._known.get(host)
         if known is None:
             known = self._lookup(host)
-            if known or self._refused < KNOWN_REFUSED:
-                self._refused += not known
+            if len(self._known) < KNOWN_HOSTS:
                 self._known[host] = known
         return known
 

@@ -210,7 +210,7 @@ class RelaySection(Section):
     ng_host: IPAddress = "127.0.0.1"
     ng_port: Port = 2223
     # Who may send ng commands (our proxies and B2BUAs); others are dropped unanswered.
-    ng_allowed: list[IPNetwork] = ["127.0.0.0/8", "::1"]
+    ng_allowed: Annotated[list[IPNetwork], Field(min_length=1)] = ["127.0.0.0/8", "::1"]
     rtp_host: IPAddress = "127.0.0.1"
     # The address written into SDP: "" = rtp_host (set it for a wildcard or 1:1 NAT).
     rtp_advertise: Annotated[str, AfterValidator(_optional_ip_address)] = ""

@@ -407,6 +407,7 @@ async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPat
         ({"MEDIA_TIMEOUT": "0"}, "relay.media_timeout"),
         ({"NG_PORT": "70000"}, "relay.ng_port"),
         ({"NG_ALLOWED": '["localhost"]'}, "relay.ng_allowed"),
+        ({"NG_ALLOWED": "[]"}, "relay.ng_allowed"),
         ({"MAX_MEDIA": "0"}, "relay.max_media"),
         ({"MAX_CALL_PORTS": "2"}, "relay.max_call_ports"),
         ({"LATCH_WINDOW": "-1"}, "relay.latch_window"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.networks import KNOWN_REFUSED, Networks
+from relay.networks import KNOWN_HOSTS, Networks
 
 
 def test_hosts_inside_the_networks_are_in_and_others_not() -> None:
@@ -29,12 +29,14 @@ def test_no_networks_means_nobody() -> None:
     assert "127.0.0.1" not in Networks([])
 
 
-def test_refused_hosts_are_remembered_only_up_to_a_bound() -> None:
-    allowed = Networks(["127.0.0.1"])
-    for n in range(KNOWN_REFUSED + 500):
-        assert f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" not in allowed
-    assert "127.0.0.1" in allowed
-    assert len(allowed._known) == KNOWN_REFUSED + 1
+def test_hosts_are_remembered_only_up_to_a_bound() -> None:
+    allowed = Networks(["127.0.0.1", "10.0.0.0/8"])
+    assert "127.0.0.1" in allowed  # ours, first
+    for n in range(KNOWN_HOSTS + 500):  # spoofed sources, inside the networks or not
+        host = f"{10 + (n & 1)}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+        assert (host in allowed) == (not n & 1)
+    assert len(allowed._known) == KNOWN_HOSTS
+    assert "127.0.0.1" in allowed and "11.0.0.1" not in allowed
 
 
 @pytest.mark.parametrize("bad", ["localhost", "10.0.0.0/33", "300.1.1.1"])
