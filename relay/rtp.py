@@ -16,10 +16,11 @@ stream may re-learn for ``window`` seconds after it latched (a NAT that
 moves the port in the first packets, a spoofed packet that got in first); a
 packet from the exact address and port the SDP advertises wins over one that
 only shares its host. After the window only the latched source may send.
-rtpengine learns the same way, for 3 s after the first packet
-(``--endpoint-learning=heuristic``, ranked alike), but forwards other
-sources' packets afterwards unless asked for ``strict source``: here strict is
-the rule. New addresses in a re-offer or answer (the phone moved) undo a
+rtpengine learns during the first 3 s of a stream too (``--endpoint-learning``
+``delayed``, or ``heuristic``, which prefers the SDP's address and port, then
+its host, as here), but from any source, and afterwards still forwards other
+sources' packets unless the offer asks for ``strict source``: here the hosts
+are the signalling's and strict is the rule. New addresses in a re-offer or answer (the phone moved) undo a
 latch whose host they no longer name, and learning starts again.
 
 ``receive`` is the per-packet hot path: one tuple comparison for the source,
