@@ -29,6 +29,7 @@ a few counters, the statistics update and one ``sendto`` on the peer.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -182,7 +183,15 @@ class Stream:
 
 
 def _hosts(sdp: str | None, signalled: str | None) -> frozenset[str]:
-    """The hosts that may latch, each also as an IPv4-mapped IPv6 address, as a
-    dual-stack socket reports an IPv4 source."""
-    hosts = {host for host in (sdp, signalled) if host}
+    """The hosts that may latch, written as a socket reports a source (an SDP may
+    spell an IPv6 address otherwise), each IPv4 one also IPv4-mapped, as a
+    dual-stack socket reports it."""
+    hosts = {_canonical(host) for host in (sdp, signalled) if host}
     return frozenset(hosts | {f"::ffff:{host}" for host in hosts if ":" not in host})
+
+
+def _canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host  # a name: no packet comes from it, so it latches nothing

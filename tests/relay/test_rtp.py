@@ -175,6 +175,13 @@ def test_an_ipv4_source_on_a_dual_stack_socket_is_its_host() -> None:
     assert (a.source, a.packets, a.errors) == (mapped, 2, 0)
 
 
+def test_an_ipv6_address_is_matched_however_the_sdp_spells_it() -> None:
+    a = Stream(30000)
+    a.advertise(("2001:DB8:0:0::7", 4000))
+    a.receive(rtp(1), ("2001:db8::7", 4000, 0, 0), 1.0)
+    assert (a.latched, a.errors) == (True, 0)
+
+
 def test_without_a_peer_address_packets_are_counted_but_not_sent() -> None:
     a, b, _, wire_b = pair()
     b.advertise(None)  # B's answer has not come yet
