@@ -54,7 +54,8 @@ def _spec(sdp: SessionDescription, media: Media) -> MediaSpec:
     address = sdp.media_address(media)
     rejected = media.port == 0
     if rejected or address is None or address in _UNSPECIFIED:
-        # RFC 3264 §8.4: c=0.0.0.0 put a stream on hold in old offers; only latching helps.
+        # RFC 3264 §8.4: c=0.0.0.0 put a stream on hold in old offers; only latching
+        # (to the host the signalling came from, relay.rtp) can find the party then.
         return MediaSpec(media.kind, media.proto, None, None, rejected, rates, names)
     rtcp = media.rtcp
     if rtcp is None:

@@ -3,9 +3,15 @@
 Every relay port is a uvloop datagram endpoint whose protocol hands each
 packet straight to its ``Stream`` (latching, counters, statistics, then
 ``sendto`` on the peer stream's transport); nothing else runs per packet.
-The ng endpoint feeds ``NgHandler``; a once-a-second sweep tears down calls
-whose media stopped and publishes their quality, and every
-``publish_interval`` it publishes the figures of the calls still up.
+The ng endpoint feeds ``NgHandler`` what the hosts of ``ng_allowed`` send
+(by default loopback): anything else is dropped unanswered and counted, as an
+ng reply is larger than its request (an amplifier otherwise) and a command
+binds ports. A once-a-second sweep tears down calls whose media stopped and
+publishes their quality, and every ``publish_interval`` it publishes the
+figures of the calls still up.
+
+Metrics (``sipline_relay_*``): refusals (relay.refusals), and the gauges
+``ports_open`` and ``calls``.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from relay.ng import NgHandler
+from relay.networks import Networks
+from relay.ng import MAX_MEDIA, NgHandler
 from relay.ports import PortPool
 from relay.publish import ACTIVE, CallQuality, MemoryQuality, QualitySink, open_quality_sink
-from relay.rtp import Stream, _unbound
+from relay.refusals import COUNTED, Refusals
+from relay.rtp import LEARN_WINDOW, Stream, _unbound
 from relay.sessions import Call, SessionTable
 from sipline.logs import event
+from sipline.net.metrics import RoleCounts
 
 __all__ = ["RelayOptions", "RtpRelay", "UdpMediaPlane"]
 
@@ -38,6 +47,8 @@ SWEEP_INTERVAL = 1.0
 class RelayOptions:
     ng_host: str = "127.0.0.1"
     ng_port: int = 2223
+    ng_allowed: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    """Networks whose hosts may send ng commands."""
     rtp_host: str = "127.0.0.1"
     """Where the RTP ports are bound."""
     advertise: str = ""
@@ -46,7 +57,12 @@ class RelayOptions:
     port_max: int = 40000
     media_timeout: float = 60.0
     max_sessions: int = 10_000
-    strict_latching: bool = False
+    max_media: int = MAX_MEDIA
+    """Media sections an offer or answer may have."""
+    max_call_ports: int = 64
+    max_source_ports: int = 2000
+    """Ports of the calls whose offers came from one signalling host, together."""
+    latch_window: float = LEARN_WINDOW
     publish_interval: float = 10.0
 
 
@@ -137,8 +153,9 @@ class UdpMediaPlane:
 
 
 class NgProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handler: NgHandler) -> None:
+    def __init__(self, handler: NgHandler, allowed: Networks) -> None:
         self.handler = handler
+        self.allowed = allowed
         self.transport: asyncio.DatagramTransport | None = None
         self.refused = 0
 
@@ -146,8 +163,11 @@ class NgProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr[0] not in self.allowed:
+            self.handler.refusals.refuse("ng_refused", addr, bytes=len(data))
+            return  # silently: no answer to anyone else
         try:
-            reply = self.handler.datagram(data)
+            reply = self.handler.datagram(data, addr)
         except Exception as exc:  # a bug must not take the relay down with it
             event(log, "ng_failed", logging.ERROR, source=addr, error=repr(exc))
             reply = _internal_error(data)
@@ -181,18 +201,30 @@ class RtpRelay:
         self.options = options
         self.quality = quality or MemoryQuality()
         self.wall = wall
+        self.metrics = RoleCounts("relay", COUNTED)
+        self.refusals = Refusals(self.metrics.values, clock=clock)
+        self.allowed = Networks(options.ng_allowed)
         self.plane = UdpMediaPlane(options.rtp_host, clock)
         self.table = SessionTable(
             PortPool(options.port_min, options.port_max),
             self.plane,
             max_sessions=options.max_sessions,
-            strict=options.strict_latching,
+            max_call_ports=options.max_call_ports,
+            max_source_ports=options.max_source_ports,
+            window=options.latch_window,
             timeout=options.media_timeout,
             clock=clock,
             wall=wall,
+            refused=self._refused,
         )
         address = options.advertise or options.rtp_host
-        self.ng = NgHandler(self.table, address, on_end=self._ended)
+        self.ng = NgHandler(
+            self.table,
+            address,
+            on_end=self._ended,
+            max_media=options.max_media,
+            refusals=self.refusals,
+        )
         self._endpoint: NgProtocol | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.ng_address: tuple[str, int] | None = None
@@ -203,13 +235,17 @@ class RtpRelay:
         options = RelayOptions(
             ng_host=section.ng_host,
             ng_port=section.ng_port,
+            ng_allowed=tuple(section.ng_allowed),
             rtp_host=section.rtp_host,
             advertise=section.rtp_advertise,
             port_min=section.rtp_port_min,
             port_max=section.rtp_port_max,
             media_timeout=section.media_timeout,
             max_sessions=section.max_sessions,
-            strict_latching=section.strict_latching,
+            max_media=section.max_media,
+            max_call_ports=section.max_call_ports,
+            max_source_ports=section.max_source_ports,
+            latch_window=section.latch_window,
         )
         return cls(options, open_quality_sink(redis_url))
 
@@ -217,9 +253,12 @@ class RtpRelay:
         loop = asyncio.get_running_loop()
         await self.quality.start()
         transport, self._endpoint = await loop.create_datagram_endpoint(
-            lambda: NgProtocol(self.ng), local_addr=(self.options.ng_host, self.options.ng_port)
+            lambda: NgProtocol(self.ng, self.allowed),
+            local_addr=(self.options.ng_host, self.options.ng_port),
         )
         self.ng_address = transport.get_extra_info("sockname")[:2]
+        self.metrics.watch("ports_open", "Relay ports bound (RTP and RTCP)", self._ports_open)
+        self.metrics.watch("calls", "Calls the relay holds", self._calls)
         self._sweeper = loop.create_task(self._sweep())
         event(
             log,
@@ -242,8 +281,30 @@ class RtpRelay:
                 self._ended(call, "shutdown")
         await self.plane.settle()
         await self.quality.close()
+        self.metrics.unwatch()
+
+    def _ports_open(self) -> float:
+        return self.plane.open_ports
+
+    def _calls(self) -> float:
+        return len(self.table)
+
+    def _refused(self, stream: Stream, source: Any) -> None:
+        latched = stream.source
+        self.refusals.refuse(
+            "rtp_refused",
+            source,
+            call_id=stream.call_id,
+            port=stream.local_port,
+            latched="-" if latched is None else f"{latched[0]}:{latched[1]}",
+        )
 
     def _ended(self, call: Call, state: str) -> None:
+        refused = sum(stream.errors for stream in call.streams())
+        if refused:
+            event(
+                log, "call_refused_packets", logging.WARNING, call_id=call.call_id, packets=refused
+            )
         self.quality.publish(CallQuality.of(call, state, self.wall()))
 
     async def _sweep(self) -> None:

@@ -9,6 +9,14 @@ offer, answer, delete, query, list. Replies carry ``result`` ("ok", "pong" or
 in the shape rtpengine gives them (``tags`` → ``medias`` → ``streams`` with
 ``stats``, and ``totals``), plus per-SSRC quality (loss, jitter, MOS) that the
 relay measures from the RTP itself.
+
+An offer or answer whose SDP has more than ``max_media`` media sections is
+refused before its SDP is parsed: nothing is allocated (one offer of 2,400
+m-lines took 4,800 port pairs). ``received-from`` names the host the party's
+SIP came from, and that host may latch the party's streams beside the SDP's
+(relay.rtp); with the flag ``SIP-source-address`` it also replaces the SDP's
+address as where to send until the party's RTP is latched (rtpengine's
+meaning of both).
 """
 
 from __future__ import annotations
@@ -19,14 +27,22 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.anchor import MediaSpec, anchor, describe
+from relay.refusals import Refusals
 from relay.rtp import Endpoint, Stream
-from relay.sessions import Call, MediaStreams, Party, RelayError, SessionTable
+from relay.sessions import (
+    Call,
+    LimitReached,
+    MediaStreams,
+    Party,
+    RelayError,
+    SessionTable,
+)
 from sipline.logs import event
 from sipline.ng.bencode import BencodeError, decode, encode
 from sipline.sip.errors import ParseError
 from sipline.sip.sdp import SessionDescription
 
-__all__ = ["COOKIE_TTL", "NgHandler"]
+__all__ = ["COOKIE_TTL", "MAX_MEDIA", "NgHandler"]
 
 log = logging.getLogger("sipline.relay.ng")
 
@@ -34,6 +50,8 @@ COOKIE_TTL = 30.0
 MAX_COOKIES = 50_000
 LIST_LIMIT = 32
 NOT_FOUND = "Call-ID not found or tags didn't match"
+MAX_MEDIA = 8
+TOO_MANY_MEDIA = "Too many media sections"
 
 Reply = dict[str, Any]
 CallEnded = Callable[[Call, str], None]
@@ -49,11 +67,15 @@ class NgHandler:
         *,
         on_end: CallEnded | None = None,
         cookie_ttl: float = COOKIE_TTL,
+        max_media: int = MAX_MEDIA,
+        refusals: Refusals | None = None,
     ) -> None:
         self.table = table
         self.address = address
         self.on_end = on_end
         self.cookie_ttl = cookie_ttl
+        self.max_media = max_media
+        self.refusals = refusals or Refusals()
         self._replies: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self._commands: dict[str, Callable[[dict[str, Any]], Reply]] = {
             "ping": self._ping,
@@ -64,8 +86,9 @@ class NgHandler:
             "list": self._list,
         }
 
-    def datagram(self, data: bytes) -> bytes | None:
-        """The reply to one request datagram; None for one without a cookie (dropped)."""
+    def datagram(self, data: bytes, peer: Any = None) -> bytes | None:
+        """The reply to one request datagram from ``peer``; None for one without a
+        cookie (dropped)."""
         cookie, space, body = data.partition(b" ")
         if not space or not cookie:
             return None
@@ -79,7 +102,7 @@ class NgHandler:
         except BencodeError:
             reply = _error("Could not decode bencode dictionary")
         else:
-            reply = self.command(message)
+            reply = self.command(message, peer)
         out = cookie + b" " + encode(reply)
         self._replies[cookie] = (now + self.cookie_ttl, out)
         if len(self._replies) > MAX_COOKIES:
@@ -94,8 +117,9 @@ class NgHandler:
                 break
             replies.popitem(last=False)
 
-    def command(self, message: Any) -> Reply:
-        """The reply dictionary for one decoded request; never raises for bad input."""
+    def command(self, message: Any, peer: Any = None) -> Reply:
+        """The reply dictionary for one decoded request (from ``peer``, for the log);
+        never raises for bad input."""
         if not isinstance(message, dict):
             return _error("Could not decode bencode dictionary")
         name = message.get("command")
@@ -106,6 +130,11 @@ class NgHandler:
             return _error("Unrecognized command")
         try:
             return handler(message)
+        except LimitReached as exc:
+            source = _received_from(message) or peer or "-"
+            call_id = message.get("call-id")
+            self.refusals.refuse("offers_refused", source, call_id=call_id, reason=str(exc))
+            return _error(str(exc))
         except RelayError as exc:
             return _error(str(exc))
 
@@ -116,18 +145,20 @@ class NgHandler:
 
     def _offer(self, message: dict[str, Any]) -> Reply:
         call_id, from_tag = _field(message, "call-id"), _field(message, "from-tag")
-        sdp = _sdp(message)
+        sdp = _sdp(message, self.max_media)
         specs = _specs(sdp, message)
         to_tag = _optional(message, "to-tag")
-        ports = self.table.offer(call_id, from_tag, to_tag, specs)
+        source = _received_from(message)
+        ports = self.table.offer(call_id, from_tag, to_tag, specs, source)
         event(log, "ng_offer", logging.DEBUG, call_id=call_id, from_tag=from_tag, ports=ports)
         return {"result": "ok", "sdp": self._anchor(sdp, ports, message)}
 
     def _answer(self, message: dict[str, Any]) -> Reply:
         call_id, from_tag = _field(message, "call-id"), _field(message, "from-tag")
         to_tag = _field(message, "to-tag")
-        sdp = _sdp(message)
-        ports = self.table.answer(call_id, from_tag, to_tag, _specs(sdp, message))
+        sdp = _sdp(message, self.max_media)
+        specs, source = _specs(sdp, message), _received_from(message)
+        ports = self.table.answer(call_id, from_tag, to_tag, specs, source)
         event(log, "ng_answer", logging.DEBUG, call_id=call_id, to_tag=to_tag, ports=ports)
         return {"result": "ok", "sdp": self._anchor(sdp, ports, message)}
 
@@ -212,8 +243,6 @@ class NgHandler:
             flags.append("filled")
         if stream.latched:
             flags.append("confirmed")
-        if stream.strict:
-            flags.append("strict source address")
         last = stream.last_packet
         out: Reply = {
             "local address": self.address,
@@ -292,10 +321,13 @@ def _optional(message: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _sdp(message: dict[str, Any]) -> SessionDescription:
+def _sdp(message: dict[str, Any], max_media: int) -> SessionDescription:
     body = message.get("sdp")
     if not isinstance(body, str) or not body:
         raise RelayError("No SDP body in message")
+    # Counted before parsing: an SDP starts with v= (RFC 4566 §5), so every m= follows a newline.
+    if body.count("\nm=") > max_media:
+        raise LimitReached(TOO_MANY_MEDIA)
     try:
         return SessionDescription.parse(body.encode("utf-8", "surrogateescape"))
     except ParseError:
@@ -304,8 +336,10 @@ def _sdp(message: dict[str, Any]) -> SessionDescription:
 
 def _specs(sdp: SessionDescription, message: dict[str, Any]) -> list[MediaSpec]:
     specs = describe(sdp)
-    source = _sip_source(message)
-    if source is not None:
+    source = _received_from(message)
+    flags = message.get("flags")
+    if source is not None and isinstance(flags, list) and any(f in _SIP_SOURCE for f in flags):
+        # The address the SIP came from replaces the SDP's (with its ports).
         for spec in specs:
             if spec.rtp is not None and spec.rtcp is not None:
                 spec.rtp = (source, spec.rtp[1])
@@ -313,14 +347,13 @@ def _specs(sdp: SessionDescription, message: dict[str, Any]) -> list[MediaSpec]:
     return specs
 
 
-def _sip_source(message: dict[str, Any]) -> str | None:
-    """With flag SIP-source-address, the address the SIP came from replaces the SDP's."""
-    flags = message.get("flags")
+_SIP_SOURCE = frozenset(("SIP-source-address", "SIP source address", "sip-source-address"))
+
+
+def _received_from(message: dict[str, Any]) -> str | None:
+    """The host of ``received-from`` ([family, address]): where the party's SIP came from."""
     received = message.get("received-from")
-    wanted = isinstance(flags, list) and (
-        "SIP-source-address" in flags or "SIP source address" in flags
-    )
-    if wanted and isinstance(received, list) and len(received) == 2:
+    if isinstance(received, list) and len(received) == 2:
         address = received[1]
         if isinstance(address, str) and address:
             return address

@@ -1,30 +1,40 @@
-"""RTP/RTCP port pairs from a configured range.
+"""RTP/RTCP port pairs from a configured range, handed out at random.
 
 RTP takes the even port and RTCP the next odd one (RFC 3550 §11, RFC 3605 §1).
-Freed pairs go to the back of the queue, so a port is reused as late as
-possible and stray packets of an ended call rarely reach a new one.
+A pair is drawn at random (from the OS's CSPRNG) among the free ones, so the
+port of the next call cannot be guessed from the last one and sprayed with
+packets before its party sends (RFC 3550 §8.1 asks the same of SSRCs). A
+random draw over thousands of free pairs also makes a freed pair's quick
+reuse unlikely, which keeps stray packets of an ended call from a new one.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import secrets
+from collections.abc import Callable
 
 __all__ = ["PortPool"]
 
 
 class PortPool:
-    """Even RTP ports ``p`` with ``p`` and ``p + 1`` inside ``[low, high]``."""
+    """Even RTP ports ``p`` with ``p`` and ``p + 1`` inside ``[low, high]``.
 
-    __slots__ = ("low", "high", "_free", "_taken")
+    ``pick(n)`` chooses an index below ``n``: ``secrets.randbelow`` unless a
+    test needs the draw to be known."""
 
-    def __init__(self, low: int, high: int) -> None:
+    __slots__ = ("low", "high", "_free", "_taken", "_pick")
+
+    def __init__(
+        self, low: int, high: int, *, pick: Callable[[int], int] = secrets.randbelow
+    ) -> None:
         first = low + (low & 1)
         if not 0 < low <= high <= 65535 or first + 1 > high:
             raise ValueError(f"port range {low}-{high} holds no even/odd pair")
         self.low = low
         self.high = high
-        self._free: deque[int] = deque(range(first, high, 2))
+        self._free = list(range(first, high, 2))
         self._taken: set[int] = set()
+        self._pick = pick
 
     @property
     def size(self) -> int:
@@ -36,10 +46,15 @@ class PortPool:
         return len(self._free)
 
     def allocate(self) -> int | None:
-        """The RTP port of a free pair (RTCP is one above), or None when all are taken."""
-        if not self._free:
+        """The RTP port of a free pair drawn at random (RTCP is one above); None when
+        all are taken."""
+        free = self._free
+        if not free:
             return None
-        port = self._free.popleft()
+        index = self._pick(len(free))
+        port = free[index]
+        free[index] = free[-1]  # O(1) removal: the last free pair takes the drawn one's place
+        free.pop()
         self._taken.add(port)
         return port
 

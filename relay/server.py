@@ -14,14 +14,11 @@ from typing import Any, Protocol
 
 from relay.media import RtpRelay
 from relay.stun_server import StunServer
-from sipline import __version__
 from sipline.logs import event
 from sipline.net.metrics import start_metrics_server
 from sipline.net.signals import until_stopped
 
 log = logging.getLogger("relay.server")
-
-SOFTWARE = f"sipline/{__version__}"  # the STUN SOFTWARE attribute (RFC 5389 §15.10)
 
 
 class Service(Protocol):
@@ -35,7 +32,7 @@ def services(settings: Any) -> list[Service]:
     relay = settings.relay
     found: list[Service] = []
     if relay.stun_transports:
-        found.append(StunServer.from_settings(relay, SOFTWARE))
+        found.append(StunServer.from_settings(relay))
     found.append(RtpRelay.from_settings(relay, settings.redis.url))
     return found
 

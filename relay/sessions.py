@@ -7,31 +7,55 @@ own pair, the peer to the other one, and each stream relays to its twin on
 the other side (``Stream.peer``). The answer fills in the peer's addresses.
 Re-offers reuse the streams they already have, so a re-INVITE keeps its ports.
 
+Budgets, so that no one can take the port range for themselves: a call holds
+at most ``max_call_ports`` ports, and the calls whose first offer came from
+one signalling host (ng ``received-from``: a phone, or the NAT of a site) at
+most ``max_source_ports`` together. An offer over a budget is refused whole,
+before a port is taken. Calls from our own peers, which name no such host,
+are bounded by the call budget, ``max_sessions`` and the range.
+
 The table owns no sockets: ``MediaPlane`` opens and closes them (the asyncio
 shell, or a fake in tests). Times come from the ``clock`` (monotonic, for
-timeouts) and the ``wall`` clock (reported creation times) given to it.
+timeouts and latching) and the ``wall`` clock (reported creation times) given
+to it. ``refused`` is told of every packet a stream drops for its source.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay.anchor import MediaSpec
 from relay.ports import PortPool
-from relay.rtp import Stream
+from relay.rtp import LEARN_WINDOW, Refused, Stream, _uncounted
 
-__all__ = ["Call", "MediaPlane", "MediaStreams", "Party", "RelayError", "SessionTable"]
+__all__ = [
+    "Call",
+    "LimitReached",
+    "MediaPlane",
+    "MediaStreams",
+    "Party",
+    "RelayError",
+    "SessionTable",
+]
 
 OUT_OF_PORTS = "Ran out of ports"
 TOO_MANY_SESSIONS = "Parallel session limit reached"
+CALL_PORTS = "Port budget of the call exhausted"
+SOURCE_PORTS = "Port budget of the source exhausted"
+PORTS_PER_MEDIA = 4  # a media section takes a pair on each side: RTP and RTCP twice
 _BIND_ATTEMPTS = 16
 
 
 class RelayError(Exception):
     """A command that cannot be carried out; the message is the ng error-reason."""
+
+
+class LimitReached(RelayError):
+    """A command refused by a limit (sessions, ports, budgets, media sections): counted."""
 
 
 class MediaPlane(Protocol):
@@ -74,6 +98,10 @@ class Call:
     last_signal: float
     last_signal_at: float
     """Monotonic time of the last offer or answer."""
+    source: str | None = None
+    """The signalling host of the first offer, whose port budget the call draws on."""
+    ports: int = 0
+    """Ports the call holds."""
     parties: list[Party] = field(default_factory=list)
 
     def party(self, tag: str) -> Party | None:
@@ -103,19 +131,27 @@ class SessionTable:
         plane: MediaPlane,
         *,
         max_sessions: int = 10_000,
-        strict: bool = False,
+        max_call_ports: int = 64,
+        max_source_ports: int = 2000,
+        window: float = LEARN_WINDOW,
         timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        refused: Refused = _uncounted,
     ) -> None:
         self.ports = ports
         self.plane = plane
         self.max_sessions = max_sessions
-        self.strict = strict
+        self.max_call_ports = max_call_ports
+        self.max_source_ports = max_source_ports
+        self.window = window
         self.timeout = timeout
         self.clock = clock
         self.wall = wall
+        self.refused = refused
         self.calls: dict[str, Call] = {}
+        self.by_source: Counter[str] = Counter()
+        """Ports held by the calls of each signalling host."""
 
     def __len__(self) -> int:
         return len(self.calls)
@@ -124,33 +160,45 @@ class SessionTable:
         return self.calls.get(call_id)
 
     def offer(
-        self, call_id: str, from_tag: str, to_tag: str | None, specs: list[MediaSpec]
+        self,
+        call_id: str,
+        from_tag: str,
+        to_tag: str | None,
+        specs: list[MediaSpec],
+        source: str | None = None,
     ) -> list[int | None]:
-        """Set up ``from_tag``'s media; the RTP ports the peer must send to (None: rejected)."""
+        """Set up ``from_tag``'s media; the RTP ports the peer must send to (None: rejected).
+        ``source``: the host the offer's signalling came from (ng ``received-from``)."""
         call = self.calls.get(call_id)
         new = call is None
         if call is None:
             if len(self.calls) >= self.max_sessions:
-                raise RelayError(TOO_MANY_SESSIONS)
-            call = self._new_call(call_id)
+                raise LimitReached(TOO_MANY_SESSIONS)
+            call = self._new_call(call_id, source)
         party = call.party(from_tag) or self._add_party(call, from_tag)
         peer = (call.party(to_tag) if to_tag else None) or party.peer
         if peer is None:
             peer = self._add_party(call, to_tag or "")
         party.peer, peer.peer = peer, party
         try:
-            self._ensure_media(party, peer, specs)
+            self._ensure_media(call, party, peer, specs)
         except RelayError:
             if new:
                 self._remove(call)
             raise
         self._signalled(call)
-        return _exchange(party, peer, specs)
+        return _exchange(party, peer, specs, source)
 
     def answer(
-        self, call_id: str, from_tag: str, to_tag: str, specs: list[MediaSpec]
+        self,
+        call_id: str,
+        from_tag: str,
+        to_tag: str,
+        specs: list[MediaSpec],
+        source: str | None = None,
     ) -> list[int | None]:
-        """The peer ``to_tag`` answered; the RTP ports ``from_tag`` must send to."""
+        """The peer ``to_tag`` answered; the RTP ports ``from_tag`` must send to.
+        ``source``: the host the answer's signalling came from, if known."""
         call = self.calls.get(call_id)
         if call is None:
             raise RelayError("Unknown call-id")
@@ -162,7 +210,7 @@ class SessionTable:
         if len(specs) > len(peer.media):
             raise RelayError("Answer has more media than the offer")
         self._signalled(call)
-        return _exchange(peer, party, specs)
+        return _exchange(peer, party, specs, source)
 
     def delete(self, call_id: str, from_tag: str | None = None) -> Call | None:
         """Remove the call and free its ports now; None if no such call (or tag)."""
@@ -180,9 +228,9 @@ class SessionTable:
             self._remove(call)
         return idle
 
-    def _new_call(self, call_id: str) -> Call:
+    def _new_call(self, call_id: str, source: str | None) -> Call:
         now, wall = self.clock(), self.wall()
-        call = Call(call_id, wall, now, wall, now)
+        call = Call(call_id, wall, now, wall, now, source)
         self.calls[call_id] = call
         return call
 
@@ -195,14 +243,15 @@ class SessionTable:
         call.last_signal = self.wall()
         call.last_signal_at = self.clock()
 
-    def _ensure_media(self, party: Party, peer: Party, specs: list[MediaSpec]) -> None:
+    def _ensure_media(self, call: Call, party: Party, peer: Party, specs: list[MediaSpec]) -> None:
+        self._budget(call, PORTS_PER_MEDIA * max(0, len(specs) - len(party.media)))
         added: list[MediaStreams] = []
         try:
             for index in range(len(party.media), len(specs)):
                 spec = specs[index]
-                mine = self._open_pair(index + 1, spec)
+                mine = self._open_pair(call, index + 1, spec)
                 added.append(mine)
-                theirs = self._open_pair(index + 1, spec)
+                theirs = self._open_pair(call, index + 1, spec)
                 added.append(theirs)
                 _link(mine, theirs)
                 party.media.append(mine)
@@ -211,31 +260,58 @@ class SessionTable:
             del party.media[len(party.media) - len(added) // 2 :]
             del peer.media[len(peer.media) - len(added) // 2 :]
             for media in added:
-                self._close(media)
+                self._close(call, media)
             raise
 
-    def _open_pair(self, index: int, spec: MediaSpec) -> MediaStreams:
+    def _budget(self, call: Call, wanted: int) -> None:
+        """Refuse ``wanted`` more ports for ``call`` beyond its or its source's budget."""
+        if not wanted:
+            return
+        if call.ports + wanted > self.max_call_ports:
+            raise LimitReached(CALL_PORTS)
+        source = call.source
+        if source is not None and self.by_source[source] + wanted > self.max_source_ports:
+            raise LimitReached(SOURCE_PORTS)
+
+    def _open_pair(self, call: Call, index: int, spec: MediaSpec) -> MediaStreams:
         for _ in range(_BIND_ATTEMPTS):
             port = self.ports.allocate()
             if port is None:
                 break
-            rtp = Stream(port, strict=self.strict)
-            rtcp = Stream(port + 1, rtcp=True, strict=self.strict)
+            rtp = self._stream(call, port, rtcp=False)
+            rtcp = self._stream(call, port + 1, rtcp=True)
             if self.plane.open(rtp, rtcp):
+                self._held(call, 2)
                 return MediaStreams(index, spec.kind, spec.protocol, rtp, rtcp)
-            self.ports.release(port)  # taken by someone else: to the back of the queue
-        raise RelayError(OUT_OF_PORTS)
+            self.ports.release(port)  # taken by someone else: back to the free ones
+        raise LimitReached(OUT_OF_PORTS)
 
-    def _close(self, media: MediaStreams) -> None:
+    def _stream(self, call: Call, port: int, *, rtcp: bool) -> Stream:
+        return Stream(
+            port, rtcp=rtcp, call_id=call.call_id, window=self.window, refused=self.refused
+        )
+
+    def _held(self, call: Call, ports: int) -> None:
+        call.ports += ports
+        source = call.source
+        if source is not None:
+            held = self.by_source[source] + ports
+            if held:
+                self.by_source[source] = held
+            else:
+                del self.by_source[source]
+
+    def _close(self, call: Call, media: MediaStreams) -> None:
         self.plane.close(media.rtp)
         self.plane.close(media.rtcp)
         self.ports.release(media.rtp.local_port)
+        self._held(call, -2)
 
     def _remove(self, call: Call) -> None:
         del self.calls[call.call_id]
         for party in call.parties:
             for media in party.media:
-                self._close(media)
+                self._close(call, media)
 
 
 def _link(a: MediaStreams, b: MediaStreams) -> None:
@@ -243,17 +319,20 @@ def _link(a: MediaStreams, b: MediaStreams) -> None:
     a.rtcp.peer, b.rtcp.peer = b.rtcp, a.rtcp
 
 
-def _exchange(sender: Party, other: Party, specs: list[MediaSpec]) -> list[int | None]:
-    """Take ``sender``'s addresses from its SDP; the ports to put in the SDP ``other`` gets."""
+def _exchange(
+    sender: Party, other: Party, specs: list[MediaSpec], source: str | None
+) -> list[int | None]:
+    """Take ``sender``'s addresses from its SDP (and ``source``, where its signalling
+    came from); the ports to put in the SDP ``other`` gets."""
     ports: list[int | None] = []
     for mine, theirs, spec in zip(sender.media, other.media, specs, strict=False):
-        _advertise(mine, spec)
+        _advertise(mine, spec, source)
         ports.append(None if spec.rejected else theirs.rtp.local_port)
     return ports
 
 
-def _advertise(media: MediaStreams, spec: MediaSpec) -> None:
-    media.rtp.advertise(spec.rtp)
-    media.rtcp.advertise(spec.rtcp)
+def _advertise(media: MediaStreams, spec: MediaSpec, source: str | None) -> None:
+    media.rtp.advertise(spec.rtp, source)
+    media.rtcp.advertise(spec.rtcp, source)
     media.names = spec.names
     media.rtp.set_payloads(spec.rates, spec.names)

@@ -1,10 +1,24 @@
 """The STUN server's core, sans-IO: one request in, the reply to send (or why none) out.
 
 RFC 5389 (and RFC 8489, which keeps its wire format) Binding requests get
-XOR-MAPPED-ADDRESS, MAPPED-ADDRESS for older clients, SOFTWARE and FINGERPRINT.
-With a second address configured (``Layout.alt_host``), RFC 5780 behaviour
-discovery: OTHER-ADDRESS, RESPONSE-ORIGIN and CHANGE-REQUEST, the reply then
-leaving from whichever of the four addresses the request asked for.
+XOR-MAPPED-ADDRESS; RFC 3489 clients (no magic cookie) MAPPED-ADDRESS
+instead (RFC 5389 §12.2). With a second address configured
+(``Layout.alt_host``), RFC 5780 behaviour discovery: OTHER-ADDRESS,
+RESPONSE-ORIGIN and CHANGE-REQUEST, the reply then leaving from whichever of
+the four addresses the request asked for.
+
+No larger than needed: a UDP request's source can be spoofed, and every byte
+a reply has beyond the request is a byte an attacker gets sent to its victim
+for free. So a reply carries what the client asked for and nothing more: no
+SOFTWARE (optional, RFC 8489 §14.14, and it names our version to anyone), no
+MAPPED-ADDRESS beside XOR-MAPPED-ADDRESS for an RFC 5389 client, FINGERPRINT
+only when the request had one (ICE's checks do, RFC 8445 §7.2.2), and the
+error reason phrases RFC 5389 §15.6 suggests. A 20-byte Binding request gets
+32 bytes back (44 for an IPv6 source; 24 more with behaviour discovery), an
+unknown method 40; it was 72 to 120 bytes. A reply always goes to the
+request's source, never to an address the request names (RFC 3489's
+RESPONSE-ADDRESS is not understood: 420), and over TCP only after the
+handshake.
 
 The codec is aioice's ``stun`` module. It knows the RFC 5780 attributes; this
 module registers UNKNOWN-ATTRIBUTES with it and adds what its parser leaves to
@@ -13,7 +27,7 @@ message, a FINGERPRINT that is not last, and unknown comprehension-required
 attributes. RESPONSE-PORT and PADDING (RFC 5780 §7.5, §7.6) are not supported:
 they are comprehension-required, so a request carrying them gets 420.
 
-    responder = StunResponder(Layout("127.0.0.1", 3478), software="sipline/0.1.0")
+    responder = StunResponder(Layout("127.0.0.1", 3478))
     outcome = responder.handle(datagram, source=("192.0.2.1", 40000), local=("127.0.0.1", 3478))
     if isinstance(outcome, Reply):
         send(outcome.data, outcome.dest, from_=outcome.origin)
@@ -39,6 +53,8 @@ TYPE_UNKNOWN_ATTRIBUTES = 0x000A
 CHANGE_IP = 0x4  # CHANGE-REQUEST flags, RFC 5780 §7.2
 CHANGE_PORT = 0x2
 COMPREHENSION_OPTIONAL = 0x8000  # RFC 5389 §15: types below it must be understood
+BAD_REQUEST = "Bad Request"  # the reason phrases of RFC 5389 §15.6
+UNKNOWN_ATTRIBUTE = "Unknown Attribute"
 
 # Comprehension-required attributes a Binding request may carry that we take.
 # Credentials are understood but not required: this server answers without
@@ -192,9 +208,8 @@ def _fingerprint_ok(data: bytes, types: list[int]) -> bool:
 class StunResponder:
     """Answers Binding requests for a server at ``layout``."""
 
-    def __init__(self, layout: Layout, software: str) -> None:
+    def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.software = software
         self.understood = UNDERSTOOD | {TYPE_CHANGE_REQUEST} if layout.discovery else UNDERSTOOD
         self._tails: dict[tuple[Addr, Addr], bytes] = {}
 
@@ -213,19 +228,19 @@ class StunResponder:
         method = request.message_type & METHOD_MASK
         if method != stun.Method.BINDING:
             # An unknown method or one this server does not offer (Allocate...): RFC 5389 §15.6.
-            return self._error(data, request, source, local, 400, "Unsupported method")
+            return self._error(data, request, source, local, 400, BAD_REQUEST)
         unknown = [
             t for t in request.types if t < COMPREHENSION_OPTIONAL and t not in self.understood
         ]
         if unknown:
-            return self._error(data, request, source, local, 420, "Unknown Attribute", unknown)
+            return self._error(data, request, source, local, 420, UNKNOWN_ATTRIBUTE, unknown)
         try:
             message = stun.parse_message(data)
         except (ValueError, struct.error, UnicodeDecodeError):
             return Dropped.MALFORMED
         flags = message.attributes.get("CHANGE-REQUEST", 0)
         if stream and flags & (CHANGE_IP | CHANGE_PORT):
-            return self._error(data, request, source, local, 400, "CHANGE-REQUEST needs UDP")
+            return self._error(data, request, source, local, 400, BAD_REQUEST)
         origin = self.layout.origin(local, bool(flags & CHANGE_IP), bool(flags & CHANGE_PORT))
         return self._success(data, request, source, local, origin)
 
@@ -244,20 +259,21 @@ class StunResponder:
                 attributes["CHANGED-ADDRESS"] = self.layout.other(local)
             return Reply(_classic(bytes(response), data), origin, source, 200)
         attributes["XOR-MAPPED-ADDRESS"] = source
-        attributes["MAPPED-ADDRESS"] = source
-        tail = self._tails.get((local, origin))
-        if tail is None:
-            tail = self._tails[(local, origin)] = self._tail(local, origin)
-        return Reply(_fingerprinted(bytes(response) + tail), origin, source, 200)
+        message = bytes(response)
+        if self.layout.discovery:
+            tail = self._tails.get((local, origin))
+            if tail is None:
+                tail = self._tails[(local, origin)] = self._tail(local, origin)
+            message = _lengthened(message + tail)
+        return Reply(_finished(message, request), origin, source, 200)
 
     def _tail(self, local: Addr, origin: Addr) -> bytes:
-        """The attributes after the mapped addresses, the same for every reply from ``origin``
-        to a request received on ``local``: encoded once by aioice, then reused."""
+        """The discovery attributes after the mapped address, the same for every reply
+        from ``origin`` to a request received on ``local``: encoded once by aioice, then
+        reused."""
         response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, bytes(12))
-        if self.layout.discovery:
-            response.attributes["RESPONSE-ORIGIN"] = origin
-            response.attributes["OTHER-ADDRESS"] = self.layout.other(local)
-        response.attributes["SOFTWARE"] = self.software
+        response.attributes["RESPONSE-ORIGIN"] = origin
+        response.attributes["OTHER-ADDRESS"] = self.layout.other(local)
         return bytes(response)[HEADER_LENGTH:]
 
     def _error(
@@ -280,11 +296,18 @@ class StunResponder:
             response.attributes["UNKNOWN-ATTRIBUTES"] = unknown
         if request.classic:
             return Reply(_classic(bytes(response), data), local, source, code)
-        return Reply(self._finish(response), local, source, code)
+        return Reply(_finished(bytes(response), request), local, source, code)
 
-    def _finish(self, response: stun.Message) -> bytes:
-        response.attributes["SOFTWARE"] = self.software
-        return _fingerprinted(bytes(response))
+
+def _finished(message: bytes, request: Request) -> bytes:
+    """``message`` with FINGERPRINT when the request had one: who checks it sends it."""
+    return _fingerprinted(message) if TYPE_FINGERPRINT in request.types else message
+
+
+def _lengthened(message: bytes) -> bytes:
+    """``message`` with its length field set to the attributes it now holds."""
+    length = len(message) - HEADER_LENGTH
+    return message[:2] + length.to_bytes(2, "big") + message[4:]
 
 
 def _fingerprinted(message: bytes) -> bytes:

@@ -8,7 +8,7 @@ length field (RFC 5389 §7.2.2) and replies go back on the connection.
 Nothing a peer sends stops the server: what gets no reply is counted in
 ``sipline_stun_dropped{reason}``, replies in ``sipline_stun_responses{transport,status}``.
 
-    server = StunServer("127.0.0.1", 3478, software="sipline/0.1.0")
+    server = StunServer("127.0.0.1", 3478)
     await server.start()   # port 0: the kernel picks, and server.layout tells which
     ...
     await server.close()
@@ -57,15 +57,13 @@ class StunServer:
         alt_host: str = "",
         alt_port: int = 0,
         transports: Iterable[str] = ("udp", "tcp"),
-        software: str,
     ) -> None:
         self.host = str(ipaddress.ip_address(host))
         self.alt_host = str(ipaddress.ip_address(alt_host)) if alt_host else ""
         self.ports = (port, alt_port) if alt_host else (port,)
         self.transports = tuple(transports)
-        self.software = software
         self.layout = Layout(self.host, port, self.alt_host, alt_port)
-        self.responder = StunResponder(self.layout, software)
+        self.responder = StunResponder(self.layout)
         self._udp: dict[Addr, asyncio.DatagramTransport] = {}
         self._sendto: dict[Addr, Callable[[bytes, Addr], None]] = {}
         self._tcp: list[asyncio.Server] = []
@@ -77,7 +75,7 @@ class StunServer:
         self._dropped = {reason: DROPPED.labels(reason) for reason in DROP_REASONS}
 
     @classmethod
-    def from_settings(cls, relay: Any, software: str) -> StunServer:
+    def from_settings(cls, relay: Any) -> StunServer:
         """The server the ``[relay]`` section describes."""
         return cls(
             relay.stun_host,
@@ -85,7 +83,6 @@ class StunServer:
             alt_host=relay.stun_alt_host,
             alt_port=relay.stun_alt_port,
             transports=relay.stun_transports,
-            software=software,
         )
 
     # -- life cycle ------------------------------------------------------------------
@@ -101,7 +98,7 @@ class StunServer:
                 if not retry or attempt == BIND_ATTEMPTS - 1:
                     raise
         self.layout = Layout(self.host, ports[0], self.alt_host, ports[-1] if self.alt_host else 0)
-        self.responder = StunResponder(self.layout, self.software)
+        self.responder = StunResponder(self.layout)
         loop = asyncio.get_running_loop()
         self._sweeper = loop.call_later(TCP_SWEEP_EVERY, self._sweep)
         for address in self.layout.addresses():

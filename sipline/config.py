@@ -74,7 +74,16 @@ def _optional_ip_address(value: str) -> str:
     return _ip_address(value) if value else value
 
 
+def _ip_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("expected an IP address or network, such as 10.0.0.0/8") from None
+    return value
+
+
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
+IPNetwork = Annotated[str, AfterValidator(_ip_network)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -200,6 +209,8 @@ class RelaySection(Section):
     # RTP relay, driven by the rtpengine ng protocol over UDP.
     ng_host: IPAddress = "127.0.0.1"
     ng_port: Port = 2223
+    # Who may send ng commands (our proxies and B2BUAs); others are dropped unanswered.
+    ng_allowed: Annotated[list[IPNetwork], Field(min_length=1)] = ["127.0.0.0/8", "::1"]
     rtp_host: IPAddress = "127.0.0.1"
     # The address written into SDP: "" = rtp_host (set it for a wildcard or 1:1 NAT).
     rtp_advertise: Annotated[str, AfterValidator(_optional_ip_address)] = ""
@@ -207,8 +218,14 @@ class RelaySection(Section):
     rtp_port_max: Port = 40000
     media_timeout: Seconds = 60.0
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
-    # true: once a stream has latched to its sender, packets from elsewhere are dropped.
-    strict_latching: bool = False
+    # Media sections in one offer or answer; more and nothing is allocated.
+    max_media: Annotated[int, Field(ge=1, le=64)] = 8
+    # Ports one call may hold (4 per media section: RTP and RTCP on each side).
+    max_call_ports: Annotated[int, Field(ge=4)] = 64
+    # Ports held by the calls whose offers came from one signalling host together.
+    max_source_ports: Annotated[int, Field(ge=4)] = 2000
+    # Seconds after a stream latched in which another allowed source may take it over.
+    latch_window: Annotated[float, Field(ge=0, le=60)] = 3.0
 
     @model_validator(mode="after")
     def _alternate_differs(self) -> RelaySection:

@@ -1,6 +1,7 @@
 """What roles that anchor media through a relay share (the proxy's ``proxy.media``,
-the B2BUA's ``b2bua.media``): is a party behind NAT, the ng flags for a party
-whose RTP is not yet latched, and the packet counts of a call for the log.
+the B2BUA's ``b2bua.media``): is a party behind NAT, the ng flags that tell the
+relay where a party's signalling came from (whose RTP it may latch to), and the
+packet counts of a call for the log.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def source_flags(message: Message, source: Address, *, direct: bool) -> dict[str
 
 
 def received_from(sdp: bytes, source: Address) -> dict[str, Any]:
-    """ng flags that make the relay send to ``source``, where the party's message came
-    from, until its RTP arrives and is latched, when its SDP names another address."""
-    address = connection_address(sdp)
-    if address is None or address == source.host:
-        return {}
+    """ng flags naming ``source``, where the party's message came from: the relay lets
+    RTP from that host latch the party's streams (behind NAT its RTP comes from there,
+    not from the SDP's address), and when its SDP names another address the relay
+    sends there (flag SIP-source-address) until the party's RTP is latched."""
     family = "IP6" if ":" in source.host else "IP4"
-    return {"flags": ["SIP-source-address"], "received_from": [family, source.host]}
+    flags: dict[str, Any] = {"received_from": [family, source.host]}
+    if connection_address(sdp) not in (None, source.host):
+        flags["flags"] = ["SIP-source-address"]
+    return flags
 
 
 def packets(stats: dict[str, Any]) -> str:

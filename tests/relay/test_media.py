@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from prometheus_client import REGISTRY, generate_latest
 
 import relay.media
 from relay.media import RelayOptions, RtpRelay
@@ -32,6 +33,7 @@ from tests.conftest import port_range
 from tests.support import on_uvloop
 
 HOST = "127.0.0.1"
+ELSEWHERE = "127.0.0.2"
 WAIT = 2.0
 TEST_TIMEOUT = 20.0
 
@@ -111,9 +113,9 @@ class Phone:
             sock.close()
 
 
-def _socket(port: int = 0) -> socket.socket:
+def _socket(port: int = 0, host: str = HOST) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, port))
+    sock.bind((host, port))
     sock.setblocking(False)
     return sock
 
@@ -224,21 +226,47 @@ async def test_rtcp_is_relayed_alongside_rtp(phones: tuple[Phone, Phone]) -> Non
 
 
 @on_uvloop
-async def test_strict_latching_drops_packets_from_another_source(
+async def test_a_host_the_signalling_did_not_name_neither_latches_nor_hears(
     phones: tuple[Phone, Phone],
 ) -> None:
     a, b = phones
-    intruder = _socket()
-    async with running(options(strict_latching=True)) as rtp_relay:
+    intruder = _socket(host=ELSEWHERE)  # another host: 127.0.0.2 reaches 127.0.0.1 on lo
+    async with running(options()) as rtp_relay:
         ng = Ng(rtp_relay.ng_address[1])
-        port_a, _ = await call(ng, a, b)
-        await send(a.nat_rtp, port_a, [rtp(0)])
-        assert len(await receive(b.rtp, 1)) == 1
-        await send(intruder, port_a, [rtp(1, ssrc=0xBAD)])
+        port_a, port_b = await call(ng, a, b)
+        await send(intruder, port_a, [rtp(0, ssrc=0xBAD)])  # before A: no latch
+        await send(a.nat_rtp, port_a, [rtp(1)])
+        assert [data for data, _ in await receive(b.rtp, 1)] == [rtp(1)]
+        await send(intruder, port_a, [rtp(2, ssrc=0xBAD)])  # after A: no take-over
         assert await nothing_arrives(b.rtp)
+        await send(b.rtp, port_b, [rtp(1, ssrc=0xB)])
+        assert len(await receive(a.nat_rtp, 1)) == 1 and await nothing_arrives(intruder)
         query = await ng(command="query", **{"call-id": "c1"})
-        assert query["tags"]["A"]["medias"][0]["streams"][0]["stats"]["errors"] == 1
+        stream = query["tags"]["A"]["medias"][0]["streams"][0]
+        assert stream["stats"]["errors"] == 2 and stream["stats"]["packets"] == 1
+        assert stream["endpoint"]["port"] == a.nat_rtp.getsockname()[1]
+        assert rtp_relay.metrics.values["rtp_refused"] == 2
     intruder.close()
+
+
+@on_uvloop
+async def test_ng_from_a_host_not_allowed_gets_no_answer_and_is_counted() -> None:
+    async with running(options(ng_allowed=("127.0.0.1",))) as rtp_relay:
+        port = rtp_relay.ng_address[1]
+        await Ng(port).ready()
+        stranger = _socket(host=ELSEWHERE)
+        try:
+            stranger.sendto(b"1 d7:command4:pinge", (HOST, port))
+            offer = encode({"command": "offer", "call-id": "x", "from-tag": "A", "sdp": "v=0"})
+            stranger.sendto(b"2 " + offer, (HOST, port))
+            assert await nothing_arrives(stranger, 0.3)
+        finally:
+            stranger.close()
+        assert rtp_relay.metrics.values["ng_refused"] == 2
+        assert rtp_relay.table.get("x") is None
+        exported = generate_latest(REGISTRY).decode()
+        assert re.search(r"^sipline_relay_ng_refused_total [1-9]", exported, re.M)
+        assert re.search(r"^sipline_relay_ports_open ", exported, re.M)
 
 
 # -- life of a call -------------------------------------------------------------------------
@@ -330,7 +358,9 @@ def test_by_default_ng_is_on_2223_and_rtp_takes_30000_to_40000() -> None:
     opts = rtp_relay.options
     assert (opts.ng_host, opts.ng_port, opts.rtp_host) == (HOST, 2223, HOST)
     assert (opts.port_min, opts.port_max, opts.advertise) == (30000, 40000, "")
-    assert (opts.media_timeout, opts.max_sessions, opts.strict_latching) == (60.0, 10_000, False)
+    assert (opts.media_timeout, opts.max_sessions, opts.latch_window) == (60.0, 10_000, 3.0)
+    assert (opts.max_media, opts.max_call_ports, opts.max_source_ports) == (8, 64, 2000)
+    assert opts.ng_allowed == ("127.0.0.0/8", "::1")
     assert isinstance(rtp_relay.quality, MemoryQuality)
     assert rtp_relay.ng.address == HOST
 
@@ -339,13 +369,17 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
     for key, value in {
         "RELAY__RTP_HOST": "0.0.0.0",
         "RELAY__RTP_ADVERTISE": "203.0.113.1",
-        "RELAY__STRICT_LATCHING": "true",
+        "RELAY__LATCH_WINDOW": "1.5",
+        "RELAY__NG_ALLOWED": '["10.0.0.0/8"]',
+        "RELAY__MAX_MEDIA": "2",
         "REDIS__URL": "redis://127.0.0.1:6379/0",
     }.items():
         monkeypatch.setenv(f"SIPLINE_{key}", value)
     settings = load_settings(None)
     rtp_relay = RtpRelay.from_settings(settings.relay, settings.redis.url)
-    assert rtp_relay.ng.address == "203.0.113.1" and rtp_relay.table.strict
+    assert rtp_relay.ng.address == "203.0.113.1" and rtp_relay.table.window == 1.5
+    assert rtp_relay.ng.max_media == 2
+    assert "10.1.2.3" in rtp_relay.allowed and "127.0.0.1" not in rtp_relay.allowed
     assert isinstance(rtp_relay.quality, RedisQuality)
 
 
@@ -372,6 +406,11 @@ async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPat
         ({"MAX_SESSIONS": "0"}, "relay.max_sessions"),
         ({"MEDIA_TIMEOUT": "0"}, "relay.media_timeout"),
         ({"NG_PORT": "70000"}, "relay.ng_port"),
+        ({"NG_ALLOWED": '["localhost"]'}, "relay.ng_allowed"),
+        ({"NG_ALLOWED": "[]"}, "relay.ng_allowed"),
+        ({"MAX_MEDIA": "0"}, "relay.max_media"),
+        ({"MAX_CALL_PORTS": "2"}, "relay.max_call_ports"),
+        ({"LATCH_WINDOW": "-1"}, "relay.latch_window"),
     ],
 )
 def test_unusable_relay_settings_fail_at_start(

@@ -63,10 +63,14 @@ class Relay:
         return decode(body)
 
 
-def offer_answer(relay: Relay, call_id: str = "c1") -> tuple[int, int]:
-    """A call A -> B; the relay ports A and B send to."""
+def offer_answer(relay: Relay, call_id: str = "c1", source: str = "") -> tuple[int, int]:
+    """A call A -> B (A's SIP from ``source`` if given); the relay ports A and B send to."""
+    flags = {"received-from": ["IP4", source]} if source else {}
     offer = relay(
-        command="offer", **{"call-id": call_id, "from-tag": "A"}, sdp=sdp("10.0.0.1", 4000)
+        command="offer",
+        **{"call-id": call_id, "from-tag": "A"},
+        **flags,
+        sdp=sdp("10.0.0.1", 4000),
     )
     answer = relay(
         command="answer",
@@ -134,8 +138,10 @@ def test_offer_and_answer_put_the_relay_in_both_sdps() -> None:
     offer = relay(command="offer", **{"call-id": "c1", "from-tag": "A"}, sdp=sdp("10.0.0.1", 4000))
     assert offer["result"] == "ok"
     assert f"c=IN IP4 {RELAY}\r\n" in offer["sdp"]
-    assert "m=audio 30002 RTP/AVP 0 101\r\n" in offer["sdp"]
-    assert offer["sdp"].endswith("a=rtcp:30003\r\n")
+    to_b = media_port(offer["sdp"])
+    assert f"m=audio {to_b} RTP/AVP 0 101\r\n" in offer["sdp"] and to_b % 2 == 0
+    assert offer["sdp"].endswith(f"a=rtcp:{to_b + 1}\r\n")
+    assert to_b in relay.table.ports
     answer = relay(
         command="answer",
         **{"call-id": "c1", "from-tag": "A", "to-tag": "B"},
@@ -143,7 +149,8 @@ def test_offer_and_answer_put_the_relay_in_both_sdps() -> None:
     )
     assert answer["result"] == "ok"
     assert f"c=IN IP4 {RELAY}\r\n" in answer["sdp"]
-    assert "m=audio 30000 RTP/AVP 0 101\r\n" in answer["sdp"]
+    to_a = media_port(answer["sdp"])
+    assert to_a in relay.table.ports and to_a != to_b
 
 
 @pytest.mark.parametrize(
@@ -169,7 +176,7 @@ def test_an_answer_needs_a_to_tag_and_a_known_call() -> None:
 
 def test_running_out_of_ports_is_answered_with_an_error() -> None:
     relay = Relay(30000, 30003)
-    assert offer_answer(relay) == (30000, 30002)
+    assert set(offer_answer(relay)) == {30000, 30002}
     reply = relay(command="offer", **{"call-id": "c2", "from-tag": "A"}, sdp=sdp("10.0.0.3", 4000))
     assert reply == {"result": "error", "error-reason": "Ran out of ports"}
 
@@ -192,6 +199,62 @@ def test_sip_source_address_replaces_the_sdp_address() -> None:
     call = relay.table.get("c1")
     assert call is not None
     assert call.parties[0].media[0].rtp.endpoint == ("198.51.100.9", 4000)
+
+
+def test_received_from_lets_the_signalling_host_latch_beside_the_sdp_s() -> None:
+    relay = Relay()
+    relay(
+        command="offer",
+        **{"call-id": "c1", "from-tag": "A", "received-from": ["IP4", "198.51.100.9"]},
+        sdp=sdp("10.0.0.1", 4000),
+    )
+    call = relay.table.get("c1")
+    assert call is not None
+    rtp = call.parties[0].media[0].rtp
+    assert rtp.endpoint == ("10.0.0.1", 4000)  # without the flag the SDP's address holds
+    rtp.receive(b"\x80" + bytes(171), ("192.0.2.66", 5000), relay.clock.now)
+    rtp.receive(b"\x80" + bytes(171), ("198.51.100.9", 61000), relay.clock.now)
+    assert rtp.source == ("198.51.100.9", 61000) and rtp.errors == 1
+
+
+def sections(count: int) -> str:
+    """An SDP with ``count`` audio sections."""
+    media = "".join(f"m=audio {4000 + 2 * n} RTP/AVP 0\r\n" for n in range(count))
+    return sdp("10.0.0.1", 3998).replace("m=audio 3998 RTP/AVP 0 101\r\n", "") + media
+
+
+def test_an_offer_over_the_media_limit_allocates_nothing_and_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    relay = Relay(max_call_ports=64)
+    ids = {"call-id": "c1", "from-tag": "A", "received-from": ["IP4", "203.0.113.7"]}
+    for count in (9, 2400):
+        with caplog.at_level("WARNING", "sipline.relay.refusals"):
+            reply = relay(command="offer", **ids, sdp=sections(count))
+        assert reply == {"result": "error", "error-reason": "Too many media sections"}
+    assert relay.table.get("c1") is None and relay.plane.open_ports == set()
+    assert relay.ng.refusals.counts["offers_refused"] == 2
+    [line] = [r.getMessage() for r in caplog.records]  # the second within the second: unlogged
+    assert "event=offers_refused source=203.0.113.7" in line and "call_id=c1" in line
+    assert relay(command="offer", **ids, sdp=sections(8))["result"] == "ok"
+    assert len(relay.plane.open_ports) == 8 * 4
+
+
+def test_an_answer_over_the_media_limit_is_refused_too() -> None:
+    relay = Relay()
+    offer_answer(relay)
+    ids = {"call-id": "c1", "from-tag": "A", "to-tag": "B"}
+    reply = relay(command="answer", **ids, sdp=sections(9))
+    assert reply["error-reason"] == "Too many media sections"
+
+
+def test_a_port_budget_refusal_names_the_offer_s_source() -> None:
+    relay = Relay(max_source_ports=4)
+    offer_answer(relay, "c1", source="203.0.113.7")
+    flags = {"received-from": ["IP4", "203.0.113.7"]}
+    reply = relay(command="offer", **{"call-id": "c2", "from-tag": "A"}, **flags, sdp=sections(1))
+    assert reply["error-reason"] == "Port budget of the source exhausted"
+    assert relay.ng.refusals.counts["offers_refused"] == 1
 
 
 def test_replace_origin_puts_the_relay_in_the_o_line() -> None:
@@ -224,7 +287,7 @@ def _streams(relay: Relay) -> list:
 
 def test_query_reports_each_party_s_streams_as_rtpengine_does() -> None:
     relay = Relay()
-    port_a, _ = offer_answer(relay)
+    port_a, _ = offer_answer(relay, source="203.0.113.7")  # A behind NAT
     send(relay, port_a, ("203.0.113.7", 61000), 100, drop={10, 11})
     reply = relay(command="query", **{"call-id": "c1"})
     assert reply["result"] == "ok"

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from relay.stun import Dropped, Layout, Reply, StunResponder, check, frame_length
 
-SOFTWARE = "sipline/test"
 LOCAL = ("127.0.0.1", 3478)
 SOURCE = ("192.0.2.1", 32853)
 TID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
@@ -84,13 +83,13 @@ def answer(responder: StunResponder, data: bytes, **kwargs: object) -> Reply:
 
 @pytest.fixture
 def server() -> StunResponder:
-    return StunResponder(Layout(*LOCAL), software=SOFTWARE)
+    return StunResponder(Layout(*LOCAL))
 
 
 @pytest.fixture
 def discovery() -> StunResponder:
     """A server on 127.0.0.1 and 127.0.0.2, each on ports 3478 and 3479."""
-    return StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479), software=SOFTWARE)
+    return StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479))
 
 
 # --- RFC 5769 test vectors ------------------------------------------------------
@@ -169,15 +168,9 @@ def test_a_binding_request_gets_the_source_address_from_where_it_arrived(
         stun.Class.RESPONSE,
     )
     assert response.transaction_id == TID
-    assert list(response.attributes) == [
-        "XOR-MAPPED-ADDRESS",
-        "MAPPED-ADDRESS",
-        "SOFTWARE",
-        "FINGERPRINT",
-    ]
+    # What the client needs and nothing more: a spoofed source gets little for its bytes.
+    assert list(response.attributes) == ["XOR-MAPPED-ADDRESS", "FINGERPRINT"]
     assert response.attributes["XOR-MAPPED-ADDRESS"] == SOURCE
-    assert response.attributes["MAPPED-ADDRESS"] == SOURCE  # for clients older than RFC 5389
-    assert response.attributes["SOFTWARE"] == SOFTWARE
     assert reply.data[4:8] == COOKIE
 
 
@@ -187,8 +180,38 @@ def test_an_ipv6_source_is_mapped_as_ipv6(server: StunResponder) -> None:
     assert stun.parse_message(reply.data).attributes["XOR-MAPPED-ADDRESS"] == source
 
 
-def test_a_request_without_fingerprint_is_answered(server: StunResponder) -> None:
-    assert answer(server, binding(fingerprint=False)).status == 200
+def test_a_request_without_fingerprint_is_answered_without(server: StunResponder) -> None:
+    reply = answer(server, binding(fingerprint=False))
+    assert reply.status == 200
+    assert list(stun.parse_message(reply.data).attributes) == ["XOR-MAPPED-ADDRESS"]
+
+
+@pytest.mark.parametrize(
+    ("source", "fingerprint", "size"),
+    [
+        (SOURCE, False, 32),
+        (SOURCE, True, 40),
+        (("2001:db8::7", 61000), False, 44),
+    ],
+    ids=["ipv4", "ipv4 with FINGERPRINT", "ipv6"],
+)
+def test_a_reply_is_no_larger_than_the_mapped_address_needs(
+    server: StunResponder, source: tuple[str, int], fingerprint: bool, size: int
+) -> None:
+    request = binding(fingerprint=fingerprint)
+    assert len(answer(server, request, source=source).data) == size
+    assert size - len(request) <= 24  # the XOR-MAPPED-ADDRESS, at most
+
+
+def test_with_discovery_a_reply_adds_only_its_two_addresses(discovery: StunResponder) -> None:
+    request = binding(fingerprint=False)
+    assert len(answer(discovery, request).data) == len(request) + 12 + 24
+
+
+def test_an_error_reply_is_no_larger_than_its_code_needs(server: StunResponder) -> None:
+    request = raw(0x0003)  # an Allocate: 20 bytes
+    reply = answer(server, request)
+    assert reply.status == 400 and len(reply.data) == 40
 
 
 def test_unknown_comprehension_optional_attributes_are_ignored(server: StunResponder) -> None:
@@ -216,7 +239,7 @@ def test_unknown_comprehension_required_attributes_get_420_listing_them(
     assert response.transaction_id == TID
     assert response.attributes["ERROR-CODE"] == (420, "Unknown Attribute")
     assert response.attributes["UNKNOWN-ATTRIBUTES"] == [0x7F01, 0x0002]
-    assert response.attributes["SOFTWARE"] == SOFTWARE
+    assert "SOFTWARE" not in response.attributes
 
 
 @pytest.mark.parametrize(
@@ -303,14 +326,14 @@ def test_a_fingerprint_that_is_not_last_is_dropped(server: StunResponder) -> Non
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=120))
 def test_any_bytes_get_a_reply_or_a_reason_never_an_exception(data: bytes) -> None:
-    server = StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479), software=SOFTWARE)
+    server = StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479))
     assert isinstance(server.handle(data, SOURCE, LOCAL), Reply | Dropped)
 
 
 @settings(max_examples=300, deadline=None)
 @given(position=st.integers(0, 107), byte=st.integers(0, 255), cut=st.integers(0, 108))
 def test_damaged_requests_never_raise(position: int, byte: int, cut: int) -> None:
-    server = StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479), software=SOFTWARE)
+    server = StunResponder(Layout("127.0.0.1", 3478, "127.0.0.2", 3479))
     damaged = bytearray(SAMPLE_REQUEST)
     damaged[position] = byte
     assert isinstance(server.handle(bytes(damaged), SOURCE, LOCAL), Reply | Dropped)
@@ -399,10 +422,8 @@ def test_a_request_without_change_request_gets_the_discovery_attributes(
     response = stun.parse_message(answer(discovery, binding()).data)
     assert list(response.attributes) == [
         "XOR-MAPPED-ADDRESS",
-        "MAPPED-ADDRESS",
         "RESPONSE-ORIGIN",
         "OTHER-ADDRESS",
-        "SOFTWARE",
         "FINGERPRINT",
     ]
 

@@ -26,7 +26,7 @@ def test_defaults_are_one_address_on_3478_over_udp_and_tcp() -> None:
 def test_the_server_is_built_from_the_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIPLINE_RELAY__STUN_ALT_HOST", "127.0.0.2")
     monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", '["udp"]')
-    server = StunServer.from_settings(load_settings(None).relay, "sipline/test")
+    server = StunServer.from_settings(load_settings(None).relay)
     assert server.layout.addresses() == [
         ("127.0.0.1", 3478),
         ("127.0.0.1", 3479),

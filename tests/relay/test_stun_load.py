@@ -23,7 +23,7 @@ def server_port() -> Iterator[int]:
     state: dict[str, object] = {}
 
     async def serve() -> None:
-        server = StunServer(A1, 0, transports=["udp"], software="sipline/test")
+        server = StunServer(A1, 0, transports=["udp"])
         await server.start()
         stop = asyncio.Event()
         state.update(port=server.layout.port, stop=stop, loop=asyncio.get_running_loop())
