@@ -20,6 +20,20 @@ from .nexthop import Hop, Plan
 from .sessiontimer import SessionTimer
 
 
+class Media(enum.Enum):
+    """Where a call's media (or a relayed request's offer) stands with the RTP relay."""
+
+    DIRECT = "direct"  # not through the relay: not wanted, or the relay failed
+    OFFERING = "offering"  # the relay works on an offer
+    ANCHORED = "anchored"  # through the relay: answers go through it too
+    ANSWERING = "answering"  # the relay rewrites an answer (in a 1xx or 2xx)
+
+    @property
+    def anchored(self) -> bool:
+        """The relay holds the media (an ng ``delete`` ends it)."""
+        return self is Media.ANCHORED or self is Media.ANSWERING
+
+
 class Phase(enum.Enum):
     ADMITTING = "admitting"  # waiting for the licence check or the relay's offer
     CALLING = "calling"  # the B leg's INVITE is out
@@ -60,8 +74,7 @@ class Relay:
     answer: Response | None = None  # a 2xx to a re-INVITE, sent again until its ACK
     cseq: int = 0  # our request's CSeq number on the other leg (its ACK reuses it)
     acked: bool = False
-    anchored: bool = False  # its offer went through the relay: so does the answer
-    answering: bool = False  # the relay is rewriting the answer
+    media: Media = Media.DIRECT  # its offer through the relay: so goes the answer
 
 
 @dataclass(slots=True, eq=False)
@@ -88,13 +101,11 @@ class Call:
     cseq: int = 0  # the B leg's INVITE CSeq
     last_failure: Response | None = None
     answer: Response | None = None  # the 2xx sent to the caller, sent again until its ACK
-    answering: bool = False  # the relay is rewriting an answer
     refreshed_se: bool = False  # the B leg's INVITE was sent again after a 422
     account: str | None = None
     admitted: bool = False
-    media: bool = False
+    media: Media = Media.DIRECT
     reinvite: Relay | None = None  # the re-INVITE whose 2xx awaits its ACK
-    offering: bool = False  # the relay works on the caller's offer
     a: Leg = None  # type: ignore[assignment]  # set right after the call is made
     b: Leg = None  # type: ignore[assignment]
 

@@ -35,7 +35,7 @@ from sipline.sip.ids import new_branch, new_call_id, new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
 
-from .call import Call, Leg, Own, Phase, Relay
+from .call import Call, Leg, Media, Own, Phase, Relay
 from .legs import (
     ACCOUNT_HEADER,
     MEDIA_CALL_HEADER,
@@ -310,7 +310,7 @@ class B2buaHandler(Handler):
         media, server = self.media, call.server
         if media is not None and server is not None and source is not None and call.b_sdp:
             if media.wants(server.request, source):
-                call.media = call.offering = True
+                call.media = Media.OFFERING
                 caller = media.caller(server.request, source)
                 future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, caller)
                 future.add_done_callback(
@@ -320,15 +320,15 @@ class B2buaHandler(Handler):
         self._call_out(node, call)
 
     def _offered(self, node: Node, call: Call, done: asyncio.Future[bytes]) -> None:
-        call.offering = False
         try:
             call.b_sdp = done.result()
+            call.media = Media.ANCHORED
         except Exception as exc:
             self.counts["media_errors"] += 1
             event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
-            call.media = False  # through as it came
+            call.media = Media.DIRECT  # through as it came
         if call.phase is Phase.ENDED:
-            if call.media:
+            if call.media is Media.ANCHORED:
                 self._media_delete(call)
             return
         self._call_out(node, call)
@@ -369,7 +369,7 @@ class B2buaHandler(Handler):
         if not external:  # internal headers only toward our own ACR nodes
             if call.account is not None:
                 extra.append((ACCOUNT_HEADER, call.account))
-            if call.media:
+            if call.media.anchored:
                 extra.append((MEDIA_CALL_HEADER, call.call_id))
         request = b_invite(
             a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
@@ -500,9 +500,9 @@ class B2buaHandler(Handler):
             self._answer(node, txn, 502, f"Bad Gateway: {exc.reason}")
             return
         media = self.media
-        if call.media and body and media is not None and method in ("INVITE", "UPDATE"):
+        if call.media.anchored and body and media is not None and method in ("INVITE", "UPDATE"):
             # A new offer in an anchored call: anchored again (one ng call, the A leg's tags).
-            relay.anchored = True
+            relay.media = Media.OFFERING
             if leg is call.a:
                 future = media.offer(call.call_id, call.a_from_tag, body, None)
             else:
@@ -526,10 +526,11 @@ class B2buaHandler(Handler):
         try:
             out.body = done.result()
             relay.source.peer.sdp = out.body
+            relay.media = Media.ANCHORED
         except Exception as exc:
             self.counts["media_errors"] += 1
             event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
-            relay.anchored = False  # on as it came
+            relay.media = Media.DIRECT  # on as it came
         if call.phase is Phase.ENDED:
             self._answer(node, relay.server, 481, "Call/Transaction Does Not Exist")
             return
@@ -641,10 +642,10 @@ class B2buaHandler(Handler):
 
     def _to_caller(self, node: Node, call: Call, response: Response) -> None:
         """A 1xx or 2xx of the B leg goes to the caller, its answer anchored first if need be."""
-        if response.body and call.media and self.media is not None:
-            if call.answering:
+        if response.body and call.media.anchored and self.media is not None:
+            if call.media is Media.ANSWERING:
                 return  # a retransmission while the relay works on the first
-            call.answering = True
+            call.media = Media.ANSWERING
             future = self.media.answer(call.call_id, call.a_from_tag, call.a_tag, response.body)
             future.add_done_callback(
                 lambda done: self._guarded(node, call, self._answered, response, done)
@@ -655,7 +656,8 @@ class B2buaHandler(Handler):
     def _answered(
         self, node: Node, call: Call, response: Response, done: asyncio.Future[bytes]
     ) -> None:
-        call.answering = False
+        if call.media is Media.ANSWERING:  # not deleted since
+            call.media = Media.ANCHORED
         try:
             body = done.result()
         except Exception as exc:
@@ -722,10 +724,10 @@ class B2buaHandler(Handler):
             else:
                 node.respond(server, relay.answer)
             return
-        if relay.anchored and response.body and status < 300 and self.media is not None:
-            if relay.answering:
+        if relay.media.anchored and response.body and status < 300 and self.media is not None:
+            if relay.media is Media.ANSWERING:
                 return  # a retransmission while the relay works on the first
-            relay.answering = True
+            relay.media = Media.ANSWERING
             if relay.source is call.a:
                 tags = (call.a_from_tag, call.a_tag)
             else:
@@ -740,15 +742,14 @@ class B2buaHandler(Handler):
     def _reanswered(
         self, node: Node, call: Call, relay: Relay, response: Response, done: asyncio.Future[bytes]
     ) -> None:
-        relay.answering = False
+        # Answered: a 2xx again is a retransmission, not an answer for the relay.
+        relay.media = Media.DIRECT if response.status >= 200 else Media.ANCHORED
         try:
             body = done.result()
         except Exception as exc:
             self.counts["media_errors"] += 1
             event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
             body = response.body
-        if response.status >= 200:
-            relay.anchored = False  # answered: a 2xx again is a retransmission
         self._relay_on(node, relay, response, body)
 
     def _relay_on(self, node: Node, relay: Relay, response: Response, body: bytes) -> None:
@@ -991,13 +992,13 @@ class B2buaHandler(Handler):
         call.server = None
         call.client = None
         call.reinvite = None
-        if call.media and not call.offering:
+        if call.media.anchored:  # else its offer's callback deletes it
             self._media_delete(call)
         if call.admitted:
             self._release(call)
 
     def _media_delete(self, call: Call) -> None:
-        call.media = False
+        call.media = Media.DIRECT
         if self.media is not None:
             try:
                 self.media.delete(call.call_id, call.a_from_tag)
