@@ -705,6 +705,84 @@ async def test_a_new_offer_in_an_anchored_call_is_anchored_again_from_either_sid
     ]  # fmt: skip
 
 
+class FailingMedia(FakeMedia):
+    """A relay whose ng commands named in ``failing`` fail (an NgError, say)."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def offer(self, call_id: str, from_tag: str, sdp: bytes, *args: Any, **kw: Any) -> Any:
+        done = super().offer(call_id, from_tag, sdp, *args, **kw)
+        return _failed() if "offer" in self.failing else done
+
+    def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> Any:
+        done = super().answer(call_id, from_tag, to_tag, sdp)
+        return _failed() if "answer" in self.failing else done
+
+
+def _failed() -> asyncio.Future[bytes]:
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    future.set_exception(RuntimeError("no relay"))
+    return future
+
+
+async def _anchored_call_up(node: FakeNode) -> Up:
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, far),) = of(node.take(), "INVITE")
+    b_ok = answer(b, 200, body=SDP.replace(b"10.0.0.1", b"10.9.9.9"))
+    node.receive(b_ok, far)
+    await settle()
+    ((a_ok, _),) = node.take()
+    node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
+    node.take()
+    return Up(a, b, a_ok, b_ok, far)
+
+
+@on_uvloop
+async def test_a_relay_failing_the_offer_leaves_the_call_s_media_as_it_came_and_is_counted() -> None:
+    media = FailingMedia("offer")
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    assert up.b.body == SDP and "x-sipline-media-call" not in up.b.headers
+    assert up.a_ok.body == up.b_ok.body  # no answer asked of a relay that has no offer
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    assert [c[0] for c in media.calls] == ["offer"]  # nothing to delete
+    assert handler.counts["media_errors"] == 1
+
+
+@on_uvloop
+async def test_a_relay_failing_the_answer_leaves_the_answer_as_it_came_and_is_counted() -> None:
+    media = FailingMedia("answer")
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    assert b"192.0.2.1" in up.b.body and up.a_ok.body == up.b_ok.body
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    assert [c[0] for c in media.calls] == ["offer", "answer", "delete"]
+    assert handler.counts["media_errors"] == 1
+
+
+@on_uvloop
+async def test_a_relay_failing_a_new_offer_lets_it_and_its_answer_cross_as_they_came() -> None:
+    media = FailingMedia()
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    media.failing = ("offer",)
+    node.receive(from_caller(up, "INVITE", 11, body=SDP), PROXY)
+    await settle()
+    ((reinvite, far),) = node.take()
+    assert reinvite.body == SDP
+    far_sdp = SDP.replace(b"10.0.0.1", b"10.9.9.9")
+    node.receive(answer(reinvite, 200, tag="far", body=far_sdp), far)
+    await settle()
+    ((ok, _),) = node.take()
+    assert ok.status == 200 and ok.body == far_sdp
+    assert [c[0] for c in media.calls] == ["offer", "answer", "offer"]  # no answer to it
+    assert handler.counts["media_errors"] == 1
+
+
 def test_an_invite_with_a_bad_contact_gets_400_with_the_reason() -> None:
     _, node = b2bua()
     request = invite()
