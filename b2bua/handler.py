@@ -313,20 +313,47 @@ class B2buaHandler(Handler):
                 call.media = Media.OFFERING
                 caller = media.caller(server.request, source)
                 future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, caller)
-                future.add_done_callback(
-                    lambda done: self._guarded(node, call, self._offered, done)
-                )
+                self._through_relay(node, call, "offer", future, self._offered)
                 return
         self._call_out(node, call)
 
-    def _offered(self, node: Node, call: Call, done: asyncio.Future[bytes]) -> None:
+    def _through_relay(
+        self,
+        node: Node,
+        call: Call,
+        command: str,
+        future: asyncio.Future[bytes],
+        step: Callable[..., None],
+        *args: Any,
+    ) -> None:
+        """Go on with ``step(node, call, sdp, *args)`` once the relay has rewritten an
+        SDP (ng ``command``): ``sdp`` is None when it failed (counted and logged),
+        and the SDP goes on as it came."""
+        future.add_done_callback(lambda done: self._relayed(node, call, command, done, step, args))
+
+    def _relayed(
+        self,
+        node: Node,
+        call: Call,
+        command: str,
+        done: asyncio.Future[bytes],
+        step: Callable[..., None],
+        args: tuple[Any, ...],
+    ) -> None:
         try:
-            call.b_sdp = done.result()
-            call.media = Media.ANCHORED
+            sdp: bytes | None = done.result()
         except Exception as exc:
             self.counts["media_errors"] += 1
-            event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
+            name = "media_not_anchored" if command == "offer" else "media_answer_failed"
+            event(log, name, logging.WARNING, call_id=call.call_id, error=exc)
+            sdp = None
+        self._guarded(node, call, step, sdp, *args)
+
+    def _offered(self, node: Node, call: Call, sdp: bytes | None) -> None:
+        if sdp is None:
             call.media = Media.DIRECT  # through as it came
+        else:
+            call.b_sdp, call.media = sdp, Media.ANCHORED
         if call.phase is Phase.ENDED:
             if call.media is Media.ANCHORED:
                 self._media_delete(call)
@@ -507,30 +534,19 @@ class B2buaHandler(Handler):
                 future = media.offer(call.call_id, call.a_from_tag, body, None)
             else:
                 future = media.offer(call.call_id, call.a_tag, body, None, to_tag=call.a_from_tag)
-            future.add_done_callback(
-                lambda done: self._guarded(node, call, self._reoffered, relay, out, dest, done)
-            )
+            self._through_relay(node, call, "offer", future, self._reoffered, relay, out, dest)
             return
         client = node.send_request(out, dest)
         client.context = relay
 
     def _reoffered(
-        self,
-        node: Node,
-        call: Call,
-        relay: Relay,
-        out: Request,
-        dest: Address,
-        done: asyncio.Future[bytes],
+        self, node: Node, call: Call, sdp: bytes | None, relay: Relay, out: Request, dest: Address
     ) -> None:
-        try:
-            out.body = done.result()
-            relay.source.peer.sdp = out.body
-            relay.media = Media.ANCHORED
-        except Exception as exc:
-            self.counts["media_errors"] += 1
-            event(log, "media_not_anchored", logging.WARNING, call_id=call.call_id, error=exc)
+        if sdp is None:
             relay.media = Media.DIRECT  # on as it came
+        else:
+            out.body = relay.source.peer.sdp = sdp
+            relay.media = Media.ANCHORED
         if call.phase is Phase.ENDED:
             self._answer(node, relay.server, 481, "Call/Transaction Does Not Exist")
             return
@@ -647,26 +663,16 @@ class B2buaHandler(Handler):
                 return  # a retransmission while the relay works on the first
             call.media = Media.ANSWERING
             future = self.media.answer(call.call_id, call.a_from_tag, call.a_tag, response.body)
-            future.add_done_callback(
-                lambda done: self._guarded(node, call, self._answered, response, done)
-            )
+            self._through_relay(node, call, "answer", future, self._answered, response)
             return
         self._send_to_caller(node, call, response, response.body)
 
-    def _answered(
-        self, node: Node, call: Call, response: Response, done: asyncio.Future[bytes]
-    ) -> None:
+    def _answered(self, node: Node, call: Call, sdp: bytes | None, response: Response) -> None:
         if call.media is Media.ANSWERING:  # not deleted since
             call.media = Media.ANCHORED
-        try:
-            body = done.result()
-        except Exception as exc:
-            self.counts["media_errors"] += 1
-            event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
-            body = response.body
         if call.phase is Phase.ENDED:
             return
-        self._send_to_caller(node, call, response, body)
+        self._send_to_caller(node, call, response, response.body if sdp is None else sdp)
 
     def _send_to_caller(self, node: Node, call: Call, response: Response, body: bytes) -> None:
         server = call.server
@@ -733,24 +739,16 @@ class B2buaHandler(Handler):
             else:
                 tags = (call.a_tag, call.a_from_tag)
             future = self.media.answer(call.call_id, *tags, response.body)
-            future.add_done_callback(
-                lambda done: self._guarded(node, call, self._reanswered, relay, response, done)
-            )
+            self._through_relay(node, call, "answer", future, self._reanswered, relay, response)
             return
         self._relay_on(node, relay, response, response.body)
 
     def _reanswered(
-        self, node: Node, call: Call, relay: Relay, response: Response, done: asyncio.Future[bytes]
+        self, node: Node, call: Call, sdp: bytes | None, relay: Relay, response: Response
     ) -> None:
         # Answered: a 2xx again is a retransmission, not an answer for the relay.
         relay.media = Media.DIRECT if response.status >= 200 else Media.ANCHORED
-        try:
-            body = done.result()
-        except Exception as exc:
-            self.counts["media_errors"] += 1
-            event(log, "media_answer_failed", logging.WARNING, call_id=call.call_id, error=exc)
-            body = response.body
-        self._relay_on(node, relay, response, body)
+        self._relay_on(node, relay, response, response.body if sdp is None else sdp)
 
     def _relay_on(self, node: Node, relay: Relay, response: Response, body: bytes) -> None:
         """The response to a request sent on goes back to the leg the request came on."""
