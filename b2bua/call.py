@@ -1,9 +1,10 @@
 """The state of one call while it lasts: two legs and what is in flight between them.
 
-Plain objects (no I/O, no timers of their own): the handler
-(``b2bua.handler``) changes them as messages arrive and finds them by
-Call-ID, one entry per leg. Nothing outlives the call: no call record is
-kept (accounting is the ACR's job).
+Plain objects (no I/O, no timers of their own): the steps of a call
+(``b2bua.setup``, ``answering``, ``indialog``, ``teardown``) change them as
+messages arrive, and ``b2bua.calls.Calls`` finds them by Call-ID, one entry
+per leg. Nothing outlives the call: no call record is kept (accounting is
+the ACR's job).
 """
 
 from __future__ import annotations
