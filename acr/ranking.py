@@ -110,7 +110,7 @@ class Candidate:
         return self.carrier.name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Ranking:
     """One refresh's outcome (``RouteTable.rank``); replaced whole, never changed in place."""
 
@@ -329,15 +329,17 @@ class RouteTable:
             quality, measured, _ = self._row_quality(snap, None)
             order, count, cheapest = self._rank(np.asarray(availability), quality, measured, None)
             return Ranking(
-                order, count, cheapest, quality, measured, availability, reasons, gateways, up,
-                stats, now,
+                order=order, count=count, cheapest=cheapest, quality=quality, measured=measured,
+                availability=availability, reasons=reasons, gateways=gateways, up=up,
+                stats=stats, at=now,
             )  # fmt: skip
         quality, measured, moved = self._row_quality(snap, previous)
         if not moved:
             return Ranking(
-                previous.order, previous.count, previous.cheapest, previous.quality,
-                previous.measured, previous.availability, reasons, gateways, up, stats, now,
-                False,
+                order=previous.order, count=previous.count, cheapest=previous.cheapest,
+                quality=previous.quality, measured=previous.measured,
+                availability=previous.availability, reasons=reasons, gateways=gateways, up=up,
+                stats=stats, at=now, full=False,
             )  # fmt: skip
         ranges = _merge(self.lpm.span(int(self._row_at[row])) for row in moved)
         covered = sum(b - a for a, b in ranges)
@@ -349,8 +351,9 @@ class RouteTable:
             None if full else (previous, ranges),
         )
         return Ranking(
-            order, count, cheapest, quality, measured, previous.availability, reasons, gateways,
-            up, stats, now, full,
+            order=order, count=count, cheapest=cheapest, quality=quality, measured=measured,
+            availability=previous.availability, reasons=reasons, gateways=gateways, up=up,
+            stats=stats, at=now, full=full,
         )  # fmt: skip
 
     def install(self, ranking: Ranking) -> None:
