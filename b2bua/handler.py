@@ -11,7 +11,8 @@ This module only dispatches; the calls live in ``b2bua.calls.Calls`` and
 their steps are functions over it: ``setup`` (INVITE, CANCEL, failover),
 ``answering`` (the far side's answer to the caller, the caller's ACK back),
 ``indialog`` (requests within a call, session refreshes), ``teardown``
-(failing and ending calls), ``probes`` (OPTIONS to the next hops).
+(failing and ending calls), ``anchoring`` (waiting for the relay's SDP),
+``probes`` (OPTIONS to the next hops).
 
 Calls find their way by context objects on transactions (``Call`` for the
 B leg's INVITE, ``Relay`` for a request sent on, ``Own`` for our BYEs and

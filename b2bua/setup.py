@@ -1,16 +1,17 @@
 """Setting a call up: the caller's INVITE in, the B leg's INVITE out, failover.
 
 The INVITE of a trusted peer (the handler checked) is the A leg of a call:
-we are its UAS (RFC 3261 §8.2: Max-Forwards, a Contact, no second call on
-its Call-ID, a session timer it may ask for, RFC 4028 §9). The call waits
-for its licence check (only an account with a licence has one) and for the
-relay to anchor the caller's offer (only calls that need it), then walks
-its plan (``b2bua.nexthop``): the B leg's INVITE, a UAC's (§8.1), goes to
-each hop in turn on a 503 or 408, or on silence for ``failover_timeout``
-(the last attempt is CANCELled, §9.1); a 422 is retried once with the far
-side's Min-SE (RFC 4028 §7.4). Its 1xx and 2xx go to the caller through
-``b2bua.answering``; a final error ends the call (``b2bua.teardown``).
-A CANCEL from the caller fails the call with 487 (§9.2).
+we are its UAS (RFC 3261 §8.2), and it needs hops left (483), a Contact, a
+Call-ID that is no call here yet (482) and a session interval we accept
+(422, RFC 4028 §9). The call waits for its licence check (only an account
+with a licence has one) and for the relay to anchor the caller's offer
+(only calls that need it), then walks its plan (``b2bua.nexthop``): the B
+leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
+on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1);
+a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). Its 1xx
+and 2xx go to the caller through ``b2bua.answering``; a final error ends
+the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
+487 (§9.2).
 """
 
 from __future__ import annotations
