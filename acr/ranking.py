@@ -14,7 +14,8 @@ eligible candidate, then sorts every prefix's carriers by their weighted score
 with numpy, a chunk of prefixes at a time, into a new ranking that replaces
 the old one in a single assignment (a ``decide`` running meanwhile in another
 thread sees one or the other). ``decide(number, now)`` is a prefix lookup, a
-read of that prefix's order, and the exploration draw.
+read of that prefix's order, and the exploration draw; the ``Decision`` it
+returns explains itself from the ranking it was made from (``acr.explain``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .explain import explanation, render
 from .lpm import PrefixTable
 from .model import Carrier, Gateway, Rate, RoutingProfile
 from .scoring import (
@@ -35,8 +37,6 @@ from .scoring import (
     QualityFigures,
     availability_score,
     explore,
-    floor_reasons,
-    quality_parts,
     quality_score,
     weights,
 )
@@ -46,6 +46,7 @@ __all__ = [
     "Decision",
     "HealthView",
     "QualityFigures",
+    "Ranking",
     "RouteTable",
     "Snapshot",
     "StatsView",
@@ -109,9 +110,9 @@ class Candidate:
         return self.carrier.name
 
 
-@dataclass(slots=True)
-class _Ranking:
-    """One refresh's outcome; replaced whole, never changed in place."""
+@dataclass(slots=True, kw_only=True)
+class Ranking:
+    """One refresh's outcome (``RouteTable.rank``); replaced whole, never changed in place."""
 
     order: np.ndarray  # (prefixes, carriers): eligible carriers first, best first
     count: np.ndarray  # (prefixes,): how many are eligible
@@ -165,14 +166,14 @@ class Decision:
     candidates: list[Candidate]  # floors applied, cut to profile.max_attempts, exploration applied
     explored: bool = False
     _table: RouteTable | None = field(default=None, repr=False, compare=False)
-    _ranking: _Ranking | None = field(default=None, repr=False, compare=False)
+    _ranking: Ranking | None = field(default=None, repr=False, compare=False)
     _index: int = field(default=0, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         """The explanation as plain data (see ``explain``)."""
         if self._table is None or self._ranking is None:
             raise ValueError("a Decision explains itself only when made by RouteTable.decide")
-        return self._table._explain(self, self._ranking, self._index)
+        return explanation(self._table, self._ranking, self, self._index)
 
     def explain(self) -> str:
         """Every carrier with a rate for the number: the ranked ones with their component scores,
@@ -253,7 +254,7 @@ class RouteTable:
         self._profile_of = profile_of
         self._deck_of = deck_of
         self._order_type = np.int8 if width < 128 else np.int16
-        self._ranking: _Ranking | None = None
+        self._ranking: Ranking | None = None
 
     def __len__(self) -> int:
         """The number of distinct prefixes (deck and profile prefixes, and "")."""
@@ -262,6 +263,14 @@ class RouteTable:
     def expired(self, now: float) -> bool:
         """Whether a rate became effective or ended since the table was built: rebuild."""
         return self.valid_until is not None and now >= self.valid_until
+
+    def row(self, i: int, c: int) -> int:
+        """The deck row carrier ``c`` bills prefix ``i``'s numbers by; -1 for none."""
+        return int(self._match[i, c])
+
+    def price(self, row: int) -> float:
+        """What deck row ``row`` costs for one minute (rate plus connect fee)."""
+        return float(self._price[row])
 
     # -- ranking --
 
@@ -289,7 +298,7 @@ class RouteTable:
             figures = _Taken({(c, p): stats.quality(c, p) for c, p in wanted})
         return Snapshot(availability, reasons, gateways, up, figures, stats, now)
 
-    def rank(self, snap: Snapshot) -> _Ranking:
+    def rank(self, snap: Snapshot) -> Ranking:
         """The ranking of ``snap`` (numpy over the prefix x carrier table), built from the
         one installed now: reads the table and that ranking, changes neither, so it may
         run in another thread while ``decide`` goes on.
@@ -319,16 +328,18 @@ class RouteTable:
         ):
             quality, measured, _ = self._row_quality(snap, None)
             order, count, cheapest = self._rank(np.asarray(availability), quality, measured, None)
-            return _Ranking(
-                order, count, cheapest, quality, measured, availability, reasons, gateways, up,
-                stats, now,
+            return Ranking(
+                order=order, count=count, cheapest=cheapest, quality=quality, measured=measured,
+                availability=availability, reasons=reasons, gateways=gateways, up=up,
+                stats=stats, at=now,
             )  # fmt: skip
         quality, measured, moved = self._row_quality(snap, previous)
         if not moved:
-            return _Ranking(
-                previous.order, previous.count, previous.cheapest, previous.quality,
-                previous.measured, previous.availability, reasons, gateways, up, stats, now,
-                False,
+            return Ranking(
+                order=previous.order, count=previous.count, cheapest=previous.cheapest,
+                quality=previous.quality, measured=previous.measured,
+                availability=previous.availability, reasons=reasons, gateways=gateways, up=up,
+                stats=stats, at=now, full=False,
             )  # fmt: skip
         ranges = _merge(self.lpm.span(int(self._row_at[row])) for row in moved)
         covered = sum(b - a for a, b in ranges)
@@ -339,12 +350,13 @@ class RouteTable:
             measured,
             None if full else (previous, ranges),
         )
-        return _Ranking(
-            order, count, cheapest, quality, measured, previous.availability, reasons, gateways,
-            up, stats, now, full,
+        return Ranking(
+            order=order, count=count, cheapest=cheapest, quality=quality, measured=measured,
+            availability=previous.availability, reasons=reasons, gateways=gateways, up=up,
+            stats=stats, at=now, full=full,
         )  # fmt: skip
 
-    def install(self, ranking: _Ranking) -> None:
+    def install(self, ranking: Ranking) -> None:
         """Make ``ranking`` the one ``decide`` reads (one assignment: a lookup sees one or the
         other)."""
         self._ranking = ranking
@@ -378,7 +390,7 @@ class RouteTable:
         return availability, reasons, ordered, up
 
     def _row_quality(
-        self, snap: Snapshot, ranked: _Ranking | None
+        self, snap: Snapshot, ranked: Ranking | None
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Quality per deck row (rows with figures scored one by one, the rest share the
         score of no figures), which rows have figures, and the rows whose score moved
@@ -429,7 +441,7 @@ class RouteTable:
         availability: np.ndarray,
         quality: np.ndarray,
         measured: np.ndarray,
-        partial: tuple[_Ranking, list[tuple[int, int]]] | None,
+        partial: tuple[Ranking, list[tuple[int, int]]] | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every prefix's carriers by score (or only ``partial``'s ranges, on copies)."""
         size, width = self._match.shape
@@ -540,76 +552,6 @@ class RouteTable:
         prefix = self.lpm.prefix(int(self._deck_of[i]))
         return Decision(number, prefix, profile, candidates, explored, self, ranking, i)
 
-    # -- explaining --
-
-    def _explain(self, decision: Decision, ranking: _Ranking, i: int) -> dict[str, Any]:
-        profile = decision.profile
-        wa, wq, wp = weights(profile)
-        cheapest = float(ranking.cheapest[i])
-        tried = {c.carrier.name: k for k, c in enumerate(decision.candidates, start=1)}
-        ranked, excluded, no_rate = [], [], []
-        eligible = set(ranking.order[i, : int(ranking.count[i])].tolist())
-        for c in ranking.order[i].tolist():
-            carrier = self.carriers[c]
-            row = int(self._match[i, c])
-            if row < 0:
-                no_rate.append(carrier.name)
-                continue
-            rate = self.rates[row]
-            q = float(ranking.quality[row])
-            entry: dict[str, Any] = {
-                "carrier": carrier.name,
-                "prefix": rate.prefix,
-                "rate": rate.rate,
-                "connect_fee": rate.connect_fee,
-                "quality": round(q, 4),
-                "figures": _figures(ranking.stats, carrier.name, rate.prefix),
-                "gateways": [
-                    {"address": g.address, "up": ranking.up.get(g.address, False)}
-                    for g in ranking.gateways[c]
-                ],
-            }
-            if c not in eligible:
-                judged = q if ranking.measured[row] else None
-                why = ranking.reasons[c] + floor_reasons(profile, judged, rate.rate)
-                excluded.append({**entry, "reasons": why or ["not eligible"]})
-                continue
-            a = ranking.availability[c]
-            price = float(self._price[row])
-            p = cheapest / price if price > cheapest else 1.0
-            entry.update(
-                availability=round(a, 4),
-                price=round(p, 4),
-                score=round(wa * a + wq * q + wp * p, 4),
-                weighted={
-                    "availability": round(wa * a, 4),
-                    "quality": round(wq * q, 4),
-                    "price": round(wp * p, 4),
-                },
-                attempt=tried.get(carrier.name),
-            )
-            ranked.append(entry)
-        return {
-            "number": decision.number,
-            "prefix": decision.prefix,
-            "profile": {
-                "prefix": profile.prefix,
-                "weights": {"availability": wa, "quality": wq, "price": wp},
-                "min_quality": profile.min_quality,
-                "max_price": profile.max_price,
-                "max_attempts": profile.max_attempts,
-                "final_codes": sorted(profile.final_codes),
-            },
-            "explored": decision.explored,
-            "exploration": self.exploration,
-            "candidates": ranked,
-            "excluded": excluded,
-            "no_rate": sorted(no_rate),
-            "attempts": [c.carrier.name for c in decision.candidates],
-            "why": _why(decision, ranked, excluded, no_rate, self.exploration),
-            "ranked_at": ranking.at,
-        }
-
 
 def _current(
     rates: Iterable[Rate], column: dict[str, int], now: float
@@ -655,99 +597,3 @@ def _profiles(profiles: Iterable[RoutingProfile], default: RoutingProfile) -> li
     for p in profiles:
         by_prefix[p.prefix] = p
     return list(by_prefix.values())
-
-
-def _figures(stats: Any, carrier: str, prefix: str) -> dict[str, Any]:
-    f = stats.quality(carrier, prefix)
-    out = {
-        "attempts": round(f.attempts, 2),
-        "asr": round(f.answered / f.attempts, 4) if f.attempts > 0 else None,
-        "ner": round(f.connected / f.attempts, 4) if f.attempts > 0 else None,
-        "pdd": None if f.pdd_mean is None else round(f.pdd_mean, 3),
-        "acd": None if f.acd_mean is None else round(f.acd_mean, 1),
-        "mos": None if f.mos is None else round(f.mos, 2),
-    }
-    out["parts"] = {k: round(v, 4) for k, v in quality_parts(f).items()}
-    return out
-
-
-def _why(
-    decision: Decision,
-    ranked: list[dict[str, Any]],
-    excluded: list[dict[str, Any]],
-    no_rate: list[str],
-    exploration: float,
-) -> str:
-    if not ranked:
-        if excluded:
-            return "no candidate: every carrier with a rate for this number is excluded"
-        return "no candidate: no carrier has a rate for this number"
-    best = ranked[0]
-    if decision.explored:
-        first = decision.candidates[0].carrier.name
-        return (
-            f"exploring: {first} is tried first on this call (exploration share "
-            f"{exploration:.1%}) so its statistics stay fresh; by score the best is {best['carrier']}"
-        )
-    if len(ranked) == 1:
-        return f"{best['carrier']} is the only eligible candidate"
-    second = ranked[1]
-    margins = {k: best["weighted"][k] - second["weighted"][k] for k in best["weighted"]}
-    lead = max(margins, key=lambda k: margins[k])
-    detail = ", ".join(f"{k} {v:+.3f}" for k, v in margins.items())
-    return (
-        f"{best['carrier']} scores {best['score']:.3f}, {best['score'] - second['score']:.3f} "
-        f"ahead of {second['carrier']}, mostly on {lead} (weighted: {detail})"
-    )
-
-
-def render(data: dict[str, Any]) -> str:
-    """The text form of ``Decision.as_json()``."""
-    profile = data["profile"]
-    w = profile["weights"]
-    floors = []
-    if profile["min_quality"] is not None:
-        floors.append(f"min_quality {profile['min_quality']:g}")
-    if profile["max_price"] is not None:
-        floors.append(f"max_price {profile['max_price']:g}")
-    lines = [
-        f"number {data['number']}: longest deck prefix {data['prefix'] or '(none)'}",
-        f"profile {profile['prefix'] or '(default)'}: weights availability {w['availability']:.2f}, "
-        f"quality {w['quality']:.2f}, price {w['price']:.2f}; "
-        f"{', '.join(floors) + '; ' if floors else ''}up to {profile['max_attempts']} attempts",
-    ]
-    if data["candidates"]:
-        lines.append("candidates (score = weighted availability + quality + price):")
-        lines.append(
-            f"  {'try':>3}  {'carrier':<16} {'prefix':<12} {'rate':>9}  {'score':>6}  "
-            f"{'avail':>6} {'quality':>7} {'price':>6}  gateways"
-        )
-        for c in data["candidates"]:
-            gateways = ", ".join(
-                f"{g['address']} {'up' if g['up'] else 'down'}" for g in c["gateways"]
-            )
-            attempt = c["attempt"] or "-"
-            lines.append(
-                f"  {attempt:>3}  {c['carrier']:<16} {c['prefix'] or '-':<12} {c['rate']:>9.5f}  "
-                f"{c['score']:>6.3f}  {c['availability']:>6.3f} {c['quality']:>7.3f} "
-                f"{c['price']:>6.3f}  {gateways}"
-            )
-            f = c["figures"]
-            if f["attempts"]:
-                lines.append(
-                    f"{'':7}quality from {f['attempts']:g} attempts: "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in f["parts"].items())
-                )
-    if data["excluded"]:
-        lines.append("excluded:")
-        for c in data["excluded"]:
-            lines.append(
-                f"  {c['carrier']:<21} {c['prefix'] or '-':<12} {c['rate']:>9.5f}  "
-                + "; ".join(c["reasons"])
-            )
-    if data["no_rate"]:
-        lines.append("no rate for this number: " + ", ".join(data["no_rate"]))
-    if data["attempts"]:
-        lines.append("try in order: " + ", ".join(data["attempts"]))
-    lines.append("why: " + data["why"])
-    return "\n".join(lines)

@@ -428,7 +428,10 @@ class AcrRouter(StatefulProxy):
         if call.server is not None:
             node.respond(call.server, response)
         if call.reached is not None and call.outbound:
-            self._cdr(call, call.reached, call.request.call_id, response.status, None, self.clock())
+            self._cdr(
+                call, call.reached, call.request.call_id,
+                code=response.status, answer=None, end=self.clock(),
+            )  # fmt: skip
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
@@ -622,9 +625,10 @@ class AcrRouter(StatefulProxy):
             call_id=answered.media_call,
         )
         self._write_cdr(
-            candidate, answered.gateway, call_id, answered.account, answered.caller,
-            answered.callee, answered.start, end, 200, answered.answer,
-            {} if ended is None else {"ended": ended},
+            candidate=candidate, gateway=answered.gateway, call_id=call_id,
+            account=answered.account, caller=answered.caller, callee=answered.callee,
+            start=answered.start, end=end, code=200, answer=answered.answer,
+            extra={} if ended is None else {"ended": ended},
         )  # fmt: skip
 
     def _cdr(
@@ -632,19 +636,23 @@ class AcrRouter(StatefulProxy):
         call: Call,
         attempt: Try,
         call_id: str,
+        *,
         code: int,
         answer: float | None,
         end: float,
         extra: dict[str, str] | None = None,
         start: float | None = None,
     ) -> None:
+        """The CDR of ``attempt``, one of ``call``'s, under ``call_id``."""
         self._write_cdr(
-            attempt.hop.candidate, attempt.hop.address, call_id, call.account, call.caller,
-            call.number, call.start if start is None else start, end, code, answer, extra or {},
+            candidate=attempt.hop.candidate, gateway=attempt.hop.address, call_id=call_id,
+            account=call.account, caller=call.caller, callee=call.number,
+            start=call.start if start is None else start, end=end, code=code, answer=answer,
+            extra=extra or {},
         )  # fmt: skip
 
     def _write_cdr(
-        self, candidate: Any, gateway: str, call_id: str, account: str | None, caller: str,
+        self, *, candidate: Any, gateway: str, call_id: str, account: str | None, caller: str,
         callee: str, start: float, end: float, code: int, answer: float | None,
         extra: dict[str, str],
     ) -> None:  # fmt: skip
@@ -688,7 +696,10 @@ class AcrRouter(StatefulProxy):
         code = call.status or 408
         extra = {"answer": "late"}
         answer = late.answer
-        self._cdr(call, attempt, late.ack.call_id, code, answer, end, extra, start=answer)
+        self._cdr(
+            call, attempt, late.ack.call_id, code=code, answer=answer, end=end, extra=extra,
+            start=answer,
+        )  # fmt: skip
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(

@@ -1,9 +1,10 @@
 """The state of one call while it lasts: two legs and what is in flight between them.
 
-Plain objects (no I/O, no timers of their own): the handler
-(``b2bua.handler``) changes them as messages arrive and finds them by
-Call-ID, one entry per leg. Nothing outlives the call: no call record is
-kept (accounting is the ACR's job).
+Plain objects (no I/O, no timers of their own): the steps of a call
+(``b2bua.setup``, ``answering``, ``indialog``, ``teardown``) change them as
+messages arrive, and ``b2bua.calls.Calls`` finds them by Call-ID, one entry
+per leg. Nothing outlives the call: no call record is kept (accounting is
+the ACR's job).
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from sipline.sip.transaction import ClientTransaction, ServerTransaction
 from .legs import Local
 from .nexthop import Hop, Plan
 from .sessiontimer import SessionTimer
+
+
+class Media(enum.Enum):
+    """Where a call's media (or a relayed request's offer) stands with the RTP relay."""
+
+    DIRECT = "direct"  # not through the relay: not wanted, or the relay failed
+    OFFERING = "offering"  # the relay works on an offer
+    ANCHORED = "anchored"  # through the relay: answers go through it too
+    ANSWERING = "answering"  # the relay rewrites an answer (in a 1xx or 2xx)
+
+    @property
+    def anchored(self) -> bool:
+        """The relay holds the media (an ng ``delete`` ends it)."""
+        return self is Media.ANCHORED or self is Media.ANSWERING
 
 
 class Phase(enum.Enum):
@@ -60,8 +75,7 @@ class Relay:
     answer: Response | None = None  # a 2xx to a re-INVITE, sent again until its ACK
     cseq: int = 0  # our request's CSeq number on the other leg (its ACK reuses it)
     acked: bool = False
-    anchored: bool = False  # its offer went through the relay: so does the answer
-    answering: bool = False  # the relay is rewriting the answer
+    media: Media = Media.DIRECT  # its offer through the relay: so goes the answer
 
 
 @dataclass(slots=True, eq=False)
@@ -88,13 +102,11 @@ class Call:
     cseq: int = 0  # the B leg's INVITE CSeq
     last_failure: Response | None = None
     answer: Response | None = None  # the 2xx sent to the caller, sent again until its ACK
-    answering: bool = False  # the relay is rewriting an answer
     refreshed_se: bool = False  # the B leg's INVITE was sent again after a 422
     account: str | None = None
     admitted: bool = False
-    media: bool = False
+    media: Media = Media.DIRECT
     reinvite: Relay | None = None  # the re-INVITE whose 2xx awaits its ACK
-    offering: bool = False  # the relay works on the caller's offer
     a: Leg = None  # type: ignore[assignment]  # set right after the call is made
     b: Leg = None  # type: ignore[assignment]
 

@@ -42,7 +42,7 @@ class B2buaNode:
         event(
             log, "b2bua_started", node=self.settings.node.name,
             address=f"{b2bua.host}:{b2bua.port}", acr=",".join(b2bua.acr), routes=len(b2bua.routes),
-            media=b2bua.media_relay if self.handler.media is not None else "-",
+            media=b2bua.media_relay if self.handler.calls.media is not None else "-",
         )  # fmt: skip
 
     async def stop(self) -> None:

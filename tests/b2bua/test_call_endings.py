@@ -37,13 +37,13 @@ def cancel_of(a: Request) -> Request:
 
 
 def assert_forgotten(handler: B2buaHandler, node: FakeNode) -> None:
-    assert len(handler) == 0 and not handler.legs
-    assert len(handler.failover) == 0 and len(handler.duration) == 0
-    assert len(handler.sessions) == 0
+    assert len(handler) == 0 and not handler.calls.legs
+    assert len(handler.calls.failover) == 0 and len(handler.calls.duration) == 0
+    assert len(handler.calls.sessions) == 0
     node.advance(40.0)  # timers L, M, H, D, J, K and B all ran out
     node.take()
     assert len(node.layer) == 0
-    assert len(handler.failover) == 0 and len(handler.sessions) == 0
+    assert len(handler.calls.failover) == 0 and len(handler.calls.sessions) == 0
 
 
 # -- the endings, each leaving the fake node with nothing of the call ----------------------------
@@ -214,7 +214,7 @@ def test_a_caller_that_never_acks_the_200_has_both_legs_ended() -> None:
     node.advance(2.0)  # 64*T1 without an ACK: the session ends with BYE (§13.3.1.4)
     sent = [(m.method, dest.port) for m, dest in node.take() if isinstance(m, Request)]
     assert sorted(sent) == [("ACK", 5080), ("BYE", 5060), ("BYE", 5080)]
-    assert not handler.legs
+    assert not handler.calls.legs
 
 
 def test_a_bye_crossing_a_reinvite_answers_the_reinvite_487_and_acks_its_late_200() -> None:

@@ -149,7 +149,7 @@ def test_a_bye_from_the_caller_ends_both_legs() -> None:
     bye, dest = sent[1]
     assert dest == up.far and bye.call_id == up.b.call_id and bye.to.tag == "far"
     assert bye.uri == "sip:far@127.0.0.1:5080"
-    assert len(handler) == 0 and not handler.legs
+    assert len(handler) == 0 and not handler.calls.legs
 
 
 def test_a_bye_from_the_far_side_reaches_the_caller_through_its_record_route() -> None:
@@ -164,7 +164,7 @@ def test_a_bye_from_the_far_side_reaches_the_caller_through_its_record_route() -
     assert bye.headers.get("route") == up.a.headers.get("record-route")
     assert bye.call_id == up.a.call_id and bye.from_.tag == up.a_ok.to.tag
     assert bye.to.tag == up.a.from_.tag
-    assert not handler.legs
+    assert not handler.calls.legs
 
 
 def test_a_request_in_a_dialog_that_is_not_here_gets_481() -> None:
@@ -268,7 +268,7 @@ def test_a_cancel_while_it_rings_answers_487_and_cancels_the_b_leg() -> None:
     sent = node.take()
     statuses = [(getattr(m, "status", None), getattr(m, "method", None)) for m, _ in sent]
     assert (200, None) in statuses and (487, None) in statuses and (None, "CANCEL") in statuses
-    assert not handler.legs
+    assert not handler.calls.legs
     b_cancel = next(m for m, _ in sent if getattr(m, "method", "") == "CANCEL")
     assert b_cancel.call_id == b.call_id and b_cancel.via.branch == b.via.branch
     node.receive(answer(b, 487), far)  # the far side's 487: ACKed by the layer
@@ -327,7 +327,7 @@ def test_a_503_sends_the_call_to_the_other_node_before_the_caller_sees_anything(
     assert dest == ACR2 and second.call_id == b.call_id and second.cseq.number == 2
     node.receive(answer(second, 200, body=SDP), dest)
     assert [m.status for m, _ in node.take()] == [200]
-    assert handler.counts["failovers"] == 1
+    assert handler.calls.counts["failovers"] == 1
 
 
 def test_silence_for_the_failover_timeout_sends_the_call_to_the_other_node() -> None:
@@ -358,7 +358,7 @@ def test_when_every_node_fails_the_caller_gets_one_final_answer() -> None:
         node.receive(answer(b, 503), far)
     finals = [m for m, dest in node.take() if dest == PROXY]
     assert [m.status for m in finals] == [503]
-    assert not handler.legs
+    assert not handler.calls.legs
 
 
 def test_a_busy_far_side_is_not_retried_and_its_answer_reaches_the_caller() -> None:
@@ -440,7 +440,7 @@ def test_a_call_reaching_the_duration_limit_is_ended_on_both_legs() -> None:
     node.advance(1.1)
     byes = of(node.take(), "BYE")
     assert sorted(dest.port for _, dest in byes) == [5060, up.far.port]
-    assert not handler.legs
+    assert not handler.calls.legs
 
 
 def test_the_caller_s_session_timer_is_negotiated_and_a_missed_refresh_ends_the_call() -> None:
@@ -459,7 +459,7 @@ def test_the_caller_s_session_timer_is_negotiated_and_a_missed_refresh_ends_the_
     assert not of(node.take(), "BYE")
     node.advance(1.5)
     assert len(of(node.take(), "BYE")) == 2  # RFC 4028 §10: no refresh came
-    assert not handler.legs
+    assert not handler.calls.legs
 
 
 def test_we_refresh_a_leg_whose_peer_asked_us_to() -> None:
@@ -641,11 +641,11 @@ async def test_anchored_media_rewrites_the_sdp_on_both_legs_and_is_deleted_at_th
 def test_the_call_state_is_released_when_the_call_ends() -> None:
     handler, node = b2bua()
     up = call_up(node)
-    call = handler.legs[up.a.call_id].call
+    call = handler.calls.legs[up.a.call_id].call
     assert call.server is None and call.b_invite is None and call.answer is None  # after the ACK
     node.receive(from_caller(up, "BYE", 11), PROXY)
-    assert call.phase is Phase.ENDED and not handler.legs
-    assert len(handler.duration) == 0 and len(handler.sessions) == 0
+    assert call.phase is Phase.ENDED and not handler.calls.legs
+    assert len(handler.calls.duration) == 0 and len(handler.calls.sessions) == 0
 
 
 @on_uvloop
@@ -703,6 +703,84 @@ async def test_a_new_offer_in_an_anchored_call_is_anchored_again_from_either_sid
     assert media.calls[2:] == [
         ("offer", a.call_id, ours, tag), ("answer", a.call_id, ours, tag),
     ]  # fmt: skip
+
+
+class FailingMedia(FakeMedia):
+    """A relay whose ng commands named in ``failing`` fail (an NgError, say)."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def offer(self, call_id: str, from_tag: str, sdp: bytes, *args: Any, **kw: Any) -> Any:
+        done = super().offer(call_id, from_tag, sdp, *args, **kw)
+        return _failed() if "offer" in self.failing else done
+
+    def answer(self, call_id: str, from_tag: str, to_tag: str, sdp: bytes) -> Any:
+        done = super().answer(call_id, from_tag, to_tag, sdp)
+        return _failed() if "answer" in self.failing else done
+
+
+def _failed() -> asyncio.Future[bytes]:
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    future.set_exception(RuntimeError("no relay"))
+    return future
+
+
+async def _anchored_call_up(node: FakeNode) -> Up:
+    a = invite()
+    node.receive(a, PROXY)
+    await settle()
+    ((b, far),) = of(node.take(), "INVITE")
+    b_ok = answer(b, 200, body=SDP.replace(b"10.0.0.1", b"10.9.9.9"))
+    node.receive(b_ok, far)
+    await settle()
+    ((a_ok, _),) = node.take()
+    node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
+    node.take()
+    return Up(a, b, a_ok, b_ok, far)
+
+
+@on_uvloop
+async def test_a_relay_failing_the_offer_leaves_the_media_as_it_came_and_is_counted() -> None:
+    media = FailingMedia("offer")
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    assert up.b.body == SDP and "x-sipline-media-call" not in up.b.headers
+    assert up.a_ok.body == up.b_ok.body  # no answer asked of a relay that has no offer
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    assert [c[0] for c in media.calls] == ["offer"]  # nothing to delete
+    assert handler.calls.counts["media_errors"] == 1
+
+
+@on_uvloop
+async def test_a_relay_failing_the_answer_leaves_the_answer_as_it_came_and_is_counted() -> None:
+    media = FailingMedia("answer")
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    assert b"192.0.2.1" in up.b.body and up.a_ok.body == up.b_ok.body
+    node.receive(from_caller(up, "BYE", 11), PROXY)
+    assert [c[0] for c in media.calls] == ["offer", "answer", "delete"]
+    assert handler.calls.counts["media_errors"] == 1
+
+
+@on_uvloop
+async def test_a_relay_failing_a_new_offer_lets_it_and_its_answer_cross_as_they_came() -> None:
+    media = FailingMedia()
+    handler, node = b2bua(media=media)
+    up = await _anchored_call_up(node)
+    media.failing = ("offer",)
+    node.receive(from_caller(up, "INVITE", 11, body=SDP), PROXY)
+    await settle()
+    ((reinvite, far),) = node.take()
+    assert reinvite.body == SDP
+    far_sdp = SDP.replace(b"10.0.0.1", b"10.9.9.9")
+    node.receive(answer(reinvite, 200, tag="far", body=far_sdp), far)
+    await settle()
+    ((ok, _),) = node.take()
+    assert ok.status == 200 and ok.body == far_sdp
+    assert [c[0] for c in media.calls] == ["offer", "answer", "offer"]  # no answer to it
+    assert handler.calls.counts["media_errors"] == 1
 
 
 def test_an_invite_with_a_bad_contact_gets_400_with_the_reason() -> None:

@@ -1,0 +1,130 @@
+"""The far side's answer reaching the caller, and the caller's ACK reaching the far side.
+
+A 1xx or 2xx to the B leg's INVITE crosses to the caller in the A leg's own
+dialog (our To tag and Contact, the caller's Record-Route: RFC 3261
+§12.1.1), its SDP through the relay first if the call is anchored. The 2xx
+starts the duration limit and both legs' session timers, and is sent again
+while the caller's ACK has not come (§13.3.1.4); a 2xx the far side sends
+again is ACKed again once ours went (§13.2.2.4). The caller's ACK confirms
+the call and goes to the far side as the ACK of its 2xx, with the caller's
+SDP if it carries one; an ACK for a re-INVITE's 2xx crosses the same way.
+A caller that never ACKs has the call ended when its INVITE transaction
+does (``no_ack``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sipline.sip.dialog import Dialog
+from sipline.sip.message import Request, Response
+
+from .anchoring import through_relay
+from .call import Call, Media, Phase
+from .calls import SUPPORTED, Calls, send_ack
+from .legs import crossing_response
+from .teardown import end
+
+if TYPE_CHECKING:
+    from sipline.net.node import Node
+
+
+def to_caller(calls: Calls, node: Node, call: Call, response: Response) -> None:
+    """A 1xx or 2xx of the B leg goes to the caller, its answer anchored first if need be."""
+    media = calls.media
+    if response.body and call.media.anchored and media is not None:
+        if call.media is Media.ANSWERING:
+            return  # a retransmission while the relay works on the first
+        call.media = Media.ANSWERING
+        future = media.answer(call.call_id, call.a_from_tag, call.a_tag, response.body)
+        through_relay(calls, node, call, "answer", future, _anchored, response)
+        return
+    _send_to_caller(calls, node, call, response, response.body)
+
+
+def _anchored(calls: Calls, node: Node, call: Call, sdp: bytes | None, response: Response) -> None:
+    if call.media is Media.ANSWERING:  # not deleted since
+        call.media = Media.ANCHORED
+    if call.phase is Phase.ENDED:
+        return
+    _send_to_caller(calls, node, call, response, response.body if sdp is None else sdp)
+
+
+def _send_to_caller(calls: Calls, node: Node, call: Call, response: Response, body: bytes) -> None:
+    server = call.server
+    if server is None:
+        return
+    status = response.status
+    a = call.a
+    extra = a.timer.response_headers() if status >= 200 and a.timer is not None else ()
+    if status >= 200:
+        extra = [*extra, ("Supported", SUPPORTED)]
+    out = crossing_response(
+        server.request, response, to_tag=call.a_tag, contact=a.local.contact,
+        record_route=True, body=body, extra=extra,
+    )  # fmt: skip
+    if body:
+        a.sdp = body
+    if a.dialog is None:
+        a.dialog = Dialog.uas(server.request, out)
+    a.dialog.send_response(out)
+    if status >= 200:
+        call.answer = out
+        now = calls.clock()
+        calls.duration.arm(call, now, calls.max_duration)
+        for leg in (a, call.b):
+            if leg.timer is not None:
+                calls.sessions.arm(leg, now, leg.timer.due_in)
+    calls.respond(node, server, out)
+
+
+def retransmitted_2xx(node: Node, call: Call) -> None:
+    """The B leg sends its 2xx again: our ACK was lost, or the caller's has not come."""
+    if call.phase is Phase.CONFIRMED:
+        send_ack(node, call.b, call.cseq, None)
+    elif call.answer is not None and call.server is not None:
+        node.respond(call.server, call.answer)
+
+
+def on_stray(calls: Calls, node: Node, response: Response) -> None:
+    """A 2xx whose transaction is gone (RFC 6026): ACK it again if it is a call's."""
+    if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
+        return
+    leg = calls.legs.get(response.call_id)
+    if leg is not None and leg is leg.call.b and leg.call.phase is Phase.CONFIRMED:
+        send_ack(node, leg, response.cseq.number, None)
+
+
+def on_ack(calls: Calls, node: Node, request: Request) -> None:
+    """An ACK for a 2xx of ours (the call's, or a re-INVITE's) goes on to the other leg."""
+    leg = calls.legs.get(request.call_id)
+    if leg is None:
+        return
+    call = leg.call
+    relay = call.reinvite
+    if (
+        relay is not None
+        and relay.source is leg
+        and request.cseq.number == relay.server.request.cseq.number
+    ):
+        if not relay.acked:
+            relay.acked = True
+            send_ack(node, leg.peer, relay.cseq, request)
+        return
+    if leg is call.a and call.phase is Phase.ANSWERED:
+        call.phase = Phase.CONFIRMED
+        send_ack(node, call.b, call.cseq, request)
+        # What only a retransmission would have needed goes now; the caller's
+        # INVITE transaction lingers 32 s (RFC 6026 timer L) without the call.
+        call.answer = None
+        if call.server is not None:
+            call.server.context = None
+        call.server = None
+        call.b_invite = None
+
+
+def no_ack(calls: Calls, node: Node, call: Call) -> None:
+    """The caller's INVITE transaction ended with our 2xx unACKed for 64*T1: the
+    session ends (RFC 3261 §13.3.1.4)."""
+    if call.phase is Phase.ANSWERED:
+        end(calls, node, call, None, "no ACK from the caller")

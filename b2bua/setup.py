@@ -1,0 +1,322 @@
+"""Setting a call up: the caller's INVITE in, the B leg's INVITE out, failover.
+
+The INVITE of a trusted peer (the handler checked) is the A leg of a call:
+we are its UAS (RFC 3261 §8.2), and it needs hops left (483), a Contact, a
+Call-ID that is no call here yet (482) and a session interval we accept
+(422, RFC 4028 §9). The call waits for its licence check (only an account
+with a licence has one) and for the relay to anchor the caller's offer
+(only calls that need it), then walks its plan (``b2bua.nexthop``): the B
+leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
+on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1);
+a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). Its 1xx
+and 2xx go to the caller through ``b2bua.answering``; a final error ends
+the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
+487 (§9.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sipline.logs import event
+from sipline.sip.address import Address
+from sipline.sip.dialog import Dialog
+from sipline.sip.ids import new_call_id, new_tag
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+
+from .anchoring import through_relay
+from .answering import retransmitted_2xx, to_caller
+from .call import Call, Leg, Media, Phase
+from .calls import SUPPORTED, Calls
+from .legs import ACCOUNT_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
+from .nexthop import Hop, dialled_number
+from .sessiontimer import (
+    SessionTimer,
+    TooSmall,
+    from_response,
+    min_se,
+    negotiate_uas,
+    offer_headers,
+)
+from .teardown import delete_media, fail, guarded, hang_up_stray, release
+
+if TYPE_CHECKING:
+    from sipline.net.node import Node
+
+log = logging.getLogger("sipline.b2bua")
+
+FAILOVER_STATUS = frozenset((503, 408))
+
+
+def on_invite(
+    calls: Calls, node: Node, request: Request, txn: ServerTransaction, source: Address
+) -> None:
+    """A new INVITE from a trusted peer: a call, unless it cannot be one."""
+    max_forwards = request.max_forwards
+    if max_forwards is not None and max_forwards <= 0:
+        calls.answer(node, txn, 483, "Too Many Hops")
+        return
+    if not request.contacts:  # parsed once: the dialog reuses it
+        calls.answer(node, txn, 400, "Bad Request: INVITE without Contact")
+        return
+    if request.call_id in calls.legs:
+        calls.answer(node, txn, 482, "Loop Detected: this Call-ID is a call here already")
+        return
+    timer = negotiate_uas(request, calls.session_expires, calls.min_se)
+    if isinstance(timer, TooSmall):
+        response = request.response(422, to_tag=new_tag())
+        response.headers.add("Min-SE", str(timer.min_se))
+        calls.respond(node, txn, response)
+        return
+    call = _new_call(calls, node, request, txn, source, timer)
+    if calls.accounts is not None:
+        call.account = calls.accounts.account_of(request)
+    licences = calls.licences
+    if licences is not None and licences.licensed(call.account):
+        # A task only for calls that count against a licence (the others go straight on).
+        calls.spawn(
+            licences.admit(call.account, call.call_id),
+            lambda done: guarded(calls, node, call, _admitted, done),
+        )
+        return
+    _offer(calls, node, call, source)
+
+
+def _new_call(
+    calls: Calls,
+    node: Node,
+    request: Request,
+    txn: ServerTransaction,
+    source: Address,
+    timer: SessionTimer,
+) -> Call:
+    """The call of ``request``, in the table by both its legs' Call-IDs."""
+    a_local = calls.local(node, source.transport)
+    b_local = calls.local(node)
+    call = Call(new_tag(), request.from_.tag or "", new_tag(), txn, calls.clock())
+    call.a = Leg(call, "A", request.call_id, a_local, timer=timer)
+    call.b = Leg(call, "B", new_call_id(b_local.host), b_local)
+    call.a.update_allowed = _allows_update(request)
+    call.b_sdp = request.body
+    txn.context = call
+    calls.legs[call.a.call_id] = call.a
+    calls.legs[call.b.call_id] = call.b
+    calls.counts["calls"] += 1
+    return call
+
+
+def _admitted(calls: Calls, node: Node, call: Call, done: asyncio.Future[Any]) -> None:
+    if call.phase is Phase.ENDED:
+        if not done.cancelled() and done.exception() is None and done.result().allowed:
+            call.admitted = True
+            release(calls, call)
+        return
+    try:
+        admission = done.result()
+    except Exception as exc:
+        # Counters unreachable: let the call through rather than fail every call.
+        calls.counts["admission_errors"] += 1
+        event(log, "admission_failed", logging.WARNING, call_id=call.call_id, error=exc)
+        admission = None
+    if admission is not None and not admission.allowed:
+        calls.counts["refused"] += 1
+        reason = admission.reason or "Licence Exceeded"
+        event(log, "call_refused", call_id=call.call_id, account=call.account, reason=reason)
+        fail(calls, node, call, 403, reason)
+        return
+    call.admitted = admission is not None
+    server = call.server
+    _offer(calls, node, call, server.source if server is not None else None)
+
+
+def _offer(calls: Calls, node: Node, call: Call, source: Address | None) -> None:
+    """Anchor the caller's offer at the relay if the call needs it, then call out."""
+    media, server = calls.media, call.server
+    if media is not None and server is not None and source is not None and call.b_sdp:
+        if media.wants(server.request, source):
+            call.media = Media.OFFERING
+            caller = media.caller(server.request, source)
+            future = media.offer(call.call_id, call.a_from_tag, call.b_sdp, caller)
+            through_relay(calls, node, call, "offer", future, _offered)
+            return
+    _call_out(calls, node, call)
+
+
+def _offered(calls: Calls, node: Node, call: Call, sdp: bytes | None) -> None:
+    if sdp is None:
+        call.media = Media.DIRECT  # through as it came
+    else:
+        call.b_sdp, call.media = sdp, Media.ANCHORED
+    if call.phase is Phase.ENDED:
+        if call.media is Media.ANCHORED:
+            delete_media(calls, call)
+        return
+    _call_out(calls, node, call)
+
+
+def _call_out(calls: Calls, node: Node, call: Call) -> None:
+    server = call.server
+    assert server is not None
+    call.phase = Phase.CALLING
+    call.plan = calls.hops.plan(dialled_number(server.request))
+    try_next(calls, node, call)
+
+
+def try_next(calls: Calls, node: Node, call: Call) -> None:
+    """Send the B leg's INVITE to the plan's next hop; with none left, fail upstream."""
+    plan = call.plan
+    assert plan is not None
+    hop = plan.next()
+    if hop is None:
+        last = call.last_failure
+        if last is not None and last.status not in FAILOVER_STATUS:
+            fail(calls, node, call, last.status, last.reason)
+        elif last is not None and last.status == 503:
+            fail(calls, node, call, 503, "Service Unavailable: no next hop took the call")
+        else:
+            fail(calls, node, call, 408, "Request Timeout: no next hop answered")
+        return
+    if plan.tried > 1:
+        calls.counts["failovers"] += 1
+    _send_invite(calls, node, call, hop)
+
+
+def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
+    server = call.server
+    assert server is not None
+    a = server.request
+    call.hop = hop
+    call.cseq += 1
+    external = call.plan is not None and call.plan.route is not None
+    extra = offer_headers(_b_interval(calls, call), calls.min_se)
+    if not external:  # internal headers only toward our own ACR nodes
+        if call.account is not None:
+            extra.append((ACCOUNT_HEADER, call.account))
+        if call.media.anchored:
+            extra.append((MEDIA_CALL_HEADER, call.call_id))
+    request = b_invite(
+        a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
+        body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
+        extra=extra, external=external,
+    )  # fmt: skip
+    call.b_invite = request
+    call.b.sdp = call.b_sdp
+    txn = node.send_request(request, hop.address)
+    txn.context = call
+    call.client = txn
+    calls.failover.arm(call, calls.clock(), calls.failover_timeout)
+
+
+def _b_interval(calls: Calls, call: Call) -> int:
+    timer = call.b.timer
+    return timer.interval if timer is not None and call.refreshed_se else calls.session_expires
+
+
+def on_response(
+    calls: Calls, node: Node, call: Call, response: Response, txn: ClientTransaction
+) -> None:
+    """A response to the B leg's INVITE: to the caller, to the next hop, or the end."""
+    status = response.status
+    if txn is not call.client or call.phase is Phase.ENDED:
+        if 200 <= status < 300 and not _ours_already(call, response):
+            hang_up_stray(node, txn.request, response)
+        return
+    calls.failover.disarm(call)
+    if status == 100:
+        return
+    if status < 200:
+        _b_dialog(call, txn.request, response)
+        to_caller(calls, node, call, response)
+    elif status < 300:
+        _accepted(calls, node, call, response, txn)
+    elif status in FAILOVER_STATUS:
+        call.last_failure = response
+        try_next(calls, node, call)
+    elif status == 422 and not call.refreshed_se and (floor := min_se(response)) > 0:
+        call.refreshed_se = True
+        call.b.timer = SessionTimer(floor, True)
+        assert call.hop is not None
+        _send_invite(calls, node, call, call.hop)
+    else:
+        fail(calls, node, call, status, response.reason, response)
+
+
+def _accepted(
+    calls: Calls, node: Node, call: Call, response: Response, txn: ClientTransaction
+) -> None:
+    """A 2xx on the B leg: the first answers the call; another fork's is hung up."""
+    if call.phase is not Phase.CALLING:
+        dialog = call.b.dialog
+        if dialog is not None and dialog.id.remote_tag == response.to.tag:
+            retransmitted_2xx(node, call)
+        else:
+            hang_up_stray(node, txn.request, response)  # another fork's
+        return
+    _b_dialog(call, txn.request, response)
+    call.b.timer = from_response(response)
+    call.b.update_allowed = _allows_update(response)
+    call.phase = Phase.ANSWERED
+    calls.counts["answered"] += 1
+    to_caller(calls, node, call, response)
+
+
+def _ours_already(call: Call, response: Response) -> bool:
+    """A 2xx of the B leg's dialog once confirmed (the call may have ended since)."""
+    dialog = call.b.dialog
+    return (
+        dialog is not None
+        and dialog.state != "early"
+        and dialog.id.remote_tag == response.to.tag
+        and call.answer is None
+        and call.phase is not Phase.CALLING
+    )
+
+
+def _b_dialog(call: Call, request: Request, response: Response) -> None:
+    if response.to.tag is None:
+        return
+    dialog = call.b.dialog
+    if dialog is None or dialog.id.remote_tag != response.to.tag:
+        call.b.dialog = Dialog.uac(request, response)
+    else:
+        dialog.update_from_response(response)
+
+
+def on_timeout(calls: Calls, node: Node, call: Call, txn: Transaction) -> None:
+    """No final answer to the B leg's INVITE (timer B, RFC 3261 §17.1.1.2): the next hop."""
+    if txn is call.client and call.phase is Phase.CALLING:
+        calls.failover.disarm(call)
+        call.last_failure = None
+        try_next(calls, node, call)
+
+
+def failover_due(calls: Calls, node: Node, now: float) -> None:
+    """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop."""
+    for call in calls.failover.expire(now):
+        if call.phase is Phase.CALLING and call.client is not None:
+            node.cancel(call.client)  # goes when (if ever) it answers 1xx (§9.1)
+            call.last_failure = None
+            event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(call.hop))
+            try_next(calls, node, call)
+
+
+def on_cancel(calls: Calls, node: Node, request: Request, txn: ServerTransaction) -> None:
+    """The caller's CANCEL: 200, and 487 to its INVITE if still unanswered (RFC 3261 §9.2)."""
+    invite = txn.cancels
+    if invite is None:
+        calls.answer(node, txn, 481, "Call/Transaction Does Not Exist")
+        return
+    calls.respond(node, txn, request.response(200))
+    call = invite.context
+    if type(call) is not Call or invite.state is not State.PROCEEDING:
+        return  # answered already: the CANCEL changes nothing (RFC 3261 §9.2)
+    fail(calls, node, call, 487, "Request Terminated")
+
+
+def _allows_update(message: Request | Response) -> bool:
+    """The peer's Allow names UPDATE: our session refreshes on its leg go without SDP."""
+    allow = message.headers.get("allow")
+    return allow is not None and "UPDATE" in allow.upper()

@@ -1,0 +1,188 @@
+"""How calls end: the caller's final answer or BYEs on the legs, then nothing left behind.
+
+A call not yet answered is failed (``fail``): a final status to the caller's
+INVITE and a CANCEL of the B leg's (RFC 3261 §9.1). A call in any phase is
+ended (``end``): every 2xx is ACKed before its dialog is (§13.2.2.4, §15),
+a pending re-INVITE is answered 487 (§15.1.2), and each leg that is up but
+the one whose BYE ended it gets a BYE. ``forget`` then drops the call from
+the table and every timer, deletes its media at the relay and releases its
+licence. A 2xx of an INVITE given up on (failover, a CANCEL crossing it) is
+ACKed and BYEd with no call at all (``hang_up_stray``).
+
+Whatever a future's callback raises fails its call here (``guarded``),
+never the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sipline.logs import event
+from sipline.sip.dialog import Dialog
+from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_branch
+from sipline.sip.message import Request, Response
+from sipline.sip.transaction import State
+
+from .call import Call, Leg, Media, Phase
+from .calls import Calls, send_ack
+from .legs import crossing_response, next_hop_address
+
+if TYPE_CHECKING:
+    from sipline.net.node import Node
+
+log = logging.getLogger("sipline.b2bua")
+
+
+def fail(
+    calls: Calls, node: Node, call: Call, status: int, reason: str, response: Response | None = None
+) -> None:
+    """End a call that was not answered: ``status`` (or the far side's ``response``)
+    to the caller, CANCEL the B leg."""
+    server = call.server
+    if server is not None and server.state is State.PROCEEDING:
+        calls.counts["failed"] += 1
+        if response is not None:
+            out = crossing_response(
+                server.request, response, to_tag=call.a_tag, contact=None, record_route=False
+            )
+        else:
+            out = server.request.response(status, reason, to_tag=call.a_tag)
+        calls.respond(node, server, out)
+    client = call.client
+    if client is not None and client.state in (State.CALLING, State.PROCEEDING):
+        node.cancel(client)
+    elif call.phase is Phase.ANSWERED and call.b.dialog is not None:
+        # The far side answered while the relay rewrote its answer: ACK and BYE it.
+        send_ack(node, call.b, call.cseq, None)
+        bye(node, call.b)
+    forget(calls, call)
+
+
+def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> None:
+    """End a call in any phase: BYE each leg that is up but ``origin``."""
+    if call.phase is Phase.ENDED:
+        return
+    if call.phase in (Phase.ADMITTING, Phase.CALLING):
+        if origin is call.b:
+            fail(calls, node, call, 480, f"Temporarily Unavailable: {why}")
+        else:
+            fail(calls, node, call, 487, "Request Terminated")
+        return
+    relay = call.reinvite
+    if relay is not None and not relay.acked:
+        if relay.answer is not None:  # its 2xx went on, its ACK will not come now
+            send_ack(node, relay.source.peer, relay.cseq, None)
+        else:  # still pending: answered here (RFC 3261 §15.1.2)
+            calls.respond(node, relay.server, relay.server.request.response(487))
+    if call.phase is Phase.ANSWERED:
+        # The caller's ACK has not come, so ours to the far side's 2xx has not gone:
+        # every 2xx is ACKed before its dialog is ended (RFC 3261 §13.2.2.4, §15).
+        send_ack(node, call.b, call.cseq, None)
+    # Answered but no 2xx to the caller yet (the relay rewrites it): an early dialog at most.
+    early = call.phase is Phase.ANSWERED and call.answer is None
+    if early:
+        _unanswered(calls, node, call, why)
+    for leg in (call.a, call.b):
+        if leg is origin or (early and leg is call.a):
+            continue
+        if leg.dialog is not None and leg.dialog.state != "terminated":
+            bye(node, leg)
+    event(log, "call_ended", logging.DEBUG, call_id=call.call_id, why=why)
+    forget(calls, call)
+
+
+def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
+    """The call ends before its 2xx reached the caller (a BYE while the relay
+    rewrote it): a BYE must not end the caller's early dialog (RFC 3261 §15),
+    so its INVITE gets its final answer. 487, as §15.1.2 has a UAS answer an
+    INVITE whose early dialog a BYE ended: the request was terminated, by a
+    BYE; unlike a 5xx it invites no retry elsewhere of a call that was
+    answered and hung up, and it ends the ACR's and proxies' hunts."""
+    server = call.server
+    if server is None or server.state is not State.PROCEEDING:
+        return
+    calls.counts["failed"] += 1
+    reason = f"Request Terminated: {why} before the answer reached you"
+    calls.respond(node, server, server.request.response(487, reason, to_tag=call.a_tag))
+
+
+def bye(node: Node, leg: Leg) -> None:
+    dialog = leg.dialog
+    assert dialog is not None
+    request, hop = dialog.create_request("BYE", via=leg.local.via())
+    try:
+        dest = next_hop_address(hop)
+    except ParseError:
+        return
+    node.send_request(request, dest)  # its answer needs nothing of the call
+
+
+def forget(calls: Calls, call: Call) -> None:
+    """The call is over: out of the table and the timers, its media and licence let go."""
+    call.phase = Phase.ENDED
+    legs = calls.legs
+    for leg in (call.a, call.b):
+        if legs.get(leg.call_id) is leg:
+            del legs[leg.call_id]
+        calls.sessions.disarm(leg)
+    calls.failover.disarm(call)
+    calls.duration.disarm(call)
+    client = call.client
+    if client is not None and client.state is State.ACCEPTED:
+        # Answered and ended: it lingers 32 s (timer M) for 2xx retransmissions,
+        # which need no call (a fork's 2xx then goes unanswered: its UAS gives up).
+        client.context = None
+    call.answer = None
+    call.b_invite = None
+    call.server = None
+    call.client = None
+    call.reinvite = None
+    if call.media.anchored:  # else its offer's callback deletes it
+        delete_media(calls, call)
+    if call.admitted:
+        release(calls, call)
+
+
+def delete_media(calls: Calls, call: Call) -> None:
+    call.media = Media.DIRECT
+    if calls.media is not None:
+        try:
+            calls.media.delete(call.call_id, call.a_from_tag)
+        except Exception as exc:
+            event(log, "media_delete_failed", logging.WARNING, call_id=call.call_id, error=exc)
+
+
+def release(calls: Calls, call: Call) -> None:
+    """Give back the call's place in its account's licence."""
+    call.admitted = False
+    if calls.licences is not None:
+        calls.spawn(calls.licences.release(call.account, call.call_id), None)
+
+
+def hang_up_stray(node: Node, request: Request, response: Response) -> None:
+    """A 2xx for an INVITE given up on (failover, CANCEL crossing a 200): ACK and BYE it."""
+    try:
+        dialog = Dialog.uac(request, response)
+    except ParseError:
+        return
+    via = request.via
+    local_via = f"SIP/2.0/{via.transport} {via.host}:{via.port};branch="
+    ack, hop = dialog.create_ack(request.cseq.number, via=f"{local_via}{new_branch()};rport")
+    node.send_stateless(ack, next_hop_address(hop))
+    out, hop = dialog.create_request("BYE", via=f"{local_via}{new_branch()};rport")
+    node.send_request(out, next_hop_address(hop))
+    event(log, "stray_answer_hung_up", logging.DEBUG, call_id=response.call_id)
+
+
+def guarded(calls: Calls, node: Node, call: Call, work: Callable[..., None], *args: Any) -> None:
+    """Run a future's callback ``work(calls, node, call, *args)``: what it raises
+    fails the call, not the loop."""
+    try:
+        work(calls, node, call, *args)
+    except Exception:
+        log.exception("event=b2bua_error where=%s call_id=%s", work.__name__, call.call_id)
+        if call.phase is not Phase.ENDED:
+            fail(calls, node, call, 500, "Server Internal Error")
