@@ -357,7 +357,10 @@ class NonceCounts:
     lifetime: no clock per entry, no sweep. ``limit`` caps the entries: a
     nonce new to a full table is refused (NONCES_FULL), never let through
     uncounted. Count only credentials whose response was right, or anyone
-    could fill the table, or spend a phone's nonce, with guesses.
+    could fill the table, or spend a phone's nonce, with guesses. A nonce is
+    kept as its 64-bit ``hash`` (about 70 bytes an entry, not 130): nonces
+    are ours and the hash seed is secret, so two live ones colliding is a
+    2**-64 chance, and its cost a stale challenge.
     """
 
     __slots__ = ("lifetime", "limit", "_width", "_buckets", "_size", "_oldest")
@@ -368,7 +371,7 @@ class NonceCounts:
         self.lifetime = lifetime
         self.limit = limit
         self._width = lifetime / 8
-        self._buckets: dict[int, dict[str, int]] = {}
+        self._buckets: dict[int, dict[int, int]] = {}
         self._size = 0
         self._oldest = 0
 
@@ -381,18 +384,18 @@ class NonceCounts:
     def use(self, nonce: str, nc: int, issued: float, now: float) -> AuthResult:
         """Count ``nc`` for ``nonce`` (made at ``issued``): OK if above every count seen with it."""
         self._expire(now)
-        index = int(issued // self._width)
+        index, key = int(issued // self._width), hash(nonce)
         bucket = self._buckets.get(index)
-        if bucket is not None and (last := bucket.get(nonce)) is not None:
+        if bucket is not None and (last := bucket.get(key)) is not None:
             if nc <= last:
                 return AuthResult.REPLAYED
-            bucket[nonce] = nc
+            bucket[key] = nc
             return AuthResult.OK
         if self._size >= self.limit:
             return AuthResult.NONCES_FULL
         if bucket is None:
             bucket = self._buckets[index] = {}
-        bucket[nonce] = nc
+        bucket[key] = nc
         self._size += 1
         return AuthResult.OK
 
