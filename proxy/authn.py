@@ -170,6 +170,10 @@ class Authenticator:
     def __repr__(self) -> str:
         return f"Authenticator(realms={list(self._digests)})"
 
+    def close(self) -> None:
+        """Its gauge reads 0 (and no longer keeps it alive); its counters stay."""
+        self.metrics.unwatch()
+
     def authenticate(
         self, request: Request, source: Address, now: float, *, proxy: bool, guard: Guard
     ) -> Outcome:
@@ -249,7 +253,9 @@ class Authenticator:
             return self._refused(a, creds, verdict)
         if self.shared is None:
             return self._accepted(subscriber)
-        ttl = issued_at(creds.nonce) + self.counts.lifetime - a.now
+        # A lifetime more than the nonce's own: nodes whose clocks differ by up
+        # to that much still agree that a count was seen while it is fresh to them.
+        ttl = issued_at(creds.nonce) + 2 * self.counts.lifetime - a.now
         answer = self.shared.use(creds.nonce, nonce_count(creds), ttl)
         return self._after(answer, a, partial(self._counted_everywhere, a, creds, subscriber))
 

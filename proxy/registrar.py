@@ -259,6 +259,7 @@ class RegistrarService:
             self._sweep_timer = None
         await self.writer.close()
         await self.directory.close()
+        self.authenticator.close()
         if self.shared is not None:
             await self.shared.close()
 

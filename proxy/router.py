@@ -181,8 +181,9 @@ class Router(StatefulProxy):
                 except Exception:
                     log.exception("event=router_error where=authenticated call_id=%s",
                                   request.call_id)  # fmt: skip
-                    why = "Server Internal Error: authentication failed, see the node's log"
-                    self._reject(node, txn, Rejection(500, why))
+                    if txn.state in (State.TRYING, State.PROCEEDING):  # not answered before
+                        why = "Server Internal Error: authentication failed, see the node's log"
+                        self._reject(node, txn, Rejection(500, why))
 
             result.add_done_callback(authenticated)
             return None
