@@ -113,3 +113,38 @@ async def test_the_nonce_bound_to_the_source_serves_no_other_address(tmp_path: P
         )
         assert ok.status == 200
         assert await proxy.bindings() == [(ALICE.aor, f"sip:alice@127.0.0.1:{alice.port}")]
+
+
+def invite_request(phone: PhoneAt, call_id: str, cseq: int) -> Request:
+    return request("INVITE", "sip:bob@example.com", from_=ALICE.aor, to="bob@example.com",
+                   call_id=call_id, cseq=cseq, via=phone.via)  # fmt: skip
+
+
+async def test_a_replayed_invite_is_challenged_at_every_proxy_sharing_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    shared = {"AUTH__SECRET": SECRET, "REDIS__URL": redis_url}
+    async with (
+        running_proxy(tmp_path, **shared) as first,
+        running_proxy(tmp_path, **shared) as second,
+    ):
+        alice, attacker = await PhoneAt.bound("127.0.0.1"), await PhoneAt.bound("127.0.0.5")
+        try:
+            challenge = await alice.send(invite_request(alice, "call@alice", 1), first.address)
+            call = invite_request(alice, "call@alice", 2)
+            stolen = authorization(challenge, call, ALICE.user, ALICE.password, proxy=True)
+            routed = await alice.send(
+                with_header(call, "Proxy-Authorization", stolen), first.address
+            )
+            answers = []
+            for proxy in (second, first):
+                toll_fraud = invite_request(attacker, f"fraud@evil-{proxy.port}", 1)
+                forged = with_header(toll_fraud, "Proxy-Authorization", stolen)
+                answers.append(await attacker.send(forged, proxy.address))
+        finally:
+            alice.close()
+            attacker.close()
+        assert routed.status == 480, routed  # authenticated (Redis asked) and routed: bob is away
+        for answer in answers:
+            offers = challenge_params(answer, "Proxy-Authenticate")
+            assert answer.status == 407 and all(o["stale"] == "true" for o in offers), answer
