@@ -130,39 +130,35 @@ async def test_a_lookup_of_a_known_name_needs_no_waiting(directory: SubscriberDi
     assert alice is not None and not isinstance(alice, asyncio.Future)
 
 
+@pytest.fixture
+async def fetching(table: Subscribers, clock: FakeClock) -> AsyncIterator[SubscriberDirectory]:
+    """A directory that fetches what it misses, never reloading the whole table."""
+    found = SubscriberDirectory(table, refresh_interval=3600, miss_interval=2.0, clock=clock)
+    found.start()
+    yield found
+    await found.close()
+
+
 async def test_requests_for_a_name_added_later_share_one_wait_for_the_table(
-    table: Subscribers, clock: FakeClock
+    table: Subscribers, fetching: SubscriberDirectory
 ) -> None:
-    directory = SubscriberDirectory(table, refresh_interval=3600, clock=clock)
-    directory.start()
-    try:
-        await table.add("bob@example.com", "pw")
-        first, second = (
-            directory.lookup("bob", "example.com"),
-            directory.lookup("bob", "EXAMPLE.com"),
-        )
-        assert isinstance(first, asyncio.Future) and first is second
-        found = await asyncio.wait_for(first, 5)
-        assert found is not None and found.aor == "bob@example.com"
-        assert directory.lookup("bob", "example.com") == found  # now in the view
-    finally:
-        await directory.close()
+    await table.add("bob@example.com", "pw")
+    first, second = fetching.lookup("bob", "example.com"), fetching.lookup("bob", "EXAMPLE.com")
+    assert isinstance(first, asyncio.Future) and first is second
+    found = await asyncio.wait_for(first, 5)
+    assert found is not None and found.aor == "bob@example.com"
+    assert fetching.lookup("bob", "example.com") == found  # now in the view
 
 
 async def test_a_name_the_table_lacks_is_none_after_the_wait_and_at_once_for_a_while(
-    table: Subscribers, clock: FakeClock
+    fetching: SubscriberDirectory, clock: FakeClock
 ) -> None:
-    directory = SubscriberDirectory(table, refresh_interval=3600, miss_interval=2.0, clock=clock)
-    directory.start()
-    try:
-        waiting = directory.lookup("carol", "example.com")
-        assert isinstance(waiting, asyncio.Future)
-        assert await asyncio.wait_for(waiting, 5) is None
-        assert directory.lookup("carol", "example.com") is None  # asked a moment ago
-        clock.now += 2.0
-        assert isinstance(directory.lookup("carol", "example.com"), asyncio.Future)
-    finally:
-        await directory.close()
+    waiting = fetching.lookup("carol", "example.com")
+    assert isinstance(waiting, asyncio.Future)
+    assert await asyncio.wait_for(waiting, 5) is None
+    assert fetching.lookup("carol", "example.com") is None  # asked a moment ago
+    clock.now += 2.0
+    assert isinstance(fetching.lookup("carol", "example.com"), asyncio.Future)
 
 
 async def test_a_table_that_does_not_answer_in_time_fails_the_wait(table: Subscribers) -> None:

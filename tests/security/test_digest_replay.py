@@ -8,6 +8,7 @@ to the same proxy or to another one sharing ``auth.secret`` (and Redis).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ from tests.security.digest_proxy import ALICE, PhoneAt, RunningProxy, running_pr
 pytestmark = pytest.mark.e2e
 
 SECRET = "one secret for every proxy of the test"
+
+
+@pytest.fixture
+async def two_proxies(
+    tmp_path: Path, redis_url: str
+) -> AsyncIterator[tuple[RunningProxy, RunningProxy]]:
+    """Two proxies sharing ``auth.secret`` and Redis, as nodes of one service do."""
+    shared = {"AUTH__SECRET": SECRET, "REDIS__URL": redis_url}
+    async with (
+        running_proxy(tmp_path, **shared) as first,
+        running_proxy(tmp_path, **shared) as second,
+    ):
+        yield first, second
 
 
 def register_request(phone: PhoneAt, call_id: str, cseq: int) -> Request:
@@ -67,26 +81,22 @@ async def test_a_captured_register_replayed_later_with_another_contact_binds_not
 
 
 async def test_a_replay_to_another_proxy_sharing_the_secret_and_redis_binds_nothing(
-    tmp_path: Path, redis_url: str
+    two_proxies: tuple[RunningProxy, RunningProxy],
 ) -> None:
-    shared = {"AUTH__SECRET": SECRET, "REDIS__URL": redis_url}
-    async with (
-        running_proxy(tmp_path, **shared) as first,
-        running_proxy(tmp_path, **shared) as second,
-    ):
-        alice, attacker = await PhoneAt.bound("127.0.0.1"), await PhoneAt.bound("127.0.0.3")
-        try:
-            ok, stolen = await register(alice, first)
-            assert ok.status == 200
-            refused = await replay(attacker, second, stolen)
-            again = await replay(attacker, first, stolen)
-        finally:
-            alice.close()
-            attacker.close()
-        assert stale_challenge(refused), refused
-        assert stale_challenge(again), again
-        assert await second.bindings() == []
-        assert await first.bindings() == [(ALICE.aor, f"sip:alice@127.0.0.1:{alice.port}")]
+    first, second = two_proxies
+    alice, attacker = await PhoneAt.bound("127.0.0.1"), await PhoneAt.bound("127.0.0.3")
+    try:
+        ok, stolen = await register(alice, first)
+        assert ok.status == 200
+        refused = await replay(attacker, second, stolen)
+        again = await replay(attacker, first, stolen)
+    finally:
+        alice.close()
+        attacker.close()
+    assert stale_challenge(refused), refused
+    assert stale_challenge(again), again
+    assert await second.bindings() == []
+    assert await first.bindings() == [(ALICE.aor, f"sip:alice@127.0.0.1:{alice.port}")]
 
 
 async def test_the_nonce_bound_to_the_source_serves_no_other_address(tmp_path: Path) -> None:
@@ -121,30 +131,24 @@ def invite_request(phone: PhoneAt, call_id: str, cseq: int) -> Request:
 
 
 async def test_a_replayed_invite_is_challenged_at_every_proxy_sharing_redis(
-    tmp_path: Path, redis_url: str
+    two_proxies: tuple[RunningProxy, RunningProxy],
 ) -> None:
-    shared = {"AUTH__SECRET": SECRET, "REDIS__URL": redis_url}
-    async with (
-        running_proxy(tmp_path, **shared) as first,
-        running_proxy(tmp_path, **shared) as second,
-    ):
-        alice, attacker = await PhoneAt.bound("127.0.0.1"), await PhoneAt.bound("127.0.0.5")
-        try:
-            challenge = await alice.send(invite_request(alice, "call@alice", 1), first.address)
-            call = invite_request(alice, "call@alice", 2)
-            stolen = authorization(challenge, call, ALICE.user, ALICE.password, proxy=True)
-            routed = await alice.send(
-                with_header(call, "Proxy-Authorization", stolen), first.address
-            )
-            answers = []
-            for proxy in (second, first):
-                toll_fraud = invite_request(attacker, f"fraud@evil-{proxy.port}", 1)
-                forged = with_header(toll_fraud, "Proxy-Authorization", stolen)
-                answers.append(await attacker.send(forged, proxy.address))
-        finally:
-            alice.close()
-            attacker.close()
-        assert routed.status == 480, routed  # authenticated (Redis asked) and routed: bob is away
-        for answer in answers:
-            offers = challenge_params(answer, "Proxy-Authenticate")
-            assert answer.status == 407 and all(o["stale"] == "true" for o in offers), answer
+    first, second = two_proxies
+    alice, attacker = await PhoneAt.bound("127.0.0.1"), await PhoneAt.bound("127.0.0.5")
+    try:
+        challenge = await alice.send(invite_request(alice, "call@alice", 1), first.address)
+        call = invite_request(alice, "call@alice", 2)
+        stolen = authorization(challenge, call, ALICE.user, ALICE.password, proxy=True)
+        routed = await alice.send(with_header(call, "Proxy-Authorization", stolen), first.address)
+        answers = []
+        for proxy in (second, first):
+            toll_fraud = invite_request(attacker, f"fraud@evil-{proxy.port}", 1)
+            forged = with_header(toll_fraud, "Proxy-Authorization", stolen)
+            answers.append(await attacker.send(forged, proxy.address))
+    finally:
+        alice.close()
+        attacker.close()
+    assert routed.status == 480, routed  # authenticated (Redis asked) and routed: bob is away
+    for answer in answers:
+        offers = challenge_params(answer, "Proxy-Authenticate")
+        assert answer.status == 407 and all(o["stale"] == "true" for o in offers), answer
