@@ -89,11 +89,12 @@ COUNTED = {
 
 # For each verdict but OK: (status, reason, stale, counter); status 0 is a fresh
 # challenge, whose reason says why only when it tells a stranger nothing about
-# our subscribers.
+# our subscribers. A full nonce table gets no stale=true: the phone would retry
+# at once into the same full table.
 _VERDICTS: dict[AuthResult, tuple[int, str, bool, str]] = {
     AuthResult.STALE: (0, "stale nonce", True, "stale"),
     AuthResult.REPLAYED: (0, "stale nonce", True, "replayed"),
-    AuthResult.NONCES_FULL: (0, "stale nonce", True, "nonces_full"),
+    AuthResult.NONCES_FULL: (0, "", False, "nonces_full"),
     AuthResult.BAD_NONCE: (0, "nonce not issued here or altered", False, "bad_nonce"),
     AuthResult.BAD_ALGORITHM: (0, "digest algorithm not offered", False, "refused"),
     AuthResult.WRONG_REALM: (0, "credentials for another realm", False, "refused"),
@@ -314,7 +315,8 @@ class Authenticator:
             why_logged = _WHY[verdict]
         else:
             why_logged = verdict.value
-        event(log, "auth_failed" if verdict in _WHY else "auth_refused", logging.INFO,
+        level = logging.WARNING if verdict is AuthResult.NONCES_FULL else logging.INFO
+        event(log, "auth_failed" if verdict in _WHY else "auth_refused", level,
               reason=why_logged, user=user, realm=a.digest.realm, method=a.request.method,
               source=a.source, call_id=a.request.call_id)  # fmt: skip
         if status == 0:

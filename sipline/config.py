@@ -180,7 +180,7 @@ class AuthSection(Section):
     algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["MD5"]
     # Nonces whose counts (nc) are remembered at once, about 70 bytes each, so a
     # request replayed within a nonce's lifetime is refused; a new nonce over the
-    # cap gets a stale challenge rather than go uncounted. 1M covers 3,300
+    # cap gets a fresh challenge rather than go uncounted. 1M covers 3,300
     # authentications a second with a 300 s lifetime.
     max_nonces: Annotated[int, Field(ge=1000)] = 1_000_000
     # true: a nonce is good only from the IP address it was given to. Off by

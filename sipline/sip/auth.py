@@ -313,12 +313,12 @@ def _decode_nonce(nonce: str) -> bytes | None:
 class AuthResult(enum.Enum):
     """Verdict of ``DigestAuth.verify``.
 
-    OK: accept. STALE, REPLAYED, NONCES_FULL: re-challenge with
-    ``stale=True`` (RFC 7616 §3.3): the nonce is spent but the response was
-    right (or, for an expired nonce, never looked at), so the client retries
-    with the new nonce without asking the user. BAD_REQUEST: answer 400. Any
-    other: re-challenge; the distinct values are for logs and metrics, not
-    for the peer.
+    OK: accept. STALE, REPLAYED: re-challenge with ``stale=True`` (RFC 7616
+    §3.3): the nonce is spent but the response was right (or, for an expired
+    nonce, never looked at), so the client retries with the new nonce without
+    asking the user. BAD_REQUEST: answer 400. Any other (NONCES_FULL among
+    them: a retry at once would meet the same full table): re-challenge; the
+    distinct values are for logs and metrics, not for the peer.
     """
 
     OK = "ok"
