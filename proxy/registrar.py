@@ -9,6 +9,13 @@ REGISTERs for one AOR are taken one at a time: while one waits for its
 commit, the next waits behind it, so every decision sees the bindings as
 committed (Location) and two REGISTERs cannot both pass ``max_contacts``.
 
+Until a REGISTER is authenticated, whatever answers it (the 401 challenge, a
+refusal) is sent statelessly: one answer per request received, no
+retransmission, no transaction kept (the phone retransmits its request).
+When authentication must wait (a database lookup, the nonce counts on
+Redis), the REGISTER goes on from the future's done callback; one whose
+transaction ended meanwhile is dropped quietly.
+
 ``RegistrarService`` is what a proxy process runs of all this::
 
     service = RegistrarService(settings, db, aliases=[...])
@@ -32,6 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from proxy.authn import Authenticator
@@ -43,10 +51,11 @@ from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
 from sipline.net.node import Node
+from sipline.net.nonces import SharedNonceCounts
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
-from sipline.sip.transaction import ServerTransaction
-from sipline.storage import Database, StorageError, Subscribers
+from sipline.sip.transaction import ServerTransaction, State
+from sipline.storage import Database, StorageError, Subscriber, Subscribers
 
 log = logging.getLogger("sipline.proxy.registrar")
 
@@ -56,11 +65,12 @@ STORE_FAILED = Reject(
 )  # fmt: skip
 
 INTERNAL_ERROR = Reject(500, "Server Internal Error (registrar error, see the node's log)")
+UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))  # a server transaction still waiting
 
 
 @dataclass(slots=True)
 class Pending:
-    """An authenticated REGISTER on its way to an answer."""
+    """A REGISTER on its way to an answer (authenticated once it reaches ``_busy``)."""
 
     node: Node
     request: Request
@@ -93,13 +103,33 @@ class Registrar:
     ) -> None:
         aor = check_require(request) or aor_of(request, self.authenticator.domains.canonical)
         if isinstance(aor, Reject):
-            self._respond(node, txn, aor.response(request))
-            return
-        verdict = self.authenticator.authenticate(request, self._clock(), proxy=False)
-        if isinstance(verdict, Response):
-            self._respond(node, txn, verdict)
+            self._respond(node, txn, aor.response(request), stateless=True)
             return
         pending = Pending(node, request, txn, source, aor)
+        verdict = self.authenticator.authenticate(
+            request, source, self._clock(), proxy=False, guard=node.guard
+        )
+        if isinstance(verdict, asyncio.Future):
+            verdict.add_done_callback(partial(self._authenticated, pending))
+            return
+        self._admit(pending, verdict)
+
+    def _authenticated(self, p: Pending, verdict: asyncio.Future[Subscriber | Response]) -> None:
+        if verdict.cancelled() or p.txn.state not in UNANSWERED:
+            return  # ended meanwhile (the node stopped): nobody waits for an answer
+        try:
+            self._admit(p, verdict.result())
+        except Exception:
+            log.exception("event=register_error call_id=%s", p.request.call_id)
+            with contextlib.suppress(Exception):
+                self._respond(p.node, p.txn, INTERNAL_ERROR.response(p.request), stateless=True)
+
+    def _admit(self, pending: Pending, verdict: Subscriber | Response) -> None:
+        """Go on with an authenticated REGISTER, or answer the one refused."""
+        if isinstance(verdict, Response):
+            self._respond(pending.node, pending.txn, verdict, stateless=True)
+            return
+        aor = pending.aor
         waiting = self._busy.get(aor)
         if waiting is not None:
             waiting.append(pending)
@@ -153,14 +183,20 @@ class Registrar:
                 return
         del self._busy[aor]
 
-    def _respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
+    def _respond(
+        self, node: Node, txn: ServerTransaction, response: Response, *, stateless: bool = False
+    ) -> None:
+        """Answer; ``stateless`` for a REGISTER nobody authenticated (no state kept for it)."""
         response.headers.add("Server", self._server)
         # Challenges and 200s are the normal answers (debug); refusals are worth an info line.
         level = logging.DEBUG if response.status in (200, 401) else logging.INFO
         if log.isEnabledFor(level):
             event(log, "register_answered", level, status=response.status,
-                  reason=response.reason, call_id=response.call_id)  # fmt: skip
-        node.respond(txn, response)
+                  reason=response.reason, call_id=response.call_id, source=txn.source)  # fmt: skip
+        if stateless:
+            node.respond_stateless(txn, response)
+        else:
+            node.respond(txn, response)
 
 
 class RegistrarService:
@@ -181,8 +217,13 @@ class RegistrarService:
         self.settings = settings
         self.clock = clock
         domains = ServedDomains(settings.proxy.domains, aliases or [settings.sip.host])
-        self.directory = SubscriberDirectory(Subscribers(db))
-        self.authenticator = Authenticator(settings.auth, self.directory, domains)
+        auth = settings.auth
+        self.directory = SubscriberDirectory(
+            Subscribers(db), wait=auth.lookup_timeout, max_wanted=auth.max_pending
+        )
+        url = settings.redis.url
+        self.shared = SharedNonceCounts.from_url(url) if url else None
+        self.authenticator = Authenticator(auth, self.directory, domains, self.shared)
         self.store = LocationStore(db, settings.node.name)
         r = settings.registrar
         self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms)
@@ -194,7 +235,11 @@ class RegistrarService:
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        """Load the subscribers and the live bindings; start the writer and the sweep."""
+        """Load the subscribers and the live bindings; start the writer and the sweep.
+
+        StorageError if ``redis.url`` is set and Redis does not answer."""
+        if self.shared is not None:
+            await self.shared.check()
         await self.directory.load()
         self.location.apply(await self.store.load(self.clock()))
         event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
@@ -214,6 +259,9 @@ class RegistrarService:
             self._sweep_timer = None
         await self.writer.close()
         await self.directory.close()
+        self.authenticator.close()
+        if self.shared is not None:
+            await self.shared.close()
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()

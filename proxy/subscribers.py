@@ -3,9 +3,11 @@
 The directory is the subscribers table held in memory, so authenticating a
 request costs no database round trip. It is loaded at start and reloaded
 every ``refresh_interval``; a name it does not know is fetched on its own in
-the background (one task for the directory, at most one query per name per
-``miss_interval``), so a subscriber provisioned a moment ago is known by the
-time its phone answers the first challenge.
+the background (one task for the directory, one query at a time, at most one
+per name per ``miss_interval``, at most ``max_wanted`` names waiting). A
+request that needs the answer (credentials of a user the view lacks: a
+subscriber provisioned a moment ago) waits for it with ``lookup``, a future
+shared by every request for that name, for ``wait`` seconds at most.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sipline.storage import StorageError, Subscriber, Subscribers
 log = logging.getLogger("sipline.proxy.subscribers")
 
 Key = tuple[str, str]  # (username, domain)
+Found = asyncio.Future[Subscriber | None]
 MAX_WANTED = 1000  # names waiting to be fetched; beyond that a miss is not fetched
 
 
@@ -55,15 +58,20 @@ class SubscriberDirectory:
         *,
         refresh_interval: float = 60.0,
         miss_interval: float = 2.0,
+        wait: float = 1.0,
+        max_wanted: int = MAX_WANTED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._by_key: dict[Key, Subscriber] = {(s.username, s.domain): s for s in subscribers}
         self._refresh_interval = refresh_interval
         self._miss_interval = miss_interval
+        self._wait = wait
+        self._max_wanted = max_wanted
         self._clock = clock
-        self._asked: dict[Key, float] = {}  # when each missing name was last queried
-        self._wanted: dict[Key, None] = {}  # names to fetch, in order
+        self._asked: dict[Key, float] = {}  # when each missing name was last queried, oldest first
+        # Names to fetch, in order, with the future of the requests waiting for each (if any).
+        self._wanted: dict[Key, Found | None] = {}
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -76,6 +84,28 @@ class SubscriberDirectory:
         if found is None:
             self._miss(key)
         return found
+
+    def lookup(self, username: str, domain: str) -> Subscriber | None | Found:
+        """The subscriber, or, when the view lacks the name, a future of the table's answer.
+
+        The future gives the subscriber or None (not in the table); it fails
+        (TimeoutError, StorageError) when the table did not answer within
+        ``wait``. None at once for a name found missing less than
+        ``miss_interval`` ago, or with ``max_wanted`` names waiting already.
+        """
+        key = (username, domain.lower())
+        found = self._by_key.get(key)
+        if found is not None or self._source is None:
+            return found
+        self._miss(key)
+        if key not in self._wanted:
+            return None
+        waiting = self._wanted[key]
+        if waiting is None:
+            loop = asyncio.get_running_loop()
+            waiting = self._wanted[key] = loop.create_future()
+            loop.call_later(self._wait, _fail, waiting, TimeoutError)
+        return waiting
 
     def known(self, aor: str) -> bool:
         username, _, domain = aor.rpartition("@")
@@ -100,14 +130,23 @@ class SubscriberDirectory:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for waiting in self._wanted.values():
+            _fail(waiting, StorageError("subscriber directory closed"))
+        self._wanted.clear()
 
     def _miss(self, key: Key) -> None:
-        if self._source is None or key in self._wanted or len(self._wanted) >= MAX_WANTED:
+        if self._source is None or key in self._wanted or len(self._wanted) >= self._max_wanted:
             return
         now = self._clock()
-        if now - self._asked.get(key, -self._miss_interval) < self._miss_interval:
+        asked = self._asked
+        if now - asked.get(key, -self._miss_interval) < self._miss_interval:
             return
-        self._asked[key] = now
+        asked.pop(key, None)  # to the end: the dict stays in order of asking
+        asked[key] = now
+        # What is older than the interval needs no remembering: a stranger
+        # asking for made-up names must not grow it without bound.
+        while asked and now - next(iter(asked.values())) >= self._miss_interval:
+            del asked[next(iter(asked))]
         self._wanted[key] = None
         self._wake()
 
@@ -145,8 +184,22 @@ class SubscriberDirectory:
         assert self._source is not None
         while self._wanted:
             key = next(iter(self._wanted))
-            del self._wanted[key]  # asked once even if the query fails (no busy retry)
-            found = await self._source.get(*key)
+            try:
+                found = await self._source.get(*key)
+            except BaseException:  # asked once even so (no busy retry); the waiters are told
+                _fail(self._wanted.pop(key, None), StorageError("subscriber lookup failed"))
+                raise
             if found is not None:
                 self._by_key[key] = found
                 event(log, "subscriber_found", logging.DEBUG, aor=found.aor)
+            _settle(self._wanted.pop(key, None), found)
+
+
+def _settle(future: Found | None, found: Subscriber | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(found)
+
+
+def _fail(future: Found | None, error: type[BaseException] | BaseException) -> None:
+    if future is not None and not future.done():
+        future.set_exception(error)

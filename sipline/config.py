@@ -187,6 +187,22 @@ class AuthSection(Section):
     # (baresip 1.0, sipp 3.6 among them) fail a 401/407 carrying any other
     # challenge; add "SHA-256" (first, RFC 8760 §2.4) for phones that speak it.
     algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["MD5"]
+    # Nonces whose counts (nc) are remembered at once, about 70 bytes each, so a
+    # request replayed within a nonce's lifetime is refused; a new nonce over the
+    # cap gets a fresh challenge rather than go uncounted. 1M covers 3,300
+    # authentications a second with a 300 s lifetime.
+    max_nonces: Annotated[int, Field(ge=1000)] = 1_000_000
+    # true: a nonce is good only from the IP address it was given to. Off by
+    # default: counts stop replays already, and phones whose address changes
+    # between challenge and answer (NAT rebinding, IPv4/IPv6, CGNAT pools)
+    # would be challenged again.
+    bind_nonce_to_source: bool = False
+    # Seconds a request waits for the database when its user is not in memory
+    # (a subscriber provisioned a moment ago) before it is challenged again.
+    lookup_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    # Requests (and names) waiting for the database or for the nonce counts on
+    # Redis at once; more are challenged again at once.
+    max_pending: Annotated[int, Field(ge=1)] = 1000
 
 
 class NatSection(Section):

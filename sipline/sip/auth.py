@@ -8,11 +8,13 @@ the credentials against the stored HA1.
 The store holds HA1 = H(username:realm:password) per algorithm, never
 passwords; HA1 and responses never appear in reprs or error messages.
 
-Nonces are stateless (DESIGN.md): a timestamp and an HMAC over it and the
-realm, so any node holding the secret checks them without storage. The price
-is that the nonce count is not tracked: a captured request can be replayed
-while its nonce is fresh. Replay protection by nc (RFC 7616 §3.4) needs
-per-nonce state and is out of scope; keep the lifetime short.
+Nonces carry their own proof (DESIGN.md): a timestamp, a random id and an
+HMAC over them, the realm and optionally the client's address, so any node
+holding the secret checks them without storage. What a nonce cannot carry is
+how often it was used: ``NonceCounts`` remembers the highest nonce count
+(nc) seen with each live nonce, and a request whose nc does not grow is a
+replay (RFC 7616 §3.4, §5.5); credentials without qop have no nc, so
+their nonce is good once. Entries die with their nonce's lifetime.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import enum
 import functools
 import hashlib
 import hmac
+import os
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +143,16 @@ def _quote(text: str) -> str:
 
 # --- credentials -----------------------------------------------------------
 
+
+def is_digest(value: str) -> bool:
+    """The Authorization or Proxy-Authorization value is in the Digest scheme.
+
+    Credentials in a scheme we do not know are ignored: the request is
+    challenged as if it had none (RFC 4475 §3.3.7)."""
+    head = value.lstrip(" \t\r\n")[:7]
+    return head[:6].lower() == "digest" and (len(head) == 6 or head[6] in " \t\r\n")
+
+
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -216,22 +228,25 @@ class Credentials:
 
 # --- nonces ----------------------------------------------------------------
 
-_STAMP = struct.Struct(">q")  # milliseconds since the epoch of ``now``
+_STAMP_SIZE = 6  # milliseconds since the epoch of ``now``: 48 bits last until the year 10889
+_ID_SIZE = 8  # random, so two challenges in one millisecond differ (each has its own count)
 _MAC_SIZE = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 §5)
-_NONCE_SIZE = len(base64.urlsafe_b64encode(bytes(_STAMP.size + _MAC_SIZE)))
+_NONCE_SIZE = len(base64.urlsafe_b64encode(bytes(_STAMP_SIZE + _ID_SIZE + _MAC_SIZE)))
 
 
 class NonceState(enum.Enum):
     VALID = "valid"
     STALE = "stale"  # ours, but older than the lifetime
-    INVALID = "invalid"  # not ours: forged, altered, another realm or garbage
+    INVALID = "invalid"  # not ours: forged, altered, another realm or source, or garbage
 
 
 class NonceFactory:
-    """Stateless nonce: base64url(timestamp + HMAC-SHA256(secret, timestamp + realm)).
+    """Stateless nonce: base64url(timestamp + id + HMAC-SHA256(secret, timestamp + id + realm + source)).
 
     Nodes that share the secret accept each other's nonces; for that, pass
     wall-clock time (``time.time()``) as ``now``, not a per-process clock.
+    ``source`` binds a nonce to the client's address: checked with another
+    source, it is not ours. "" binds it to nothing.
     """
 
     __slots__ = ("_secret", "lifetime")
@@ -247,26 +262,33 @@ class NonceFactory:
     def __repr__(self) -> str:
         return f"NonceFactory(lifetime={self.lifetime})"
 
-    def make(self, now: float, realm: str = "") -> str:
-        stamp = _STAMP.pack(int(now * 1000))
-        return base64.urlsafe_b64encode(stamp + self._mac(stamp, realm)).decode("ascii")
+    def make(self, now: float, realm: str = "", source: str = "") -> str:
+        head = int(now * 1000).to_bytes(_STAMP_SIZE, "big") + os.urandom(_ID_SIZE)
+        return base64.urlsafe_b64encode(head + self._mac(head, realm, source)).decode("ascii")
 
-    def check(self, nonce: str, now: float, realm: str = "") -> NonceState:
+    def issued(self, nonce: str, realm: str = "", source: str = "") -> float | None:
+        """When we made ``nonce`` (wall-clock seconds), or None if we did not."""
         raw = _decode_nonce(nonce)
         if raw is None:
+            return None
+        head, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
+        if not hmac.compare_digest(mac, self._mac(head, realm, source)):
+            return None
+        return int.from_bytes(head[:_STAMP_SIZE], "big") / 1000
+
+    def check(self, nonce: str, now: float, realm: str = "", source: str = "") -> NonceState:
+        issued = self.issued(nonce, realm, source)
+        if issued is None:
             return NonceState.INVALID
-        stamp, mac = raw[: _STAMP.size], raw[_STAMP.size :]
-        if not hmac.compare_digest(mac, self._mac(stamp, realm)):
-            return NonceState.INVALID
-        age = now - _STAMP.unpack(stamp)[0] / 1000
         # abs(): a nonce from the future (clock stepped back, skew between
         # nodes) must not outlive its lifetime either.
-        if abs(age) > self.lifetime:
+        if abs(now - issued) > self.lifetime:
             return NonceState.STALE
         return NonceState.VALID
 
-    def _mac(self, stamp: bytes, realm: str) -> bytes:
-        message = stamp + realm.encode("utf-8", "surrogateescape")
+    def _mac(self, head: bytes, realm: str, source: str) -> bytes:
+        # NUL: no realm and source can be split another way into the same bytes.
+        message = head + f"{realm}\0{source}".encode("utf-8", "surrogateescape")
         return hmac.digest(self._secret, message, "sha256")[:_MAC_SIZE]
 
 
@@ -291,14 +313,18 @@ def _decode_nonce(nonce: str) -> bytes | None:
 class AuthResult(enum.Enum):
     """Verdict of ``DigestAuth.verify``.
 
-    OK: accept. STALE: re-challenge with ``stale=True`` (RFC 7616 §3.3), the
-    client retries without asking the user. BAD_REQUEST: answer 400. Any
-    other: re-challenge (or 403 by local policy); the distinct values are for
-    logs and metrics, not for the peer.
+    OK: accept. STALE, REPLAYED: re-challenge with ``stale=True`` (RFC 7616
+    §3.3): the nonce is spent but the response was right (or, for an expired
+    nonce, never looked at), so the client retries with the new nonce without
+    asking the user. BAD_REQUEST: answer 400. Any other (NONCES_FULL among
+    them: a retry at once would meet the same full table): re-challenge; the
+    distinct values are for logs and metrics, not for the peer.
     """
 
     OK = "ok"
     STALE = "stale"
+    REPLAYED = "replayed"  # the nonce count did not grow
+    NONCES_FULL = "nonces_full"  # no room to count a new nonce
     BAD_NONCE = "bad_nonce"
     BAD_RESPONSE = "bad_response"
     UNKNOWN_USER = "unknown_user"
@@ -310,20 +336,98 @@ class AuthResult(enum.Enum):
 _NONCE_RESULT = {NonceState.STALE: AuthResult.STALE, NonceState.INVALID: AuthResult.BAD_NONCE}
 
 
+def nonce_count(creds: Credentials) -> int:
+    """The credentials' nc as a number; 0 without qop, so such a nonce serves once."""
+    return 0 if creds.qop is None or creds.nc is None else int(creds.nc, 16)
+
+
+def issued_at(nonce: str) -> float:
+    """When a nonce ``NonceFactory.check`` accepted was made (wall-clock seconds)."""
+    raw = _decode_nonce(nonce)
+    if raw is None:
+        raise ValueError("not a nonce of ours")
+    return int.from_bytes(raw[:_STAMP_SIZE], "big") / 1000
+
+
+class NonceCounts:
+    """The highest nonce count used with each live nonce: one that does not grow is a replay.
+
+    Entries sit in buckets by their nonce's issue time, an eighth of the
+    lifetime wide, and a bucket goes whole once every nonce in it is past its
+    lifetime: no clock per entry, no sweep. ``limit`` caps the entries: a
+    nonce new to a full table is refused (NONCES_FULL), never let through
+    uncounted. Count only credentials whose response was right, or anyone
+    could fill the table, or spend a phone's nonce, with guesses. A nonce is
+    kept as its 64-bit ``hash`` (about 70 bytes an entry, not 130): nonces
+    are ours and the hash seed is secret, so two live ones colliding is a
+    2**-64 chance, and its cost a stale challenge.
+    """
+
+    __slots__ = ("lifetime", "limit", "_width", "_buckets", "_size", "_oldest")
+
+    def __init__(self, lifetime: float, limit: int) -> None:
+        if lifetime <= 0 or limit < 1:
+            raise ValueError("nonce counts need a positive lifetime and limit")
+        self.lifetime = lifetime
+        self.limit = limit
+        self._width = lifetime / 8
+        self._buckets: dict[int, dict[int, int]] = {}
+        self._size = 0
+        self._oldest = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __repr__(self) -> str:
+        return f"NonceCounts({self._size}/{self.limit})"
+
+    def use(self, nonce: str, nc: int, issued: float, now: float) -> AuthResult:
+        """Count ``nc`` for ``nonce`` (made at ``issued``): OK if above every count seen with it."""
+        self._expire(now)
+        index, key = int(issued // self._width), hash(nonce)
+        bucket = self._buckets.get(index)
+        if bucket is not None and (last := bucket.get(key)) is not None:
+            if nc <= last:
+                return AuthResult.REPLAYED
+            bucket[key] = nc
+            return AuthResult.OK
+        if self._size >= self.limit:
+            return AuthResult.NONCES_FULL
+        if bucket is None:
+            bucket = self._buckets[index] = {}
+        bucket[key] = nc
+        self._size += 1
+        return AuthResult.OK
+
+    def _expire(self, now: float) -> None:
+        # Bucket i holds nonces made before (i + 1) * width: all stale once
+        # that is a lifetime ago, i.e. once i is below ``oldest``.
+        oldest = int((now - self.lifetime) // self._width)
+        if oldest <= self._oldest:
+            return
+        self._oldest = oldest
+        for index in [i for i in self._buckets if i < oldest]:
+            self._size -= len(self._buckets.pop(index))
+
+
 class DigestAuth:
     """Challenges and verifies Digest credentials for one realm.
 
-    The digest-uri is not compared with the Request-URI here: that needs SIP
-    URI comparison (RFC 3261 §19.1.4) and is the caller's check.
+    With ``counts``, every nonce count a right response uses is counted and
+    a replay refused. ``source`` (the client's address, or "") must be the
+    same when a nonce is made and when it is checked. The digest-uri is not
+    compared with the Request-URI here: that needs SIP URI comparison (RFC
+    3261 §19.1.4) and is the caller's check.
     """
 
-    __slots__ = ("realm", "nonces", "algorithms", "_head")
+    __slots__ = ("realm", "nonces", "algorithms", "counts", "_head")
 
     def __init__(
         self,
         realm: str,
         nonces: NonceFactory,
         algorithms: tuple[str, ...] = (SHA256, MD5),
+        counts: NonceCounts | None = None,
     ) -> None:
         if not algorithms:
             raise ValueError("at least one digest algorithm must be offered")
@@ -332,37 +436,54 @@ class DigestAuth:
         self.realm = realm
         self.nonces = nonces
         self.algorithms = tuple(a.upper() for a in algorithms)
+        self.counts = counts
         self._head = f"Digest realm={_quote(realm)}, nonce="
 
-    def challenge(self, now: float, stale: bool = False) -> list[str]:
+    def challenge(self, now: float, stale: bool = False, source: str = "") -> list[str]:
         """WWW-Authenticate / Proxy-Authenticate values, one per algorithm.
 
         In order of preference, sharing one nonce: the UAC uses the topmost
-        algorithm it supports (RFC 8760 §2.3, §2.4).
+        algorithm it supports (RFC 8760 §2.3, §2.4). qop="auth" always: it
+        is what gives a nonce count to check (RFC 7616 §3.3).
         """
-        nonce = self.nonces.make(now, self.realm)
+        nonce = self.nonces.make(now, self.realm, source)
         tail = ', qop="auth", stale=true' if stale else ', qop="auth"'
         return [f'{self._head}"{nonce}", algorithm={a}{tail}' for a in self.algorithms]
 
-    def verify(self, creds: Credentials, method: str, ha1: str | None, now: float) -> AuthResult:
-        """Judge ``creds`` for a request with ``method``.
+    def verify(
+        self, creds: Credentials, method: str, ha1: str | None, now: float, source: str = ""
+    ) -> AuthResult:
+        """Judge ``creds`` for a request with ``method``: ``screen``, then ``prove``.
 
         ``ha1`` is the stored HA1 for (username, realm, algorithm) of the
         credentials, or None when there is none.
         """
+        result = self.screen(creds, now, source)
+        if result is AuthResult.OK:
+            result = self.prove(creds, method, ha1, now)
+        return result
+
+    def screen(self, creds: Credentials, now: float, source: str = "") -> AuthResult:
+        """What is judged before the user is looked up: realm, algorithm, qop, nonce."""
         if creds.realm != self.realm:
             return AuthResult.WRONG_REALM
-        algorithm = creds.algorithm.upper()
-        if algorithm not in self.algorithms:
+        if creds.algorithm.upper() not in self.algorithms:
             return AuthResult.BAD_ALGORITHM
         if not _qop_well_formed(creds):
             return AuthResult.BAD_REQUEST
-        state = self.nonces.check(creds.nonce, now, self.realm)
+        state = self.nonces.check(creds.nonce, now, self.realm, source)
         if state is not NonceState.VALID:
             return _NONCE_RESULT[state]
+        return AuthResult.OK
+
+    def prove(self, creds: Credentials, method: str, ha1: str | None, now: float) -> AuthResult:
+        """The response against ``ha1``, then the nonce count, of credentials ``screen`` passed."""
         if ha1 is None:
             return AuthResult.UNKNOWN_USER
-        return _check_response(creds, method, ha1, algorithm)
+        result = _check_response(creds, method, ha1, creds.algorithm.upper())
+        if result is AuthResult.OK and self.counts is not None:
+            result = self.counts.use(creds.nonce, nonce_count(creds), issued_at(creds.nonce), now)
+        return result
 
 
 def _qop_well_formed(creds: Credentials) -> bool:

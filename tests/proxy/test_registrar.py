@@ -14,7 +14,7 @@ import pytest
 
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
-from tests.proxy.phone import UdpPhone
+from tests.proxy.phone import UdpPhone, request
 from tests.proxy.support import FakeClock, Proxy, running, until, write_lock_held
 
 AORS = [f"user{n}@example.com" for n in range(100)]
@@ -78,12 +78,42 @@ async def test_a_phone_registers_with_digest_and_gets_its_bindings_back(
     assert binding.source == Address("UDP", "127.0.0.1", phone.port)
 
 
-async def test_a_wrong_password_is_refused_and_nothing_is_stored(
+async def test_a_wrong_password_gets_a_fresh_challenge_and_nothing_is_stored(
     proxy: Proxy, phone: UdpPhone
 ) -> None:
     response = await phone.register(proxy.address, password="guess")
-    assert (response.status, response.reason) == (403, "Forbidden (wrong password)")
+    assert (response.status, response.reason) == (401, "Unauthorized")
+    assert response.headers.get("WWW-Authenticate")
     assert await rows(proxy.db) == []
+    assert len(proxy.node.layer) == 0  # answered statelessly: no transaction kept
+
+
+async def test_challenges_and_refusals_leave_no_transaction_behind(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    """One answer per REGISTER received, none retransmitted, nothing kept for 32 s."""
+    for n, aor in enumerate(("alice@example.com", "eve@evil.org")):
+        domain = aor.partition("@")[2]
+        contact = ("Contact", f"<sip:x@127.0.0.1:{phone.port}>")
+        req = request("REGISTER", f"sip:{domain}", from_=aor, to=aor, call_id=f"c{n}",
+                      via=phone.via, headers=(contact,))  # fmt: skip
+        response = await phone.send(req, proxy.address)
+        assert response.status in (401, 404) and len(proxy.node.layer) == 0
+    response = await phone.register(proxy.address, "nobody@example.com")
+    assert response.status == 401 and len(proxy.node.layer) == 0
+    sent = proxy.node.metrics.sent["UDP"][1].value
+    await asyncio.sleep(1.2)  # timer G would have retransmitted twice by now
+    assert proxy.node.metrics.sent["UDP"][1].value == sent
+
+
+async def test_a_subscriber_added_while_the_proxy_runs_registers_at_the_first_try(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    subscribers = Subscribers(proxy.db)
+    for n in range(3):
+        await subscribers.add(f"new{n}@example.com", "correct horse")
+        response = await phone.register(proxy.address, f"new{n}@example.com")
+        assert (response.status, response.reason) == (200, "OK")
 
 
 async def test_unregistering_removes_the_row(proxy: Proxy, phone: UdpPhone) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from proxy.subscribers import ServedDomains, SubscriberDirectory
-from sipline.storage import Database, Subscribers
+from sipline.storage import Database, StorageError, Subscribers
 from tests.proxy.phone import subscriber
 
 
@@ -120,3 +120,71 @@ async def test_a_failing_reload_keeps_the_view(
     await asyncio.sleep(0.5)  # two reloads fail
     assert directory.known("alice@example.com")
     await migrated.execute("ALTER TABLE subscribers_away RENAME TO subscribers")
+
+
+# -- waiting for a lookup ---------------------------------------------------------------------
+
+
+async def test_a_lookup_of_a_known_name_needs_no_waiting(directory: SubscriberDirectory) -> None:
+    alice = directory.lookup("alice", "example.com")
+    assert alice is not None and not isinstance(alice, asyncio.Future)
+
+
+@pytest.fixture
+async def fetching(table: Subscribers, clock: FakeClock) -> AsyncIterator[SubscriberDirectory]:
+    """A directory that fetches what it misses, never reloading the whole table."""
+    found = SubscriberDirectory(table, refresh_interval=3600, miss_interval=2.0, clock=clock)
+    found.start()
+    yield found
+    await found.close()
+
+
+async def test_requests_for_a_name_added_later_share_one_wait_for_the_table(
+    table: Subscribers, fetching: SubscriberDirectory
+) -> None:
+    await table.add("bob@example.com", "pw")
+    first, second = fetching.lookup("bob", "example.com"), fetching.lookup("bob", "EXAMPLE.com")
+    assert isinstance(first, asyncio.Future) and first is second
+    found = await asyncio.wait_for(first, 5)
+    assert found is not None and found.aor == "bob@example.com"
+    assert fetching.lookup("bob", "example.com") == found  # now in the view
+
+
+async def test_a_name_the_table_lacks_is_none_after_the_wait_and_at_once_for_a_while(
+    fetching: SubscriberDirectory, clock: FakeClock
+) -> None:
+    waiting = fetching.lookup("carol", "example.com")
+    assert isinstance(waiting, asyncio.Future)
+    assert await asyncio.wait_for(waiting, 5) is None
+    assert fetching.lookup("carol", "example.com") is None  # asked a moment ago
+    clock.now += 2.0
+    assert isinstance(fetching.lookup("carol", "example.com"), asyncio.Future)
+
+
+async def test_a_table_that_does_not_answer_in_time_fails_the_wait(table: Subscribers) -> None:
+    directory = SubscriberDirectory(table, wait=0.05)  # not started: nothing is fetched
+    waiting = directory.lookup("bob", "example.com")
+    assert isinstance(waiting, asyncio.Future)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(waiting, 5)
+
+
+async def test_waits_are_bounded_and_closing_ends_them(table: Subscribers) -> None:
+    directory = SubscriberDirectory(table, wait=30, max_wanted=2)
+    waits = [directory.lookup(name, "example.com") for name in ("a", "b", "c")]
+    assert [isinstance(w, asyncio.Future) for w in waits] == [True, True, False]
+    await directory.close()
+    for waiting in waits[:2]:
+        assert isinstance(waiting, asyncio.Future) and isinstance(waiting.exception(), StorageError)
+
+
+async def test_names_found_missing_are_forgotten_after_the_interval(
+    table: Subscribers, clock: FakeClock
+) -> None:
+    directory = SubscriberDirectory(table, miss_interval=2.0, max_wanted=10_000, clock=clock)
+    for n in range(1000):
+        directory.get(f"made-up-{n}", "example.com")
+    assert len(directory._asked) == 1000
+    clock.now += 2.0
+    directory.get("one-more", "example.com")
+    assert len(directory._asked) == 1

@@ -13,10 +13,12 @@ from sipline.sip.auth import (
     AuthResult,
     Credentials,
     DigestAuth,
+    NonceCounts,
     NonceFactory,
     NonceState,
     compute_ha1,
     compute_response,
+    is_digest,
     parse_auth_header,
 )
 from sipline.sip.errors import ParseError
@@ -322,11 +324,11 @@ def test_nonce_is_accepted_by_every_node_sharing_the_secret() -> None:
 
 def test_nonce_is_url_safe_and_short() -> None:
     nonce = NonceFactory(SECRET).make(NOW, REALM)
-    assert len(nonce) == 32
+    assert len(nonce) == 40
     assert set(nonce) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-@pytest.mark.parametrize("garbage", ["", "abc", "=" * 32, "A" * 32, "é" * 32, "+" * 32])
+@pytest.mark.parametrize("garbage", ["", "abc", "=" * 40, "A" * 40, "é" * 40, "+" * 40])
 def test_garbage_nonce_is_invalid(garbage: str) -> None:
     assert NonceFactory(SECRET).check(garbage, NOW) is NonceState.INVALID
 
@@ -343,11 +345,138 @@ def test_check_judges_any_text_as_invalid(text: str) -> None:
     assert NonceFactory(SECRET).check(text, NOW) is NonceState.INVALID
 
 
+def test_two_nonces_made_in_one_millisecond_differ() -> None:
+    nonces = NonceFactory(SECRET)
+    assert len({nonces.make(NOW, REALM) for _ in range(100)}) == 100
+
+
+def test_a_nonce_bound_to_a_source_is_not_ours_from_another() -> None:
+    nonces = NonceFactory(SECRET)
+    nonce = nonces.make(NOW, REALM, "192.0.2.7")
+    assert nonces.check(nonce, NOW, REALM, "192.0.2.7") is NonceState.VALID
+    assert nonces.check(nonce, NOW, REALM, "192.0.2.8") is NonceState.INVALID
+    assert nonces.check(nonce, NOW, REALM) is NonceState.INVALID
+    assert nonces.check(nonces.make(NOW, REALM), NOW, REALM, "192.0.2.7") is NonceState.INVALID
+
+
+def test_realm_and_source_cannot_be_shifted_into_each_other() -> None:
+    nonces = NonceFactory(SECRET)
+    nonce = nonces.make(NOW, "example.com1", "92.0.2.7")
+    assert nonces.check(nonce, NOW, "example.com", "192.0.2.7") is NonceState.INVALID
+
+
 def test_nonce_factory_wants_a_real_secret_and_lifetime() -> None:
     with pytest.raises(ValueError):
         NonceFactory(b"short")
     with pytest.raises(ValueError):
         NonceFactory(SECRET, lifetime=0)
+
+
+# --- nonce counts (RFC 7616 §3.4, §5.5) ----------------------------------------
+
+
+def counted(limit: int = 1000) -> DigestAuth:
+    return DigestAuth(REALM, NonceFactory(SECRET, lifetime=300.0), counts=NonceCounts(300.0, limit))
+
+
+def with_count(creds: Credentials, nc: int, cnonce: str = "0a4f113b") -> Credentials:
+    """The same credentials as the client sends them for its request number ``nc``."""
+    ha1 = compute_ha1("bob", REALM, PASSWORD, creds.algorithm)
+    count = f"{nc:08x}"
+    response = compute_response(ha1, creds.nonce, "REGISTER", creds.uri, algorithm=creds.algorithm,
+                                qop="auth", nc=count, cnonce=cnonce)  # fmt: skip
+    return Credentials(creds.username, creds.realm, creds.nonce, creds.uri, response,
+                       creds.algorithm, cnonce, "auth", count)  # fmt: skip
+
+
+def test_a_growing_nonce_count_is_accepted() -> None:
+    auth = counted()
+    creds = answered(auth)
+    ha1 = stored_ha1(creds)
+    for nc in (1, 2, 3, 7, 0x100):
+        assert auth.verify(with_count(creds, nc), "REGISTER", ha1, NOW) is AuthResult.OK
+
+
+def test_a_reused_or_lower_nonce_count_is_a_replay() -> None:
+    auth = counted()
+    creds = answered(auth)
+    ha1 = stored_ha1(creds)
+    assert auth.verify(creds, "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(creds, "REGISTER", ha1, NOW + 240) is AuthResult.REPLAYED
+    assert auth.verify(with_count(creds, 5), "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(with_count(creds, 4), "REGISTER", ha1, NOW) is AuthResult.REPLAYED
+    assert auth.verify(with_count(creds, 5, "other"), "REGISTER", ha1, NOW) is AuthResult.REPLAYED
+    assert auth.verify(with_count(creds, 6), "REGISTER", ha1, NOW) is AuthResult.OK
+
+
+def test_a_nonce_without_qop_serves_once() -> None:
+    auth = counted()
+    creds = answered(auth, qop=False)
+    ha1 = stored_ha1(creds)
+    assert auth.verify(creds, "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(creds, "REGISTER", ha1, NOW + 1) is AuthResult.REPLAYED
+
+
+def test_each_nonce_is_counted_apart() -> None:
+    auth = counted()
+    first, second = answered(auth), answered(auth)
+    assert first.nonce != second.nonce
+    assert auth.verify(first, "REGISTER", stored_ha1(first), NOW) is AuthResult.OK
+    assert auth.verify(second, "REGISTER", stored_ha1(second), NOW) is AuthResult.OK
+
+
+def test_a_wrong_response_is_not_counted() -> None:
+    auth = counted(limit=1)
+    creds = answered(auth)
+    wrong = answered(auth, password="guess")
+    assert auth.verify(wrong, "REGISTER", stored_ha1(wrong), NOW) is AuthResult.BAD_RESPONSE
+    assert len(auth.counts or ()) == 0
+    assert auth.verify(creds, "REGISTER", stored_ha1(creds), NOW) is AuthResult.OK
+
+
+def test_a_replay_after_the_lifetime_is_stale_and_its_count_forgotten() -> None:
+    counts = NonceCounts(300.0, 1000)
+    auth = DigestAuth(REALM, NonceFactory(SECRET, lifetime=300.0), counts=counts)
+    creds = answered(auth)
+    assert auth.verify(creds, "REGISTER", stored_ha1(creds), NOW) is AuthResult.OK
+    assert auth.verify(creds, "REGISTER", stored_ha1(creds), NOW + 301) is AuthResult.STALE
+    assert len(counts) == 1
+    counts.use("another", 1, NOW + 400, NOW + 400)  # any use sweeps what is past
+    assert len(counts) == 1
+
+
+def test_counts_live_as_long_as_their_nonce_and_no_longer() -> None:
+    counts = NonceCounts(80.0, 1000)  # kept in buckets 10 s wide
+    for t in range(0, 80, 10):
+        assert counts.use(f"n{t}", 1, NOW + t, NOW + t) is AuthResult.OK
+    assert len(counts) == 8
+    # At +95 the nonce of +0 is past its lifetime, the one of +20 is not.
+    assert counts.use("n20", 1, NOW + 20, NOW + 95) is AuthResult.REPLAYED
+    assert len(counts) == 7
+    counts.use("late", 1, NOW + 200, NOW + 200)
+    assert len(counts) == 1
+
+
+def test_a_full_table_refuses_new_nonces_but_counts_known_ones() -> None:
+    auth = counted(limit=2)
+    one, two, three = answered(auth), answered(auth), answered(auth)
+    ha1 = stored_ha1(one)
+    assert auth.verify(one, "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(two, "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(three, "REGISTER", ha1, NOW) is AuthResult.NONCES_FULL
+    assert auth.verify(with_count(one, 2), "REGISTER", ha1, NOW) is AuthResult.OK
+    assert auth.verify(one, "REGISTER", ha1, NOW) is AuthResult.REPLAYED
+    # Once the first two are past their lifetime, there is room again.
+    later = NOW + 400
+    fresh = Credentials.from_header(client_answer(auth.challenge(later)[0]))
+    assert auth.verify(fresh, "REGISTER", ha1, later) is AuthResult.OK
+
+
+def test_nonce_counts_want_a_lifetime_and_a_limit() -> None:
+    with pytest.raises(ValueError):
+        NonceCounts(0, 10)
+    with pytest.raises(ValueError):
+        NonceCounts(300.0, 0)
 
 
 # --- parse_auth_header ---------------------------------------------------------------
@@ -571,3 +700,19 @@ def test_repr_of_auth_objects_hides_secret_and_ha1(auth: DigestAuth) -> None:
     auth.verify(answered(auth, 0), "REGISTER", ha1, NOW)
     assert SECRET.decode() not in repr(auth.nonces)
     assert ha1 not in repr(auth) and SECRET.decode() not in repr(auth)
+
+
+@pytest.mark.parametrize(
+    ("value", "digest"),
+    [
+        ('Digest username="bob"', True),
+        ('  digest\tusername="bob"', True),
+        ("DIGEST", True),
+        ("NoOneKnowsThisScheme opaque-data=here", False),  # RFC 4475 §3.3.7
+        ("Digestive x=1", False),
+        ("Basic Ym9iOnBhc3M=", False),
+        ("", False),
+    ],
+)
+def test_is_digest_reads_only_the_scheme(value: str, digest: bool) -> None:
+    assert is_digest(value) is digest
