@@ -242,6 +242,11 @@ def test_a_stateless_response_goes_where_its_via_says() -> None:
     )
 
 
+def test_a_stateless_response_never_goes_to_the_maddr_of_its_via() -> None:
+    via = Via.parse("SIP/2.0/UDP 192.0.2.7:5062;maddr=198.51.100.66;branch=z9hG4bK1;received=203.0.113.5")
+    assert via_address(via) == Address("UDP", "203.0.113.5", 5062)
+
+
 def test_our_domains_and_our_address_name_a_domain_of_ours() -> None:
     assert LOCAL.domain_of(parse_uri("sip:bob@EXAMPLE.com")) == "example.com"  # type: ignore[arg-type]
     assert LOCAL.domain_of(parse_uri("sip:bob@b.org")) == "b.org"  # type: ignore[arg-type]
