@@ -2,8 +2,14 @@
 
 Messages and the current time go in, actions come out: ``Send`` bytes to an
 address, ``Deliver`` a request or ``DeliverResponse`` a response to the TU,
-``TimedOut`` and ``Terminated`` to tell the TU about a transaction's end. The
-shell owns the sockets and calls ``expire`` from one periodic tick.
+``TimedOut`` and ``Terminated`` to tell the TU about a transaction's end,
+``Refused`` to tell the shell (for its counters and logs) that the layer
+turned a message away itself. The shell owns the sockets and calls
+``expire`` from one periodic tick.
+
+Every message is validated (``sipline.sip.validation``) before it is
+matched or a transaction is made for it: a request that fails gets one
+stateless answer (``answer_malformed``) and leaves nothing behind.
 
 Every transaction holds at most one live deadline (the earliest of its
 timers) in one ``TimerWheel``; a retransmission costs one slot entry, no task
@@ -19,9 +25,11 @@ from dataclasses import dataclass
 
 from .address import Address, response_address, stamp_received
 from .errors import ParseError
-from .ids import MAGIC_COOKIE
+from .headers import Via
+from .ids import MAGIC_COOKIE, new_tag
 from .message import Headers, Request, Response
 from .timers import T1, T2, T4, TimerWheel
+from .validation import validate_request, validate_response
 
 # What the wheel can fire early by: its float slack times one tick, far below this.
 _EPSILON = 1e-6
@@ -114,6 +122,15 @@ class DeliverResponse:
 
 
 @dataclass(slots=True)
+class Refused:
+    """The layer turned a message from ``source`` away itself: answered it
+    statelessly (a 503) or dropped it. ``reason`` names why, for counters."""
+
+    reason: str
+    source: Address
+
+
+@dataclass(slots=True)
 class TimedOut:
     txn: ClientTransaction | ServerTransaction
 
@@ -123,7 +140,7 @@ class Terminated:
     txn: ClientTransaction | ServerTransaction
 
 
-Action = Send | Deliver | DeliverResponse | TimedOut | Terminated
+Action = Send | Deliver | DeliverResponse | Refused | TimedOut | Terminated
 AnyTransaction = ClientTransaction | ServerTransaction
 
 
@@ -145,6 +162,18 @@ def server_key(request: Request, method: str) -> tuple:
     # non-2xx final (which carries it) matches its INVITE.
     cseq = request.cseq.number
     return (branch, via.host, via.port, method, request.call_id, request.from_.tag, cseq)
+
+
+def _names_its_sender(request: Request) -> bool:
+    """The top Via has a readable sent-protocol and sent-by (its parameters may not)."""
+    try:
+        values = request.headers.values("via")
+        if not values:
+            return False
+        Via.parse(values[0].partition(";")[0])
+    except ParseError:
+        return False
+    return True
 
 
 def client_key(message: Request | Response) -> tuple:
@@ -234,9 +263,13 @@ class TransactionLayer:
 
     # -- messages from the network ---------------------------------------------
     def receive(self, message: Request | Response, source: Address) -> list[Action]:
-        """Feed in a parsed message; raises ParseError when a header it needs is bad."""
+        """Feed in a parsed message; raises ParseError, before anything is done
+        with it, when a header routing or identity reads is bad (answer a
+        request with ``answer_malformed``, drop a response)."""
         if isinstance(message, Response):
+            validate_response(message)
             return self._receive_response(message, source)
+        validate_request(message)
         method = message.method
         if method == "ACK":
             return self._receive_ack(message, source)
@@ -247,7 +280,7 @@ class TransactionLayer:
         if method == "CANCEL":
             return self._new_cancel(message, key, source)
         if self.draining and not (self.admit_in_dialog and message.to.tag is not None):
-            return self._refuse(message, source)
+            return self._refuse(message, source, "draining", self.retry_after)
         return self._new_server(message, key, source, None)
 
     def _retransmitted_request(self, txn: ServerTransaction) -> list[Action]:
@@ -299,7 +332,7 @@ class TransactionLayer:
         # whenever it matches a live INVITE.
         invite = self._servers.get(server_key(request, "INVITE"))
         if self.draining and invite is None:
-            return self._refuse(request, source)
+            return self._refuse(request, source, "draining", self.retry_after)
         return self._new_server(request, key, source, invite)
 
     def _receive_ack(self, request: Request, source: Address) -> list[Action]:
@@ -316,11 +349,37 @@ class TransactionLayer:
         self._linger(txn, 0.0 if txn.reliable else self.t4, actions)  # timer I
         return actions
 
-    def _refuse(self, request: Request, source: Address) -> list[Action]:
+    def _refuse(self, request: Request, source: Address, reason: str, retry_after: int) -> list[Action]:
+        """A stateless 503 (RFC 3261 §21.5.4): no transaction, nothing kept."""
         stamp_received(request, source)
-        response = request.response(503)
-        if self.retry_after:
-            response.headers.add("Retry-After", str(self.retry_after))
+        response = request.response(503, to_tag=new_tag())
+        if retry_after:
+            response.headers.add("Retry-After", str(retry_after))
+        return [Send(response.serialise(), response_address(request, source)), Refused(reason, source)]
+
+    def answer_malformed(
+        self, request: Request | None, source: Address, status: int, reason: str, server: str = ""
+    ) -> list[Action]:
+        """The one stateless answer to a request that did not parse or validate.
+
+        ``request`` is what ``salvage_request`` kept of it (None: not a
+        request). Nothing is answered to an ACK, nor to a request whose Via
+        or other answer headers cannot be read: [] means drop it.
+        """
+        if request is None or request.method == "ACK":
+            return []
+        try:
+            stamp_received(request, source)
+        except ParseError:
+            if not _names_its_sender(request):
+                return []  # the client could not tell the answer is its own
+        try:
+            to_tag = new_tag() if request.to.tag is None else None
+        except ParseError:
+            to_tag = None  # the bad To itself: answered as it came
+        response = request.response(status, reason, to_tag=to_tag)
+        if server:
+            response.headers.add("Server", server)
         return [Send(response.serialise(), response_address(request, source))]
 
     def _receive_response(self, response: Response, source: Address) -> list[Action]:
@@ -419,6 +478,13 @@ class TransactionLayer:
         """
         actions: list[Action] = [Send(response.serialise(), txn.dest)]
         self._terminate(txn, actions)
+        return actions
+
+    def forget(self, txn: AnyTransaction) -> list[Action]:
+        """End ``txn`` at once, sending nothing (the TU cannot answer it)."""
+        actions: list[Action] = []
+        if txn.state is not State.TERMINATED:
+            self._terminate(txn, actions)
         return actions
 
     def _invite_respond(self, txn: ServerTransaction, response: Response) -> list[Action]:
@@ -576,6 +642,7 @@ __all__ = [
     "Deliver",
     "DeliverResponse",
     "Send",
+    "Refused",
     "ServerTransaction",
     "State",
     "T1",

@@ -10,6 +10,7 @@ from sipline.sip.transaction import (
     ClientTransaction,
     Deliver,
     DeliverResponse,
+    Refused,
     Send,
     ServerTransaction,
     State,
@@ -787,12 +788,13 @@ def test_the_same_branch_from_another_sent_by_is_another_transaction(layer):
 
 def test_a_draining_layer_answers_new_requests_503_with_retry_after(layer):
     layer.drain(retry_after=30)
-    (send,) = layer.receive(invite(), PHONE)
+    send, refused = layer.receive(invite(), PHONE)
     response = parse_message(send.data)
     assert isinstance(response, Response)
     assert (response.status, response.headers.get("retry-after")) == (503, "30")
     assert send.dest == PHONE
-    assert layer.idle
+    assert refused == Refused("draining", PHONE)  # for the shell's counters
+    assert layer.idle and len(layer) == 0
 
 
 def test_a_draining_layer_still_serves_its_live_transactions(layer):
@@ -808,7 +810,7 @@ def test_a_draining_layer_still_serves_its_live_transactions(layer):
 
 def test_a_strict_drain_refuses_in_dialog_requests_too(layer):
     layer.drain(admit_in_dialog=False)
-    (send,) = layer.receive(sip(BYE, branch="z9hG4bKbye1"), PHONE)
+    send, _ = layer.receive(sip(BYE, branch="z9hG4bKbye1"), PHONE)
     assert parse_message(send.data).status == 503
 
 
