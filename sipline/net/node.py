@@ -52,7 +52,8 @@ class Node:
     """One SIP node. ``settings`` needs ``node`` and ``sip`` sections (see sipline.config).
 
     ``layer`` replaces the default transaction layer (other timer values); its
-    clock must be ``time.monotonic``, which the tick passes to ``expire``.
+    clock must be ``time.monotonic``, which the tick passes to ``expire``. The
+    node sets its transaction limits from ``[sip]``, trusted peers exempt.
     """
 
     def __init__(
@@ -61,6 +62,8 @@ class Node:
         self.settings = settings
         self.handler = handler
         self.layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
+        sip = settings.sip
+        self.layer.limit(sip.max_transactions, sip.max_transactions_per_source, handler.trusts)
         self.metrics = NodeMetrics()
         self.guard = Guard(handler.trusts)
         self._received = self.metrics.received

@@ -39,7 +39,7 @@ class Wire:
     ) -> None:
         self.handler = handler
         self.local = local
-        self.layer = TransactionLayer(clock, tick=tick)
+        self.layer = TransactionLayer(clock, tick=tick, exempt=handler.trusts)
         self.out: list[tuple[bytes, Address]] = []
         self.refused: list[Refused] = []
         self.guard = Guard(handler.trusts)

@@ -34,6 +34,13 @@ from .validation import validate_request, validate_response
 # What the wheel can fire early by: its float slack times one tick, far below this.
 _EPSILON = 1e-6
 TIMER_D = 32.0  # RFC 3261 §17.1.1.2: at least 32 s on unreliable transports
+# Server transactions at once, in total and per source IP (see TransactionLayer.limit).
+# 1000 calls/s hold about 64k (an INVITE and a BYE each, lingering 32 s on UDP);
+# a phone holds a handful, and a source kept to a flood limit of ~8 requests/s
+# about 260, so 500 leaves room for bursts and small NATed sites.
+MAX_TRANSACTIONS = 100_000
+MAX_PER_SOURCE = 500
+BUSY_RETRY_AFTER = 5  # seconds, in the 503 over a limit
 
 
 class State(enum.Enum):
@@ -221,6 +228,9 @@ class TransactionLayer:
         tick: float = 0.01,
         auto_trying: bool = True,
         trying_delay: float = 0.2,
+        max_transactions: int = MAX_TRANSACTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        exempt: Callable[[Address], bool] = lambda source: False,
     ) -> None:
         self._clock = clock
         self.t1, self.t2, self.t4 = t1, t2, t4
@@ -229,9 +239,11 @@ class TransactionLayer:
         self.draining = False
         self.retry_after = 0
         self.admit_in_dialog = True
+        self.limit(max_transactions, max_per_source, exempt)
         self._wheel: TimerWheel[AnyTransaction] = TimerWheel(tick, clock())
         self._servers: dict[tuple, ServerTransaction] = {}
         self._clients: dict[tuple, ClientTransaction] = {}
+        self._sources: dict[str, int] = {}  # source IP -> its server transactions
 
     # -- the table -------------------------------------------------------------
     def __len__(self) -> int:
@@ -249,6 +261,24 @@ class TransactionLayer:
     def timers(self) -> int:
         """Entries in the timer wheel, stale ones included (for metrics and tests)."""
         return len(self._wheel)
+
+    def limit(
+        self,
+        max_transactions: int,
+        max_per_source: int,
+        exempt: Callable[[Address], bool] = lambda source: False,
+    ) -> None:
+        """Hold at most ``max_transactions`` server transactions, and at most
+        ``max_per_source`` from one IP address unless ``exempt(source)`` (a
+        trusted peer); past either a request gets a stateless 503 and nothing
+        is kept. Lingering transactions count: they are memory all the same."""
+        self.max_transactions = max_transactions
+        self.max_per_source = max_per_source
+        self.exempt = exempt
+
+    def from_source(self, host: str) -> int:
+        """The server transactions held for source IP ``host``."""
+        return self._sources.get(host, 0)
 
     def drain(self, retry_after: int = 5, *, admit_in_dialog: bool = True) -> None:
         """Stop creating server transactions for new work: such requests get 503.
@@ -302,6 +332,13 @@ class TransactionLayer:
     def _new_server(
         self, request: Request, key: tuple, source: Address, cancels: ServerTransaction | None
     ) -> list[Action]:
+        host = source.host
+        held = self._sources.get(host, 0)
+        if len(self._servers) >= self.max_transactions:
+            return self._refuse(request, source, "transaction_limit", BUSY_RETRY_AFTER)
+        if held >= self.max_per_source and not self.exempt(source):
+            return self._refuse(request, source, "source_transaction_limit", BUSY_RETRY_AFTER)
+        self._sources[host] = held + 1
         stamp_received(request, source)
         method = request.method
         invite = method == "INVITE"
@@ -629,9 +666,17 @@ class TransactionLayer:
     def _terminate(self, txn: AnyTransaction, actions: list[Action]) -> None:
         txn.state = State.TERMINATED
         txn.deadline = txn.end = None
-        table: dict = self._clients if isinstance(txn, ClientTransaction) else self._servers
-        if table.get(txn.key) is txn:
-            del table[txn.key]
+        if isinstance(txn, ClientTransaction):
+            if self._clients.get(txn.key) is txn:
+                del self._clients[txn.key]
+        elif self._servers.get(txn.key) is txn:
+            del self._servers[txn.key]
+            host = txn.source.host
+            held = self._sources[host] - 1
+            if held:
+                self._sources[host] = held
+            else:
+                del self._sources[host]
         actions.append(Terminated(txn))
 
 

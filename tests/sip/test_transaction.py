@@ -860,3 +860,75 @@ def test_a_layer_whose_transactions_only_linger_is_idle(layer):
     assert not layer.idle
     layer.respond(txn, txn.request.response(200, to_tag="t"))
     assert len(layer) == 1 and layer.idle  # timer J keeps it, nobody waits on it
+
+
+# --- bounded server transactions: per source IP and in total ------------------------------------
+STRANGER = Address("UDP", "203.0.113.66", 5060)
+STRANGER_OTHER_PORT = Address("UDP", "203.0.113.66", 40000)
+PEER = Address("UDP", "198.51.100.1", 5060)
+
+
+def test_over_the_per_source_limit_a_request_gets_a_stateless_503_with_retry_after(clock):
+    layer = TransactionLayer(clock, max_per_source=3)
+    for i in range(3):
+        assert of_type(layer.receive(register(f"z9hG4bKcap{i}"), STRANGER), Deliver)
+    actions = layer.receive(register("z9hG4bKcap3"), STRANGER_OTHER_PORT)  # another port, same IP
+    [busy] = sent(actions)
+    assert (busy.status, busy.headers.get("Retry-After")) == (503, "5")
+    assert busy.to.tag  # answered as a UAS answers (§8.2.6.2)
+    assert of_type(actions, Refused) == [Refused("source_transaction_limit", STRANGER_OTHER_PORT)]
+    assert not of_type(actions, Deliver)
+    assert len(layer) == 3 and layer.from_source(STRANGER.host) == 3
+
+
+def test_other_sources_are_not_held_back_by_one_over_its_limit(clock):
+    layer = TransactionLayer(clock, max_per_source=2)
+    for i in range(5):
+        layer.receive(register(f"z9hG4bKcap{i}"), STRANGER)
+    assert of_type(layer.receive(register("z9hG4bKpeer"), PEER), Deliver)
+    assert layer.from_source(STRANGER.host) == 2 and layer.from_source(PEER.host) == 1
+
+
+def test_a_trusted_peer_is_held_only_to_the_total(clock):
+    layer = TransactionLayer(clock, max_per_source=1, max_transactions=3, exempt=lambda s: s.host == PEER.host)
+    for i in range(3):
+        assert of_type(layer.receive(register(f"z9hG4bKpeer{i}"), PEER), Deliver)
+    assert of_type(layer.receive(register("z9hG4bKpeer3"), PEER), Refused) == [
+        Refused("transaction_limit", PEER)
+    ]
+
+
+def test_over_the_total_limit_everyone_gets_503(clock):
+    layer = TransactionLayer(clock, max_transactions=2)
+    layer.receive(register("z9hG4bKt1"), STRANGER)
+    layer.receive(register("z9hG4bKt2"), PEER)
+    actions = layer.receive(invite("z9hG4bKt3"), PHONE)
+    assert sent(actions)[0].status == 503 and of_type(actions, Refused)[0].reason == "transaction_limit"
+    assert len(layer) == 2
+
+
+def test_a_retransmission_of_a_held_request_is_absorbed_not_refused(clock):
+    layer = TransactionLayer(clock, max_per_source=1)
+    txn, _ = only_txn(layer, invite())
+    assert not of_type(layer.receive(invite(), PHONE), Refused)  # matched, not new
+    assert layer.from_source(PHONE.host) == 1
+
+
+def test_the_count_of_a_source_is_freed_as_its_transactions_end(clock):
+    layer = TransactionLayer(clock, max_per_source=2)
+    first, _ = only_txn(layer, register("z9hG4bKf1"))
+    second, _ = only_txn(layer, register("z9hG4bKf2"))
+    layer.respond(first, first.request.response(200, to_tag="a"))  # lingers for timer J
+    layer.respond_stateless(second, second.request.response(401, to_tag="b"))  # gone at once
+    assert layer.from_source(PHONE.host) == 1
+    assert of_type(layer.receive(register("z9hG4bKf3"), PHONE), Deliver)
+    run(layer, clock, 64.0)  # timer J ends the first; the third times out its linger too
+    assert layer.from_source(PHONE.host) == 1  # the third, still unanswered
+    assert layer._sources == {PHONE.host: 1}
+
+
+def test_a_source_whose_transactions_all_ended_is_forgotten(clock):
+    layer = TransactionLayer(clock)
+    txn, _ = only_txn(layer, options())
+    layer.respond_stateless(txn, txn.request.response(200, to_tag="x"))
+    assert layer._sources == {}
