@@ -20,6 +20,7 @@ transaction moved on is recognised by the transaction's current deadline.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -169,6 +170,23 @@ def server_key(request: Request, method: str) -> tuple:
     # non-2xx final (which carries it) matches its INVITE.
     cseq = request.cseq.number
     return (branch, via.host, via.port, method, request.call_id, request.from_.tag, cseq)
+
+
+def same_peer(source: Address, dest: Address) -> bool:
+    """``source`` is the transport address ``dest`` names (an IPv6 address however
+    written, an IPv4 one also as IPv4-mapped IPv6)."""
+    if source.port != dest.port or source.transport != dest.transport:
+        return False
+    try:
+        return _canonical_ip(source.host) == _canonical_ip(dest.host)
+    except ValueError:
+        return source.host == dest.host
+
+
+def _canonical_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(host.strip("[]"))
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
 
 
 def _names_its_sender(request: Request) -> bool:
@@ -423,6 +441,12 @@ class TransactionLayer:
         txn = self._clients.get(client_key(response))
         if txn is None:
             return [DeliverResponse(response, None, source)]
+        dest = txn.dest
+        moved = source.host != dest.host or source.port != dest.port or source.transport != dest.transport
+        if moved and not same_peer(source, dest):
+            # Only the peer we sent the request to answers it (over TCP: on a
+            # connection to that peer); a branch seen elsewhere proves nothing.
+            return [Refused("wrong_source", source)]
         if txn.invite:
             return self._invite_response(txn, response, source)
         return self._non_invite_response(txn, response, source)
@@ -700,5 +724,6 @@ __all__ = [
     "ack_for",
     "cancel_for",
     "client_key",
+    "same_peer",
     "server_key",
 ]

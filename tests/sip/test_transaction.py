@@ -17,6 +17,7 @@ from sipline.sip.transaction import (
     Terminated,
     TimedOut,
     TransactionLayer,
+    same_peer,
 )
 
 PHONE = Address("UDP", "192.0.2.10", 5060)
@@ -932,3 +933,48 @@ def test_a_source_whose_transactions_all_ended_is_forgotten(clock):
     txn, _ = only_txn(layer, options())
     layer.respond_stateless(txn, txn.request.response(200, to_tag="x"))
     assert layer._sources == {}
+
+
+# --- a response is taken only from where its request went ----------------------------------------
+
+
+def test_a_udp_response_from_another_address_is_dropped_and_refused(layer):
+    request = our_invite()
+    txn, _ = layer.request(request, NEXT_HOP)
+    forged = wire(request.response(200, to_tag="evil"))
+    for elsewhere in (NEXT_HOP._replace(port=5061), NEXT_HOP._replace(host="203.0.113.66")):
+        assert layer.receive(forged, elsewhere) == [Refused("wrong_source", elsewhere)]
+    assert txn.state is State.CALLING  # untouched: the real answer may still come
+    [deliver] = of_type(layer.receive(forged, NEXT_HOP), DeliverResponse)
+    assert deliver.txn is txn and txn.state is State.ACCEPTED
+
+
+def test_over_tcp_only_a_connection_to_the_peer_may_answer(layer):
+    request = our_invite(transport="TCP")
+    txn, _ = layer.request(request, NEXT_HOP_TCP)
+    answer = wire(request.response(180, to_tag="b"))
+    other = Address("TCP", "203.0.113.66", 40000, connection=9)
+    assert of_type(layer.receive(answer, other), Refused)
+    peer = NEXT_HOP_TCP._replace(connection=3)  # the connection we opened to it
+    assert of_type(layer.receive(answer, peer), DeliverResponse)[0].txn is txn
+
+
+def test_a_response_on_another_transport_is_refused(layer):
+    request = our_invite()
+    layer.request(request, NEXT_HOP)
+    assert of_type(layer.receive(wire(request.response(180)), NEXT_HOP._replace(transport="TCP")), Refused)
+
+
+def test_the_peer_is_the_same_however_its_address_is_written():
+    v6 = Address("UDP", "2001:db8::1", 5060)
+    assert same_peer(v6, Address("UDP", "2001:0db8:0:0::1", 5060))
+    assert same_peer(Address("UDP", "::ffff:192.0.2.7", 5060), Address("UDP", "192.0.2.7", 5060))
+    assert not same_peer(v6, Address("UDP", "2001:db8::2", 5060))
+    assert not same_peer(Address("UDP", "host.example", 5060), Address("UDP", "other.example", 5060))
+
+
+def test_a_stray_response_is_still_delivered_as_stray(layer):
+    # Matching no transaction it is the TU's (RFC 6026 §8.4: a 2xx from a fork).
+    response = wire(our_invite("z9hG4bKnone").response(200, to_tag="x"))
+    [deliver] = layer.receive(response, Address("UDP", "203.0.113.66", 5060))
+    assert isinstance(deliver, DeliverResponse) and deliver.txn is None
