@@ -280,17 +280,28 @@ class Node:
         data, dest = action.data, action.dest
         send = self._senders.get(dest.transport)
         if send is None:
-            self.metrics.dropped["send_failed"].inc()
-            event(log, "send_failed", logging.WARNING, dest=dest, error="no such transport")
+            self._send_failed(action, f"no {dest.transport} listener")
             return
         self._sent[dest.transport][data.startswith(b"SIP/")].inc()
         if self._trace:
             event(log, "sip_out", dest=dest, message=data.decode(errors="replace"))
         try:
-            send(data, dest)
-        except (OSError, ValueError) as exc:
-            self.metrics.dropped["send_failed"].inc()
-            event(log, "send_failed", logging.WARNING, dest=dest, error=exc)
+            sent = send(data, dest)
+        except (OSError, ValueError) as exc:  # an IPv6 host from an IPv4 socket ...
+            self._send_failed(action, str(exc) or type(exc).__name__)
+            return
+        if sent is False:
+            self._send_failed(action, "transport closed")
+
+    def _send_failed(self, action: Send, error: str) -> None:
+        """Counted and logged; a request of a client transaction ends it with a
+        503 to the handler at the next tick (RFC 3261 §16.9, §17.1.4)."""
+        self.metrics.dropped["send_failed"].inc()
+        if action.txn is not None:
+            self.layer.transport_error(action.txn, error)
+        held = self._quiet.admit(("send_failed", action.dest.host, error))
+        if held is not None:
+            event(log, "send_failed", logging.WARNING, dest=action.dest, error=error, repeated=held)
 
     def _deliver(self, action: Deliver) -> None:
         request, txn = action.request, action.txn

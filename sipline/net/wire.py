@@ -5,7 +5,8 @@
 real ``TransactionLayer`` and a clock the caller moves; it carries out the
 layer's actions as the node does, except that a ``Send`` is kept in ``out``
 (bytes and destination) instead of reaching a socket, and what the layer
-refused is kept in ``refused``. The caller plays the peers: ``receive``
+refused is kept in ``refused``. A send to an address in ``unreachable``
+fails as a node's does when its transport cannot reach it. The caller plays the peers: ``receive``
 feeds a datagram in (one that does not parse or validate is answered as the
 node answers it), ``take`` hands over what went out.
 """
@@ -42,10 +43,11 @@ class Wire:
         self.layer = TransactionLayer(clock, tick=tick, exempt=handler.trusts)
         self.out: list[tuple[bytes, Address]] = []
         self.refused: list[Refused] = []
+        self.unreachable: set[Address] = set()
         self.guard = Guard(handler.trusts)
         node: Any = self
         self.dispatch: dict[type, Callable[[Any], None]] = {
-            Send: lambda a: self.out.append((a.data, a.dest)),
+            Send: self._send,
             Refused: self.refused.append,
             Deliver: lambda a: handler.on_request(node, a.request, a.txn, a.source),
             DeliverResponse: lambda a: handler.on_response(node, a.response, a.txn, a.source),
@@ -92,6 +94,12 @@ class Wire:
     def take(self) -> list[tuple[bytes, Address]]:
         out, self.out = self.out, []
         return out
+
+    def _send(self, action: Send) -> None:
+        if action.dest not in self.unreachable:
+            self.out.append((action.data, action.dest))
+        elif action.txn is not None:
+            self.layer.transport_error(action.txn, "unreachable")
 
     def _carry_out(self, actions: Iterable[Any]) -> None:
         dispatch = self.dispatch

@@ -107,12 +107,17 @@ class ClientTransaction(Transaction):
     cancel: ClientTransaction | None = None
     cancel_pending: bool = False  # CANCEL asked for before any 1xx (§9.1)
     cancels: ClientTransaction | None = None
+    error: str | None = None  # the transport could not send the request (§17.1.4)
 
 
 @dataclass(slots=True)
 class Send:
+    """``txn``: the client transaction whose request this is, for the shell to
+    report a transport error on (``TransactionLayer.transport_error``)."""
+
     data: bytes
     dest: Address
+    txn: ClientTransaction | None = None
 
 
 @dataclass(slots=True)
@@ -170,6 +175,11 @@ def server_key(request: Request, method: str) -> tuple:
     # non-2xx final (which carries it) matches its INVITE.
     cseq = request.cseq.number
     return (branch, via.host, via.port, method, request.call_id, request.from_.tag, cseq)
+
+
+def _unreachable(txn: ClientTransaction) -> Response:
+    """The 503 a transport error stands for (§16.9), as if from the next hop."""
+    return txn.request.response(503, "Service Unavailable: transport error", to_tag=new_tag())
 
 
 def same_peer(source: Address, dest: Address) -> bool:
@@ -589,7 +599,20 @@ class TransactionLayer:
         txn = ClientTransaction(key, request, method, state, dest, data=request.serialise())
         self._clients[key] = txn
         self._start_client(txn)
-        return txn, [Send(txn.data, dest)]
+        return txn, [Send(txn.data, dest, txn)]
+
+    def transport_error(self, txn: ClientTransaction, error: str) -> None:
+        """The shell could not send ``txn``'s request (no listener for its
+        transport, an address it cannot reach, a send that raised).
+
+        §17.1.4: the TU is told and the transaction ends; §16.9: a transport
+        error counts as a 503. At the next ``expire`` the TU gets a 503 and
+        ``Terminated``, not a 408 32 s later. Never at once: the TU may be in
+        the middle of ``request`` and not have the transaction yet.
+        """
+        if txn.error is None and txn.state in _WORKING:
+            txn.error = error
+            self._arm(txn, self._clock())
 
     def _start_client(self, txn: ClientTransaction) -> None:
         now = self._clock()
@@ -648,6 +671,10 @@ class TransactionLayer:
         self, txn: AnyTransaction, deadline: float, now: float, limit: float, actions: list[Action]
     ) -> None:
         txn.deadline = None
+        if type(txn) is ClientTransaction and txn.error is not None:
+            actions.append(DeliverResponse(_unreachable(txn), txn, txn.dest))
+            self._terminate(txn, actions)
+            return
         if txn.state is State.PROCEEDING and isinstance(txn, ServerTransaction):
             if not txn.data:  # the TU stayed silent (§17.2.1)
                 actions.extend(self._send_trying(txn))
@@ -661,7 +688,8 @@ class TransactionLayer:
             actions.append(TimedOut(txn))
             self._terminate(txn, actions)
         else:
-            actions.append(Send(txn.data, txn.dest))  # timer A, E or G
+            client = txn if type(txn) is ClientTransaction else None
+            actions.append(Send(txn.data, txn.dest, client))  # timer A, E or G
             txn.interval = self._next_interval(txn)
             at = deadline + txn.interval
             if at <= now:

@@ -226,7 +226,7 @@ RETRANSMIT_E = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
 def test_invite_client_sends_the_request_once_serialised(layer):
     request = our_invite()
     txn, actions = layer.request(request, NEXT_HOP)
-    assert actions == [Send(request.serialise(), NEXT_HOP)]
+    assert actions == [Send(request.serialise(), NEXT_HOP, txn)]  # txn: for transport errors
     assert isinstance(txn, ClientTransaction)
     assert (txn.method, txn.state, txn.dest) == ("INVITE", State.CALLING, NEXT_HOP)
     assert len(layer) == 1
@@ -978,3 +978,47 @@ def test_a_stray_response_is_still_delivered_as_stray(layer):
     response = wire(our_invite("z9hG4bKnone").response(200, to_tag="x"))
     [deliver] = layer.receive(response, Address("UDP", "203.0.113.66", 5060))
     assert isinstance(deliver, DeliverResponse) and deliver.txn is None
+
+
+# --- a transport error is a 503 at once (RFC 3261 §16.9, §17.1.4) --------------------------------
+
+
+def test_a_request_the_transport_could_not_send_ends_with_a_503_at_the_next_tick(layer, clock):
+    txn, [send] = layer.request(our_invite(), NEXT_HOP)
+    assert send.txn is txn
+    layer.transport_error(txn, "family mismatch")
+    assert txn.state is State.CALLING  # not while the TU is still sending it
+    clock.now += 0.01
+    actions = layer.expire()
+    [deliver] = of_type(actions, DeliverResponse)
+    assert deliver.txn is txn and deliver.source == NEXT_HOP
+    assert (deliver.response.status, deliver.response.reason) == (503, "Service Unavailable: transport error")
+    assert deliver.response.via.branch == "z9hG4bKout1"  # as if the next hop had answered
+    assert of_type(actions, Terminated) == [Terminated(txn)] and not of_type(actions, Send)
+    assert not of_type(actions, TimedOut) and len(layer) == 0
+
+
+def test_a_retransmission_that_fails_ends_the_transaction_too(layer, clock):
+    txn, _ = layer.request(options(), NEXT_HOP)
+    clock.now = 0.5
+    [resend] = of_type(layer.expire(), Send)  # timer E
+    assert resend.txn is txn
+    layer.transport_error(txn, "gone")
+    clock.now = 0.52
+    assert of_type(layer.expire(), DeliverResponse)[0].response.status == 503
+    assert txn.state is State.TERMINATED
+
+
+def test_a_transport_error_after_the_final_response_changes_nothing(layer, clock):
+    request = options()
+    txn, _ = layer.request(request, NEXT_HOP)
+    layer.receive(wire(request.response(200, to_tag="t")), NEXT_HOP)
+    layer.transport_error(txn, "late")
+    clock.now += 0.02
+    assert not of_type(layer.expire(), DeliverResponse)
+
+
+def test_responses_and_stateless_sends_carry_no_transaction(layer):
+    txn, _ = only_txn(layer, invite())
+    [send] = of_type(layer.respond(txn, txn.request.response(180, to_tag="r")), Send)
+    assert send.txn is None
