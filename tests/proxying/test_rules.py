@@ -90,6 +90,15 @@ def test_forwarding_decrements_max_forwards() -> None:
     assert request.max_forwards == 69
 
 
+def test_a_request_without_max_forwards_is_routed_and_gets_one() -> None:
+    # RFC 3261 §16.6 step 3: the proxy adds Max-Forwards (70) less one.
+    request = parse_message(invite().serialise().replace(b"Max-Forwards: 70\r\n", b""))
+    assert isinstance(request, Request) and request.max_forwards is None
+    assert validate(request) is None
+    decrement_max_forwards(request)
+    assert request.headers.get("Max-Forwards") == "69"
+
+
 # -- §16.4 Route processing -----------------------------------------------------------
 def test_a_top_route_with_our_record_route_is_popped_and_its_parameters_returned() -> None:
     request = invite(
