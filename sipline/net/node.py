@@ -245,7 +245,9 @@ class Node:
             else:
                 kind = "response" if data.lstrip(b"\r\n").startswith(b"SIP/") else "garbage"
             self.metrics.parse_errors[kind].inc()
-            event(log, "parse_error", logging.DEBUG, kind=kind, reason=reason, source=source)
+            held = self._quiet.admit(("parse_error", kind, source.host))
+            if held is not None:
+                event(log, "parse_error", kind=kind, reason=reason, source=source, repeated=held)
             actions = self.layer.answer_malformed(request, source, status, reason, self._server_header)
             if not actions:
                 self.metrics.dropped["parse_error"].inc()

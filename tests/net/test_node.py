@@ -586,3 +586,19 @@ async def test_a_request_over_a_transport_we_do_not_listen_on_gets_a_503() -> No
         await until(lambda: handler.responses, timeout=1)
         [(response, matched)] = handler.responses
         assert matched is txn and response.status == 503
+
+
+def test_malformed_requests_are_logged_with_their_source_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    @on_uvloop
+    async def flood() -> None:
+        async with running() as node:
+            phone = await UdpPeer.open()
+            for i in range(10):
+                phone.send(node, invite_with_to(f"<sip:bob@{HOST}", phone.port, f"z9hG4bKlog{i}"))
+            await phone.responses(10)
+
+    with caplog.at_level(logging.INFO, logger="sipline.node"):
+        flood()
+    lines = [r.getMessage() for r in caplog.records if "event=parse_error" in r.getMessage()]
+    assert len(lines) == 1
+    assert "kind=request" in lines[0] and f"source=udp:{HOST}:" in lines[0] and "unclosed" in lines[0]
