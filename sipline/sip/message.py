@@ -820,9 +820,10 @@ def _start_line(line: str) -> Request | Response:
             raise ParseError("bad request line")
     if not (method.isalpha() and method.isascii() or is_token(method)):
         raise ParseError("bad method")
-    colon = uri.find(":")
-    if colon <= 0 or not _SCHEME(uri, 0, colon):
-        raise ParseError("bad Request-URI")  # "<sip:...>" among others (RFC 4475 §3.1.2.7)
+    if not uri.startswith("sip:"):
+        colon = uri.find(":")
+        if colon <= 0 or not _SCHEME(uri, 0, colon):
+            raise ParseError("bad Request-URI")  # "<sip:...>" among others (RFC 4475 §3.1.2.7)
     request = _new_object(Request)
     request.method = method
     request._uri_text = uri

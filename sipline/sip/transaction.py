@@ -428,8 +428,9 @@ class TransactionLayer:
         """The one stateless answer to a request that did not parse or validate.
 
         ``request`` is what ``salvage_request`` kept of it (None: not a
-        request). Nothing is answered to an ACK, nor to a request whose Via
-        or other answer headers cannot be read: [] means drop it.
+        request). It goes back to ``source`` whatever the Via says; nothing is
+        answered to an ACK, nor to a request whose top Via names no sender
+        (its client could not tell the answer is its own): [] means drop it.
         """
         if request is None or request.method == "ACK":
             return []
@@ -437,7 +438,7 @@ class TransactionLayer:
             stamp_received(request, source)
         except ParseError:
             if not _names_its_sender(request):
-                return []  # the client could not tell the answer is its own
+                return []
         try:
             to_tag = new_tag() if request.to.tag is None else None
         except ParseError:
