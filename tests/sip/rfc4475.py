@@ -28,6 +28,7 @@ DROP = "drop"
 
 
 def crlf(text: str) -> bytes:
+    """The message as written here, with each newline made CRLF."""
     return text.replace("\n", "\r\n").encode()
 
 

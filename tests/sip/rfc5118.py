@@ -11,11 +11,7 @@ datagram without it (RFC 3261 §18.3 lets UDP do without). Outcomes as in
 
 from __future__ import annotations
 
-from .rfc4475 import VALID, Message
-
-
-def crlf(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode()
+from .rfc4475 import VALID, Message, crlf
 
 
 def with_sdp(head: str, sdp: str) -> bytes:

@@ -29,13 +29,8 @@ from sipline.sip.uri import SipUri, TelUri
 from sipline.sip.validation import validate_request, validate_response
 
 from . import rfc4475, rfc5118
-from .rfc4475 import DROP
+from .rfc4475 import DROP, crlf
 from .rfc4475 import VALID as TAKEN
-
-
-def crlf(text: str) -> bytes:
-    """The message as written here, with each newline made CRLF."""
-    return text.replace("\n", "\r\n").encode()
 
 
 @dataclass(frozen=True)
