@@ -107,6 +107,9 @@ def proxy_env(port: int, url: str, extra: Mapping[str, str] | None = None) -> di
         "SIPLINE_AUTH__ALGORITHMS": '["MD5"]',
         "SIPLINE_LOG__LEVEL": "warning",  # info logs a line per message
         "SIPLINE_NODE__DRAIN_TIMEOUT": "2",
+        # sipp plays thousands of phones from one address: lift the per-source
+        # transaction limit a real phone never nears.
+        "SIPLINE_SIP__MAX_TRANSACTIONS_PER_SOURCE": "100000",
         **(extra or {}),
     }
 

@@ -109,6 +109,11 @@ class SipSection(Section):
     tcp_idle_timeout: Seconds = 300.0
     trace: bool = False
     server_header: str = f"sipline/{__version__}"
+    # Server transactions held at once (lingering ones included), in total and
+    # per source IP address; over either, a request gets a stateless 503 with
+    # Retry-After. Trusted peers (Handler.trusts) are held to the total only.
+    max_transactions: Annotated[int, Field(ge=1)] = 100_000
+    max_transactions_per_source: Annotated[int, Field(ge=1)] = 500
 
 
 class LogSection(Section):

@@ -80,3 +80,40 @@ def quote(value: Any) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     return f'"{escaped}"'
+
+
+class Throttle:
+    """At most one log line per key every ``interval`` seconds, for events a
+    stranger can repeat at will (a refusal, the same exception again and
+    again): the first is written, the next ones are only counted, and the
+    line written after the interval says how many were held back.
+
+    ``admit(key)`` returns None to stay quiet, else that count. At most
+    ``max_keys`` keys are remembered (a flood of distinct sources must not
+    grow it without end): past that the memory is cleared.
+    """
+
+    __slots__ = ("interval", "max_keys", "_clock", "_keys")
+
+    def __init__(
+        self, interval: float = 60.0, max_keys: int = 1024, clock: Any = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._clock = clock
+        self._keys: dict[Any, list[float]] = {}  # key -> [quiet until, held back]
+
+    def admit(self, key: Any) -> int | None:
+        now = self._clock()
+        entry = self._keys.get(key)
+        if entry is None:
+            if len(self._keys) >= self.max_keys:
+                self._keys.clear()
+            self._keys[key] = [now + self.interval, 0]
+            return 0
+        if now < entry[0]:
+            entry[1] += 1
+            return None
+        held = int(entry[1])
+        entry[0], entry[1] = now + self.interval, 0
+        return held

@@ -83,3 +83,28 @@ def test_multi_line_message_and_traceback_stay_on_one_line(
     [line] = lines(capsys)
     assert 'failed\\nbadly exc="Traceback' in line
     assert "ValueError: boom" in line
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_throttle_lets_one_line_per_key_through_and_counts_the_others() -> None:
+    clock = Clock()
+    throttle = logs.Throttle(interval=60.0, clock=clock)
+    assert throttle.admit("a") == 0
+    assert [throttle.admit("a") for _ in range(5)] == [None] * 5
+    assert throttle.admit("b") == 0  # keys are independent
+    clock.now += 60.0
+    assert throttle.admit("a") == 5  # the line after the interval says what was held back
+    assert throttle.admit("a") is None
+
+
+def test_a_throttle_remembers_a_bounded_number_of_keys() -> None:
+    throttle = logs.Throttle(max_keys=10, clock=Clock())
+    for key in range(1000):
+        throttle.admit(key)
+    assert len(throttle._keys) <= 10

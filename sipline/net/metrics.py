@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 TRANSPORTS = ("UDP", "TCP")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
 DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error", "not_started")
+# Why the transaction layer turned a message away itself (sipline.sip.transaction.Refused).
+REFUSAL_REASONS = ("draining", "transaction_limit", "source_transaction_limit", "wrong_source")
 
 
 class Tally:
@@ -40,6 +42,7 @@ class NodeMetrics:
         "sent",
         "parse_errors",
         "dropped",
+        "refused",
         "handler_errors",
         "_transactions",
         "_connections",
@@ -50,6 +53,7 @@ class NodeMetrics:
         self.sent = {t: (Tally(), Tally()) for t in TRANSPORTS}
         self.parse_errors = {k: Tally() for k in PARSE_ERROR_KINDS}
         self.dropped = {r: Tally() for r in DROP_REASONS}
+        self.refused = {r: Tally() for r in REFUSAL_REASONS}
         self.handler_errors = Tally()
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
@@ -99,6 +103,14 @@ class _NodeCollector(Collector):
             "Messages dropped without an answer",
             "reason",
             {r: sum(n.dropped[r].value for n in nodes) for r in DROP_REASONS},
+        )
+        yield _family(
+            "sipline_sip_refused",
+            "Messages the transaction layer turned away itself: requests answered 503 "
+            "statelessly (draining, over a transaction limit), responses dropped "
+            "(from an address their request was not sent to)",
+            "reason",
+            {r: sum(n.refused[r].value for n in nodes) for r in REFUSAL_REASONS},
         )
         errors = CounterMetricFamily(
             "sipline_handler_errors",

@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sipline.logs import event
+from sipline.logs import Throttle, event, quote
 from sipline.net.guard import Guard
 from sipline.net.handler import Handler
 from sipline.net.metrics import NodeMetrics, start_metrics_server
 from sipline.net.signals import until_stopped
 from sipline.net.transport import TcpEndpoint, UdpEndpoint
-from sipline.sip.address import Address, response_address, stamp_received
+from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response, parse_message, salvage_request
@@ -30,8 +31,10 @@ from sipline.sip.transaction import (
     ClientTransaction,
     Deliver,
     DeliverResponse,
+    Refused,
     Send,
     ServerTransaction,
+    State,
     Terminated,
     TimedOut,
     TransactionLayer,
@@ -42,13 +45,15 @@ log = logging.getLogger("sipline.node")
 TICK = 0.01  # seconds between runs of the transaction timers
 DRAIN_POLL = 0.02
 GC_THRESHOLDS = (100_000, 50, 100)  # see tune_gc
+LOG_INTERVAL = 60.0  # seconds between two log lines of the same error or refusal
 
 
 class Node:
     """One SIP node. ``settings`` needs ``node`` and ``sip`` sections (see sipline.config).
 
     ``layer`` replaces the default transaction layer (other timer values); its
-    clock must be ``time.monotonic``, which the tick passes to ``expire``.
+    clock must be ``time.monotonic``, which the tick passes to ``expire``. The
+    node sets its transaction limits from ``[sip]``, trusted peers exempt.
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class Node:
         self.settings = settings
         self.handler = handler
         self.layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
+        sip = settings.sip
+        self.layer.limit(sip.max_transactions, sip.max_transactions_per_source, handler.trusts)
         self.metrics = NodeMetrics()
         self.guard = Guard(handler.trusts)
         self._received = self.metrics.received
@@ -71,10 +78,14 @@ class Node:
         # listener is up, and the handler may rely on both (its Via, its Record-Route).
         self._started = False
         self._stop_metrics: Callable[[], None] | None = None
+        # A stranger can repeat an error or a refusal at will: one line (and
+        # one traceback) per kind a minute, every one of them counted.
+        self._quiet = Throttle(LOG_INTERVAL)
         self._dispatch: dict[type, Callable[[Any], None]] = {
             Send: self._send,
             Deliver: self._deliver,
             DeliverResponse: self._deliver_response,
+            Refused: self._refused,
             TimedOut: self._timed_out,
             Terminated: self._terminated,
         }
@@ -144,13 +155,11 @@ class Node:
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
         now = time.monotonic()
         try:
-            actions = self.layer.expire(now)
+            self._carry_out(self.layer.expire(now))
+            if self._tcp is not None:
+                self._tcp.sweep(now)
         except Exception:
-            log.exception("event=core_error where=expire")
-            actions = []
-        self._carry_out(actions)
-        if self._tcp is not None:
-            self._tcp.sweep(now)
+            self._core_error("expire")
 
     # -- what roles call -----------------------------------------------------------
     def respond(self, txn: ServerTransaction, response: Response) -> None:
@@ -188,7 +197,8 @@ class Node:
 
     # -- from the transports (the Sink protocol) -------------------------------------
     def message_received(self, data: bytes, source: Address) -> None:
-        # The layer stamps received/rport (RFC 3581) on the requests it takes.
+        # The layer validates every message and stamps received/rport (RFC
+        # 3581) on the requests it takes; nothing raised here reaches the loop.
         if not self._started:
             self.metrics.dropped["not_started"].inc()  # the sender retransmits
             return
@@ -196,60 +206,71 @@ class Node:
             return  # counted and logged by the guard
         try:
             message = parse_message(data, stream=source.transport != "UDP")
-        except ParseError as exc:
-            self._parse_error(data, source, exc.reason)
-            return
-        self._received[source.transport][type(message) is Response].inc()
-        if self._trace:
-            event(log, "sip_in", source=source, message=data.decode(errors="replace"))
-        try:
+            self._received[source.transport][type(message) is Response].inc()
+            if self._trace:
+                event(log, "sip_in", source=source, message=data.decode(errors="replace"))
             actions = self.layer.receive(message, source)
-        except ParseError as exc:  # a header the layer needed was bad (parsed lazily)
-            self._parse_error(data, source, exc.reason)
+        except ParseError as exc:
+            self._malformed(data, source, exc.status, exc.reason)
             return
         except Exception:
             self._core_error("receive", source)
             return
-        self._carry_out(actions)
+        try:
+            self._carry_out(actions)
+        except Exception:
+            self._core_error("carry_out", source)
 
     def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
         """Too large (513: always counted as dropped) or unframeable (400)."""
-        if status == 513:
-            self.metrics.dropped["oversize"].inc()
-        answered = self._answer_unparsed(salvage_request(data), source, status, reason)
-        if not answered and status != 513:
-            self.metrics.dropped["parse_error"].inc()
-
-    def _parse_error(self, data: bytes, source: Address, reason: str) -> None:
-        request = salvage_request(data)
-        if request is not None:
-            kind = "request"
-        else:
-            kind = "response" if data.lstrip(b"\r\n").startswith(b"SIP/") else "garbage"
-        self.metrics.parse_errors[kind].inc()
-        event(log, "parse_error", logging.DEBUG, kind=kind, reason=reason, source=source)
-        if not self._answer_unparsed(request, source, 400, reason):
-            self.metrics.dropped["parse_error"].inc()
-
-    def _answer_unparsed(
-        self, request: Request | None, source: Address, status: int, reason: str
-    ) -> bool:
-        """Answer a request parse_message refused, if its request line and Via allow."""
-        if request is None or request.method == "ACK":
-            return False
         try:
-            stamp_received(request, source)
-            response = request.response(status, reason, to_tag=_tag_if_readable(request))
-            dest = response_address(request, source)
-        except ParseError:
-            return False
-        response.headers.add("Server", self._server_header)
-        self.send_stateless(response, dest)
-        return True
+            if status == 513:
+                self.metrics.dropped["oversize"].inc()
+            actions = self.layer.answer_malformed(
+                salvage_request(data), source, status, reason, self._server_header
+            )
+            if not actions and status != 513:
+                self.metrics.dropped["parse_error"].inc()
+            self._carry_out(actions)
+        except Exception:
+            self._core_error("refused", source)
+
+    def _malformed(self, data: bytes, source: Address, status: int, reason: str) -> None:
+        """A message that did not parse or validate: one stateless answer to a
+        request, no transaction; a response or garbage is dropped."""
+        try:
+            request = salvage_request(data)
+            if request is not None:
+                kind = "request"
+            else:
+                kind = "response" if data.lstrip(b"\r\n").startswith(b"SIP/") else "garbage"
+            self.metrics.parse_errors[kind].inc()
+            held = self._quiet.admit(("parse_error", kind, source.host))
+            if held is not None:
+                event(log, "parse_error", kind=kind, reason=reason, source=source, repeated=held)
+            actions = self.layer.answer_malformed(request, source, status, reason, self._server_header)
+            if not actions:
+                self.metrics.dropped["parse_error"].inc()
+            self._carry_out(actions)
+        except Exception:
+            self._core_error("malformed", source)
 
     def _core_error(self, where: str, source: Address | None = None) -> None:
         self.metrics.dropped["core_error"].inc()
-        log.exception("event=core_error where=%s source=%s", where, source)
+        self._log_exception("core_error", where, source=source)
+
+    def _log_exception(self, name: str, where: str, **fields: Any) -> None:
+        """The traceback of the exception being handled, once per minute for
+        the same place it was raised; the line after says how many were held back."""
+        _, exc, tb = sys.exc_info()
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        origin = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        held = self._quiet.admit((name, where, type(exc), origin))
+        if held is None:
+            return
+        parts = " ".join(f"{key}={quote(value)}" for key, value in fields.items())
+        log.error("event=%s where=%s %s repeated=%d", name, where, parts, held, exc_info=True)
 
     # -- carrying out the layer's actions ---------------------------------------------
     def _carry_out(self, actions: Iterable[Any]) -> None:
@@ -261,17 +282,28 @@ class Node:
         data, dest = action.data, action.dest
         send = self._senders.get(dest.transport)
         if send is None:
-            self.metrics.dropped["send_failed"].inc()
-            event(log, "send_failed", logging.WARNING, dest=dest, error="no such transport")
+            self._send_failed(action, f"no {dest.transport} listener")
             return
         self._sent[dest.transport][data.startswith(b"SIP/")].inc()
         if self._trace:
             event(log, "sip_out", dest=dest, message=data.decode(errors="replace"))
         try:
-            send(data, dest)
-        except (OSError, ValueError) as exc:
-            self.metrics.dropped["send_failed"].inc()
-            event(log, "send_failed", logging.WARNING, dest=dest, error=exc)
+            sent = send(data, dest)
+        except (OSError, ValueError) as exc:  # an IPv6 host from an IPv4 socket ...
+            self._send_failed(action, str(exc) or type(exc).__name__)
+            return
+        if sent is False:
+            self._send_failed(action, "transport closed")
+
+    def _send_failed(self, action: Send, error: str) -> None:
+        """Counted and logged; a request of a client transaction ends it with a
+        503 to the handler at the next tick (RFC 3261 §16.9, §17.1.4)."""
+        self.metrics.dropped["send_failed"].inc()
+        if action.txn is not None:
+            self.layer.transport_error(action.txn, error)
+        held = self._quiet.admit(("send_failed", action.dest.host, error))
+        if held is not None:
+            event(log, "send_failed", logging.WARNING, dest=action.dest, error=error, repeated=held)
 
     def _deliver(self, action: Deliver) -> None:
         request, txn = action.request, action.txn
@@ -279,7 +311,7 @@ class Node:
             self.handler.on_request(self, request, txn, action.source)
         except Exception:
             self._handler_error("on_request", request.call_id)
-            if txn is not None and request.method != "ACK":
+            if txn is not None and txn.state in _UNANSWERED:
                 self._answer_500(txn, request)
 
     def _deliver_response(self, action: DeliverResponse) -> None:
@@ -300,24 +332,28 @@ class Node:
         except Exception:
             self._handler_error("on_terminated")
 
+    def _refused(self, action: Refused) -> None:
+        self.metrics.refused[action.reason].inc()
+        held = self._quiet.admit(("refused", action.reason, action.source.host))
+        if held is not None:
+            event(log, "refused", logging.WARNING, reason=action.reason, source=action.source, repeated=held)
+
     def _handler_error(self, callback: str, call_id: str | None = None) -> None:
         self.metrics.handler_errors.inc()
-        log.exception("event=handler_error callback=%s call_id=%s", callback, call_id)
+        self._log_exception("handler_error", callback, call_id=call_id)
 
     def _answer_500(self, txn: ServerTransaction, request: Request) -> None:
-        response = request.response(500, to_tag=new_tag())
-        response.headers.add("Server", self._server_header)
+        """The handler raised before answering: a stateless 500 ends the
+        transaction (§21.5.1), and if even that fails it is dropped, never left open."""
         try:
-            self.respond(txn, response)
-        except Exception:  # the handler may have answered before it raised
-            event(log, "no_500", logging.DEBUG, call_id=request.call_id)
+            response = request.response(500, to_tag=new_tag())
+            response.headers.add("Server", self._server_header)
+            self.respond_stateless(txn, response)
+        except Exception:
+            self._carry_out(self.layer.forget(txn))
 
 
-def _tag_if_readable(request: Request) -> str | None:
-    try:
-        return new_tag() if request.to.tag is None else None
-    except ParseError:
-        return None
+_UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))
 
 
 # -- the node `sipline run` starts -----------------------------------------------------
@@ -338,16 +374,22 @@ class MinimalHandler(Handler):
             event(log, "request", method=request.method, call_id=request.call_id, source=source)
         if txn is None:
             return  # ACK for a 2xx: end to end, nothing to answer
-        if request.method == "OPTIONS":
+        required = request.headers.values("require")
+        if request.method == "CANCEL":
+            response = request.response(481, to_tag=new_tag())  # nothing here to cancel (§9.2)
+        elif request.method != "OPTIONS":
+            response = request.response(501, to_tag=new_tag())
+        elif not request.uri[:5].lower().startswith(("sip:", "sips:", "tel:")):
+            response = request.response(416, to_tag=new_tag())  # §8.2.2.1 (RFC 4475 §3.3.2)
+        elif required:  # §8.2.2.3: we support no extension (RFC 4475 §3.3.5)
+            response = request.response(420, to_tag=new_tag())
+            response.headers.add("Unsupported", ", ".join(required))
+        else:
             response = request.response(200, to_tag=new_tag())
             headers = response.headers
             headers.add("Allow", self.ALLOW)
             headers.add("Accept", self.ACCEPT)
             headers.add("Supported", self.SUPPORTED)
-        elif request.method == "CANCEL":
-            response = request.response(481, to_tag=new_tag())  # nothing here to cancel (§9.2)
-        else:
-            response = request.response(501, to_tag=new_tag())
         response.headers.add("Server", self.server_header)
         node.respond(txn, response)
 

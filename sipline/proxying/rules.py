@@ -249,8 +249,11 @@ def pop_own_via(response: Response) -> bool:
 
 
 def via_address(via: Via) -> Address:
-    """Where a response goes by its top Via (§18.2.2, RFC 3581), statelessly."""
-    host = via.maddr or via.received or via.host
+    """Where a response goes by its top Via (§18.2.2, RFC 3581), statelessly.
+
+    Never to its ``maddr``: that is the sender's word, and would let it aim
+    our responses at any host."""
+    host = via.received or via.host
     port = via.rport or via.port or DEFAULT_PORT.get(via.transport, 5060)
     transport = via.transport if via.transport in ("UDP", "TCP") else "UDP"
     return Address(transport, host.strip("[]"), port)

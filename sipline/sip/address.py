@@ -51,18 +51,14 @@ def stamp_received(request: Request, source: Address) -> None:
 
 
 def response_address(request: Request, source: Address) -> Address:
-    """Where the response to ``request`` goes (RFC 3261 §18.2.2, RFC 3581 §4).
+    """Where the response to ``request`` goes: back to its source, always.
 
-    ``request`` must already carry the ``received``/``rport`` the server
-    stamped on it. Reliable transports answer on the connection the request
-    came in on; the shell falls back to a new connection to the returned
-    host and port if that one is gone.
+    RFC 3581's received/rport rule applied whether or not the Via asks for
+    it, on the transport (and the connection) the request came on. The Via's
+    ``maddr``, transport and sent-by are the sender's say and are never
+    obeyed (RFC 3261 §18.2.2 would let one forged Via aim our answers, and
+    our retransmissions of them, at any host, or make us open a TCP
+    connection anywhere). ``request`` keeps the ``received``/``rport`` the
+    server stamped on it, for the client to read.
     """
-    via = request.via
-    if source.reliable:
-        return source
-    if via.maddr:
-        return Address(via.transport, via.maddr, via.port or DEFAULT_PORT.get(via.transport, 5060))
-    host = via.received or via.host
-    port = via.rport or via.port or DEFAULT_PORT.get(via.transport, 5060)
-    return Address(source.transport, host, port)
+    return source

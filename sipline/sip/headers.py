@@ -167,17 +167,16 @@ def parse_params(text: str) -> dict[str, str | None]:
         for part in text.split(";"):
             name, eq, val = part.partition("=")
             params[name.lower()] = val if eq else None
-        if "" not in params:
-            return params
-        params = {}  # an empty name: ";;" or a trailing ";" (tolerated), or "=x"
-        parts = text.split(";")
+        if "" in params:
+            raise ParseError("empty parameter")  # ";;", a trailing ";" or "=x"
+        return params
     for part in parts:
         name, eq, val = part.partition("=")
         name, val = name.strip(" \t"), val.strip(" \t")
         if not name:
-            if not eq and not val:
-                continue
-            raise ParseError("empty parameter name")
+            # generic-param has a name (RFC 3261 §25.1): ";;" is an error
+            # (RFC 4475 §3.1.2.1), not something to guess around.
+            raise ParseError("empty parameter")
         params[name if name.islower() else name.lower()] = val if eq else None
     return params
 
@@ -202,7 +201,16 @@ def unquote(text: str) -> str:
 
 
 def quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if not text.isprintable():
+        # Control characters go out as quoted-pairs; CR and LF cannot (§25.1).
+        text = _CONTROL_SUB(_escape_control, text)
+    return '"' + text + '"'
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return "" if char in "\r\n" else "\\" + char
 
 
 def _parse_int(text: str, what: str, high: int = 2**32 - 1) -> int:
@@ -422,24 +430,26 @@ class NameAddr:
             if quoted is not None:
                 display = _unescape_quoted(quoted) if "\\" in quoted else quoted
             else:
-                display = display.strip(" \t") or None
+                display = _token_display(display)
             return cls(uri_text, display, {} if params is None else parse_params(params), True)
         text = value.strip(" \t")
         display = None
         if text.startswith('"'):
             end = _closing_quote(text)
-            display = unquote(text[: end + 1])
+            display = _unescape_quoted(text[1:end])
             text = text[end + 1 :].lstrip(" \t")
             if not text.startswith("<"):
                 raise ParseError("display name without <URI>")
         lt = text.find("<")
         if lt >= 0:
             if display is None and lt > 0:
-                display = text[:lt].strip(" \t") or None
+                display = _token_display(text[:lt])
             gt = text.find(">", lt)
             if gt < 0:
                 raise ParseError("unclosed <URI>")
-            uri_text = text[lt + 1 : gt].strip(" \t")
+            uri_text = text[lt + 1 : gt]
+            if uri_text != uri_text.strip(" \t"):
+                raise ParseError("LWS inside <URI>")  # RFC 4475 §3.1.2.14
             rest = text[gt + 1 :].strip(" \t")
             angle = True
         else:
@@ -448,6 +458,9 @@ class NameAddr:
             uri_text = uri_text.strip(" \t")
             rest = ";" + param_text if semi else ""
             angle = False
+            if "?" in uri_text or '"' in uri_text:
+                # §20.10: a URI with headers must be in <> (RFC 4475 §3.1.2.13).
+                raise ParseError("URI with headers outside <>")
         if not uri_text or ":" not in uri_text:
             raise ParseError("bad URI in name-addr")
         if rest:
@@ -568,6 +581,14 @@ def _is_token(text: str) -> bool:
 is_token = _is_token
 
 
+def _token_display(text: str) -> str | None:
+    """An unquoted display name: tokens separated by LWS (§25.1), or none."""
+    text = text.strip(" \t")
+    if text and not all(_is_token(word) for word in text.split()):
+        raise ParseError("display name must be quoted")  # RFC 4475 §3.1.2.15
+    return text or None
+
+
 def _is_token_list(text: str) -> bool:
     """Tokens separated by single spaces: a display name that needs no quotes."""
     if text.isalnum() and text.isascii():
@@ -630,6 +651,7 @@ def _unescape_quoted(text: str) -> str:
 
 
 _QUOTED_PAIR = re.compile(r"\\(.)", re.S).sub
+_CONTROL_SUB = re.compile(r"[\x00-\x1f\x7f]").sub
 
 
 def _closing_quote(text: str) -> int:

@@ -12,6 +12,7 @@ calls, few objects per header line); ``bench/micro`` measures it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -618,7 +619,9 @@ class Response(Message):
 
 
 # -- parsing ------------------------------------------------------------------
-_REQUIRED_IN_REQUEST = ("to", "from", "cseq", "call-id", "max-forwards", "via")
+# Max-Forwards is not among them: a request without it is taken and a proxy
+# adds one (RFC 3261 §16.6 step 3, RFC 4475 §3.4.1).
+_REQUIRED_IN_REQUEST = ("to", "from", "cseq", "call-id", "via")
 _REQUIRED_IN_RESPONSE = ("to", "from", "cseq", "call-id", "via")
 _RESPONSE_KEYS = frozenset(_REQUIRED_IN_RESPONSE)
 # Every byte a header section may hold besides CR LF: HTAB, printable ASCII and
@@ -652,7 +655,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         raise ParseError("headers are not UTF-8") from None
     lines = head.split("\r\n")
     if raw.translate(None, _NOT_CONTROL) != _CRLF * (len(lines) - 1):
-        raise ParseError("control character in headers")
+        _check_controls(lines)
     message = _start_line(lines[0])
     fields: list[Field] = []
     index: dict[str, Field] = {}
@@ -719,7 +722,6 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             _missing(index, _REQUIRED_IN_REQUEST)
         try:
             text = index["cseq"][2]
-            max_forwards = index["max-forwards"][2]
             call_id = index["call-id"][2]
         except KeyError:
             _missing(index, _REQUIRED_IN_REQUEST)
@@ -733,10 +735,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             parsed["cseq"] = cseq = CSeq.parse(text)
             if cseq.method != message.method:
                 raise ParseError("CSeq method does not match")
-        if max_forwards.isdigit() and max_forwards.isascii() and len(max_forwards) < 10:
-            parsed["max-forwards"] = int(max_forwards)
+        found = index.get("max-forwards")
+        if found is None:
+            parsed["max-forwards"] = None
         else:
-            parsed["max-forwards"] = parse_int_header(max_forwards, "Max-Forwards")
+            max_forwards = found[2]
+            if max_forwards.isdigit() and max_forwards.isascii() and len(max_forwards) < 10:
+                parsed["max-forwards"] = int(max_forwards)
+            else:
+                parsed["max-forwards"] = parse_int_header(max_forwards, "Max-Forwards")
     else:
         if not index.keys() >= _RESPONSE_KEYS:
             _missing(index, _REQUIRED_IN_RESPONSE)
@@ -750,6 +757,29 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 _LWS = (" ", "\t")
 _new_object = object.__new__
 _LWS_CHARS = " \t"
+
+
+def _check_controls(lines: list[str]) -> None:
+    """A control character is legal only as a quoted-pair in a quoted string
+    (RFC 3261 §25.1, RFC 4475 §3.1.1.2), and CR or LF never are."""
+    for line in lines:
+        if line.isprintable():
+            continue
+        quoted = escaped = False
+        for char in line:
+            if escaped:
+                if char in "\r\n":
+                    break
+                escaped = False
+            elif char < " " and char != "\t" or char == "\x7f":
+                break
+            elif quoted and char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = not quoted
+        else:
+            continue
+        raise ParseError("control character in headers")
 
 
 def _missing(index: dict[str, Field], required: tuple[str, ...]) -> None:
@@ -785,17 +815,24 @@ def _start_line(line: str) -> Request | Response:
             raise ParseError("bad request line")
         method, uri, version = parts
         if version.upper() != "SIP/2.0":
-            raise ParseError("unsupported SIP version" if version[:4].upper() == "SIP/" else "bad request line")
+            if version[:4].upper() == "SIP/":
+                raise ParseError("Version Not Supported", 505)  # RFC 4475 §3.1.2.16
+            raise ParseError("bad request line")
     if not (method.isalpha() and method.isascii() or is_token(method)):
         raise ParseError("bad method")
-    if ":" not in uri or uri[0] == ":":
-        raise ParseError("bad Request-URI")
+    if not uri.startswith("sip:"):
+        colon = uri.find(":")
+        if colon <= 0 or not _SCHEME(uri, 0, colon):
+            raise ParseError("bad Request-URI")  # "<sip:...>" among others (RFC 4475 §3.1.2.7)
     request = _new_object(Request)
     request.method = method
     request._uri_text = uri
     request._uri = None
     request.version = version
     return request
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*").fullmatch
 
 
 def _status_line(parts: list[str]) -> Response:
@@ -893,12 +930,13 @@ def salvage_request(data: bytes) -> Request | None:
     """
     head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0].decode(errors="replace")
     lines = head.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].upper().startswith("SIP/") or ":" not in parts[1]:
+    parts = lines[0].split()  # extra or misplaced SP is why some failed (RFC 4475 §3.1.2.8-10)
+    if len(parts) < 3 or not parts[-1].upper().startswith("SIP/") or ":" not in parts[1]:
         return None
     headers = Headers()
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if colon and header_key(name) in _ANSWER_HEADERS:
+        key = header_key(name)
+        if colon and key in _ANSWER_HEADERS and (key == "via" or key not in headers):
             headers.add(name.strip(), value.strip())
     return Request(parts[0], parts[1], headers)

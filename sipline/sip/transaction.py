@@ -2,8 +2,14 @@
 
 Messages and the current time go in, actions come out: ``Send`` bytes to an
 address, ``Deliver`` a request or ``DeliverResponse`` a response to the TU,
-``TimedOut`` and ``Terminated`` to tell the TU about a transaction's end. The
-shell owns the sockets and calls ``expire`` from one periodic tick.
+``TimedOut`` and ``Terminated`` to tell the TU about a transaction's end,
+``Refused`` to tell the shell (for its counters and logs) that the layer
+turned a message away itself. The shell owns the sockets and calls
+``expire`` from one periodic tick.
+
+Every message is validated (``sipline.sip.validation``) before it is
+matched or a transaction is made for it: a request that fails gets one
+stateless answer (``answer_malformed``) and leaves nothing behind.
 
 Every transaction holds at most one live deadline (the earliest of its
 timers) in one ``TimerWheel``; a retransmission costs one slot entry, no task
@@ -14,18 +20,28 @@ transaction moved on is recognised by the transaction's current deadline.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .address import Address, response_address, stamp_received
 from .errors import ParseError
-from .ids import MAGIC_COOKIE
+from .headers import Via
+from .ids import MAGIC_COOKIE, new_tag
 from .message import Headers, Request, Response
 from .timers import T1, T2, T4, TimerWheel
+from .validation import validate_request, validate_response
 
 # What the wheel can fire early by: its float slack times one tick, far below this.
 _EPSILON = 1e-6
 TIMER_D = 32.0  # RFC 3261 §17.1.1.2: at least 32 s on unreliable transports
+# Server transactions at once, in total and per source IP (see TransactionLayer.limit).
+# 1000 calls/s hold about 64k (an INVITE and a BYE each, lingering 32 s on UDP);
+# a phone holds a handful, and a source kept to a flood limit of ~8 requests/s
+# about 260, so 500 leaves room for bursts and small NATed sites.
+MAX_TRANSACTIONS = 100_000
+MAX_PER_SOURCE = 500
+BUSY_RETRY_AFTER = 5  # seconds, in the 503 over a limit
 
 
 class State(enum.Enum):
@@ -91,12 +107,17 @@ class ClientTransaction(Transaction):
     cancel: ClientTransaction | None = None
     cancel_pending: bool = False  # CANCEL asked for before any 1xx (§9.1)
     cancels: ClientTransaction | None = None
+    error: str | None = None  # the transport could not send the request (§17.1.4)
 
 
 @dataclass(slots=True)
 class Send:
+    """``txn``: the client transaction whose request this is, for the shell to
+    report a transport error on (``TransactionLayer.transport_error``)."""
+
     data: bytes
     dest: Address
+    txn: ClientTransaction | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +135,15 @@ class DeliverResponse:
 
 
 @dataclass(slots=True)
+class Refused:
+    """The layer turned a message from ``source`` away itself: answered it
+    statelessly (a 503) or dropped it. ``reason`` names why, for counters."""
+
+    reason: str
+    source: Address
+
+
+@dataclass(slots=True)
 class TimedOut:
     txn: ClientTransaction | ServerTransaction
 
@@ -123,7 +153,7 @@ class Terminated:
     txn: ClientTransaction | ServerTransaction
 
 
-Action = Send | Deliver | DeliverResponse | TimedOut | Terminated
+Action = Send | Deliver | DeliverResponse | Refused | TimedOut | Terminated
 AnyTransaction = ClientTransaction | ServerTransaction
 
 
@@ -145,6 +175,40 @@ def server_key(request: Request, method: str) -> tuple:
     # non-2xx final (which carries it) matches its INVITE.
     cseq = request.cseq.number
     return (branch, via.host, via.port, method, request.call_id, request.from_.tag, cseq)
+
+
+def _unreachable(txn: ClientTransaction) -> Response:
+    """The 503 a transport error stands for (§16.9), as if from the next hop."""
+    return txn.request.response(503, "Service Unavailable: transport error", to_tag=new_tag())
+
+
+def same_peer(source: Address, dest: Address) -> bool:
+    """``source`` is the transport address ``dest`` names (an IPv6 address however
+    written, an IPv4 one also as IPv4-mapped IPv6)."""
+    if source.port != dest.port or source.transport != dest.transport:
+        return False
+    try:
+        return _canonical_ip(source.host) == _canonical_ip(dest.host)
+    except ValueError:
+        return source.host == dest.host
+
+
+def _canonical_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(host.strip("[]"))
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+def _names_its_sender(request: Request) -> bool:
+    """The top Via has a readable sent-protocol and sent-by (its parameters may not)."""
+    try:
+        values = request.headers.values("via")
+        if not values:
+            return False
+        Via.parse(values[0].partition(";")[0])
+    except ParseError:
+        return False
+    return True
 
 
 def client_key(message: Request | Response) -> tuple:
@@ -192,6 +256,9 @@ class TransactionLayer:
         tick: float = 0.01,
         auto_trying: bool = True,
         trying_delay: float = 0.2,
+        max_transactions: int = MAX_TRANSACTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        exempt: Callable[[Address], bool] = lambda source: False,
     ) -> None:
         self._clock = clock
         self.t1, self.t2, self.t4 = t1, t2, t4
@@ -200,9 +267,11 @@ class TransactionLayer:
         self.draining = False
         self.retry_after = 0
         self.admit_in_dialog = True
+        self.limit(max_transactions, max_per_source, exempt)
         self._wheel: TimerWheel[AnyTransaction] = TimerWheel(tick, clock())
         self._servers: dict[tuple, ServerTransaction] = {}
         self._clients: dict[tuple, ClientTransaction] = {}
+        self._sources: dict[str, int] = {}  # source IP -> its server transactions
 
     # -- the table -------------------------------------------------------------
     def __len__(self) -> int:
@@ -221,6 +290,24 @@ class TransactionLayer:
         """Entries in the timer wheel, stale ones included (for metrics and tests)."""
         return len(self._wheel)
 
+    def limit(
+        self,
+        max_transactions: int,
+        max_per_source: int,
+        exempt: Callable[[Address], bool] = lambda source: False,
+    ) -> None:
+        """Hold at most ``max_transactions`` server transactions, and at most
+        ``max_per_source`` from one IP address unless ``exempt(source)`` (a
+        trusted peer); past either a request gets a stateless 503 and nothing
+        is kept. Lingering transactions count: they are memory all the same."""
+        self.max_transactions = max_transactions
+        self.max_per_source = max_per_source
+        self.exempt = exempt
+
+    def from_source(self, host: str) -> int:
+        """The server transactions held for source IP ``host``."""
+        return self._sources.get(host, 0)
+
     def drain(self, retry_after: int = 5, *, admit_in_dialog: bool = True) -> None:
         """Stop creating server transactions for new work: such requests get 503.
 
@@ -234,9 +321,13 @@ class TransactionLayer:
 
     # -- messages from the network ---------------------------------------------
     def receive(self, message: Request | Response, source: Address) -> list[Action]:
-        """Feed in a parsed message; raises ParseError when a header it needs is bad."""
+        """Feed in a parsed message; raises ParseError, before anything is done
+        with it, when a header routing or identity reads is bad (answer a
+        request with ``answer_malformed``, drop a response)."""
         if isinstance(message, Response):
+            validate_response(message)
             return self._receive_response(message, source)
+        validate_request(message)
         method = message.method
         if method == "ACK":
             return self._receive_ack(message, source)
@@ -247,7 +338,7 @@ class TransactionLayer:
         if method == "CANCEL":
             return self._new_cancel(message, key, source)
         if self.draining and not (self.admit_in_dialog and message.to.tag is not None):
-            return self._refuse(message, source)
+            return self._refuse(message, source, "draining", self.retry_after)
         return self._new_server(message, key, source, None)
 
     def _retransmitted_request(self, txn: ServerTransaction) -> list[Action]:
@@ -269,6 +360,13 @@ class TransactionLayer:
     def _new_server(
         self, request: Request, key: tuple, source: Address, cancels: ServerTransaction | None
     ) -> list[Action]:
+        host = source.host
+        held = self._sources.get(host, 0)
+        if len(self._servers) >= self.max_transactions:
+            return self._refuse(request, source, "transaction_limit", BUSY_RETRY_AFTER)
+        if held >= self.max_per_source and not self.exempt(source):
+            return self._refuse(request, source, "source_transaction_limit", BUSY_RETRY_AFTER)
+        self._sources[host] = held + 1
         stamp_received(request, source)
         method = request.method
         invite = method == "INVITE"
@@ -299,7 +397,7 @@ class TransactionLayer:
         # whenever it matches a live INVITE.
         invite = self._servers.get(server_key(request, "INVITE"))
         if self.draining and invite is None:
-            return self._refuse(request, source)
+            return self._refuse(request, source, "draining", self.retry_after)
         return self._new_server(request, key, source, invite)
 
     def _receive_ack(self, request: Request, source: Address) -> list[Action]:
@@ -316,17 +414,50 @@ class TransactionLayer:
         self._linger(txn, 0.0 if txn.reliable else self.t4, actions)  # timer I
         return actions
 
-    def _refuse(self, request: Request, source: Address) -> list[Action]:
+    def _refuse(self, request: Request, source: Address, reason: str, retry_after: int) -> list[Action]:
+        """A stateless 503 (RFC 3261 §21.5.4): no transaction, nothing kept."""
         stamp_received(request, source)
-        response = request.response(503)
-        if self.retry_after:
-            response.headers.add("Retry-After", str(self.retry_after))
+        response = request.response(503, to_tag=new_tag())
+        if retry_after:
+            response.headers.add("Retry-After", str(retry_after))
+        return [Send(response.serialise(), response_address(request, source)), Refused(reason, source)]
+
+    def answer_malformed(
+        self, request: Request | None, source: Address, status: int, reason: str, server: str = ""
+    ) -> list[Action]:
+        """The one stateless answer to a request that did not parse or validate.
+
+        ``request`` is what ``salvage_request`` kept of it (None: not a
+        request). It goes back to ``source`` whatever the Via says; nothing is
+        answered to an ACK, nor to a request whose top Via names no sender
+        (its client could not tell the answer is its own): [] means drop it.
+        """
+        if request is None or request.method == "ACK":
+            return []
+        try:
+            stamp_received(request, source)
+        except ParseError:
+            if not _names_its_sender(request):
+                return []
+        try:
+            to_tag = new_tag() if request.to.tag is None else None
+        except ParseError:
+            to_tag = None  # the bad To itself: answered as it came
+        response = request.response(status, reason, to_tag=to_tag)
+        if server:
+            response.headers.add("Server", server)
         return [Send(response.serialise(), response_address(request, source))]
 
     def _receive_response(self, response: Response, source: Address) -> list[Action]:
         txn = self._clients.get(client_key(response))
         if txn is None:
             return [DeliverResponse(response, None, source)]
+        dest = txn.dest
+        moved = source.host != dest.host or source.port != dest.port or source.transport != dest.transport
+        if moved and not same_peer(source, dest):
+            # Only the peer we sent the request to answers it (over TCP: on a
+            # connection to that peer); a branch seen elsewhere proves nothing.
+            return [Refused("wrong_source", source)]
         if txn.invite:
             return self._invite_response(txn, response, source)
         return self._non_invite_response(txn, response, source)
@@ -421,6 +552,13 @@ class TransactionLayer:
         self._terminate(txn, actions)
         return actions
 
+    def forget(self, txn: AnyTransaction) -> list[Action]:
+        """End ``txn`` at once, sending nothing (the TU cannot answer it)."""
+        actions: list[Action] = []
+        if txn.state is not State.TERMINATED:
+            self._terminate(txn, actions)
+        return actions
+
     def _invite_respond(self, txn: ServerTransaction, response: Response) -> list[Action]:
         actions = self._send_response(txn, response)
         status = response.status
@@ -462,7 +600,20 @@ class TransactionLayer:
         txn = ClientTransaction(key, request, method, state, dest, data=request.serialise())
         self._clients[key] = txn
         self._start_client(txn)
-        return txn, [Send(txn.data, dest)]
+        return txn, [Send(txn.data, dest, txn)]
+
+    def transport_error(self, txn: ClientTransaction, error: str) -> None:
+        """The shell could not send ``txn``'s request (no listener for its
+        transport, an address it cannot reach, a send that raised).
+
+        §17.1.4: the TU is told and the transaction ends; §16.9: a transport
+        error counts as a 503. At the next ``expire`` the TU gets a 503 and
+        ``Terminated``, not a 408 32 s later. Never at once: the TU may be in
+        the middle of ``request`` and not have the transaction yet.
+        """
+        if txn.error is None and txn.state in _WORKING:
+            txn.error = error
+            self._arm(txn, self._clock())
 
     def _start_client(self, txn: ClientTransaction) -> None:
         now = self._clock()
@@ -521,6 +672,10 @@ class TransactionLayer:
         self, txn: AnyTransaction, deadline: float, now: float, limit: float, actions: list[Action]
     ) -> None:
         txn.deadline = None
+        if type(txn) is ClientTransaction and txn.error is not None:
+            actions.append(DeliverResponse(_unreachable(txn), txn, txn.dest))
+            self._terminate(txn, actions)
+            return
         if txn.state is State.PROCEEDING and isinstance(txn, ServerTransaction):
             if not txn.data:  # the TU stayed silent (§17.2.1)
                 actions.extend(self._send_trying(txn))
@@ -534,7 +689,8 @@ class TransactionLayer:
             actions.append(TimedOut(txn))
             self._terminate(txn, actions)
         else:
-            actions.append(Send(txn.data, txn.dest))  # timer A, E or G
+            client = txn if type(txn) is ClientTransaction else None
+            actions.append(Send(txn.data, txn.dest, client))  # timer A, E or G
             txn.interval = self._next_interval(txn)
             at = deadline + txn.interval
             if at <= now:
@@ -563,9 +719,17 @@ class TransactionLayer:
     def _terminate(self, txn: AnyTransaction, actions: list[Action]) -> None:
         txn.state = State.TERMINATED
         txn.deadline = txn.end = None
-        table: dict = self._clients if isinstance(txn, ClientTransaction) else self._servers
-        if table.get(txn.key) is txn:
-            del table[txn.key]
+        if isinstance(txn, ClientTransaction):
+            if self._clients.get(txn.key) is txn:
+                del self._clients[txn.key]
+        elif self._servers.get(txn.key) is txn:
+            del self._servers[txn.key]
+            host = txn.source.host
+            held = self._sources[host] - 1
+            if held:
+                self._sources[host] = held
+            else:
+                del self._sources[host]
         actions.append(Terminated(txn))
 
 
@@ -576,6 +740,7 @@ __all__ = [
     "Deliver",
     "DeliverResponse",
     "Send",
+    "Refused",
     "ServerTransaction",
     "State",
     "T1",
@@ -588,5 +753,6 @@ __all__ = [
     "ack_for",
     "cancel_for",
     "client_key",
+    "same_peer",
     "server_key",
 ]

@@ -342,7 +342,14 @@ def _is_host(host: str) -> bool:
         try:
             IPv6Address(address)
         except ValueError:
-            return False
+            # RFC 3261's ABNF lets a "::" be followed by ":" and an IPv4
+            # address; RFC 5118 §4.10 asks receivers to take that form too.
+            if ":::" not in address or "." not in address:
+                return False
+            try:
+                IPv6Address(address.replace(":::", "::", 1))
+            except ValueError:
+                return False
         return True
     if not _HOSTNAME.fullmatch(host):
         return False

@@ -235,9 +235,9 @@ async def test_readable_request_that_fails_to_parse_gets_400_with_the_reason() -
     before = counter("sipline_sip_parse_errors", kind="request")
     async with running() as node:
         phone = await UdpPeer.open()
-        phone.send(node, request(port=phone.port).replace(b"Max-Forwards: 70\r\n", b""))
+        phone.send(node, request(port=phone.port).replace(b"Max-Forwards: 70", b"Max-Forwards: many"))
         [bad] = await phone.responses()
-        assert (bad.status, bad.reason) == (400, "missing Max-Forwards")
+        assert (bad.status, bad.reason) == (400, "bad Max-Forwards")
         assert bad.call_id == "call-1" and bad.via.rport == phone.port
     assert counter("sipline_sip_parse_errors", kind="request") == before + 1
 
@@ -482,3 +482,123 @@ async def test_a_keepalive_goes_only_on_an_open_connection_of_the_peer() -> None
         assert await asyncio.wait_for(phone.reader.readexactly(4), 2) == b"\r\n\r\n"
         assert not node.send_keepalive(peer._replace(connection=None))
         assert not node.send_keepalive(peer._replace(connection=10**9))
+
+
+# -- the edge: validation, limits, addresses ------------------------------------------------------
+def invite_with_to(to: str, port: int, branch: str | None = None) -> bytes:
+    return request("INVITE", port=port, branch=branch).replace(
+        f"To: <sip:node@{HOST}>".encode(), f"To: {to}".encode()
+    )
+
+
+@on_uvloop
+async def test_an_invite_whose_to_does_not_parse_gets_one_stateless_400_and_leaves_nothing() -> None:
+    handler = Recording()
+    before = counter("sipline_sip_parse_errors", kind="request")
+    async with running(handler) as node:
+        phone = await UdpPeer.open()
+        for i in range(3):
+            phone.send(node, invite_with_to(f'"Bob <sip:bob@{HOST}>', phone.port, f"z9hG4bKbadto{i}"))
+        answers = await phone.responses(3)
+        await asyncio.sleep(0.3)  # no 100 Trying after 200 ms, no retransmitted 400
+        assert [(a.status, a.reason) for a in answers] == [
+            (400, "bad To: unterminated quoted string")
+        ] * 3
+        assert len(phone.datagrams) == 3
+        assert len(node.layer) == 0 and handler.requests == []
+    assert counter("sipline_sip_parse_errors", kind="request") == before + 3
+
+
+@on_uvloop
+async def test_a_handler_that_raises_again_and_again_writes_one_traceback_and_counts_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = REGISTRY.get_sample_value("sipline_handler_errors_total") or 0.0
+    with caplog.at_level(logging.ERROR, logger="sipline.node"):
+        async with running(Failing("sipline-test")) as node:
+            phone = await UdpPeer.open()
+            for _ in range(20):
+                phone.send(node, request("MESSAGE", port=phone.port))
+            answers = await phone.responses(20)
+            assert {a.status for a in answers} == {500}
+            assert len(node.layer) == 0  # each 500 was stateless: no transaction kept
+    tracebacks = [r for r in caplog.records if r.exc_info and "handler_error" in r.getMessage()]
+    assert len(tracebacks) == 1
+    assert REGISTRY.get_sample_value("sipline_handler_errors_total") == errors + 20
+
+
+@on_uvloop
+async def test_over_the_per_source_limit_requests_get_503_and_other_sources_do_not() -> None:
+    refused = counter("sipline_sip_refused", reason="source_transaction_limit")
+    async with running(max_transactions_per_source=2) as node:
+        phone = await UdpPeer.open()
+        for _ in range(3):  # answered, each lingers 32 s for timer J
+            phone.send(node, request(port=phone.port))
+        answers = await phone.responses(3)
+        assert sorted(a.status for a in answers) == [200, 200, 503]
+        busy = next(a for a in answers if a.status == 503)
+        assert busy.headers.get("Retry-After") == "5"
+        other = await TcpPeer.connect(node)  # the same IP, another transport: still the same source
+        other.writer.write(request(transport="TCP"))
+        assert (await other.read_message()).status == 503  # type: ignore[union-attr]
+        assert node.layer.from_source(HOST) == 2
+    assert counter("sipline_sip_refused", reason="source_transaction_limit") == refused + 2
+
+
+@on_uvloop
+async def test_a_response_from_an_address_the_request_did_not_go_to_is_dropped() -> None:
+    handler = Recording()
+    wrong = counter("sipline_sip_refused", reason="wrong_source")
+    async with running(handler) as node:
+        phone, impostor = await UdpPeer.open(), await UdpPeer.open()
+        txn = node.send_request(outgoing_options(node, "UDP"), Address("UDP", HOST, phone.port))
+        await until(lambda: phone.datagrams)
+        forged = parse_message(phone.datagrams[0]).response(200, to_tag="evil")  # type: ignore[union-attr]
+        impostor.send(node, forged.serialise())
+        await asyncio.sleep(0.1)
+        assert handler.responses == []
+        phone.send(node, forged.serialise())
+        await until(lambda: handler.responses)
+        assert handler.responses[0][1] is txn
+    assert counter("sipline_sip_refused", reason="wrong_source") == wrong + 1
+
+
+@on_uvloop
+async def test_a_request_the_transport_cannot_send_gets_a_503_to_the_handler_at_once() -> None:
+    handler = Recording()
+    failed = counter("sipline_sip_dropped", reason="send_failed")
+    async with running(handler) as node:
+        started = time.monotonic()
+        txn = node.send_request(outgoing_options(node, "UDP"), Address("UDP", "2001:db8::7", 5060))
+        await until(lambda: handler.responses, timeout=1)
+        response, matched = handler.responses[0]
+        assert matched is txn and response.status == 503
+        assert time.monotonic() - started < 0.5  # not timer F's 32 s
+        assert txn in handler.terminated and len(node.layer) == 0
+    assert counter("sipline_sip_dropped", reason="send_failed") == failed + 1
+
+
+@on_uvloop
+async def test_a_request_over_a_transport_we_do_not_listen_on_gets_a_503() -> None:
+    handler = Recording()
+    async with running(handler, transports=["udp"]) as node:
+        txn = node.send_request(outgoing_options(node, "UDP"), Address("TCP", HOST, 5999))
+        await until(lambda: handler.responses, timeout=1)
+        [(response, matched)] = handler.responses
+        assert matched is txn and response.status == 503
+
+
+def test_malformed_requests_are_logged_with_their_source_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    @on_uvloop
+    async def flood() -> None:
+        async with running() as node:
+            phone = await UdpPeer.open()
+            for i in range(10):
+                phone.send(node, invite_with_to(f"<sip:bob@{HOST}", phone.port, f"z9hG4bKlog{i}"))
+            await phone.responses(10)
+
+    with caplog.at_level(logging.INFO, logger="sipline.node"):
+        flood()
+    lines = [r.getMessage() for r in caplog.records if "event=parse_error" in r.getMessage()]
+    assert len(lines) == 1
+    assert "kind=request" in lines[0] and f"source=udp:{HOST}:" in lines[0] and "unclosed" in lines[0]

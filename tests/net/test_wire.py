@@ -36,3 +36,30 @@ def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> N
     wire.expire(clock.now)
     assert len(wire.layer) == 0
     assert wire.local_address("tcp") == US._replace(transport="TCP")
+
+
+def test_a_request_to_an_unreachable_address_ends_with_a_503_at_the_next_tick() -> None:
+    from tests.net.test_node import Recording
+
+    clock = Clock()
+    handler = Recording()
+    wire = Wire(handler, clock, US)
+    far = Address("UDP", "2001:db8::9", 5060)
+    wire.unreachable.add(far)
+    request = parse_message(OPTIONS.replace(b"wire-1", b"wire-2"))
+    request.headers.prepend("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout1")
+    txn = wire.send_request(request, far)  # type: ignore[arg-type]
+    assert wire.take() == [] and handler.responses == []
+    clock.now += 0.01
+    wire.expire(clock.now)
+    [(response, matched)] = handler.responses
+    assert matched is txn and response.status == 503 and len(wire.layer) == 0
+
+
+def test_a_malformed_request_is_answered_as_the_node_answers_it() -> None:
+    wire = Wire(MinimalHandler("test"), Clock(), US)
+    wire.receive(OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS"), PEER)
+    ((data, dest),) = wire.take()
+    answer = parse_message(data)
+    assert (answer.status, answer.reason, dest) == (400, "duplicated CSeq", PEER)  # type: ignore[union-attr]
+    assert len(wire.layer) == 0

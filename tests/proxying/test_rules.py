@@ -90,6 +90,15 @@ def test_forwarding_decrements_max_forwards() -> None:
     assert request.max_forwards == 69
 
 
+def test_a_request_without_max_forwards_is_routed_and_gets_one() -> None:
+    # RFC 3261 §16.6 step 3: the proxy adds Max-Forwards (70) less one.
+    request = parse_message(invite().serialise().replace(b"Max-Forwards: 70\r\n", b""))
+    assert isinstance(request, Request) and request.max_forwards is None
+    assert validate(request) is None
+    decrement_max_forwards(request)
+    assert request.headers.get("Max-Forwards") == "69"
+
+
 # -- §16.4 Route processing -----------------------------------------------------------
 def test_a_top_route_with_our_record_route_is_popped_and_its_parameters_returned() -> None:
     request = invite(
@@ -240,6 +249,11 @@ def test_a_stateless_response_goes_where_its_via_says() -> None:
     assert via_address(Via.parse("SIP/2.0/TCP 192.0.2.7;branch=z9hG4bK1")) == Address(
         "TCP", "192.0.2.7", 5060
     )
+
+
+def test_a_stateless_response_never_goes_to_the_maddr_of_its_via() -> None:
+    via = Via.parse("SIP/2.0/UDP 192.0.2.7:5062;maddr=198.51.100.66;branch=z9hG4bK1;received=203.0.113.5")
+    assert via_address(via) == Address("UDP", "203.0.113.5", 5062)
 
 
 def test_our_domains_and_our_address_name_a_domain_of_ours() -> None:

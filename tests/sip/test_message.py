@@ -116,7 +116,7 @@ def test_the_version_is_case_insensitive():
 @pytest.mark.parametrize(
     ("start", "reason"),
     [
-        ("INVITE sip:bob@biloxi.example SIP/3.0", "unsupported SIP version"),
+        ("INVITE sip:bob@biloxi.example SIP/3.0", "Version Not Supported"),
         ("SIP/3.0 200 OK", "unsupported SIP version"),
         ("INVITE sip:bob@biloxi.example", "bad request line"),
         ("INVITE  sip:bob@biloxi.example SIP/2.0", "bad request line"),
@@ -125,6 +125,8 @@ def test_the_version_is_case_insensitive():
         ("INV@TE sip:bob@biloxi.example SIP/2.0", "bad method"),
         ("INVITE bob@biloxi.example SIP/2.0", "bad Request-URI"),
         ("INVITE :bob SIP/2.0", "bad Request-URI"),
+        ("INVITE <sip:bob@biloxi.example> SIP/2.0", "bad Request-URI"),
+        ("INVITE 1sip:bob@biloxi.example SIP/2.0", "bad Request-URI"),
         ("SIP/2.0 2000 OK", "bad status code"),
         ("SIP/2.0 099 Odd", "bad status code"),
         ("SIP/2.0 700 Odd", "bad status code"),
@@ -405,7 +407,6 @@ def test_a_content_length_that_is_not_a_plain_number_is_a_parse_error(value):
         ("From", "missing From"),
         ("CSeq", "missing CSeq"),
         ("Call-ID", "missing Call-ID"),
-        ("Max-Forwards", "missing Max-Forwards"),
         ("Via", "missing Via"),
     ],
 )
@@ -413,6 +414,17 @@ def test_a_request_missing_a_mandatory_header_is_a_parse_error(header, reason):
     # RFC 3261 §8.1.1
     with pytest.raises(ParseError, match=reason):
         invite(drop=header)
+
+
+def test_a_request_without_max_forwards_is_taken_and_reads_none():
+    # A proxy adds one (RFC 3261 §16.6 step 3); RFC 2543 peers send none (RFC 4475 §3.4.1).
+    assert invite(drop="Max-Forwards").max_forwards is None
+
+
+def test_another_sip_version_is_answered_505_not_400():
+    with pytest.raises(ParseError) as caught:
+        parse_message(wire(["OPTIONS sip:bob@biloxi.example SIP/7.0"] + INVITE_HEAD[1:]))
+    assert caught.value.status == 505  # RFC 3261 §21.5.6, RFC 4475 §3.1.2.16
 
 
 @pytest.mark.parametrize(

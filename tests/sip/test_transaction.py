@@ -10,12 +10,14 @@ from sipline.sip.transaction import (
     ClientTransaction,
     Deliver,
     DeliverResponse,
+    Refused,
     Send,
     ServerTransaction,
     State,
     Terminated,
     TimedOut,
     TransactionLayer,
+    same_peer,
 )
 
 PHONE = Address("UDP", "192.0.2.10", 5060)
@@ -224,7 +226,7 @@ RETRANSMIT_E = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
 def test_invite_client_sends_the_request_once_serialised(layer):
     request = our_invite()
     txn, actions = layer.request(request, NEXT_HOP)
-    assert actions == [Send(request.serialise(), NEXT_HOP)]
+    assert actions == [Send(request.serialise(), NEXT_HOP, txn)]  # txn: for transport errors
     assert isinstance(txn, ClientTransaction)
     assert (txn.method, txn.state, txn.dest) == ("INVITE", State.CALLING, NEXT_HOP)
     assert len(layer) == 1
@@ -787,12 +789,13 @@ def test_the_same_branch_from_another_sent_by_is_another_transaction(layer):
 
 def test_a_draining_layer_answers_new_requests_503_with_retry_after(layer):
     layer.drain(retry_after=30)
-    (send,) = layer.receive(invite(), PHONE)
+    send, refused = layer.receive(invite(), PHONE)
     response = parse_message(send.data)
     assert isinstance(response, Response)
     assert (response.status, response.headers.get("retry-after")) == (503, "30")
     assert send.dest == PHONE
-    assert layer.idle
+    assert refused == Refused("draining", PHONE)  # for the shell's counters
+    assert layer.idle and len(layer) == 0
 
 
 def test_a_draining_layer_still_serves_its_live_transactions(layer):
@@ -808,7 +811,7 @@ def test_a_draining_layer_still_serves_its_live_transactions(layer):
 
 def test_a_strict_drain_refuses_in_dialog_requests_too(layer):
     layer.drain(admit_in_dialog=False)
-    (send,) = layer.receive(sip(BYE, branch="z9hG4bKbye1"), PHONE)
+    send, _ = layer.receive(sip(BYE, branch="z9hG4bKbye1"), PHONE)
     assert parse_message(send.data).status == 503
 
 
@@ -858,3 +861,164 @@ def test_a_layer_whose_transactions_only_linger_is_idle(layer):
     assert not layer.idle
     layer.respond(txn, txn.request.response(200, to_tag="t"))
     assert len(layer) == 1 and layer.idle  # timer J keeps it, nobody waits on it
+
+
+# --- bounded server transactions: per source IP and in total ------------------------------------
+STRANGER = Address("UDP", "203.0.113.66", 5060)
+STRANGER_OTHER_PORT = Address("UDP", "203.0.113.66", 40000)
+PEER = Address("UDP", "198.51.100.1", 5060)
+
+
+def test_over_the_per_source_limit_a_request_gets_a_stateless_503_with_retry_after(clock):
+    layer = TransactionLayer(clock, max_per_source=3)
+    for i in range(3):
+        assert of_type(layer.receive(register(f"z9hG4bKcap{i}"), STRANGER), Deliver)
+    actions = layer.receive(register("z9hG4bKcap3"), STRANGER_OTHER_PORT)  # another port, same IP
+    [busy] = sent(actions)
+    assert (busy.status, busy.headers.get("Retry-After")) == (503, "5")
+    assert busy.to.tag  # answered as a UAS answers (§8.2.6.2)
+    assert of_type(actions, Refused) == [Refused("source_transaction_limit", STRANGER_OTHER_PORT)]
+    assert not of_type(actions, Deliver)
+    assert len(layer) == 3 and layer.from_source(STRANGER.host) == 3
+
+
+def test_other_sources_are_not_held_back_by_one_over_its_limit(clock):
+    layer = TransactionLayer(clock, max_per_source=2)
+    for i in range(5):
+        layer.receive(register(f"z9hG4bKcap{i}"), STRANGER)
+    assert of_type(layer.receive(register("z9hG4bKpeer"), PEER), Deliver)
+    assert layer.from_source(STRANGER.host) == 2 and layer.from_source(PEER.host) == 1
+
+
+def test_a_trusted_peer_is_held_only_to_the_total(clock):
+    layer = TransactionLayer(clock, max_per_source=1, max_transactions=3, exempt=lambda s: s.host == PEER.host)
+    for i in range(3):
+        assert of_type(layer.receive(register(f"z9hG4bKpeer{i}"), PEER), Deliver)
+    assert of_type(layer.receive(register("z9hG4bKpeer3"), PEER), Refused) == [
+        Refused("transaction_limit", PEER)
+    ]
+
+
+def test_over_the_total_limit_everyone_gets_503(clock):
+    layer = TransactionLayer(clock, max_transactions=2)
+    layer.receive(register("z9hG4bKt1"), STRANGER)
+    layer.receive(register("z9hG4bKt2"), PEER)
+    actions = layer.receive(invite("z9hG4bKt3"), PHONE)
+    assert sent(actions)[0].status == 503 and of_type(actions, Refused)[0].reason == "transaction_limit"
+    assert len(layer) == 2
+
+
+def test_a_retransmission_of_a_held_request_is_absorbed_not_refused(clock):
+    layer = TransactionLayer(clock, max_per_source=1)
+    txn, _ = only_txn(layer, invite())
+    assert not of_type(layer.receive(invite(), PHONE), Refused)  # matched, not new
+    assert layer.from_source(PHONE.host) == 1
+
+
+def test_the_count_of_a_source_is_freed_as_its_transactions_end(clock):
+    layer = TransactionLayer(clock, max_per_source=2)
+    first, _ = only_txn(layer, register("z9hG4bKf1"))
+    second, _ = only_txn(layer, register("z9hG4bKf2"))
+    layer.respond(first, first.request.response(200, to_tag="a"))  # lingers for timer J
+    layer.respond_stateless(second, second.request.response(401, to_tag="b"))  # gone at once
+    assert layer.from_source(PHONE.host) == 1
+    assert of_type(layer.receive(register("z9hG4bKf3"), PHONE), Deliver)
+    run(layer, clock, 64.0)  # timer J ends the first; the third times out its linger too
+    assert layer.from_source(PHONE.host) == 1  # the third, still unanswered
+    assert layer._sources == {PHONE.host: 1}
+
+
+def test_a_source_whose_transactions_all_ended_is_forgotten(clock):
+    layer = TransactionLayer(clock)
+    txn, _ = only_txn(layer, options())
+    layer.respond_stateless(txn, txn.request.response(200, to_tag="x"))
+    assert layer._sources == {}
+
+
+# --- a response is taken only from where its request went ----------------------------------------
+
+
+def test_a_udp_response_from_another_address_is_dropped_and_refused(layer):
+    request = our_invite()
+    txn, _ = layer.request(request, NEXT_HOP)
+    forged = wire(request.response(200, to_tag="evil"))
+    for elsewhere in (NEXT_HOP._replace(port=5061), NEXT_HOP._replace(host="203.0.113.66")):
+        assert layer.receive(forged, elsewhere) == [Refused("wrong_source", elsewhere)]
+    assert txn.state is State.CALLING  # untouched: the real answer may still come
+    [deliver] = of_type(layer.receive(forged, NEXT_HOP), DeliverResponse)
+    assert deliver.txn is txn and txn.state is State.ACCEPTED
+
+
+def test_over_tcp_only_a_connection_to_the_peer_may_answer(layer):
+    request = our_invite(transport="TCP")
+    txn, _ = layer.request(request, NEXT_HOP_TCP)
+    answer = wire(request.response(180, to_tag="b"))
+    other = Address("TCP", "203.0.113.66", 40000, connection=9)
+    assert of_type(layer.receive(answer, other), Refused)
+    peer = NEXT_HOP_TCP._replace(connection=3)  # the connection we opened to it
+    assert of_type(layer.receive(answer, peer), DeliverResponse)[0].txn is txn
+
+
+def test_a_response_on_another_transport_is_refused(layer):
+    request = our_invite()
+    layer.request(request, NEXT_HOP)
+    assert of_type(layer.receive(wire(request.response(180)), NEXT_HOP._replace(transport="TCP")), Refused)
+
+
+def test_the_peer_is_the_same_however_its_address_is_written():
+    v6 = Address("UDP", "2001:db8::1", 5060)
+    assert same_peer(v6, Address("UDP", "2001:0db8:0:0::1", 5060))
+    assert same_peer(Address("UDP", "::ffff:192.0.2.7", 5060), Address("UDP", "192.0.2.7", 5060))
+    assert not same_peer(v6, Address("UDP", "2001:db8::2", 5060))
+    assert not same_peer(Address("UDP", "host.example", 5060), Address("UDP", "other.example", 5060))
+
+
+def test_a_stray_response_is_still_delivered_as_stray(layer):
+    # Matching no transaction it is the TU's (RFC 6026 §8.4: a 2xx from a fork).
+    response = wire(our_invite("z9hG4bKnone").response(200, to_tag="x"))
+    [deliver] = layer.receive(response, Address("UDP", "203.0.113.66", 5060))
+    assert isinstance(deliver, DeliverResponse) and deliver.txn is None
+
+
+# --- a transport error is a 503 at once (RFC 3261 §16.9, §17.1.4) --------------------------------
+
+
+def test_a_request_the_transport_could_not_send_ends_with_a_503_at_the_next_tick(layer, clock):
+    txn, [send] = layer.request(our_invite(), NEXT_HOP)
+    assert send.txn is txn
+    layer.transport_error(txn, "family mismatch")
+    assert txn.state is State.CALLING  # not while the TU is still sending it
+    clock.now += 0.01
+    actions = layer.expire()
+    [deliver] = of_type(actions, DeliverResponse)
+    assert deliver.txn is txn and deliver.source == NEXT_HOP
+    assert (deliver.response.status, deliver.response.reason) == (503, "Service Unavailable: transport error")
+    assert deliver.response.via.branch == "z9hG4bKout1"  # as if the next hop had answered
+    assert of_type(actions, Terminated) == [Terminated(txn)] and not of_type(actions, Send)
+    assert not of_type(actions, TimedOut) and len(layer) == 0
+
+
+def test_a_retransmission_that_fails_ends_the_transaction_too(layer, clock):
+    txn, _ = layer.request(options(), NEXT_HOP)
+    clock.now = 0.5
+    [resend] = of_type(layer.expire(), Send)  # timer E
+    assert resend.txn is txn
+    layer.transport_error(txn, "gone")
+    clock.now = 0.52
+    assert of_type(layer.expire(), DeliverResponse)[0].response.status == 503
+    assert txn.state is State.TERMINATED
+
+
+def test_a_transport_error_after_the_final_response_changes_nothing(layer, clock):
+    request = options()
+    txn, _ = layer.request(request, NEXT_HOP)
+    layer.receive(wire(request.response(200, to_tag="t")), NEXT_HOP)
+    layer.transport_error(txn, "late")
+    clock.now += 0.02
+    assert not of_type(layer.expire(), DeliverResponse)
+
+
+def test_responses_and_stateless_sends_carry_no_transaction(layer):
+    txn, _ = only_txn(layer, invite())
+    [send] = of_type(layer.respond(txn, txn.request.response(180, to_tag="r")), Send)
+    assert send.txn is None

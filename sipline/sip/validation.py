@@ -1,0 +1,91 @@
+"""What a message must get right before anything acts on it.
+
+``parse_message`` stays lazy: it checks the framing and the fields every
+message needs. The transaction layer then checks, once per message and
+before any transaction exists, every header that routing or identity reads
+(RFC 3261 §8.2, §16.3 step 1; RFC 4475): each Via, From, To, the Route set,
+each Contact and the URIs in them, the Request-URI of the schemes we route,
+and that no single-valued header comes twice. What it parses stays cached
+on the message, so the roles read it for free.
+"""
+
+from __future__ import annotations
+
+from .errors import ParseError
+from .headers import canonical_name
+from .message import Request, Response
+from .uri import SipUri
+
+# Headers a request carries once (RFC 3261 §7.3.1, §20; RFC 4475 §3.3.8);
+# a second value is ambiguous (which Call-ID is the dialog's?), so refused.
+SINGLE_VALUED = ("to", "from", "call-id", "cseq", "max-forwards")
+_ROUTED_SCHEMES = ("sip:", "sips:", "tel:")
+
+
+def validate_request(request: Request) -> None:
+    """Raise ParseError (its reason fit for a 400) unless ``request`` may be acted on."""
+    headers = request.headers
+    multi = headers._multi
+    if multi:
+        for key in SINGLE_VALUED:
+            if key in multi:
+                raise ParseError(f"duplicated {canonical_name(key)}")
+    index = headers._index
+    name = "Via"
+    try:
+        _check_vias(request)
+        name = "From"
+        request.from_.uri  # noqa: B018 - parsed and cached for identity
+        name = "To"
+        request.to.uri  # noqa: B018
+        if "route" in index:
+            name = "Route"
+            for route in request.routes:
+                route.uri  # noqa: B018
+        if "contact" in index:
+            name = "Contact"
+            for contact in request.contacts:
+                if not contact.star:
+                    contact.uri  # noqa: B018
+        if request.uri[:5].lower().startswith(_ROUTED_SCHEMES):
+            name = "Request-URI"
+            uri = request.request_uri
+            if type(uri) is SipUri and uri.headers:
+                # §19.1.1: no headers in a Request-URI (RFC 4475 §3.1.2.11).
+                raise ParseError("headers in Request-URI")
+    except ParseError as exc:
+        raise _naming(name, exc) from None
+
+
+def validate_response(response: Response) -> None:
+    """Raise ParseError unless what a client transaction and its TU read parses."""
+    index = response.headers._index
+    name = "Via"
+    try:
+        response.via  # noqa: B018
+        name = "From"
+        response.from_  # noqa: B018
+        name = "To"
+        response.to  # noqa: B018
+        if "contact" in index:
+            name = "Contact"
+            response.contacts  # noqa: B018
+        if "record-route" in index:
+            name = "Record-Route"
+            response.record_routes  # noqa: B018
+    except ParseError as exc:
+        raise _naming(name, exc) from None
+
+
+def _naming(name: str, exc: ParseError) -> ParseError:
+    """The error with the header it is about in its reason (for the 400)."""
+    if name.lower() in exc.reason.lower():
+        return exc
+    return ParseError(f"bad {name}: {exc.reason}", exc.status)
+
+
+def _check_vias(request: Request) -> None:
+    parsed = request.headers._parsed
+    vias = request.vias  # each value: ";;" or ",," in any of them is a 400 (RFC 4475 §3.1.2.1)
+    if "via#top" not in parsed:
+        parsed["via#top"] = vias[0]
