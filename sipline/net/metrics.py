@@ -16,7 +16,13 @@ from prometheus_client.registry import Collector
 
 TRANSPORTS = ("UDP", "TCP")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
-DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error", "not_started")
+# flood: over its source's limit (sipline.net.guard); banned: from a banned source.
+DROP_REASONS = (
+    "parse_error", "oversize", "send_failed", "core_error", "not_started", "flood", "banned",
+)  # fmt: skip
+BAN_REASONS = ("flood", "auth")  # the bans a node makes (operators' come from `sipline ban`)
+# Accepted TCP connections closed at once (over a limit) or later (a message too slow).
+TCP_CLOSE_REASONS = ("max_connections", "per_ip", "read_timeout")
 
 
 class Tally:
@@ -41,28 +47,47 @@ class NodeMetrics:
         "parse_errors",
         "dropped",
         "handler_errors",
+        "bans",
+        "auth_failures",
+        "untracked",
+        "tcp_closed",
         "_transactions",
         "_connections",
+        "_banned",
+        "_sources",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, register: bool = True) -> None:
+        """``register``: exported at /metrics (False: private tallies, as a socketless Wire's)."""
         self.received = {t: (Tally(), Tally()) for t in TRANSPORTS}
         self.sent = {t: (Tally(), Tally()) for t in TRANSPORTS}
         self.parse_errors = {k: Tally() for k in PARSE_ERROR_KINDS}
         self.dropped = {r: Tally() for r in DROP_REASONS}
         self.handler_errors = Tally()
+        self.bans = {r: Tally() for r in BAN_REASONS}
+        self.auth_failures = Tally()
+        self.untracked = Tally()  # messages of sources the full table could not count
+        self.tcp_closed = {r: Tally() for r in TCP_CLOSE_REASONS}
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
-        _NODES.append(self)
+        self._banned: Callable[[], float] = _zero
+        self._sources: Callable[[], float] = _zero
+        if register:
+            _NODES.append(self)
 
     def watch(self, transactions: Callable[[], float], connections: Callable[[], float]) -> None:
         """Gauges read at scrape time, so keeping them costs nothing per message."""
         self._transactions = transactions
         self._connections = connections
 
+    def watch_guard(self, banned: Callable[[], float], sources: Callable[[], float]) -> None:
+        """The guard's table sizes, read at scrape time."""
+        self._banned = banned
+        self._sources = sources
+
     def unwatch(self) -> None:
         """A stopped node's gauges read 0 (and no longer keep the node alive)."""
-        self._transactions = self._connections = _zero
+        self._transactions = self._connections = self._banned = self._sources = _zero
 
 
 def _zero() -> float:
@@ -106,6 +131,37 @@ class _NodeCollector(Collector):
         )
         errors.add_metric([], sum(n.handler_errors.value for n in nodes))
         yield errors
+        yield _family(
+            "sipline_bans",
+            "Sources this node banned, by why (flood: over its rate; auth: failed digests)",
+            "reason",
+            {r: sum(n.bans[r].value for n in nodes) for r in BAN_REASONS},
+        )
+        failures = CounterMetricFamily(
+            "sipline_auth_failures", "Failed digest authentications reported to the guard"
+        )
+        failures.add_metric([], sum(n.auth_failures.value for n in nodes))
+        yield failures
+        untracked = CounterMetricFamily(
+            "sipline_flood_untracked",
+            "Messages admitted uncounted: the table of sources was full (limits.max_sources)",
+        )
+        untracked.add_metric([], sum(n.untracked.value for n in nodes))
+        yield untracked
+        yield _family(
+            "sipline_tcp_closed",
+            "Accepted TCP connections the node closed: over a connection limit, or too slow",
+            "reason",
+            {r: sum(n.tcp_closed[r].value for n in nodes) for r in TCP_CLOSE_REASONS},
+        )
+        yield GaugeMetricFamily(
+            "sipline_bans_active", "Sources banned now", value=sum(n._banned() for n in nodes)
+        )
+        yield GaugeMetricFamily(
+            "sipline_flood_sources",
+            "Sources whose rate is being counted",
+            value=sum(n._sources() for n in nodes),
+        )
         yield GaugeMetricFamily(
             "sipline_sip_transactions",
             "Live SIP transactions",
