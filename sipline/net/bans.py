@@ -10,7 +10,10 @@ store being away costs nothing on the message path: the node goes on with
 the bans it has, logs the outage once, and retries.
 
 Bans in the store carry wall-clock ends; the guard's clock is monotonic, and
-``_until`` converts.
+``_until`` converts. The banned sources the guard has seen sending go to
+``drop`` (the UDP endpoint's kernel filter, sipline.net.socket_filter)
+within ``KERNEL_DELAY`` of the first one seen, so a flood stops costing the
+node anything within milliseconds of its ban.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sipline.logs import event
@@ -31,6 +34,7 @@ from sipline.storage.live import redis_errors
 log = logging.getLogger("sipline.guard")
 
 UPKEEP = 1.0  # seconds between prunes and batches of bans written
+KERNEL_DELAY = 0.01  # seconds from a banned source seen sending to the kernel's filter
 RETRY = 1.0  # seconds before listening to Redis again after it failed
 STOP_TIMEOUT = 2.0  # seconds the last batch may take at stop
 START_TIMEOUT = 2.0  # seconds a starting node waits for Redis's bans before it goes on
@@ -58,6 +62,10 @@ class BanSync:
         self.healthy = True
         self.synced = asyncio.Event()  # the bans in force were read (once at least)
         self._tasks: list[asyncio.Task[None]] = []
+        # Where the sources to drop in the kernel go (IPv4 address, UDP port).
+        self.drop: Callable[[Collection[tuple[str, int]]], int] | None = None
+        self._dropping: frozenset[tuple[str, int]] = frozenset()
+        self._kernel_due: asyncio.TimerHandle | None = None
         self._next_poll = 0.0
         self._next_prune = 0.0
 
@@ -70,6 +78,7 @@ class BanSync:
     async def start(self) -> None:
         """Apply the bans in force (if the store answers), then run beside the node."""
         loop = asyncio.get_running_loop()
+        self.guard.on_dropping = self._drop_soon
         if isinstance(self.store, RedisBans):
             self._tasks.append(loop.create_task(self._listen(self.store)))
             with contextlib.suppress(TimeoutError):
@@ -80,6 +89,9 @@ class BanSync:
 
     async def stop(self) -> None:
         """Stop, after writing the bans not yet shared (bounded), and release the store."""
+        self.guard.on_dropping = None
+        if self._kernel_due is not None:
+            self._kernel_due.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -104,6 +116,7 @@ class BanSync:
         if now >= self._next_prune:
             guard.prune(now)
             self._next_prune = now + guard.limits.flood_window
+        self._drop_in_kernel()
         if self.store is None:
             guard.made.clear()
             return
@@ -111,6 +124,29 @@ class BanSync:
         if isinstance(self.store, DatabaseBans) and now >= self._next_poll:
             self._next_poll = now + self.poll
             await self._guarded(self._reload_if_moved(self.store))
+
+    def _drop_soon(self) -> None:
+        """A banned source was seen sending: filter it (and what more comes by then)."""
+        if self._kernel_due is None and self.drop is not None:
+            loop = asyncio.get_running_loop()
+            self._kernel_due = loop.call_later(KERNEL_DELAY, self._drop_in_kernel)
+
+    def _drop_in_kernel(self) -> None:
+        self._kernel_due = None
+        if self.drop is None:
+            return
+        dropping = frozenset(
+            (s.host, s.port) for s in self.guard.dropping if s.transport == "UDP" and ":" not in s.host
+        )
+        if dropping != self._dropping:
+            self._dropping = dropping
+            try:
+                dropped = self.drop(dropping)
+            except OSError as exc:  # a kernel without socket filters: the guard still drops
+                self.drop = None
+                event(log, "kernel_drop_unavailable", logging.WARNING, error=repr(exc))
+                return
+            event(log, "kernel_drops", logging.DEBUG, sources=dropped, seen=len(dropping))
 
     async def _share(self) -> None:
         made = self.guard.take_made()

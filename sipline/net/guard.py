@@ -45,6 +45,7 @@ FOREVER = math.inf
 FLOOD = "flood"
 AUTH = "auth"
 TRUST_CACHE = 4096  # sources whose trust is remembered between prunes
+MAX_DROPPING = 2048  # banned sources seen sending, for the kernel to drop (socket_filter)
 
 
 @dataclass(slots=True)
@@ -98,6 +99,10 @@ class Guard:
         # Bans in force: key -> when it ends on ``clock`` (FOREVER: until lifted).
         self.banned: dict[str, float] = {}
         self.made: list[NewBan] = []  # not yet shared (sipline.net.bans takes them)
+        # Untrusted sources seen sending while banned: the shell has the kernel drop
+        # them, told by ``on_dropping`` when one is new.
+        self.dropping: set[Address] = set()
+        self.on_dropping: Callable[[], None] | None = None
         self._v6_keys: dict[str, str] = {}
         self._trusted: dict[Address, bool] = {}
         self._pruned = 0.0
@@ -115,6 +120,10 @@ class Guard:
             if self.trusted(source):
                 return True
             self._banned_drop.value += 1
+            if source not in self.dropping and len(self.dropping) < MAX_DROPPING:
+                self.dropping.add(source)
+                if self.on_dropping is not None:
+                    self.on_dropping()
             return False
         window = self._windows.get(key)
         if window is None:
@@ -230,6 +239,7 @@ class Guard:
         self.banned.pop(key, None)
         self._windows.pop(key, None)
         self._failures.pop(key, None)
+        self.dropping = {s for s in self.dropping if self.key(s.host) != key}
 
     def take_made(self) -> list[NewBan]:
         made, self.made = self.made, []
@@ -246,6 +256,7 @@ class Guard:
         self._windows = _live(self._windows, now)
         self._failures = _live(self._failures, now)
         self.banned = _unexpired(self.banned, now)
+        self.dropping = {s for s in self.dropping if self.key(s.host) in self.banned}
         self._trusted = {}
         if len(self._v6_keys) > len(self._windows):
             self._v6_keys = {}

@@ -93,6 +93,8 @@ class Node:
     async def start(self) -> None:
         try:
             await self._open_transports()
+            if self._udp is not None:
+                self._bans.drop = self._udp.drop_sources
             await self._bans.start()
         except BaseException:
             await self._close_transports()

@@ -26,10 +26,12 @@ import logging
 import resource
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from sipline.logs import event
+from sipline.net import socket_filter
 from sipline.net.metrics import NodeMetrics
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
@@ -119,6 +121,8 @@ class Sink(Protocol):
 class UdpEndpoint(asyncio.DatagramProtocol):
     """One bound UDP socket."""
 
+    ipv6 = False
+
     def __init__(self, sink: Sink, max_message_bytes: int) -> None:
         self._received = sink.message_received
         self._refused = sink.message_refused
@@ -165,6 +169,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed.set()
 
+    def drop_sources(self, sources: Collection[tuple[str, int]]) -> int:
+        """Have the kernel drop the datagrams of ``sources`` (IPv4 address, UDP port)
+        before they take room in the socket's buffer; empty: drop none. How many
+        it drops (as many as it takes)."""
+        if self._transport is None:
+            return 0
+        sock = self._transport.get_extra_info("socket")
+        if not sources:
+            socket_filter.detach(sock)
+            return 0
+        return socket_filter.drop(sock, sorted(sources), self.ipv6)
+
     async def close(self) -> None:
         """Close the socket and wait until it is released (a restart can bind it again)."""
         if self._transport is not None:
@@ -175,6 +191,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 class DualStackUdpEndpoint(UdpEndpoint):
     """A UDP endpoint on an IPv6 socket: IPv4 peers come and go as IPv4 addresses."""
+
+    ipv6 = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

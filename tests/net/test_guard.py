@@ -217,3 +217,25 @@ def test_no_auth_failure_limit_means_no_ban() -> None:
     for _ in range(50):
         g.auth_failed(STRANGER, "alice")
     assert not g.banned
+
+
+def test_banned_sources_seen_sending_are_handed_on_for_the_kernel_to_drop() -> None:
+    clock = Clock()
+    phone = Address("UDP", PEER.host, 40000)
+    g = guard(clock, trusted=(PEER,), flood_ban=10.0)
+    told: list[int] = []
+    g.on_dropping = lambda: told.append(len(g.dropping))
+    sends(g, phone, 11)  # the 11th bans PEER's host; nothing was seen sending banned yet
+    assert g.dropping == set() and told == []
+    sends(g, phone, 5)
+    g.admit(PEER)  # trusted: passes, never handed on
+    other_port = phone._replace(port=40001)
+    g.admit(other_port)
+    assert g.dropping == {phone, other_port} and told == [1, 2]
+    g.lift(PEER.host)
+    assert g.dropping == set()
+    sends(g, phone, 12)
+    assert g.dropping == {phone}
+    clock.now += 10
+    g.prune()
+    assert g.dropping == set()  # the ban ran out
