@@ -107,7 +107,10 @@ class BanSync:
     async def _upkeep(self) -> None:
         while True:
             await asyncio.sleep(UPKEEP)
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a bug here must not end the pruning
+                log.exception("event=guard_upkeep_failed")
 
     async def tick(self) -> None:
         """Prune when due, write the bans made since, re-read the database when due."""
@@ -174,7 +177,8 @@ class BanSync:
         assert self.store is not None
         bans = await self.store.active(self.wall())
         current = {ban.address for ban in bans}
-        for address in self.shared - current:
+        pending = {made.key for made in self.guard.made}  # made here since, not shared yet
+        for address in self.shared - current - pending:
             self.guard.lift(address)
         for ban in bans:
             self.guard.apply(ban.address, self._until(ban))

@@ -99,8 +99,8 @@ class Guard:
         # Bans in force: key -> when it ends on ``clock`` (FOREVER: until lifted).
         self.banned: dict[str, float] = {}
         self.made: list[NewBan] = []  # not yet shared (sipline.net.bans takes them)
-        # Untrusted sources seen sending while banned: the shell has the kernel drop
-        # them, told by ``on_dropping`` when one is new.
+        # Untrusted UDP sources seen sending while banned: the shell has the kernel
+        # drop them, told by ``on_dropping`` when one is new.
         self.dropping: set[Address] = set()
         self.on_dropping: Callable[[], None] | None = None
         self._v6_keys: dict[str, str] = {}
@@ -117,14 +117,7 @@ class Guard:
         key = host if ":" not in host else self._v6_key(host)
         now = self.clock()
         if key in self.banned and self._still_banned(key, now):
-            if self.trusted(source):
-                return True
-            self._banned_drop.value += 1
-            if source not in self.dropping and len(self.dropping) < MAX_DROPPING:
-                self.dropping.add(source)
-                if self.on_dropping is not None:
-                    self.on_dropping()
-            return False
+            return self._from_banned(source)
         window = self._windows.get(key)
         if window is None:
             return self._first(key, now)
@@ -153,6 +146,17 @@ class Guard:
         self._flood.value += 1
         if window.count == self._density + 1:  # the first one over: ban once
             self.ban(key, self.limits.flood_ban, FLOOD, source, now)
+        return False
+
+    def _from_banned(self, source: Address) -> bool:
+        if self.trusted(source):
+            return True
+        self._banned_drop.value += 1
+        dropping = self.dropping
+        if source not in dropping and len(dropping) < MAX_DROPPING and source.transport == "UDP":
+            dropping.add(source)
+            if self.on_dropping is not None:
+                self.on_dropping()
         return False
 
     def _still_banned(self, key: str, now: float) -> bool:
