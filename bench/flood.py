@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -49,6 +48,7 @@ from bench.proxystack import (
     wait_until_answering,
 )
 from bench.proxystack import free_port as free_pair
+from bench.runner import read_proc_stat
 from bench.serving import stop
 from bench.sippstats import read_totals
 from sipline.net.ports import free_port
@@ -56,6 +56,7 @@ from sipline.net.ports import free_port
 SCENARIOS = REPO / "bench" / "scenarios"
 FLOODER, CALLER, CALLEE = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 SAMPLE = 0.1  # seconds between RSS samples
+MB = 1024 * 1024
 BATCH = 1024  # flood datagrams between looks at the clock and at answers
 
 
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace, sipp: str, workdir: Path) -> Figures:
             figures.flood_sent, figures.flood_answered = finish_flood(sender)
             wait(args.settle, rss)
             figures.rss_after, figures.rss_peak = rss.now(), rss.peak
-            figures.cpu = cpu_seconds(process.pid)
+            figures.cpu = proc_stat(process.pid)[0]
             calls.wait(total + 60)
         finally:
             stop(calls)
@@ -156,8 +157,8 @@ def report(f: Figures, args: argparse.Namespace) -> str:
         f" completed {f.completed} ({share:.2f} %), failed {f.failed}",
         f"flood from {FLOODER} ({args.flood:g} s): sent {f.flood_sent} ({rate:,.0f}/s),"
         f" answered {f.flood_answered}; dropped by the guard {f.dropped:.0f}; bans {f.bans:.0f}",
-        f"proxy RSS: before {f.rss_before / 1024:.1f} MB, peak {f.rss_peak / 1024:.1f} MB,"
-        f" after {f.rss_after / 1024:.1f} MB (+{(f.rss_peak - f.rss_before) / 1024:.1f} MB at peak);"
+        f"proxy RSS: before {f.rss_before / MB:.1f} MB, peak {f.rss_peak / MB:.1f} MB,"
+        f" after {f.rss_after / MB:.1f} MB (+{(f.rss_peak - f.rss_before) / MB:.1f} MB at peak);"
         f" CPU {f.cpu:.1f} s",
     ])  # fmt: skip
 
@@ -261,19 +262,16 @@ def invite(port: int, local: tuple[str, int], n: int) -> bytes:
 
 # -- measuring ----------------------------------------------------------------------------
 class Rss:
-    """The resident set of a process in kB, and the highest seen."""
+    """The resident set of a process in bytes, and the highest seen."""
 
     def __init__(self, pid: int) -> None:
-        self.path = Path(f"/proc/{pid}/status")
+        self.pid = pid
         self.peak = 0
 
     def now(self) -> int:
-        for line in self.path.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                value = int(line.split()[1])
-                self.peak = max(self.peak, value)
-                return value
-        return 0
+        rss = proc_stat(self.pid)[1]
+        self.peak = max(self.peak, rss)
+        return rss
 
 
 def wait(seconds: float, rss: Rss) -> None:
@@ -283,9 +281,9 @@ def wait(seconds: float, rss: Rss) -> None:
         time.sleep(SAMPLE)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def proc_stat(pid: int) -> tuple[float, int]:
+    """CPU seconds and resident bytes of process ``pid``."""
+    return read_proc_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
 def metric(port: int, sample: str) -> float:

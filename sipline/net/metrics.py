@@ -99,6 +99,33 @@ def _zero() -> float:
 _NODES: list[NodeMetrics] = []
 
 
+# The node's counters by label: (name, documentation, label, NodeMetrics attribute, values).
+_LABELLED = (
+    ("sipline_sip_parse_errors", "Messages that failed to parse, by what they looked like",
+     "kind", "parse_errors", PARSE_ERROR_KINDS),
+    ("sipline_sip_dropped", "Messages dropped without an answer", "reason", "dropped", DROP_REASONS),
+    ("sipline_bans", "Sources this node banned, by why (flood: over its rate; auth: failed digests)",
+     "reason", "bans", BAN_REASONS),
+    ("sipline_tcp_closed",
+     "Accepted TCP connections the node closed: over a connection limit, or too slow",
+     "reason", "tcp_closed", TCP_CLOSE_REASONS),
+)  # fmt: skip
+_COUNTERS = (
+    ("sipline_handler_errors",
+     "Exceptions raised by the role's handler (requests among them are answered 500)",
+     "handler_errors"),
+    ("sipline_auth_failures", "Failed digest authentications reported to the guard", "auth_failures"),
+    ("sipline_flood_untracked",
+     "Messages admitted uncounted: the table of sources was full (limits.max_sources)", "untracked"),
+)  # fmt: skip
+_GAUGES = (
+    ("sipline_bans_active", "Sources banned now", "_banned"),
+    ("sipline_flood_sources", "Sources whose rate is being counted", "_sources"),
+    ("sipline_sip_transactions", "Live SIP transactions", "_transactions"),
+    ("sipline_tcp_connections", "Open TCP connections", "_connections"),
+)
+
+
 class _NodeCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         nodes = list(_NODES)
@@ -113,65 +140,14 @@ class _NodeCollector(Collector):
                     total = sum(getattr(n, attr)[transport][index].value for n in nodes)
                     messages.add_metric([direction, transport.lower(), kind], total)
         yield messages
-        yield _family(
-            "sipline_sip_parse_errors",
-            "Messages that failed to parse, by what they looked like",
-            "kind",
-            {k: sum(n.parse_errors[k].value for n in nodes) for k in PARSE_ERROR_KINDS},
-        )
-        yield _family(
-            "sipline_sip_dropped",
-            "Messages dropped without an answer",
-            "reason",
-            {r: sum(n.dropped[r].value for n in nodes) for r in DROP_REASONS},
-        )
-        errors = CounterMetricFamily(
-            "sipline_handler_errors",
-            "Exceptions raised by the role's handler (requests among them are answered 500)",
-        )
-        errors.add_metric([], sum(n.handler_errors.value for n in nodes))
-        yield errors
-        yield _family(
-            "sipline_bans",
-            "Sources this node banned, by why (flood: over its rate; auth: failed digests)",
-            "reason",
-            {r: sum(n.bans[r].value for n in nodes) for r in BAN_REASONS},
-        )
-        failures = CounterMetricFamily(
-            "sipline_auth_failures", "Failed digest authentications reported to the guard"
-        )
-        failures.add_metric([], sum(n.auth_failures.value for n in nodes))
-        yield failures
-        untracked = CounterMetricFamily(
-            "sipline_flood_untracked",
-            "Messages admitted uncounted: the table of sources was full (limits.max_sources)",
-        )
-        untracked.add_metric([], sum(n.untracked.value for n in nodes))
-        yield untracked
-        yield _family(
-            "sipline_tcp_closed",
-            "Accepted TCP connections the node closed: over a connection limit, or too slow",
-            "reason",
-            {r: sum(n.tcp_closed[r].value for n in nodes) for r in TCP_CLOSE_REASONS},
-        )
-        yield GaugeMetricFamily(
-            "sipline_bans_active", "Sources banned now", value=sum(n._banned() for n in nodes)
-        )
-        yield GaugeMetricFamily(
-            "sipline_flood_sources",
-            "Sources whose rate is being counted",
-            value=sum(n._sources() for n in nodes),
-        )
-        yield GaugeMetricFamily(
-            "sipline_sip_transactions",
-            "Live SIP transactions",
-            value=sum(n._transactions() for n in nodes),
-        )
-        yield GaugeMetricFamily(
-            "sipline_tcp_connections",
-            "Open TCP connections",
-            value=sum(n._connections() for n in nodes),
-        )
+        for name, documentation, label, attr, keys in _LABELLED:
+            values = {k: sum(getattr(n, attr)[k].value for n in nodes) for k in keys}
+            yield _family(name, documentation, label, values)
+        for name, documentation, attr in _COUNTERS:
+            total = sum(getattr(n, attr).value for n in nodes)
+            yield CounterMetricFamily(name, documentation, value=total)
+        for name, documentation, attr in _GAUGES:
+            yield GaugeMetricFamily(name, documentation, value=sum(getattr(n, attr)() for n in nodes))
 
 
 def _family(

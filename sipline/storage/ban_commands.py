@@ -13,7 +13,6 @@ Exit status: 0 done, 1 the store failed or there was no such ban, 2 a bad value.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import re
 import sys
@@ -32,13 +31,13 @@ from sipline.storage.bans import (
     ban_address,
 )
 from sipline.storage.commands import (
-    EXIT_INVALID_VALUE,
     EXIT_STORAGE_ERROR,
+    run_command,
     run_with_database,
     table,
     utc,
 )
-from sipline.storage.database import Database, InvalidValue
+from sipline.storage.database import Database, StorageError
 from sipline.storage.live import redis_errors
 
 log = logging.getLogger("sipline.ban")
@@ -123,17 +122,12 @@ def run_with_bans(settings: Settings, work: Callable[[BanStore], Awaitable[int]]
         store = RedisBans(url)
         try:
             return await work(store)
+        except redis_errors() as exc:
+            raise StorageError(f"redis.url: Redis failed: {exc}") from None
         finally:
             await store.close()
 
-    try:
-        return asyncio.run(on_redis())
-    except InvalidValue as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
-        return EXIT_INVALID_VALUE
-    except redis_errors() as exc:
-        print(f"sipline: redis.url: Redis failed: {exc}", file=sys.stderr)
-        return EXIT_STORAGE_ERROR
+    return run_command(on_redis())
 
 
 def format_bans(bans: list[Ban]) -> str:

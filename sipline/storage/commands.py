@@ -47,8 +47,14 @@ def run_with_database(
         finally:
             await db.close()
 
+    return run_command(run())
+
+
+def run_command(work: Coroutine[Any, Any, int]) -> int:
+    """Run a command's ``work``: its status, or a message and the status of the failure
+    (InvalidValue: a bad value given; StorageError: the store refused or failed)."""
     try:
-        return asyncio.run(run())
+        return asyncio.run(work)
     except InvalidValue as exc:
         print(f"sipline: {exc}", file=sys.stderr)
         return EXIT_INVALID_VALUE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.flood import Figures, invite, report
+from bench.flood import MB, Figures, invite, report
 from sipline.sip.message import Request, parse_message
 
 
@@ -16,7 +16,7 @@ def test_the_flood_is_unauthenticated_invites_of_their_own() -> None:
 
 
 def test_the_report_says_every_figure() -> None:
-    figures = Figures(2000, 1999, 1, 3_000_000, 4000, 1, 5000, 60 * 1024, 90 * 1024, 62 * 1024, 12.5)
+    figures = Figures(2000, 1999, 1, 3_000_000, 4000, 1, 5000, 60 * MB, 90 * MB, 62 * MB, 12.5)
     args = argparse.Namespace(cps=200, flood=10.0)
     assert report(figures, args).splitlines() == [
         "legitimate calls (200 cps from 127.0.0.2): attempted 2000, completed 1999 (99.95 %), failed 1",

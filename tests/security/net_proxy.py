@@ -5,11 +5,9 @@ own SQLite database with subscribers, ``[limits]`` and Redis from the test, its
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.flood import metric, proc_stat
 from bench.proxystack import (
     HOST,
     REPO,
@@ -45,18 +44,12 @@ class RunningProxy:
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample of /metrics (0 when absent)."""
-        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-        with urllib.request.urlopen(f"http://{HOST}:{self.metrics_port}/metrics", timeout=2) as page:
-            for line in page.read().decode().splitlines():
-                key, _, value = line.rpartition(" ")
-                if key == wanted:
-                    return float(value)
-        return 0.0
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return metric(self.metrics_port, f"{name}{{{wanted}}}" if labels else name)
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the proxy process has used."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_stat(self.process.pid)[0]
 
 
 @contextmanager
