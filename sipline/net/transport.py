@@ -220,6 +220,9 @@ class Gate(Protocol):
 
     def trusted(self, source: Address) -> bool: ...
 
+    def key(self, host: str) -> str:
+        """What ``host`` is counted by (an IPv6 address: its prefix)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TcpLimits:
@@ -252,7 +255,7 @@ class TcpConnection(asyncio.Protocol):
         self.active = True  # a whole message, a ping or a write since the last idle sweep
         self.idle_since = 0.0
         self.closed = False
-        self.counted = False  # an accepted connection, counted against the limits
+        self.counted = ""  # an accepted connection: the key its source is counted by
         # When the message being read began (endpoint.now), None between messages.
         self.partial_since: float | None = None
         self._buffer = bytearray()
@@ -467,7 +470,7 @@ class TcpEndpoint:
         gate = self.gate
         if gate is not None and not gate.admit(source):
             return False  # banned or flooding: counted by the guard
-        host = source.host
+        host = gate.key(source.host) if gate is not None else source.host
         count = self._per_host.get(host, 0)
         limits = self.limits
         if self.accepted >= limits.max_connections:
@@ -478,7 +481,7 @@ class TcpEndpoint:
             return False
         self._per_host[host] = count + 1
         self.accepted += 1
-        conn.counted = True
+        conn.counted = host
         conn.partial_since = self.now  # its first message must come within the read timeout
         return True
 
@@ -503,10 +506,10 @@ class TcpEndpoint:
             del self.by_id[conn.id]
         if conn.peer is not None and self.by_peer.get(conn.peer) is conn:
             del self.by_peer[conn.peer]
-        if conn.counted:
-            conn.counted = False
+        host = conn.counted
+        if host:
+            conn.counted = ""
             self.accepted -= 1
-            host = conn.source.host  # type: ignore[union-attr]
             left = self._per_host[host] - 1
             if left:
                 self._per_host[host] = left

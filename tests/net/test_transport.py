@@ -416,6 +416,9 @@ class Gate:
     def trusted(self, source: Address) -> bool:
         return source.port in self.trusted_ports
 
+    def key(self, host: str) -> str:
+        return host
+
 
 async def open_from(endpoint: TcpEndpoint, host: str, port: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     assert endpoint.address is not None
