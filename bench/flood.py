@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,7 @@ from sipline.net.ports import free_port
 SCENARIOS = REPO / "bench" / "scenarios"
 FLOODER, CALLER, CALLEE = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 SAMPLE = 0.1  # seconds between RSS samples
+CALLS_END = 15.0  # seconds the calls under way get to end at the end of the run
 MB = 1024 * 1024
 BATCH = 1024  # flood datagrams between looks at the clock and at answers
 
@@ -134,9 +136,8 @@ def run(args: argparse.Namespace, sipp: str, workdir: Path) -> Figures:
             wait(args.settle, rss)
             figures.rss_after, figures.rss_peak = rss.now(), rss.peak
             figures.cpu = proc_stat(process.pid)[0]
-            calls.wait(total + 60)
         finally:
-            stop(calls)
+            hang_up(calls)
         totals = read_totals((workdir / "caller.csv").read_text())
         figures.attempted, figures.completed, figures.failed = (
             totals.created, totals.successful, totals.failed,
@@ -205,10 +206,19 @@ def caller(
          "-inf", str(CALLER_CSV), "-au", "[field0]", "-ap", "[field2]", "-auth_uri", f"{BOB.user}@{DOMAIN}",
          "-i", CALLER, "-p", str(free_port(CALLER)), "-r", str(args.cps),
          "-m", str(int(args.cps * seconds)), "-d", str(args.hold),
-         "-timeout", f"{seconds + 30:.0f}s", "-nostdin", "-trace_stat", "-stf", "caller.csv",
+         "-timeout", f"{seconds + 30:.0f}s", "-nostdin", "-trace_stat", "-stf", "caller.csv", "-fd", "1",
          "-trace_err", "-error_file", "caller-errors.log"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def hang_up(calls: subprocess.Popen[bytes]) -> None:
+    """Stop placing calls, let those under way end (SIGUSR1 to sipp), kill it if it lingers."""
+    calls.send_signal(signal.SIGUSR1)
+    try:
+        calls.wait(CALLS_END)
+    except subprocess.TimeoutExpired:
+        stop(calls)
 
 
 def start_flood(port: int, seconds: float) -> subprocess.Popen[bytes]:
