@@ -106,6 +106,7 @@ class Guard:
         self._v6_keys: dict[str, str] = {}
         self._trusted: dict[Address, bool] = {}
         self._pruned = 0.0
+        self._untracked_since_prune = 0  # the untracked count at the last prune
         self._flood = metrics.dropped["flood"]
         self._banned_drop = metrics.dropped["banned"]
         metrics.watch_guard(lambda: len(self.banned), lambda: len(self._windows))
@@ -135,7 +136,10 @@ class Guard:
             if now - self._pruned >= self._window:
                 self.prune(now)
             if len(self._windows) >= self.limits.max_sources:
-                self.metrics.untracked.value += 1
+                untracked = self.metrics.untracked
+                if self._untracked_since_prune == untracked.value:  # once between prunes
+                    event(log, "flood_table_full", logging.WARNING, sources=len(self._windows))
+                untracked.value += 1
                 return True
         self._windows[key] = Window(now + self._window, 1)
         return True
@@ -257,6 +261,7 @@ class Guard:
         the memory a flood from many addresses took must come back."""
         now = self.clock() if now is None else now
         self._pruned = now
+        self._untracked_since_prune = self.metrics.untracked.value
         self._windows = _live(self._windows, now)
         self._failures = _live(self._failures, now)
         self.banned = _unexpired(self.banned, now)

@@ -115,7 +115,8 @@ def test_ipv6_sources_are_counted_and_banned_by_their_prefix() -> None:
     assert source_key("192.0.2.1") == "192.0.2.1"
 
 
-def test_the_table_of_sources_is_capped_and_pruned() -> None:
+def test_the_table_of_sources_is_capped_and_pruned(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "sipline.guard")
     clock = Clock()
     g = guard(clock, max_sources=16)
     for n in range(16):
@@ -123,6 +124,7 @@ def test_the_table_of_sources_is_capped_and_pruned() -> None:
     # At the cap a new source goes uncounted (a prune is not due within the window) ...
     assert all(sends(g, STRANGER, 50))
     assert g.metrics.untracked.value == 50 and "203.0.113.7" not in g.banned
+    assert [r.getMessage() for r in caplog.records] == ["event=flood_table_full sources=16"]
     # ... until the windows ran out and a prune freed the room.
     clock.now += 2.0
     assert sends(g, STRANGER, 11)[-1] is False
