@@ -143,7 +143,7 @@ class AcrNode:
             prober=self.prober, clock=self.clock,
         )  # fmt: skip
         self._probe(carriers, dids)
-        self.node = Node(self.settings, self.router)
+        self.node = Node(self.settings, self.router, db=self.db)
         try:
             await self.node.start()
         except BaseException:

@@ -16,7 +16,7 @@ from sipline.config import listening_on
 from sipline.logs import event
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
-from sipline.storage import open_database, prepare_schema
+from sipline.storage import Database, open_database, prepare_schema
 
 from .accounts import AccountDirectory
 from .handler import B2buaHandler
@@ -27,13 +27,14 @@ log = logging.getLogger("sipline.b2bua")
 
 
 class B2buaNode:
-    """The node and the handler; ``accounts``, ``licences`` and ``media`` as for B2buaHandler."""
+    """The node and the handler; ``accounts``, ``licences`` and ``media`` as for
+    B2buaHandler; ``db`` keeps the node's shared bans (sipline.net.bans)."""
 
-    def __init__(self, settings: Any, **parts: Any) -> None:
+    def __init__(self, settings: Any, db: Database | None = None, **parts: Any) -> None:
         b2bua = settings.b2bua
         self.settings = listening_on(settings, f"{b2bua.host}:{b2bua.port}")
         self.handler = B2buaHandler(self.settings, **parts)
-        self.node = Node(self.settings, self.handler)
+        self.node = Node(self.settings, self.handler, db=db)
 
     async def start(self) -> None:
         await self.node.start()
@@ -67,7 +68,7 @@ async def serve_b2bua(settings: Any) -> None:
         await directory.load()
         licences = await Licences.open(settings, db)
         media = LegMedia.from_settings(settings.b2bua)
-        b2bua = B2buaNode(settings, accounts=directory, licences=licences, media=media)
+        b2bua = B2buaNode(settings, db, accounts=directory, licences=licences, media=media)
         await run_until_stopped(b2bua, log)
     finally:
         if media is not None:

@@ -207,7 +207,7 @@ class ProxyNode:
         handler = ProxyHandler(
             names, service.registrar, self.router, settings.sip.server_header, service.nat
         )
-        self.node = Node(settings, handler)
+        self.node = Node(settings, handler, db=db)
 
     async def start(self) -> None:
         """Load subscribers and bindings, then listen; SIP traffic waits for the caches."""

@@ -59,6 +59,7 @@ def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.Argume
     run = subparsers.add_parser("run", help="start the node; SIGTERM or SIGINT drains and stops it")
     run.set_defaults(func=cmd_run)
     add_db_commands(subparsers)
+    add_ban_commands(subparsers)
     add_stack_command(subparsers)
     load_commands(subparsers, entry_points(group=COMMAND_GROUP) if plugins is None else plugins)
     return parser
@@ -80,6 +81,13 @@ def load_commands(
 def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sipline db ...``: the schema is shared plumbing (sipline.storage), not a role's."""
     from sipline.storage.commands import register
+
+    register(subparsers)
+
+
+def add_ban_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sipline ban ...``: bans are every node's (sipline.net.guard), not a role's."""
+    from sipline.storage.ban_commands import register
 
     register(subparsers)
 

@@ -116,6 +116,36 @@ class SipSection(Section):
     max_transactions_per_source: Annotated[int, Field(ge=1)] = 500
 
 
+class LimitsSection(Section):
+    """What one source may cost a SIP node (every role): flood limits in the
+    manner of Kamailio's pike, bans (its ipban), auth-failure bans (fail2ban's
+    SIP jails) and TCP limits. Trusted peers (``Handler.trusts``) are exempt."""
+
+    # Messages (requests and responses) one source IP may send per window; the
+    # one over it is dropped and the source banned for flood_ban. 0 = no limit.
+    flood_window: Seconds = 2.0
+    flood_density: Annotated[int, Field(ge=0)] = 200
+    flood_ban: Seconds = 300.0
+    # IPv6 sources are counted and banned by prefix: one host holds a whole /64.
+    ipv6_prefix: Annotated[int, Field(ge=32, le=128)] = 64
+    # Sources counted at once; at the cap new ones go uncounted until a prune.
+    max_sources: Annotated[int, Field(ge=16)] = 65536
+    # Failed digest authentications from one source within auth_window that ban
+    # it for auth_ban. 0 = never.
+    auth_failures: Annotated[int, Field(ge=0)] = 5
+    auth_window: Seconds = 600.0
+    auth_ban: Seconds = 600.0
+    # Bans a node makes and keeps at once (a flood from many addresses).
+    max_bans: Annotated[int, Field(ge=16)] = 65536
+    # Without [redis]: seconds between looks at the bans table (sipline ban ...).
+    ban_poll: Seconds = 5.0
+    # Accepted TCP connections in all and per source IP; over either the new one is closed.
+    tcp_max_connections: Annotated[int, Field(ge=1)] = 4096
+    tcp_max_connections_per_ip: Annotated[int, Field(ge=1)] = 64
+    # Seconds a message (and a new connection's first one) may take to arrive whole.
+    tcp_read_timeout: Seconds = 20.0
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -374,6 +404,7 @@ class Settings(BaseSettings):
 
     node: NodeSection = Field(default_factory=NodeSection)
     sip: SipSection = Field(default_factory=SipSection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
     log: LogSection = Field(default_factory=LogSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)

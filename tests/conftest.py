@@ -79,54 +79,72 @@ def redis_server_bin() -> str:
     return require_program("redis-server", "redis-server")
 
 
-# The session's redis-server; started again when a test has shut it down on
-# purpose (tests/relay/test_publish.py does, to see Redis go away).
-_redis_processes: list[subprocess.Popen[bytes]] = []
+class RedisServer:
+    """The session's private redis-server; ``alive`` starts it again (same port) when a
+    test stopped it (tests/relay/test_publish.py shuts it down to play Redis failing)."""
 
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.command += ["--save", "", "--appendonly", "no", "--databases", "64"]
+        self.process = self._start()
 
-def _start_redis(binary: str, port: int) -> subprocess.Popen[bytes]:
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--databases", "64"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"redis-server did not start on port {port}", pytrace=False)
-            time.sleep(0.05)
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return process
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"redis-server did not start on port {self.port}", pytrace=False)
+                time.sleep(0.05)
+
+    def alive(self) -> None:
+        if self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1.0).close()
+                return
+            except OSError:  # told to shut down, and on its way out
+                self.process.wait(5)
+        self.process = self._start()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_server_bin: str) -> Iterator[str]:
+def redis_instance(redis_server_bin: str) -> Iterator[RedisServer]:
+    server = RedisServer(redis_server_bin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_instance: RedisServer) -> str:
     """A private redis-server for the session: its ``redis://127.0.0.1:PORT``."""
-    port = free_port()
-    _redis_processes.append(_start_redis(redis_server_bin, port))
-    yield f"redis://127.0.0.1:{port}"
-    process = _redis_processes.pop()
-    process.terminate()
-    process.wait(5)
+    return redis_instance.url
 
 
 _redis_databases = iter(range(1_000_000))
 
 
 @pytest.fixture
-def redis_url(redis_server: str, redis_server_bin: str) -> str:
+def redis_url(redis_instance: RedisServer) -> str:
     """An empty database of the session's private Redis, such as ``redis://127.0.0.1:PORT/3``."""
     import redis
 
-    url = f"{redis_server}/{next(_redis_databases) % 64}"
-    try:
-        with redis.Redis.from_url(url) as client:
-            client.flushdb()
-    except redis.ConnectionError:  # shut down by an earlier test
-        _redis_processes[-1].wait(5)
-        port = int(redis_server.rpartition(":")[2])
-        _redis_processes[-1] = _start_redis(redis_server_bin, port)
+    redis_instance.alive()
+    url = f"{redis_instance.url}/{next(_redis_databases) % 64}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
     return url
 
 

@@ -274,3 +274,17 @@ def test_listening_on_moves_only_the_sip_address() -> None:
 def test_a_host_port_setting_splits_into_host_and_port() -> None:
     assert split_host_port("127.0.0.1:5080") == ("127.0.0.1", 5080)
     assert split_host_port("[2001:db8::1]:5060") == ("2001:db8::1", 5060)
+
+
+def test_limits_defaults_are_those_of_pike_ipban_and_fail2ban() -> None:
+    limits = load_settings(None).limits
+    assert (limits.flood_window, limits.flood_density, limits.flood_ban) == (2.0, 200, 300.0)
+    assert (limits.auth_failures, limits.auth_window, limits.auth_ban) == (5, 600.0, 600.0)
+    assert (limits.tcp_max_connections, limits.tcp_max_connections_per_ip) == (4096, 64)
+    assert limits.tcp_read_timeout == 20.0 and limits.ipv6_prefix == 64
+
+
+def test_a_bad_limit_fails_naming_the_key(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "[limits]\nflood_window = 0\nipv6_prefix = 129\n"))
+    assert "limits.flood_window = 0: expected greater than 0" in message
+    assert "limits.ipv6_prefix = 129: expected less than or equal to 128" in message

@@ -16,9 +16,15 @@ from prometheus_client.registry import Collector
 
 TRANSPORTS = ("UDP", "TCP")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
-DROP_REASONS = ("parse_error", "oversize", "send_failed", "core_error", "not_started")
+# flood: over its source's limit (sipline.net.guard); banned: from a banned source.
+DROP_REASONS = (
+    "parse_error", "oversize", "send_failed", "core_error", "not_started", "flood", "banned",
+)  # fmt: skip
 # Why the transaction layer turned a message away itself (sipline.sip.transaction.Refused).
 REFUSAL_REASONS = ("draining", "transaction_limit", "source_transaction_limit", "wrong_source")
+BAN_REASONS = ("flood", "auth")  # the bans a node makes (operators' come from `sipline ban`)
+# Accepted TCP connections closed at once (over a limit) or later (a message too slow).
+TCP_CLOSE_REASONS = ("max_connections", "per_ip", "read_timeout")
 
 
 class Tally:
@@ -44,29 +50,48 @@ class NodeMetrics:
         "dropped",
         "refused",
         "handler_errors",
+        "bans",
+        "auth_failures",
+        "untracked",
+        "tcp_closed",
         "_transactions",
         "_connections",
+        "_banned",
+        "_sources",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, register: bool = True) -> None:
+        """``register``: exported at /metrics (False: private tallies, as a socketless Wire's)."""
         self.received = {t: (Tally(), Tally()) for t in TRANSPORTS}
         self.sent = {t: (Tally(), Tally()) for t in TRANSPORTS}
         self.parse_errors = {k: Tally() for k in PARSE_ERROR_KINDS}
         self.dropped = {r: Tally() for r in DROP_REASONS}
         self.refused = {r: Tally() for r in REFUSAL_REASONS}
         self.handler_errors = Tally()
+        self.bans = {r: Tally() for r in BAN_REASONS}
+        self.auth_failures = Tally()
+        self.untracked = Tally()  # messages of sources the full table could not count
+        self.tcp_closed = {r: Tally() for r in TCP_CLOSE_REASONS}
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
-        _NODES.append(self)
+        self._banned: Callable[[], float] = _zero
+        self._sources: Callable[[], float] = _zero
+        if register:
+            _NODES.append(self)
 
     def watch(self, transactions: Callable[[], float], connections: Callable[[], float]) -> None:
         """Gauges read at scrape time, so keeping them costs nothing per message."""
         self._transactions = transactions
         self._connections = connections
 
+    def watch_guard(self, banned: Callable[[], float], sources: Callable[[], float]) -> None:
+        """The guard's table sizes, read at scrape time."""
+        self._banned = banned
+        self._sources = sources
+
     def unwatch(self) -> None:
         """A stopped node's gauges read 0 (and no longer keep the node alive)."""
-        self._transactions = self._connections = _zero
+        self._transactions = self._connections = self._banned = self._sources = _zero
 
 
 def _zero() -> float:
@@ -76,6 +101,37 @@ def _zero() -> float:
 # Every node's tallies in this process, kept after the node stops: counters
 # must never go down (one node per process in production, many in tests).
 _NODES: list[NodeMetrics] = []
+
+
+# The node's counters by label: (name, documentation, label, NodeMetrics attribute, values).
+_LABELLED = (
+    ("sipline_sip_parse_errors", "Messages that failed to parse, by what they looked like",
+     "kind", "parse_errors", PARSE_ERROR_KINDS),
+    ("sipline_sip_dropped", "Messages dropped without an answer", "reason", "dropped", DROP_REASONS),
+    ("sipline_sip_refused",
+     "Messages the transaction layer turned away itself: requests answered 503 statelessly "
+     "(draining, over a transaction limit), responses dropped (from an address their request "
+     "was not sent to)", "reason", "refused", REFUSAL_REASONS),
+    ("sipline_bans", "Sources this node banned, by why (flood: over its rate; auth: failed digests)",
+     "reason", "bans", BAN_REASONS),
+    ("sipline_tcp_closed",
+     "Accepted TCP connections the node closed: over a connection limit, or too slow",
+     "reason", "tcp_closed", TCP_CLOSE_REASONS),
+)  # fmt: skip
+_COUNTERS = (
+    ("sipline_handler_errors",
+     "Exceptions raised by the role's handler (requests among them are answered 500)",
+     "handler_errors"),
+    ("sipline_auth_failures", "Failed digest authentications reported to the guard", "auth_failures"),
+    ("sipline_flood_untracked",
+     "Messages admitted uncounted: the table of sources was full (limits.max_sources)", "untracked"),
+)  # fmt: skip
+_GAUGES = (
+    ("sipline_bans_active", "Sources banned now", "_banned"),
+    ("sipline_flood_sources", "Sources whose rate is being counted", "_sources"),
+    ("sipline_sip_transactions", "Live SIP transactions", "_transactions"),
+    ("sipline_tcp_connections", "Open TCP connections", "_connections"),
+)
 
 
 class _NodeCollector(Collector):
@@ -92,42 +148,14 @@ class _NodeCollector(Collector):
                     total = sum(getattr(n, attr)[transport][index].value for n in nodes)
                     messages.add_metric([direction, transport.lower(), kind], total)
         yield messages
-        yield _family(
-            "sipline_sip_parse_errors",
-            "Messages that failed to parse, by what they looked like",
-            "kind",
-            {k: sum(n.parse_errors[k].value for n in nodes) for k in PARSE_ERROR_KINDS},
-        )
-        yield _family(
-            "sipline_sip_dropped",
-            "Messages dropped without an answer",
-            "reason",
-            {r: sum(n.dropped[r].value for n in nodes) for r in DROP_REASONS},
-        )
-        yield _family(
-            "sipline_sip_refused",
-            "Messages the transaction layer turned away itself: requests answered 503 "
-            "statelessly (draining, over a transaction limit), responses dropped "
-            "(from an address their request was not sent to)",
-            "reason",
-            {r: sum(n.refused[r].value for n in nodes) for r in REFUSAL_REASONS},
-        )
-        errors = CounterMetricFamily(
-            "sipline_handler_errors",
-            "Exceptions raised by the role's handler (requests among them are answered 500)",
-        )
-        errors.add_metric([], sum(n.handler_errors.value for n in nodes))
-        yield errors
-        yield GaugeMetricFamily(
-            "sipline_sip_transactions",
-            "Live SIP transactions",
-            value=sum(n._transactions() for n in nodes),
-        )
-        yield GaugeMetricFamily(
-            "sipline_tcp_connections",
-            "Open TCP connections",
-            value=sum(n._connections() for n in nodes),
-        )
+        for name, documentation, label, attr, keys in _LABELLED:
+            values = {k: sum(getattr(n, attr)[k].value for n in nodes) for k in keys}
+            yield _family(name, documentation, label, values)
+        for name, documentation, attr in _COUNTERS:
+            total = sum(getattr(n, attr).value for n in nodes)
+            yield CounterMetricFamily(name, documentation, value=total)
+        for name, documentation, attr in _GAUGES:
+            yield GaugeMetricFamily(name, documentation, value=sum(getattr(n, attr)() for n in nodes))
 
 
 def _family(

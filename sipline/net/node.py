@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sipline.logs import Throttle, event, quote
+from sipline.net.bans import BanSync
 from sipline.net.guard import Guard
 from sipline.net.handler import Handler
 from sipline.net.metrics import NodeMetrics, start_metrics_server
 from sipline.net.signals import until_stopped
-from sipline.net.transport import TcpEndpoint, UdpEndpoint
+from sipline.net.transport import TcpEndpoint, TcpLimits, UdpEndpoint
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
@@ -39,6 +40,7 @@ from sipline.sip.transaction import (
     TimedOut,
     TransactionLayer,
 )
+from sipline.storage.database import Database
 
 log = logging.getLogger("sipline.node")
 
@@ -54,10 +56,17 @@ class Node:
     ``layer`` replaces the default transaction layer (other timer values); its
     clock must be ``time.monotonic``, which the tick passes to ``expire``. The
     node sets its transaction limits from ``[sip]``, trusted peers exempt.
+    ``db``, the role's database, holds the bans shared with other nodes when
+    there is no ``[redis]`` (sipline.net.bans).
     """
 
     def __init__(
-        self, settings: Any, handler: Handler, *, layer: TransactionLayer | None = None
+        self,
+        settings: Any,
+        handler: Handler,
+        *,
+        layer: TransactionLayer | None = None,
+        db: Database | None = None,
     ) -> None:
         self.settings = settings
         self.handler = handler
@@ -65,7 +74,8 @@ class Node:
         sip = settings.sip
         self.layer.limit(sip.max_transactions, sip.max_transactions_per_source, handler.trusts)
         self.metrics = NodeMetrics()
-        self.guard = Guard(handler.trusts)
+        self.guard = Guard(handler.trusts, getattr(settings, "limits", None), metrics=self.metrics)
+        self._bans = BanSync.for_node(settings, self.guard, db)
         self._received = self.metrics.received
         self._sent = self.metrics.sent
         self._trace = settings.sip.trace
@@ -94,6 +104,9 @@ class Node:
     async def start(self) -> None:
         try:
             await self._open_transports()
+            if self._udp is not None:
+                self._bans.drop = self._udp.drop_sources
+            await self._bans.start()
         except BaseException:
             await self._close_transports()
             raise
@@ -121,6 +134,7 @@ class Node:
         self._tick_handle.cancel()
         self._tick_handle = None
         await self._close_transports()
+        await self._bans.stop()
         self.metrics.unwatch()
         if self._stop_metrics is not None:
             self._stop_metrics()
@@ -132,7 +146,10 @@ class Node:
             self._udp = await UdpEndpoint.bind(self, sip.host, sip.port, sip.max_message_bytes)
             self._senders["UDP"] = self._udp.send
         if "tcp" in sip.transports:
-            self._tcp = TcpEndpoint(self, sip.max_message_bytes, sip.tcp_idle_timeout)
+            limits = TcpLimits.of(self.guard.limits)
+            self._tcp = TcpEndpoint(
+                self, sip.max_message_bytes, sip.tcp_idle_timeout, limits, self.guard, self.metrics
+            )
             await self._tcp.listen(sip.host, sip.port)
             self._senders["TCP"] = self._tcp.send
 

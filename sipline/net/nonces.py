@@ -17,9 +17,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from sipline.redis import Link, open_redis, redis_errors
 from sipline.storage import StorageError
 from sipline.storage.database import redact
+from sipline.storage.live import Link, open_redis, redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

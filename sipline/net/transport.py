@@ -5,6 +5,17 @@ Content-Length, RFC 3261 §18.3) and connections, nothing more: every framed
 message goes to a ``Sink`` with its source ``Address``, and whatever cannot be
 taken (too large, unframeable) goes to ``Sink.message_refused`` with the status
 that would answer it, for the sink to answer or drop.
+
+A wildcard IPv6 host (``::``) takes IPv4 peers too (one dual-stack socket):
+their IPv4-mapped addresses (``::ffff:192.0.2.1``) are given as the IPv4
+address everywhere an ``Address`` is made, so Via received/rport, trust and
+bans see what an IPv4 socket would, and mapped back when sending.
+
+TCP is bounded for strangers: accepted connections in all and per source IP
+(over either the new one is closed at once), a message (and a new
+connection's first) must arrive whole within ``read_timeout``, framing scans
+only the bytes that arrived since the last look, and only a whole message or
+a CRLF ping counts as activity for the idle timeout.
 """
 
 from __future__ import annotations
@@ -12,13 +23,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import resource
 import socket
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol
 
 from sipline.logs import event
+from sipline.net import socket_filter
+from sipline.net.metrics import NodeMetrics
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
-from sipline.sip.message import find_message_end
+from sipline.sip.message import content_length
 
 log = logging.getLogger("sipline.net.transport")
 
@@ -26,6 +43,22 @@ UDP = "UDP"
 TCP = "TCP"
 CONNECT_TIMEOUT = 10.0
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
+MAPPED = "::ffff:"  # an IPv4 peer on a dual-stack IPv6 socket (RFC 4291 §2.5.5.2)
+REFUSAL_LOG_EVERY = 1.0  # seconds: at most one line per kind of TCP refusal, with a count
+SPARE_FILES = 256  # descriptors beyond the connection limit: database, Redis, logs
+TOO_LARGE = (513, "Message Too Large")
+_PING = b"\r\n\r\n"  # RFC 5626 §3.5.1 keepalive ping; the pong is one CRLF
+_PONG = b"\r\n"
+_CRLF_BYTES = (13, 10)
+
+
+def _socket(host: str, kind: socket.SocketKind) -> socket.socket:
+    """A socket of ``host``'s family; an IPv6 one also takes IPv4 peers (not V6ONLY)."""
+    if ":" not in host:
+        return socket.socket(socket.AF_INET, kind)
+    sock = socket.socket(socket.AF_INET6, kind)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    return sock
 
 
 def udp_socket(host: str, port: int) -> socket.socket:
@@ -33,7 +66,7 @@ def udp_socket(host: str, port: int) -> socket.socket:
     pause) overflow the default ~200 KB, and lost datagrams come back as
     retransmissions that add load. The kernel caps the size at
     net.core.rmem_max / wmem_max."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock = _socket(host, socket.SOCK_DGRAM)
     try:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
@@ -42,10 +75,38 @@ def udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-TOO_LARGE = (513, "Message Too Large")
-_PING = b"\r\n\r\n"  # RFC 5626 §3.5.1 keepalive ping; the pong is one CRLF
-_PONG = b"\r\n"
-_CRLF_BYTES = (13, 10)
+
+
+def tcp_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (asyncio's own makes ``::`` IPv6-only)."""
+    sock = _socket(host, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def unmapped(host: str) -> str:
+    """``host`` with an IPv4-mapped IPv6 address given as the IPv4 address."""
+    return host[7:] if host.startswith(MAPPED) else host
+
+
+def raise_file_limit(needed: int) -> None:
+    """Let the process hold ``needed`` descriptors if the hard limit allows (the
+    soft default, 1024, is below the connection limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed or soft == resource.RLIM_INFINITY:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        event(log, "file_limit_low", logging.WARNING, needed=needed, limit=target)
 
 
 class Sink(Protocol):
@@ -60,6 +121,8 @@ class Sink(Protocol):
 class UdpEndpoint(asyncio.DatagramProtocol):
     """One bound UDP socket."""
 
+    ipv6 = False
+
     def __init__(self, sink: Sink, max_message_bytes: int) -> None:
         self._received = sink.message_received
         self._refused = sink.message_refused
@@ -73,8 +136,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     async def bind(cls, sink: Sink, host: str, port: int, max_message_bytes: int) -> UdpEndpoint:
         loop = asyncio.get_running_loop()
         sock = udp_socket(host, port)
+        kind = DualStackUdpEndpoint if sock.family == socket.AF_INET6 else cls
         _, endpoint = await loop.create_datagram_endpoint(
-            lambda: cls(sink, max_message_bytes), sock=sock
+            lambda: kind(sink, max_message_bytes), sock=sock
         )
         return endpoint
 
@@ -105,12 +169,77 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed.set()
 
+    def drop_sources(self, sources: Collection[tuple[str, int]]) -> int:
+        """Have the kernel drop the datagrams of ``sources`` (IPv4 address, UDP port)
+        before they take room in the socket's buffer; empty: drop none. How many
+        it drops (as many as it takes)."""
+        if self._transport is None:
+            return 0
+        sock = self._transport.get_extra_info("socket")
+        if not sources:
+            socket_filter.detach(sock)
+            return 0
+        return socket_filter.drop(sock, sorted(sources), self.ipv6)
+
     async def close(self) -> None:
         """Close the socket and wait until it is released (a restart can bind it again)."""
         if self._transport is not None:
             self._sendto = None
             self._transport.close()
             await asyncio.wait_for(self._closed.wait(), 1.0)
+
+
+class DualStackUdpEndpoint(UdpEndpoint):
+    """A UDP endpoint on an IPv6 socket: IPv4 peers come and go as IPv4 addresses."""
+
+    ipv6 = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.address is not None
+        self.address = self.address._replace(host=unmapped(self.address.host))
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        host = addr[0]
+        if host.startswith(MAPPED):
+            addr = (host[7:], addr[1])
+        super().datagram_received(data, addr)
+
+    def send(self, data: bytes, dest: Address) -> bool:
+        if self._sendto is None:
+            return False
+        host = dest.host
+        self._sendto(data, (host if ":" in host else MAPPED + host, dest.port))
+        return True
+
+
+class Gate(Protocol):
+    """What the TCP endpoint asks the node's guard (sipline.net.guard.Guard) about a peer."""
+
+    def admit(self, source: Address) -> bool: ...
+
+    def trusted(self, source: Address) -> bool: ...
+
+    def key(self, host: str) -> str:
+        """What ``host`` is counted by (an IPv6 address: its prefix)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """Bounds on accepted connections (``[limits] tcp_*``)."""
+
+    max_connections: int = 4096
+    max_per_ip: int = 64
+    read_timeout: float = 20.0
+
+    @classmethod
+    def of(cls, limits: object) -> TcpLimits:
+        """From a ``LimitsSection``."""
+        return cls(
+            limits.tcp_max_connections,  # type: ignore[attr-defined]
+            limits.tcp_max_connections_per_ip,  # type: ignore[attr-defined]
+            limits.tcp_read_timeout,  # type: ignore[attr-defined]
+        )
 
 
 class TcpConnection(asyncio.Protocol):
@@ -123,10 +252,15 @@ class TcpConnection(asyncio.Protocol):
         self.source: Address | None = None
         self.transport: asyncio.Transport | None = None
         self.pending: list[bytes] = []  # written before the connection is up
-        self.active = True  # any traffic since the last idle sweep
+        self.active = True  # a whole message, a ping or a write since the last idle sweep
         self.idle_since = 0.0
         self.closed = False
+        self.counted = ""  # an accepted connection: the key its source is counted by
+        # When the message being read began (endpoint.now), None between messages.
+        self.partial_since: float | None = None
         self._buffer = bytearray()
+        self._scan = 0  # where the search for the end of the head goes on
+        self._stop = 0  # where the message being read ends, once its head is whole
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.closed:  # given up on while connecting
@@ -134,12 +268,18 @@ class TcpConnection(asyncio.Protocol):
             return
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
+        host = unmapped(host)
+        self.source = Address(TCP, host, port, self.id)
         if self.peer is None:  # accepted; an opened one keeps the key it was asked for
             self.peer = (host, port)
-        self.source = Address(TCP, host, port, self.id)
+            if not self._endpoint._admit(self):
+                self.closed = True
+                self.transport = None
+                transport.abort()  # type: ignore[attr-defined]
+                return
         self._endpoint._register(self)
         for data in self.pending:
-            transport.write(data)
+            transport.write(data)  # type: ignore[attr-defined]
         self.pending.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -163,7 +303,6 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.active = True
         buffer = self._buffer
         buffer += data
         try:
@@ -175,30 +314,53 @@ class TcpConnection(asyncio.Protocol):
             return
         if start:
             del buffer[:start]
+            self._scan = max(self._scan - start, 0)
+            if self._stop:
+                self._stop -= start
+        if not buffer:
+            self.partial_since = None
+            return
+        if self.partial_since is None:
+            self.partial_since = self._endpoint.now
         if len(buffer) > self._endpoint.max_message_bytes:
             self._refuse(buffer, *TOO_LARGE)
 
     def _frame(self, buffer: bytearray) -> int:
-        """Hand every complete message on; return how much of ``buffer`` was used."""
+        """Hand every complete message on; return how much of ``buffer`` was used.
+
+        Only what arrived since the last call is searched for the end of a
+        head, and a body is waited for by its length: a message dripped a
+        byte at a time costs no more than one sent whole."""
         start = 0
         size = len(buffer)
-        limit = self._endpoint.max_message_bytes
-        received = self._endpoint.sink_received
+        endpoint = self._endpoint
+        limit = endpoint.max_message_bytes
+        received = endpoint.sink_received
         while start < size:
-            if buffer[start] in _CRLF_BYTES:
-                skipped = self._keepalive(buffer, start, size)
-                if skipped is None:
+            stop = self._stop
+            if not stop:
+                if buffer[start] in _CRLF_BYTES:
+                    skipped = self._keepalive(buffer, start, size)
+                    if skipped is None:
+                        break
+                    start = skipped
+                    continue
+                head = buffer.find(b"\r\n\r\n", max(self._scan, start))
+                if head < 0:
+                    self._scan = max(size - 3, start)
                     break
-                start = skipped
-                continue
-            end = find_message_end(buffer, start)
-            if end is None:
-                break
-            if end - start > limit:
+                stop = self._stop = head + 4 + content_length(buffer, start, head)
+            if stop - start > limit:
                 self._refuse(buffer[start:], *TOO_LARGE)
                 break
-            received(bytes(buffer[start:end]), self.source)
-            start = end
+            if stop > size:
+                break
+            self._stop = 0
+            self._scan = stop
+            self.active = True
+            self.partial_since = None
+            received(bytes(buffer[start:stop]), self.source)
+            start = stop
             if self.closed:
                 break
         return start
@@ -223,29 +385,54 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpEndpoint:
-    """A TCP listener plus every connection, accepted or opened, by id and by peer."""
+    """A TCP listener plus every connection, accepted or opened, by id and by peer.
 
-    def __init__(self, sink: Sink, max_message_bytes: int, idle_timeout: float) -> None:
+    ``gate`` (the node's guard) admits each accepted connection as it would a
+    message, and exempts trusted peers from the per-IP limit."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        max_message_bytes: int,
+        idle_timeout: float,
+        limits: TcpLimits | None = None,
+        gate: Gate | None = None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self.sink_received = sink.message_received
         self.sink_refused = sink.message_refused
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
+        self.limits = limits = limits if limits is not None else TcpLimits()
+        self.gate = gate
         self.address: Address | None = None
         self.by_id: dict[int, TcpConnection] = {}
         self.by_peer: dict[tuple[str, int], TcpConnection] = {}
+        self.accepted = 0  # accepted connections open
+        self._per_host: dict[str, int] = {}
+        self._closes = (metrics if metrics is not None else NodeMetrics(register=False)).tcp_closed
+        self._log_after: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._connecting: set[asyncio.Task] = set()
-        self._sweep_every = min(1.0, idle_timeout / 2)
+        self._sweep_every = min(1.0, idle_timeout / 2, limits.read_timeout / 2)
         self._next_sweep = 0.0
+        self.now = time.monotonic()  # as of the last sweep (every tick in a node)
 
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: TcpConnection(self, next(self._ids)), host, port, backlog=1024
-        )
+        raise_file_limit(self.limits.max_connections + SPARE_FILES)
+        sock = tcp_listener(host, port)
+        try:
+            self._server = await loop.create_server(
+                lambda: TcpConnection(self, next(self._ids)), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         sockname = self._server.sockets[0].getsockname()
-        self.address = Address(TCP, sockname[0], sockname[1])
+        self.address = Address(TCP, unmapped(sockname[0]), sockname[1])
 
     def send(self, data: bytes, dest: Address) -> bool:
         """Write on ``dest.connection`` if alive, else any connection to the peer, else a new one."""
@@ -276,6 +463,39 @@ class TcpEndpoint:
             conn.pending.clear()
             conn.close()
 
+    def _admit(self, conn: TcpConnection) -> bool:
+        """Count an accepted connection in, or say it must be closed at once."""
+        source = conn.source
+        assert source is not None
+        gate = self.gate
+        if gate is not None and not gate.admit(source):
+            return False  # banned or flooding: counted by the guard
+        host = gate.key(source.host) if gate is not None else source.host
+        count = self._per_host.get(host, 0)
+        limits = self.limits
+        if self.accepted >= limits.max_connections:
+            self._closing("max_connections", source)
+            return False
+        if count >= limits.max_per_ip and (gate is None or not gate.trusted(source)):
+            self._closing("per_ip", source)
+            return False
+        self._per_host[host] = count + 1
+        self.accepted += 1
+        conn.counted = host
+        conn.partial_since = self.now  # its first message must come within the read timeout
+        return True
+
+    def _closing(self, reason: str, source: Address | None) -> None:
+        """Count a connection closed for ``reason``; log it, at most a line a second a reason."""
+        self._closes[reason].value += 1
+        now = time.monotonic()
+        if now < self._log_after.get(reason, 0.0):
+            self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+            return
+        self._log_after[reason] = now + REFUSAL_LOG_EVERY
+        event(log, "tcp_closed", logging.WARNING, reason=reason, source=source,
+              unlogged=self._unlogged.pop(reason, 0))  # fmt: skip
+
     def _register(self, conn: TcpConnection) -> None:
         self.by_id[conn.id] = conn
         assert conn.peer is not None
@@ -286,14 +506,30 @@ class TcpEndpoint:
             del self.by_id[conn.id]
         if conn.peer is not None and self.by_peer.get(conn.peer) is conn:
             del self.by_peer[conn.peer]
+        host = conn.counted
+        if host:
+            conn.counted = ""
+            self.accepted -= 1
+            left = self._per_host[host] - 1
+            if left:
+                self._per_host[host] = left
+            else:
+                del self._per_host[host]
 
     def sweep(self, now: float) -> None:
-        """Close connections idle longer than the timeout; cheap to call from every tick."""
+        """Close connections idle longer than the timeout, or reading one message for
+        longer than the read timeout; cheap to call from every tick (``now``: monotonic)."""
+        self.now = now
         if now < self._next_sweep:
             return
         self._next_sweep = now + self._sweep_every
+        read_timeout = self.limits.read_timeout
         for conn in list(self.by_id.values()):
-            if conn.active:
+            since = conn.partial_since
+            if since is not None and now - since >= read_timeout:
+                self._closing("read_timeout", conn.source)
+                conn.close()
+            elif conn.active:
                 conn.active = False
                 conn.idle_since = now
             elif now - conn.idle_since >= self.idle_timeout:

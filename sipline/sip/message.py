@@ -867,8 +867,15 @@ def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
     end = buffer.find(b"\r\n\r\n", start)
     if end < 0:
         return None
+    stop = end + 4 + content_length(buffer, start, end)
+    return stop if stop <= size else None
+
+
+def content_length(buffer: bytes | bytearray, start: int, end: int) -> int:
+    """The Content-Length of the head ``buffer[start:end]`` (no CRLFCRLF), 0 if absent.
+
+    Stream framing (RFC 3261 §18.3); raises ParseError for a value that is not a number."""
     head = bytes(buffer[start:end]).lower()
-    length = 0
     for marker in (b"\ncontent-length", b"\nl"):
         at = head.find(marker)
         while at >= 0:
@@ -878,14 +885,9 @@ def find_message_end(buffer: bytes | bytearray, start: int = 0) -> int | None:
                 value = rest[1:].strip(b" \t")
                 if not value.isdigit() or len(value) > 10:
                     raise ParseError("bad Content-Length")
-                length = int(value)
-                break
+                return int(value)
             at = head.find(marker, at + 1)
-        else:
-            continue
-        break
-    stop = end + 4 + length
-    return stop if stop <= size else None
+    return 0
 
 
 _CR_OR_LF = b"\r\n"

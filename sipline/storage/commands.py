@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from sipline.config import Settings
@@ -46,8 +47,14 @@ def run_with_database(
         finally:
             await db.close()
 
+    return run_command(run())
+
+
+def run_command(work: Coroutine[Any, Any, int]) -> int:
+    """Run a command's ``work``: its status, or a message and the status of the failure
+    (InvalidValue: a bad value given; StorageError: the store refused or failed)."""
     try:
-        return asyncio.run(run())
+        return asyncio.run(work)
     except InvalidValue as exc:
         print(f"sipline: {exc}", file=sys.stderr)
         return EXIT_INVALID_VALUE
@@ -84,3 +91,17 @@ async def _migrate(db: Database) -> int:
     suffix = "" if applied else "; nothing to apply"
     print(f"schema at version {current:03d}{suffix}")
     return 0
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows (the first a header) as aligned columns, for a command's listing."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def utc(timestamp: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from sipline.net.transport import TcpEndpoint, UdpEndpoint
+from sipline.net.metrics import NodeMetrics
+from sipline.net.ports import free_port
+from sipline.net.transport import TcpConnection, TcpEndpoint, TcpLimits, UdpEndpoint
 from sipline.sip.address import Address
 from tests.support import on_uvloop, until
 
@@ -286,4 +288,248 @@ async def test_tcp_unframeable_content_length_is_refused_with_400() -> None:
     await until(lambda: sink.refused)
     assert sink.refused[0][2:] == (400, "bad Content-Length")
     assert await asyncio.wait_for(reader.read(), 2) == b""
+    await endpoint.close()
+
+
+# -- TCP limits (issue 10) ----------------------------------------------------------
+class CountingBuffer(bytearray):
+    """A connection's buffer that counts the bytes searched for the end of a head."""
+
+    searched = 0
+
+    def find(self, sub, start=0, end=None):  # type: ignore[no-untyped-def,override]
+        CountingBuffer.searched += len(self) - start
+        return super().find(sub, start) if end is None else super().find(sub, start, end)
+
+
+class FakeTransport:
+    def __init__(self, peer: tuple[str, int] = (HOST, 40000)) -> None:
+        self.peer = peer
+        self.written: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def get_extra_info(self, name: str) -> tuple[str, int]:
+        return self.peer
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_tcp_framing_searches_each_byte_once_however_the_message_is_dripped() -> None:
+    sink = Recorder()
+    endpoint = TcpEndpoint(sink, 65535, 300.0)
+    conn = TcpConnection(endpoint, 1)
+    conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+    conn._buffer = CountingBuffer()
+    CountingBuffer.searched = 0
+    # 30 KB of headers, then a 30 KB body, in 2-byte segments (the issue's drip).
+    junk = "".join(f"X-Junk-{n}: {'y' * 40}\r\n" for n in range(600))
+    whole = message(body=b"v" * 30000).replace(b"Max-Forwards", junk.encode() + b"Max-Forwards")
+    for at in range(0, len(whole), 2):
+        conn.data_received(whole[at : at + 2])
+    assert [data for data, _ in sink.received] == [whole]
+    # Rescanning the buffer on every segment searched ~len(head)^2/4 bytes (over 200 MB).
+    assert CountingBuffer.searched < 4 * len(whole)
+
+
+def test_tcp_framing_of_pipelined_messages_split_anywhere_is_unchanged() -> None:
+    sink = Recorder()
+    endpoint = TcpEndpoint(sink, 65535, 300.0)
+    conn = TcpConnection(endpoint, 1)
+    conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+    stream = b"\r\n\r\n" + message("z9hG4bKa", b"a\r\n\r\nb") + b"\r\n" + message("z9hG4bKb")
+    for size in (1, 2, 3, 5, 7, 64, len(stream)):
+        sink.received.clear()
+        for at in range(0, len(stream), size):
+            conn.data_received(stream[at : at + size])
+        assert [d for d, _ in sink.received] == [message("z9hG4bKa", b"a\r\n\r\nb"), message("z9hG4bKb")]
+        assert conn.partial_since is None and not conn._buffer
+
+
+@on_uvloop
+async def test_tcp_bytes_short_of_a_message_do_not_keep_a_connection_alive() -> None:
+    sink = Recorder()
+    endpoint = TcpEndpoint(sink, 65535, 0.2, TcpLimits(read_timeout=30.0))
+    await endpoint.listen(HOST, 0)
+    reader, writer = await connect(endpoint)
+    busy_reader, busy_writer = await connect(endpoint)
+    loop = asyncio.get_running_loop()
+    head = message()
+    for n in range(100):  # 1 s of 10 ms ticks: one drips a head, the other sends messages
+        endpoint.sweep(loop.time())
+        if not writer.is_closing():
+            writer.write(head[n : n + 1])
+        busy_writer.write(message(f"z9hG4bK{n}"))
+        await asyncio.sleep(0.01)
+    assert await closed_at_once(reader)
+    assert len(endpoint.by_id) == 1 and len(sink.received) == 100
+    writer.close()
+    busy_writer.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_a_message_that_does_not_arrive_whole_in_time_closes_the_connection() -> None:
+    sink = Recorder()
+    metrics = NodeMetrics(register=False)
+    endpoint = TcpEndpoint(sink, 65535, 300.0, TcpLimits(read_timeout=0.3), metrics=metrics)
+    await endpoint.listen(HOST, 0)
+    dripper_reader, dripper = await connect(endpoint)
+    silent_reader, silent = await connect(endpoint)
+    talker_reader, talker = await connect(endpoint)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    head = message()
+    for n in range(60):  # 0.6 s of 10 ms ticks
+        endpoint.sweep(loop.time())
+        if not dripper.is_closing():
+            dripper.write(head[n : n + 1])  # a byte a tick: 600 ms for the head
+        if n % 10 == 0:
+            talker.write(message(f"z9hG4bK{n}"))  # whole messages keep their connection
+        await asyncio.sleep(0.01)
+    assert await closed_at_once(dripper_reader)
+    assert await closed_at_once(silent_reader)  # its first message never came
+    assert loop.time() - started < 1.0
+    assert len(endpoint.by_id) == 1 and len(sink.received) == 6
+    assert metrics.tcp_closed["read_timeout"].value == 2
+    for writer in (dripper, silent, talker):
+        writer.close()
+    await endpoint.close()
+
+
+class Gate:
+    def __init__(self, banned: set[str] = frozenset(), trusted: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self.banned = banned
+        self.trusted_ports = trusted
+        self.admitted: list[Address] = []
+
+    def admit(self, source: Address) -> bool:
+        self.admitted.append(source)
+        return source.host not in self.banned
+
+    def trusted(self, source: Address) -> bool:
+        return source.port in self.trusted_ports
+
+    def key(self, host: str) -> str:
+        return host
+
+
+async def open_from(endpoint: TcpEndpoint, host: str, port: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    assert endpoint.address is not None
+    return await asyncio.open_connection(HOST, endpoint.address.port, local_addr=(host, port))
+
+
+async def closed_at_once(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), 1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@on_uvloop
+async def test_tcp_connections_over_the_per_ip_limit_are_closed_at_once() -> None:
+    sink = Recorder()
+    metrics = NodeMetrics(register=False)
+    endpoint = TcpEndpoint(sink, 65535, 300.0, TcpLimits(max_per_ip=2), Gate(), metrics)
+    await endpoint.listen(HOST, 0)
+    kept = [await open_from(endpoint, HOST) for _ in range(2)]
+    await until(lambda: len(endpoint.by_id) == 2)
+    reader, writer = await open_from(endpoint, HOST)
+    assert await closed_at_once(reader)
+    assert metrics.tcp_closed["per_ip"].value == 1 and len(endpoint.by_id) == 2
+    other_reader, other = await open_from(endpoint, "127.0.0.2")  # another address still may
+    other.write(message())
+    await until(lambda: sink.received)
+    assert sink.received[0][1].host == "127.0.0.2"
+    kept[0][1].close()  # a connection that closes frees its place
+    await until(lambda: endpoint.accepted == 2)
+    again_reader, again = await open_from(endpoint, HOST)
+    again.write(message("z9hG4bKagain"))
+    await until(lambda: len(sink.received) == 2)
+    for _, w in (kept[1], (reader, writer), (other_reader, other), (again_reader, again)):
+        w.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_total_limit_closes_any_new_connection_and_trusted_peers_skip_the_per_ip_one() -> None:
+    sink = Recorder()
+    metrics = NodeMetrics(register=False)
+    peer_port = free_port()
+    gate = Gate(trusted={peer_port})
+    endpoint = TcpEndpoint(sink, 65535, 300.0, TcpLimits(max_connections=3, max_per_ip=1), gate, metrics)
+    await endpoint.listen(HOST, 0)
+    phone = await open_from(endpoint, HOST)
+    peer = await open_from(endpoint, HOST, peer_port)  # over the per-IP limit, but trusted
+    await until(lambda: endpoint.accepted == 2)
+    third = await open_from(endpoint, "127.0.0.3")
+    await until(lambda: endpoint.accepted == 3)
+    fourth = await open_from(endpoint, "127.0.0.4")
+    assert await closed_at_once(fourth[0])
+    assert metrics.tcp_closed["max_connections"].value == 1
+    assert metrics.tcp_closed["per_ip"].value == 0
+    for _, w in (phone, peer, third, fourth):
+        w.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_a_connection_the_gate_refuses_is_closed_at_once() -> None:
+    sink = Recorder()
+    gate = Gate(banned={"127.0.0.5"})
+    endpoint = TcpEndpoint(sink, 65535, 300.0, TcpLimits(), gate)
+    await endpoint.listen(HOST, 0)
+    reader, writer = await open_from(endpoint, "127.0.0.5")
+    assert await closed_at_once(reader)
+    assert [source.host for source in gate.admitted] == ["127.0.0.5"]
+    assert not endpoint.by_id and endpoint.accepted == 0
+    writer.close()
+    await endpoint.close()
+
+
+# -- a wildcard IPv6 host takes IPv4 peers ----------------------------------------------
+@on_uvloop
+async def test_udp_on_ipv6_wildcard_sees_and_answers_ipv4_peers_as_ipv4() -> None:
+    sink = Recorder()
+    endpoint = await UdpEndpoint.bind(sink, "::", 0, 65535)
+    client = await UdpClient.open()
+    assert endpoint.address is not None
+    client.transport.sendto(message(), (HOST, endpoint.address.port))
+    await until(lambda: sink.received)
+    source = sink.received[0][1]
+    assert source == Address("UDP", HOST, client.port)
+    assert endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source)
+    await until(lambda: client.datagrams)
+    # An IPv6 peer is itself.
+    loop = asyncio.get_running_loop()
+    v6, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("::1", 0))
+    v6.sendto(message("z9hG4bKv6"), ("::1", endpoint.address.port))
+    await until(lambda: len(sink.received) == 2)
+    assert sink.received[1][1].host == "::1"
+    v6.close()
+    client.transport.close()
+    await endpoint.close()
+
+
+@on_uvloop
+async def test_tcp_on_ipv6_wildcard_accepts_ipv4_peers_as_ipv4() -> None:
+    sink = Recorder()
+    gate = Gate()
+    endpoint = TcpEndpoint(sink, 65535, 300.0, TcpLimits(), gate)
+    await endpoint.listen("::", 0)
+    reader, writer = await connect(endpoint)  # to 127.0.0.1
+    writer.write(message())
+    await until(lambda: sink.received)
+    source = sink.received[0][1]
+    assert source.host == HOST and gate.admitted == [source]
+    assert (HOST, source.port) in endpoint.by_peer
+    endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source._replace(connection=None))
+    assert await asyncio.wait_for(reader.readexactly(18), 2) == b"SIP/2.0 200 OK\r\n\r\n"
+    writer.close()
     await endpoint.close()

@@ -1,8 +1,9 @@
-"""The Redis link every role's live state shares: how to open it, what it raises, how to log it.
+"""Redis, the live state nodes share (DESIGN.md "State"): one way to open a client
+to tell the errors that mean Redis is away or slow, and a ``Link`` that logs the
+first failure and the recovery of a part's exchanges, not every retry.
 
-A role keeps working on its local picture when Redis is away; ``Link``
-logs the first failure and the recovery, not every retry, and tells the
-caller whether the last exchange worked.
+Every caller treats Redis as something that may be away: a call that fails is
+retried by its own loop, and the node goes on with what it knows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sipline.logs import event
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-# A Redis that does not answer within this long is treated as away (the caller retries or goes on).
+# A Redis that does not answer within this long is treated as away (the caller retries).
 TIMEOUT = 1.0
 
 
