@@ -69,7 +69,7 @@ T = TypeVar("T")
 
 
 class Guard(Protocol):
-    def auth_failed(self, source: Address, user: str) -> None: ...
+    def auth_failed(self, source: Address, user: str, reason: str = "") -> None: ...
 
 
 COUNTED = {
@@ -311,14 +311,13 @@ class Authenticator:
         self._counted[counter] += 1
         user = creds.username
         if verdict in _WHY:
-            a.guard.auth_failed(a.source, user)
-            why_logged = _WHY[verdict]
+            # The guard writes the one log line of a failure (what fail2ban matches).
+            a.guard.auth_failed(a.source, user, _WHY[verdict])
         else:
-            why_logged = verdict.value
-        level = logging.WARNING if verdict is AuthResult.NONCES_FULL else logging.INFO
-        event(log, "auth_failed" if verdict in _WHY else "auth_refused", level,
-              reason=why_logged, user=user, realm=a.digest.realm, method=a.request.method,
-              source=a.source, call_id=a.request.call_id)  # fmt: skip
+            level = logging.WARNING if verdict is AuthResult.NONCES_FULL else logging.INFO
+            event(log, "auth_refused", level, reason=verdict.value, user=user,
+                  realm=a.digest.realm, method=a.request.method, source=a.source,
+                  call_id=a.request.call_id)  # fmt: skip
         if status == 0:
             return a.challenge(why, stale=stale)
         return _answer(a.request, status, f"{_PHRASES[status]} ({why})")

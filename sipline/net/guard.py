@@ -191,10 +191,11 @@ class Guard:
         return trusted
 
     # -- authentication failures -----------------------------------------------------
-    def auth_failed(self, source: Address, user: str) -> None:
-        """A request from ``source`` failed digest authentication as ``user``.
+    def auth_failed(self, source: Address, user: str, reason: str = "") -> None:
+        """A request from ``source`` failed digest authentication as ``user``
+        (``reason``: why, for the operator only: never sent to the peer).
 
-        Logged as one line fail2ban can match (the address first, before
+        Logged as the one line fail2ban matches (the address first, before
         anything the sender chose): ``event=auth_failed ip=<address> ...``."""
         limits = self.limits
         key = self.key(source.host)
@@ -208,9 +209,10 @@ class Guard:
             if len(self._failures) < limits.max_sources:  # else counted alone, as one
                 self._failures[key] = failures
         failures.count += 1
+        why = {"reason": reason} if reason else {}
         event(
             log, "auth_failed", logging.WARNING, ip=source.host, port=source.port,
-            transport=source.transport.lower(), user=user, failures=failures.count,
+            transport=source.transport.lower(), user=user, failures=failures.count, **why,
         )  # fmt: skip
         if limits.auth_failures and failures.count >= limits.auth_failures:
             if not self.trusted(source):

@@ -75,11 +75,9 @@ async def test_an_unknown_user_and_a_wrong_password_get_the_same_answer(
         assert skeleton(unknown, "mallory") == skeleton(wrong, "alice")
         # Why, with the source address, is in the log only; and the guard was told.
         log = proxy.log_text()
-        source = f"source=udp:127.0.0.1:{phone.port}"
-        assert re.search(
-            rf"event=auth_failed reason=\"unknown subscriber\" user=mallory .*{source}", log
-        )
-        assert re.search(rf"event=auth_failed reason=\"wrong password\" user=alice .*{source}", log)
+        source = f"event=auth_failed ip=127.0.0.1 port={phone.port} transport=udp"
+        assert re.search(rf"{source} user=mallory .*reason=\"unknown subscriber\"", log)
+        assert re.search(rf"{source} user=alice .*reason=\"wrong password\"", log)
         assert proxy.metric("sipline_auth_failed_total") == 2
 
 
