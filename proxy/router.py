@@ -34,6 +34,7 @@ from sipline.proxying.rules import (
     Rejection,
     branch_for,
     decrement_max_forwards,
+    loop_key,
     pop_own_via,
     strict_route,
 )
@@ -111,20 +112,42 @@ class Router(StatefulProxy):
         preprocessed = self._preprocess(node, request, txn, refused)
         if preprocessed is None:
             return
-        local, ours, key = preprocessed
-        trusted = (source.host, source.port) in self.trusted
-        mid_dialog = request.to.tag is not None
+        _, ours, key = preprocessed
         subscriber = None
-        if not trusted:
+        if not self.trusts(source):
             if "p-asserted-identity" in request.headers:
                 request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
             # In a dialog routed through our Record-Route: nothing to authenticate
             # again. A To tag alone proves nothing: anyone can write one.
+            mid_dialog = request.to.tag is not None
             ours_in_dialog = mid_dialog and (ours is not None or not self.record_route)
             if request.method in CHALLENGED_METHODS and not ours_in_dialog:
                 subscriber = self._authenticate(node, request, txn)
                 if subscriber is None:
                     return
+        self._route_as(node, request, txn, source, subscriber, ours, key)
+
+    def _route_as(
+        self,
+        node: Node,
+        request: Request,
+        txn: ServerTransaction,
+        source: Address,
+        subscriber: Any,
+        ours: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Route ``request`` once it is known who sends it: ``subscriber`` (authenticated,
+        ``_authenticate``'s result) or None (a trusted peer, or a dialog of ours).
+
+        The continuation of ``_route`` after authentication, also when the
+        authenticator answers later (a future's callback calls it).
+        ``ours`` are the parameters of our Route entries, ``key`` the loop key
+        (computed again when not given)."""
+        local = self.local(node)
+        if key is None:
+            key = loop_key(request)
+        trusted = self.trusts(source)
         plan = self.targets.plan(request, local, ours, trusted=trusted)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
@@ -149,6 +172,10 @@ class Router(StatefulProxy):
                 self._offer(node, fork, source)
                 return
         self._settle(node, fork)
+
+    def trusts(self, source: Address) -> bool:
+        """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
+        return (source.host, source.port) in self.trusted
 
     def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
         """The subscriber the request is from, or None once it was answered (407 ...)."""

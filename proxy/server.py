@@ -53,6 +53,8 @@ class PingerLike(Protocol):
 
 
 class RouterLike(Protocol):
+    def trusts(self, source: Address) -> bool: ...
+
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None: ...
@@ -110,6 +112,9 @@ class ProxyHandler(Handler):
         self.router = router
         self.server_header = server_header
         self.pinger = pinger
+
+    def trusts(self, source: Address) -> bool:
+        return self.router.trusts(source)
 
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
