@@ -182,6 +182,10 @@ class AcrRouter(StatefulProxy):
         self.sources = Sources(carriers, self.trusted, dids)
         self.dids = {did.number: did for did in dids}
 
+    def trusts(self, source: Address) -> bool:
+        """A trusted peer or a carrier's gateway: exempt from the node's flood limits."""
+        return self.sources.classify(source) is not Source.STRANGER
+
     # -- requests -----------------------------------------------------------------------
     def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
         preprocessed = self._preprocess(node, request, txn)

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.net.handler import Handler
 from sipline.net.metrics import RoleCounts
+from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Timers
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
@@ -136,10 +136,7 @@ class B2buaHandler(Handler):
     ) -> None:
         b2bua = settings.b2bua
         self.server_header: str = settings.sip.server_header
-        self.trusted_hosts = frozenset(p for p in b2bua.trusted if p.count(":") != 1)
-        self.trusted_peers = frozenset(
-            split_host_port(p) for p in b2bua.trusted if p.count(":") == 1
-        )
+        self.trusted = TrustedPeers(b2bua.trusted)
         self.hops = NextHops.from_settings(b2bua)
         self.failover_timeout: float = b2bua.failover_timeout
         self.max_duration: float = b2bua.max_call_duration
@@ -209,7 +206,7 @@ class B2buaHandler(Handler):
             elif request.method == "INVITE":
                 self._invite(node, request, txn, source)
             elif request.method == "OPTIONS":
-                status = 200 if self._trusted(source) else 403
+                status = 200 if self.trusts(source) else 403
                 self._answer(
                     node, txn, status, None if status == 200 else "Forbidden: not a trusted peer"
                 )
@@ -223,13 +220,14 @@ class B2buaHandler(Handler):
                 else:
                     self._answer(node, txn, 400, f"Bad Request: {exc.reason}")
 
-    def _trusted(self, source: Address) -> bool:
-        return source.host in self.trusted_hosts or (source.host, source.port) in self.trusted_peers
+    def trusts(self, source: Address) -> bool:
+        """One of the proxies ``b2bua.trusted`` names: the only ones that may open calls."""
+        return self.trusted.trusts(source)
 
     def _invite(
         self, node: Node, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
-        if not self._trusted(source):
+        if not self.trusts(source):
             self.counts["untrusted"] += 1
             self._answer(node, txn, 403, "Forbidden: not a trusted peer")
             return

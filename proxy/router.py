@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sipline.config import split_host_port
+from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
 from sipline.proxying.rules import (
@@ -88,7 +89,7 @@ class Router(StatefulProxy):
     ) -> None:
         proxy = settings.proxy
         super().__init__(settings, proxy.domains, monotonic=monotonic)
-        self.trusted = frozenset(split_host_port(peer) for peer in proxy.trusted)
+        self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
         b2bua = [Address("UDP", *split_host_port(peer)) for peer in proxy.b2bua]
         self.targets = Targets(location, directory, b2bua, clock)
@@ -175,7 +176,7 @@ class Router(StatefulProxy):
 
     def trusts(self, source: Address) -> bool:
         """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
-        return (source.host, source.port) in self.trusted
+        return self.trusted.trusts(source)
 
     def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
         """The subscriber the request is from, or None once it was answered (407 ...)."""
