@@ -53,13 +53,13 @@ from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.responses import best_response, for_upstream
 from sipline.proxying.rules import (
     Rejection,
-    branch_for,
     decrement_max_forwards,
     loop_key,
     next_hop,
     pop_own_via,
     resolve,
     strict_route,
+    via_address,
 )
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
@@ -143,6 +143,7 @@ class AcrRouter(StatefulProxy):
     """
 
     timer_tick = TIMER_TICK
+    role = "acr"
     log = log
 
     def __init__(
@@ -220,7 +221,8 @@ class AcrRouter(StatefulProxy):
             return
         call.key = key
         decrement_max_forwards(request)
-        request.headers.prepend("Record-Route", local.record_route(txn.source.transport, ""))
+        params = self.signer.sign("", request.call_id)  # in-dialog requests prove they are ours
+        request.headers.prepend("Record-Route", local.record_route(txn.source.transport, params))
         txn.context = call
         self._next(node, call)
 
@@ -369,7 +371,8 @@ class AcrRouter(StatefulProxy):
         local = self.local(node)
         request = call.request
         copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
-        copy.headers.prepend("Via", local.via(hop.dest.transport, branch_for(call.key)))
+        branch = self.branch(call.key, via_address(request.via))
+        copy.headers.prepend("Via", local.via(hop.dest.transport, branch))
         attempt = Try(call, hop, self._now(), self.clock())
         call.current = attempt
         if hop.candidate is not None:
@@ -588,7 +591,8 @@ class AcrRouter(StatefulProxy):
             self._hung_up(request.call_id)
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
         decrement_max_forwards(copy)
-        copy.headers.prepend("Via", local.via(dest.transport, branch_for(loop_key(request))))
+        branch = self.branch(loop_key(request), via_address(request.via))
+        copy.headers.prepend("Via", local.via(dest.transport, branch))
         relay = Relay(txn, request.call_id)
         txn.context = relay
         client = node.send_request(copy, dest)
@@ -709,11 +713,11 @@ class AcrRouter(StatefulProxy):
         dialog.route_set = [r for r in dialog.route_set if not local.names_us(_uri_of(r))]
         transport = txn.dest.transport
         ack, _ = dialog.create_ack(
-            txn.request.cseq.number, via=local.via(transport, branch_for("ack"))
+            txn.request.cseq.number, via=local.via(transport, self.branch("ack", None))
         )
         node.send_stateless(ack, txn.dest)
         late = attempt.late = LateAnswer(attempt, self.clock(), ack)
-        bye, _ = dialog.create_request("BYE", via=local.via(transport, branch_for("bye")))
+        bye, _ = dialog.create_request("BYE", via=local.via(transport, self.branch("bye", None)))
         node.send_request(bye, txn.dest).context = late
         event(log, "late_answer_ended", call_id=response.call_id, gateway=txn.dest)
 

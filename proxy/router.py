@@ -33,11 +33,11 @@ from sipline.proxying.flows import encode_flow, record_route_params
 from sipline.proxying.rules import (
     DIALOG_METHODS,
     Rejection,
-    branch_for,
     decrement_max_forwards,
     loop_key,
     pop_own_via,
     strict_route,
+    via_address,
 )
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
@@ -225,11 +225,12 @@ class Router(StatefulProxy):
             params = fork.record_route
             if target.flow:
                 params += f";fb={encode_flow(target.dest)}"
+            params = self.signer.sign(params, request.call_id)
             inbound = fork.server.source.transport
             headers.prepend("Record-Route", local.record_route(inbound, params))
             if transport != inbound:  # RFC 5658 double record-routing
                 headers.prepend("Record-Route", local.record_route(transport, params))
-        headers.prepend("Via", local.via(transport, branch_for(fork.key)))
+        headers.prepend("Via", local.via(transport, self.branch(fork.key, via_address(request.via))))
         txn = node.send_request(copy, target.dest)
         txn.context = branch
         branch.txn = txn

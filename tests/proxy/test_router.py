@@ -482,7 +482,7 @@ async def test_cancel_for_nothing_gets_481() -> None:
 
 # -- what must not happen ----------------------------------------------------------------------
 @on_uvloop
-async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> None:
+async def test_a_made_up_to_tag_and_a_route_naming_us_do_not_take_a_call_off_net() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
         loop = asyncio.get_running_loop()
@@ -499,8 +499,8 @@ async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> N
                 extra=(("Route", f"<sip:{HOST}:{proxy.port};lr>"),),
             )
         )
-        refused = await fraud.response(404)
-        assert "no subscriber" in refused.reason
+        refused = await fraud.response(403)  # our Record-Routes are signed: this is none
+        assert refused.reason == "Forbidden: a Route names us without our signature"
         await b2bua.silence()
         b2bua.close()
 
