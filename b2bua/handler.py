@@ -1,6 +1,7 @@
 """The B2BUA's decisions: every callback of its node.
 
-A new INVITE from a trusted peer (the proxies) is the A leg of a call; we
+A new INVITE from a trusted peer (the proxies), with the caller's
+P-Asserted-Identity (whose account it bills), is the A leg of a call; we
 answer it as a UAS and open the B leg as a UAC toward the next hop
 (``b2bua.nexthop``), moving to the next one on a 503 or on silence for
 ``failover_timeout`` before anything reaches the caller. Responses,
@@ -35,6 +36,7 @@ from sipline.sip.ids import new_branch, new_call_id, new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
 
+from .accounts import asserted_aor
 from .call import Call, Leg, Own, Phase, Relay
 from .legs import (
     ACCOUNT_HEADER,
@@ -75,6 +77,7 @@ COUNTED = {
     "failovers": "B-leg INVITEs sent to the next hop after a 503, 408 or silence",
     "failed": "Calls ended before an answer with a final error to the caller (487 included)",
     "untrusted": "INVITEs refused 403 because they came from no trusted peer",
+    "unidentified": "INVITEs refused 403 because they carried no P-Asserted-Identity",
     "refused": "Calls refused 403 by their account's licence",
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
@@ -87,7 +90,7 @@ class Admission(Protocol):
 
 
 class AccountsLike(Protocol):
-    def account_of(self, request: Request) -> str | None: ...
+    def account_of(self, aor: str) -> str | None: ...
 
 
 class LicencesLike(Protocol):
@@ -229,7 +232,14 @@ class B2buaHandler(Handler):
     ) -> None:
         if not self.trusts(source):
             self.counts["untrusted"] += 1
+            event(log, "call_refused", reason="untrusted", source=source, call_id=request.call_id)
             self._answer(node, txn, 403, "Forbidden: not a trusted peer")
+            return
+        caller = asserted_aor(request)  # whose call it is: the proxy's word, never the From
+        if caller is None:
+            self.counts["unidentified"] += 1
+            event(log, "call_refused", reason="unidentified", source=source, call_id=request.call_id)
+            self._answer(node, txn, 403, "Forbidden: no P-Asserted-Identity from the proxy")
             return
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
@@ -261,7 +271,7 @@ class B2buaHandler(Handler):
         self.legs[call.b.call_id] = call.b
         self.counts["calls"] += 1
         if self.accounts is not None:
-            call.account = self.accounts.account_of(request)
+            call.account = self.accounts.account_of(caller)
         if self.licences is not None and self.licences.licensed(call.account):
             # A task only for calls that count against a licence (the others go straight on).
             self._spawn(
