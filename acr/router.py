@@ -31,10 +31,13 @@ deck's increments, the final code the caller saw (487, the hunt's final
 failure, or 200 when another attempt took the call; 408 if our BYE was over
 while the hunt still went on), and ``extra`` {"answer": "late"}.
 
-The B2BUA's internal headers never reach a carrier: X-Sipline-Account (the
-CDR's account) and X-Sipline-Media-Call (the Call-ID the relay anchored the
-call's media under, the B2BUA's A leg's: at the BYE the statistics fetch the
-relay's figures for the call by it, ``sipline:relay:call:<it>``).
+Our internal headers (X-Sipline-*) are believed only from a trusted peer and
+taken off whatever a carrier sends; the B2BUA's never reach a carrier:
+X-Sipline-Account (the CDR's account) and X-Sipline-Media-Call (the Call-ID
+the relay anchored the call's media under, the B2BUA's A leg's: at the BYE
+the statistics fetch the relay's figures for the call by it,
+``sipline:relay:call:<it>``). In a dialog, only our signed Record-Route
+(``sipline.proxying.signing``) takes a request anywhere.
 
 Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
 periodic callback, no task or timer handle per call.
@@ -50,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sipline.logs import event
 from sipline.proxying.deadlines import Deadlines
+from sipline.proxying.internal import strip_internal
 from sipline.proxying.responses import best_response, for_upstream
 from sipline.proxying.rules import (
     Rejection,
@@ -289,9 +293,7 @@ class AcrRouter(StatefulProxy):
         user = user_part(request)
         hops = [Hop(address_of(p), p, hop_uri(user, p)) for p in ordered]
         # A carrier must not speak for our side: it could name an account or a media call.
-        for name in (ACCOUNT_HEADER, MEDIA_CALL_HEADER):
-            if name in request.headers:
-                request.headers.remove(name)
+        strip_internal(request, identity=False)
         return Call(
             txn,
             request,
@@ -575,9 +577,12 @@ class AcrRouter(StatefulProxy):
         source: Address,
         ours: dict[str, str] | None,
     ) -> None:
-        if not (self.sources.known_host(source) or self.sources.classify(source) is Source.PEER):
-            self._reject(node, txn, Rejection(403, "Forbidden: not a party of our calls"))
-            return
+        kind = self.sources.classify(source)
+        if kind is not Source.PEER:
+            if not self.sources.known_host(source):
+                self._reject(node, txn, Rejection(403, "Forbidden: not a party of our calls"))
+                return
+            strip_internal(request, identity=False)
         if "route" in request.headers:
             dest = next_hop(request)
             strict_route(request)

@@ -1,13 +1,23 @@
 """The stateful proxy core (RFC 3261 §16): every request the proxy routes.
 
 For each request: validate it (§16.3), take our own Route entries off it
-(§16.4), detect loops, challenge phones (§22.3: the dialog-creating and
-content-carrying requests of any source but a trusted peer, outside the
-dialogs we record-routed, and anything bound off-net), choose the targets
-(§16.5: a subscriber's registered contacts in q-ordered groups, the B2BUA
-for anything off-net, the dialog's recorded flow or the Request-URI in a
-dialog), forward a copy to each in its own client transaction (§16.6) and
-pick the response to send upstream (§16.7, ``proxy.forking``).
+(§16.4, believed only under our signature), detect loops, decide who sends
+it, choose the targets (§16.5: a subscriber's registered contacts in
+q-ordered groups, the B2BUA for anything off-net, the dialog's recorded
+flow or the Request-URI in a dialog), forward a copy to each in its own
+client transaction (§16.6) and pick the response to send upstream (§16.7,
+``proxy.forking``).
+
+Who sends it (DESIGN.md "Trust model"): a trusted peer (``proxy.trusted``),
+believed as it is; a party of a dialog our signed Record-Route runs
+(``sipline.proxying.signing``); or a subscriber, challenged (§22.3) before
+anything is looked up for it, so a stranger learns nothing of who is
+registered. A stranger's internal headers are taken off first, and a new
+request of his with a pre-loaded Route is refused 403 "Preload Route
+denied". An authenticated request goes on with the subscriber's
+P-Asserted-Identity, only if its From is theirs (``proxy.identity``), and
+never to an internal node (``sipline.proxying.internal``) unless the
+dialog runs through it.
 
 Calls whose media the relay anchors (``proxy.media``) wait for its ng
 replies in done callbacks of futures, not tasks: the INVITE is forwarded once
@@ -30,6 +40,7 @@ from sipline.config import split_host_port
 from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
+from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
 from sipline.proxying.rules import (
     DIALOG_METHODS,
     Rejection,
@@ -39,14 +50,18 @@ from sipline.proxying.rules import (
     strict_route,
     via_address,
 )
+from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import NameAddr
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from .forking import Branch, Fork
+from .identity import assert_identity, from_is_theirs
 from .media import ANCHORED, Kind, MediaAnchor, has_sdp
-from .routing import Target, drop_own_credentials
+from .routing import Plan, Target, drop_own_credentials
 from .targets import Targets
 
 if TYPE_CHECKING:
@@ -54,11 +69,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipline.proxy.router")
 
-# Requests from phones that are challenged before routing: what creates a
-# dialog or carries content (RFC 3261 §22.3 lets a proxy challenge any but
-# ACK and CANCEL). Others (OPTIONS ...) pass to our subscribers unchallenged,
-# and are challenged only when they would leave the network.
-CHALLENGED_METHODS = DIALOG_METHODS | frozenset(("MESSAGE", "PUBLISH"))
+# What the proxy counts beyond every stateful proxy's (sipline_proxy_<name>_total).
+COUNTED = {
+    **PROXY_COUNTED,
+    "preloaded_routes": "New requests from strangers refused 403: a pre-loaded Route",
+    "impersonations": "Requests refused 403: the From is not the authenticated subscriber's",
+    "internal_hops": "Requests refused 403: a Contact, Path or next hop of a subscriber's"
+    " leads to an internal node",
+}
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
 
@@ -74,6 +92,7 @@ class Router(StatefulProxy):
 
     timer_tick = TIMER_TICK
     log = log
+    counted = COUNTED
 
     def __init__(
         self,
@@ -98,6 +117,10 @@ class Router(StatefulProxy):
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
         self.no_answer: Deadlines[Branch] = Deadlines(failover_after)
         self.media = MediaAnchor.from_settings(proxy)
+        self.internal = InternalHops(internal_hops(settings))
+        # INVITEs answered while we do not record-route: (Call-ID, CSeq) -> their fork,
+        # until the server transaction ends; their ACKs are ours to forward.
+        self.accepted: dict[tuple[str, int], Fork] = {}
 
     def close(self) -> None:
         """Stop the timer callback and the relay's client (the node is stopping)."""
@@ -114,19 +137,21 @@ class Router(StatefulProxy):
         if preprocessed is None:
             return
         _, ours, key = preprocessed
-        subscriber = None
-        if not self.trusts(source):
-            if "p-asserted-identity" in request.headers:
-                request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
-            # In a dialog routed through our Record-Route: nothing to authenticate
-            # again. A To tag alone proves nothing: anyone can write one.
-            mid_dialog = request.to.tag is not None
-            ours_in_dialog = mid_dialog and (ours is not None or not self.record_route)
-            if request.method in CHALLENGED_METHODS and not ours_in_dialog:
-                subscriber = self._authenticate(node, request, txn)
-                if subscriber is None:
-                    return
-        self._route_as(node, request, txn, source, subscriber, ours, key)
+        if self.trusts(source):
+            self._route_as(node, request, txn, source, None, ours, key)
+            return
+        strip_internal(request)
+        if ours is not None:
+            # A party of a dialog our signed Record-Route runs: nothing to authenticate.
+            self._route_as(node, request, txn, source, None, ours, key)
+            return
+        if request.to.tag is None and "route" in request.headers:
+            self._refuse(node, txn, "preloaded_routes", 403, "Preload Route denied")
+            return
+        # §22.3: anything else is a subscriber's to prove, before anything is looked up.
+        subscriber = self._authenticate(node, request, txn)
+        if subscriber is not None:
+            self._route_as(node, request, txn, source, subscriber, ours, key)
 
     def _route_as(
         self,
@@ -139,33 +164,42 @@ class Router(StatefulProxy):
         key: str | None = None,
     ) -> None:
         """Route ``request`` once it is known who sends it: ``subscriber`` (authenticated,
-        ``_authenticate``'s result) or None (a trusted peer, or a dialog of ours).
+        ``_authenticate``'s result) or None (a trusted peer, or a party of a dialog
+        our signed Record-Route runs: ``ours`` are its parameters).
 
         The continuation of ``_route`` after authentication, also when the
-        authenticator answers later (a future's callback calls it).
-        ``ours`` are the parameters of our Route entries, ``key`` the loop key
-        (computed again when not given)."""
+        authenticator answers later (a future's callback calls it with the
+        first five arguments). ``key`` is the loop key (computed again when
+        not given)."""
         local = self.local(node)
         if key is None:
             key = loop_key(request)
         trusted = self.trusts(source)
+        if subscriber is not None:
+            if not from_is_theirs(request, subscriber, local.domain_of):
+                reason = f"Forbidden: the From is not {subscriber.aor}'s"
+                self._refuse(node, txn, "impersonations", 403, reason)
+                return
+            assert_identity(request, subscriber)
+        if not trusted and self._contact_inside(request):
+            reason = "Forbidden: the Contact leads to one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason)
+            return
         plan = self.targets.plan(request, local, ours, trusted=trusted)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
             return
-        if plan.off_net and subscriber is None:
-            # Whatever leaves the network is some subscriber's (an OPTIONS to a number).
-            subscriber = self._authenticate(node, request, txn)
-            if subscriber is None:
-                return
+        if not trusted and request.to.tag is not None and self._leads_inside(plan, ours):
+            reason = "Forbidden: the next hop is one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason)
+            return
         decrement_max_forwards(request)
-        if plan.off_net and subscriber is not None:
-            # Who is calling, for the B2BUA and the ACR to bill (RFC 3325).
-            request.headers.set("P-Asserted-Identity", f"<sip:{subscriber.aor}>")
         fork = Fork(txn, request, plan.groups, plan.failover)
         fork.key = key
         if self.record_route and request.method in DIALOG_METHODS and request.to.tag is None:
             fork.record_route = record_route_params(request, source)
+            if trusted and source in self.internal:
+                fork.record_route += f";{INSIDE}={hop(source)}"  # its side may be reached
         txn.context = fork
         if self.media is not None:
             fork.media = self.media.plan(request, source, plan, ours, trusted=trusted)
@@ -177,6 +211,46 @@ class Router(StatefulProxy):
     def trusts(self, source: Address) -> bool:
         """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
         return self.trusted.trusts(source)
+
+    def refuse_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> bool:
+        """Refuse (403, True) a stranger's REGISTER whose Contact or Path leads to
+        one of our internal nodes: its calls would be sent there through us."""
+        if self.trusts(source):
+            return False
+        try:
+            inside = self._contact_inside(request) or any(
+                self.internal.reached_by(NameAddr.parse(value).uri_text)
+                for value in request.headers.values("path")
+            )
+        except ParseError:
+            return False  # the registrar answers 400
+        if inside:
+            reason = "Forbidden: a Contact or Path leads to one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason)
+        return inside
+
+    def _contact_inside(self, request: Request) -> bool:
+        if "contact" not in request.headers:
+            return False
+        reached_by = self.internal.reached_by
+        return any(not c.star and reached_by(c.uri_text) for c in request.contacts)
+
+    def _leads_inside(self, plan: Plan, ours: dict[str, str] | None) -> bool:
+        """A request in a dialog goes to an internal node our Record-Route does not name."""
+        allowed = ours.get(INSIDE) if ours is not None else None
+        return any(
+            target.dest in self.internal and hop(target.dest) != allowed
+            for group in plan.groups
+            for target in group
+        )
+
+    def _ack_expected(self, request: Request, source: Address) -> bool:
+        """Without record-routing, the ACK for a 2xx to an INVITE of ours is ours to forward."""
+        if self.trusts(source):
+            return True
+        return (request.call_id, request.cseq.number) in self.accepted
 
     def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
         """The subscriber the request is from, or None once it was answered (407 ...)."""
@@ -225,6 +299,8 @@ class Router(StatefulProxy):
             params = fork.record_route
             if target.flow:
                 params += f";fb={encode_flow(target.dest)}"
+            elif target.dest in self.internal:
+                params += f";{INSIDE}={hop(target.dest)}"  # the B2BUA: its side may be reached
             params = self.signer.sign(params, request.call_id)
             inbound = fork.server.source.transport
             headers.prepend("Record-Route", local.record_route(inbound, params))
@@ -372,6 +448,8 @@ class Router(StatefulProxy):
         if fork.answered:
             return
         fork.answered = True
+        if fork.invite and not self.record_route and fork.server is not None:
+            self.accepted[_transaction_of(fork.request)] = fork
         if fork.media is not None:
             self._media_over(fork, answered=True)
         for other in fork.running():
@@ -413,6 +491,8 @@ class Router(StatefulProxy):
         elif type(context) is Fork:
             context.server = None
             context.branches = []
+            if self.accepted:
+                self.accepted.pop(_transaction_of(context.request), None)
 
     # -- timers ---------------------------------------------------------------------------
     def expire(self, node: Node, now: float) -> None:
@@ -436,3 +516,18 @@ class Router(StatefulProxy):
 
     def _timers_pending(self) -> bool:
         return bool(self.timer_c or self.no_answer)
+
+
+def _transaction_of(request: Request) -> tuple[str, int]:
+    return (request.call_id, request.cseq.number)
+
+
+def internal_hops(settings: Any) -> list[tuple[str, int]]:
+    """Our internal nodes as the configuration names them: the B2BUAs, the ACR
+    nodes, the relay's ng control."""
+    hops = [*settings.proxy.b2bua, settings.acr.primary, settings.acr.secondary]
+    hops.append(f"{settings.b2bua.host}:{settings.b2bua.port}")
+    hops.append(f"{settings.relay.ng_host}:{settings.relay.ng_port}")
+    if settings.proxy.media_relay:
+        hops.append(settings.proxy.media_relay)
+    return [split_host_port(value) for value in hops]

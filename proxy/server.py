@@ -1,6 +1,7 @@
 """The proxy node: the handler that splits traffic between registrar and router, and its life.
 
-``ProxyHandler`` sends a REGISTER for one of our domains to the registrar,
+``ProxyHandler`` sends a REGISTER for one of our domains to the registrar
+(unless the router refuses its Contact or Path: an internal node),
 answers an OPTIONS addressed to the proxy itself, and gives everything else
 (calls, in-dialog requests, CANCEL, stray ACKs, every response) to the router.
 ``serve_proxy`` opens the database, loads subscribers and bindings, starts the
@@ -54,6 +55,10 @@ class PingerLike(Protocol):
 
 class RouterLike(Protocol):
     def trusts(self, source: Address) -> bool: ...
+
+    def refuse_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> bool: ...
 
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
@@ -122,7 +127,8 @@ class ProxyHandler(Handler):
         if txn is not None:
             method = request.method
             if method == "REGISTER" and self._for_our_domain(request):
-                self.registrar.on_register(node, request, txn, source)
+                if not self.router.refuse_register(node, request, txn, source):
+                    self.registrar.on_register(node, request, txn, source)
                 return
             if method == "OPTIONS" and self._for_us(request):
                 node.respond(txn, self._capabilities(request))

@@ -43,6 +43,12 @@ class Recorder:
     def on_register(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("registrar", request.method))
 
+    def refuse_register(self, node: object, request: Request, txn: object, source: Address) -> bool:
+        return "internal" in request.headers.get("contact", "")  # type: ignore[operator]
+
+    def trusts(self, source: Address) -> bool:
+        return False
+
     def on_request(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("router", request.method))
 
@@ -81,6 +87,15 @@ def test_register_for_our_domain_or_address_goes_to_the_registrar(
     handler: ProxyHandler, recorder: Recorder, uri: str
 ) -> None:
     assert dispatch(handler, recorder, request("REGISTER", uri)) == ("registrar", "REGISTER")
+
+
+def test_a_register_the_router_refuses_never_reaches_the_registrar(
+    handler: ProxyHandler, recorder: Recorder
+) -> None:
+    handler.on_request(
+        recorder, request("REGISTER", "sip:example.com", "Contact: <sip:internal@h>"), "txn", SOURCE  # type: ignore[arg-type]
+    )
+    assert recorder.calls == []
 
 
 @pytest.mark.parametrize("uri", ["sip:other.org", "sip:127.0.0.1:5070", "tel:+15551234"])
