@@ -65,6 +65,7 @@ from sipline.proxying.rules import (
     strict_route,
     via_address,
 )
+from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
@@ -136,6 +137,13 @@ class Relay:
         self.call_id = call_id
 
 
+# What the ACR counts beyond every stateful proxy's (sipline_acr_<name>_total).
+COUNTED = {
+    **PROXY_COUNTED,
+    "strangers": "Requests refused 403: from no carrier gateway nor trusted peer",
+}
+
+
 class AcrRouter(StatefulProxy):
     """Routes every request the ACR node receives.
 
@@ -148,6 +156,7 @@ class AcrRouter(StatefulProxy):
 
     timer_tick = TIMER_TICK
     role = "acr"
+    counted = COUNTED
     log = log
 
     def __init__(
@@ -202,12 +211,12 @@ class AcrRouter(StatefulProxy):
             return
         method = request.method
         if method == "OPTIONS" and "route" not in request.headers:
-            node.respond(txn, self._capabilities(request))
+            node.respond_stateless(txn, self._capabilities(request))
             return
         kind = self.sources.classify(source)
         if kind is Source.STRANGER:
             reason = f"Forbidden: {source.host}:{source.port} is no carrier gateway or trusted peer"
-            self._reject(node, txn, Rejection(403, reason))
+            self._refuse(node, txn, "strangers", 403, reason)
             return
         if method != "INVITE":
             self._reject(node, txn, Rejection(405, f"Method Not Allowed: {method} outside a call"))
@@ -580,7 +589,7 @@ class AcrRouter(StatefulProxy):
         kind = self.sources.classify(source)
         if kind is not Source.PEER:
             if not self.sources.known_host(source):
-                self._reject(node, txn, Rejection(403, "Forbidden: not a party of our calls"))
+                self._refuse(node, txn, "strangers", 403, "Forbidden: not a party of our calls")
                 return
             strip_internal(request, identity=False)
         if "route" in request.headers:

@@ -210,9 +210,8 @@ class B2buaHandler(Handler):
                 self._invite(node, request, txn, source)
             elif request.method == "OPTIONS":
                 status = 200 if self.trusts(source) else 403
-                self._answer(
-                    node, txn, status, None if status == 200 else "Forbidden: not a trusted peer"
-                )
+                reason = None if status == 200 else "Forbidden: not a trusted peer"
+                self._answer(node, txn, status, reason, stateless=True)
             else:
                 self._answer(node, txn, 405, "Method Not Allowed outside a call")
         except ParseError as exc:
@@ -233,13 +232,14 @@ class B2buaHandler(Handler):
         if not self.trusts(source):
             self.counts["untrusted"] += 1
             event(log, "call_refused", reason="untrusted", source=source, call_id=request.call_id)
-            self._answer(node, txn, 403, "Forbidden: not a trusted peer")
+            self._answer(node, txn, 403, "Forbidden: not a trusted peer", stateless=True)
             return
         caller = asserted_aor(request)  # whose call it is: the proxy's word, never the From
         if caller is None:
             self.counts["unidentified"] += 1
             event(log, "call_refused", reason="unidentified", source=source, call_id=request.call_id)
-            self._answer(node, txn, 403, "Forbidden: no P-Asserted-Identity from the proxy")
+            reason = "Forbidden: no P-Asserted-Identity from the proxy"
+            self._answer(node, txn, 403, reason, stateless=True)
             return
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
@@ -451,7 +451,8 @@ class B2buaHandler(Handler):
         leg = self.legs.get(request.call_id)
         call = leg.call if leg is not None else None
         if leg is None or call is None or not self._ours(leg, request):
-            self._answer(node, txn, 481, "Call/Transaction Does Not Exist")
+            # Anyone may write a To tag: no dialog of ours, no state for it.
+            self._answer(node, txn, 481, "Call/Transaction Does Not Exist", stateless=True)
             return
         dialog = leg.dialog
         if dialog is not None and not dialog.receive_request(request):
@@ -1064,10 +1065,24 @@ class B2buaHandler(Handler):
         txn.context = Own(call, leg)
 
     # -- answering ------------------------------------------------------------------------------
-    def _answer(self, node: Node, txn: ServerTransaction, status: int, reason: str | None) -> None:
+    def _answer(
+        self,
+        node: Node,
+        txn: ServerTransaction,
+        status: int,
+        reason: str | None,
+        *,
+        stateless: bool = False,
+    ) -> None:
+        """Answer ``txn`` ourselves; ``stateless`` for what nobody vouches for (answered
+        once, the transaction forgotten)."""
         request = txn.request
         response = request.response(status, reason, to_tag=new_tag())
-        self._respond(node, txn, response)
+        if stateless:
+            response.headers.add("Server", self.server_header)
+            node.respond_stateless(txn, response)
+        else:
+            self._respond(node, txn, response)
 
     def _respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self.server_header)

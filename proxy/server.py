@@ -131,7 +131,9 @@ class ProxyHandler(Handler):
                     self.registrar.on_register(node, request, txn, source)
                 return
             if method == "OPTIONS" and self._for_us(request):
-                node.respond(txn, self._capabilities(request))
+                # Anyone's keepalive: answered once, nothing kept (a retransmission
+                # is answered again).
+                node.respond_stateless(txn, self._capabilities(request))
                 return
         self.router.on_request(node, request, txn, source)
 

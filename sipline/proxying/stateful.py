@@ -137,7 +137,7 @@ class StatefulProxy(Handler):
             try:
                 self._route(node, request, txn, source)
             except ParseError as exc:  # a header a decision needed (parsed lazily)
-                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"))
+                self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"), stateless=True)
 
     def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
         raise NotImplementedError
@@ -160,7 +160,7 @@ class StatefulProxy(Handler):
         local = self.local(node)
         rejection = validate(request) or refused
         if rejection is not None:
-            self._reject(node, txn, rejection)
+            self._reject(node, txn, rejection, stateless=True)
             return None
         found = preprocess_routes(request, local)
         ours, forged = self.signer.believe(found, request.call_id) if found else (None, False)
@@ -180,7 +180,7 @@ class StatefulProxy(Handler):
             return None
         key = loop_key(request)
         if looped(request, local, key):
-            self._reject(node, txn, Rejection(482, "Loop Detected: the request came back"))
+            self._reject(node, txn, Rejection(482, "Loop Detected: the request came back"), stateless=True)
             return None
         return local, ours, key
 
@@ -194,7 +194,7 @@ class StatefulProxy(Handler):
         invite = txn.cancels
         if invite is None:
             reason = "Call/Transaction Does Not Exist: no INVITE matches this CANCEL"
-            self._reject(node, txn, Rejection(481, reason))
+            self._reject(node, txn, Rejection(481, reason), stateless=True)
             return
         node.respond(txn, request.response(200, to_tag=new_tag()))
         self._cancel_context(node, invite.context)
@@ -231,14 +231,15 @@ class StatefulProxy(Handler):
         local = self.local(node)
         found = preprocess_routes(request, local)
         ours, forged = self.signer.believe(found, request.call_id) if found else (None, False)
+        dest = None if forged else forward_ack(request, local, ours)
+        if dest is None and not forged:
+            # For us (the ACK of a final we sent, statelessly too) or nowhere to go.
+            event(self.log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
+            return
         if forged or (ours is None and not self._ack_expected(request, source)):
             self.counts["acks_dropped"] += 1
             why = "forged Route" if forged else "not ours to forward"
             event(self.log, "ack_dropped", why=why, call_id=request.call_id, source=source)
-            return
-        dest = forward_ack(request, local, ours)
-        if dest is None:
-            event(self.log, "ack_dropped", logging.DEBUG, call_id=request.call_id, uri=request.uri)
             return
         node.send_stateless(request, dest)
 
@@ -256,12 +257,19 @@ class StatefulProxy(Handler):
             event(self.log, "stray_dropped", call_id=response.call_id, source=source)
 
     # -- our own answers --------------------------------------------------------------------
-    def _reject(self, node: Node, txn: ServerTransaction, rejection: Rejection) -> None:
+    def _reject(
+        self, node: Node, txn: ServerTransaction, rejection: Rejection, *, stateless: bool = False
+    ) -> None:
+        """Answer a request ourselves; ``stateless`` (before anyone is known to have
+        sent it) answers once and forgets the transaction, as ``_refuse`` does."""
         request = txn.request
         response = self._answer(request, rejection.status, rejection.reason)
         for name, value in rejection.headers:
             response.headers.add(name, value)
-        node.respond(txn, response)
+        if stateless:
+            node.respond_stateless(txn, response)
+        else:
+            node.respond(txn, response)
         if self.log.isEnabledFor(logging.INFO):
             event(
                 self.log,
