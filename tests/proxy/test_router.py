@@ -38,6 +38,13 @@ class Proxy:
     async def phone(self) -> UdpPhone:
         return await UdpPhone.open(self.port)
 
+    async def peer(self, port: int) -> UdpPhone:
+        """A phone on a given port: a trusted peer, a B2BUA, a hop of a Route."""
+        _, phone = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: UdpPhone(self.port), local_addr=(HOST, port)
+        )
+        return phone
+
     async def registered(
         self, user: str, phone: UdpPhone | TcpPhone | None = None, **kw: object
     ) -> UdpPhone | TcpPhone:
@@ -268,10 +275,7 @@ async def test_a_trusted_peer_is_not_challenged() -> None:
     peer_port = free_port()
     async with proxy_running(trusted=(f"{HOST}:{peer_port}",)) as proxy:
         bob = await proxy.registered("bob")
-        loop = asyncio.get_running_loop()
-        _, acr = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
-        )
+        acr = await proxy.peer(peer_port)
         acr.send(acr.new_request("INVITE", "sip:bob@example.com"))  # no credentials
         forwarded = await bob.request("INVITE")
         assert forwarded.headers.get("from", "").startswith("<sip:alice@example.com>")
@@ -378,10 +382,7 @@ async def test_when_every_branch_fails_the_best_answer_goes_upstream() -> None:
 async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers_identity() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
         forwarded = await b2bua.request("INVITE")
@@ -396,15 +397,7 @@ async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers
 async def test_the_next_b2bua_is_tried_when_the_first_answers_503() -> None:
     ports = free_port(), free_port()
     async with proxy_running(b2bua=tuple(f"{HOST}:{p}" for p in ports)) as proxy:
-        loop = asyncio.get_running_loop()
-        b2buas = [
-            (
-                await loop.create_datagram_endpoint(
-                    lambda: UdpPhone(proxy.port), local_addr=(HOST, p)
-                )
-            )[1]
-            for p in ports
-        ]
+        b2buas = [await proxy.peer(p) for p in ports]
         alice = await proxy.phone()
         await place_call(alice, "tel:+15551234567")
         first = await b2buas[0].request("INVITE")
@@ -423,10 +416,7 @@ async def test_the_next_b2bua_is_tried_when_the_first_stays_silent() -> None:
     async with proxy_running(
         b2bua=tuple(f"{HOST}:{p}" for p in ports), failover_after=0.3
     ) as proxy:
-        loop = asyncio.get_running_loop()
-        _, second = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, ports[1])
-        )
+        second = await proxy.peer(ports[1])
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
         started = time.monotonic()
@@ -499,10 +489,7 @@ async def test_cancel_for_nothing_gets_481() -> None:
 async def test_a_made_up_to_tag_and_a_route_naming_us_do_not_take_a_call_off_net() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         fraud = await proxy.phone()
         # A Route naming us and a To tag: it looks like a request in a dialog of ours.
         fraud.send(
@@ -525,10 +512,7 @@ async def test_a_trusted_peer_calling_a_number_that_is_no_subscriber_gets_404() 
     async with proxy_running(
         trusted=(f"{HOST}:{peer_port}",), b2bua=(f"{HOST}:{b2bua_port}",)
     ) as proxy:
-        loop = asyncio.get_running_loop()
-        _, acr = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
-        )
+        acr = await proxy.peer(peer_port)
         acr.send(acr.new_request("INVITE", "sip:+15551234567@example.com"))
         await acr.response(404)  # not back to the B2BUA, which would send it here again
         acr.close()
@@ -538,10 +522,7 @@ async def test_a_trusted_peer_calling_a_number_that_is_no_subscriber_gets_404() 
 async def test_a_strangers_preloaded_route_is_refused_before_any_challenge() -> None:
     hop_port = free_port()
     async with proxy_running() as proxy:
-        loop = asyncio.get_running_loop()
-        _, hop = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, hop_port)
-        )
+        hop = await proxy.peer(hop_port)
         alice = await proxy.phone()
         first = alice.new_request("MESSAGE", "sip:dave@example.net")
         first.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")  # us: fine
@@ -558,13 +539,8 @@ async def test_a_strangers_preloaded_route_is_refused_before_any_challenge() -> 
 async def test_a_trusted_peers_preloaded_route_is_followed_and_kept() -> None:
     hop_port, peer_port = free_port(), free_port()
     async with proxy_running(trusted=(f"{HOST}:{peer_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, hop = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, hop_port)
-        )
-        _, peer = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
-        )
+        hop = await proxy.peer(hop_port)
+        peer = await proxy.peer(peer_port)
         route = f"<sip:{HOST}:{hop_port};lr>"
         request = peer.new_request("MESSAGE", "sip:dave@example.net")
         request.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")
@@ -583,10 +559,7 @@ async def test_a_trusted_peers_preloaded_route_is_followed_and_kept() -> None:
 async def test_a_binding_with_a_path_is_reached_through_the_path() -> None:
     edge_port = free_port()
     async with proxy_running() as proxy:
-        loop = asyncio.get_running_loop()
-        _, edge = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, edge_port)
-        )
+        edge = await proxy.peer(edge_port)
         # As the registrar stores a REGISTER that came through an edge proxy (RFC 3327).
         path = f"<sip:{HOST}:{edge_port};lr>"
         proxy.location.apply(
@@ -721,10 +694,7 @@ async def test_a_contact_leading_to_an_internal_node_is_refused() -> None:
 async def test_in_a_dialog_a_route_beyond_ours_may_not_lead_to_an_internal_node() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         bob = await proxy.registered("bob")
         alice = await proxy.phone()
         call = await place_call(alice)
@@ -745,10 +715,7 @@ async def test_in_a_dialog_a_route_beyond_ours_may_not_lead_to_an_internal_node(
 async def test_an_off_net_calls_bye_reaches_the_b2bua_the_signed_route_names() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         alice = await proxy.phone()
         call = await place_call(alice, "sip:+15551234567@example.com")
         forwarded = await b2bua.request("INVITE")
