@@ -182,8 +182,10 @@ class RegistrarSection(Section):
 
 
 class AuthSection(Section):
-    # HMAC key of the stateless nonces; "" = random at each start (one node only:
-    # nodes sharing phones must share it).
+    # HMAC key of the stateless nonces and of the signed Record-Routes and branches
+    # (sipline.proxying.signing); "" = random at each start (one node only: an
+    # in-dialog request must come back to the node that record-routed it; nodes
+    # sharing phones or dialogs must share it).
     secret: str = ""
     nonce_lifetime: Seconds = 300.0
     # Offered in this order. MD5 alone by default: many phones in the field
