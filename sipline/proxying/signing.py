@@ -40,10 +40,14 @@ class Signer:
     """Signs and checks what this node writes for itself (one per node: with a
     random key, what one instance signs only it can check)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # HMAC (RFC 2104) with the keyed pads hashed once: a copy of each state
+        # per MAC costs a quarter of hmac.digest's set-up.
+        key = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     @classmethod
     def from_secret(cls, secret: str) -> Signer:
@@ -53,14 +57,18 @@ class Signer:
         return cls(hashlib.sha256(b"sipline routing\x00" + secret.encode()).digest())
 
     def _mac(self, text: str, size: int) -> str:
-        digest = hmac.digest(self._key, text.encode(), "sha256")[:size]
-        return urlsafe_b64encode(digest).decode("ascii")
+        inner = self._inner.copy()
+        inner.update(text.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return urlsafe_b64encode(outer.digest()[:size]).decode("ascii")
 
     # -- Record-Route -----------------------------------------------------------------
     def sign(self, params: str, call_id: str) -> str:
         """``params`` as our Record-Route writes them (``;ftag=..;fa=..``), signed
         for the dialog of ``call_id``: the same with ``;sg=<mac>`` at the end."""
-        mac = self._mac(_route_text(_split(params), call_id), _ROUTE_MAC)
+        parts = [part if "=" in part else f"{part}=" for part in params.split(";") if part]
+        mac = self._mac(_route_text(parts, call_id), _ROUTE_MAC)
         return f"{params};{SIGNATURE}={mac}"
 
     def verify(self, params: dict[str, str], call_id: str) -> bool | None:
@@ -71,7 +79,8 @@ class Signer:
         mac = params.get(SIGNATURE)
         if mac is None:
             return None
-        expected = self._mac(_route_text(params, call_id), _ROUTE_MAC)
+        parts = [f"{k}={v}" for k, v in params.items() if k not in _UNSIGNED]
+        expected = self._mac(_route_text(parts, call_id), _ROUTE_MAC)
         return hmac.compare_digest(mac, expected)
 
     # -- branches -----------------------------------------------------------------------
@@ -108,20 +117,12 @@ class Signer:
         return believed, False
 
 
-def _split(params: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for part in params.split(";"):
-        if part:
-            name, _, value = part.partition("=")
-            found[name.lower()] = value
-    return found
-
-
-def _route_text(params: dict[str, str], call_id: str) -> str:
+def _route_text(parts: list[str], call_id: str) -> str:
     # Sorted: a UA that copies our Record-Route with its parameters in
     # another order (they are a set, RFC 3261 §19.1.4) still routes by it.
-    signed = sorted(f"{k}={v}" for k, v in params.items() if k not in _UNSIGNED)
-    return "\n".join((call_id, *signed))
+    parts.sort()
+    parts.insert(0, call_id)
+    return "\n".join(parts)
 
 
 def _branch_text(fresh: str, key: str, upstream: Address | None) -> str:

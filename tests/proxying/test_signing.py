@@ -3,6 +3,10 @@ parameters, signed for one dialog, and our branches, signed for one hop."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from base64 import urlsafe_b64encode
+
 from sipline.proxying.rules import Local, preprocess_routes, route_params
 from sipline.proxying.signing import Signer
 from sipline.sip.address import Address
@@ -112,3 +116,10 @@ def test_our_branch_carries_the_loop_key_and_checks_for_its_hop_only() -> None:
 def test_a_fresh_part_with_dots_still_checks() -> None:
     branch = SIGNER.branch("z9hG4bK.a.b", "k", CALLER)
     assert SIGNER.sent_branch(branch, CALLER)
+
+
+def test_the_mac_is_hmac_sha256_of_the_derived_key() -> None:
+    key = hashlib.sha256(b"sipline routing\x00" + b"shared secret").digest()
+    text = "\n".join((CALL, "fa=192.0.2.7~40000~u", "fb=203.0.113.5~5060~t~17", "ftag=a1", "ma="))
+    expected = urlsafe_b64encode(hmac.digest(key, text.encode(), "sha256")[:12]).decode()
+    assert record_route().endswith(f";sg={expected}>")
