@@ -65,6 +65,7 @@ async def proxy_running(
     layer: TransactionLayer | None = None,
     record_route: bool = True,
     aliases: dict[str, frozenset[str]] | None = None,
+    acr: str = "127.0.0.1:5080",
 ) -> AsyncIterator[Proxy]:
     port = free_port()
     settings = Settings(
@@ -74,6 +75,7 @@ async def proxy_running(
             "domains": ["example.com"], "trusted": list(trusted), "b2bua": list(b2bua),
             "record_route": record_route,
         },
+        acr={"primary": acr},
     )  # fmt: skip
     location = Location()
     directory = SubscriberDirectory(
@@ -730,6 +732,30 @@ async def test_an_off_net_calls_bye_reaches_the_b2bua_the_signed_route_names() -
         b2bua.answer(bye, 200)
         await alice.response(200)
         b2bua.close()
+
+
+@on_uvloop
+async def test_an_inbound_calls_bye_from_the_phone_reaches_the_acr_it_came_through() -> None:
+    # carrier -> ACR -> us -> bob: bob's requests go back to the ACR, an internal node
+    # the dialog runs through, which our signed Record-Route names (ih).
+    acr_port = free_port()
+    async with proxy_running(trusted=(f"{HOST}:{acr_port}",), acr=f"{HOST}:{acr_port}") as proxy:
+        acr = await proxy.peer(acr_port)
+        bob = await proxy.registered("bob")
+        invite = acr.new_request("INVITE", "sip:bob@example.com", user="15551234567")
+        acr.send(invite)
+        forwarded = await bob.request("INVITE")
+        assert f";ih={HOST}~{acr_port};" in forwarded.headers.values("record-route")[0]
+        response = bob.answer(forwarded, 200, tag="b1")
+        ok = await acr.response(200)
+        caller = Dialog.uac(invite, ok)
+        acr.ack(caller, invite)
+        await bob.request("ACK")
+        bob.in_dialog(Dialog.uas(forwarded, response), "BYE")
+        bye = await acr.request("BYE")
+        acr.answer(bye, 200)
+        await bob.response(200)
+        acr.close()
 
 
 @on_uvloop
