@@ -175,15 +175,16 @@ class Router(StatefulProxy):
         if key is None:
             key = loop_key(request)
         trusted = self.trusts(source)
+        anonymous = subscriber is None  # stateless refusals: nobody vouches for it
         if subscriber is not None:
             if not from_is_theirs(request, subscriber, local.domain_of):
                 reason = f"Forbidden: the From is not {subscriber.aor}'s"
-                self._refuse(node, txn, "impersonations", 403, reason)
+                self._refuse(node, txn, "impersonations", 403, reason, stateless=False)
                 return
             assert_identity(request, subscriber)
         if not trusted and self._contact_inside(request):
             reason = "Forbidden: the Contact leads to one of our internal nodes"
-            self._refuse(node, txn, "internal_hops", 403, reason)
+            self._refuse(node, txn, "internal_hops", 403, reason, stateless=anonymous)
             return
         plan = self.targets.plan(request, local, ours, trusted=trusted)
         if isinstance(plan, Rejection):
@@ -191,7 +192,7 @@ class Router(StatefulProxy):
             return
         if not trusted and request.to.tag is not None and self._leads_inside(plan, ours):
             reason = "Forbidden: the next hop is one of our internal nodes"
-            self._refuse(node, txn, "internal_hops", 403, reason)
+            self._refuse(node, txn, "internal_hops", 403, reason, stateless=anonymous)
             return
         decrement_max_forwards(request)
         fork = Fork(txn, request, plan.groups, plan.failover)

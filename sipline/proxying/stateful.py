@@ -281,17 +281,30 @@ class StatefulProxy(Handler):
             )
 
     def _refuse(
-        self, node: Node, txn: ServerTransaction, counter: str, status: int, reason: str
+        self,
+        node: Node,
+        txn: ServerTransaction,
+        counter: str,
+        status: int,
+        reason: str,
+        *,
+        stateless: bool = True,
     ) -> None:
-        """Refuse a request nobody vouches for: answered once and forgotten (no
-        retransmission, no transaction kept), counted, logged with its source."""
+        """Refuse a request: counted, logged with its source. One nobody vouches for
+        is answered once and forgotten (no retransmission, no transaction kept);
+        ``stateless=False`` for an authenticated one, whose retransmissions the
+        transaction absorbs (its credentials are not presented twice)."""
         self.counts[counter] += 1
         request = txn.request
         event(
             self.log, "refused", why=counter, status=status, reason=reason,
             method=request.method, call_id=request.call_id, source=txn.source,
         )  # fmt: skip
-        node.respond_stateless(txn, self._answer(request, status, reason))
+        response = self._answer(request, status, reason)
+        if stateless:
+            node.respond_stateless(txn, response)
+        else:
+            node.respond(txn, response)
 
     def _answer(self, request: Request, status: int, reason: str) -> Response:
         response = request.response(status, reason, to_tag=new_tag())
