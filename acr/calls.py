@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sipline.peers import TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr
@@ -40,38 +41,29 @@ class Source(Enum):
 
 class Sources:
     """Classifies a request's source address: gateways by HOST:PORT, trusted
-    peers by IP (any port) or IP:PORT (``settings.acr.trusted``).
+    peers as ``settings.acr.trusted`` names them (``sipline.peers``).
 
     In-dialog requests may come from a gateway's host on another port (a
     carrier's media server hanging up), so ``known_host`` is looser.
     """
 
-    __slots__ = ("gateways", "peer_hosts", "peer_addresses", "hosts")
+    __slots__ = ("gateways", "peers", "hosts")
 
     def __init__(self, carriers: Iterable[Carrier], trusted: Iterable[str], dids: Iterable[Did]):
         self.gateways: dict[tuple[str, int], str] = {}
         for carrier in carriers:
             for gateway in carrier.gateways:
                 self.gateways[(gateway.host, gateway.port)] = carrier.name
-        self.peer_hosts: set[str] = set()
-        self.peer_addresses: set[tuple[str, int]] = set()
-        for peer in trusted:
-            if peer.count(":") == 1 or peer.startswith("["):
-                host, _, port = peer.rpartition(":")
-                self.peer_addresses.add((host.strip("[]"), int(port)))
-            else:
-                self.peer_hosts.add(peer)
-        self.hosts = {host for host, _ in self.gateways} | self.peer_hosts
-        self.hosts |= {host for host, _ in self.peer_addresses}
+        self.peers = TrustedPeers(trusted)
+        self.hosts = {host for host, _ in self.gateways} | self.peers.hosts
         for did in dids:
             for proxy in (did.proxy, *did.backups):
                 self.hosts.add(proxy.rpartition(":")[0].strip("[]"))
 
     def classify(self, source: Address) -> Source:
-        key = (source.host, source.port)
-        if key in self.gateways:
+        if (source.host, source.port) in self.gateways:
             return Source.CARRIER
-        if source.host in self.peer_hosts or key in self.peer_addresses:
+        if self.peers.trusts(source):
             return Source.PEER
         return Source.STRANGER
 

@@ -31,10 +31,13 @@ deck's increments, the final code the caller saw (487, the hunt's final
 failure, or 200 when another attempt took the call; 408 if our BYE was over
 while the hunt still went on), and ``extra`` {"answer": "late"}.
 
-The B2BUA's internal headers never reach a carrier: X-Sipline-Account (the
-CDR's account) and X-Sipline-Media-Call (the Call-ID the relay anchored the
-call's media under, the B2BUA's A leg's: at the BYE the statistics fetch the
-relay's figures for the call by it, ``sipline:relay:call:<it>``).
+Our internal headers (X-Sipline-*) are believed only from a trusted peer and
+taken off whatever a carrier sends; the B2BUA's never reach a carrier:
+X-Sipline-Account (the CDR's account) and X-Sipline-Media-Call (the Call-ID
+the relay anchored the call's media under, the B2BUA's A leg's: at the BYE
+the statistics fetch the relay's figures for the call by it,
+``sipline:relay:call:<it>``). In a dialog, only our signed Record-Route
+(``sipline.proxying.signing``) takes a request anywhere.
 
 Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
 periodic callback, no task or timer handle per call.
@@ -50,17 +53,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sipline.logs import event
 from sipline.proxying.deadlines import Deadlines
+from sipline.proxying.internal import strip_internal
 from sipline.proxying.responses import best_response, for_upstream
 from sipline.proxying.rules import (
     Rejection,
-    branch_for,
     decrement_max_forwards,
     loop_key,
     next_hop,
     pop_own_via,
     resolve,
     strict_route,
+    via_address,
 )
+from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
@@ -132,6 +137,13 @@ class Relay:
         self.call_id = call_id
 
 
+# What the ACR counts beyond every stateful proxy's (sipline_acr_<name>_total).
+COUNTED = {
+    **PROXY_COUNTED,
+    "strangers": "Requests refused 403: from no carrier gateway nor trusted peer",
+}
+
+
 class AcrRouter(StatefulProxy):
     """Routes every request the ACR node receives.
 
@@ -143,6 +155,8 @@ class AcrRouter(StatefulProxy):
     """
 
     timer_tick = TIMER_TICK
+    role = "acr"
+    counted = COUNTED
     log = log
 
     def __init__(
@@ -182,6 +196,10 @@ class AcrRouter(StatefulProxy):
         self.sources = Sources(carriers, self.trusted, dids)
         self.dids = {did.number: did for did in dids}
 
+    def trusts(self, source: Address) -> bool:
+        """A trusted peer or a carrier's gateway: exempt from the node's flood limits."""
+        return self.sources.classify(source) is not Source.STRANGER
+
     # -- requests -----------------------------------------------------------------------
     def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
         preprocessed = self._preprocess(node, request, txn)
@@ -193,12 +211,12 @@ class AcrRouter(StatefulProxy):
             return
         method = request.method
         if method == "OPTIONS" and "route" not in request.headers:
-            node.respond(txn, self._capabilities(request))
+            node.respond_stateless(txn, self._capabilities(request))
             return
         kind = self.sources.classify(source)
         if kind is Source.STRANGER:
             reason = f"Forbidden: {source.host}:{source.port} is no carrier gateway or trusted peer"
-            self._reject(node, txn, Rejection(403, reason))
+            self._refuse(node, txn, "strangers", 403, reason)
             return
         if method != "INVITE":
             self._reject(node, txn, Rejection(405, f"Method Not Allowed: {method} outside a call"))
@@ -216,7 +234,8 @@ class AcrRouter(StatefulProxy):
             return
         call.key = key
         decrement_max_forwards(request)
-        request.headers.prepend("Record-Route", local.record_route(txn.source.transport, ""))
+        params = self.signer.sign("", request.call_id)  # in-dialog requests prove they are ours
+        request.headers.prepend("Record-Route", local.record_route(txn.source.transport, params))
         txn.context = call
         self._next(node, call)
 
@@ -283,9 +302,7 @@ class AcrRouter(StatefulProxy):
         user = user_part(request)
         hops = [Hop(address_of(p), p, hop_uri(user, p)) for p in ordered]
         # A carrier must not speak for our side: it could name an account or a media call.
-        for name in (ACCOUNT_HEADER, MEDIA_CALL_HEADER):
-            if name in request.headers:
-                request.headers.remove(name)
+        strip_internal(request, identity=False)
         return Call(
             txn,
             request,
@@ -365,7 +382,8 @@ class AcrRouter(StatefulProxy):
         local = self.local(node)
         request = call.request
         copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
-        copy.headers.prepend("Via", local.via(hop.dest.transport, branch_for(call.key)))
+        branch = self.branch(call.key, via_address(request.via))
+        copy.headers.prepend("Via", local.via(hop.dest.transport, branch))
         attempt = Try(call, hop, self._now(), self.clock())
         call.current = attempt
         if hop.candidate is not None:
@@ -571,9 +589,12 @@ class AcrRouter(StatefulProxy):
         source: Address,
         ours: dict[str, str] | None,
     ) -> None:
-        if not (self.sources.known_host(source) or self.sources.classify(source) is Source.PEER):
-            self._reject(node, txn, Rejection(403, "Forbidden: not a party of our calls"))
-            return
+        kind = self.sources.classify(source)
+        if kind is not Source.PEER:
+            if not self.sources.known_host(source):
+                self._refuse(node, txn, "strangers", 403, "Forbidden: not a party of our calls")
+                return
+            strip_internal(request, identity=False)
         if "route" in request.headers:
             dest = next_hop(request)
             strict_route(request)
@@ -587,7 +608,8 @@ class AcrRouter(StatefulProxy):
             self._hung_up(request.call_id)
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
         decrement_max_forwards(copy)
-        copy.headers.prepend("Via", local.via(dest.transport, branch_for(loop_key(request))))
+        branch = self.branch(loop_key(request), via_address(request.via))
+        copy.headers.prepend("Via", local.via(dest.transport, branch))
         relay = Relay(txn, request.call_id)
         txn.context = relay
         client = node.send_request(copy, dest)
@@ -716,11 +738,11 @@ class AcrRouter(StatefulProxy):
         dialog.route_set = [r for r in dialog.route_set if not local.names_us(_uri_of(r))]
         transport = txn.dest.transport
         ack, _ = dialog.create_ack(
-            txn.request.cseq.number, via=local.via(transport, branch_for("ack"))
+            txn.request.cseq.number, via=local.via(transport, self.branch("ack", None))
         )
         node.send_stateless(ack, txn.dest)
         late = attempt.late = LateAnswer(attempt, self.clock(), ack)
-        bye, _ = dialog.create_request("BYE", via=local.via(transport, branch_for("bye")))
+        bye, _ = dialog.create_request("BYE", via=local.via(transport, self.branch("bye", None)))
         node.send_request(bye, txn.dest).context = late
         event(log, "late_answer_ended", call_id=response.call_id, gateway=txn.dest)
 

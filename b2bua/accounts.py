@@ -3,8 +3,9 @@ which account a call counts against.
 
 ``Accounts`` is the table as the ``sipline account`` commands and
 ``b2bua.licences`` use it. ``AccountDirectory`` maps the subscriber who placed
-a call to its account (``subscribers.account``) from a copy in memory,
-reloaded every ``refresh`` seconds, so no call waits on the database.
+a call (``asserted_aor``: the proxy's P-Asserted-Identity, never the From) to
+its account (``subscribers.account``) from a copy in memory, reloaded every
+``refresh`` seconds, so no call waits on the database.
 """
 
 from __future__ import annotations
@@ -226,27 +227,27 @@ class AccountDirectory:
             self._task.cancel()
             self._task = None
 
-    def account_of(self, request: Request) -> str | None:
-        """The account of the subscriber named by P-Asserted-Identity (which the
-        proxy sets after digest authentication, RFC 3325), else by the From URI."""
-        for value in request.headers.get_all("p-asserted-identity"):
-            try:
-                identities = NameAddr.parse_list(value)
-            except ParseError:
-                continue
-            for identity in identities:
-                aor = _aor(identity)
-                if aor is not None:
-                    return self._accounts.get(aor)
-        try:
-            aor = _aor(request.from_)
-        except ParseError:
-            return None
-        return None if aor is None else self._accounts.get(aor)
-
-    def account_of_aor(self, aor: str) -> str | None:
+    def account_of(self, aor: str) -> str | None:
+        """The account of the subscriber ``aor`` (user@domain), None if it has none."""
         user, _, domain = aor.rpartition("@")
         return self._accounts.get(f"{user}@{domain.lower()}")
+
+
+def asserted_aor(request: Request) -> str | None:
+    """Who placed the call: the first SIP identity of P-Asserted-Identity, which
+    the proxy writes after digest authentication (RFC 3325) and the B2BUA
+    believes only from a trusted proxy; never the From, which the phone wrote.
+    None without one."""
+    for value in request.headers.get_all("p-asserted-identity"):
+        try:
+            identities = NameAddr.parse_list(value)
+        except ParseError:
+            continue
+        for identity in identities:
+            aor = _aor(identity)
+            if aor is not None:
+                return aor
+    return None
 
 
 def _aor(address: NameAddr) -> str | None:

@@ -38,6 +38,7 @@ COUNTED = {
     "failovers": "B-leg INVITEs sent to the next hop after a 503, 408 or silence",
     "failed": "Calls ended before an answer with a final error to the caller (487 included)",
     "untrusted": "INVITEs refused 403 because they came from no trusted peer",
+    "unidentified": "INVITEs refused 403 because they carried no P-Asserted-Identity",
     "refused": "Calls refused 403 by their account's licence",
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
@@ -52,7 +53,7 @@ class Admission(Protocol):
 
 
 class AccountsLike(Protocol):
-    def account_of(self, request: Request) -> str | None: ...
+    def account_of(self, aor: str) -> str | None: ...
 
 
 class LicencesLike(Protocol):
@@ -132,9 +133,24 @@ class Calls:
             local = self._locals[transport] = Local(node.local_address(transport))
         return local
 
-    def answer(self, node: Node, txn: ServerTransaction, status: int, reason: str | None) -> None:
-        """Answer ``txn`` ourselves (a new To tag: no dialog comes of it)."""
-        self.respond(node, txn, txn.request.response(status, reason, to_tag=new_tag()))
+    def answer(
+        self,
+        node: Node,
+        txn: ServerTransaction,
+        status: int,
+        reason: str | None,
+        *,
+        stateless: bool = False,
+    ) -> None:
+        """Answer ``txn`` ourselves (a new To tag: no dialog comes of it);
+        ``stateless`` for what nobody vouches for (answered once, the
+        transaction forgotten)."""
+        response = txn.request.response(status, reason, to_tag=new_tag())
+        if stateless:
+            response.headers.add("Server", self.server_header)
+            node.respond_stateless(txn, response)
+        else:
+            self.respond(node, txn, response)
 
     def respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self.server_header)

@@ -1,6 +1,7 @@
 """The B2BUA's node callbacks: who may call, and which step of a call a message is for.
 
-A new INVITE from a trusted peer (the proxies) is the A leg of a call; we
+A new INVITE from a trusted peer (the proxies), with the caller's
+P-Asserted-Identity (whose account it bills), is the A leg of a call; we
 answer it as a UAS and open the B leg as a UAC toward the next hop
 (``b2bua.nexthop``), moving to the next one on a 503 or on silence for
 ``failover_timeout`` before anything reaches the caller. Responses,
@@ -30,15 +31,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.net.handler import Handler
+from sipline.peers import TrustedPeers
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from . import answering, indialog, probes, setup
+from .accounts import asserted_aor
 from .call import Call, Own, Phase, Relay
 from .calls import AccountsLike, Calls, LicencesLike, MediaLike
 from .nexthop import Hop
@@ -71,10 +73,7 @@ class B2buaHandler(Handler):
             b2bua, server_header=settings.sip.server_header,
             accounts=accounts, licences=licences, media=media, clock=clock,
         )  # fmt: skip
-        self.trusted_hosts = frozenset(p for p in b2bua.trusted if p.count(":") != 1)
-        self.trusted_peers = frozenset(
-            split_host_port(p) for p in b2bua.trusted if p.count(":") == 1
-        )
+        self.trusted = TrustedPeers(b2bua.trusted)
         self.probe_interval: float = b2bua.probe_interval
         self.probing = True  # OPTIONS to the next hops (off while draining)
         self._next_probe = 0.0
@@ -105,8 +104,9 @@ class B2buaHandler(Handler):
         """Calls in progress."""
         return len(self.calls)
 
-    def _trusted(self, source: Address) -> bool:
-        return source.host in self.trusted_hosts or (source.host, source.port) in self.trusted_peers
+    def trusts(self, source: Address) -> bool:
+        """One of the proxies ``b2bua.trusted`` names: the only ones that may open calls."""
+        return self.trusted.trusts(source)
 
     # -- what the node delivers -------------------------------------------------------------
     def on_request(
@@ -124,9 +124,9 @@ class B2buaHandler(Handler):
             elif request.method == "INVITE":
                 self._invite(node, request, txn, source)
             elif request.method == "OPTIONS":
-                status = 200 if self._trusted(source) else 403
+                status = 200 if self.trusts(source) else 403
                 reason = None if status == 200 else "Forbidden: not a trusted peer"
-                calls.answer(node, txn, status, reason)
+                calls.answer(node, txn, status, reason, stateless=True)
             else:
                 calls.answer(node, txn, 405, "Method Not Allowed outside a call")
         except ParseError as exc:
@@ -140,11 +140,20 @@ class B2buaHandler(Handler):
     def _invite(
         self, node: Node, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
-        if not self._trusted(source):
-            self.calls.counts["untrusted"] += 1
-            self.calls.answer(node, txn, 403, "Forbidden: not a trusted peer")
+        calls = self.calls
+        if not self.trusts(source):
+            calls.counts["untrusted"] += 1
+            event(log, "call_refused", reason="untrusted", source=source, call_id=request.call_id)
+            calls.answer(node, txn, 403, "Forbidden: not a trusted peer", stateless=True)
             return
-        setup.on_invite(self.calls, node, request, txn, source)
+        caller = asserted_aor(request)  # whose call it is: the proxy's word, never the From
+        if caller is None:
+            calls.counts["unidentified"] += 1
+            event(log, "call_refused", reason="unidentified", source=source, call_id=request.call_id)
+            reason = "Forbidden: no P-Asserted-Identity from the proxy"
+            calls.answer(node, txn, 403, reason, stateless=True)
+            return
+        setup.on_invite(calls, node, request, txn, source, caller)
 
     def on_response(
         self, node: Node, response: Response, txn: ClientTransaction | None, source: Address

@@ -41,7 +41,8 @@ def on_request(calls: Calls, node: Node, request: Request, txn: ServerTransactio
     """A request with a To tag: BYE ends its call, the others cross to the other leg."""
     leg = calls.legs.get(request.call_id)
     if leg is None or not _ours(leg, request):
-        calls.answer(node, txn, 481, "Call/Transaction Does Not Exist")
+        # Anyone may write a To tag: no dialog of ours, no state for it.
+        calls.answer(node, txn, 481, "Call/Transaction Does Not Exist", stateless=True)
         return
     dialog = leg.dialog
     if dialog is not None and not dialog.receive_request(request):

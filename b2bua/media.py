@@ -31,6 +31,7 @@ from typing import Any
 from sipline.logs import event
 from sipline.ng.anchoring import has_sdp, packets, received_from, sent_from_elsewhere
 from sipline.ng.client import NgClient, NgError
+from sipline.peers import TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.message import Request
 
@@ -47,7 +48,7 @@ class LegMedia:
         self.client = client
         self.mode = mode
         # Peers (the proxies) whose packet source says nothing of the caller's address.
-        self.trusted = frozenset(trusted)
+        self.trusted = TrustedPeers(trusted)
         self.commands: Counter[str] = Counter()  # ng commands sent, by name
         self.failures = 0  # ng commands that failed
 
@@ -92,7 +93,7 @@ class LegMedia:
         arrives. A re-offer from the callee's side passes the callee's tag as
         ``from_tag`` and the caller's as ``to_tag``."""
         flags: dict[str, Any] = {"replace": REPLACE}
-        if source is not None and not self._trusted(source):
+        if source is not None and not self.trusted.trusts(source):
             flags |= received_from(sdp, source)
         if to_tag is not None:
             flags["to_tag"] = to_tag
@@ -123,10 +124,6 @@ class LegMedia:
         error = future.exception()
         reason = error.reason if isinstance(error, NgError) else repr(error)
         event(log, "media_failed", logging.WARNING, command=command, call_id=call_id, error=reason)
-
-    def _trusted(self, source: Address) -> bool:
-        host = f"[{source.host}]" if ":" in source.host else source.host
-        return source.host in self.trusted or f"{host}:{source.port}" in self.trusted
 
 
 def caller(request: Request, source: Address) -> Address:

@@ -52,9 +52,15 @@ FAILOVER_STATUS = frozenset((503, 408))
 
 
 def on_invite(
-    calls: Calls, node: Node, request: Request, txn: ServerTransaction, source: Address
+    calls: Calls,
+    node: Node,
+    request: Request,
+    txn: ServerTransaction,
+    source: Address,
+    caller: str,
 ) -> None:
-    """A new INVITE from a trusted peer: a call, unless it cannot be one."""
+    """A new INVITE from a trusted peer, placed by ``caller`` (the AOR the proxy
+    asserted): a call, unless it cannot be one."""
     max_forwards = request.max_forwards
     if max_forwards is not None and max_forwards <= 0:
         calls.answer(node, txn, 483, "Too Many Hops")
@@ -73,7 +79,7 @@ def on_invite(
         return
     call = _new_call(calls, node, request, txn, source, timer)
     if calls.accounts is not None:
-        call.account = calls.accounts.account_of(request)
+        call.account = calls.accounts.account_of(caller)
     licences = calls.licences
     if licences is not None and licences.licensed(call.account):
         # A task only for calls that count against a licence (the others go straight on).

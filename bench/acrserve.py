@@ -55,6 +55,7 @@ def main(argv: list[str]) -> int:
         return child.wait() or 1
     extra = serving.sipline_settings()
     extra |= {"SIPLINE_ACR__EXPLORATION": "0", "SIPLINE_NODE__DATA_DIR": str(Path(url[10:]).parent)}
+    extra["SIPLINE_ACR__TRUSTED"] = '["127.0.0.1"]'  # sipp plays the B2BUA
     env = acr_env(f"127.0.0.1:{port}", url, os.environ.get("SIPLINE_REDIS__URL"), extra)
     serving.become(acr_command(), env)
 

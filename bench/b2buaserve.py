@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
         "SIPLINE_B2BUA__PORT": str(port),
         "SIPLINE_B2BUA__ACR": f'["127.0.0.1:{uas}", "127.0.0.1:{uas}"]',
         "SIPLINE_B2BUA__MEDIA_RELAY": "",
+        "SIPLINE_B2BUA__TRUSTED": '["127.0.0.1"]',  # sipp plays the proxy
         **serving.sipline_settings(),
     }
     serving.become([str(SIPLINE), "b2bua", "--config", "configs/single.toml"], env)

@@ -178,8 +178,8 @@ def answers_options(
 ) -> bytes | None:
     """The first response to an OPTIONS to ``sip:[user@]127.0.0.1:port`` over UDP, if any.
 
-    ``sender`` (the From) is not in the proxy's domains by default, so the
-    proxy does not challenge the request."""
+    To the proxy itself (no ``user``) it is answered 200 unchallenged (a
+    keepalive); to a user, a stranger is challenged (407) like for anything else."""
     branch = f"z9hG4bKprobe{time.monotonic_ns()}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)

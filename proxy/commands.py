@@ -1,4 +1,4 @@
-"""The proxy's commands: ``sipline proxy`` (run it) and ``sipline subscriber add|list|remove``.
+"""The proxy's commands: ``sipline proxy`` (run it) and ``sipline subscriber add|list|remove|aliases``.
 
 Registered through the ``sipline.commands`` entry-point group. The password
 is turned into digest HA1s at once and never stored, printed or logged; the
@@ -16,6 +16,7 @@ from sipline import logs
 from sipline.config import Settings
 from sipline.storage import Database, Subscriber, Subscribers, parse_aor
 from sipline.storage.commands import run_node, run_with_database
+from sipline.storage.subscribers import check_alias
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read the password from the first line of stdin",
     )
     add.add_argument("--account", help="the account the subscriber's calls count against")
+    add.add_argument(
+        "--alias", action="append", default=[], metavar="ALIAS",
+        help="another identity its From may use: a user part in its domain (15550100),"
+        " user@domain or a number (repeat for several)",
+    )  # fmt: skip
     add.set_defaults(func=cmd_add)
+
+    aliases = actions.add_parser(
+        "aliases",
+        help="set what else a subscriber's From may say (none: only its own AOR)",
+    )
+    aliases.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
+    aliases.add_argument("aliases", metavar="ALIAS", nargs="*", help="the new aliases (none: clear)")
+    aliases.set_defaults(func=cmd_aliases)
 
     listing = actions.add_parser("list", help="list subscribers (never their HA1)")
     listing.set_defaults(func=cmd_list)
@@ -59,7 +73,12 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
 
     async def add(db: Database) -> int:
-        subscriber = await Subscribers(db).add(args.aor, password, account=args.account)
+        subscribers = Subscribers(db)
+        for alias in args.alias:
+            check_alias(alias)
+        subscriber = await subscribers.add(args.aor, password, account=args.account)
+        if args.alias:
+            subscriber = await subscribers.set_aliases(subscriber.aor, args.alias)
         logs.event(log, "subscriber_added", aor=subscriber.aor, account=subscriber.account or "-")
         print(f"added {subscriber.aor}")
         return 0
@@ -75,6 +94,17 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return run_with_database(settings, show)
 
 
+def cmd_aliases(args: argparse.Namespace, settings: Settings) -> int:
+    async def set_aliases(db: Database) -> int:
+        subscriber = await Subscribers(db).set_aliases(args.aor, args.aliases)
+        shown = " ".join(sorted(subscriber.aliases)) or "-"
+        logs.event(log, "subscriber_aliases", aor=subscriber.aor, aliases=shown)
+        print(f"{subscriber.aor} aliases: {shown}")
+        return 0
+
+    return run_with_database(settings, set_aliases)
+
+
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
     async def remove(db: Database) -> int:
         await Subscribers(db).remove(args.aor)
@@ -87,12 +117,16 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def format_table(subscribers: list[Subscriber]) -> str:
-    """AOR, account and creation time (UTC), in aligned columns under a header."""
-    rows = [("AOR", "ACCOUNT", "CREATED")]
-    rows += [(s.aor, s.account or "-", _utc(s.created_at)) for s in subscribers]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    """AOR, account, creation time (UTC) and aliases, in aligned columns under a header."""
+    rows = [("AOR", "ACCOUNT", "CREATED", "ALIASES")]
+    rows += [
+        (s.aor, s.account or "-", _utc(s.created_at), " ".join(sorted(s.aliases)) or "-")
+        for s in subscribers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
-        f"{aor:<{widths[0]}}  {account:<{widths[1]}}  {created}" for aor, account, created in rows
+        f"{aor:<{widths[0]}}  {account:<{widths[1]}}  {created:<{widths[2]}}  {aliases}".rstrip()
+        for aor, account, created, aliases in rows
     )
 
 

@@ -1,13 +1,23 @@
 """The stateful proxy core (RFC 3261 §16): every request the proxy routes.
 
 For each request: validate it (§16.3), take our own Route entries off it
-(§16.4), detect loops, challenge phones (§22.3: the dialog-creating and
-content-carrying requests of any source but a trusted peer, outside the
-dialogs we record-routed, and anything bound off-net), choose the targets
-(§16.5: a subscriber's registered contacts in q-ordered groups, the B2BUA
-for anything off-net, the dialog's recorded flow or the Request-URI in a
-dialog), forward a copy to each in its own client transaction (§16.6) and
-pick the response to send upstream (§16.7, ``proxy.forking``).
+(§16.4, believed only under our signature), detect loops, decide who sends
+it, choose the targets (§16.5: a subscriber's registered contacts in
+q-ordered groups, the B2BUA for anything off-net, the dialog's recorded
+flow or the Request-URI in a dialog), forward a copy to each in its own
+client transaction (§16.6) and pick the response to send upstream (§16.7,
+``proxy.forking``).
+
+Who sends it (DESIGN.md "Trust model"): a trusted peer (``proxy.trusted``),
+believed as it is; a party of a dialog our signed Record-Route runs
+(``sipline.proxying.signing``); or a subscriber, challenged (§22.3) before
+anything is looked up for it, so a stranger learns nothing of who is
+registered. A stranger's internal headers are taken off first, and a new
+request of his with a pre-loaded Route is refused 403 "Preload Route
+denied". An authenticated request goes on with the subscriber's
+P-Asserted-Identity, only if its From is theirs (``proxy.identity``), and
+never to an internal node (``sipline.proxying.internal``) unless the
+dialog runs through it.
 
 Calls whose media the relay anchors (``proxy.media``) wait for its ng
 replies in done callbacks of futures, not tasks: the INVITE is forwarded once
@@ -27,25 +37,32 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sipline.config import split_host_port
+from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
+from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
 from sipline.proxying.rules import (
     DIALOG_METHODS,
     Rejection,
-    branch_for,
     decrement_max_forwards,
+    loop_key,
     pop_own_via,
     strict_route,
+    via_address,
 )
+from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
+from sipline.sip.errors import ParseError
+from sipline.sip.headers import NameAddr
+from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
-from sipline.storage import Subscriber
 
 from .forking import Branch, Fork
+from .identity import assert_identity, from_is_theirs
 from .media import ANCHORED, Kind, MediaAnchor, has_sdp
-from .routing import Target, drop_own_credentials
+from .routing import Plan, Target, drop_own_credentials
 from .targets import Targets
 
 if TYPE_CHECKING:
@@ -53,13 +70,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipline.proxy.router")
 
-# Requests from phones that are challenged before routing: what creates a
-# dialog or carries content (RFC 3261 §22.3 lets a proxy challenge any but
-# ACK and CANCEL). Others (OPTIONS ...) pass to our subscribers unchallenged,
-# and are challenged only when they would leave the network.
-CHALLENGED_METHODS = DIALOG_METHODS | frozenset(("MESSAGE", "PUBLISH"))
+# What the proxy counts beyond every stateful proxy's (sipline_proxy_<name>_total).
+COUNTED = {
+    **PROXY_COUNTED,
+    "preloaded_routes": "New requests from strangers refused 403: a pre-loaded Route",
+    "impersonations": "Requests refused 403: the From is not the authenticated subscriber's",
+    "internal_hops": "Requests refused 403: a Contact, Path or next hop of a subscriber's"
+    " leads to an internal node",
+}
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
+
+
+class Awaiting:
+    """The context of a request whose credentials are being checked (a future)."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, server: ServerTransaction) -> None:
+        self.server = server
 
 
 class Router(StatefulProxy):
@@ -73,6 +102,7 @@ class Router(StatefulProxy):
 
     timer_tick = TIMER_TICK
     log = log
+    counted = COUNTED
 
     def __init__(
         self,
@@ -88,7 +118,7 @@ class Router(StatefulProxy):
     ) -> None:
         proxy = settings.proxy
         super().__init__(settings, proxy.domains, monotonic=monotonic)
-        self.trusted = frozenset(split_host_port(peer) for peer in proxy.trusted)
+        self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
         b2bua = [Address("UDP", *split_host_port(peer)) for peer in proxy.b2bua]
         self.targets = Targets(location, directory, b2bua, clock)
@@ -97,6 +127,10 @@ class Router(StatefulProxy):
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
         self.no_answer: Deadlines[Branch] = Deadlines(failover_after)
         self.media = MediaAnchor.from_settings(proxy)
+        self.internal = InternalHops(internal_hops(settings))
+        # INVITEs answered while we do not record-route: (Call-ID, CSeq) -> their fork,
+        # until the server transaction ends; their ACKs are ours to forward.
+        self.accepted: dict[tuple[str, int], Fork] = {}
 
     def close(self) -> None:
         """Stop the timer callback and the relay's client (the node is stopping)."""
@@ -112,37 +146,71 @@ class Router(StatefulProxy):
         preprocessed = self._preprocess(node, request, txn, refused)
         if preprocessed is None:
             return
-        local, ours, key = preprocessed
-        trusted = (source.host, source.port) in self.trusted
-        mid_dialog = request.to.tag is not None
-        subscriber = None
-        if not trusted:
-            if "p-asserted-identity" in request.headers:
-                request.headers.remove("p-asserted-identity")  # RFC 3325 §5: not from outside
-            # In a dialog routed through our Record-Route: nothing to authenticate
-            # again. A To tag alone proves nothing: anyone can write one.
-            ours_in_dialog = mid_dialog and (ours is not None or not self.record_route)
-            if request.method in CHALLENGED_METHODS and not ours_in_dialog:
-                subscriber = self._authenticate(node, request, txn)
-                if subscriber is None:
-                    return
+        _, ours, key = preprocessed
+        if self.trusts(source):
+            self._route_as(node, request, txn, source, None, ours, key)
+            return
+        strip_internal(request)
+        if ours is not None:
+            # A party of a dialog our signed Record-Route runs: nothing to authenticate.
+            self._route_as(node, request, txn, source, None, ours, key)
+            return
+        if request.to.tag is None and "route" in request.headers:
+            self._refuse(node, txn, "preloaded_routes", 403, "Preload Route denied")
+            return
+        # §22.3: anything else is a subscriber's to prove, before anything is looked up.
+        subscriber = self._authenticate(node, request, txn)
+        if subscriber is not None:
+            self._route_as(node, request, txn, source, subscriber, ours, key)
+
+    def _route_as(
+        self,
+        node: Node,
+        request: Request,
+        txn: ServerTransaction,
+        source: Address,
+        subscriber: Any,
+        ours: dict[str, str] | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Route ``request`` once it is known who sends it: ``subscriber`` (authenticated,
+        ``_authenticate``'s result) or None (a trusted peer, or a party of a dialog
+        our signed Record-Route runs: ``ours`` are its parameters).
+
+        The continuation of ``_route`` after authentication, also when the
+        authenticator answers later (a future's callback calls it with the
+        first five arguments). ``key`` is the loop key (computed again when
+        not given)."""
+        local = self.local(node)
+        if key is None:
+            key = loop_key(request)
+        trusted = self.trusts(source)
+        anonymous = subscriber is None  # stateless refusals: nobody vouches for it
+        if subscriber is not None:
+            if not from_is_theirs(request, subscriber, local.domain_of):
+                reason = f"Forbidden: the From is not {subscriber.aor}'s"
+                self._refuse(node, txn, "impersonations", 403, reason, stateless=False)
+                return
+            assert_identity(request, subscriber)
+        if not trusted and self._contact_inside(request):
+            reason = "Forbidden: the Contact leads to one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason, stateless=anonymous)
+            return
         plan = self.targets.plan(request, local, ours, trusted=trusted)
         if isinstance(plan, Rejection):
             self._reject(node, txn, plan)
             return
-        if plan.off_net and subscriber is None:
-            # Whatever leaves the network is some subscriber's (an OPTIONS to a number).
-            subscriber = self._authenticate(node, request, txn)
-            if subscriber is None:
-                return
+        if not trusted and request.to.tag is not None and self._leads_inside(plan, ours):
+            reason = "Forbidden: the next hop is one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason, stateless=anonymous)
+            return
         decrement_max_forwards(request)
-        if plan.off_net and subscriber is not None:
-            # Who is calling, for the B2BUA and the ACR to bill (RFC 3325).
-            request.headers.set("P-Asserted-Identity", f"<sip:{subscriber.aor}>")
         fork = Fork(txn, request, plan.groups, plan.failover)
         fork.key = key
         if self.record_route and request.method in DIALOG_METHODS and request.to.tag is None:
             fork.record_route = record_route_params(request, source)
+            if trusted and source in self.internal:
+                fork.record_route += f";{INSIDE}={hop(source)}"  # its side may be reached
         txn.context = fork
         if self.media is not None:
             fork.media = self.media.plan(request, source, plan, ours, trusted=trusted)
@@ -151,47 +219,89 @@ class Router(StatefulProxy):
                 return
         self._settle(node, fork)
 
+    def trusts(self, source: Address) -> bool:
+        """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
+        return self.trusted.trusts(source)
+
+    def refuse_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> bool:
+        """Refuse (403, True) a stranger's REGISTER whose Contact or Path leads to
+        one of our internal nodes: its calls would be sent there through us."""
+        if self.trusts(source):
+            return False
+        try:
+            inside = self._contact_inside(request) or any(
+                self.internal.reached_by(NameAddr.parse(value).uri_text)
+                for value in request.headers.values("path")
+            )
+        except ParseError:
+            return False  # the registrar answers 400
+        if inside:
+            reason = "Forbidden: a Contact or Path leads to one of our internal nodes"
+            self._refuse(node, txn, "internal_hops", 403, reason)
+        return inside
+
+    def _contact_inside(self, request: Request) -> bool:
+        if "contact" not in request.headers:
+            return False
+        reached_by = self.internal.reached_by
+        return any(not c.star and reached_by(c.uri_text) for c in request.contacts)
+
+    def _leads_inside(self, plan: Plan, ours: dict[str, str] | None) -> bool:
+        """A request in a dialog goes to an internal node our Record-Route does not name."""
+        allowed = ours.get(INSIDE) if ours is not None else None
+        return any(
+            target.dest in self.internal and hop(target.dest) != allowed
+            for group in plan.groups
+            for target in group
+        )
+
+    def _ack_expected(self, request: Request, source: Address) -> bool:
+        """Without record-routing, the ACK for a 2xx to an INVITE of ours is ours to forward."""
+        if self.trusts(source):
+            return True
+        return (request.call_id, request.cseq.number) in self.accepted
+
     def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
         """The subscriber the request is from, or None once it was answered (a 407
         or refusal, statelessly: nobody authenticated it) or while its verdict is
         awaited (a database lookup, the nonce counts on Redis): then routing goes
-        on from the future's done callback, or the request is answered from it."""
-        result = txn.context  # DIGEST-MERGE: the verdict kept by the interim re-entry below
-        if not isinstance(result, Subscriber):
-            result = self.authenticator.authenticate(
-                request, txn.source, self.clock(), proxy=True, guard=node.guard
-            )
+        on from the future's done callback (``_route_as``), or the request is
+        answered from it."""
+        result = self.authenticator.authenticate(
+            request, txn.source, self.clock(), proxy=True, guard=node.guard
+        )
         if isinstance(result, asyncio.Future):
-
-            def authenticated(verdict: asyncio.Future[Any]) -> None:
-                if verdict.cancelled() or txn.state not in (State.TRYING, State.PROCEEDING):
-                    return  # ended meanwhile (the node stopped): nobody waits for an answer
-                try:
-                    subscriber = verdict.result()
-                    if isinstance(subscriber, Response):
-                        node.respond_stateless(txn, subscriber)
-                        return
-                    # TODO DIGEST-MERGE: resume with the proxy engineer's continuation,
-                    # self._route_as(node, request, txn, txn.source, subscriber) or as it
-                    # is named, after drop_own_credentials(request, self.domains); then
-                    # drop this re-entry, which keeps the verdict in txn.context for the
-                    # _authenticate calls of a second run of _route.
-                    txn.context = subscriber
-                    self.on_request(node, request, txn, txn.source)
-                except Exception:
-                    log.exception("event=router_error where=authenticated call_id=%s",
-                                  request.call_id)  # fmt: skip
-                    if txn.state in (State.TRYING, State.PROCEEDING):  # not answered before
-                        why = "Server Internal Error: authentication failed, see the node's log"
-                        self._reject(node, txn, Rejection(500, why))
-
-            result.add_done_callback(authenticated)
+            txn.context = Awaiting(txn)  # a CANCEL meanwhile answers the INVITE 487
+            result.add_done_callback(lambda verdict: self._authenticated(node, txn, verdict))
             return None
         if isinstance(result, Response):
             node.respond_stateless(txn, result)
             return None
         drop_own_credentials(request, self.domains)
         return result
+
+    def _authenticated(
+        self, node: Node, txn: ServerTransaction, verdict: asyncio.Future[Any]
+    ) -> None:
+        """A verdict that was awaited: route the request as its subscriber, or answer it."""
+        request = txn.request
+        if verdict.cancelled() or txn.state not in (State.TRYING, State.PROCEEDING):
+            return  # answered meanwhile (CANCELled) or ended (the node stopped)
+        txn.context = None
+        try:
+            subscriber = verdict.result()
+            if isinstance(subscriber, Response):
+                node.respond_stateless(txn, subscriber)
+                return
+            drop_own_credentials(request, self.domains)
+            self._route_as(node, request, txn, txn.source, subscriber)
+        except Exception:
+            log.exception("event=router_error where=authenticated call_id=%s", request.call_id)
+            if txn.state in (State.TRYING, State.PROCEEDING):  # not answered before
+                why = "Server Internal Error: authentication failed, see the node's log"
+                self._reject(node, txn, Rejection(500, why))
 
     # -- forking (§16.6) --------------------------------------------------------------
     def _settle(self, node: Node, fork: Fork) -> None:
@@ -231,11 +341,14 @@ class Router(StatefulProxy):
             params = fork.record_route
             if target.flow:
                 params += f";fb={encode_flow(target.dest)}"
+            elif target.dest in self.internal:
+                params += f";{INSIDE}={hop(target.dest)}"  # the B2BUA: its side may be reached
+            params = self.signer.sign(params, request.call_id)
             inbound = fork.server.source.transport
             headers.prepend("Record-Route", local.record_route(inbound, params))
             if transport != inbound:  # RFC 5658 double record-routing
                 headers.prepend("Record-Route", local.record_route(transport, params))
-        headers.prepend("Via", local.via(transport, branch_for(fork.key)))
+        headers.prepend("Via", local.via(transport, self.branch(fork.key, via_address(request.via))))
         txn = node.send_request(copy, target.dest)
         txn.context = branch
         branch.txn = txn
@@ -317,6 +430,10 @@ class Router(StatefulProxy):
 
     # -- CANCEL (§16.10) --------------------------------------------------------------
     def _cancel_context(self, node: Node, fork: Any) -> None:
+        if type(fork) is Awaiting:  # its credentials are still being checked: nothing sent on
+            response = fork.server.request.response(487, to_tag=new_tag())
+            node.respond(fork.server, response)  # §9.2; the verdict then finds it answered
+            return
         if type(fork) is not Fork or fork.answered:
             return
         fork.cancelled = True
@@ -377,6 +494,8 @@ class Router(StatefulProxy):
         if fork.answered:
             return
         fork.answered = True
+        if fork.invite and not self.record_route and fork.server is not None:
+            self.accepted[_transaction_of(fork.request)] = fork
         if fork.media is not None:
             self._media_over(fork, answered=True)
         for other in fork.running():
@@ -418,6 +537,8 @@ class Router(StatefulProxy):
         elif type(context) is Fork:
             context.server = None
             context.branches = []
+            if self.accepted:
+                self.accepted.pop(_transaction_of(context.request), None)
 
     # -- timers ---------------------------------------------------------------------------
     def expire(self, node: Node, now: float) -> None:
@@ -441,3 +562,18 @@ class Router(StatefulProxy):
 
     def _timers_pending(self) -> bool:
         return bool(self.timer_c or self.no_answer)
+
+
+def _transaction_of(request: Request) -> tuple[str, int]:
+    return (request.call_id, request.cseq.number)
+
+
+def internal_hops(settings: Any) -> list[tuple[str, int]]:
+    """Our internal nodes as the configuration names them: the B2BUAs, the ACR
+    nodes, the relay's ng control."""
+    hops = [*settings.proxy.b2bua, settings.acr.primary, settings.acr.secondary]
+    hops.append(f"{settings.b2bua.host}:{settings.b2bua.port}")
+    hops.append(f"{settings.relay.ng_host}:{settings.relay.ng_port}")
+    if settings.proxy.media_relay:
+        hops.append(settings.proxy.media_relay)
+    return [split_host_port(value) for value in hops]

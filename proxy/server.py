@@ -1,6 +1,7 @@
 """The proxy node: the handler that splits traffic between registrar and router, and its life.
 
-``ProxyHandler`` sends a REGISTER for one of our domains to the registrar,
+``ProxyHandler`` sends a REGISTER for one of our domains to the registrar
+(unless the router refuses its Contact or Path: an internal node),
 answers an OPTIONS addressed to the proxy itself, and gives everything else
 (calls, in-dialog requests, CANCEL, stray ACKs, every response) to the router.
 ``serve_proxy`` opens the database, loads subscribers and bindings, starts the
@@ -53,6 +54,12 @@ class PingerLike(Protocol):
 
 
 class RouterLike(Protocol):
+    def trusts(self, source: Address) -> bool: ...
+
+    def refuse_register(
+        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+    ) -> bool: ...
+
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None: ...
@@ -111,16 +118,22 @@ class ProxyHandler(Handler):
         self.server_header = server_header
         self.pinger = pinger
 
+    def trusts(self, source: Address) -> bool:
+        return self.router.trusts(source)
+
     def on_request(
         self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
         if txn is not None:
             method = request.method
             if method == "REGISTER" and self._for_our_domain(request):
-                self.registrar.on_register(node, request, txn, source)
+                if not self.router.refuse_register(node, request, txn, source):
+                    self.registrar.on_register(node, request, txn, source)
                 return
             if method == "OPTIONS" and self._for_us(request):
-                node.respond(txn, self._capabilities(request))
+                # Anyone's keepalive: answered once, nothing kept (a retransmission
+                # is answered again).
+                node.respond_stateless(txn, self._capabilities(request))
                 return
         self.router.on_request(node, request, txn, source)
 

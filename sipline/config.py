@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from sipline import __version__
+from sipline.peers import parse_peer
 
 ENV_PREFIX = "SIPLINE_"
 ENV_DELIMITER = "__"
@@ -180,6 +181,16 @@ def split_host_port(value: str) -> tuple[str, int]:
 HostPort = Annotated[str, AfterValidator(_host_port)]
 
 
+def _peer(value: str) -> str:
+    parse_peer(value)
+    return value
+
+
+# A trusted peer (sipline.peers): IP (any port), IP:PORT or [IPv6]:PORT, and
+# ";transport=tcp" (or udp) to trust it on that transport only.
+Peer = Annotated[str, AfterValidator(_peer)]
+
+
 def _optional_host_port(value: str) -> str:
     return _host_port(value) if value else value
 
@@ -188,8 +199,9 @@ class ProxySection(Section):
     """The edge proxy and registrar (``sipline proxy``)."""
 
     domains: Annotated[list[str], Field(min_length=1)] = ["example.com"]
-    # Peers whose requests are not challenged (the B2BUA, the ACR nodes): HOST:PORT.
-    trusted: list[HostPort] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
+    # Peers whose requests are not challenged and whose identity headers are
+    # believed (the B2BUA, the ACR nodes sending inbound DID calls); see sipline.peers.
+    trusted: list[Peer] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
     # Where calls to anything that is not one of our subscribers go.
     b2bua: list[HostPort] = ["127.0.0.1:5070"]
     record_route: bool = True
@@ -214,8 +226,10 @@ class RegistrarSection(Section):
 
 
 class AuthSection(Section):
-    # HMAC key of the stateless nonces; "" = random at each start (one node only:
-    # nodes sharing phones must share it).
+    # HMAC key of the stateless nonces and of the signed Record-Routes and branches
+    # (sipline.proxying.signing); "" = random at each start (one node only: an
+    # in-dialog request must come back to the node that record-routed it; nodes
+    # sharing phones or dialogs must share it).
     secret: str = ""
     nonce_lifetime: Seconds = 300.0
     # Offered in this order. MD5 alone by default: many phones in the field
@@ -302,16 +316,6 @@ class RelaySection(Section):
         return self
 
 
-def _peer(value: str) -> str:
-    # HOST (any port) or HOST:PORT.
-    if value.count(":") == 1 or value.startswith("["):
-        return _host_port(value)
-    _ip_address(value)
-    return value
-
-
-# A trusted peer: an IP address (any port) or HOST:PORT.
-Peer = Annotated[str, AfterValidator(_peer)]
 SipCode = Annotated[int, Field(ge=300, le=699)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
@@ -340,8 +344,9 @@ class B2buaSection(Section):
 
     host: IPAddress = "127.0.0.1"
     port: Port = 5070
-    # Who may send calls (the proxies); anyone else gets 403.
-    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1"]
+    # Who may send calls (the proxies); anyone else gets 403. Phones on the same
+    # box are 127.0.0.1 too: name the proxy's address and port.
+    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5060"]
     # The ACR nodes calls are balanced over (round robin), HOST:PORT.
     acr: Annotated[list[HostPort], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
@@ -369,7 +374,8 @@ class AcrSection(Section):
     primary: HostPort = "127.0.0.1:5080"
     secondary: HostPort = "127.0.0.1:5081"
     # Who may send outbound calls (the B2BUAs); carriers' gateways send inbound ones.
-    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1"]
+    # Phones on the same box are 127.0.0.1 too: name the B2BUA's address and port.
+    trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5070"]
     # The default routing profile (per-destination profiles live in the database).
     weight_availability: Share = 0.4
     weight_quality: Share = 0.3

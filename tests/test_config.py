@@ -158,10 +158,10 @@ def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
             "sqlite:// or mysql://",
         ),
         (
-            '[proxy]\ntrusted = ["127.0.0.1"]',
+            '[proxy]\ntrusted = ["127.0.0.1:5060;transport=sctp"]',
             "proxy.trusted[0]",
-            "'127.0.0.1'",
-            "expected HOST:PORT",
+            "'127.0.0.1:5060;transport=sctp'",
+            "optionally with ;transport=tcp",
         ),
         ("[proxy]\ndomains = []", "proxy.domains", "[]", "at least 1 item"),
         ('[auth]\nalgorithms = ["SHA-1"]', "auth.algorithms[0]", "'SHA-1'", "'SHA-256' or 'MD5'"),
@@ -254,13 +254,28 @@ def test_pattern_routes_are_tables_with_a_valid_pattern(tmp_path: Path) -> None:
         load_settings(path)
 
 
-def test_trusted_peers_are_addresses_with_or_without_a_port(tmp_path: Path) -> None:
+def test_trusted_peers_are_addresses_with_or_without_a_port_and_a_transport(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "peers.toml"
-    path.write_text('[acr]\ntrusted = ["127.0.0.1", "10.0.0.1:5070"]\n')
-    assert load_settings(path).acr.trusted == ["127.0.0.1", "10.0.0.1:5070"]
-    path.write_text('[acr]\ntrusted = ["carrier.example"]\n')
-    with pytest.raises(ConfigError, match=r"acr\.trusted\[0\]"):
-        load_settings(path)
+    peers = ["127.0.0.1", "10.0.0.1:5070", "10.0.0.2;transport=tcp", "[2001:db8::1]:5070"]
+    path.write_text(f"[acr]\ntrusted = {peers!r}\n".replace("'", '"'))
+    assert load_settings(path).acr.trusted == peers
+    for bad in ("carrier.example", "10.0.0.1:99999", "10.0.0.1;tcp", "[2001:db8::1]"):
+        path.write_text(f'[b2bua]\ntrusted = ["{bad}"]\n')
+        with pytest.raises(ConfigError, match=r"b2bua\.trusted\[0\]"):
+            load_settings(path)
+
+
+def test_the_shipped_roles_trust_each_other_by_port_not_every_local_phone() -> None:
+    # Phones on the box are 127.0.0.1 too: trusting the host would let them
+    # call the ACR directly, past the B2BUA's accounts (issue 10).
+    settings = load_settings(SINGLE)
+    proxy = f"{settings.sip.host}:{settings.sip.port}"
+    b2bua = f"{settings.b2bua.host}:{settings.b2bua.port}"
+    assert settings.b2bua.trusted == [proxy]
+    assert settings.acr.trusted == [b2bua]
+    assert settings.proxy.trusted == [b2bua, settings.acr.primary, settings.acr.secondary]
 
 
 def test_listening_on_moves_only_the_sip_address() -> None:

@@ -437,6 +437,8 @@ class TcpEndpoint:
     def send(self, data: bytes, dest: Address) -> bool:
         """Write on ``dest.connection`` if alive, else any connection to the peer, else a new one."""
         conn = self.by_id.get(dest.connection) if dest.connection is not None else None
+        if conn is not None and conn.peer != (dest.host, dest.port):
+            conn = None  # a connection id (from a flow token) reaches only the peer it names
         if conn is None:
             conn = self.by_peer.get((dest.host, dest.port))
             if conn is None:

@@ -5,7 +5,8 @@ proxy's ``Local`` identity; nothing touches a socket. A role's router (the
 edge proxy's ``proxy.router``, the ACR's ``acr.router``) strings them
 together for each request.
 
-A proxy's Record-Route values can carry the dialog's flows (``sipline.proxying.flows``).
+A proxy's Record-Route values can carry the dialog's flows (``sipline.proxying.flows``),
+signed (``sipline.proxying.signing``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from functools import lru_cache
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, Via
-from sipline.sip.ids import new_branch
 from sipline.sip.message import Request, Response
 from sipline.sip.uri import SipUri, parse_uri
 
@@ -120,20 +120,21 @@ def decrement_max_forwards(request: Request) -> None:
 
 
 # -- §16.4 route information preprocessing --------------------------------------
-def preprocess_routes(request: Request, local: Local) -> dict[str, str] | None:
+def preprocess_routes(request: Request, local: Local) -> list[dict[str, str]]:
     """Undo a strict router upstream and pop every top Route naming us (§16.4).
 
-    Returns the parameters of what was ours (our Record-Route values carry
-    the dialog's flows), ``{}`` for a Route naming us without any, or None
-    when nothing naming us was found: not a request routed by our
-    Record-Route or by a Route set pre-loaded with us.
+    Returns the parameters of each entry that was ours, as written (our
+    Record-Route values carry the dialog's flows, believed only once their
+    signature checks: ``signing.Signer.believe``); empty when nothing named
+    us: not a request routed by our Record-Route or by a Route set
+    pre-loaded with us.
     """
-    found: dict[str, str] | None = None
+    found: list[dict[str, str]] = []
     headers = request.headers
     if "route" in headers and local.is_own_record_route(request.uri):
         # A strict router put our Record-Route URI in the Request-URI and the
         # remote target last in Route: put the target back.
-        found = route_params(request.uri)
+        found.append(route_params(request.uri))
         values = headers.values("route")
         headers.remove("route")
         for value in values[:-1]:
@@ -144,8 +145,7 @@ def preprocess_routes(request: Request, local: Local) -> dict[str, str] | None:
         if not local.names_us(uri_text):
             break
         headers.pop_first_value("route")
-        params = route_params(uri_text)
-        found = params if found is None else {**found, **params}
+        found.append(route_params(uri_text))
     return found
 
 
@@ -202,11 +202,6 @@ def looped(request: Request, local: Local, key: str) -> bool:
             if branch.rpartition(".")[2] == key:
                 return True
     return False
-
-
-def branch_for(key: str) -> str:
-    """A fresh branch (unique per forwarded copy) carrying the loop key."""
-    return f"{new_branch()}.{key}"
 
 
 def stateless_branch(request: Request) -> str:

@@ -3,7 +3,9 @@
 The ACK for a 2xx is a transaction of its own, end to end; a 2xx that comes
 back after its client transaction ended is a stray response. Each function
 changes the message as forwarding demands and returns where it goes, or
-None when it is to be dropped.
+None when it is to be dropped. Who may make us forward them is the
+caller's question (``stateful.StatefulProxy``): an ACK routed by our signed
+Record-Route or matching a transaction of ours, a 2xx whose branch we signed.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ from .rules import (
     Local,
     decrement_max_forwards,
     next_hop,
-    preprocess_routes,
     resolve,
     stateless_branch,
     strict_route,
 )
 from .rules import via_address as _via_address
+from .signing import Signer
 
 
-def forward_ack(request: Request, local: Local) -> Address | None:
-    """An ACK for a 2xx: along its Route set, else to the flow our Record-Route
-    recorded for the dialog, else to its Request-URI."""
+def forward_ack(request: Request, local: Local, ours: dict[str, str] | None) -> Address | None:
+    """An ACK for a 2xx, our Route entries already off it (``ours``: their
+    signed parameters): along its Route set, else to the flow our
+    Record-Route recorded for the dialog, else to its Request-URI."""
     max_forwards = request.max_forwards
     if max_forwards is not None and max_forwards <= 0:
         return None
-    ours = preprocess_routes(request, local)
     if "route" in request.headers:
         dest = next_hop(request)
         strict_route(request)
@@ -46,13 +48,21 @@ def forward_ack(request: Request, local: Local) -> Address | None:
     return dest
 
 
-def forward_stray(response: Response, local: Local) -> Address | None:
+def forward_stray(response: Response, local: Local, signer: Signer) -> Address | None:
     """A 2xx to an INVITE forwarded by us whose client transaction is gone: our
-    Via off, on to the next one. Anything else stray is dropped (RFC 6026 §8)."""
-    if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
+    Via off, on to the next one, when the branch of ours says we sent the
+    INVITE for that very hop. Anything else stray is dropped (RFC 6026 §8)."""
+    if not stray_2xx(response):
         return None
     vias = response.headers.values("via")
     if len(vias) < 2 or not local.sent_by_us(vias[0]):
         return None
+    branch = response.via.branch or ""
     response.headers.pop_first_value("via")
-    return _via_address(response.via)
+    upstream = _via_address(response.via)
+    return upstream if signer.sent_branch(branch, upstream) else None
+
+
+def stray_2xx(response: Response) -> bool:
+    """What RFC 6026 has a proxy forward without a transaction."""
+    return 200 <= response.status < 300 and response.cseq.method == "INVITE"

@@ -22,7 +22,8 @@ _HOSTNAME = re.compile(
 _IPV4 = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}")
 MAX_USERNAME = 128  # the widths of the columns (001_initial.sql)
 MAX_ACCOUNT = 64
-_COLUMNS = "id, username, domain, ha1_md5, ha1_sha256, account, created_at"
+_COLUMNS = "id, username, domain, ha1_md5, ha1_sha256, account, created_at, aliases"
+MAX_ALIASES = 1024  # the width of subscribers.aliases (005_subscriber_aliases.sql)
 
 
 class InvalidAor(InvalidValue):
@@ -46,6 +47,9 @@ class Subscriber:
     ha1_sha256: str = field(repr=False)
     account: str | None
     created_at: float
+    # What else its From may say (proxy.identity): user parts in its domain,
+    # user@domain, telephone numbers.
+    aliases: frozenset[str] = frozenset()
 
     @property
     def aor(self) -> str:
@@ -57,8 +61,11 @@ class Subscriber:
 
     @classmethod
     def from_row(cls, row: Row) -> Subscriber:
-        id_, username, domain, ha1_md5, ha1_sha256, account, created_at = row
-        return cls(int(id_), username, domain, ha1_md5, ha1_sha256, account, float(created_at))
+        id_, username, domain, ha1_md5, ha1_sha256, account, created_at, aliases = row
+        return cls(
+            int(id_), username, domain, ha1_md5, ha1_sha256, account, float(created_at),
+            frozenset(aliases.split()),
+        )  # fmt: skip
 
 
 def parse_aor(text: str) -> tuple[str, str]:
@@ -74,6 +81,20 @@ def parse_aor(text: str) -> tuple[str, str]:
     if not at or not _is_user(username) or not _is_domain(domain):
         raise InvalidAor(f"bad AOR {text!r}: expected user@domain, such as alice@example.com")
     return username, domain.lower()
+
+
+def check_alias(alias: str) -> str:
+    """An alias as ``subscribers.aliases`` keeps it: a user part (a number for a
+    tel: From too) or user@domain."""
+    user, at, domain = alias.rpartition("@")
+    if not at:
+        user, domain = alias, "example.com"
+    if not _is_user(user) or not _is_domain(domain.lower()) or domain != domain.lower():
+        raise InvalidValue(
+            f"bad alias {alias!r}: expected a user part (such as 15550100) or user@domain"
+            " (domain in lower case)"
+        )
+    return alias
 
 
 def _is_user(username: str) -> bool:
@@ -123,6 +144,27 @@ class Subscribers:
             raise DuplicateSubscriber(f"subscriber {username}@{domain} already exists") from None
         assert added is not None
         return Subscriber.from_row(added)
+
+    async def set_aliases(self, aor: str, aliases: list[str]) -> Subscriber:
+        """Replace ``aor``'s aliases (``[]``: none); UnknownSubscriber if there is no such one."""
+        username, domain = parse_aor(aor)
+        for alias in aliases:
+            check_alias(alias)
+        text = " ".join(dict.fromkeys(aliases))
+        if len(text) > MAX_ALIASES:
+            raise InvalidValue(f"the aliases take {len(text)} characters, at most {MAX_ALIASES}")
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE subscribers SET aliases = ? WHERE username = ? AND domain = ?",
+                (text, username, domain),
+            )
+            row = await tx.fetchone(
+                f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
+                (username, domain),
+            )
+        if row is None:
+            raise UnknownSubscriber(f"no subscriber {username}@{domain}")
+        return Subscriber.from_row(row)
 
     async def remove(self, aor: str) -> None:
         """Delete ``aor``; UnknownSubscriber if there is no such subscriber."""

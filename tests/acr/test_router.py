@@ -136,6 +136,10 @@ class FakeNode:
             raise LookupError(transport)
         return US
 
+    def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
+        self.upstream.append(response)
+        txn.state = State.TERMINATED
+
     def respond(self, txn: ServerTransaction, response: Response) -> None:
         self.upstream.append(response)
         if response.status >= 300:
@@ -217,12 +221,16 @@ class Acr:
         self.router.on_response(self.node, response, txn, txn.dest)  # type: ignore[arg-type]
         return response
 
+    def route(self, call_id: str = "call-1") -> str:
+        """Our Record-Route in the call's route set, as the B2BUA sends it back."""
+        return f"<sip:127.0.0.1:5080;lr{self.router.signer.sign('', call_id)}>"
+
     def bye(self, call_id: str = "call-1") -> None:
         """The B2BUA hangs up the answered call."""
         bye = message(
             "BYE sip:carrier@127.0.0.2:5060 SIP/2.0\r\n"
             "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbye\r\n"
-            "Route: <sip:127.0.0.1:5080;lr>\r\n"
+            f"Route: {self.route(call_id)}\r\n"
             "Max-Forwards: 70\r\n"
             "From: <sip:alice@example.com>;tag=a1\r\n"
             "To: <sip:+442071234567@127.0.0.1:5080>;tag=c1\r\n"
@@ -277,7 +285,8 @@ def test_a_trusted_peers_call_goes_to_the_first_carrier_record_routed_without_ou
     request = sent.request
     assert request.uri == "sip:+442071234567@127.0.0.2:5060"
     assert sent.dest == Address("UDP", "127.0.0.2", 5060)
-    assert request.headers.get_all("record-route") == ["<sip:127.0.0.1:5080;lr>"]
+    # Signed for this call: in-dialog requests must come back along it.
+    assert request.headers.get_all("record-route") == [a.route()]
     assert request.via.host == "127.0.0.1" and request.via.port == 5080
     assert request.max_forwards == 69
     assert "x-sipline-account" not in request.headers
@@ -287,6 +296,30 @@ def test_a_stranger_gets_403_and_nothing_is_sent() -> None:
     a = acr()
     a.invite(source=STRANGER)
     assert a.node.statuses == [403] and not a.node.sent
+
+
+def test_in_a_dialog_only_our_signed_record_route_takes_a_request_to_a_carrier() -> None:
+    # A phone on the box (a "known host") writes a To tag and names a carrier's gateway.
+    a = acr()
+    for route in (
+        "",  # no Route: a dialog we did not record-route
+        "Route: <sip:127.0.0.1:5080;lr>\r\n",  # ours, unsigned
+        f"Route: {a.route('another-call')}\r\n",  # signed, for another dialog
+    ):
+        invite = message(
+            "INVITE sip:+442071234567@127.0.0.2:5060 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKfraud;rport\r\n"
+            f"{route}Max-Forwards: 70\r\n"
+            "From: <sip:alice@example.com>;tag=a1\r\n"
+            "To: <sip:+442071234567@127.0.0.2>;tag=made-up\r\n"
+            "Call-ID: fraud\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert isinstance(invite, Request)
+        source = Address("UDP", "127.0.0.1", 40000)
+        txn = ServerTransaction(("s", route), invite, "INVITE", State.PROCEEDING, source, source=source)
+        a.router.on_request(a.node, invite, txn, source)  # type: ignore[arg-type]
+    assert a.node.statuses == [403, 403, 403] and not a.node.sent
+    assert a.router.counts["foreign_dialogs"] == 1 and a.router.counts["forged_routes"] == 2
 
 
 def test_a_number_nobody_routes_gets_404_and_no_number_484() -> None:
@@ -350,7 +383,7 @@ def in_dialog(a: Acr, method: str, cseq: int = 2) -> ClientTransaction:
     request = message(
         f"{method} sip:carrier@127.0.0.2:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{method}{cseq}\r\n"
-        "Route: <sip:127.0.0.1:5080;lr>\r\n"
+        f"Route: {a.route()}\r\n"
         "Max-Forwards: 70\r\n"
         "From: <sip:alice@example.com>;tag=a1\r\n"
         "To: <sip:+442071234567@127.0.0.1:5080>;tag=c1\r\n"
@@ -639,10 +672,15 @@ def test_a_carrier_cannot_speak_for_our_side_with_internal_headers() -> None:
     a.invite(
         "sip:3312345678@127.0.0.1:5080",
         source=Address("UDP", "127.0.0.2", 5060),
-        extra="X-Sipline-Account: acme\r\nX-Sipline-Media-Call: spoofed\r\n",
+        extra="X-Sipline-Account: acme\r\nX-Sipline-Media-Call: spoofed\r\n"
+        "x-sipline-future: whatever\r\nPath: <sip:127.0.0.1:5070;lr>\r\n"
+        "P-Asserted-Identity: <tel:+33199999999>\r\n",
     )
     forwarded = a.node.invites[0].request.headers
-    assert "X-Sipline-Account" not in forwarded and "X-Sipline-Media-Call" not in forwarded
+    assert not [name for name, _ in forwarded if name.lower().startswith("x-sipline-")]
+    assert "path" not in forwarded
+    # The carrier's word on who calls goes on (its gateway is configured by address).
+    assert forwarded.get("p-asserted-identity") == "<tel:+33199999999>"
 
 
 def test_a_carrier_calling_an_unknown_did_gets_404() -> None:

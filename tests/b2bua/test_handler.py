@@ -422,6 +422,24 @@ def test_an_invite_from_an_untrusted_address_gets_403() -> None:
     assert of(node.take(), "INVITE")
 
 
+def test_an_invite_without_an_asserted_identity_gets_403_whatever_its_from_says() -> None:
+    # The account is the proxy's word on who authenticated (RFC 3325), never the From.
+    handler, node = b2bua(accounts=FakeAccounts())
+    unasserted = invite()
+    unasserted.headers.remove("p-asserted-identity")
+    node.receive(unasserted, PROXY)
+    ((response, _),) = node.take()
+    assert (response.status, response.reason) == (
+        403, "Forbidden: no P-Asserted-Identity from the proxy"
+    )  # fmt: skip
+    assert handler.calls.counts["unidentified"] == 1 and not handler.calls.legs
+    asserted = invite()
+    asserted.headers.set("P-Asserted-Identity", "<sip:bob@example.com>")
+    node.receive(asserted, PROXY)
+    assert of(node.take(), "INVITE")
+    assert handler.calls.accounts.asked == ["bob@example.com"]  # type: ignore[union-attr]
+
+
 def test_an_invite_without_contact_gets_400() -> None:
     _, node = b2bua()
     request = invite()
@@ -501,7 +519,11 @@ class Verdict:
 
 
 class FakeAccounts:
-    def account_of(self, request: Request) -> str | None:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def account_of(self, aor: str) -> str | None:
+        self.asked.append(aor)
         return "acme"
 
 
@@ -822,7 +844,7 @@ def _sample(name: str) -> float:
 
 
 def test_calls_failovers_and_refusals_are_counted_on_metrics() -> None:
-    names = ("calls", "answered", "failovers", "failed", "untrusted")
+    names = ("calls", "answered", "failovers", "failed", "untrusted", "unidentified")
     before = {n: _sample(f"sipline_b2bua_{n}_total") for n in names}
     handler, node = b2bua(trusted=["127.0.0.1:5060"])
     up = call_up(node)
@@ -835,6 +857,11 @@ def test_calls_failovers_and_refusals_are_counted_on_metrics() -> None:
     ((b, far),) = of(node.take(), "INVITE")
     node.receive(answer(b, 486), far)
     node.receive(invite(), Address("UDP", "127.0.0.1", 5999))
+    unasserted = invite()
+    unasserted.headers.remove("p-asserted-identity")
+    node.receive(unasserted, PROXY)
     after = {n: _sample(f"sipline_b2bua_{n}_total") - before[n] for n in names}
-    assert after == {"calls": 2, "answered": 1, "failovers": 1, "failed": 1, "untrusted": 1}
+    assert after == {
+        "calls": 2, "answered": 1, "failovers": 1, "failed": 1, "untrusted": 1, "unidentified": 1
+    }  # fmt: skip
     handler.close()

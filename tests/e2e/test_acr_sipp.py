@@ -43,6 +43,7 @@ SETTINGS = {
     "SIPLINE_ACR__PROBE_SUCCESSES": "2",
     "SIPLINE_ACR__EXPLORATION": "0",
     "SIPLINE_ACR__CDR_BATCH_MS": "50",
+    "SIPLINE_ACR__TRUSTED": '["127.0.0.1"]',  # sipp plays the B2BUA, from ports of its own
 }
 
 

@@ -70,6 +70,7 @@ def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
             "probe_successes": 2,
             "failover_timeout": FAILOVER_TIMEOUT,
             "media_relay": "",
+            "trusted": [HOST],  # sipp plays the proxies, from ports of its own
             **settings,
         }
         clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}

@@ -66,6 +66,9 @@ def stack(tmp_path: Path, sipp_bin: str) -> Iterator[Stack]:
         "SIPLINE_PROXY__B2BUA": json.dumps(peers[:1]),
         "SIPLINE_PROXY__MEDIA_RELAY": f"127.0.0.1:{ng}",
         "SIPLINE_B2BUA__PORT": str(ports["b2bua"]),
+        # As configs/single.toml: each role trusts the one before it by address and port.
+        "SIPLINE_B2BUA__TRUSTED": json.dumps([f"127.0.0.1:{ports['proxy']}"]),
+        "SIPLINE_ACR__TRUSTED": json.dumps(peers[:1]),
         "SIPLINE_B2BUA__ACR": json.dumps(peers[1:]),
         "SIPLINE_B2BUA__MEDIA_RELAY": f"127.0.0.1:{ng}",
         "SIPLINE_ACR__PRIMARY": peers[1],

@@ -186,13 +186,17 @@ async def test_tcp_request_goes_back_over_the_connection_the_peer_opened() -> No
     writer.write(message())
     await until(lambda: sink.received)
     source = sink.received[0][1]
-    # As a registrar would: the Via says 5999, the phone is reachable only on its connection.
-    endpoint.send(message("z9hG4bKback", method="NOTIFY"), source._replace(port=5999))
+    # As a registrar would: the phone is reachable only on the connection it came on.
+    endpoint.send(message("z9hG4bKback", method="NOTIFY"), source)
     assert await asyncio.wait_for(reader.readexactly(len(message("z9hG4bKback", method="NOTIFY"))), 2)
+    # A connection id reaches only the peer it belongs to (ids may come from a flow token).
+    endpoint.send(message("z9hG4bKelse", method="NOTIFY"), source._replace(port=5999))
+    await asyncio.sleep(0.1)
+    assert not reader._buffer  # type: ignore[attr-defined]
     # Without a connection id, the connection to the same peer address is used.
     endpoint.send(b"SIP/2.0 200 OK\r\n\r\n", source._replace(connection=None))
     assert await asyncio.wait_for(reader.readexactly(18), 2) == b"SIP/2.0 200 OK\r\n\r\n"
-    assert len(endpoint.by_id) == 1
+    assert len(endpoint.by_id) == 1  # the attempt at 5999 was refused and is gone
     writer.close()
     await endpoint.close()
 

@@ -89,7 +89,7 @@ def test_add_list_remove(migrated_url: str) -> None:
     assert added == "added bob@example.com\n"
 
     header, *rows = ok(migrated_url, "subscriber", "list").splitlines()
-    assert header.split() == ["AOR", "ACCOUNT", "CREATED"]
+    assert header.split() == ["AOR", "ACCOUNT", "CREATED", "ALIASES"]
     assert [row.split()[:2] for row in rows] == [
         ["alice@example.com", "ACME"],
         ["bob@example.com", "-"],
@@ -105,7 +105,28 @@ def test_add_list_remove(migrated_url: str) -> None:
 
 
 def test_an_empty_list_is_just_the_header(migrated_url: str) -> None:
-    assert ok(migrated_url, "subscriber", "list").split() == ["AOR", "ACCOUNT", "CREATED"]
+    assert ok(migrated_url, "subscriber", "list").split() == ["AOR", "ACCOUNT", "CREATED", "ALIASES"]
+
+
+def test_aliases_are_set_shown_and_cleared(migrated_url: str) -> None:
+    ok(migrated_url, "subscriber", "add", "alice@example.com", "--password", PASSWORD,
+       "--alias", "15550100")  # fmt: skip
+    assert ok(migrated_url, "subscriber", "list").splitlines()[1].split()[-1] == "15550100"
+    assert (
+        ok(migrated_url, "subscriber", "aliases", "alice@example.com", "asmith", "a@other.org")
+        == "alice@example.com aliases: a@other.org asmith\n"
+    )
+    listed = ok(migrated_url, "subscriber", "list").splitlines()[1].split()
+    assert listed[-2:] == ["a@other.org", "asmith"]
+    assert ok(migrated_url, "subscriber", "aliases", "alice@example.com") == (
+        "alice@example.com aliases: -\n"
+    )
+    assert "bad alias" in fails(
+        migrated_url, "subscriber", "aliases", "alice@example.com", "a b", status=2
+    )
+    assert "no subscriber" in fails(
+        migrated_url, "subscriber", "aliases", "bob@example.com", "x", status=1
+    )
 
 
 def test_ha1_and_password_appear_in_no_output_or_log(migrated_url: str) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.authn import Authenticator
 from proxy.location import Binding, Location
@@ -38,6 +38,13 @@ class Proxy:
     async def phone(self) -> UdpPhone:
         return await UdpPhone.open(self.port)
 
+    async def peer(self, port: int) -> UdpPhone:
+        """A phone on a given port: a trusted peer, a B2BUA, a hop of a Route."""
+        _, phone = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: UdpPhone(self.port), local_addr=(HOST, port)
+        )
+        return phone
+
     async def registered(
         self, user: str, phone: UdpPhone | TcpPhone | None = None, **kw: object
     ) -> UdpPhone | TcpPhone:
@@ -56,16 +63,26 @@ async def proxy_running(
     timer_c: float | None = None,
     failover_after: float = 4.0,
     layer: TransactionLayer | None = None,
+    record_route: bool = True,
+    aliases: dict[str, frozenset[str]] | None = None,
+    acr: str = "127.0.0.1:5080",
 ) -> AsyncIterator[Proxy]:
     port = free_port()
     settings = Settings(
         node={"name": "proxy-test", "drain_timeout": 0.1},
         sip={"host": HOST, "port": port, "server_header": "sipline-test"},
-        proxy={"domains": ["example.com"], "trusted": list(trusted), "b2bua": list(b2bua)},
-    )
+        proxy={
+            "domains": ["example.com"], "trusted": list(trusted), "b2bua": list(b2bua),
+            "record_route": record_route,
+        },
+        acr={"primary": acr},
+    )  # fmt: skip
     location = Location()
     directory = SubscriberDirectory(
-        subscribers=[subscriber(aor, id_=i) for i, aor in enumerate(subscribers)]
+        subscribers=[
+            replace(subscriber(aor, id_=i), aliases=(aliases or {}).get(aor, frozenset()))
+            for i, aor in enumerate(subscribers)
+        ]
     )
     authenticator = Authenticator(settings.auth, directory, ServedDomains(["example.com"], [HOST]))
     router = Router(
@@ -86,10 +103,16 @@ async def proxy_running(
 
 
 async def place_call(
-    phone: UdpPhone | TcpPhone, uri: str = "sip:bob@example.com", contact: str | None = None
+    phone: UdpPhone | TcpPhone,
+    uri: str = "sip:bob@example.com",
+    contact: str | None = None,
+    *,
+    user: str = "alice",
+    extra: tuple[tuple[str, str], ...] = (),
+    auth_user: str = "alice",
 ) -> Request:
     """Alice's INVITE as a phone sends it: challenged 407 first, then with her credentials."""
-    first = phone.new_request("INVITE", uri, contact=contact)
+    first = phone.new_request("INVITE", uri, contact=contact, user=user, extra=extra)
     phone.send(first)
     challenge = await phone.response(407)
     phone.ack_failure(first, challenge)
@@ -97,7 +120,7 @@ async def place_call(
     assert isinstance(second, Request)
     second.headers.set("Via", phone.via())
     second.headers.set("CSeq", "2 INVITE")
-    credentials = authorization(challenge, second, "alice", proxy=True)
+    credentials = authorization(challenge, second, auth_user, proxy=True)
     second.headers.add("Proxy-Authorization", credentials)
     phone.send(second)
     return second
@@ -254,10 +277,7 @@ async def test_a_trusted_peer_is_not_challenged() -> None:
     peer_port = free_port()
     async with proxy_running(trusted=(f"{HOST}:{peer_port}",)) as proxy:
         bob = await proxy.registered("bob")
-        loop = asyncio.get_running_loop()
-        _, acr = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
-        )
+        acr = await proxy.peer(peer_port)
         acr.send(acr.new_request("INVITE", "sip:bob@example.com"))  # no credentials
         forwarded = await bob.request("INVITE")
         assert forwarded.headers.get("from", "").startswith("<sip:alice@example.com>")
@@ -364,10 +384,7 @@ async def test_when_every_branch_fails_the_best_answer_goes_upstream() -> None:
 async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers_identity() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
         forwarded = await b2bua.request("INVITE")
@@ -382,15 +399,7 @@ async def test_a_number_that_is_no_subscriber_goes_to_the_b2bua_with_the_callers
 async def test_the_next_b2bua_is_tried_when_the_first_answers_503() -> None:
     ports = free_port(), free_port()
     async with proxy_running(b2bua=tuple(f"{HOST}:{p}" for p in ports)) as proxy:
-        loop = asyncio.get_running_loop()
-        b2buas = [
-            (
-                await loop.create_datagram_endpoint(
-                    lambda: UdpPhone(proxy.port), local_addr=(HOST, p)
-                )
-            )[1]
-            for p in ports
-        ]
+        b2buas = [await proxy.peer(p) for p in ports]
         alice = await proxy.phone()
         await place_call(alice, "tel:+15551234567")
         first = await b2buas[0].request("INVITE")
@@ -409,10 +418,7 @@ async def test_the_next_b2bua_is_tried_when_the_first_stays_silent() -> None:
     async with proxy_running(
         b2bua=tuple(f"{HOST}:{p}" for p in ports), failover_after=0.3
     ) as proxy:
-        loop = asyncio.get_running_loop()
-        _, second = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, ports[1])
-        )
+        second = await proxy.peer(ports[1])
         alice = await proxy.phone()
         await place_call(alice, "sip:+15551234567@example.com")
         started = time.monotonic()
@@ -482,13 +488,10 @@ async def test_cancel_for_nothing_gets_481() -> None:
 
 # -- what must not happen ----------------------------------------------------------------------
 @on_uvloop
-async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> None:
+async def test_a_made_up_to_tag_and_a_route_naming_us_do_not_take_a_call_off_net() -> None:
     b2bua_port = free_port()
     async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
-        loop = asyncio.get_running_loop()
-        _, b2bua = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, b2bua_port)
-        )
+        b2bua = await proxy.peer(b2bua_port)
         fraud = await proxy.phone()
         # A Route naming us and a To tag: it looks like a request in a dialog of ours.
         fraud.send(
@@ -499,8 +502,8 @@ async def test_a_made_up_to_tag_does_not_take_a_call_off_net_unchallenged() -> N
                 extra=(("Route", f"<sip:{HOST}:{proxy.port};lr>"),),
             )
         )
-        refused = await fraud.response(404)
-        assert "no subscriber" in refused.reason
+        refused = await fraud.response(403)  # our Record-Routes are signed: this is none
+        assert refused.reason == "Forbidden: a Route names us without our signature"
         await b2bua.silence()
         b2bua.close()
 
@@ -511,54 +514,54 @@ async def test_a_trusted_peer_calling_a_number_that_is_no_subscriber_gets_404() 
     async with proxy_running(
         trusted=(f"{HOST}:{peer_port}",), b2bua=(f"{HOST}:{b2bua_port}",)
     ) as proxy:
-        loop = asyncio.get_running_loop()
-        _, acr = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, peer_port)
-        )
+        acr = await proxy.peer(peer_port)
         acr.send(acr.new_request("INVITE", "sip:+15551234567@example.com"))
         await acr.response(404)  # not back to the B2BUA, which would send it here again
         acr.close()
 
 
 @on_uvloop
-async def test_a_preloaded_route_is_followed_and_kept() -> None:
+async def test_a_strangers_preloaded_route_is_refused_before_any_challenge() -> None:
     hop_port = free_port()
     async with proxy_running() as proxy:
-        loop = asyncio.get_running_loop()
-        _, hop = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, hop_port)
-        )
+        hop = await proxy.peer(hop_port)
         alice = await proxy.phone()
-        route = f"<sip:{HOST}:{hop_port};lr>"
         first = alice.new_request("MESSAGE", "sip:dave@example.net")
-        first.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")
-        first.headers.add("Route", route)
+        first.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")  # us: fine
+        first.headers.add("Route", f"<sip:{HOST}:{hop_port};lr>")  # beyond us: not his to say
         alice.send(first)
-        challenge = await alice.response(407)
-        second = parse_message(bytes(first))
-        assert isinstance(second, Request)
-        second.headers.set("Via", alice.via())
-        second.headers.set("CSeq", "2 MESSAGE")
-        second.headers.add(
-            "Proxy-Authorization", authorization(challenge, second, "alice", proxy=True)
-        )
-        alice.send(second)
+        refused = await alice.response(403)
+        assert refused.reason == "Preload Route denied"
+        await hop.silence()
+        assert proxy.router.counts["preloaded_routes"] == 1
+        hop.close()
+
+
+@on_uvloop
+async def test_a_trusted_peers_preloaded_route_is_followed_and_kept() -> None:
+    hop_port, peer_port = free_port(), free_port()
+    async with proxy_running(trusted=(f"{HOST}:{peer_port}",)) as proxy:
+        hop = await proxy.peer(hop_port)
+        peer = await proxy.peer(peer_port)
+        route = f"<sip:{HOST}:{hop_port};lr>"
+        request = peer.new_request("MESSAGE", "sip:dave@example.net")
+        request.headers.add("Route", f"<sip:{HOST}:{proxy.port};lr>")
+        request.headers.add("Route", route)
+        peer.send(request)
         forwarded = await hop.request("MESSAGE")
         assert forwarded.uri == "sip:dave@example.net"
         assert forwarded.headers.values("route") == [route]
         hop.answer(forwarded, 200)
-        await alice.response(200)
+        await peer.response(200)
         hop.close()
+        peer.close()
 
 
 @on_uvloop
 async def test_a_binding_with_a_path_is_reached_through_the_path() -> None:
     edge_port = free_port()
     async with proxy_running() as proxy:
-        loop = asyncio.get_running_loop()
-        _, edge = await loop.create_datagram_endpoint(
-            lambda: UdpPhone(proxy.port), local_addr=(HOST, edge_port)
-        )
+        edge = await proxy.peer(edge_port)
         # As the registrar stores a REGISTER that came through an edge proxy (RFC 3327).
         path = f"<sip:{HOST}:{edge_port};lr>"
         proxy.location.apply(
@@ -582,13 +585,25 @@ async def test_a_binding_with_a_path_is_reached_through_the_path() -> None:
 
 # -- which requests are challenged ----------------------------------------------------------------
 @on_uvloop
-async def test_an_options_to_a_subscriber_is_not_challenged() -> None:
+async def test_an_options_to_a_subscriber_is_challenged_and_then_reaches_them() -> None:
     async with proxy_running() as proxy:
         bob = await proxy.registered("bob")
         prober = await proxy.phone()
-        prober.send(prober.new_request("OPTIONS", f"sip:bob@{HOST}:{proxy.port}"))
+        first = prober.new_request("OPTIONS", f"sip:bob@{HOST}:{proxy.port}")
+        prober.send(first)
+        challenge = await prober.response(407)  # before anything is looked up
+        await bob.silence()
+        second = parse_message(bytes(first))
+        assert isinstance(second, Request)
+        second.headers.set("Via", prober.via())
+        second.headers.set("CSeq", "2 OPTIONS")
+        second.headers.add(
+            "Proxy-Authorization", authorization(challenge, second, "alice", proxy=True)
+        )
+        prober.send(second)
         options = await bob.request("OPTIONS")
         assert options.uri == f"sip:bob@{HOST}:{bob.port}"
+        assert options.headers.get("p-asserted-identity") == "<sip:alice@example.com>"
         bob.answer(options, 200)
         await prober.response(200)
 
@@ -619,3 +634,145 @@ async def test_a_100_from_the_callee_stays_here_and_lets_a_cancel_through() -> N
         bob.answer(forwarded, 487)
         await bob.request("ACK")
         await alice.response(487)
+
+
+# -- identity and trust (issue 10) ---------------------------------------------------------------
+@on_uvloop
+async def test_an_on_net_call_asserts_the_callers_identity_and_drops_what_a_phone_may_not_say(
+) -> None:  # fmt: skip
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        await place_call(alice, extra=(
+            ("P-Asserted-Identity", "<sip:carol@example.com>"),
+            ("X-Sipline-Account", "SOMEONE-ELSES"),
+            ("x-sipline-media-call", "theirs"),
+            ("Path", f"<sip:{HOST}:5080;lr>"),
+        ))  # fmt: skip
+        forwarded = await bob.request("INVITE")
+        assert forwarded.headers.get_all("p-asserted-identity") == ["<sip:alice@example.com>"]
+        for name in ("x-sipline-account", "x-sipline-media-call", "path"):
+            assert name not in forwarded.headers
+
+
+@on_uvloop
+async def test_a_from_that_is_not_the_authenticated_subscriber_is_refused_403() -> None:
+    async with proxy_running() as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        await place_call(alice, user="carol", auth_user="alice")  # alice's password, carol's name
+        refused = await alice.response(403)
+        assert refused.reason == "Forbidden: the From is not alice@example.com's"
+        await bob.silence()
+        assert proxy.router.counts["impersonations"] == 1
+
+
+@on_uvloop
+async def test_a_subscriber_may_use_an_alias_it_is_provisioned_with_in_its_from() -> None:
+    aliases = {"alice@example.com": frozenset({"15550100"})}
+    async with proxy_running(aliases=aliases) as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        await place_call(alice, user="15550100", auth_user="alice")
+        forwarded = await bob.request("INVITE")
+        assert forwarded.from_.uri.user == "15550100"  # type: ignore[union-attr]
+        assert forwarded.headers.get("p-asserted-identity") == "<sip:alice@example.com>"
+
+
+@on_uvloop
+async def test_a_contact_leading_to_an_internal_node_is_refused() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        # bob's in-dialog requests would go to the B2BUA, past the B2BUA's own checks.
+        await place_call(alice, contact=f"<sip:alice@{HOST}:{b2bua_port}>")
+        refused = await alice.response(403)
+        assert refused.reason == "Forbidden: the Contact leads to one of our internal nodes"
+        await bob.silence()
+
+
+@on_uvloop
+async def test_in_a_dialog_a_route_beyond_ours_may_not_lead_to_an_internal_node() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        b2bua = await proxy.peer(b2bua_port)
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = await place_call(alice)
+        forwarded = await bob.request("INVITE")
+        response = bob.answer(forwarded, 200, tag="b1")
+        alice.ack(Dialog.uac(call, await alice.response(200)), call)
+        await bob.request("ACK")
+        callee = Dialog.uas(forwarded, response)
+        callee.route_set.append(f"<sip:{HOST}:{b2bua_port};lr>")  # bob's own addition
+        bob.in_dialog(callee, "INVITE")
+        refused = await bob.response(403)
+        assert refused.reason == "Forbidden: the next hop is one of our internal nodes"
+        await b2bua.silence()
+        b2bua.close()
+
+
+@on_uvloop
+async def test_an_off_net_calls_bye_reaches_the_b2bua_the_signed_route_names() -> None:
+    b2bua_port = free_port()
+    async with proxy_running(b2bua=(f"{HOST}:{b2bua_port}",)) as proxy:
+        b2bua = await proxy.peer(b2bua_port)
+        alice = await proxy.phone()
+        call = await place_call(alice, "sip:+15551234567@example.com")
+        forwarded = await b2bua.request("INVITE")
+        [record_route] = forwarded.headers.values("record-route")
+        assert f";ih={HOST}~{b2bua_port};" in record_route
+        b2bua.answer(forwarded, 200, tag="b1", contact=f"<sip:b2bua@{HOST}:{b2bua_port}>")
+        dialog = Dialog.uac(call, await alice.response(200))
+        alice.ack(dialog, call)
+        await b2bua.request("ACK")
+        alice.in_dialog(dialog, "BYE")
+        bye = await b2bua.request("BYE")
+        b2bua.answer(bye, 200)
+        await alice.response(200)
+        b2bua.close()
+
+
+@on_uvloop
+async def test_an_inbound_calls_bye_from_the_phone_reaches_the_acr_it_came_through() -> None:
+    # carrier -> ACR -> us -> bob: bob's requests go back to the ACR, an internal node
+    # the dialog runs through, which our signed Record-Route names (ih).
+    acr_port = free_port()
+    async with proxy_running(trusted=(f"{HOST}:{acr_port}",), acr=f"{HOST}:{acr_port}") as proxy:
+        acr = await proxy.peer(acr_port)
+        bob = await proxy.registered("bob")
+        invite = acr.new_request("INVITE", "sip:bob@example.com", user="15551234567")
+        acr.send(invite)
+        forwarded = await bob.request("INVITE")
+        assert f";ih={HOST}~{acr_port};" in forwarded.headers.values("record-route")[0]
+        response = bob.answer(forwarded, 200, tag="b1")
+        ok = await acr.response(200)
+        caller = Dialog.uac(invite, ok)
+        acr.ack(caller, invite)
+        await bob.request("ACK")
+        bob.in_dialog(Dialog.uas(forwarded, response), "BYE")
+        bye = await acr.request("BYE")
+        acr.answer(bye, 200)
+        await bob.response(200)
+        acr.close()
+
+
+@on_uvloop
+async def test_without_record_routing_an_ack_is_forwarded_only_for_an_invite_of_ours() -> None:
+    async with proxy_running(record_route=False) as proxy:
+        bob = await proxy.registered("bob")
+        alice = await proxy.phone()
+        call = await place_call(alice)
+        forwarded = await bob.request("INVITE")
+        assert "record-route" not in forwarded.headers
+        bob.answer(forwarded, 200, tag="b1", contact=bob.contact("bob"))
+        dialog = Dialog.uac(call, await alice.response(200))
+        dialog.route_set = [f"<sip:{HOST}:{proxy.port};lr>"]  # us as her outbound proxy
+        alice.ack(dialog, call)
+        await bob.request("ACK")
+        stranger = await proxy.phone()
+        ack, _ = dialog.create_ack(7, via=stranger.via())  # no INVITE of ours has CSeq 7
+        stranger.send(ack)
+        await bob.silence()
+        assert proxy.router.counts["acks_dropped"] == 1

@@ -40,8 +40,17 @@ class Recorder:
     def respond(self, txn: object, response: Response) -> None:
         self.calls.append(("respond", response))
 
+    def respond_stateless(self, txn: object, response: Response) -> None:
+        self.calls.append(("respond statelessly", response))
+
     def on_register(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("registrar", request.method))
+
+    def refuse_register(self, node: object, request: Request, txn: object, source: Address) -> bool:
+        return "internal" in request.headers.get("contact", "")  # type: ignore[operator]
+
+    def trusts(self, source: Address) -> bool:
+        return False
 
     def on_request(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("router", request.method))
@@ -83,6 +92,15 @@ def test_register_for_our_domain_or_address_goes_to_the_registrar(
     assert dispatch(handler, recorder, request("REGISTER", uri)) == ("registrar", "REGISTER")
 
 
+def test_a_register_the_router_refuses_never_reaches_the_registrar(
+    handler: ProxyHandler, recorder: Recorder
+) -> None:
+    handler.on_request(
+        recorder, request("REGISTER", "sip:example.com", "Contact: <sip:internal@h>"), "txn", SOURCE  # type: ignore[arg-type]
+    )
+    assert recorder.calls == []
+
+
 @pytest.mark.parametrize("uri", ["sip:other.org", "sip:127.0.0.1:5070", "tel:+15551234"])
 def test_register_for_another_domain_is_routed(
     handler: ProxyHandler, recorder: Recorder, uri: str
@@ -95,7 +113,7 @@ def test_options_to_the_proxy_itself_is_answered_with_capabilities(
     handler: ProxyHandler, recorder: Recorder, uri: str
 ) -> None:
     where, response = dispatch(handler, recorder, request("OPTIONS", uri))
-    assert where == "respond"
+    assert where == "respond statelessly"  # anyone's keepalive leaves nothing behind
     assert response.status == 200
     assert response.to.tag
     assert "INVITE" in response.headers.get("Allow")
@@ -109,7 +127,7 @@ def test_options_with_a_route_through_us_is_still_for_us(
     handler: ProxyHandler, recorder: Recorder
 ) -> None:
     message = request("OPTIONS", "sip:example.com", "Route: <sip:127.0.0.1:5060;lr>")
-    assert dispatch(handler, recorder, message)[0] == "respond"
+    assert dispatch(handler, recorder, message)[0] == "respond statelessly"
 
 
 @pytest.mark.parametrize(

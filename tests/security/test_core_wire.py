@@ -32,6 +32,7 @@ from bench.proxystack import (
     wait_until_answering,
 )
 from sipline.sip.message import Response, parse_message
+from tests.proxy.phone import authorization
 
 pytestmark = pytest.mark.e2e
 
@@ -262,22 +263,48 @@ def test_an_options_to_the_proxy_with_a_bad_from_is_refused_before_it_is_answere
 
 
 def test_over_the_per_source_limit_a_source_gets_503_and_others_do_not(start_proxy) -> None:
+    # What a stranger sends is answered statelessly; what an authenticated subscriber
+    # sends keeps a transaction (a REGISTER's lingers 32 s after its 200): alice's
+    # registrations from one source fill its share of the table.
     proxy = start_proxy(SIPLINE_SIP__MAX_TRANSACTIONS_PER_SOURCE="3")
     flood, other = Udp("127.0.0.2"), Udp("127.0.0.3")
     try:
         refused = proxy.metric("sipline_sip_refused_total", reason="source_transaction_limit")
-        uri = f"sip:{HOST}:{proxy.port}"  # answered 200 by the proxy itself, each lingering 32 s
-        for i in range(5):
-            flood.send(proxy, request("OPTIONS", flood, uri=uri, cseq=i + 1))
-        statuses = [answer(data).status for data in flood.all()]
-        assert sorted(statuses) == [200, 200, 200, 503, 503]
-        other.send(proxy, request("OPTIONS", other, uri=uri))
-        assert answer(other.receive()).status == 200
+        for n in range(3):
+            first = parse_message(register(flood, 2 * n + 1))
+            flood.send(proxy, bytes(first))
+            challenge = answer(flood.receive())
+            assert challenge.status == 401
+            credentials = authorization(challenge, first, "alice", "alice-Secret1")
+            flood.send(proxy, register(flood, 2 * n + 2, credentials))
+            assert answer(flood.receive()).status == 200
+        for n in range(7, 9):
+            flood.send(proxy, register(flood, n))
+        assert [answer(data).status for data in flood.all()] == [503, 503]
+        other.send(proxy, register(other, 1))
+        assert answer(other.receive()).status == 401
         assert proxy.metric("sipline_sip_refused_total", reason="source_transaction_limit") == refused + 2
         assert "event=refused reason=source_transaction_limit" in proxy.log_text()
     finally:
         flood.close()
         other.close()
+
+
+def register(sender: Udp, cseq: int, credentials: str | None = None) -> bytes:
+    """alice's REGISTER from ``sender`` (a binding of its own per CSeq)."""
+    auth = f"Authorization: {credentials}\r\n" if credentials else ""
+    return (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {sender.host}:{sender.port};branch=z9hG4bKreg{cseq}x{sender.port};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:alice@example.com>;tag=r{sender.port}\r\n"
+        "To: <sip:alice@example.com>\r\n"
+        f"Call-ID: cap-{sender.port}\r\n"
+        f"CSeq: {cseq} REGISTER\r\n"
+        f"Contact: <sip:alice@{sender.host}:{sender.port}>\r\n"
+        f"{auth}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
 
 
 # -- responses only from where the request went -----------------------------------------------------------

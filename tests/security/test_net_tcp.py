@@ -94,7 +94,7 @@ def test_a_message_dripped_a_byte_at_a_time_is_cut_off_at_the_read_timeout(tmp_p
             if closed_by_peer(dripper, 0.05):
                 closed_after = time.monotonic() - started
                 break
-        assert closed_after is not None and 1.5 <= closed_after < 3.0, closed_after
+        assert closed_after is not None and 1.5 <= closed_after < 4.0, closed_after
         assert proxy.metric("sipline_tcp_closed_total", reason="read_timeout") == 1
         assert proxy.cpu_seconds() - cpu < 0.5 * closed_after  # it cost the proxy little
         dripper.close()

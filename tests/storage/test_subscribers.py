@@ -112,10 +112,25 @@ async def test_a_non_ascii_username_round_trips(subscribers: Subscribers) -> Non
 
 
 def test_a_subscriber_from_a_row() -> None:
-    row = (7, "alice", "example.com", "a" * 32, "b" * 64, None, 1700000000)
+    row = (7, "alice", "example.com", "a" * 32, "b" * 64, None, 1700000000, "1555 a@b.org")
     assert Subscriber.from_row(row) == Subscriber(
-        7, "alice", "example.com", "a" * 32, "b" * 64, None, 1700000000.0
-    )
+        7, "alice", "example.com", "a" * 32, "b" * 64, None, 1700000000.0,
+        frozenset({"1555", "a@b.org"}),
+    )  # fmt: skip
+
+
+async def test_aliases_are_replaced_as_a_whole_and_validated(subscribers: Subscribers) -> None:
+    added = await subscribers.add("alice@example.com", PASSWORD)
+    assert added.aliases == frozenset()
+    changed = await subscribers.set_aliases("alice@example.com", ["15550100", "asmith@b.org"])
+    assert changed.aliases == frozenset({"15550100", "asmith@b.org"})
+    assert await subscribers.get("alice", "example.com") == changed
+    assert (await subscribers.set_aliases("alice@example.com", [])).aliases == frozenset()
+    for bad in ("a b", "x@Upper.org", "", "@b.org"):
+        with pytest.raises(InvalidValue):
+            await subscribers.set_aliases("alice@example.com", [bad])
+    with pytest.raises(UnknownSubscriber):
+        await subscribers.set_aliases("nobody@example.com", ["1"])
 
 
 @pytest.mark.parametrize(

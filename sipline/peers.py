@@ -1,0 +1,103 @@
+"""Trusted peers: the addresses a role believes without authentication
+(DESIGN.md "Trust model"): the proxy's ACR nodes and B2BUA, the B2BUA's
+proxies, the ACR's B2BUAs.
+
+An entry is an IP address (any port) or IP:PORT, either followed by
+``;transport=tcp`` (or ``udp``) to trust it on that transport only:
+``10.0.0.5``, ``10.0.0.5:5070``, ``10.0.0.5:5070;transport=tcp``,
+``2001:db8::5``, ``[2001:db8::5]:5070``. A source address proves something
+only where it cannot be spoofed: a private interface, or TCP (a connection
+needs the peer to answer the handshake; UDP's source is whatever the
+sender wrote).
+
+``TrustedPeers.trusts`` sits on every message's path (the node's flood
+limits exempt trusted peers): one dict lookup for a stranger's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from sipline.sip.address import Address
+
+TRANSPORTS = ("udp", "tcp")
+
+
+class Peer(NamedTuple):
+    host: str  # the IP address, compressed (IPv6 without brackets)
+    port: int | None  # None: any port
+    transport: str | None  # "UDP" / "TCP"; None: either
+
+
+def parse_peer(text: str) -> Peer:
+    """A trusted-peer entry (see the module's doc); ValueError saying what is expected."""
+    where, _, params = text.strip().partition(";")
+    transport = None
+    if params:
+        name, _, value = params.partition("=")
+        if name.strip().lower() != "transport" or value.strip().lower() not in TRANSPORTS:
+            raise ValueError(_EXPECTED)
+        transport = value.strip().upper()
+    host, port = where, None
+    if where.startswith("["):  # [v6]:port
+        host, close, rest = where[1:].partition("]")
+        if not close or not rest.startswith(":"):
+            raise ValueError(_EXPECTED)
+        port = _port(rest[1:])
+    elif where.count(":") == 1:  # v4:port (a v6 address has several colons)
+        host, _, rest = where.partition(":")
+        port = _port(rest)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(_EXPECTED) from None
+    return Peer(address.compressed, port, transport)
+
+
+_EXPECTED = (
+    "expected an IP address, IP:PORT or [IPv6]:PORT, optionally with ;transport=tcp or"
+    " ;transport=udp, such as 10.0.0.5:5070;transport=tcp"
+)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(_EXPECTED)
+    return int(text)
+
+
+class TrustedPeers:
+    """A set of trusted-peer entries, asked about each message's source."""
+
+    __slots__ = ("_by_host",)
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        by_host: dict[str, list[tuple[int | None, str | None]]] = {}
+        for entry in entries:
+            peer = parse_peer(entry)
+            by_host.setdefault(peer.host, []).append((peer.port, peer.transport))
+        self._by_host = {host: tuple(rules) for host, rules in by_host.items()}
+
+    def trusts(self, source: Address) -> bool:
+        rules = self._by_host.get(source.host)
+        if rules is None:
+            return False
+        for port, transport in rules:
+            if (port is None or port == source.port) and (
+                transport is None or transport == source.transport
+            ):
+                return True
+        return False
+
+    __call__ = trusts
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """Every trusted IP address, whatever port or transport it is trusted on."""
+        return frozenset(self._by_host)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_host)
