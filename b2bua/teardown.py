@@ -58,7 +58,7 @@ def fail(
         # The far side answered while the relay rewrote its answer: ACK and BYE it.
         send_ack(node, call.b, call.cseq, None)
         bye(node, call.b)
-    forget(calls, call)
+    forget(calls, node, call)
 
 
 def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> None:
@@ -91,7 +91,7 @@ def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> N
         if leg.dialog is not None and leg.dialog.state != "terminated":
             bye(node, leg)
     event(log, "call_ended", logging.DEBUG, call_id=call.call_id, why=why)
-    forget(calls, call)
+    forget(calls, node, call)
 
 
 def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
@@ -120,9 +120,14 @@ def bye(node: Node, leg: Leg) -> None:
     node.send_request(request, dest)  # its answer needs nothing of the call
 
 
-def forget(calls: Calls, call: Call) -> None:
-    """The call is over: out of the table and the timers, its media and licence let go."""
+def forget(calls: Calls, node: Node, call: Call) -> None:
+    """The call is over: out of the table and the timers, its media and licence let
+    go, and no 2xx of it offered again to a peer that has not ACKed it."""
     call.phase = Phase.ENDED
+    if call.server is not None:
+        node.layer.stop_2xx(call.server)
+    if call.reinvite is not None:
+        node.layer.stop_2xx(call.reinvite.server)
     legs = calls.legs
     for leg in (call.a, call.b):
         if legs.get(leg.call_id) is leg:

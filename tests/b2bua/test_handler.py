@@ -121,7 +121,7 @@ def test_the_caller_s_ack_goes_to_the_far_side_s_contact_in_the_b_dialog() -> No
     assert ack.call_id == b.call_id and ack.to.tag == "far" and ack.cseq.number == 1
 
 
-def test_a_2xx_sent_again_by_the_far_side_is_sent_again_to_the_caller_until_its_ack() -> None:
+def test_our_2xx_goes_to_the_caller_again_t1_doubling_until_its_ack() -> None:
     _, node = b2bua()
     a = invite()
     node.receive(a, PROXY)
@@ -129,12 +129,49 @@ def test_a_2xx_sent_again_by_the_far_side_is_sent_again_to_the_caller_until_its_
     ok = answer(b, 200, body=SDP)
     node.receive(ok, far)
     ((a_ok, _),) = node.take()
-    node.receive(ok, far)  # retransmitted: the caller's ACK has not come
-    assert [m.status for m, _ in node.take()] == [200]
+    resent = []
+    for step in (0.5, 1.0, 2.0):  # RFC 3261 §13.3.1.4: T1, 2*T1, 4*T1 after the first
+        node.advance(step)
+        resent += [(m.serialise(), dest) for m, dest in node.take()]
+    assert resent == [(a_ok.serialise(), PROXY)] * 3
+    node.receive(ok, far)  # the far side's own retransmission: not sent on as well
+    assert node.take() == []
     node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
-    node.take()
+    assert [m.method for m, _ in node.take()] == ["ACK"]
+    node.advance(8.0)
+    assert node.take() == []  # the ACK stopped them
     node.receive(ok, far)  # again: our ACK was lost
     assert [m.method for m, _ in node.take()] == ["ACK"]
+
+
+def test_our_2xx_goes_to_a_caller_over_tcp_again_too() -> None:
+    _, node = b2bua()
+    a = invite()
+    caller = Address("TCP", "127.0.0.1", 5060, connection=4)
+    a.headers.set("Via", a.headers.values("via")[0].replace("UDP", "TCP"))
+    node.receive(a, caller)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    ((a_ok, dest),) = node.take()
+    assert dest == caller
+    node.advance(0.5)
+    assert [(m.status, d) for m, d in node.take()] == [(200, caller)]
+
+
+def test_a_caller_that_never_acks_our_2xx_has_the_call_ended_after_64_t1() -> None:
+    handler, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    node.take()
+    node.advance(31.0)
+    assert not of(node.take(), "BYE") and len(handler) == 1
+    node.advance(1.1)
+    sent = node.take()
+    assert [dest for _, dest in of(sent, "BYE")] == [PROXY, far]
+    assert [m.method for m, _ in sent if isinstance(m, Request)] == ["ACK", "BYE", "BYE"]
+    assert len(handler) == 0
 
 
 # -- ending calls ------------------------------------------------------------------------------
@@ -197,10 +234,14 @@ def test_a_reinvite_from_the_caller_crosses_and_its_ack_follows() -> None:
     node.receive(answer(reinvite, 200, body=SDP), up.far)
     ((ok, _),) = node.take()
     assert ok.status == 200 and ok.call_id == up.a.call_id and ok.cseq.number == 11
+    node.advance(0.5)
+    assert [(m.status, m.cseq.number) for m, _ in node.take()] == [(200, 11)]  # until its ACK
     ack = from_caller(up, "ACK", 11)
     node.receive(ack, PROXY)
     ((b_ack, _),) = node.take()
     assert b_ack.method == "ACK" and b_ack.cseq.number == 2 and b_ack.call_id == up.b.call_id
+    node.advance(4.0)
+    assert node.take() == []
 
 
 def test_a_reinvite_from_the_far_side_reaches_the_caller() -> None:
