@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
 from sipline.sip.message import Request, Response
 
@@ -24,7 +25,7 @@ from .anchoring import through_relay
 from .call import Call, Media, Phase
 from .calls import SUPPORTED, Calls, send_ack
 from .legs import crossing_response
-from .teardown import end
+from .teardown import answered_invite, end, hang_up_stray
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -88,13 +89,21 @@ def retransmitted_2xx(node: Node, call: Call) -> None:
         send_ack(node, call.b, call.cseq, None)
 
 
-def on_stray(calls: Calls, node: Node, response: Response) -> None:
-    """A 2xx whose transaction is gone (RFC 6026): ACK it again if it is a call's."""
+def on_stray(calls: Calls, node: Node, response: Response, source: Address) -> None:
+    """A 2xx whose transaction is gone (RFC 6026 §8.4): ACK it again if it is our
+    B leg's dialog; any other from one of our next hops is a ghost (an INVITE
+    failed over long ago): ACK and BYE it. A stranger's gets nothing."""
     if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
         return
     leg = calls.legs.get(response.call_id)
-    if leg is not None and leg is leg.call.b and leg.call.phase is Phase.CONFIRMED:
-        send_ack(node, leg, response.cseq.number, None)
+    if leg is not None and leg is leg.call.b:
+        dialog = leg.dialog
+        if dialog is not None and dialog.id.remote_tag == response.to.tag:
+            if leg.call.phase is Phase.CONFIRMED:
+                send_ack(node, leg, response.cseq.number, None)
+            return
+    if calls.hops.at(source) is not None:
+        hang_up_stray(calls, node, answered_invite(response), response)
 
 
 def on_ack(calls: Calls, node: Node, request: Request) -> None:

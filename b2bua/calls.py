@@ -41,6 +41,7 @@ COUNTED = {
     "refused": "Calls refused 403 by their account's licence",
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
+    "ghosts": "Answers nobody took (an INVITE given up on, or one not sent on): ACKed and BYEd",
 }
 
 

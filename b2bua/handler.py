@@ -152,7 +152,7 @@ class B2buaHandler(Handler):
         self._node = node
         calls = self.calls
         if txn is None:
-            answering.on_stray(calls, node, response)
+            answering.on_stray(calls, node, response, source)
             return
         context = txn.context
         try:

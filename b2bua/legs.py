@@ -23,6 +23,9 @@ ACCOUNT_HEADER = "X-Sipline-Account"
 # The Call-ID the relay anchored the call under (the A leg's): the ACR reads the
 # relay's per-call quality by it (sipline:relay:call:<call-id>).
 MEDIA_CALL_HEADER = "X-Sipline-Media-Call"
+# Unix time (3 decimals) after which we have given up on the INVITE: the ACR
+# refuses it 408 then, so a node that comes back never routes a call nobody waits for.
+DEADLINE_HEADER = "X-Sipline-Deadline"
 
 # Never copied from the A leg's INVITE to the B leg's: topology, what we set
 # ourselves, credentials for the proxy, and hop-by-hop session timer values.

@@ -119,6 +119,10 @@ class NextHops:
             return Plan(ordered)
         return Plan(list(self.acr))
 
+    def at(self, source: Address) -> Hop | None:
+        """The hop a message came from (they answer from where we send: UDP)."""
+        return self.hops.get(Address("UDP", source.host, source.port))
+
     def probed(self, hop: Hop, answered: bool) -> bool:
         """Count a probe's outcome; True when the hop went up or down."""
         hop.probing = False

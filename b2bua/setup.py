@@ -7,7 +7,10 @@ Call-ID that is no call here yet (482) and a session interval we accept
 with a licence has one) and for the relay to anchor the caller's offer
 (only calls that need it), then walks its plan (``b2bua.nexthop``): the B
 leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
-on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1);
+on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
+and sent no more: the hop may come back); an ACR node's INVITE carries
+``X-Sipline-Deadline``, the wall-clock time we give up on it, after which the
+ACR routes it nowhere;
 a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). Its 1xx
 and 2xx go to the caller through ``b2bua.answering``; a final error ends
 the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
@@ -31,7 +35,7 @@ from .anchoring import through_relay
 from .answering import retransmitted_2xx, to_caller
 from .call import Call, Leg, Media, Phase
 from .calls import SUPPORTED, Calls
-from .legs import ACCOUNT_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
+from .legs import ACCOUNT_HEADER, DEADLINE_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
 from .nexthop import Hop, dialled_number
 from .sessiontimer import (
     SessionTimer,
@@ -41,7 +45,7 @@ from .sessiontimer import (
     negotiate_uas,
     offer_headers,
 )
-from .teardown import delete_media, fail, guarded, hang_up_stray, release
+from .teardown import delete_media, fail, give_up, guarded, hang_up_stray, release
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -197,6 +201,8 @@ def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
             extra.append((ACCOUNT_HEADER, call.account))
         if call.media.anchored:
             extra.append((MEDIA_CALL_HEADER, call.call_id))
+        # When we give up on it (wall clock: the ACR compares): it routes nothing later.
+        extra.append((DEADLINE_HEADER, f"{time.time() + calls.failover_timeout:.3f}"))
     request = b_invite(
         a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
         body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
@@ -222,7 +228,7 @@ def on_response(
     status = response.status
     if txn is not call.client or call.phase is Phase.ENDED:
         if 200 <= status < 300 and not _ours_already(call, response):
-            hang_up_stray(node, txn.request, response)
+            hang_up_stray(calls, node, txn.request, response)
         return
     calls.failover.disarm(call)
     if status == 100:
@@ -253,7 +259,7 @@ def _accepted(
         if dialog is not None and dialog.id.remote_tag == response.to.tag:
             retransmitted_2xx(node, call)
         else:
-            hang_up_stray(node, txn.request, response)  # another fork's
+            hang_up_stray(calls, node, txn.request, response)  # another fork's
         return
     _b_dialog(call, txn.request, response)
     call.b.timer = from_response(response)
@@ -297,7 +303,7 @@ def failover_due(calls: Calls, node: Node, now: float) -> None:
     """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop."""
     for call in calls.failover.expire(now):
         if call.phase is Phase.CALLING and call.client is not None:
-            node.cancel(call.client)  # goes when (if ever) it answers 1xx (§9.1)
+            give_up(node, call.client)  # no retransmission; CANCEL once it answers 1xx (§9.1)
             call.last_failure = None
             event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(call.hop))
             try_next(calls, node, call)
