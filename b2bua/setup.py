@@ -11,7 +11,11 @@ on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
 and sent no more: the hop may come back); an ACR node's INVITE carries
 ``X-Sipline-Deadline``, the wall-clock time we give up on it, after which the
 ACR routes it nowhere;
-a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). Its 1xx
+a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). A hop
+that fails a call (silent for ``silence_timeout`` while the INVITE waits, a
+503, no answer in ``failover_timeout``) is marked down at once
+(``b2bua.probes.failed``): the next calls skip it; the calls already waiting
+for it still wait their failover timeout, as their deadline says. Its 1xx
 and 2xx go to the caller through ``b2bua.answering``; a final error ends
 the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
 487 (§9.2).
@@ -31,6 +35,7 @@ from sipline.sip.ids import new_call_id, new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
 
+from . import probes
 from .anchoring import through_relay
 from .answering import retransmitted_2xx, to_caller
 from .call import Call, Leg, Media, Phase
@@ -213,7 +218,9 @@ def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
     txn = node.send_request(request, hop.address)
     txn.context = call
     call.client = txn
-    calls.failover.arm(call, calls.clock(), calls.failover_timeout)
+    call.sent = now = calls.clock()
+    calls.failover.arm(call, now, calls.failover_timeout)
+    calls.silence.arm(call, now)
 
 
 def _b_interval(calls: Calls, call: Call) -> int:
@@ -231,6 +238,9 @@ def on_response(
             hang_up_stray(calls, node, txn.request, response)
         return
     calls.failover.disarm(call)
+    calls.silence.disarm(call)
+    if call.hop is not None:
+        call.hop.heard = calls.clock()
     if status == 100:
         return
     if status < 200:
@@ -239,6 +249,8 @@ def on_response(
     elif status < 300:
         _accepted(calls, node, call, response, txn)
     elif status in FAILOVER_STATUS:
+        if status == 503 and call.hop is not None:
+            probes.failed(calls, call.hop, "503")  # RFC 3261 §21.5.4: send it no more
         call.last_failure = response
         try_next(calls, node, call)
     elif status == 422 and not call.refreshed_se and (floor := min_se(response)) > 0:
@@ -300,13 +312,25 @@ def on_timeout(calls: Calls, node: Node, call: Call, txn: Transaction) -> None:
 
 
 def failover_due(calls: Calls, node: Node, now: float) -> None:
-    """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop."""
+    """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop;
+    new calls skip that hop from now on."""
     for call in calls.failover.expire(now):
         if call.phase is Phase.CALLING and call.client is not None:
             give_up(node, call.client)  # no retransmission; CANCEL once it answers 1xx (§9.1)
             call.last_failure = None
             event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(call.hop))
+            if call.hop is not None:
+                probes.failed(calls, call.hop, "no answer to an INVITE")
             try_next(calls, node, call)
+
+
+def silence_due(calls: Calls, now: float) -> None:
+    """Calls whose hop has said nothing at all, to them or to anything else of ours,
+    for ``silence_timeout``: new calls skip that hop, these still wait for it."""
+    for call in calls.silence.expire(now):
+        hop = call.hop
+        if call.phase is Phase.CALLING and hop is not None and hop.heard < call.sent:
+            probes.failed(calls, hop, "silent")
 
 
 def on_cancel(calls: Calls, node: Node, request: Request, txn: ServerTransaction) -> None:

@@ -154,6 +154,7 @@ def forget(calls: Calls, node: Node, call: Call) -> None:
             del legs[leg.call_id]
         calls.sessions.disarm(leg)
     calls.failover.disarm(call)
+    calls.silence.disarm(call)
     calls.duration.disarm(call)
     client = call.client
     if client is not None and client.state is State.ACCEPTED:

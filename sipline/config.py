@@ -296,8 +296,14 @@ class B2buaSection(Section):
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
     # response before the call goes to the next one.
     failover_timeout: Seconds = 2.0
-    # OPTIONS probing of the ACR nodes and gateways, with hysteresis.
+    # Seconds a hop may stay silent (nothing at all from it) while an INVITE to it
+    # waits before new calls skip it: it is marked down at once, as on a 503 or on
+    # the failover timeout. Above the 0.2 s after which an ACR node sends 100 Trying.
+    silence_timeout: Annotated[float, Field(ge=0.25)] = 0.4
+    # OPTIONS probing of the ACR nodes and gateways, with hysteresis; a hop that is
+    # down is probed every probe_down_interval, to be back as soon as it answers.
     probe_interval: Seconds = 5.0
+    probe_down_interval: Seconds = 0.5
     probe_failures: Annotated[int, Field(ge=1)] = 3
     probe_successes: Annotated[int, Field(ge=1)] = 2
     routes: list[PatternRoute] = []
