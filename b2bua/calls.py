@@ -4,7 +4,7 @@
 ``answering``, ``indialog``, ``teardown``, ``probes``): the table of legs by
 Call-ID (each call is in it twice, once per leg: a request or response finds
 its leg by its own Call-ID), the deadlines a call may wait on
-(failover, silence of its hop, duration limit, session timers), the counters, the settings the
+(failover, silence of its hop, timer C, duration limit, session timers), the counters, the settings the
 steps read and the optional parts (accounts, licences, the relay). Beside it,
 the few acts every step does the same way: answering a server transaction
 (with our Server header) and ACKing a leg's 2xx (RFC 3261 §13.2.2.4).
@@ -42,6 +42,7 @@ COUNTED = {
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
     "ghosts": "Answers nobody took (an INVITE given up on, or one not sent on): ACKed and BYEd",
+    "timer_c": "Calls ended 408 by timer C: nothing from the far side for timer_c after a 1xx",
     "hops_down": "Next hops marked down: by probes, or at once by a call they failed",
 }
 
@@ -116,6 +117,7 @@ class Calls:
         self.legs: dict[str, Leg] = {}  # Call-ID of either leg -> that leg
         self.failover: Timers[Call] = Timers()
         self.silence: Deadlines[Call] = Deadlines(b2bua.silence_timeout)
+        self.timer_c: Deadlines[Call] = Deadlines(b2bua.timer_c)
         self.duration: Timers[Call] = Timers()
         self.sessions: Timers[Leg] = Timers()
         self.metrics = RoleCounts("b2bua", COUNTED)

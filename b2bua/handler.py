@@ -192,11 +192,12 @@ class B2buaHandler(Handler):
 
     # -- timers -----------------------------------------------------------------------------
     def expire(self, node: Node, now: float) -> None:
-        """Failover, silent hops, duration limit, session timers and probes due at
-        ``now`` (monotonic)."""
+        """Failover, silent hops, timer C, duration limit, session timers and probes
+        due at ``now`` (monotonic)."""
         calls = self.calls
         setup.silence_due(calls, now)
         setup.failover_due(calls, node, now)
+        setup.timer_c_due(calls, node, now)
         for call in calls.duration.expire(now):
             end(calls, node, call, None, "duration limit")
         indialog.sessions_due(calls, node, now)

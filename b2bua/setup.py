@@ -11,7 +11,9 @@ on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
 and sent no more: the hop may come back); an ACR node's INVITE carries
 ``X-Sipline-Deadline``, the wall-clock time we give up on it, after which the
 ACR routes it nowhere;
-a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). A hop
+a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). After a
+provisional, our own timer C (``timer_c``, reset by each) ends a call whose
+far side goes silent: 408 to the caller, CANCEL on the B leg. A hop
 that fails a call (silent for ``silence_timeout`` while the INVITE waits, a
 503, no answer in ``failover_timeout``) is marked down at once
 (``b2bua.probes.failed``): the next calls skip it; the calls already waiting
@@ -239,14 +241,17 @@ def on_response(
         return
     calls.failover.disarm(call)
     calls.silence.disarm(call)
+    now = calls.clock()
     if call.hop is not None:
-        call.hop.heard = calls.clock()
-    if status == 100:
-        return
+        call.hop.heard = now
     if status < 200:
-        _b_dialog(call, txn.request, response)
-        to_caller(calls, node, call, response)
-    elif status < 300:
+        calls.timer_c.arm(call, now)  # (re)started by every provisional
+        if status > 100:
+            _b_dialog(call, txn.request, response)
+            to_caller(calls, node, call, response)
+        return
+    calls.timer_c.disarm(call)
+    if status < 300:
         _accepted(calls, node, call, response, txn)
     elif status in FAILOVER_STATUS:
         if status == 503 and call.hop is not None:
@@ -322,6 +327,17 @@ def failover_due(calls: Calls, node: Node, now: float) -> None:
             if call.hop is not None:
                 probes.failed(calls, call.hop, "no answer to an INVITE")
             try_next(calls, node, call)
+
+
+def timer_c_due(calls: Calls, node: Node, now: float) -> None:
+    """Calls whose far side said nothing for ``timer_c`` since its last provisional
+    (our own timer C, RFC 3261 §16.6 step 11 and §16.8 in spirit): the B leg is
+    CANCELled and the caller gets 408, instead of ringing for ever."""
+    for call in calls.timer_c.expire(now):
+        if call.phase is Phase.CALLING:
+            calls.counts["timer_c"] += 1
+            event(log, "timer_c", call_id=call.call_id, hop=str(call.hop))
+            fail(calls, node, call, 408, "Request Timeout: the far side went silent")
 
 
 def silence_due(calls: Calls, now: float) -> None:

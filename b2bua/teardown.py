@@ -155,6 +155,7 @@ def forget(calls: Calls, node: Node, call: Call) -> None:
         calls.sessions.disarm(leg)
     calls.failover.disarm(call)
     calls.silence.disarm(call)
+    calls.timer_c.disarm(call)
     calls.duration.disarm(call)
     client = call.client
     if client is not None and client.state is State.ACCEPTED:

@@ -307,6 +307,10 @@ class B2buaSection(Section):
     probe_failures: Annotated[int, Field(ge=1)] = 3
     probe_successes: Annotated[int, Field(ge=1)] = 2
     routes: list[PatternRoute] = []
+    # Timer C (RFC 3261 §16.6 step 11): seconds a call that rang may go without a word
+    # from the far side before it is CANCELled and the caller gets 408; longer than
+    # the ACR's own (180 s), which ends a silent carrier's attempt first.
+    timer_c: Seconds = 190.0
     # Seconds after which any call is ended with BYE on both legs.
     max_call_duration: Seconds = 14400.0
     # RFC 4028 session timer asked of both legs (seconds; Min-SE floor 90).

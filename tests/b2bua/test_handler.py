@@ -486,6 +486,39 @@ def test_a_call_reaching_the_duration_limit_is_ended_on_both_legs() -> None:
     assert not handler.calls.legs
 
 
+def test_timer_c_ends_a_call_whose_far_side_goes_silent_after_a_provisional() -> None:
+    handler, node = b2bua(timer_c=10.0)
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 100, tag=None), far)
+    node.advance(5.0)
+    node.receive(answer(b, 180), far)
+    node.take()
+    node.advance(9.9)
+    node.receive(answer(b, 183), far)  # each provisional starts it again
+    node.take()
+    node.advance(9.9)
+    assert node.take() == [] and len(handler) == 1
+    node.advance(0.2)
+    sent = node.take()
+    assert [(getattr(m, "status", None) or m.method, d) for m, d in sent] == [
+        (408, PROXY), ("CANCEL", far),
+    ]  # fmt: skip
+    assert sent[0][0].call_id == a.call_id and sent[1][0].call_id == b.call_id
+    assert len(handler) == 0 and handler.calls.counts["timer_c"] == 1
+    node.receive(answer(b, 487), far)
+    assert [m.method for m, _ in node.take()] == ["ACK"]
+
+
+def test_timer_c_stops_at_the_answer() -> None:
+    handler, node = b2bua(timer_c=10.0)
+    up = call_up(node)
+    node.advance(11.0)
+    assert not of(node.take(), "BYE") and len(handler) == 1
+    assert up.a_ok.status == 200 and handler.calls.counts["timer_c"] == 0
+
+
 def test_the_caller_s_session_timer_is_negotiated_and_a_missed_refresh_ends_the_call() -> None:
     handler, node = b2bua(session_expires=1800, min_se=90)
     timer = [("Supported", "timer"), ("Session-Expires", "120;refresher=uac")]
