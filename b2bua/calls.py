@@ -42,6 +42,7 @@ COUNTED = {
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
     "ghosts": "Answers nobody took (an INVITE given up on, or one not sent on): ACKed and BYEd",
+    "redirects": "3xx followed on the B leg (follow_redirects)",
     "timer_c": "Calls ended 408 by timer C: nothing from the far side for timer_c after a 1xx",
     "hops_down": "Next hops marked down: by probes, or at once by a call they failed",
 }
@@ -108,6 +109,7 @@ class Calls:
         self.hops = NextHops.from_settings(b2bua)
         self.failover_timeout: float = b2bua.failover_timeout
         self.max_duration: float = b2bua.max_call_duration
+        self.follow_redirects: int = b2bua.follow_redirects
         self.session_expires: int = b2bua.session_expires
         self.min_se: int = b2bua.min_se
         self.accounts = accounts

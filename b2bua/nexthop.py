@@ -24,7 +24,7 @@ from sipline.config import split_host_port
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request
-from sipline.sip.uri import SipUri, TelUri
+from sipline.sip.uri import SipUri, TelUri, Uri
 
 if TYPE_CHECKING:
     from sipline.sip.transaction import ClientTransaction
@@ -191,9 +191,13 @@ def udp_address(text: str) -> Address:
 def dialled_number(request: Request) -> str:
     """The number a call is for: the Request-URI's user part (a tel: URI's number)."""
     try:
-        uri = request.request_uri
+        return number_of(request.request_uri)
     except ParseError:
         return ""
+
+
+def number_of(uri: Uri) -> str:
+    """A SIP URI's user part without its parameters, a tel: URI's number, else ""."""
     if isinstance(uri, SipUri):
         user = uri.user or ""
         return user.partition(";")[0]

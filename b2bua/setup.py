@@ -8,19 +8,22 @@ with a licence has one) and for the relay to anchor the caller's offer
 (only calls that need it), then walks its plan (``b2bua.nexthop``): the B
 leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
 on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
-and sent no more: the hop may come back); an ACR node's INVITE carries
-``X-Sipline-Deadline``, the wall-clock time we give up on it, after which the
-ACR routes it nowhere;
-a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). After a
-provisional, our own timer C (``timer_c``, reset by each) ends a call whose
-far side goes silent: 408 to the caller, CANCEL on the B leg. A hop
-that fails a call (silent for ``silence_timeout`` while the INVITE waits, a
-503, no answer in ``failover_timeout``) is marked down at once
+and sent no more: the hop may come back); a 422 is retried once with the
+far side's Min-SE (RFC 4028 §7.3). An ACR node's INVITE carries
+``X-Sipline-Deadline``, the wall-clock time we give up on it, after which
+the ACR routes it nowhere. After a provisional, our own timer C
+(``timer_c``, reset by each) ends a call whose far side goes silent: 408 to
+the caller, CANCEL on the B leg.
+
+A hop that fails a call (silent for ``silence_timeout`` while the INVITE
+waits, a 503, no answer in ``failover_timeout``) is marked down at once
 (``b2bua.probes.failed``): the next calls skip it; the calls already waiting
-for it still wait their failover timeout, as their deadline says. Its 1xx
-and 2xx go to the caller through ``b2bua.answering``; a final error ends
-the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
-487 (§9.2).
+for it still wait their failover timeout, as their deadline says.
+
+The B leg's 1xx and 2xx go to the caller through ``b2bua.answering``; a
+final error ends the call (``b2bua.teardown``), a 3xx reaching the caller
+with its Contacts unless ``follow_redirects`` has it followed on the B leg.
+A CANCEL from the caller fails the call with 487 (§9.2).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 from sipline.logs import event
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
+from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_call_id, new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+from sipline.sip.uri import parse_uri
 
 from . import probes
 from .anchoring import through_relay
@@ -43,7 +48,7 @@ from .answering import retransmitted_2xx, to_caller
 from .call import Call, Leg, Media, Phase
 from .calls import SUPPORTED, Calls
 from .legs import ACCOUNT_HEADER, DEADLINE_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
-from .nexthop import Hop, dialled_number
+from .nexthop import Hop, dialled_number, number_of
 from .sessiontimer import (
     SessionTimer,
     TooSmall,
@@ -213,7 +218,7 @@ def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
     request = b_invite(
         a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
         body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
-        extra=extra, external=external,
+        extra=extra, external=external, uri=call.target,
     )  # fmt: skip
     call.b_invite = request
     call.b.sdp = call.b_sdp
@@ -263,8 +268,36 @@ def on_response(
         call.b.timer = SessionTimer(floor, True)
         assert call.hop is not None
         _send_invite(calls, node, call, call.hop)
-    else:
+    elif status < 400 and call.redirects < calls.follow_redirects and _follow(calls, call, response):
+        try_next(calls, node, call)
+    else:  # a 3xx goes to the caller with its Contacts
         fail(calls, node, call, status, response.reason, response)
+
+
+def _follow(calls: Calls, call: Call, response: Response) -> bool:
+    """Follow a 3xx on the B leg (RFC 3261 §8.1.3.4): its first Contact (by q)
+    that names a number becomes the Request-URI, and the call is routed again
+    as one to that number, through our own next hops (never to the Contact's
+    host: a redirect chooses the number, not where the call goes)."""
+    try:
+        contacts = sorted(
+            (c for c in response.contacts if not c.star), key=lambda c: c.q, reverse=True
+        )
+        for contact in contacts:
+            number = number_of(parse_uri(contact.uri_text))
+            if number and contact.uri_text != call.target:
+                break
+        else:
+            return False
+    except ParseError:
+        return False
+    call.redirects += 1
+    calls.counts["redirects"] += 1
+    call.target = contact.uri_text
+    call.plan = calls.hops.plan(number)
+    call.last_failure = response
+    event(log, "redirect_followed", call_id=call.call_id, number=number)
+    return True
 
 
 def _accepted(

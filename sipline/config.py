@@ -311,6 +311,10 @@ class B2buaSection(Section):
     # from the far side before it is CANCELled and the caller gets 408; longer than
     # the ACR's own (180 s), which ends a silent carrier's attempt first.
     timer_c: Seconds = 190.0
+    # How many 3xx a call follows on the B leg: the first Contact naming a number
+    # becomes the Request-URI, routed again like a new call to it (ACR nodes or a
+    # pattern route, never the Contact's host). 0: the 3xx goes to the caller.
+    follow_redirects: Annotated[int, Field(ge=0, le=10)] = 0
     # Seconds after which any call is ended with BYE on both legs.
     max_call_duration: Seconds = 14400.0
     # RFC 4028 session timer asked of both legs (seconds; Min-SE floor 90).

@@ -455,6 +455,70 @@ def test_a_number_matching_a_pattern_route_goes_to_its_gateways_without_internal
     assert [d.port for _, d in of(node.take(), "INVITE")] == [5091]  # the route's next gateway
 
 
+# -- redirects -------------------------------------------------------------------------------------
+REDIRECT = [("Contact", "<sip:+15559990001@192.0.2.6>;q=0.5, <sip:+15559990000@192.0.2.5>;q=0.9")]
+
+
+def test_a_3xx_reaches_the_caller_with_its_contacts() -> None:
+    handler, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=REDIRECT), far)
+    sent = node.take()
+    ((moved, dest),) = [(m, d) for m, d in sent if d == PROXY]
+    assert moved.status == 302 and moved.call_id == a.call_id
+    assert [c.uri_text for c in moved.contacts] == [
+        "sip:+15559990001@192.0.2.6", "sip:+15559990000@192.0.2.5",
+    ]  # fmt: skip
+    assert [m.method for m, d in sent if d == far] == ["ACK"]  # the layer's, for a non-2xx
+    assert not of(sent, "INVITE") and len(handler) == 0
+
+
+def test_a_3xx_is_followed_on_the_b_leg_to_its_best_contact_s_number_when_configured() -> None:
+    handler, node = b2bua(follow_redirects=1)
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=REDIRECT), far)
+    sent = node.take()
+    assert [m.method for m, d in sent if d == far] == ["ACK"]
+    assert not [m for m, d in sent if d == PROXY]  # the caller sees nothing of it
+    ((again, dest),) = of(sent, "INVITE")
+    assert dest == ACR2  # routed again, like a new call: never to the Contact's host
+    assert again.uri == "sip:+15559990000@192.0.2.5"  # the higher q
+    assert again.call_id == b.call_id and again.cseq.number == b.cseq.number + 1
+    assert again.headers.get("to") == b.headers.get("to")
+    assert "x-sipline-deadline" in again.headers
+    node.receive(answer(again, 302, extra=REDIRECT), dest)  # once only
+    ((moved, _),) = [(m, d) for m, d in node.take() if d == PROXY]
+    assert moved.status == 302 and handler.calls.counts["redirects"] == 1
+
+
+def test_a_redirect_is_routed_by_its_number_to_a_pattern_route_s_gateway() -> None:
+    routes = [{"name": "partner", "pattern": "+4420", "gateways": ["127.0.0.1:5090"]}]
+    _, node = b2bua(follow_redirects=2, routes=routes)
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 301, extra=[("Contact", "<tel:+442071234567>")]), far)
+    ((again, dest),) = of(node.take(), "INVITE")
+    assert dest.port == 5090 and again.uri == "tel:+442071234567"
+    assert "p-asserted-identity" not in again.headers  # outside the network
+    assert "x-sipline-deadline" not in again.headers
+
+
+def test_a_3xx_whose_contacts_name_no_number_goes_to_the_caller() -> None:
+    _, node = b2bua(follow_redirects=1)
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=[("Contact", "<sip:gw.example.com>")]), far)
+    sent = node.take()
+    assert not of(sent, "INVITE")
+    assert [(m.status, m.contacts[0].uri_text) for m, d in sent if d == PROXY] == [
+        (302, "sip:gw.example.com"),
+    ]  # fmt: skip
+
+
 # -- who may call --------------------------------------------------------------------------------------
 def test_an_invite_from_an_untrusted_address_gets_403() -> None:
     _, node = b2bua(trusted=["127.0.0.1:5060"])
