@@ -306,6 +306,84 @@ def test_a_call_longer_than_the_limit_is_ended_on_both_legs(
     far.stop()
 
 
+# -- RFC 3261 on the A and B legs ----------------------------------------------------------------
+def responses(sipp: Sipp, status: int, cseq: str) -> list[str]:
+    """The ``status`` responses for ``cseq`` in its message log that it received,
+    retransmissions included, each as its start line and headers."""
+    found = []
+    for block in sipp.messages.split("message received")[1:]:
+        text = block.split(":", 1)[1].lstrip()
+        head = text.split("\n\n", 1)[0]
+        if text.startswith(f"SIP/2.0 {status} ") and f"CSeq: {cseq}" in head:
+            found.append(head)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("transport", "scenario"),
+    [("u1", "b2bua_uac_late_ack.xml"), ("t1", "b2bua_uac_late_ack_tcp.xml")],
+    ids=["udp", "tcp"],
+)
+def test_our_200_goes_to_the_caller_again_until_its_ack(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str, transport: str, scenario: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, scenario, "-t", transport, "-m", "1", "-d", "2500")
+    finish(near, b2bua, "caller")  # over TCP a 200 after its ACK would have failed the call
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    # RFC 3261 §13.3.1.4: at 0, 0.5 and 1.5 s before the ACK; none after it (3.5 s would be next).
+    assert len(responses(near, 200, "1 INVITE")) == 3
+
+
+def test_a_call_whose_far_side_goes_silent_after_ringing_is_ended_by_timer_c(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], timer_c=1.0)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_ring.xml", acr)  # 180, then nothing
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_timer_c.xml", "-m", "1")
+    finish(near, b2bua, "caller")  # 180, then 408
+    wait_for(lambda: far.received("CANCEL") == 1)
+    far.stop()
+    (timeout,) = responses(near, 408, "1 INVITE")
+    assert "far side went silent" in timeout
+    assert "event=timer_c" in b2bua.log_text()
+
+
+def test_a_302_reaches_the_caller_with_its_contacts(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_redirect.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_redirected.xml", "-m", "1")
+    finish(near, b2bua, "caller")
+    far.stop()
+    (moved,) = set(responses(near, 302, "1 INVITE"))
+    contacts = [line for line in moved.splitlines() if line.lower().startswith("contact:")]
+    assert contacts == [
+        f"Contact: <sip:+15559990000@{HOST}:{acr}>;q=0.9, <sip:+15559990001@{HOST}:{acr}>;q=0.5"
+    ]
+    assert far.received("INVITE") == 1
+
+
+def test_a_302_is_followed_on_the_b_leg_when_configured(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], follow_redirects=1)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_redirect_follow.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "200")
+    finish(near, b2bua, "caller")  # answered: the 302 never reached it
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    assert responses(near, 302, "1 INVITE") == []
+    assert f"INVITE sip:+15559990000@{HOST}:{acr} SIP/2.0" in far.messages  # the higher q
+
+
 # -- next hops -------------------------------------------------------------------------------------
 def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
     start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
