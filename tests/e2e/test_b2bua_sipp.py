@@ -250,6 +250,7 @@ def test_a_call_crosses_as_a_new_call_with_nothing_of_the_caller_s_topology(
     assert "proxy=hidden" not in invite  # the caller's Record-Route
     assert f":{near.name.split('-')[-2]}" not in invite  # the caller's port: Via, Contact
     assert "P-Asserted-Identity: <sip:caller@example.com>" in invite  # toward the ACR: kept
+    assert "X-Sipline-Deadline: " in invite  # when we give up on it (wall clock)
     assert "Session-Expires: 1800" in invite and "timer" in invite
     assert far.received("BYE") == 1
     answered = near.messages.split("SIP/2.0 200 OK", 1)[1].split("\n\n", 1)[0]
@@ -446,9 +447,46 @@ def test_calls_go_on_through_the_secondary_while_the_primary_is_down_and_round_r
     again.stop()
     assert first.received("INVITE") == 3
     assert second.received("INVITE") == 3 + 10 + 3  # every call while the primary was down
-    # Round robin over both again (the primary, back, also sees the INVITEs sent
-    # to it while it was down, retransmitted until timer B; their 200s get ACK and BYE).
-    assert again.received("INVITE") >= 3
+    # Round robin over both again; the INVITEs sent to the primary while it was down
+    # were given up on and are sent no more: it gets no call nobody waits for.
+    assert again.received("INVITE") == 3
+
+
+def test_a_dead_acr_node_is_skipped_after_one_silent_call_and_back_at_once_without_ghosts(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    primary, secondary = free_port(), free_port()
+    # Probes every 30 s: only the calls themselves can tell the primary died.
+    b2bua = start_b2bua([primary, secondary], probe_interval=30.0, probe_down_interval=0.2)
+    first = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    second = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", secondary)
+    calls = ("-r", "10", "-d", "50", "-m")
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "4"), b2bua, "both up")
+    wait_for(lambda: first.received("BYE") == 2)
+    first.stop()
+
+    down = caller(
+        sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-trace_rtt", "-rtt_freq", "1", *calls, "20"
+    )
+    finish(down, b2bua, "primary down")  # no caller sees a failure
+    (rtt,) = down.workdir.glob("b2bua_uac_*_rtt.csv")
+    setup_ms = read_response_times(rtt.read_text())
+    assert len(setup_ms) == 20
+    # The calls sent to it before it had been silent for silence_timeout (0.4 s) wait
+    # the failover timeout: at 10 calls/s, 1 to 3 of them; round robin would send it 10.
+    waited = [ms for ms in setup_ms if ms >= FAILOVER_TIMEOUT * 1000 * 0.8]
+    assert 1 <= len(waited) <= 3, setup_ms
+    assert 'why="no answer to an INVITE"' in b2bua.log_text() or "why=silent" in b2bua.log_text()
+
+    again = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    wait_for(lambda: "event=next_hop_up" in b2bua.log_text(), timeout=5.0)  # probed every 0.2 s
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "6"), b2bua, "primary back")
+    wait_for(lambda: again.received("BYE") == 3)
+    again.stop()
+    second.stop()
+    # The INVITEs it was sent while dead were sent no more once failed over: back,
+    # it gets the round robin's 3 and nothing else to route (0 ghost calls).
+    assert again.received("INVITE") == 3
 
 
 # -- licences ---------------------------------------------------------------------------------------
