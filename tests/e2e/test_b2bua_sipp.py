@@ -406,6 +406,25 @@ def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
     assert "event=next_hop_down" in b2bua.log_text() and "why=503" in b2bua.log_text()
 
 
+def test_a_late_200_from_a_node_given_up_on_is_acked_and_byed_as_a_ghost(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    slow, other = free_port(), free_port()
+    b2bua = start_b2bua([slow, other])
+    late = callee(sipp_bin, sipps, b2bua, "b2bua_uas_late.xml", slow)  # 200 after 1 s
+    taking = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", other)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "1500")
+    wait_for(lambda: late.received("BYE") == 1)  # sent by the B2BUA, not the caller
+    finish(near, b2bua, "caller")  # its call went through the other node
+    wait_for(lambda: taking.received("BYE") == 1)
+    late.stop()
+    taking.stop()
+    bye = late.messages.split("BYE sip:", 1)[1].split("\n\n", 1)[0]
+    assert 'Reason: SIP;cause=200;text="ghost"' in bye
+    assert late.received("ACK") == 1 and late.received("INVITE") == 1
+    assert "event=ghost_hung_up" in b2bua.log_text()
+
+
 def test_a_number_matching_a_pattern_route_goes_to_its_gateway_without_internal_headers(
     start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
 ) -> None:
