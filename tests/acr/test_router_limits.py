@@ -74,9 +74,16 @@ def carriers_tried(acr: Acr) -> list[str]:
 async def settled(*nodes: Acr) -> None:
     """Until no admission is out at any node (each is one Redis round trip; up to
     5 s, for a machine loaded by the rest of the suite)."""
-    for _ in range(1000):
+    quiet = 0  # loop turns in a row with nothing out: a verdict's done callbacks (the
+    # router going on, maybe asking again) run a turn after its batch has ended
+    for _ in range(2000):
         if all(n.live.counters._batcher is None for n in nodes):  # type: ignore[attr-defined]
-            return
+            quiet += 1
+            if quiet == 3:
+                return
+            await asyncio.sleep(0)
+            continue
+        quiet = 0
         await asyncio.sleep(0.005)
     raise AssertionError("admissions still out")
 
