@@ -83,3 +83,17 @@ def test_multi_line_message_and_traceback_stay_on_one_line(
     [line] = lines(capsys)
     assert 'failed\\nbadly exc="Traceback' in line
     assert "ValueError: boom" in line
+
+
+def test_a_named_node_ends_every_line_with_its_name(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.set_node("proxy@127.0.0.1:5060")
+    try:
+        logs.event(log, "started", transport="udp")
+        logs.event(log, "listening", node="proxy@127.0.0.1:5060")  # said already: not twice
+    finally:
+        logs.set_node("")
+    first, second = lines(capsys)
+    assert first.endswith("event=started transport=udp node=proxy@127.0.0.1:5060")
+    assert second.endswith("event=listening node=proxy@127.0.0.1:5060")
