@@ -10,11 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from sipline.config import Settings
-from sipline.storage.database import Database, InvalidValue, StorageError, open_database
+from sipline.storage.database import (
+    Database,
+    InvalidValue,
+    StorageError,
+    open_database,
+    redact,
+    sqlite_path,
+)
 from sipline.storage.schema import applied_versions, load_migrations, migrate
 from sipline.storage.schema import require_current_schema as _require_current_schema
 
@@ -35,10 +44,23 @@ def run_with_database(
     *,
     require_current_schema: bool = True,
 ) -> int:
-    """Open ``database.url``, run ``work(db)``, close; errors become a message and a status."""
+    """Open ``database.url``, run ``work(db)``, close; errors become a message and a status
+    that say which database was meant (and from which config). A SQLite file that does
+    not exist is not created, unless to migrate it (``require_current_schema`` False)."""
+    url = settings.database.url
+    where = f"database {redact(url)}, from {getattr(settings, '_source', 'the defaults')}"
+    if require_current_schema and url.startswith("sqlite://"):
+        path = Path(sqlite_path(url))
+        if not path.is_file():
+            print(
+                f"sipline: no database at {path.resolve()} ({where}); run `sipline db migrate`"
+                " first (`make run` does), or name another config with --config",
+                file=sys.stderr,
+            )
+            return EXIT_STORAGE_ERROR
 
     async def run() -> int:
-        db = await open_database(settings.database.url)
+        db = await open_database(url)
         try:
             if require_current_schema:
                 await _require_current_schema(db)
@@ -52,7 +74,7 @@ def run_with_database(
         print(f"sipline: {exc}", file=sys.stderr)
         return EXIT_INVALID_VALUE
     except StorageError as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
+        print(f"sipline: {exc} ({where})", file=sys.stderr)
         return EXIT_STORAGE_ERROR
 
 
@@ -84,3 +106,17 @@ async def _migrate(db: Database) -> int:
     suffix = "" if applied else "; nothing to apply"
     print(f"schema at version {current:03d}{suffix}")
     return 0
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows (the first a header) as aligned columns, for a command's listing."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def utc(timestamp: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

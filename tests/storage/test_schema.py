@@ -234,6 +234,8 @@ def test_an_unknown_placeholder_is_refused() -> None:
         sql_statements("CREATE TABLE a (id {serial});", "sqlite")
 
 
-def test_the_shipped_migrations_start_at_one_without_gaps() -> None:
+def test_the_shipped_migrations_start_at_one_in_order() -> None:
+    # Numbers are handed out per branch (005 the proxy's, 006 the bans', 007 the
+    # nodes'), so one branch alone may skip some; none is ever used twice.
     versions = [m.version for m in load_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions[0] == 1 and versions == sorted(set(versions))
