@@ -155,8 +155,9 @@ class Registrar:
 
     def _respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self._server)
-        # Challenges and 200s are the normal answers (debug); refusals are worth an info line.
-        level = logging.DEBUG if response.status in (200, 401) else logging.INFO
+        # Challenges are the normal first answer (debug); a registration done and a refusal
+        # are worth an info line (the node's name ends every line).
+        level = logging.DEBUG if response.status == 401 else logging.INFO
         if log.isEnabledFor(level):
             event(log, "register_answered", level, status=response.status,
                   reason=response.reason, call_id=response.call_id)  # fmt: skip
