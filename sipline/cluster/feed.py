@@ -50,6 +50,7 @@ class ConfigFeed:
         self.applied: int | None = None
         self.last_error = ""
         self.counts = {"applied": 0, "failed": 0}
+        self.changed: Callable[[], None] = _nothing  # told after each change, applied or not
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -113,6 +114,7 @@ class ConfigFeed:
             return await self._failed(version, topics, change, exc)
         self.applied = version
         self.counts["applied"] += 1
+        self.changed()
         event(log, "config_applied", version=version, topics=",".join(topics) or "-")
         return ""
 
@@ -126,6 +128,7 @@ class ConfigFeed:
         reason = f"config version {version} ({','.join(topics)}) not applied: {exc!r}"[:500]
         self.last_error = reason
         self.counts["failed"] += 1
+        self.changed()
         event(log, "config_not_applied", logging.ERROR, version=version, error=repr(exc))
         payload: dict[str, Any] = {"node": self.node, "version": version, "topics": list(topics)}
         if change is not None:
@@ -177,3 +180,7 @@ class ConfigFeed:
             event(log, "config_message_refused", logging.WARNING, error=exc)
             return
         await self.apply(change)
+
+
+def _nothing() -> None:
+    pass

@@ -45,9 +45,24 @@ class Heartbeat:
         self.report = report
         self.ok = True
         self._task: asyncio.Task[None] | None = None
+        self._nudges: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def nudge(self) -> None:
+        """Beat now, not at the next second: the state changed (a drain, a resume, a
+        config applied) and ``sipline status`` must not show the one before."""
+        if self._task is not None:
+            task = asyncio.get_running_loop().create_task(self._beat_once())
+            self._nudges.add(task)
+            task.add_done_callback(self._nudges.discard)
+
+    async def _beat_once(self) -> None:
+        try:
+            await self.beat()
+        except redis_errors():
+            pass  # the loop logs Redis going away
 
     async def beat(self) -> None:
         data = orjson.dumps(self.report().to_json())
@@ -73,7 +88,7 @@ class Heartbeat:
         """Stop beating and leave ``last`` (a clean stop) as the node's last word."""
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.gather(self._task, *self._nudges, return_exceptions=True)
             self._task = None
         try:
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -146,6 +146,8 @@ class Member:
         if self.redis is not None:
             self._heartbeat = Heartbeat(self.redis, self.name, self.report)
             self._heartbeat.start()
+            if self.feed is not None:
+                self.feed.changed = self._heartbeat.nudge
         event(log, "node_registered", role=self.role, address=self.address,
               admin=self.admin.address, version=__version__)  # fmt: skip
 
@@ -220,17 +222,23 @@ class Member:
             raise Refusal(409, "", error)
         return {"node": self.name, "applied": self.feed.applied}
 
+    def _changed(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.nudge()
+
     def drain(self) -> None:
         """Take no new work (503 with Retry-After); what is held ends on its own."""
         self.lifecycle.drained = True
         for drain in self.drains:
             drain.stop(self.settings.node.drain_retry_after)
+        self._changed()
         event(log, "node_drained", state=self.state().value)
 
     def resume(self) -> None:
         self.lifecycle.drained = False
         for drain in self.drains:
             drain.resume()
+        self._changed()
         event(log, "node_resumed", state=self.state().value)
 
 
