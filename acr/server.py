@@ -268,8 +268,9 @@ class AcrNode:
         return Figures(
             calls=calls,
             calls_total=node.metrics.calls.value,
+            # A gateway never probed yet (unknown) is neither.
             gateways_up=sum(1 for s in states.values() if s == "up"),
-            gateways_down=sum(1 for s in states.values() if s != "up"),
+            gateways_down=sum(1 for s in states.values() if s in ("down", "backoff")),
             holding=calls > 0 or not node.layer.idle,
             capacity="carrier capacity or cps reached" if full else "",
         )

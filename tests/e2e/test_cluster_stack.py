@@ -146,6 +146,28 @@ def test_drain_refuses_new_work_with_503_until_resumed_and_waits_for_what_it_hol
     assert stack.status()[name]["state"] == "running"
 
 
+def test_a_dead_gateway_is_down_in_carrier_list_and_not_first_in_acr_explain(
+    stack: Stack,
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nobody answers there
+    stack.sipline("carrier", "add", "dead", "--gateway", dead)
+    deck = stack.workdir / "dead.csv"
+    deck.write_text("prefix,rate\n1,0.001\n")  # far cheaper than the demo carrier
+    stack.sipline("rates", "import", str(deck), "--carrier", "dead", "--quiet")
+
+    def gateway(address: str) -> str:
+        lines = stack.sipline("carrier", "list").splitlines()
+        return next((line.split()[-1] for line in lines if address in line), "")
+
+    assert until(lambda: gateway(dead) == "down", 15), stack.sipline("carrier", "list")
+    assert gateway(f"127.0.0.1:{stack.ports['carrier']}") == "up"
+    explained = json.loads(stack.sipline("acr", "explain", "+15557654321", "--json"))
+    assert explained["source"].startswith("live, from")
+    assert explained["candidates"][0]["carrier"] == "demo-carrier", explained
+    text = stack.sipline("acr", "explain", "15557654321")
+    assert text.splitlines()[0].startswith("(live, from")
+
+
 def test_a_node_killed_with_sigkill_is_shown_failed(stack: Stack) -> None:
     ng = free_port()
     env = {**stack.env, "SIPLINE_RELAY__NG_PORT": str(ng), "SIPLINE_RELAY__STUN_TRANSPORTS": "[]",
