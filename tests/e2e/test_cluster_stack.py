@@ -34,6 +34,7 @@ pytestmark = pytest.mark.e2e
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ALICE = Phone("alice", "alice-demo-pw")
 BOB = Phone("bob", "bob-demo-pw")
+NUMBER = "15557654321"  # the demo carrier answers every number
 ROLES = ["acr", "acr", "b2bua", "proxy", "relay"]
 PUSH_LIMIT = 2.0  # seconds for a change to reach every node (issue 13)
 
@@ -166,6 +167,38 @@ def test_a_dead_gateway_is_down_in_carrier_list_and_not_first_in_acr_explain(
     assert explained["candidates"][0]["carrier"] == "demo-carrier", explained
     text = stack.sipline("acr", "explain", "15557654321")
     assert text.splitlines()[0].startswith("(live, from")
+
+
+def test_account_list_shows_the_calls_up_and_the_b2bua_at_capacity_after_a_403(
+    stack: Stack, sipp_bin: str
+) -> None:
+    stack.sipline("account", "set", "ACME", "--licence", "1", "--grace-hours", "0")
+    added = stack.run("subscriber", "add", "dave@example.com", "--account", "ACME",
+                      "--password-stdin", stdin="dave-pw\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    dave, number = Phone("dave", "dave-pw"), Phone(NUMBER, "")
+    held = call(stack, sipp_bin, "call_uac.xml", number, dave, pause_ms=8000)
+    try:
+        assert until(lambda: "SIP/2.0 200" in messages(stack, "call_uac.xml"), 15)
+        assert calls_of(stack, "ACME") == "1"
+        refused = call(stack, sipp_bin, "call_uac_refused.xml", number, dave, pause_ms=0)
+        finish(refused, "dave's second call (403 Licence Exceeded)")
+        assert calls_of(stack, "ACME") == "1"  # what is up, right after the 403
+        b2bua = next(n for n in stack.status().values() if n["role"] == "b2bua")
+        assert (b2bua["state"], b2bua["detail"]) == ("at capacity", "licence limits reached")
+        finish(held, "dave's held call")
+    finally:
+        if held.poll() is None:
+            held.kill()
+    assert until(lambda: calls_of(stack, "ACME") == "0", 5)
+
+
+def calls_of(stack: Stack, account: str) -> str:
+    """The CALLS column of ``account`` in `sipline account list`."""
+    for line in stack.sipline("account", "list").splitlines():
+        if line.startswith(account + " "):
+            return line.split()[-1]
+    return ""
 
 
 def test_a_node_killed_with_sigkill_is_shown_failed(stack: Stack) -> None:
