@@ -143,7 +143,7 @@ class AcrNode:
         self._table_changed = asyncio.Event()
         self.member = Member(self.settings, "acr", node_address(settings, node), db)
         self.member.figures = self._figures
-        self.member.drains.append(Drain(self._drain, self._resume))
+        self.member.drains.append(Drain.sip(lambda: self.node))
         self.member.admin.view("/live/gateways", self._gateways_view)
         self.member.admin.view("/explain", self._explain_view)
         if self.member.feed is not None:
@@ -298,14 +298,6 @@ class AcrNode:
             raise Refusal(503, "", "the route table is not built yet")
         decision = self.router.table.decide(number, self.clock())
         return {"node": self.member.name, "text": decision.explain(), "json": decision.as_json()}
-
-    def _drain(self, retry_after: int) -> None:
-        if self.node is not None:
-            self.node.layer.drain(retry_after)
-
-    def _resume(self) -> None:
-        if self.node is not None:
-            self.node.layer.resume()
 
     async def stop(self) -> None:
         """Drain the node, then write the CDRs still pending."""

@@ -56,7 +56,7 @@ class B2buaNode:
         self.node: Node | None = None
         self.member = Member(self.settings, "b2bua", address(settings), db)
         self.member.figures = self._figures
-        self.member.drains.append(Drain(self._drain, self._resume))
+        self.member.drains.append(Drain.sip(lambda: self.node))
         self.member.admin.view("/live/accounts", self._accounts_view)
         if self.member.feed is not None:
             self.member.feed.on("subscribers", self._subscribers_changed)
@@ -125,14 +125,6 @@ class B2buaNode:
     async def _accounts_changed(self, keys: tuple[str, ...]) -> None:
         if self.licences is not None:
             await self.licences.refresh()
-
-    def _drain(self, retry_after: int) -> None:
-        if self.node is not None:
-            self.node.layer.drain(retry_after)
-
-    def _resume(self) -> None:
-        if self.node is not None:
-            self.node.layer.resume()
 
 
 async def serve_b2bua(settings: Any) -> None:

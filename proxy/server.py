@@ -219,7 +219,7 @@ class ProxyNode:
             settings, "proxy", format_host_port(settings.sip.host, settings.sip.port), db
         )
         self.member.figures = self._figures
-        self.member.drains.append(Drain(self.node.layer.drain, self.node.layer.resume))
+        self.member.drains.append(Drain.sip(lambda: self.node))
         if self.member.feed is not None:
             self.member.feed.on("subscribers", self._subscribers_changed)
         self.metrics = RoleCounts("proxy", {})

@@ -74,6 +74,21 @@ class Drain:
     stop: Callable[[int], None]
     resume: Callable[[], None]
 
+    @classmethod
+    def sip(cls, node: Callable[[], Any]) -> Drain:
+        """A SIP node's: its transaction layer answers new requests 503 with Retry-After
+        (in-dialog requests and CANCELs go on); ``node()`` is None until the role made it."""
+
+        def stop(retry_after: int) -> None:
+            if (n := node()) is not None:
+                n.layer.drain(retry_after)
+
+        def resume() -> None:
+            if (n := node()) is not None:
+                n.layer.resume()
+
+        return cls(stop, resume)
+
 
 class Member:
     def __init__(self, settings: Any, role: str, address: str, db: Database | None) -> None:
