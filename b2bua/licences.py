@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from sipline.logs import event
 from sipline.storage.database import Database, StorageError, redact
+from sipline.storage.live import open_redis
 
 from .accounts import Accounts, AuditRow
 from .grace import Counted, Licence, LocalCalls
@@ -106,11 +107,9 @@ class RedisCalls:
     """Each account's calls in a Redis sorted set shared by every B2BUA node."""
 
     def __init__(self, url: str, ttl: float) -> None:
-        import redis.asyncio
-
         self.ttl = ttl
         self.url = url
-        self.client: Any = redis.asyncio.Redis.from_url(url)
+        self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
 
     async def check(self) -> None:

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sipline import __version__, logs
-from sipline.cluster import registry
+from sipline.cluster import client, registry
 from sipline.cluster.changes import Change
 from sipline.cluster.feed import ConfigFeed
 from sipline.cluster.heartbeat import STOPPED, Heartbeat
@@ -37,7 +37,7 @@ from sipline.cluster.report import Report
 from sipline.cluster.state import Lifecycle, Rate, State
 from sipline.logs import event
 from sipline.net.admin import AdminRequest, AdminServer, Refusal
-from sipline.storage.database import Database
+from sipline.storage.database import Database, StorageError
 from sipline.storage.live import open_redis
 
 log = logging.getLogger("sipline.cluster")
@@ -155,6 +155,7 @@ class Member:
         self.admin.action("/config", self._config)
         await self.admin.start()
         if self.db is not None:
+            await self._check_unique(self.db)
             await registry.record(self.db, self._entry())
         if self.feed is not None:
             await self.feed.begin()
@@ -193,6 +194,21 @@ class Member:
         _MEMBERS.remove(self)
         if self.redis is not None:
             await self.redis.aclose()
+
+    async def _check_unique(self, db: Database) -> None:
+        """StorageError when another node that runs now has this name: two nodes
+        sharing one would write each other's row, heartbeat and bindings."""
+        for entry in await registry.entries(db):
+            if entry.name != self.name or entry.stopped or entry.address == self.address:
+                continue  # our own row (a restart), or a node that stopped
+            answer = await client.get(entry.admin, "/status", timeout=0.5)
+            if answer is not None and answer.ok and isinstance(answer.body, dict):
+                if answer.body.get("name") == self.name:
+                    await self.admin.close()
+                    raise StorageError(
+                        f"node name {self.name} is taken by the node at {entry.address} (admin"
+                        f" {entry.admin}): give this one another [node] name"
+                    )
 
     def _entry(self) -> registry.Entry:
         return registry.Entry(

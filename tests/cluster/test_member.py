@@ -19,7 +19,7 @@ from sipline.cluster.key import admin_key
 from sipline.cluster.member import Drain, Figures, Member
 from sipline.cluster.state import State
 from sipline.config import Settings
-from sipline.storage import Database
+from sipline.storage import Database, StorageError
 from sipline.storage.live import open_redis
 
 NAME = "proxy@127.0.0.1:5060"
@@ -208,3 +208,20 @@ async def test_a_node_that_stops_beating_is_failed_after_three_seconds(redis_url
         assert (dead.state, dead.calls, dead.version) == ("stopped by failure", None, "")
     finally:
         await redis.aclose()
+
+
+async def test_a_name_another_running_node_has_is_refused(
+    opened: Callable[..., Any], migrated: Database, tmp_path: Path
+) -> None:
+    first = await opened()
+    try:
+        twin = Member(make_settings(tmp_path), "proxy", "127.0.0.1:5062", migrated)
+        with pytest.raises(StorageError, match=f"node name {NAME} is taken by the node at"):
+            await twin.open()
+        (entry,) = await registry.entries(migrated)
+        assert entry.address == "127.0.0.1:5060"  # the first one's row stands
+    finally:
+        await first.close()
+    again = Member(make_settings(tmp_path), "proxy", "127.0.0.1:5062", migrated)
+    await again.open()  # the name is free once its node stopped
+    await again.close()

@@ -114,7 +114,17 @@ def test_a_subscriber_added_reaches_every_node_within_two_seconds(
 
     assert until(moved, PUSH_LIMIT, every=0.02), stack.sipline("status")
     assert time.monotonic() - started < PUSH_LIMIT + 1.5  # a status command takes its time too
-    register(stack, sipp_bin, Phone("carol", "carol-pw"))
+    port = register(stack, sipp_bin, Phone("carol", "carol-pw"))
+    [binding] = json.loads(stack.sipline("registrations", "carol@example.com", "--json"))
+    assert (binding["contact"], binding["received"], binding["transport"], binding["node"]) == (
+        f"sip:carol@127.0.0.1:{port};transport=UDP", f"127.0.0.1:{port}", "UDP",
+        proxy_name(stack),
+    )  # fmt: skip
+    assert binding["user_agent"] == "sipp" and 3500 < binding["expires_in"] <= 3600
+    listing = stack.sipline("registrations").splitlines()
+    assert listing[0].split() == ["AOR", "CONTACT", "RECEIVED", "TRANSPORT", "NODE", "EXPIRES",
+                                  "USER-AGENT"]  # fmt: skip
+    assert any(line.startswith("carol@example.com ") for line in listing)
 
 
 def test_drain_refuses_new_work_with_503_until_resumed_and_waits_for_what_it_holds(
