@@ -278,3 +278,18 @@ def test_cdr_errors_lists_what_the_database_refused(
     assert orjson.loads(ok(settings, capsys, "cdr", "errors", "--json")) == [
         {"reason": "INSERT cdrs failed: too long", "cdr": {"call_id": "c-9"}}
     ]
+
+
+def test_gateway_views_of_several_nodes_merge_to_the_newest_verdict() -> None:
+    from acr.provision import merge_gateways
+
+    primary = {"gateways": {"a": {"status": "up", "changed": 10.0},
+                            "b": {"status": "down", "changed": 30.0},
+                            "c": {"status": "backoff", "changed": 5.0}}}  # fmt: skip
+    secondary = {"gateways": {"a": {"status": "down", "changed": 20.0},
+                              "b": {"status": "up", "changed": 25.0},
+                              "c": {"status": "up", "changed": 50.0},
+                              "d": "garbage", "e": {"status": "up", "changed": "x"}}}  # fmt: skip
+    assert merge_gateways([primary, secondary, None, []]) == {
+        "a": "down", "b": "down", "c": "backoff"
+    }  # fmt: skip
