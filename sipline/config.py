@@ -21,7 +21,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     model_validator,
 )
@@ -38,6 +37,10 @@ from sipline import __version__
 
 ENV_PREFIX = "SIPLINE_"
 ENV_DELIMITER = "__"
+
+# Where the settings last loaded came from (a config file, or the defaults), for the
+# messages of commands that refuse (a process loads one configuration).
+loaded_from = "defaults and environment"
 
 # The file for the TomlConfigSettingsSource of the Settings being built right now;
 # settings_customise_sources is a classmethod, so the path cannot travel as an argument.
@@ -88,11 +91,7 @@ def anchored(settings: Settings, base: Path) -> Settings:
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         url = "sqlite:///" + str(base / database.url.removeprefix("sqlite:///"))
         updates["database"] = database.model_copy(update={"url": url})
-    if not updates:
-        return settings
-    moved = settings.model_copy(update=updates)
-    moved._source = settings._source
-    return moved
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def _ip_address(value: str) -> str:
@@ -430,9 +429,6 @@ class Settings(BaseSettings):
     b2bua: B2buaSection = Field(default_factory=B2buaSection)
     acr: AcrSection = Field(default_factory=AcrSection)
 
-    # Where the settings came from, for messages: the config file (or "defaults").
-    _source: str = PrivateAttr(default="defaults and environment")
-
     @model_validator(mode="after")
     def _admin_needs_a_secret_off_loopback(self) -> Settings:
         if not ipaddress.ip_address(self.metrics.host).is_loopback and not (
@@ -468,7 +464,8 @@ def load_settings(path: str | Path | None) -> Settings:
     token = _toml_path.set(path)
     try:
         settings = Settings()
-        settings._source = origin
+        global loaded_from
+        loaded_from = origin
         return settings
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: TOML syntax error: {exc}") from None

@@ -19,6 +19,7 @@ def log(capsys: pytest.CaptureFixture[str]) -> Iterator[logging.Logger]:
     handlers, level = root.handlers[:], root.level
     root.handlers = []
     logs.configure("info")
+    logs.set_node("")  # as a process that runs no node (an in-process node's name left behind)
     yield logging.getLogger("sipline.node")
     root.handlers, root.level = handlers, level
 

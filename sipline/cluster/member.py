@@ -192,6 +192,7 @@ class Member:
                 event(log, "node_not_unregistered", logging.WARNING, error=repr(exc))
         await self.admin.close()
         _MEMBERS.remove(self)
+        logs.set_node("")
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from sipline import config
 from sipline.config import Settings
 from sipline.storage.database import (
     Database,
@@ -48,7 +49,7 @@ def run_with_database(
     that say which database was meant (and from which config). A SQLite file that does
     not exist is not created, unless to migrate it (``require_current_schema`` False)."""
     url = settings.database.url
-    where = f"database {redact(url)}, from {getattr(settings, '_source', 'the defaults')}"
+    where = f"database {redact(url)}, from {config.loaded_from}"
     if require_current_schema and url.startswith("sqlite://"):
         path = Path(sqlite_path(url))
         if not path.is_file():

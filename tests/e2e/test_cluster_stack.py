@@ -234,7 +234,8 @@ def test_a_node_killed_with_sigkill_is_shown_failed(stack: Stack) -> None:
     # Redis: when its heartbeat key expires (3 s); without: at once (unreachable).
     assert took < (4.5 if getattr(stack, "redis_url", None) else 2.0), took
     others = [n for n in stack.status().values() if n["name"] != name]
-    assert {n["state"] for n in others} == {"running"}
+    # (the B2BUA may still be at capacity from the account test)
+    assert {n["state"] for n in others} <= {"running", "at capacity"}
     stack.sipline("node", "forget", name)
     assert name not in stack.status()
 
