@@ -12,7 +12,10 @@ bootstrap:
 # Every role on this box with the embedded defaults (SQLite under ./data, no
 # Redis): relay, proxy, B2BUA, both ACR nodes and a simulated carrier, after
 # the schema is migrated and demo data (subscribers alice and bob, a carrier
-# with a rate deck, a DID) provisioned; see `sipline stack --help`.
+# with a rate deck, a DID) provisioned; see `sipline stack --help`. Each role's
+# admin port (/status, /metrics) is printed at start; `sipline status` shows
+# them all. Ctrl-C stops everything, as does SIGINT to make alone (the stack
+# watches its parent: make does not pass that signal on).
 SIPLINE := $(VENV)/bin/sipline
 
 run: bootstrap

@@ -37,6 +37,7 @@ from acr.shared import Link, open_redis
 from acr.store import CDR_COLUMNS, cdr_row
 from sipline import logs
 from sipline.storage.database import Database, StorageError
+from sipline.storage.error_queue import queue_error
 
 log = logging.getLogger("sipline.acr.cdrs")
 
@@ -290,10 +291,7 @@ class CdrWriter:
         payload = cdr_json(cdr).decode()
         logs.event(log, "cdr_rejected", logging.WARNING, call_id=cdr.call_id, reason=reason)
         try:
-            await self.db.execute(
-                "INSERT INTO error_queue (source, reason, payload, created_at) VALUES (?, ?, ?, ?)",
-                (ERROR_SOURCE, reason, payload, time.time()),
-            )
+            await queue_error(self.db, ERROR_SOURCE, reason, payload)
             self.rejected += 1
         except StorageError as error:
             # Not even error_queue takes it: keep it on disk for an operator.

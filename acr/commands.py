@@ -2,8 +2,10 @@
 and ``sipline acr explain NUMBER [--json]`` (how a call to NUMBER would be routed now).
 
 Registered through the ``sipline.commands`` entry-point group. ``explain``
-builds the route table from the store and ranks it with the shared live
-state (Redis when configured; else nothing is known of the carriers yet).
+asks a running ACR node how it would route the number now (without Redis the
+live state is in the nodes' memory); with Redis it builds the route table
+from the store and ranks it with the state the nodes share there. The
+output says where the live figures came from, and when there are none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sys
 import time
 
+from sipline.cluster import live
 from sipline.config import Settings
 from sipline.storage import Database
 from sipline.storage.commands import run_node, run_with_database
@@ -57,23 +60,39 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def explain(db: Database) -> int:
+        if not settings.redis.url:
+            heard, asked = await live.ask(db, "acr", f"/explain?number={number}")
+            for name, body in heard:
+                if isinstance(body, dict) and "json" in body and "text" in body:
+                    show(body["json"], body["text"], f"live, from ACR node {name}")
+                    return 0
+            note = live.NO_LIVE_DATA if asked else "no live data (no ACR node is running)"
+            note += ": gateway health and carrier load unknown, every gateway counted up"
+        else:
+            note = "live, from the state the ACR nodes share in Redis"
+        decision = await _decide(db, number)
+        show(decision.as_json(), decision.explain(), note)
+        return 0
+
+    def show(data: dict, text: str, note: str) -> None:
+        if args.json:
+            print(json.dumps({**data, "source": note}, indent=2, sort_keys=True, default=str))
+        else:
+            print(f"({note})\n{text}")
+
+    async def _decide(db: Database, number: str):  # type: ignore[no-untyped-def]
         from acr.live import open_live_state
         from acr.server import build_table
         from acr.store import AcrStore
 
         now = time.time()
-        live = await open_live_state(settings)
+        state = await open_live_state(settings)
         try:
             table, carriers, _ = await build_table(AcrStore(db), settings, now)
-            live.counters.set_carriers(carriers)
-            table.refresh(live.stats, live.view, now)
-            decision = table.decide(number, now)
+            state.counters.set_carriers(carriers)
+            table.refresh(state.stats, state.view, now)
+            return table.decide(number, now)
         finally:
-            await live.close()
-        if args.json:
-            print(json.dumps(decision.as_json(), indent=2, sort_keys=True, default=str))
-        else:
-            print(decision.explain())
-        return 0
+            await state.close()
 
     return run_with_database(settings, explain)

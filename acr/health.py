@@ -215,13 +215,20 @@ def open_health(redis_url: str | None, **kwargs: object) -> Health:
 
 
 async def gateway_statuses(
-    redis_url: str | None, addresses: Iterable[str], now: float | None = None
+    redis_url: str | None,
+    addresses: Iterable[str],
+    now: float | None = None,
+    *,
+    strict: bool = False,
 ) -> dict[str, str]:
-    """The shared status of each address (for ``sipline carrier list``); "unknown" without Redis."""
+    """The shared status of each address (for ``sipline carrier list``); "unknown" without
+    Redis, or when it cannot be read (``strict``: the Redis error is raised instead)."""
     health = open_health(redis_url)
     try:
         await health.sync()
         if not health.link.ok:
+            if strict:
+                raise ConnectionError(f"Redis at {redis_url} did not answer")
             return dict.fromkeys(addresses, UNKNOWN)
         return {a: health.status(a, now) for a in addresses}
     finally:

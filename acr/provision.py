@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +25,8 @@ from acr.health import gateway_statuses
 from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, RoutingProfile
 from acr.store import TRANSPORTS, AcrStore, parse_host_port, parse_number
 from sipline import logs
+from sipline.cluster import live
+from sipline.cluster.changes import announce
 from sipline.config import Settings
 from sipline.storage import Database, InvalidValue
 from sipline.storage.commands import EXIT_INVALID_VALUE, run_with_database
@@ -101,6 +103,7 @@ def cmd_carrier_add(args: argparse.Namespace, settings: Settings) -> int:
         await AcrStore(db).add_carrier(carrier)
         logs.event(log, "carrier_added", carrier=carrier.name, gateways=len(gateways))
         print(f"added carrier {carrier.name} ({', '.join(g.address for g in gateways)})")
+        await announce(settings, db, "acr", (carrier.name,))
         return 0
 
     return run_with_database(settings, add)
@@ -112,6 +115,7 @@ def cmd_carrier_enable(args: argparse.Namespace, settings: Settings) -> int:
         state = "enabled" if args.enabled else "disabled"
         logs.event(log, f"carrier_{state}", carrier=args.name)
         print(f"{state} carrier {args.name}")
+        await announce(settings, db, "acr", (args.name,))
         return 0
 
     return run_with_database(settings, enable)
@@ -123,21 +127,53 @@ def cmd_carrier_list(args: argparse.Namespace, settings: Settings) -> int:
         carriers = await store.carriers()
         sizes = await store.deck_sizes()
         addresses = [g.address for c in carriers for g in c.gateways]
-        status = await gateway_status(settings, addresses)
+        status, note = await gateway_status(settings, db, addresses)
         print(format_carriers(carriers, sizes, status))
+        if note:
+            print(f"gateway status: {note}")
         return 0
 
     return run_with_database(settings, show)
 
 
-async def gateway_status(settings: Settings, addresses: Sequence[str]) -> dict[str, str]:
-    """Each gateway's live status from the health state the ACR nodes share through Redis
-    (up, down, backoff, unknown); all "unknown" with no Redis configured or reachable."""
-    try:
-        return await gateway_statuses(settings.redis.url, addresses)
-    except Exception as exc:  # noqa: BLE001 - a listing must not fail because Redis is away
-        logs.event(log, "health_unreadable", reason=repr(exc))
-        return dict.fromkeys(addresses, "unknown")
+async def gateway_status(
+    settings: Settings, db: Database, addresses: Sequence[str]
+) -> tuple[dict[str, str], str]:
+    """Each gateway's live status (up, down, backoff; unknown: never probed), and a note
+    when there is none to show: from the health the ACR nodes share through Redis, or
+    without Redis from the running ACR nodes themselves (the newest verdict wins)."""
+    if settings.redis.url:
+        try:
+            return await gateway_statuses(settings.redis.url, addresses, strict=True), ""
+        except Exception as exc:  # noqa: BLE001 - a listing must not fail because Redis is away
+            logs.event(log, "health_unreadable", reason=repr(exc))
+            return {}, f"no live data (Redis unreachable: {exc})"
+    heard, asked = await live.ask(db, "acr", "/live/gateways")
+    if not heard:
+        return {}, live.NO_LIVE_DATA if asked else "no live data (no ACR node is running)"
+    return merge_gateways([body for _, body in heard]), ""
+
+
+def merge_gateways(views: Sequence[Any]) -> dict[str, str]:
+    """One status per gateway from several nodes' views: the newest probe verdict,
+    and backoff when any node passes the gateway over."""
+    newest: dict[str, tuple[float, str]] = {}
+    backoff: set[str] = set()
+    for view in views:
+        gateways = view.get("gateways", {}) if isinstance(view, dict) else {}
+        for address, seen in gateways.items():
+            if not isinstance(seen, dict):
+                continue
+            status, changed = str(seen.get("status", "unknown")), seen.get("changed", 0.0)
+            if status == "backoff":
+                backoff.add(address)
+            elif not isinstance(changed, int | float):
+                continue
+            elif address not in newest or changed > newest[address][0]:
+                newest[address] = (float(changed), status)
+    merged = {address: status for address, (_, status) in newest.items()}
+    merged.update(dict.fromkeys(backoff, "backoff"))
+    return merged
 
 
 def format_carriers(
@@ -156,7 +192,7 @@ def format_carriers(
         for i, g in enumerate(c.gateways or ()):
             gateway = f"{g.address}/{g.transport}"
             cells = head if i == 0 else ("",) * len(head)
-            rows.append((*cells, gateway, str(g.weight), status.get(g.address, "unknown")))
+            rows.append((*cells, gateway, str(g.weight), status.get(g.address, "-")))
         if not c.gateways:
             rows.append((*head, "-", "-", "-"))
     return _table(rows)
@@ -195,6 +231,7 @@ def cmd_rates_import(args: argparse.Namespace, settings: Settings) -> int:
 
             async def load(db: Database) -> int:
                 await write_deck(db, deck, progress=bar(f"loading {args.carrier}", len(deck.rows)))
+                await announce(settings, db, "acr", (args.carrier,))
                 return 0
 
             status = run_with_database(settings, load)
@@ -269,6 +306,7 @@ def cmd_did_add(args: argparse.Namespace, settings: Settings) -> int:
         logs.event(log, "did_added", number=number, proxy=args.proxy)
         backups = f" (backup {', '.join(args.backup)})" if args.backup else ""
         print(f"added DID {number} -> {args.proxy}{backups}")
+        await announce(settings, db, "acr", (number,))
         return 0
 
     return run_with_database(settings, add)
@@ -323,6 +361,7 @@ def cmd_profile_set(args: argparse.Namespace, settings: Settings) -> int:
         await AcrStore(db).set_profile(profile)
         logs.event(log, "profile_set", prefix=prefix or "default")
         print(f"set profile {prefix or 'default'}")
+        await announce(settings, db, "acr", (prefix,))
         return 0
 
     return run_with_database(settings, put)

@@ -4,10 +4,15 @@ Opens the database (SQLite is migrated here, MySQL must be current), the
 store, the live state (Redis when configured) and the CDR writer; builds the
 route table from the store and listens on ``[acr] primary`` or ``secondary``.
 Beside the calls: the live state syncs every second and the rankings are
-recomputed from it in a thread (``rerank``); the store's version is polled
-and a change (or a rate row starting or ending) reloads carriers, rates,
-profiles and DIDs (the table is built off the event loop too); the prober sends OPTIONS to every gateway and DID proxy. SIGTERM or SIGINT
-drains the node, then writes the CDRs still pending.
+recomputed from it in a thread (``rerank``); a change pushed by an operator
+command (sipline.cluster.changes, topic ``acr``), a rate row starting or
+ending, and a look at the store's version every ``admin.config_poll``
+seconds (the safety net) reload carriers, rates, profiles and DIDs (the
+table is built off the event loop too); the prober sends OPTIONS to every
+gateway and DID proxy. Its admin endpoint also answers ``/live/gateways``
+(what its probes say) and ``/explain?number=N`` (how it would route N now),
+which the operator commands ask without Redis. SIGTERM or SIGINT drains the
+node, then writes the CDRs still pending.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from sipline.cluster.member import Drain, Figures, Member, node_settings
+from sipline.cluster.state import Recent
 from sipline.config import listening_on
 from sipline.logs import event
+from sipline.net.admin import AdminRequest, Refusal
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
 from sipline.storage import Database, open_database, prepare_schema
@@ -28,6 +36,7 @@ from sipline.storage.database import redact
 
 from .cdrs import CdrWriter
 from .live import LiveState, open_live_state
+from .metrics import CarrierMetrics
 from .model import RoutingProfile
 from .prober import Prober
 from .ranking import RouteTable
@@ -38,7 +47,8 @@ log = logging.getLogger("sipline.acr")
 
 NodeName = Literal["primary", "secondary"]
 REFRESH_INTERVAL = 1.0  # seconds between syncs of the live state and re-rankings
-RELOAD_INTERVAL = 2.0  # seconds between looks at the store's version
+MIN_RELOAD_WAIT = 0.5  # seconds at least between two reloads for a rate row's time
+SYNCING = "route table"  # what an ACR builds before it serves
 
 
 def node_address(settings: Any, node: NodeName) -> str:
@@ -130,9 +140,22 @@ class AcrNode:
         self.node: Node | None = None
         self.version: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._table_changed = asyncio.Event()
+        self.member = Member(self.settings, "acr", node_address(settings, node), db)
+        self.member.figures = self._figures
+        self.member.drains.append(Drain.sip(lambda: self.node))
+        self.member.admin.view("/live/gateways", self._gateways_view)
+        self.member.admin.view("/explain", self._explain_view)
+        if self.member.feed is not None:
+            self.member.feed.on("acr", self._changed)
+        self._refusals = Recent()
+        self.gateways: list[str] = []  # every carrier gateway, HOST:PORT
+        self.carriers: list = []
+        self._metrics = CarrierMetrics(lambda: self.carriers, live, clock)
 
     async def start(self) -> None:
         now = self.clock()
+        self.member.syncing(SYNCING)
         self.version = await self.store.version()
         table, carriers, dids = await build_table(self.store, self.settings, now)
         self.live.counters.set_carriers(carriers)
@@ -150,6 +173,8 @@ class AcrNode:
             await self.cdrs.close()
             raise
         self.prober.start(self.node, self.router.local(self.node))
+        self._metrics.register()
+        self.member.synced(SYNCING)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._refresh()), loop.create_task(self._reload())]
         event(
@@ -166,6 +191,8 @@ class AcrNode:
 
     def _probe(self, carriers: list, dids: list) -> None:
         addresses = [g.address for c in carriers for g in c.gateways]
+        self.gateways = sorted(set(addresses))
+        self.carriers = carriers
         addresses += [p for d in dids for p in (d.proxy, *d.backups)]
         self.prober.set_targets(addresses)
 
@@ -181,14 +208,36 @@ class AcrNode:
                 log.exception("event=refresh_failed")
 
     async def _reload(self) -> None:
-        """Reload from the store when its version changes or a rate row starts or ends
-        (``RouteTable.valid_until``): at most RELOAD_INTERVAL late."""
+        """Reload when a rate row starts or ends (``RouteTable.valid_until``), and
+        when the store's version moved (looked at every ``admin.config_poll``
+        seconds: changes made through the commands are pushed, ``_changed``)."""
         while True:
-            await asyncio.sleep(RELOAD_INTERVAL)
+            self._table_changed.clear()
+            # asyncio.wait, not wait_for: on 3.11 wait_for swallows a cancel that
+            # comes as the event is set, and stop() would wait for this loop for ever.
+            changed = asyncio.ensure_future(self._table_changed.wait())
+            try:
+                await asyncio.wait((changed,), timeout=self._until_reload())
+            finally:
+                changed.cancel()
+            if self._table_changed.is_set():
+                continue  # a new table, with its own valid_until
             try:
                 await self.reload()
             except Exception as exc:  # the database away: keep routing on what we have
                 event(log, "reload_failed", logging.WARNING, error=repr(exc))
+
+    def _until_reload(self) -> float:
+        wait = self.settings.admin.config_poll
+        table = self.router.table if self.router is not None else None
+        valid_until = getattr(table, "valid_until", None)
+        if valid_until is not None:
+            wait = min(wait, valid_until - self.clock())
+        return max(wait, MIN_RELOAD_WAIT)
+
+    async def _changed(self, keys: tuple[str, ...]) -> None:
+        """A pushed change (sipline.cluster.feed): raises if the reload fails."""
+        await self.reload()
 
     async def reload(self, force: bool = False) -> bool:
         assert self.router is not None
@@ -202,8 +251,53 @@ class AcrNode:
         self.router.load(table, carriers, dids)
         self._probe(carriers, dids)
         self.version = version
+        self._table_changed.set()
         event(log, "routes_reloaded", carriers=len(carriers), prefixes=len(table), dids=len(dids))
         return True
+
+    # -- what the cluster sees (sipline.cluster.member) -------------------------------------
+    def _figures(self) -> Figures:
+        router, node = self.router, self.node
+        counts = self.live.counters.counts
+        calls = sum(c.active for c in counts.values())
+        refused = sum(c.refused for c in counts.values())
+        full = self._refusals.moved(refused, time.monotonic())
+        if router is None or node is None:
+            return Figures(calls=calls, holding=calls > 0)
+        states = self._gateway_states()
+        return Figures(
+            calls=calls,
+            calls_total=node.metrics.calls.value,
+            # A gateway never probed yet (unknown) is neither.
+            gateways_up=sum(1 for s in states.values() if s == "up"),
+            gateways_down=sum(1 for s in states.values() if s in ("down", "backoff")),
+            holding=calls > 0 or not node.layer.idle,
+            capacity="carrier capacity or cps reached" if full else "",
+        )
+
+    def _gateway_states(self) -> dict[str, str]:
+        """Every carrier gateway's live status as this node knows it (up, down,
+        backoff, unknown: never probed yet)."""
+        health = self.live.health
+        now = self.clock()
+        return {a: health.status(a, now) for a in self.gateways}
+
+    async def _gateways_view(self, request: AdminRequest) -> dict[str, Any]:
+        health = self.live.health
+        states = {}
+        for address, status in self._gateway_states().items():
+            h = health.gateways.get(address)
+            states[address] = {"status": status, "changed": h.changed if h else 0.0}
+        return {"node": self.member.name, "gateways": states}
+
+    async def _explain_view(self, request: AdminRequest) -> dict[str, Any]:
+        number = request.query.get("number", "").removeprefix("+")
+        if not number.isdigit() or len(number) > 32:
+            raise Refusal(400, "malformed", "number: digits, with an optional +")
+        if self.router is None:
+            raise Refusal(503, "", "the route table is not built yet")
+        decision = self.router.table.decide(number, self.clock())
+        return {"node": self.member.name, "text": decision.explain(), "json": decision.as_json()}
 
     async def stop(self) -> None:
         """Drain the node, then write the CDRs still pending."""
@@ -212,6 +306,7 @@ class AcrNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._metrics.unregister()
         self.prober.close()
         if self.node is not None:
             await self.node.stop()
@@ -222,6 +317,7 @@ class AcrNode:
 
 async def serve_acr(settings: Any, node: NodeName = "primary") -> None:
     """Run ACR node ``node`` until SIGTERM or SIGINT, then drain and return."""
+    settings = node_settings(settings, "acr", node_address(settings, node))
     db = await open_database(settings.database.url)
     try:
         await prepare_schema(db)

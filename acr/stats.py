@@ -352,6 +352,18 @@ class CarrierStats:
         """The (carrier, prefix) pairs with any figures, for a bulk refresh."""
         return list(self.picture)
 
+    def by_carrier(self, now: float | None = None) -> dict[str, QualityFigures]:
+        """Each carrier's figures over every prefix it was tried for (for /metrics)."""
+        totals: dict[str, list[float]] = {}
+        for (carrier, _), sums in list(self.picture.items()):
+            total = totals.get(carrier)
+            if total is None:
+                total = totals[carrier] = [0.0] * len(METRICS)
+            for i, value in enumerate(sums):
+                total[i] += value
+        factor = self._factor(self.clock() if now is None else now)
+        return {carrier: figures(sums, factor) for carrier, sums in totals.items()}
+
     def snapshot(self, now: float | None = None) -> StatsSnapshot:
         """A frozen copy of the figures as at ``now``, which another thread may read
         (a re-ranking off the event loop) while this object goes on changing."""

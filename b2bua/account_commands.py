@@ -1,8 +1,8 @@
 """``sipline account set|list|audit``: account licences (concurrent calls) and their grace.
 
 Registered through the ``sipline.commands`` entry-point group. The rules the
-B2BUA applies are in ``b2bua.grace``; nodes pick up a change within their
-refresh interval (``b2bua.licences.REFRESH`` seconds).
+B2BUA applies are in ``b2bua.grace``; a change is pushed to the nodes
+(sipline.cluster.changes), which apply it at once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import logging
 import time
 
 from sipline import logs
+from sipline.cluster import live
+from sipline.cluster.changes import announce
 from sipline.config import Settings
 from sipline.storage import Database
 from sipline.storage.commands import run_with_database
@@ -63,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     put.set_defaults(func=cmd_set)
 
     listing = actions.add_parser(
-        "list", help="accounts: licence, grace state, current calls (with Redis)"
+        "list", help="accounts: licence, grace state, current calls (from the B2BUAs)"
     )
     listing.set_defaults(func=cmd_list)
 
@@ -93,6 +95,7 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> int:
             log, "account_set", account=account.name, licence=account.licence, grace_hours=hours
         )
         print(f"{account.name}: licence {account.licence}, grace {hours} h")
+        await announce(settings, db, "accounts", (account.name,))
         return 0
 
     return run_with_database(settings, put)
@@ -101,8 +104,10 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     async def show(db: Database) -> int:
         accounts = await Accounts(db).list()
-        calls = await _current_calls(settings, [a.name for a in accounts])
+        calls, note = await _current_calls(settings, db, [a.name for a in accounts])
         print(format_accounts(accounts, settings, calls, time.time()))
+        if note:
+            print(f"calls: {note}")
         return 0
 
     return run_with_database(settings, show)
@@ -116,19 +121,31 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return run_with_database(settings, show)
 
 
-async def _current_calls(settings: Settings, names: list[str]) -> dict[str, int] | None:
-    """Every account's calls up across the B2BUA nodes; None without Redis (they are
-    then in each node's memory) or when Redis cannot be reached."""
+async def _current_calls(
+    settings: Settings, db: Database, names: list[str]
+) -> tuple[dict[str, int] | None, str]:
+    """Every account's calls up across the B2BUA nodes, or None and why not: from the
+    counters the nodes share in Redis, or without Redis from each running B2BUA (the
+    counts are in its memory then), added up."""
     if not settings.redis.url:
-        return None
+        heard, asked = await live.ask(db, "b2bua", "/live/accounts")
+        if not heard:
+            return None, live.NO_LIVE_DATA if asked else "no live data (no B2BUA is running)"
+        calls = dict.fromkeys(names, 0)
+        for _, body in heard:
+            counts = body.get("calls", {}) if isinstance(body, dict) else {}
+            for name, count in counts.items():
+                if name in calls and isinstance(count, int):
+                    calls[name] += count
+        return calls, ""
     from .licences import TTL_MARGIN, RedisCalls
 
     counter = RedisCalls(settings.redis.url, settings.b2bua.max_call_duration + TTL_MARGIN)
     try:
-        return await counter.counts(names, time.time())
+        return await counter.counts(names, time.time()), ""
     except Exception as exc:  # the list is still worth showing
         logs.event(log, "calls_unknown", logging.WARNING, error=repr(exc))
-        return None
+        return None, f"no live data (Redis unreachable: {exc})"
     finally:
         await counter.close()
 

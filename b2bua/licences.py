@@ -12,8 +12,9 @@ last licensed call. Without Redis they live in this process. Either way a
 call is forgotten ``max_call_duration`` + a minute after its admission, so a
 node that died with calls up does not hold its accounts' licences for ever.
 
-Licences (the accounts table) are cached and reloaded every ``refresh``
-seconds; the start of a grace period is written through at once (the first
+Licences (the accounts table) are cached and reloaded when an operator
+command changes them (sipline.cluster.changes pushes it, topic ``accounts``)
+and every ``refresh`` seconds (``admin.config_poll``) as a safety net; the start of a grace period is written through at once (the first
 node to write it wins, the others adopt its time). Audit rows are written in
 batches in the background, never on a call's path.
 
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 
 from sipline.logs import event
 from sipline.storage.database import Database, StorageError, redact
+from sipline.storage.live import open_redis
 
 from .accounts import Accounts, AuditRow
 from .grace import Counted, Licence, LocalCalls
@@ -41,7 +43,7 @@ log = logging.getLogger("sipline.b2bua.licences")
 
 KEY_PREFIX = "sipline:b2bua:calls:"
 TTL_MARGIN = 60.0  # seconds a call is counted beyond the maximum call duration
-REFRESH = 10.0
+REFRESH = 60.0  # seconds between safety-net reloads (changes are pushed)
 AUDIT_BATCH = 500
 AUDIT_INTERVAL = 1.0
 AUDIT_BACKLOG = 100_000  # rows kept while the database refuses them; older ones are dropped
@@ -105,11 +107,9 @@ class RedisCalls:
     """Each account's calls in a Redis sorted set shared by every B2BUA node."""
 
     def __init__(self, url: str, ttl: float) -> None:
-        import redis.asyncio
-
         self.ttl = ttl
         self.url = url
-        self.client: Any = redis.asyncio.Redis.from_url(url)
+        self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
 
     async def check(self) -> None:
@@ -163,6 +163,7 @@ class Licences:
         self.clock = clock
         self.licences: dict[str, Licence] = {}
         self.failures = 0  # counter (Redis) errors: calls let through uncounted
+        self.refused = 0  # calls refused over their licence
         self._counted: dict[str, str] = {}  # call-id -> account, for the calls this node counted
         self._starting: dict[str, float] = {}  # grace starts not yet in the database
         self._audit: list[AuditRow] = []
@@ -176,7 +177,10 @@ class Licences:
         counter: Counter = (
             RedisCalls(settings.redis.url, ttl) if settings.redis.url else InProcess(ttl)
         )
-        licences = cls(db, counter, grace_hours=settings.b2bua.grace_hours, node=settings.node.name)
+        licences = cls(
+            db, counter, grace_hours=settings.b2bua.grace_hours, node=settings.node.name,
+            refresh=settings.admin.config_poll,
+        )  # fmt: skip
         try:
             if isinstance(counter, RedisCalls):
                 await counter.check()
@@ -242,6 +246,8 @@ class Licences:
             )  # fmt: skip
         if verdict.start_grace:
             await self._start_grace(account, now)
+        if not verdict.allowed:
+            self.refused += 1
         return Admission(verdict.allowed, verdict.reason, over=True)
 
     async def release(self, account: str | None, call_id: str) -> None:

@@ -1,21 +1,31 @@
 """The B2BUA node (``sipline b2bua``): its handler on a Node at [b2bua] host:port, and its life.
 
 ``serve_b2bua`` opens the database (the accounts and their licences live
-there: a SQLite file is migrated here, a MySQL schema must be current), loads
-the subscribers' accounts and the licences (counters in Redis when
-``redis.url`` is set), makes the relay's ng client if media is anchored, and
-runs the node until SIGTERM or SIGINT; then it drains and closes them all.
+there: a SQLite file is migrated here, a MySQL schema must be current) and
+runs a ``B2buaNode`` until SIGTERM or SIGINT; then it drains and closes it.
+The node starts by loading the subscribers' accounts and the licences
+(counters in Redis when ``redis.url`` is set; the node shows ``syncing``
+meanwhile) and making the relay's ng client if media is anchored. Changes an
+operator makes are pushed to it (sipline.cluster.changes: ``subscribers``
+reloads the accounts of subscribers, ``accounts`` the licences); its admin
+endpoint also answers ``/live/accounts``, the calls each licensed account
+has up here, which ``sipline account list`` asks without Redis.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from sipline.cluster.member import Drain, Figures, Member, node_settings
+from sipline.cluster.state import Recent
 from sipline.config import listening_on
 from sipline.logs import event
+from sipline.net.admin import AdminRequest
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
+from sipline.sip.headers import format_host_port
 from sipline.storage import Database, open_database, prepare_schema
 
 from .accounts import AccountDirectory
@@ -25,32 +35,96 @@ from .media import LegMedia
 
 log = logging.getLogger("sipline.b2bua")
 
+SYNCING = "accounts and licences"  # what a B2BUA loads before it serves
+
+
+def address(settings: Any) -> str:
+    return format_host_port(settings.b2bua.host, settings.b2bua.port)
+
 
 class B2buaNode:
-    """The node and the handler; ``accounts``, ``licences`` and ``media`` as for
-    B2buaHandler; ``db`` keeps the node's shared bans (sipline.net.bans)."""
+    """Loads accounts and licences, then runs the node and the handler
+    (``media`` as for B2buaHandler)."""
 
-    def __init__(self, settings: Any, db: Database | None = None, **parts: Any) -> None:
-        b2bua = settings.b2bua
-        self.settings = listening_on(settings, f"{b2bua.host}:{b2bua.port}")
-        self.handler = B2buaHandler(self.settings, **parts)
-        self.node = Node(self.settings, self.handler, db=db)
+    def __init__(self, settings: Any, db: Database, media: LegMedia | None = None) -> None:
+        self.settings = listening_on(settings, address(settings))
+        self.db = db
+        self.media = media
+        self.directory = AccountDirectory(db, refresh=settings.admin.config_poll)
+        self.licences: Licences | None = None
+        self.handler: B2buaHandler | None = None
+        self.node: Node | None = None
+        self.member = Member(self.settings, "b2bua", address(settings), db)
+        self.member.figures = self._figures
+        self.member.drains.append(Drain.sip(lambda: self.node))
+        self.member.admin.view("/live/accounts", self._accounts_view)
+        if self.member.feed is not None:
+            self.member.feed.on("subscribers", self._subscribers_changed)
+            self.member.feed.on("accounts", self._accounts_changed)
+        self._refusals = Recent()
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # what was opened before the failure
+            raise
+
+    async def _start(self) -> None:
+        self.member.syncing(SYNCING)
+        await self.directory.load()
+        self.licences = await Licences.open(self.settings, self.db)
+        self.member.synced(SYNCING)
+        self.handler = B2buaHandler(
+            self.settings, accounts=self.directory, licences=self.licences, media=self.media
+        )
+        self.node = Node(self.settings, self.handler, db=self.db)
         await self.node.start()
         self.handler.start(self.node)
         b2bua = self.settings.b2bua
         event(
             log, "b2bua_started", node=self.settings.node.name,
-            address=f"{b2bua.host}:{b2bua.port}", acr=",".join(b2bua.acr), routes=len(b2bua.routes),
-            media=b2bua.media_relay if self.handler.calls.media is not None else "-",
+            address=address(self.settings), acr=",".join(b2bua.acr), routes=len(b2bua.routes),
+            media=b2bua.media_relay if self.media is not None else "-",
         )  # fmt: skip
 
     async def stop(self) -> None:
         """Drain: calls up may still end (BYE is in-dialog), new ones get 503."""
-        self.handler.probing = False
-        await self.node.stop()
-        self.handler.close()
+        if self.handler is not None:
+            self.handler.probing = False
+        if self.node is not None:
+            await self.node.stop()
+        if self.handler is not None:
+            self.handler.close()
+        if self.licences is not None:
+            await self.licences.close()
+        self.directory.close()
+
+    # -- what the cluster sees (sipline.cluster.member) -------------------------------------
+    def _figures(self) -> Figures:
+        handler, node, licences = self.handler, self.node, self.licences
+        if handler is None or node is None:
+            return Figures()
+        calls = len(handler)
+        refused = licences.refused if licences is not None else 0
+        full = self._refusals.moved(refused, time.monotonic())
+        return Figures(
+            calls=calls,
+            calls_total=node.metrics.calls.value,
+            holding=calls > 0 or not node.layer.idle,
+            capacity="licence limits reached" if full else "",
+        )
+
+    async def _accounts_view(self, request: AdminRequest) -> dict[str, Any]:
+        counts = await self.licences.counts() if self.licences is not None else {}
+        return {"node": self.member.name, "calls": counts}
+
+    async def _subscribers_changed(self, keys: tuple[str, ...]) -> None:
+        await self.directory.load()
+
+    async def _accounts_changed(self, keys: tuple[str, ...]) -> None:
+        if self.licences is not None:
+            await self.licences.refresh()
 
 
 async def serve_b2bua(settings: Any) -> None:
@@ -58,23 +132,14 @@ async def serve_b2bua(settings: Any) -> None:
 
     StorageError if the database cannot be opened or its schema is outdated,
     or Redis (``redis.url``) cannot be reached."""
+    settings = node_settings(settings, "b2bua", address(settings))
     db = await open_database(settings.database.url)
-    directory: AccountDirectory | None = None
-    licences: Licences | None = None
     media: LegMedia | None = None
     try:
         await prepare_schema(db)
-        directory = AccountDirectory(db)
-        await directory.load()
-        licences = await Licences.open(settings, db)
         media = LegMedia.from_settings(settings.b2bua)
-        b2bua = B2buaNode(settings, db, accounts=directory, licences=licences, media=media)
-        await run_until_stopped(b2bua, log)
+        await run_until_stopped(B2buaNode(settings, db, media), log)
     finally:
         if media is not None:
             media.close()
-        if licences is not None:
-            await licences.close()
-        if directory is not None:
-            directory.close()
         await db.close()

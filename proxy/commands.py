@@ -1,4 +1,6 @@
-"""The proxy's commands: ``sipline proxy`` (run it) and ``sipline subscriber add|list|remove|aliases``.
+"""The proxy's commands: ``sipline proxy`` (run it), ``sipline subscriber
+add|list|remove|aliases`` and ``sipline registrations [AOR]`` (the live bindings
+of every proxy, as stored).
 
 Registered through the ``sipline.commands`` entry-point group. The password
 is turned into digest HA1s at once and never stored, printed or logged; the
@@ -11,12 +13,19 @@ import argparse
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING
+
+import orjson
 
 from sipline import logs
+from sipline.cluster.changes import announce
 from sipline.config import Settings
 from sipline.storage import Database, Subscriber, Subscribers, parse_aor
-from sipline.storage.commands import run_node, run_with_database
+from sipline.storage.commands import run_node, run_with_database, table
 from sipline.storage.subscribers import check_alias
+
+if TYPE_CHECKING:
+    from proxy.location import Binding
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
     remove.set_defaults(func=cmd_remove)
 
+    registrations = subparsers.add_parser(
+        "registrations",
+        help="the live bindings of every proxy (contact, received address, transport, node,"
+        " expiry, user agent), from the locations table",
+    )
+    registrations.add_argument("aor", metavar="AOR", nargs="?", help="only this address of record")
+    registrations.add_argument("--json", action="store_true", help="one JSON array of bindings")
+    registrations.set_defaults(func=cmd_registrations)
+
 
 def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that provisioning commands do not pay for the event loop.
@@ -81,6 +99,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
             subscriber = await subscribers.set_aliases(subscriber.aor, args.alias)
         logs.event(log, "subscriber_added", aor=subscriber.aor, account=subscriber.account or "-")
         print(f"added {subscriber.aor}")
+        await announce(settings, db, "subscribers", (subscriber.aor,))
         return 0
 
     return run_with_database(settings, add)
@@ -100,6 +119,7 @@ def cmd_aliases(args: argparse.Namespace, settings: Settings) -> int:
         shown = " ".join(sorted(subscriber.aliases)) or "-"
         logs.event(log, "subscriber_aliases", aor=subscriber.aor, aliases=shown)
         print(f"{subscriber.aor} aliases: {shown}")
+        await announce(settings, db, "subscribers", (subscriber.aor,))
         return 0
 
     return run_with_database(settings, set_aliases)
@@ -111,9 +131,52 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
         aor = "@".join(parse_aor(args.aor))
         logs.event(log, "subscriber_removed", aor=aor)
         print(f"removed {aor}")
+        await announce(settings, db, "subscribers", (aor,))
         return 0
 
     return run_with_database(settings, remove)
+
+
+def cmd_registrations(args: argparse.Namespace, settings: Settings) -> int:
+    async def show(db: Database) -> int:
+        from proxy.location_store import LocationStore
+
+        aor = "@".join(parse_aor(args.aor)) if args.aor else None
+        now = time.time()
+        bindings = await LocationStore(db, "").load(now, aor)
+        if args.json:
+            rows = [_binding_json(b, now) for b in bindings]
+            sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif bindings:
+            print(format_bindings(bindings, now))
+        else:
+            print(f"no live binding{' of ' + aor if aor else ''}")
+        return 0
+
+    return run_with_database(settings, show)
+
+
+def format_bindings(bindings: list[Binding], now: float) -> str:
+    rows = [("AOR", "CONTACT", "RECEIVED", "TRANSPORT", "NODE", "EXPIRES", "USER-AGENT")]
+    for b in bindings:
+        source = b.source
+        rows.append(
+            (b.aor, b.contact, source.hostport if source else "-",
+             source.transport if source else "-", b.node or "-",
+             f"{_utc(b.expires_at)} (in {b.expires_in(now)} s)", b.user_agent or "-")
+        )  # fmt: skip
+    return table(rows)
+
+
+def _binding_json(b: Binding, now: float) -> dict[str, object]:
+    source = b.source
+    return {
+        "aor": b.aor, "contact": b.contact,
+        "received": source.hostport if source else None,
+        "transport": source.transport if source else None, "node": b.node,
+        "expires_at": b.expires_at, "expires_in": b.expires_in(now),
+        "user_agent": b.user_agent, "nat": b.nat,
+    }  # fmt: skip
 
 
 def format_table(subscribers: list[Subscriber]) -> str:

@@ -53,9 +53,13 @@ class LocationStore:
         self.node = node
         self._upsert = _UPSERT[db.dialect]
 
-    async def load(self, now: float) -> list[Binding]:
-        """Every live binding, whichever node took it (to fill the cache at start)."""
-        rows = await self.db.fetchall(f"SELECT {_LIST} FROM locations WHERE expires_at > ?", (now,))
+    async def load(self, now: float, aor: str | None = None) -> list[Binding]:
+        """Every live binding (of ``aor``), whichever node took it (to fill the cache at
+        start; for ``sipline registrations``)."""
+        sql, params = f"SELECT {_LIST} FROM locations WHERE expires_at > ?", (now,)
+        if aor is not None:
+            sql, params = sql + " AND aor = ?", (now, aor)
+        rows = await self.db.fetchall(sql + " ORDER BY aor, contact", params)
         return [binding_from_row(row) for row in rows]
 
     async def write(self, upserts: Sequence[Binding], removals: Sequence[Removal]) -> None:

@@ -188,8 +188,9 @@ class Registrar:
     ) -> None:
         """Answer; ``stateless`` for a REGISTER nobody authenticated (no state kept for it)."""
         response.headers.add("Server", self._server)
-        # Challenges and 200s are the normal answers (debug); refusals are worth an info line.
-        level = logging.DEBUG if response.status in (200, 401) else logging.INFO
+        # Challenges are the normal first answer (debug); a registration done and a refusal
+        # are worth an info line (the node's name ends every line).
+        level = logging.DEBUG if response.status == 401 else logging.INFO
         if log.isEnabledFor(level):
             event(log, "register_answered", level, status=response.status,
                   reason=response.reason, call_id=response.call_id, source=txn.source)  # fmt: skip

@@ -17,12 +17,15 @@ from typing import Any, Protocol
 
 from proxy.registrar import RegistrarService
 from proxy.router import Router
+from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.logs import event
 from sipline.net.handler import Handler
+from sipline.net.metrics import RoleCounts
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
+from sipline.sip.headers import format_host_port
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
@@ -32,6 +35,7 @@ from sipline.storage.database import redact
 
 log = logging.getLogger("sipline.proxy")
 
+SYNCING = "subscribers and bindings"  # what a proxy loads before it serves
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY"
 ACCEPT = "application/sdp"
 SUPPORTED = "path"
@@ -200,6 +204,9 @@ async def serve_proxy(settings: Any) -> None:
     (``sipline db migrate``). A SQLite file belongs to this node alone and
     is migrated here.
     """
+    settings = node_settings(
+        settings, "proxy", format_host_port(settings.sip.host, settings.sip.port)
+    )
     db = await open_database(settings.database.url)
     try:
         await prepare_schema(db)
@@ -221,10 +228,34 @@ class ProxyNode:
             names, service.registrar, self.router, settings.sip.server_header, service.nat
         )
         self.node = Node(settings, handler, db=db)
+        self.member = Member(
+            settings, "proxy", format_host_port(settings.sip.host, settings.sip.port), db
+        )
+        self.member.figures = self._figures
+        self.member.drains.append(Drain.sip(lambda: self.node))
+        if self.member.feed is not None:
+            self.member.feed.on("subscribers", self._subscribers_changed)
+        self.metrics = RoleCounts("proxy", {})
+        self.metrics.watch("registrations", "Live bindings", lambda: len(service.location))
+
+    def _figures(self) -> Figures:
+        return Figures(
+            registrations=len(self.service.location),
+            calls_total=self.node.metrics.calls.value,
+            holding=not self.node.layer.idle,
+        )
+
+    async def _subscribers_changed(self, aors: tuple[str, ...]) -> None:
+        if aors:
+            await self.service.directory.refresh(aors)
+        else:
+            await self.service.directory.load()
 
     async def start(self) -> None:
         """Load subscribers and bindings, then listen; SIP traffic waits for the caches."""
+        self.member.syncing(SYNCING)
         await self.service.start()
+        self.member.synced(SYNCING)
         try:
             await self.node.start()
         except BaseException:
@@ -236,6 +267,7 @@ class ProxyNode:
     async def stop(self) -> None:
         """Drain the node (REGISTERs in flight still get their commits), then write the rest."""
         await self.node.stop()
+        self.metrics.unwatch()
         self.router.close()
         await self.service.close()
         writer = self.service.writer

@@ -120,6 +120,21 @@ class SubscriberDirectory:
         self._by_key = {(s.username, s.domain): s for s in fresh}
         self._asked.clear()
 
+    async def refresh(self, aors: Iterable[str]) -> None:
+        """Read these subscribers again now: an operator added, changed or removed them
+        (sipline.cluster.changes pushes which)."""
+        if self._source is None:
+            return
+        for aor in aors:
+            username, _, domain = aor.rpartition("@")
+            key = (username, domain.lower())
+            found = await self._source.get(*key)
+            if found is None:
+                self._by_key.pop(key, None)
+            else:
+                self._by_key[key] = found
+            self._asked.pop(key, None)
+
     def start(self) -> None:
         """Begin the periodic reload and the fetching of missed names."""
         if self._source is not None and self._task is None:

@@ -21,6 +21,7 @@ import orjson
 
 from relay.sessions import Call
 from sipline.logs import event
+from sipline.storage.live import open_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -157,9 +158,7 @@ class RedisQuality:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisQuality:
-        from redis.asyncio import Redis
-
-        return cls(Redis.from_url(url), **kwargs)
+        return cls(open_redis(url), **kwargs)
 
     def publish(self, quality: CallQuality) -> None:
         if self._queue.full():

@@ -44,6 +44,7 @@ __all__ = [
 
 OUT_OF_PORTS = "Ran out of ports"
 TOO_MANY_SESSIONS = "Parallel session limit reached"
+DRAINING = "Draining: no new calls here"
 CALL_PORTS = "Port budget of the call exhausted"
 SOURCE_PORTS = "Port budget of the source exhausted"
 PORTS_PER_MEDIA = 4  # a media section takes a pair on each side: RTP and RTCP twice
@@ -149,6 +150,7 @@ class SessionTable:
         self.clock = clock
         self.wall = wall
         self.refused = refused
+        self.draining = False  # an admin's drain: calls in progress go on, new ones are refused
         self.calls: dict[str, Call] = {}
         self.by_source: Counter[str] = Counter()
         """Ports held by the calls of each signalling host."""
@@ -172,6 +174,8 @@ class SessionTable:
         call = self.calls.get(call_id)
         new = call is None
         if call is None:
+            if self.draining:
+                raise LimitReached(DRAINING)
             if len(self.calls) >= self.max_sessions:
                 raise LimitReached(TOO_MANY_SESSIONS)
             call = self._new_call(call_id, source)

@@ -1,7 +1,8 @@
 """The ``sipline`` command.
 
-Every command takes ``--config PATH`` (default ``configs/single.toml`` relative to
-the working directory) and its handler is called as ``func(args, settings)``.
+Every command takes ``--config PATH`` (without it: ``$SIPLINE_CONFIG``, else
+./configs/single.toml, else the installed repository's, see
+``sipline.config.find_config``) and its handler is called as ``func(args, settings)``.
 Roles add their own commands through the ``sipline.commands`` entry-point group:
 an entry ``name = "module:register"`` names a ``register(subparsers)`` that adds
 parsers and sets ``func`` on them with ``set_defaults``. A parser that sets
@@ -15,12 +16,20 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 from sipline import __version__, logs
-from sipline.config import ConfigError, Settings, load_settings
+from sipline.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    anchored,
+    find_config,
+    load_settings,
+)
 
-DEFAULT_CONFIG = "configs/single.toml"
 COMMAND_GROUP = "sipline.commands"
 
 
@@ -43,7 +52,9 @@ class CommandParser(argparse.ArgumentParser):
             "--config",
             metavar="PATH",
             default=argparse.SUPPRESS,
-            help=f"TOML config file (default: {DEFAULT_CONFIG} in the working directory)",
+            help=f"TOML config file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}, else the"
+            " installed repository's; relative paths in it start from the working directory,"
+            " or from the repository for its own)",
         )
 
 
@@ -53,6 +64,7 @@ def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.Argume
         prog="sipline",
         description="Carrier-grade SIP platform: proxy, B2BUA, adaptive call router, RTP relay.",
     )
+    parser.add_argument("--version", action="version", version=f"sipline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     version = subparsers.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version, needs_settings=False)
@@ -60,6 +72,7 @@ def build_parser(plugins: Iterable[EntryPoint] | None = None) -> argparse.Argume
     run.set_defaults(func=cmd_run)
     add_db_commands(subparsers)
     add_ban_commands(subparsers)
+    add_cluster_commands(subparsers)
     add_stack_command(subparsers)
     load_commands(subparsers, entry_points(group=COMMAND_GROUP) if plugins is None else plugins)
     return parser
@@ -88,6 +101,13 @@ def add_db_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 def add_ban_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``sipline ban ...``: bans are every node's (sipline.net.guard), not a role's."""
     from sipline.storage.ban_commands import register
+
+    register(subparsers)
+
+
+def add_cluster_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sipline status`` and ``sipline node ...``: every node's, not a role's."""
+    from sipline.cluster.commands import register
 
     register(subparsers)
 
@@ -127,11 +147,15 @@ def main(argv: Sequence[str] | None = None, plugins: Iterable[EntryPoint] | None
 def _settings_for(args: argparse.Namespace) -> Settings | None:
     if not getattr(args, "needs_settings", True):
         return None
-    path = getattr(args, "config", DEFAULT_CONFIG)
-    settings = load_settings(path)
+    path, base = find_config(getattr(args, "config", None))
+    settings = anchored(load_settings(path), base)
     logs.configure(settings.log.level)
-    logs.event(logging.getLogger("sipline.cli"), "config_loaded", path=path)
+    logs.event(logging.getLogger("sipline.cli"), "config_loaded", path=_shown(path))
     return settings
+
+
+def _shown(path: Path) -> str:
+    return str(path if path.is_absolute() else Path.cwd() / path)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ from sipline.peers import parse_peer
 ENV_PREFIX = "SIPLINE_"
 ENV_DELIMITER = "__"
 
+# Where the settings last loaded came from (a config file, or the defaults), for the
+# messages of commands that refuse (a process loads one configuration).
+loaded_from = "defaults and environment"
+
 # The file for the TomlConfigSettingsSource of the Settings being built right now;
 # settings_customise_sources is a classmethod, so the path cannot travel as an argument.
 _toml_path: ContextVar[Path | None] = ContextVar("sipline_toml_path", default=None)
@@ -46,6 +50,49 @@ _toml_path: ContextVar[Path | None] = ContextVar("sipline_toml_path", default=No
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is meant for the operator."""
+
+
+# Where commands look for their config file when none is given (``find_config``).
+DEFAULT_CONFIG = "configs/single.toml"
+CONFIG_ENV = "SIPLINE_CONFIG"
+# The repository sipline runs from (an editable install, as `make` makes): its
+# configs/single.toml is the last resort, so a command run from any directory
+# finds the database `make run` uses.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_config(given: str | None) -> tuple[Path, Path]:
+    """The config file to use and the directory its relative paths start from:
+    ``given`` (--config), else ``$SIPLINE_CONFIG``, else ./configs/single.toml
+    (relative paths from the working directory), else the installed
+    repository's (relative paths from the repository, where `make run` runs)."""
+    cwd = Path.cwd()
+    if given:
+        return Path(given), cwd
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), cwd
+    if (cwd / DEFAULT_CONFIG).is_file():
+        return Path(DEFAULT_CONFIG), cwd
+    if (REPO / DEFAULT_CONFIG).is_file():
+        return REPO / DEFAULT_CONFIG, REPO
+    raise ConfigError(
+        f"no config file: none given (--config PATH or ${CONFIG_ENV}), no ./{DEFAULT_CONFIG}"
+        f" here ({cwd}) nor in the installed repository ({REPO})"
+    )
+
+
+def anchored(settings: Settings, base: Path) -> Settings:
+    """``settings`` with its relative paths (``node.data_dir``, a relative SQLite
+    file) made absolute from ``base``: a node's children, and messages, then
+    name the same files wherever they run."""
+    node, database = settings.node, settings.database
+    updates: dict[str, Any] = {}
+    if not node.data_dir.is_absolute():
+        updates["node"] = node.model_copy(update={"data_dir": base / node.data_dir})
+    if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
+        url = "sqlite:///" + str(base / database.url.removeprefix("sqlite:///"))
+        updates["database"] = database.model_copy(update={"url": url})
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def _ip_address(value: str) -> str:
@@ -94,9 +141,13 @@ class Section(BaseModel):
 
 
 class NodeSection(Section):
-    name: str = "sipline"
+    # Unique among the nodes sharing a database or Redis; "" = ROLE@HOST:PORT.
+    # 64 characters at most: it is stored with each binding and CDR.
+    name: Annotated[str, Field(max_length=64)] = ""
     data_dir: Path = Path("./data")
     drain_timeout: Annotated[float, Field(ge=0)] = 5.0
+    # The Retry-After (seconds) of the 503s a node drained by an admin answers new work with.
+    drain_retry_after: Annotated[int, Field(ge=0, le=86400)] = 60
 
 
 class SipSection(Section):
@@ -152,8 +203,20 @@ class LogSection(Section):
 
 
 class MetricsSection(Section):
+    """The node's HTTP port: /metrics, /status and the admin actions (sipline.net.admin)."""
+
     host: IPAddress = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535, description="0 disables /metrics")] = 0
+    port: Annotated[int, Field(ge=0, le=65535, description="0: any free port")] = 0
+
+
+class AdminSection(Section):
+    # Key of the tokens that authorise admin actions (drain, resume, config pushes).
+    # "" = one derived from auth.secret, else a key file in node.data_dir (one box).
+    secret: str = ""
+    # Seconds between the safety-net reloads of the configuration (changes are pushed).
+    config_poll: Annotated[float, Field(ge=1)] = 60.0
+    # Seconds an operator command waits for each node to confirm a pushed change.
+    push_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
 
 
 class DatabaseSection(Section):
@@ -427,6 +490,7 @@ class Settings(BaseSettings):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     log: LogSection = Field(default_factory=LogSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    admin: AdminSection = Field(default_factory=AdminSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     redis: RedisSection = Field(default_factory=RedisSection)
     proxy: ProxySection = Field(default_factory=ProxySection)
@@ -436,6 +500,17 @@ class Settings(BaseSettings):
     relay: RelaySection = Field(default_factory=RelaySection)
     b2bua: B2buaSection = Field(default_factory=B2buaSection)
     acr: AcrSection = Field(default_factory=AcrSection)
+
+    @model_validator(mode="after")
+    def _admin_needs_a_secret_off_loopback(self) -> Settings:
+        if not ipaddress.ip_address(self.metrics.host).is_loopback and not (
+            self.admin.secret or self.auth.secret
+        ):
+            raise ValueError(
+                f"metrics.host = {self.metrics.host!r} is not a loopback address: the admin "
+                "endpoint there needs admin.secret (or auth.secret) to authenticate actions"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -460,7 +535,10 @@ def load_settings(path: str | Path | None) -> Settings:
     origin = str(path) if path else "defaults and environment"
     token = _toml_path.set(path)
     try:
-        return Settings()
+        settings = Settings()
+        global loaded_from
+        loaded_from = origin
+        return settings
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: TOML syntax error: {exc}") from None
     except OSError as exc:
@@ -517,6 +595,8 @@ def _describe(exc: ValidationError, origin: str) -> str:
 
 def _describe_error(error: ErrorDetails) -> str:
     loc = error["loc"]
+    if not loc:  # a rule across sections: its message names the keys (and shows no values)
+        return _expectation(error["msg"])
     key = _dotted(loc)
     if error["type"] == "extra_forbidden":
         expected = f"unknown key; {_allowed_keys(loc[:-1])}"

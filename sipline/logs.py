@@ -3,7 +3,9 @@
     2026-11-21T21:50:00.123Z INFO sipline.node event=started transport=udp addr=127.0.0.1:5060
 
 Use ``event(logger, "started", transport="udp", addr=...)``; it costs one method call
-when the level is disabled, so it can sit on hot paths.
+when the level is disabled, so it can sit on hot paths. A node process names
+itself once (``set_node``): every line then ends with ``node=NAME``, so the
+lines of many nodes gathered in one place still say whose they are.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ LEVELS = {
 
 
 class LineFormatter(logging.Formatter):
-    """UTC timestamp, level, logger, message; tracebacks folded into an ``exc=`` field."""
+    """UTC timestamp, level, logger, message, the node's name; tracebacks folded
+    into an ``exc=`` field."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         # Messages from other libraries may span lines; keep one line per event.
         message = record.getMessage().replace("\n", "\\n")
         line = f"{stamp}.{int(record.msecs):03d}Z {record.levelname} {record.name} {message}"
+        # At the end: filters that match a line's start (fail2ban's) keep working.
+        if _node_field and _node_field not in message:
+            line += _node_field
         if record.exc_info:
             line += " exc=" + quote(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -49,6 +55,13 @@ class StderrHandler(logging.StreamHandler):
 
 
 _handler: logging.Handler | None = None
+_node_field = ""  # " node=NAME" once a node process has named itself
+
+
+def set_node(name: str) -> None:
+    """End every line of this process with ``node=name`` ("" stops it)."""
+    global _node_field
+    _node_field = f" node={quote(name)}" if name else ""
 
 
 def configure(level: str) -> None:

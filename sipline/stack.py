@@ -9,8 +9,16 @@ A simulated carrier (sipp as a UAS that answers probes and calls) stands at
 the demo carrier's gateway, so a call from a demo phone to a PSTN number goes
 phone → proxy → B2BUA → ACR → carrier and is answered.
 
+Each role gets its own admin port (``[metrics] port`` + 0..4 in the order
+proxy, B2BUA, ACR primary, ACR secondary, relay; free ports when it is 0),
+printed at start; ``sipline status`` finds them through the ``nodes`` table.
+
 The stack stops as a whole: SIGINT or SIGTERM, or any process ending, stops
 every other one with SIGTERM (each drains) and the exit status says which.
+So does its parent starting to die of a signal: GNU make, sent SIGINT alone
+(``kill -INT <make>``, not Ctrl-C to the whole group), does not pass it on
+but waits for its children (commands.c, fatal_error_signal), so the stack
+watches for that (``ParentWatch``).
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sipline.config import Settings
+from sipline.config import REPO, Settings, find_config
+from sipline.net.ports import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_USERS = ("alice", "bob")
 DEMO_CARRIER = "demo-carrier"
 DEMO_CARRIER_PORT = 5090
@@ -40,6 +48,8 @@ STOP_GRACE = 10.0  # seconds a process may take to drain after SIGTERM
 class Process:
     name: str
     command: list[str]
+    env: dict[str, str] | None = None  # added to the stack's environment
+    admin: str = ""  # HOST:PORT of its admin endpoint
     popen: subprocess.Popen[bytes] | None = None
 
 
@@ -60,31 +70,54 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stack.set_defaults(func=cmd_stack)
 
 
-def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    from sipline.cli import DEFAULT_CONFIG
+# The roles in the order of their admin ports ([metrics] port + index).
+ROLES = (
+    ("proxy", ("proxy",)),
+    ("b2bua", ("b2bua",)),
+    ("acr-primary", ("acr", "--node", "primary")),
+    ("acr-secondary", ("acr", "--node", "secondary")),
+    ("relay", ("relay",)),
+)
 
-    config = str(getattr(args, "config", DEFAULT_CONFIG))
-    sipline = [sys.executable, "-m", "sipline.cli", "--config", config]
-    run = _runner(sipline)
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    config, _ = find_config(getattr(args, "config", None))
+    sipline = [sys.executable, "-m", "sipline.cli", "--config", str(config.resolve())]
+    # The paths as this command resolved them: the roles open the same files wherever
+    # the config was found (sipline.config.anchored).
+    shared = {"SIPLINE_NODE__DATA_DIR": str(settings.node.data_dir)}
+    if settings.database.url.startswith("sqlite:"):
+        shared["SIPLINE_DATABASE__URL"] = settings.database.url
+    run = _runner(sipline, shared)
     run("db", "migrate")
-    processes = [
-        Process("relay", [*sipline, "relay"]),
-        Process("proxy", [*sipline, "proxy"]),
-        Process("b2bua", [*sipline, "b2bua"]),
-        Process("acr-primary", [*sipline, "acr", "--node", "primary"]),
-        Process("acr-secondary", [*sipline, "acr", "--node", "secondary"]),
-    ]
+    processes = roles(settings, sipline, shared)
     if not args.no_demo:
         provision_demo(settings, run, args.carrier_port)
         processes.append(Process("carrier", simulated_carrier(args.carrier_port)))
     return supervise(processes, settings, None if args.no_demo else args.carrier_port)
 
 
-def _runner(sipline: list[str]):  # type: ignore[no-untyped-def]
+def roles(settings: Settings, sipline: list[str], shared: dict[str, str]) -> list[Process]:
+    """One process per role, each with its admin port (and its name when the config
+    names the node: ROLE@HOST:PORT otherwise, each role's own)."""
+    host, base = settings.metrics.host, settings.metrics.port
+    processes = []
+    for i, (name, words) in enumerate(ROLES):
+        port = base + i if base else free_port(host)
+        env = {**shared, "SIPLINE_METRICS__PORT": str(port)}
+        if settings.node.name:
+            env["SIPLINE_NODE__NAME"] = f"{settings.node.name}-{name}"
+        admin = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        processes.append(Process(name, [*sipline, *words], env, admin))
+    return processes
+
+
+def _runner(sipline: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
     def run(*words: str, stdin: str | None = None) -> str:
         done = subprocess.run(
-            [*sipline, *words], input=stdin, capture_output=True, text=True, check=False
-        )
+            [*sipline, *words], input=stdin, capture_output=True, text=True, check=False,
+            env={**os.environ, **env},
+        )  # fmt: skip
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
             raise SystemExit(f"sipline stack: `sipline {' '.join(words)}` failed")
@@ -99,7 +132,13 @@ def provision_demo(settings: Settings, run, carrier_port: int) -> None:  # type:
     listed = run("subscriber", "list")
     for user in DEMO_USERS:
         if f"{user}@{domain} " not in listed:
-            run("subscriber", "add", f"{user}@{domain}", "--password-stdin", stdin=f"{user}-demo-pw\n")
+            run(
+                "subscriber",
+                "add",
+                f"{user}@{domain}",
+                "--password-stdin",
+                stdin=f"{user}-demo-pw\n",
+            )
     if DEMO_CARRIER not in run("carrier", "list"):
         run("carrier", "add", DEMO_CARRIER, "--gateway", f"127.0.0.1:{carrier_port}")
         deck = settings.node.data_dir / "demo-carrier-rates.csv"
@@ -129,14 +168,22 @@ def supervise(processes: list[Process], settings: Settings, carrier_port: int | 
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    parent = ParentWatch()
     for process in processes:
         stdout = subprocess.DEVNULL if process.name == "carrier" else None
+        env = {**os.environ, **process.env} if process.env else None
         # A session of its own: Ctrl-C reaches only this supervisor, which stops them in turn.
-        process.popen = subprocess.Popen(process.command, stdout=stdout, start_new_session=True)
-    _describe(settings, carrier_port)
+        process.popen = subprocess.Popen(
+            process.command, stdout=stdout, env=env, start_new_session=True
+        )
+    _describe(settings, processes, carrier_port)
     ended: Process | None = None
     while not stop and ended is None:
         time.sleep(0.2)
+        if parent.dying():
+            print("sipline stack: the parent process is stopping; stopping", file=sys.stderr)
+            stop = True
+            break
         ended = next((p for p in processes if p.popen and p.popen.poll() is not None), None)
     if stop:
         ended = None
@@ -160,7 +207,36 @@ def _stop_all(processes: list[Process]) -> None:
             popen.wait()
 
 
-def _describe(settings: Settings, carrier_port: int | None) -> None:
+class ParentWatch:
+    """Whether the process that started us is going away: it exited (we were
+    re-parented), or it is handling a fatal signal it does not pass on. GNU make
+    resets a fatal signal's handler to the default and blocks it while it waits
+    for its children, which /proc/PID/status shows (SigCgt, SigBlk); Linux only,
+    silent elsewhere."""
+
+    FATAL = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+        caught, _ = self._masks()
+        self.caught = [s for s in self.FATAL if caught >> (s - 1) & 1]
+
+    def _masks(self) -> tuple[int, int]:
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return 0, 0
+        fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+        return int(fields.get("SigCgt", "0"), 16), int(fields.get("SigBlk", "0"), 16)
+
+    def dying(self) -> bool:
+        if os.getppid() != self.pid:
+            return True
+        caught, blocked = self._masks()
+        return any(not caught >> (s - 1) & 1 and blocked >> (s - 1) & 1 for s in self.caught)
+
+
+def _describe(settings: Settings, processes: list[Process], carrier_port: int | None) -> None:
     domain = settings.proxy.domains[0]
     sip, relay = settings.sip, settings.relay
     lines = [
@@ -170,6 +246,9 @@ def _describe(settings: Settings, carrier_port: int | None) -> None:
         f"  B2BUA {settings.b2bua.host}:{settings.b2bua.port}, "
         f"ACR {settings.acr.primary} and {settings.acr.secondary}",
         f"  relay: STUN {relay.stun_host}:{relay.stun_port}, ng {relay.ng_host}:{relay.ng_port}",
+        "  admin (status, /metrics): "
+        + ", ".join(f"{p.name} http://{p.admin}/" for p in processes if p.admin),
+        "  sipline status: every node's state; sipline node drain|resume NAME",
     ]
     if carrier_port is not None:
         lines.append(

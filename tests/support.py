@@ -1,12 +1,15 @@
-"""What tests across packages share: running a coroutine test on uvloop, waiting for a condition."""
+"""What tests across packages share: running a coroutine test on uvloop, waiting for a
+condition, a node's private database."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvloop
 
 TEST_TIMEOUT = 20.0  # a bound so a hung test fails instead of stalling the suite
@@ -29,3 +32,10 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not met in time")
+
+
+def private_node(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """Settings loaded from now on (``load_settings``) give a node a database and a
+    data directory of its own, not the ones ``make run`` uses under ./data."""
+    monkeypatch.setenv("SIPLINE_DATABASE__URL", f"sqlite:///{directory / 'sipline.db'}")
+    monkeypatch.setenv("SIPLINE_NODE__DATA_DIR", str(directory))

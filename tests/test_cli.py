@@ -16,7 +16,7 @@ import pytest
 
 from sipline import __version__
 from sipline.cli import main
-from sipline.config import Settings
+from sipline.config import Settings, anchored, find_config, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SIPLINE = Path(sysconfig.get_path("scripts")) / "sipline"
@@ -97,11 +97,41 @@ def test_bad_env_override_exits_2() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_missing_default_config_is_named(tmp_path: Path) -> None:
-    result = sipline("run", cwd=tmp_path)
+def test_missing_config_of_the_environment_is_named(tmp_path: Path) -> None:
+    result = sipline("run", cwd=tmp_path, SIPLINE_CONFIG=str(tmp_path / "gone.toml"))
     assert result.returncode == 2
-    assert "configs/single.toml" in result.stderr
+    assert "gone.toml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_without_a_config_here_the_repository_one_is_used_from_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path, base = find_config(None)
+    assert (path, base) == (REPO / "configs/single.toml", REPO)
+    settings = anchored(load_settings(path), base)
+    assert settings.node.data_dir == REPO / "data"
+    assert settings.database.url == f"sqlite:///{REPO}/data/sipline.db"
+    monkeypatch.setenv("SIPLINE_CONFIG", str(tmp_path / "mine.toml"))
+    assert find_config(None) == (tmp_path / "mine.toml", tmp_path)
+    assert find_config("other.toml") == (Path("other.toml"), tmp_path)
+
+
+def test_an_operator_command_names_the_database_it_refuses(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "sipline.db"
+    result = sipline(
+        "subscriber", "list", cwd=tmp_path, SIPLINE_DATABASE__URL=f"sqlite:///{missing}"
+    )
+    assert result.returncode == 1
+    assert f"no database at {missing}" in result.stderr
+    assert f"from {REPO / 'configs/single.toml'}" in result.stderr
+    assert not missing.parent.exists()  # nothing created by a listing
+
+
+def test_version_option() -> None:
+    result = sipline("--version")
+    assert (result.returncode, result.stdout) == (0, f"sipline {__version__}\n")
 
 
 # --- role commands from the sipline.commands entry-point group --------------------

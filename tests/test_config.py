@@ -52,7 +52,7 @@ def test_single_toml_spells_out_the_embedded_defaults() -> None:
 
 def test_defaults() -> None:
     settings = load_settings(None)
-    assert settings.node.name == "sipline"
+    assert settings.node.name == ""  # ROLE@HOST:PORT, each role's own
     assert settings.node.data_dir == Path("data")
     assert settings.node.drain_timeout == 5.0
     assert settings.sip.max_message_bytes == 65535

@@ -19,6 +19,7 @@ def log(capsys: pytest.CaptureFixture[str]) -> Iterator[logging.Logger]:
     handlers, level = root.handlers[:], root.level
     root.handlers = []
     logs.configure("info")
+    logs.set_node("")  # as a process that runs no node (an in-process node's name left behind)
     yield logging.getLogger("sipline.node")
     root.handlers, root.level = handlers, level
 
@@ -108,3 +109,15 @@ def test_a_throttle_remembers_a_bounded_number_of_keys() -> None:
     for key in range(1000):
         throttle.admit(key)
     assert len(throttle._keys) <= 10
+def test_a_named_node_ends_every_line_with_its_name(
+    log: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.set_node("proxy@127.0.0.1:5060")
+    try:
+        logs.event(log, "started", transport="udp")
+        logs.event(log, "listening", node="proxy@127.0.0.1:5060")  # said already: not twice
+    finally:
+        logs.set_node("")
+    first, second = lines(capsys)
+    assert first.endswith("event=started transport=udp node=proxy@127.0.0.1:5060")
+    assert second.endswith("event=listening node=proxy@127.0.0.1:5060")

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the SIP shell, and the optional /metrics HTTP server.
+"""Prometheus metrics of the SIP shell (served by the node's admin endpoint, sipline.net.admin).
 
 Counting sits on the per-message path, so a count is a plain integer the
 event loop thread bumps (``Tally``), with no lock per increment as
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -39,9 +39,37 @@ class Tally:
         self.value += amount
 
 
+# Methods counted by name; any other (a stranger may send any token) is "other".
+METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO",
+     "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
+)  # fmt: skip
+
+
+class Traffic:
+    """Requests by method and responses by status code, in one direction. Each
+    message is counted once, as the transaction layer hands it over or the
+    role sends it: retransmissions are not counted again."""
+
+    __slots__ = ("requests", "responses")
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.responses: dict[int, int] = {}  # 100..699: bounded by the parser
+
+    def request(self, method: str) -> None:
+        key = method if method in METHODS else "other"
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def response(self, status: int) -> None:
+        self.responses[status] = self.responses.get(status, 0) + 1
+
+
 class NodeMetrics:
     """What a node counts. ``received[transport]`` and ``sent[transport]`` are
-    (request, response) pairs, indexed by ``is_response``."""
+    (request, response) pairs, indexed by ``is_response``; ``inbound`` and
+    ``outbound`` the messages by method and code; ``calls`` the new INVITEs
+    (outside a dialog) handed to the role."""
 
     __slots__ = (
         "received",
@@ -54,6 +82,9 @@ class NodeMetrics:
         "auth_failures",
         "untracked",
         "tcp_closed",
+        "inbound",
+        "outbound",
+        "calls",
         "_transactions",
         "_connections",
         "_banned",
@@ -72,6 +103,9 @@ class NodeMetrics:
         self.auth_failures = Tally()
         self.untracked = Tally()  # messages of sources the full table could not count
         self.tcp_closed = {r: Tally() for r in TCP_CLOSE_REASONS}
+        self.inbound = Traffic()
+        self.outbound = Traffic()
+        self.calls = Tally()
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
         self._banned: Callable[[], float] = _zero
@@ -156,6 +190,34 @@ class _NodeCollector(Collector):
             yield CounterMetricFamily(name, documentation, value=total)
         for name, documentation, attr in _GAUGES:
             yield GaugeMetricFamily(name, documentation, value=sum(getattr(n, attr)() for n in nodes))
+        requests = CounterMetricFamily(
+            "sipline_sip_requests",
+            "SIP requests by method (in: handed to the role; out: sent by it), retransmissions aside",
+            labels=["direction", "method"],
+        )
+        responses = CounterMetricFamily(
+            "sipline_sip_responses",
+            "SIP responses by code (in: to our requests; out: ours and those we forward)",
+            labels=["direction", "code"],
+        )
+        for direction, attr in (("in", "inbound"), ("out", "outbound")):
+            methods: dict[str, int] = {}
+            codes: dict[int, int] = {}
+            for n in nodes:
+                traffic = getattr(n, attr)
+                for method, count in list(traffic.requests.items()):
+                    methods[method] = methods.get(method, 0) + count
+                for code, count in list(traffic.responses.items()):
+                    codes[code] = codes.get(code, 0) + count
+            for method, count in sorted(methods.items()):
+                requests.add_metric([direction, method], count)
+            for code, count in sorted(codes.items()):
+                responses.add_metric([direction, str(code)], count)
+        yield requests
+        yield responses
+        calls = CounterMetricFamily("sipline_calls", "New calls (INVITEs outside a dialog)")
+        calls.add_metric([], sum(n.calls.value for n in nodes))
+        yield calls
 
 
 def _family(
@@ -214,14 +276,3 @@ class _RoleCollector(Collector):
 REGISTRY.register(_NodeCollector())
 REGISTRY.register(_RoleCollector())
 
-
-def start_metrics_server(host: str, port: int) -> Callable[[], None]:
-    """Serve /metrics on ``host:port`` from a daemon thread; returns what stops it."""
-    server, thread = start_http_server(port, addr=host)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=1.0)
-
-    return stop

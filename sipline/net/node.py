@@ -21,7 +21,7 @@ from sipline.logs import Throttle, event, quote
 from sipline.net.bans import BanSync
 from sipline.net.guard import Guard
 from sipline.net.handler import Handler
-from sipline.net.metrics import NodeMetrics, start_metrics_server
+from sipline.net.metrics import NodeMetrics
 from sipline.net.signals import until_stopped
 from sipline.net.transport import TcpEndpoint, TcpLimits, UdpEndpoint
 from sipline.sip.address import Address
@@ -87,7 +87,6 @@ class Node:
         # False until every transport listens: the UDP socket reads before the TCP
         # listener is up, and the handler may rely on both (its Via, its Record-Route).
         self._started = False
-        self._stop_metrics: Callable[[], None] | None = None
         # A stranger can repeat an error or a refusal at will: one line (and
         # one traceback) per kind a minute, every one of them counted.
         self._quiet = Throttle(LOG_INTERVAL)
@@ -112,9 +111,6 @@ class Node:
             raise
         tcp = self._tcp
         self.metrics.watch(lambda: len(self.layer), lambda: len(tcp.by_id) if tcp else 0)
-        metrics = getattr(self.settings, "metrics", None)
-        if metrics is not None and metrics.port:
-            self._stop_metrics = start_metrics_server(metrics.host, metrics.port)
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
         self._started = True
         for transport in self._senders:
@@ -136,8 +132,6 @@ class Node:
         await self._close_transports()
         await self._bans.stop()
         self.metrics.unwatch()
-        if self._stop_metrics is not None:
-            self._stop_metrics()
         event(log, "stopped", transactions_left=left)
 
     async def _open_transports(self) -> None:
@@ -180,18 +174,38 @@ class Node:
 
     # -- what roles call -----------------------------------------------------------
     def respond(self, txn: ServerTransaction, response: Response) -> None:
+        status = response.status
+        self.metrics.outbound.response(status)
+        if 200 <= status < 300 and txn.method == "INVITE":
+            self._answered(txn, response)
         self._carry_out(self.layer.respond(txn, response))
+
+    def _answered(self, txn: ServerTransaction, response: Response) -> None:
+        """A call answered through this node, at info (a re-INVITE's 2xx is no new call)."""
+        try:
+            if txn.request.to.tag is None and log.isEnabledFor(logging.INFO):
+                event(log, "call_answered", call_id=response.call_id, status=response.status,
+                      source=txn.source)  # fmt: skip
+        except ParseError:
+            pass
 
     def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
         """Answer and forget ``txn`` at once (see TransactionLayer.respond_stateless)."""
+        self.metrics.outbound.response(response.status)
         self._carry_out(self.layer.respond_stateless(txn, response))
 
     def send_request(self, request: Request, dest: Address) -> ClientTransaction:
+        self.metrics.outbound.request(request.method)
         txn, actions = self.layer.request(request, dest)
         self._carry_out(actions)
         return txn
 
     def send_stateless(self, message: Request | Response, dest: Address) -> None:
+        outbound = self.metrics.outbound
+        if type(message) is Response:
+            outbound.response(message.status)
+        else:
+            outbound.request(message.method)
         self._carry_out(self.layer.send_stateless(message, dest))
 
     def send_keepalive(self, dest: Address, data: bytes = b"\r\n\r\n") -> bool:
@@ -324,14 +338,27 @@ class Node:
 
     def _deliver(self, action: Deliver) -> None:
         request, txn = action.request, action.txn
+        method = request.method
+        self.metrics.inbound.request(method)
         try:
             self.handler.on_request(self, request, txn, action.source)
         except Exception:
             self._handler_error("on_request", request.call_id)
             if txn is not None and txn.state in _UNANSWERED:
                 self._answer_500(txn, request)
+        if method == "INVITE" and txn is not None:
+            self._count_call(request)
+
+    def _count_call(self, request: Request) -> None:
+        # After the handler: it has parsed To (cached) and answered a bad one.
+        try:
+            if request.to.tag is None:
+                self.metrics.calls.inc()
+        except ParseError:
+            pass
 
     def _deliver_response(self, action: DeliverResponse) -> None:
+        self.metrics.inbound.response(action.response.status)
         try:
             self.handler.on_response(self, action.response, action.txn, action.source)
         except Exception:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sipline.logs import event
 from sipline.net.node import tune_gc
 from sipline.net.signals import until_stopped
+
+if TYPE_CHECKING:
+    from sipline.cluster.member import Member
 
 
 class Role(Protocol):
@@ -20,11 +23,25 @@ class Role(Protocol):
 
 async def run_until_stopped(role: Role, log: logging.Logger) -> None:
     """Start ``role``, make the GC rare (``tune_gc``), run until SIGTERM or SIGINT
-    (logged, ``event=signal``), then stop it (it drains)."""
-    await role.start()
-    tune_gc()
+    (logged, ``event=signal``), then stop it (it drains).
+
+    A role with a ``member`` (sipline.cluster.member) has it opened first, so its
+    admin endpoint shows it ``syncing`` while it loads, and closed last."""
+    member: Member | None = getattr(role, "member", None)
+    if member is not None:
+        await member.open()
     try:
-        received = await until_stopped()
-        event(log, "signal", signal=received.name if received is not None else "stop")
+        await role.start()
+        if member is not None:
+            member.running()
+        tune_gc()
+        try:
+            received = await until_stopped()
+            event(log, "signal", signal=received.name if received is not None else "stop")
+        finally:
+            if member is not None:
+                member.stopping()
+            await role.stop()
     finally:
-        await role.stop()
+        if member is not None:
+            await member.close()

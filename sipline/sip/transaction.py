@@ -319,6 +319,10 @@ class TransactionLayer:
         self.retry_after = retry_after
         self.admit_in_dialog = admit_in_dialog
 
+    def resume(self) -> None:
+        """Take new work again after ``drain`` (an admin's resume)."""
+        self.draining = False
+
     # -- messages from the network ---------------------------------------------
     def receive(self, message: Request | Response, source: Address) -> list[Action]:
         """Feed in a parsed message; raises ParseError, before anything is done

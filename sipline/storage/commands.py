@@ -12,10 +12,19 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
+from sipline import config
 from sipline.config import Settings
-from sipline.storage.database import Database, InvalidValue, StorageError, open_database
+from sipline.storage.database import (
+    Database,
+    InvalidValue,
+    StorageError,
+    open_database,
+    redact,
+    sqlite_path,
+)
 from sipline.storage.schema import applied_versions, load_migrations, migrate
 from sipline.storage.schema import require_current_schema as _require_current_schema
 
@@ -36,10 +45,23 @@ def run_with_database(
     *,
     require_current_schema: bool = True,
 ) -> int:
-    """Open ``database.url``, run ``work(db)``, close; errors become a message and a status."""
+    """Open ``database.url``, run ``work(db)``, close; errors become a message and a status
+    that say which database was meant (and from which config). A SQLite file that does
+    not exist is not created, unless to migrate it (``require_current_schema`` False)."""
+    url = settings.database.url
+    where = f"database {redact(url)}, from {config.loaded_from}"
+    if require_current_schema and url.startswith("sqlite://"):
+        path = Path(sqlite_path(url))
+        if not path.is_file():
+            print(
+                f"sipline: no database at {path.resolve()} ({where}); run `sipline db migrate`"
+                " first (`make run` does), or name another config with --config",
+                file=sys.stderr,
+            )
+            return EXIT_STORAGE_ERROR
 
     async def run() -> int:
-        db = await open_database(settings.database.url)
+        db = await open_database(url)
         try:
             if require_current_schema:
                 await _require_current_schema(db)
@@ -47,19 +69,20 @@ def run_with_database(
         finally:
             await db.close()
 
-    return run_command(run())
+    return run_command(run(), where)
 
 
-def run_command(work: Coroutine[Any, Any, int]) -> int:
+def run_command(work: Coroutine[Any, Any, int], where: str = "") -> int:
     """Run a command's ``work``: its status, or a message and the status of the failure
-    (InvalidValue: a bad value given; StorageError: the store refused or failed)."""
+    (InvalidValue: a bad value given; StorageError: the store refused or failed;
+    ``where`` says which database or store the command meant)."""
     try:
         return asyncio.run(work)
     except InvalidValue as exc:
         print(f"sipline: {exc}", file=sys.stderr)
         return EXIT_INVALID_VALUE
     except StorageError as exc:
-        print(f"sipline: {exc}", file=sys.stderr)
+        print(f"sipline: {exc}" + (f" ({where})" if where else ""), file=sys.stderr)
         return EXIT_STORAGE_ERROR
 
 

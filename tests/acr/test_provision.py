@@ -69,12 +69,15 @@ def test_carrier_add_list_disable_enable(
              "--cps", "10")  # fmt: skip
     assert out == "added carrier cheap (127.0.0.1:5090, 192.0.2.7:5060)\n"
     ok(settings, capsys, "carrier", "add", "backup", "--gateway", "127.0.0.1:5091")
-    assert table(ok(settings, capsys, "carrier", "list")) == [
+    *listing, note = ok(settings, capsys, "carrier", "list").splitlines()
+    assert table("\n".join(listing)) == [
         ["CARRIER", "STATE", "CAPACITY", "CPS", "RATES", "GATEWAY", "WEIGHT", "STATUS"],
-        ["backup", "enabled", "-", "-", "0", "127.0.0.1:5091/udp", "1", "unknown"],
-        ["cheap", "enabled", "100", "10", "0", "192.0.2.7:5060/tcp", "3", "unknown"],
-        ["127.0.0.1:5090/udp", "1", "unknown"],
+        ["backup", "enabled", "-", "-", "0", "127.0.0.1:5091/udp", "1", "-"],
+        ["cheap", "enabled", "100", "10", "0", "192.0.2.7:5060/tcp", "3", "-"],
+        ["127.0.0.1:5090/udp", "1", "-"],
     ]
+    # No Redis and no ACR node to ask: nothing live is known, and it says so.
+    assert note == "gateway status: no live data (no ACR node is running)"
     assert ok(settings, capsys, "carrier", "disable", "cheap") == "disabled carrier cheap\n"
     assert table(ok(settings, capsys, "carrier", "list"))[2][1] == "disabled"
     assert ok(settings, capsys, "carrier", "enable", "cheap") == "enabled carrier cheap\n"
@@ -106,14 +109,16 @@ def test_carrier_list_shows_the_shared_health_of_each_gateway(
     }
 
 
-def test_carrier_list_says_unknown_when_redis_is_away(
+def test_carrier_list_says_there_is_no_live_data_when_redis_is_away(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ok(settings, capsys, "carrier", "add", "a", "--gateway", "127.0.0.1:5090")
     away = settings.model_copy(
         update={"redis": settings.redis.model_copy(update={"url": "redis://127.0.0.1:1/0"})}
     )
-    assert table(ok(away, capsys, "carrier", "list"))[1][-1] == "unknown"
+    *listing, note = ok(away, capsys, "carrier", "list").splitlines()
+    assert table("\n".join(listing))[1][-1] == "-"
+    assert note.startswith("gateway status: no live data (Redis unreachable")
 
 
 def test_carrier_mistakes_are_refused(
@@ -273,3 +278,18 @@ def test_cdr_errors_lists_what_the_database_refused(
     assert orjson.loads(ok(settings, capsys, "cdr", "errors", "--json")) == [
         {"reason": "INSERT cdrs failed: too long", "cdr": {"call_id": "c-9"}}
     ]
+
+
+def test_gateway_views_of_several_nodes_merge_to_the_newest_verdict() -> None:
+    from acr.provision import merge_gateways
+
+    primary = {"gateways": {"a": {"status": "up", "changed": 10.0},
+                            "b": {"status": "down", "changed": 30.0},
+                            "c": {"status": "backoff", "changed": 5.0}}}  # fmt: skip
+    secondary = {"gateways": {"a": {"status": "down", "changed": 20.0},
+                              "b": {"status": "up", "changed": 25.0},
+                              "c": {"status": "up", "changed": 50.0},
+                              "d": "garbage", "e": {"status": "up", "changed": "x"}}}  # fmt: skip
+    assert merge_gateways([primary, secondary, None, []]) == {
+        "a": "down", "b": "down", "c": "backoff"
+    }  # fmt: skip

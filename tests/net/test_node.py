@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sipline.config import Settings
+from sipline.net.admin import AdminServer
 from sipline.net.node import MinimalHandler, Node
 from sipline.net.ports import free_port
 from sipline.sip.address import Address
@@ -435,16 +436,24 @@ async def test_messages_are_counted_and_served_on_metrics() -> None:
     labels = {"transport": "udp"}
     before_in = counter("sipline_sip_messages", direction="in", kind="request", **labels)
     before_out = counter("sipline_sip_messages", direction="out", kind="response", **labels)
-    port = free_port()
-    async with running(metrics_port=port) as node:
-        phone = await UdpPeer.open()
-        for _ in range(3):
-            phone.send(node, request(port=phone.port))
-        await phone.responses(3)
-        url = f"http://{HOST}:{port}/metrics"
-        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+    options = counter("sipline_sip_requests", direction="in", method="OPTIONS")
+    ok = counter("sipline_sip_responses", direction="out", code="200")
+    admin = AdminServer(HOST, 0)  # what a role's member runs beside its node
+    await admin.start()
+    try:
+        async with running() as node:
+            phone = await UdpPeer.open()
+            for _ in range(3):
+                phone.send(node, request(port=phone.port))
+            await phone.responses(3)
+            url = f"http://{admin.address}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())
+    finally:
+        await admin.close()
     assert counter("sipline_sip_messages", direction="in", kind="request", **labels) == before_in + 3
     assert counter("sipline_sip_messages", direction="out", kind="response", **labels) == before_out + 3
+    assert counter("sipline_sip_requests", direction="in", method="OPTIONS") == options + 3
+    assert counter("sipline_sip_responses", direction="out", code="200") == ok + 3
     assert b"sipline_sip_messages_total{" in text
 
 

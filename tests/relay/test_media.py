@@ -16,6 +16,7 @@ import re
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from sipline.config import ConfigError, load_settings
 from sipline.net.ports import free_port
 from sipline.ng.bencode import decode, encode
 from tests.conftest import port_range
-from tests.support import on_uvloop
+from tests.support import on_uvloop, private_node
 
 HOST = "127.0.0.1"
 ELSEWHERE = "127.0.0.2"
@@ -384,7 +385,10 @@ def test_the_relay_follows_its_section_and_redis(monkeypatch: pytest.MonkeyPatch
 
 
 @on_uvloop
-async def test_sipline_relay_serves_ng_beside_stun(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sipline_relay_serves_ng_beside_stun(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    private_node(monkeypatch, tmp_path)
     port = free_port()
     monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(port))
     monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", "[]")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from relay.server import serve_relay
 from relay.stun_server import StunServer
 from sipline.config import load_settings
 from sipline.net.ports import free_port
-from tests.support import on_uvloop
+from tests.support import on_uvloop, private_node
 
 A1, A2 = "127.0.0.1", "127.0.0.2"
 TIMEOUT = 2.0
@@ -256,8 +257,9 @@ async def test_the_other_address_answers_too() -> None:
 
 @on_uvloop
 async def test_serve_relay_runs_the_stun_server_of_the_settings_until_stopped(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    private_node(monkeypatch, tmp_path)
     port = free_port()
     monkeypatch.setenv("SIPLINE_RELAY__STUN_PORT", str(port))
     monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(free_port()))  # not rtpengine's 2223
@@ -281,8 +283,9 @@ async def test_serve_relay_runs_the_stun_server_of_the_settings_until_stopped(
 
 @on_uvloop
 async def test_serve_relay_without_stun_transports_starts_no_stun_server(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    private_node(monkeypatch, tmp_path)
     monkeypatch.setenv("SIPLINE_RELAY__STUN_TRANSPORTS", "[]")
     monkeypatch.setenv("SIPLINE_RELAY__NG_PORT", str(free_port()))
     stop = asyncio.Event()
