@@ -3,9 +3,10 @@
 A 1xx or 2xx to the B leg's INVITE crosses to the caller in the A leg's own
 dialog (our To tag and Contact, the caller's Record-Route: RFC 3261
 §12.1.1), its SDP through the relay first if the call is anchored. The 2xx
-starts the duration limit and both legs' session timers, and is sent again
-while the caller's ACK has not come (§13.3.1.4); a 2xx the far side sends
-again is ACKed again once ours went (§13.2.2.4). The caller's ACK confirms
+starts the duration limit and both legs' session timers, and is sent again,
+T1 doubling to T2, until the caller's ACK comes (§13.3.1.4, over TCP too:
+the transaction layer's ``retransmit_2xx``); a 2xx the far side sends again
+is ACKed again once ours went (§13.2.2.4). The caller's ACK confirms
 the call and goes to the far side as the ACK of its 2xx, with the caller's
 SDP if it carries one; an ACK for a re-INVITE's 2xx crosses the same way.
 A caller that never ACKs has the call ended when its INVITE transaction
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
 from sipline.sip.message import Request, Response
 
@@ -23,7 +25,7 @@ from .anchoring import through_relay
 from .call import Call, Media, Phase
 from .calls import SUPPORTED, Calls, send_ack
 from .legs import crossing_response
-from .teardown import end
+from .teardown import answered_invite, end, hang_up_stray
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -76,23 +78,32 @@ def _send_to_caller(calls: Calls, node: Node, call: Call, response: Response, bo
             if leg.timer is not None:
                 calls.sessions.arm(leg, now, leg.timer.due_in)
     calls.respond(node, server, out)
+    if status >= 200:
+        node.layer.retransmit_2xx(server)
 
 
 def retransmitted_2xx(node: Node, call: Call) -> None:
-    """The B leg sends its 2xx again: our ACK was lost, or the caller's has not come."""
+    """The B leg sends its 2xx again: our ACK was lost (while the caller's has not
+    come, ours to the caller is sent again on its own timer)."""
     if call.phase is Phase.CONFIRMED:
         send_ack(node, call.b, call.cseq, None)
-    elif call.answer is not None and call.server is not None:
-        node.respond(call.server, call.answer)
 
 
-def on_stray(calls: Calls, node: Node, response: Response) -> None:
-    """A 2xx whose transaction is gone (RFC 6026): ACK it again if it is a call's."""
+def on_stray(calls: Calls, node: Node, response: Response, source: Address) -> None:
+    """A 2xx whose transaction is gone (RFC 6026 §8.4): ACK it again if it is our
+    B leg's dialog; any other from one of our next hops is a ghost (an INVITE
+    failed over long ago): ACK and BYE it. A stranger's gets nothing."""
     if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
         return
     leg = calls.legs.get(response.call_id)
-    if leg is not None and leg is leg.call.b and leg.call.phase is Phase.CONFIRMED:
-        send_ack(node, leg, response.cseq.number, None)
+    if leg is not None and leg is leg.call.b:
+        dialog = leg.dialog
+        if dialog is not None and dialog.id.remote_tag == response.to.tag:
+            if leg.call.phase is Phase.CONFIRMED:
+                send_ack(node, leg, response.cseq.number, None)
+            return
+    if calls.hops.at(source) is not None:
+        hang_up_stray(calls, node, answered_invite(response), response)
 
 
 def on_ack(calls: Calls, node: Node, request: Request) -> None:
@@ -109,6 +120,7 @@ def on_ack(calls: Calls, node: Node, request: Request) -> None:
     ):
         if not relay.acked:
             relay.acked = True
+            node.layer.stop_2xx(relay.server)
             send_ack(node, leg.peer, relay.cseq, request)
         return
     if leg is call.a and call.phase is Phase.ANSWERED:
@@ -118,6 +130,7 @@ def on_ack(calls: Calls, node: Node, request: Request) -> None:
         # INVITE transaction lingers 32 s (RFC 6026 timer L) without the call.
         call.answer = None
         if call.server is not None:
+            node.layer.stop_2xx(call.server)
             call.server.context = None
         call.server = None
         call.b_invite = None

@@ -100,6 +100,9 @@ class Call:
     b_invite: Request | None = None  # until the 2xx is ACKed
     client: ClientTransaction | None = None  # the B leg's current INVITE
     cseq: int = 0  # the B leg's INVITE CSeq
+    sent: float = 0.0  # when the B leg's INVITE went (monotonic)
+    target: str | None = None  # the B leg's Request-URI once a 3xx was followed
+    redirects: int = 0  # 3xx followed
     last_failure: Response | None = None
     answer: Response | None = None  # the 2xx sent to the caller, sent again until its ACK
     refreshed_se: bool = False  # the B leg's INVITE was sent again after a 422

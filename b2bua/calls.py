@@ -3,8 +3,8 @@
 ``Calls`` is the one state object the steps of a call share (``b2bua.setup``,
 ``answering``, ``indialog``, ``teardown``, ``probes``): the table of legs by
 Call-ID (each call is in it twice, once per leg: a request or response finds
-its leg by its own Call-ID), the three deadlines a call may wait on
-(failover, duration limit, session timers), the counters, the settings the
+its leg by its own Call-ID), the deadlines a call may wait on
+(failover, silence of its hop, timer C, duration limit, session timers), the counters, the settings the
 steps read and the optional parts (accounts, licences, the relay). Beside it,
 the few acts every step does the same way: answering a server transaction
 (with our Server header) and ACKing a leg's 2xx (RFC 3261 §13.2.2.4).
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sipline.net.metrics import RoleCounts
-from sipline.proxying.deadlines import Timers
+from sipline.proxying.deadlines import Deadlines, Timers
 from sipline.sip.address import Address
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
@@ -41,6 +41,10 @@ COUNTED = {
     "refused": "Calls refused 403 by their account's licence",
     "admission_errors": "Licence checks that failed (the call went through uncounted)",
     "media_errors": "Relay requests (offer, answer) that failed: the SDP went through as it came",
+    "ghosts": "Answers nobody took (an INVITE given up on, or one not sent on): ACKed and BYEd",
+    "redirects": "3xx followed on the B leg (follow_redirects)",
+    "timer_c": "Calls ended 408 by timer C: nothing from the far side for timer_c after a 1xx",
+    "hops_down": "Next hops marked down: by probes, or at once by a call they failed",
 }
 
 
@@ -105,6 +109,7 @@ class Calls:
         self.hops = NextHops.from_settings(b2bua)
         self.failover_timeout: float = b2bua.failover_timeout
         self.max_duration: float = b2bua.max_call_duration
+        self.follow_redirects: int = b2bua.follow_redirects
         self.session_expires: int = b2bua.session_expires
         self.min_se: int = b2bua.min_se
         self.accounts = accounts
@@ -113,10 +118,13 @@ class Calls:
         self.clock = clock
         self.legs: dict[str, Leg] = {}  # Call-ID of either leg -> that leg
         self.failover: Timers[Call] = Timers()
+        self.silence: Deadlines[Call] = Deadlines(b2bua.silence_timeout)
+        self.timer_c: Deadlines[Call] = Deadlines(b2bua.timer_c)
         self.duration: Timers[Call] = Timers()
         self.sessions: Timers[Leg] = Timers()
         self.metrics = RoleCounts("b2bua", COUNTED)
         self.metrics.watch("calls_active", "Calls in progress", self.__len__)
+        self.metrics.watch("hops_up", "Next hops (ACR nodes, gateways) up", self.hops.up)
         self.counts = self.metrics.values  # plain ints, bumped on the call path
         self._locals: dict[str, Local] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

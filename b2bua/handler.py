@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipline.b2bua")
 
-TICK = 0.05  # seconds between runs of the call timers
+TICK = 0.02  # seconds between runs of the call timers (failover is late by one at most)
 
 
 class B2buaHandler(Handler):
@@ -75,9 +75,7 @@ class B2buaHandler(Handler):
         self.trusted_peers = frozenset(
             split_host_port(p) for p in b2bua.trusted if p.count(":") == 1
         )
-        self.probe_interval: float = b2bua.probe_interval
         self.probing = True  # OPTIONS to the next hops (off while draining)
-        self._next_probe = 0.0
         self._node: Node | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
 
@@ -152,7 +150,7 @@ class B2buaHandler(Handler):
         self._node = node
         calls = self.calls
         if txn is None:
-            answering.on_stray(calls, node, response)
+            answering.on_stray(calls, node, response, source)
             return
         context = txn.context
         try:
@@ -165,7 +163,7 @@ class B2buaHandler(Handler):
                 indialog.on_own_response(calls, node, context, response, txn)
             elif kind is Hop and response.status >= 200:
                 # 503: draining or overloaded.
-                probes.probed(calls.hops, context, response.status != 503)
+                probes.probed(calls, context, txn, response.status != 503)
         except ParseError as exc:
             event(log, "bad_response", logging.DEBUG, call_id=response.call_id, reason=exc.reason)
 
@@ -194,13 +192,14 @@ class B2buaHandler(Handler):
 
     # -- timers -----------------------------------------------------------------------------
     def expire(self, node: Node, now: float) -> None:
-        """Failover, duration limit, session timers and probes due at ``now`` (monotonic)."""
+        """Failover, silent hops, timer C, duration limit, session timers and probes
+        due at ``now`` (monotonic)."""
         calls = self.calls
+        setup.silence_due(calls, now)
         setup.failover_due(calls, node, now)
+        setup.timer_c_due(calls, node, now)
         for call in calls.duration.expire(now):
             end(calls, node, call, None, "duration limit")
         indialog.sessions_due(calls, node, now)
-        if self.probing and now >= self._next_probe:
-            self._next_probe = now + self.probe_interval
-            if calls.hops.hops:
-                probes.probe(calls, node)
+        if self.probing:
+            probes.due(calls, node, now)

@@ -6,7 +6,8 @@ dialog's and its CSeq is in order (RFC 3261 §12.2.2). BYE ends the call
 of ``RELAYED`` are sent on in the other leg's dialog with its own CSeq,
 Via and Contact and a short list of end-to-end headers (``b2bua.legs``),
 and their response comes back the same way (a ``Relay`` on both
-transactions). A new offer in an anchored call goes through the relay
+transactions); a 2xx to a re-INVITE is sent again until its ACK (RFC 3261
+§13.3.1.4). A new offer in an anchored call goes through the relay
 first, and so does its answer. Each leg has its own session timer (RFC 4028):
 a 2xx to a re-INVITE or UPDATE re-arms it, and where we are the refresher we
 send the refresh ourselves (an ``Own`` request, §10); a 408 or 481 to
@@ -187,11 +188,9 @@ def on_response(
         send_ack(node, peer, relay.cseq, None)
         return
     if 200 <= status < 300 and relay.answer is not None:
-        # A 2xx to a re-INVITE again: our ACK was lost, or the other side's has not come.
+        # A 2xx to a re-INVITE again: our ACK was lost (ours goes again on its own timer).
         if relay.acked:
             send_ack(node, peer, relay.cseq, None)
-        else:
-            node.respond(relay.server, relay.answer)
         return
     media = calls.media
     if relay.media.anchored and response.body and status < 300 and media is not None:
@@ -236,6 +235,8 @@ def _relay_on(calls: Calls, node: Node, relay: Relay, response: Response, body: 
         elif call.reinvite is relay:
             call.reinvite = None  # its ACK stays with the transactions
     calls.respond(node, server, out)
+    if method == "INVITE" and 200 <= status < 300:
+        node.layer.retransmit_2xx(server)  # until its ACK (RFC 3261 §13.3.1.4)
     if status in (408, 481) and call.phase is not Phase.ENDED:
         end(calls, node, call, None, f"{status} in dialog")
 

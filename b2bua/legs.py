@@ -23,6 +23,9 @@ ACCOUNT_HEADER = "X-Sipline-Account"
 # The Call-ID the relay anchored the call under (the A leg's): the ACR reads the
 # relay's per-call quality by it (sipline:relay:call:<call-id>).
 MEDIA_CALL_HEADER = "X-Sipline-Media-Call"
+# Unix time (3 decimals) after which we have given up on the INVITE: the ACR
+# refuses it 408 then, so a node that comes back never routes a call nobody waits for.
+DEADLINE_HEADER = "X-Sipline-Deadline"
 
 # Never copied from the A leg's INVITE to the B leg's: topology, what we set
 # ourselves, credentials for the proxy, and hop-by-hop session timer values.
@@ -74,10 +77,12 @@ def b_invite(
     supported: str,
     extra: Iterable[tuple[str, str]] = (),
     external: bool = False,
+    uri: str | None = None,
 ) -> Request:
     """The B leg's INVITE from the A leg's: ``supported`` replaces Supported
     (our extensions added to the caller's), ``extra`` is added (session timer,
-    account); ``external`` strips internal identity headers too."""
+    account); ``external`` strips internal identity headers too; ``uri``
+    replaces the Request-URI (a redirect followed)."""
     a_from = a.from_
     params = dict(a_from.params)
     params["tag"] = from_tag
@@ -100,7 +105,7 @@ def b_invite(
             add(name, value)
     for name, value in extra:
         add(name, value)
-    return Request("INVITE", a.uri, headers, body)
+    return Request("INVITE", a.uri if uri is None else uri, headers, body)
 
 
 def crossing_response(
@@ -115,13 +120,18 @@ def crossing_response(
 ) -> Response:
     """The response to ``request`` (ours to answer) carrying ``response``'s
     status, reason, body and end-to-end headers; ``record_route`` copies the
-    request's Record-Route (a dialog-creating response, RFC 3261 §12.1.1)."""
+    request's Record-Route (a dialog-creating response, RFC 3261 §12.1.1).
+    ``contact`` is ours, but a 3xx carries the far side's Contacts."""
     out = request.response(response.status, response.reason, to_tag=to_tag)
     headers = out.headers
     if record_route:
         for value in request.headers.get_all("record-route"):
             headers.add("Record-Route", value)
-    if contact is not None:
+    if 300 <= response.status < 400:
+        # A redirect's Contacts are where to try instead (RFC 3261 §21.3, §8.1.3.4).
+        for value in response.headers.get_all("contact"):
+            headers.add("Contact", value)
+    elif contact is not None:
         headers.add("Contact", contact)
     for name, value in response.headers:  # one pass: most responses carry few of these
         key = header_key(name)

@@ -1,36 +1,46 @@
 """Where a call's B leg goes: the ACR pair in round robin, or a pattern route's gateways.
 
 ``NextHops.plan`` gives the ordered list of hops one call tries (failover on
-timeout or 503 walks it). A hop that failed ``probe_failures`` OPTIONS probes
-in a row is down and goes to the end of the list (tried only when every
-other hop has failed); it is up again after ``probe_successes`` answered
-probes in a row (hysteresis). Pattern routes are matched in order: a pattern
-of digits (with an optional leading +) is a prefix of the dialled number,
-anything else a regular expression matching the whole number.
+timeout or 503 walks it). A hop is down after ``probe_failures`` failed
+OPTIONS probes in a row, or at once when it fails a call (``mark_down``: it
+said nothing to an INVITE for ``silence_timeout``, or answered 503, RFC 3261
+§21.5.4); a down hop goes to the end of the list (tried only when every
+other hop has failed) and is up again after ``probe_successes`` answered
+probes in a row (hysteresis). With every hop down, calls still try them all,
+the one heard from last first: a call is never refused for it. Pattern
+routes are matched in order: a pattern of digits (with an optional leading
++) is a prefix of the dialled number, anything else a regular expression
+matching the whole number.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipline.config import split_host_port
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request
-from sipline.sip.uri import SipUri, TelUri
+from sipline.sip.uri import SipUri, TelUri, Uri
+
+if TYPE_CHECKING:
+    from sipline.sip.transaction import ClientTransaction
 
 
 @dataclass(slots=True, eq=False)
 class Hop:
-    """An ACR node or a gateway, with its probe state."""
+    """An ACR node or a gateway, with its probe state (times are monotonic)."""
 
     address: Address
     up: bool = True
     failures: int = 0  # probes failed in a row
     successes: int = 0  # probes answered in a row
-    probing: bool = False  # a probe is out and unanswered
+    probe: ClientTransaction | None = None  # the probe out and unanswered
+    next_probe: float = 0.0  # when it is probed next
+    heard: float = float("-inf")  # when it last answered anything of ours
 
     def __str__(self) -> str:
         return f"{self.address.host}:{self.address.port}"
@@ -75,12 +85,14 @@ class NextHops:
     routes: list[Route]
     probe_failures: int = 3
     probe_successes: int = 2
+    probe_interval: float = 5.0
+    probe_down_interval: float = 0.5  # how often a hop that is down is probed
     hops: dict[Address, Hop] = field(default_factory=dict)  # every distinct hop, to probe
     _turn: int = 0
 
     @classmethod
     def from_settings(cls, b2bua: Any) -> NextHops:
-        """From the [b2bua] section: ``acr``, ``routes``, ``probe_failures``, ``probe_successes``."""
+        """From the [b2bua] section: ``acr``, ``routes`` and the ``probe_*`` keys."""
         hops: dict[Address, Hop] = {}
 
         def hop(text: str) -> Hop:
@@ -101,7 +113,10 @@ class NextHops:
             else:
                 route.regex = re.compile(entry.pattern)
             routes.append(route)
-        return cls(acr, routes, b2bua.probe_failures, b2bua.probe_successes, hops)
+        return cls(
+            acr, routes, b2bua.probe_failures, b2bua.probe_successes, b2bua.probe_interval,
+            min(b2bua.probe_down_interval, b2bua.probe_interval), hops,
+        )  # fmt: skip
 
     def plan(self, number: str) -> Plan:
         """The hops a call to ``number`` tries: a matching route's gateways in order
@@ -115,13 +130,29 @@ class NextHops:
             self._turn = turn + 1
             ordered = up[turn:] + up[:turn]
             if len(up) < len(self.acr):
-                ordered += [hop for hop in self.acr if not hop.up]
+                ordered += _last_heard_first(hop for hop in self.acr if not hop.up)
             return Plan(ordered)
-        return Plan(list(self.acr))
+        return Plan(_last_heard_first(self.acr))
+
+    def at(self, source: Address) -> Hop | None:
+        """The hop a message came from (they answer from where we send: UDP)."""
+        return self.hops.get(Address("UDP", source.host, source.port))
+
+    def up(self) -> int:
+        """How many hops are up."""
+        return sum(1 for hop in self.hops.values() if hop.up)
+
+    def mark_down(self, hop: Hop) -> bool:
+        """A hop that failed a call is down at once, without waiting for its probes;
+        True if it was up."""
+        hop.successes = 0
+        if not hop.up:
+            return False
+        hop.up = False
+        return True
 
     def probed(self, hop: Hop, answered: bool) -> bool:
         """Count a probe's outcome; True when the hop went up or down."""
-        hop.probing = False
         if answered:
             hop.failures = 0
             hop.successes += 1
@@ -140,7 +171,17 @@ class NextHops:
 def _up_first(hops: list[Hop]) -> list[Hop]:
     if all(hop.up for hop in hops):
         return list(hops)
-    return [hop for hop in hops if hop.up] + [hop for hop in hops if not hop.up]
+    return [hop for hop in hops if hop.up] + _last_heard_first(hop for hop in hops if not hop.up)
+
+
+def _last_heard_first(hops: Iterable[Hop]) -> list[Hop]:
+    """Hops that are down: one that answered lately (a probe, a call) is likelier
+    to take a call than one silent since it went down."""
+    return sorted(hops, key=_heard, reverse=True)
+
+
+def _heard(hop: Hop) -> float:
+    return hop.heard
 
 
 def udp_address(text: str) -> Address:
@@ -150,9 +191,13 @@ def udp_address(text: str) -> Address:
 def dialled_number(request: Request) -> str:
     """The number a call is for: the Request-URI's user part (a tel: URI's number)."""
     try:
-        uri = request.request_uri
+        return number_of(request.request_uri)
     except ParseError:
         return ""
+
+
+def number_of(uri: Uri) -> str:
+    """A SIP URI's user part without its parameters, a tel: URI's number, else ""."""
     if isinstance(uri, SipUri):
         user = uri.user or ""
         return user.partition(";")[0]

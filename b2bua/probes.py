@@ -1,9 +1,14 @@
-"""OPTIONS probes of the next hops, so that a hop that went down is tried last.
+"""OPTIONS probes of the next hops, and hops marked down by the calls they fail.
 
-Every ``probe_interval`` each distinct hop (ACR node or gateway) gets an
-OPTIONS out of any dialog (RFC 3261 §11); an answer other than 503 counts
-as up, a 503 (draining, overloaded) or no answer by the next round as a
-failure, and ``b2bua.nexthop`` turns the runs of them into up and down.
+Each distinct hop (ACR node or gateway) gets an OPTIONS out of any dialog
+(RFC 3261 §11) every ``probe_interval``, or every ``probe_down_interval``
+while it is down, so that it is back as soon as it answers (each of those
+sent once: the next is its retransmission). An answer other
+than 503 counts as up; a 503 (draining, overloaded) or no answer by the next
+probe as a failure (the unanswered probe is sent no more), and
+``b2bua.nexthop`` turns the runs of them into up and down. A hop that fails
+a call (``failed``: silence, a 503, no answer in ``failover_timeout``) is
+down at once and probed at the next tick: new calls skip it from then on.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from typing import TYPE_CHECKING
 from sipline.logs import event
 from sipline.sip.ids import new_call_id, new_tag
 from sipline.sip.message import Request
+from sipline.sip.transaction import ClientTransaction
 
 from .calls import Calls
-from .nexthop import Hop, NextHops
+from .nexthop import Hop
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -24,29 +30,67 @@ if TYPE_CHECKING:
 log = logging.getLogger("sipline.b2bua")
 
 
-def probe(calls: Calls, node: Node) -> None:
-    """One round: an OPTIONS to every hop; one still unanswered since the last failed."""
-    local = calls.local(node)
+def due(calls: Calls, node: Node, now: float) -> None:
+    """Probe every hop whose turn it is."""
     for hop in calls.hops.hops.values():
-        if hop.probing:  # unanswered since the last round
-            probed(calls.hops, hop, False)
-        uri = f"sip:{hop.address.host}:{hop.address.port}"
-        request = Request("OPTIONS", uri)
-        headers = request.headers
-        headers.add("Via", local.via())
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:b2bua@{local.host}:{local.port}>;tag={new_tag()}")
-        headers.add("To", f"<{uri}>")
-        headers.add("Call-ID", new_call_id(local.host))
-        headers.add("CSeq", "1 OPTIONS")
-        headers.add("Content-Length", "0")
-        hop.probing = True
-        txn = node.send_request(request, hop.address)
-        txn.context = hop
+        if now >= hop.next_probe:
+            _probe(calls, node, hop, now)
 
 
-def probed(hops: NextHops, hop: Hop, answered: bool) -> None:
-    if not hop.probing:
-        return  # a late answer, counted as failed already
-    if hops.probed(hop, answered):
-        event(log, "next_hop_up" if hop.up else "next_hop_down", hop=str(hop))
+def _probe(calls: Calls, node: Node, hop: Hop, now: float) -> None:
+    hops = calls.hops
+    last = hop.probe
+    if last is not None:  # unanswered since the last one: failed
+        hop.probe = None
+        last.context = None
+        node.layer.abandon(last)
+        _outcome(calls, hop, False, now)
+    hop.next_probe = now + (hops.probe_interval if hop.up else hops.probe_down_interval)
+    local = calls.local(node)
+    uri = f"sip:{hop.address.hostport}"
+    request = Request("OPTIONS", uri)
+    headers = request.headers
+    headers.add("Via", local.via())
+    headers.add("Max-Forwards", "70")
+    headers.add("From", f"<sip:b2bua@{local.host}:{local.port}>;tag={new_tag()}")
+    headers.add("To", f"<{uri}>")
+    headers.add("Call-ID", new_call_id(local.host))
+    headers.add("CSeq", "1 OPTIONS")
+    headers.add("Content-Length", "0")
+    txn = node.send_request(request, hop.address)
+    txn.context = hop
+    hop.probe = txn
+    if not hop.up:
+        node.layer.abandon(txn)  # sent once: the next probe, soon, is its retransmission
+
+
+def probed(calls: Calls, hop: Hop, txn: ClientTransaction, answered: bool) -> None:
+    """The final answer to a probe (``answered``: not a 503)."""
+    if txn is not hop.probe:
+        return  # a late answer to a probe counted as failed already
+    hop.probe = None
+    now = calls.clock()
+    hop.heard = now
+    _outcome(calls, hop, answered, now)
+
+
+def _outcome(calls: Calls, hop: Hop, answered: bool, now: float) -> None:
+    if not calls.hops.probed(hop, answered):
+        return
+    if hop.up:
+        event(log, "next_hop_up", hop=str(hop))
+    else:
+        _went_down(calls, hop, "probes unanswered")
+        hop.next_probe = min(hop.next_probe, now + calls.hops.probe_down_interval)
+
+
+def failed(calls: Calls, hop: Hop, why: str) -> None:
+    """``hop`` failed a call: down at once (if it was up), probed at the next tick."""
+    if calls.hops.mark_down(hop):
+        hop.next_probe = 0.0
+        _went_down(calls, hop, why)
+
+
+def _went_down(calls: Calls, hop: Hop, why: str) -> None:
+    calls.counts["hops_down"] += 1
+    event(log, "next_hop_down", logging.WARNING, hop=str(hop), why=why)

@@ -7,32 +7,48 @@ Call-ID that is no call here yet (482) and a session interval we accept
 with a licence has one) and for the relay to anchor the caller's offer
 (only calls that need it), then walks its plan (``b2bua.nexthop``): the B
 leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
-on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1);
-a 422 is retried once with the far side's Min-SE (RFC 4028 §7.3). Its 1xx
-and 2xx go to the caller through ``b2bua.answering``; a final error ends
-the call (``b2bua.teardown``). A CANCEL from the caller fails the call with
-487 (§9.2).
+on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
+and sent no more: the hop may come back); a 422 is retried once with the
+far side's Min-SE (RFC 4028 §7.3). An ACR node's INVITE carries
+``X-Sipline-Deadline``, the wall-clock time we give up on it, after which
+the ACR routes it nowhere. After a provisional, our own timer C
+(``timer_c``, reset by each) ends a call whose far side goes silent: 408 to
+the caller, CANCEL on the B leg.
+
+A hop that fails a call (silent for ``silence_timeout`` while the INVITE
+waits, a 503, no answer in ``failover_timeout``) is marked down at once
+(``b2bua.probes.failed``): the next calls skip it; the calls already waiting
+for it still wait their failover timeout, as their deadline says.
+
+The B leg's 1xx and 2xx go to the caller through ``b2bua.answering``; a
+final error ends the call (``b2bua.teardown``), a 3xx reaching the caller
+with its Contacts unless ``follow_redirects`` has it followed on the B leg.
+A CANCEL from the caller fails the call with 487 (§9.2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
+from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_call_id, new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, Transaction
+from sipline.sip.uri import parse_uri
 
+from . import probes
 from .anchoring import through_relay
 from .answering import retransmitted_2xx, to_caller
 from .call import Call, Leg, Media, Phase
 from .calls import SUPPORTED, Calls
-from .legs import ACCOUNT_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
-from .nexthop import Hop, dialled_number
+from .legs import ACCOUNT_HEADER, DEADLINE_HEADER, MEDIA_CALL_HEADER, b_invite, with_supported
+from .nexthop import Hop, dialled_number, number_of
 from .sessiontimer import (
     SessionTimer,
     TooSmall,
@@ -41,7 +57,7 @@ from .sessiontimer import (
     negotiate_uas,
     offer_headers,
 )
-from .teardown import delete_media, fail, guarded, hang_up_stray, release
+from .teardown import delete_media, fail, give_up, guarded, hang_up_stray, release
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -197,17 +213,21 @@ def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
             extra.append((ACCOUNT_HEADER, call.account))
         if call.media.anchored:
             extra.append((MEDIA_CALL_HEADER, call.call_id))
+        # When we give up on it (wall clock: the ACR compares): it routes nothing later.
+        extra.append((DEADLINE_HEADER, f"{time.time() + calls.failover_timeout:.3f}"))
     request = b_invite(
         a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
         body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
-        extra=extra, external=external,
+        extra=extra, external=external, uri=call.target,
     )  # fmt: skip
     call.b_invite = request
     call.b.sdp = call.b_sdp
     txn = node.send_request(request, hop.address)
     txn.context = call
     call.client = txn
-    calls.failover.arm(call, calls.clock(), calls.failover_timeout)
+    call.sent = now = calls.clock()
+    calls.failover.arm(call, now, calls.failover_timeout)
+    calls.silence.arm(call, now)
 
 
 def _b_interval(calls: Calls, call: Call) -> int:
@@ -222,17 +242,25 @@ def on_response(
     status = response.status
     if txn is not call.client or call.phase is Phase.ENDED:
         if 200 <= status < 300 and not _ours_already(call, response):
-            hang_up_stray(node, txn.request, response)
+            hang_up_stray(calls, node, txn.request, response)
         return
     calls.failover.disarm(call)
-    if status == 100:
-        return
+    calls.silence.disarm(call)
+    now = calls.clock()
+    if call.hop is not None:
+        call.hop.heard = now
     if status < 200:
-        _b_dialog(call, txn.request, response)
-        to_caller(calls, node, call, response)
-    elif status < 300:
+        calls.timer_c.arm(call, now)  # (re)started by every provisional
+        if status > 100:
+            _b_dialog(call, txn.request, response)
+            to_caller(calls, node, call, response)
+        return
+    calls.timer_c.disarm(call)
+    if status < 300:
         _accepted(calls, node, call, response, txn)
     elif status in FAILOVER_STATUS:
+        if status == 503 and call.hop is not None:
+            probes.failed(calls, call.hop, "503")  # RFC 3261 §21.5.4: send it no more
         call.last_failure = response
         try_next(calls, node, call)
     elif status == 422 and not call.refreshed_se and (floor := min_se(response)) > 0:
@@ -240,8 +268,36 @@ def on_response(
         call.b.timer = SessionTimer(floor, True)
         assert call.hop is not None
         _send_invite(calls, node, call, call.hop)
-    else:
+    elif status < 400 and call.redirects < calls.follow_redirects and _follow(calls, call, response):
+        try_next(calls, node, call)
+    else:  # a 3xx goes to the caller with its Contacts
         fail(calls, node, call, status, response.reason, response)
+
+
+def _follow(calls: Calls, call: Call, response: Response) -> bool:
+    """Follow a 3xx on the B leg (RFC 3261 §8.1.3.4): its first Contact (by q)
+    that names a number becomes the Request-URI, and the call is routed again
+    as one to that number, through our own next hops (never to the Contact's
+    host: a redirect chooses the number, not where the call goes)."""
+    try:
+        contacts = sorted(
+            (c for c in response.contacts if not c.star), key=lambda c: c.q, reverse=True
+        )
+        for contact in contacts:
+            number = number_of(parse_uri(contact.uri_text))
+            if number and contact.uri_text != call.target:
+                break
+        else:
+            return False
+    except ParseError:
+        return False
+    call.redirects += 1
+    calls.counts["redirects"] += 1
+    call.target = contact.uri_text
+    call.plan = calls.hops.plan(number)
+    call.last_failure = response
+    event(log, "redirect_followed", call_id=call.call_id, number=number)
+    return True
 
 
 def _accepted(
@@ -253,7 +309,7 @@ def _accepted(
         if dialog is not None and dialog.id.remote_tag == response.to.tag:
             retransmitted_2xx(node, call)
         else:
-            hang_up_stray(node, txn.request, response)  # another fork's
+            hang_up_stray(calls, node, txn.request, response)  # another fork's
         return
     _b_dialog(call, txn.request, response)
     call.b.timer = from_response(response)
@@ -294,13 +350,36 @@ def on_timeout(calls: Calls, node: Node, call: Call, txn: Transaction) -> None:
 
 
 def failover_due(calls: Calls, node: Node, now: float) -> None:
-    """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop."""
+    """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop;
+    new calls skip that hop from now on."""
     for call in calls.failover.expire(now):
         if call.phase is Phase.CALLING and call.client is not None:
-            node.cancel(call.client)  # goes when (if ever) it answers 1xx (§9.1)
+            give_up(node, call.client)  # no retransmission; CANCEL once it answers 1xx (§9.1)
             call.last_failure = None
             event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(call.hop))
+            if call.hop is not None:
+                probes.failed(calls, call.hop, "no answer to an INVITE")
             try_next(calls, node, call)
+
+
+def timer_c_due(calls: Calls, node: Node, now: float) -> None:
+    """Calls whose far side said nothing for ``timer_c`` since its last provisional
+    (our own timer C, RFC 3261 §16.6 step 11 and §16.8 in spirit): the B leg is
+    CANCELled and the caller gets 408, instead of ringing for ever."""
+    for call in calls.timer_c.expire(now):
+        if call.phase is Phase.CALLING:
+            calls.counts["timer_c"] += 1
+            event(log, "timer_c", call_id=call.call_id, hop=str(call.hop))
+            fail(calls, node, call, 408, "Request Timeout: the far side went silent")
+
+
+def silence_due(calls: Calls, now: float) -> None:
+    """Calls whose hop has said nothing at all, to them or to anything else of ours,
+    for ``silence_timeout``: new calls skip that hop, these still wait for it."""
+    for call in calls.silence.expire(now):
+        hop = call.hop
+        if call.phase is Phase.CALLING and hop is not None and hop.heard < call.sent:
+            probes.failed(calls, hop, "silent")
 
 
 def on_cancel(calls: Calls, node: Node, request: Request, txn: ServerTransaction) -> None:

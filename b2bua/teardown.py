@@ -1,13 +1,18 @@
 """How calls end: the caller's final answer or BYEs on the legs, then nothing left behind.
 
 A call not yet answered is failed (``fail``): a final status to the caller's
-INVITE and a CANCEL of the B leg's (RFC 3261 §9.1). A call in any phase is
-ended (``end``): every 2xx is ACKed before its dialog is (§13.2.2.4, §15),
-a pending re-INVITE is answered 487 (§15.1.2), and each leg that is up but
-the one whose BYE ended it gets a BYE. ``forget`` then drops the call from
-the table and every timer, deletes its media at the relay and releases its
-licence. A 2xx of an INVITE given up on (failover, a CANCEL crossing it) is
-ACKed and BYEd with no call at all (``hang_up_stray``).
+INVITE and a CANCEL of the B leg's (RFC 3261 §9.1), which is sent no more
+(``give_up``). A call in any phase is ended (``end``): every 2xx is ACKed
+before its dialog is (§13.2.2.4, §15), a pending re-INVITE is answered 487
+(§15.1.2), and each leg that is up but the one whose BYE ended it gets a BYE.
+``forget`` then drops the call from the table and every timer, deletes its
+media at the relay and releases its licence.
+
+A 2xx nobody takes is a ghost: the answer to an INVITE given up on (failed
+over, cancelled, another fork's), or one that never reached the caller. It
+is ACKed and BYEd (``hang_up_stray``, §13.2.2.4), and the BYE says so with
+``Reason: SIP;cause=200;text="ghost"`` (RFC 3326): the ACR that relays it
+bills no such call (the call the caller got is the one billed).
 
 Whatever a future's callback raises fails its call here (``guarded``),
 never the loop.
@@ -22,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sipline.logs import event
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
-from sipline.sip.ids import new_branch
-from sipline.sip.message import Request, Response
-from sipline.sip.transaction import State
+from sipline.sip.message import Headers, Request, Response
+from sipline.sip.transaction import ClientTransaction, State
 
 from .call import Call, Leg, Media, Phase
 from .calls import Calls, send_ack
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from sipline.net.node import Node
 
 log = logging.getLogger("sipline.b2bua")
+
+GHOST = 'SIP;cause=200;text="ghost"'  # RFC 3326: an answer nobody took, never billed
 
 
 def fail(
@@ -53,12 +59,21 @@ def fail(
         calls.respond(node, server, out)
     client = call.client
     if client is not None and client.state in (State.CALLING, State.PROCEEDING):
-        node.cancel(client)
+        give_up(node, client)
     elif call.phase is Phase.ANSWERED and call.b.dialog is not None:
         # The far side answered while the relay rewrote its answer: ACK and BYE it.
         send_ack(node, call.b, call.cseq, None)
-        bye(node, call.b)
-    forget(calls, call)
+        bye(node, call.b, GHOST)
+        calls.counts["ghosts"] += 1
+    forget(calls, node, call)
+
+
+def give_up(node: Node, client: ClientTransaction) -> None:
+    """Wait no more for the B leg's INVITE: CANCEL it (it goes once a 1xx comes,
+    §9.1) and send it no more, so a hop that comes back never routes a call
+    nobody waits for."""
+    node.cancel(client)
+    node.layer.abandon(client)
 
 
 def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> None:
@@ -89,9 +104,13 @@ def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> N
         if leg is origin or (early and leg is call.a):
             continue
         if leg.dialog is not None and leg.dialog.state != "terminated":
-            bye(node, leg)
+            if early:  # the caller never had this answer: never billed
+                calls.counts["ghosts"] += 1
+                bye(node, leg, GHOST)
+            else:
+                bye(node, leg)
     event(log, "call_ended", logging.DEBUG, call_id=call.call_id, why=why)
-    forget(calls, call)
+    forget(calls, node, call)
 
 
 def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
@@ -109,10 +128,11 @@ def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
     calls.respond(node, server, server.request.response(487, reason, to_tag=call.a_tag))
 
 
-def bye(node: Node, leg: Leg) -> None:
+def bye(node: Node, leg: Leg, reason: str | None = None) -> None:
     dialog = leg.dialog
     assert dialog is not None
-    request, hop = dialog.create_request("BYE", via=leg.local.via())
+    extra = () if reason is None else (("Reason", reason),)
+    request, hop = dialog.create_request("BYE", via=leg.local.via(), extra=extra)
     try:
         dest = next_hop_address(hop)
     except ParseError:
@@ -120,15 +140,22 @@ def bye(node: Node, leg: Leg) -> None:
     node.send_request(request, dest)  # its answer needs nothing of the call
 
 
-def forget(calls: Calls, call: Call) -> None:
-    """The call is over: out of the table and the timers, its media and licence let go."""
+def forget(calls: Calls, node: Node, call: Call) -> None:
+    """The call is over: out of the table and the timers, its media and licence let
+    go, and no 2xx of it offered again to a peer that has not ACKed it."""
     call.phase = Phase.ENDED
+    if call.server is not None:
+        node.layer.stop_2xx(call.server)
+    if call.reinvite is not None:
+        node.layer.stop_2xx(call.reinvite.server)
     legs = calls.legs
     for leg in (call.a, call.b):
         if legs.get(leg.call_id) is leg:
             del legs[leg.call_id]
         calls.sessions.disarm(leg)
     calls.failover.disarm(call)
+    calls.silence.disarm(call)
+    calls.timer_c.disarm(call)
     calls.duration.disarm(call)
     client = call.client
     if client is not None and client.state is State.ACCEPTED:
@@ -162,19 +189,31 @@ def release(calls: Calls, call: Call) -> None:
         calls.spawn(calls.licences.release(call.account, call.call_id), None)
 
 
-def hang_up_stray(node: Node, request: Request, response: Response) -> None:
-    """A 2xx for an INVITE given up on (failover, CANCEL crossing a 200): ACK and BYE it."""
+def hang_up_stray(calls: Calls, node: Node, request: Request, response: Response) -> None:
+    """A 2xx to ``request`` that no call takes (see the module's doc): ACK it and
+    BYE it as a ghost."""
+    local = calls.local(node)
     try:
         dialog = Dialog.uac(request, response)
-    except ParseError:
+        ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via())
+        out, hop = dialog.create_request("BYE", via=local.via(), extra=(("Reason", GHOST),))
+        ack_dest, dest = next_hop_address(ack_hop), next_hop_address(hop)
+    except ParseError as exc:
+        event(log, "ghost_not_hung_up", logging.WARNING, call_id=response.call_id, error=exc.reason)
         return
-    via = request.via
-    local_via = f"SIP/2.0/{via.transport} {via.host}:{via.port};branch="
-    ack, hop = dialog.create_ack(request.cseq.number, via=f"{local_via}{new_branch()};rport")
-    node.send_stateless(ack, next_hop_address(hop))
-    out, hop = dialog.create_request("BYE", via=f"{local_via}{new_branch()};rport")
-    node.send_request(out, next_hop_address(hop))
-    event(log, "stray_answer_hung_up", logging.DEBUG, call_id=response.call_id)
+    node.send_stateless(ack, ack_dest)
+    node.send_request(out, dest)
+    calls.counts["ghosts"] += 1
+    event(log, "ghost_hung_up", call_id=response.call_id, status=response.status)
+
+
+def answered_invite(response: Response) -> Request:
+    """The INVITE a 2xx answers, as much of it as its dialog needs, when the
+    INVITE is gone: a response carries its From, To, Call-ID and CSeq back."""
+    headers = Headers()
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        headers.add(name, response.headers.get(name) or "")
+    return Request("INVITE", "sip:invalid", headers)
 
 
 def guarded(calls: Calls, node: Node, call: Call, work: Callable[..., None], *args: Any) -> None:

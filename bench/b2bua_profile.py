@@ -110,7 +110,7 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     handler = B2buaHandler(settings, clock=clock)
     wire = Wire(handler, clock, US)
     handler._node = wire  # type: ignore[assignment]
-    handler._next_probe = float("inf")
+    handler.probing = False
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -296,11 +296,25 @@ class B2buaSection(Section):
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
     # response before the call goes to the next one.
     failover_timeout: Seconds = 2.0
-    # OPTIONS probing of the ACR nodes and gateways, with hysteresis.
+    # Seconds a hop may stay silent (nothing at all from it) while an INVITE to it
+    # waits before new calls skip it: it is marked down at once, as on a 503 or on
+    # the failover timeout. Above the 0.2 s after which an ACR node sends 100 Trying.
+    silence_timeout: Annotated[float, Field(ge=0.25)] = 0.4
+    # OPTIONS probing of the ACR nodes and gateways, with hysteresis; a hop that is
+    # down is probed every probe_down_interval, to be back as soon as it answers.
     probe_interval: Seconds = 5.0
+    probe_down_interval: Seconds = 0.5
     probe_failures: Annotated[int, Field(ge=1)] = 3
     probe_successes: Annotated[int, Field(ge=1)] = 2
     routes: list[PatternRoute] = []
+    # Timer C (RFC 3261 §16.6 step 11): seconds a call that rang may go without a word
+    # from the far side before it is CANCELled and the caller gets 408; longer than
+    # the ACR's own (180 s), which ends a silent carrier's attempt first.
+    timer_c: Seconds = 190.0
+    # How many 3xx a call follows on the B leg: the first Contact naming a number
+    # becomes the Request-URI, routed again like a new call to it (ACR nodes or a
+    # pattern route, never the Contact's host). 0: the 3xx goes to the caller.
+    follow_redirects: Annotated[int, Field(ge=0, le=10)] = 0
     # Seconds after which any call is ended with BYE on both legs.
     max_call_duration: Seconds = 14400.0
     # RFC 4028 session timer asked of both legs (seconds; Min-SE floor 90).

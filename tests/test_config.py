@@ -166,6 +166,12 @@ def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[proxy]\ndomains = []", "proxy.domains", "[]", "at least 1 item"),
         ('[auth]\nalgorithms = ["SHA-1"]', "auth.algorithms[0]", "'SHA-1'", "'SHA-256' or 'MD5'"),
         (
+            "[b2bua]\nsilence_timeout = 0.1",
+            "b2bua.silence_timeout",
+            "0.1",
+            "greater than or equal to 0.25",
+        ),
+        (
             "[node]\ndrain_timeout = -1.0",
             "node.drain_timeout",
             "-1.0",

@@ -493,6 +493,38 @@ class TransactionLayer:
         actions = self._send_cancel(txn)
         return txn.cancel, actions
 
+    def abandon(self, txn: ClientTransaction) -> None:
+        """Send a client transaction's request no more: the TU gave up on it (it
+        failed the INVITE over to another hop, or sent a newer probe). It stays
+        until its timeout (timer B or F, or §9.1's limit after a CANCEL) to take
+        a late response, which is still delivered (a 2xx, which the TU ACKs and
+        ends, RFC 3261 §13.2.2.4), and a CANCEL asked for still goes on a 1xx.
+        A retransmission that reached a hop that came back would start a call
+        nobody waits for."""
+        if txn.end is not None and txn.state in _WORKING:
+            self._arm(txn, txn.end)
+
+    def retransmit_2xx(self, txn: ServerTransaction) -> None:
+        """Send the 2xx an INVITE server transaction answered with again, T1
+        doubling to T2, until ``stop_2xx`` (its ACK came); over reliable
+        transports too, as hops further on may be UDP (RFC 3261 §13.3.1.4, the
+        UAS core's duty in the Accepted state of RFC 6026 §7.1, run on the
+        layer's timers). With no ACK 64*T1 after the 2xx the TU gets TimedOut
+        (as on timer H), then Terminated."""
+        if not txn.invite or txn.state is not State.ACCEPTED or txn.end is not None:
+            return
+        now = self._clock()
+        txn.interval = self.t1
+        txn.end = now + 64 * self.t1  # when timer L would have ended it
+        self._arm(txn, now + self.t1)
+
+    def stop_2xx(self, txn: ServerTransaction) -> None:
+        """No more 2xx from ``retransmit_2xx`` (the ACK came, or the TU ended the
+        dialog); the transaction lingers until timer L, as without them."""
+        if txn.state is State.ACCEPTED and txn.end is not None:
+            at, txn.end = txn.end, None
+            self._arm(txn, at)
+
     def _send_cancel(self, invite: ClientTransaction) -> list[Action]:
         request = cancel_for(invite.request)
         cancel, actions = self.request(request, invite.dest)

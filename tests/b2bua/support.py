@@ -65,7 +65,7 @@ def b2bua(clock: Clock | None = None, **kwargs: Any) -> tuple[B2buaHandler, Fake
     handler = B2buaHandler(settings(**kwargs), clock=clock, **parts)
     node = FakeNode(handler, clock)
     handler._node = node  # type: ignore[assignment]
-    handler._next_probe = float("inf")  # probes only where a test runs them
+    handler.probing = False  # probes only where a test runs them
     return handler, node
 
 

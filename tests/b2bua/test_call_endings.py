@@ -39,7 +39,8 @@ def cancel_of(a: Request) -> Request:
 def assert_forgotten(handler: B2buaHandler, node: FakeNode) -> None:
     assert len(handler) == 0 and not handler.calls.legs
     assert len(handler.calls.failover) == 0 and len(handler.calls.duration) == 0
-    assert len(handler.calls.sessions) == 0
+    assert len(handler.calls.sessions) == 0 and len(handler.calls.timer_c) == 0
+    assert len(handler.calls.silence) == 0
     node.advance(40.0)  # timers L, M, H, D, J, K and B all ran out
     node.take()
     assert len(node.layer) == 0
@@ -113,6 +114,23 @@ def nobody_answers(node: FakeNode) -> None:
     node.advance(2.1)
 
 
+def far_side_silent_after_ringing(node: FakeNode) -> None:
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 180), far)
+    node.advance(190.5)  # timer C
+    node.receive(answer(b, 487), far)
+
+
+def a_ghost_after_the_failover(node: FakeNode) -> None:
+    node.receive(invite(), PROXY)
+    ((first, far),) = of(node.take(), "INVITE")
+    node.advance(2.1)
+    node.receive(answer(first, 200, tag="ghost", body=SDP), far)  # ACKed and BYEd
+    ((second, other),) = [(m, d) for m, d in of(node.take(), "INVITE") if d != far]
+    node.receive(answer(second, 486), other)
+
+
 def duration_limit(node: FakeNode) -> None:
     call_up(node)
     node.advance(14400.5)
@@ -181,7 +199,8 @@ def bye_while_an_update_is_pending(node: FakeNode) -> None:
 
 ENDINGS: list[Callable[[FakeNode], None]] = [
     caller_bye, far_bye, cancel_before_any_provisional, cancel_while_ringing,
-    cancel_crossing_a_200, every_node_refuses, busy, nobody_answers, duration_limit,
+    cancel_crossing_a_200, every_node_refuses, busy, nobody_answers,
+    far_side_silent_after_ringing, a_ghost_after_the_failover, duration_limit,
     session_expired, refresh_unanswered, in_dialog_481, in_dialog_timeout, caller_never_acks,
     caller_byes_before_its_ack, bye_while_a_reinvite_is_pending, bye_while_an_update_is_pending,
 ]  # fmt: skip

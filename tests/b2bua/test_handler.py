@@ -121,7 +121,7 @@ def test_the_caller_s_ack_goes_to_the_far_side_s_contact_in_the_b_dialog() -> No
     assert ack.call_id == b.call_id and ack.to.tag == "far" and ack.cseq.number == 1
 
 
-def test_a_2xx_sent_again_by_the_far_side_is_sent_again_to_the_caller_until_its_ack() -> None:
+def test_our_2xx_goes_to_the_caller_again_t1_doubling_until_its_ack() -> None:
     _, node = b2bua()
     a = invite()
     node.receive(a, PROXY)
@@ -129,12 +129,49 @@ def test_a_2xx_sent_again_by_the_far_side_is_sent_again_to_the_caller_until_its_
     ok = answer(b, 200, body=SDP)
     node.receive(ok, far)
     ((a_ok, _),) = node.take()
-    node.receive(ok, far)  # retransmitted: the caller's ACK has not come
-    assert [m.status for m, _ in node.take()] == [200]
+    resent = []
+    for step in (0.5, 1.0, 2.0):  # RFC 3261 §13.3.1.4: T1, 2*T1, 4*T1 after the first
+        node.advance(step)
+        resent += [(m.serialise(), dest) for m, dest in node.take()]
+    assert resent == [(a_ok.serialise(), PROXY)] * 3
+    node.receive(ok, far)  # the far side's own retransmission: not sent on as well
+    assert node.take() == []
     node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
-    node.take()
+    assert [m.method for m, _ in node.take()] == ["ACK"]
+    node.advance(8.0)
+    assert node.take() == []  # the ACK stopped them
     node.receive(ok, far)  # again: our ACK was lost
     assert [m.method for m, _ in node.take()] == ["ACK"]
+
+
+def test_our_2xx_goes_to_a_caller_over_tcp_again_too() -> None:
+    _, node = b2bua()
+    a = invite()
+    caller = Address("TCP", "127.0.0.1", 5060, connection=4)
+    a.headers.set("Via", a.headers.values("via")[0].replace("UDP", "TCP"))
+    node.receive(a, caller)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    ((a_ok, dest),) = node.take()
+    assert dest == caller
+    node.advance(0.5)
+    assert [(m.status, d) for m, d in node.take()] == [(200, caller)]
+
+
+def test_a_caller_that_never_acks_our_2xx_has_the_call_ended_after_64_t1() -> None:
+    handler, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 200, body=SDP), far)
+    node.take()
+    node.advance(31.0)
+    assert not of(node.take(), "BYE") and len(handler) == 1
+    node.advance(1.1)
+    sent = node.take()
+    assert [dest for _, dest in of(sent, "BYE")] == [PROXY, far]
+    assert [m.method for m, _ in sent if isinstance(m, Request)] == ["ACK", "BYE", "BYE"]
+    assert len(handler) == 0
 
 
 # -- ending calls ------------------------------------------------------------------------------
@@ -197,10 +234,14 @@ def test_a_reinvite_from_the_caller_crosses_and_its_ack_follows() -> None:
     node.receive(answer(reinvite, 200, body=SDP), up.far)
     ((ok, _),) = node.take()
     assert ok.status == 200 and ok.call_id == up.a.call_id and ok.cseq.number == 11
+    node.advance(0.5)
+    assert [(m.status, m.cseq.number) for m, _ in node.take()] == [(200, 11)]  # until its ACK
     ack = from_caller(up, "ACK", 11)
     node.receive(ack, PROXY)
     ((b_ack, _),) = node.take()
     assert b_ack.method == "ACK" and b_ack.cseq.number == 2 and b_ack.call_id == up.b.call_id
+    node.advance(4.0)
+    assert node.take() == []
 
 
 def test_a_reinvite_from_the_far_side_reaches_the_caller() -> None:
@@ -374,7 +415,7 @@ def test_a_busy_far_side_is_not_retried_and_its_answer_reaches_the_caller() -> N
 
 def test_a_node_down_by_its_probes_is_tried_last_and_back_after_enough_answers() -> None:
     handler, node = b2bua(probe_failures=2, probe_successes=2, probe_interval=1.0)
-    handler._next_probe = 0.0
+    handler.probing = True
     for _ in range(3):  # rounds: the probes of ACR1 are never answered, ACR2's are
         node.advance(1.0)
         for probe, dest in of(node.take(), "OPTIONS"):
@@ -383,7 +424,9 @@ def test_a_node_down_by_its_probes_is_tried_last_and_back_after_enough_answers()
     node.take()
     for _ in range(2):
         node.receive(invite(), PROXY)
-        assert [dest for _, dest in of(node.take(), "INVITE")] == [ACR2]
+        ((b, dest),) = of(node.take(), "INVITE")
+        assert dest == ACR2
+        node.receive(answer(b, 180), dest)  # ACR2 takes its calls
     for _ in range(2):  # ACR1 answers again
         node.advance(1.0)
         for probe, dest in of(node.take(), "OPTIONS"):
@@ -410,6 +453,70 @@ def test_a_number_matching_a_pattern_route_goes_to_its_gateways_without_internal
     ((b, dest),) = of(node.take(), "INVITE")
     node.receive(answer(b, 503), dest)
     assert [d.port for _, d in of(node.take(), "INVITE")] == [5091]  # the route's next gateway
+
+
+# -- redirects -------------------------------------------------------------------------------------
+REDIRECT = [("Contact", "<sip:+15559990001@192.0.2.6>;q=0.5, <sip:+15559990000@192.0.2.5>;q=0.9")]
+
+
+def test_a_3xx_reaches_the_caller_with_its_contacts() -> None:
+    handler, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=REDIRECT), far)
+    sent = node.take()
+    ((moved, dest),) = [(m, d) for m, d in sent if d == PROXY]
+    assert moved.status == 302 and moved.call_id == a.call_id
+    assert [c.uri_text for c in moved.contacts] == [
+        "sip:+15559990001@192.0.2.6", "sip:+15559990000@192.0.2.5",
+    ]  # fmt: skip
+    assert [m.method for m, d in sent if d == far] == ["ACK"]  # the layer's, for a non-2xx
+    assert not of(sent, "INVITE") and len(handler) == 0
+
+
+def test_a_3xx_is_followed_on_the_b_leg_to_its_best_contact_s_number_when_configured() -> None:
+    handler, node = b2bua(follow_redirects=1)
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=REDIRECT), far)
+    sent = node.take()
+    assert [m.method for m, d in sent if d == far] == ["ACK"]
+    assert not [m for m, d in sent if d == PROXY]  # the caller sees nothing of it
+    ((again, dest),) = of(sent, "INVITE")
+    assert dest == ACR2  # routed again, like a new call: never to the Contact's host
+    assert again.uri == "sip:+15559990000@192.0.2.5"  # the higher q
+    assert again.call_id == b.call_id and again.cseq.number == b.cseq.number + 1
+    assert again.headers.get("to") == b.headers.get("to")
+    assert "x-sipline-deadline" in again.headers
+    node.receive(answer(again, 302, extra=REDIRECT), dest)  # once only
+    ((moved, _),) = [(m, d) for m, d in node.take() if d == PROXY]
+    assert moved.status == 302 and handler.calls.counts["redirects"] == 1
+
+
+def test_a_redirect_is_routed_by_its_number_to_a_pattern_route_s_gateway() -> None:
+    routes = [{"name": "partner", "pattern": "+4420", "gateways": ["127.0.0.1:5090"]}]
+    _, node = b2bua(follow_redirects=2, routes=routes)
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 301, extra=[("Contact", "<tel:+442071234567>")]), far)
+    ((again, dest),) = of(node.take(), "INVITE")
+    assert dest.port == 5090 and again.uri == "tel:+442071234567"
+    assert "p-asserted-identity" not in again.headers  # outside the network
+    assert "x-sipline-deadline" not in again.headers
+
+
+def test_a_3xx_whose_contacts_name_no_number_goes_to_the_caller() -> None:
+    _, node = b2bua(follow_redirects=1)
+    node.receive(invite(), PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 302, extra=[("Contact", "<sip:gw.example.com>")]), far)
+    sent = node.take()
+    assert not of(sent, "INVITE")
+    assert [(m.status, m.contacts[0].uri_text) for m, d in sent if d == PROXY] == [
+        (302, "sip:gw.example.com"),
+    ]  # fmt: skip
 
 
 # -- who may call --------------------------------------------------------------------------------------
@@ -441,6 +548,39 @@ def test_a_call_reaching_the_duration_limit_is_ended_on_both_legs() -> None:
     byes = of(node.take(), "BYE")
     assert sorted(dest.port for _, dest in byes) == [5060, up.far.port]
     assert not handler.calls.legs
+
+
+def test_timer_c_ends_a_call_whose_far_side_goes_silent_after_a_provisional() -> None:
+    handler, node = b2bua(timer_c=10.0)
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    node.receive(answer(b, 100, tag=None), far)
+    node.advance(5.0)
+    node.receive(answer(b, 180), far)
+    node.take()
+    node.advance(9.9)
+    node.receive(answer(b, 183), far)  # each provisional starts it again
+    node.take()
+    node.advance(9.9)
+    assert node.take() == [] and len(handler) == 1
+    node.advance(0.2)
+    sent = node.take()
+    assert [(getattr(m, "status", None) or m.method, d) for m, d in sent] == [
+        (408, PROXY), ("CANCEL", far),
+    ]  # fmt: skip
+    assert sent[0][0].call_id == a.call_id and sent[1][0].call_id == b.call_id
+    assert len(handler) == 0 and handler.calls.counts["timer_c"] == 1
+    node.receive(answer(b, 487), far)
+    assert [m.method for m, _ in node.take()] == ["ACK"]
+
+
+def test_timer_c_stops_at_the_answer() -> None:
+    handler, node = b2bua(timer_c=10.0)
+    up = call_up(node)
+    node.advance(11.0)
+    assert not of(node.take(), "BYE") and len(handler) == 1
+    assert up.a_ok.status == 200 and handler.calls.counts["timer_c"] == 0
 
 
 def test_the_caller_s_session_timer_is_negotiated_and_a_missed_refresh_ends_the_call() -> None:

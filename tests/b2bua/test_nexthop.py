@@ -66,3 +66,23 @@ def test_the_dialled_number_is_the_request_uri_s_user_part() -> None:
     assert dialled_number(Request("INVITE", "sip:+4420;npdi@example.com;user=phone")) == "+4420"
     assert dialled_number(Request("INVITE", "tel:+4420")) == "+4420"
     assert dialled_number(Request("INVITE", "sip:example.com")) == ""
+
+
+def test_a_hop_marked_down_by_a_call_is_down_at_once_and_needs_its_answers_again() -> None:
+    nexthops = hops(probe_successes=2)
+    primary = nexthops.acr[0]
+    nexthops.probed(primary, True)
+    assert nexthops.mark_down(primary) and not primary.up
+    assert not nexthops.mark_down(primary)  # once
+    assert ports(nexthops.plan("44")) == [5081, 5080]
+    assert [nexthops.probed(primary, True) for _ in range(2)] == [False, True]
+
+
+def test_with_every_node_down_the_one_heard_from_last_is_tried_first() -> None:
+    nexthops = hops(acr=["127.0.0.1:5080", "127.0.0.1:5081", "127.0.0.1:5082"])
+    for hop, heard in zip(nexthops.acr, (10.0, 30.0, 20.0), strict=True):
+        nexthops.mark_down(hop)
+        hop.heard = heard
+    assert [ports(nexthops.plan("44")) for _ in range(2)] == [[5081, 5082, 5080]] * 2
+    nexthops.acr[1].up = True
+    assert ports(nexthops.plan("44")) == [5081, 5082, 5080]

@@ -347,6 +347,43 @@ def test_timer_m_ends_the_accepted_invite_client_after_64_t1(layer, clock):
     assert run(layer, clock, 40.0) == [(34.0, Terminated(txn))]
 
 
+def test_an_abandoned_invite_is_sent_no_more_but_still_delivers_a_late_2xx(layer, clock):
+    request = our_invite()
+    txn, _ = layer.request(request, NEXT_HOP)
+    run(layer, clock, 0.6)  # retransmitted once, at 0.5
+    layer.abandon(txn)
+    assert times(run(layer, clock, 10.0), Send) == []
+    ok = wire(request.response(200, to_tag="bob1"))
+    assert layer.receive(ok, NEXT_HOP) == [DeliverResponse(ok, txn, NEXT_HOP)]
+    assert txn.state is State.ACCEPTED
+
+
+def test_an_abandoned_invite_times_out_at_timer_b_and_leaves_the_table(layer, clock):
+    txn, _ = layer.request(our_invite(), NEXT_HOP)
+    layer.abandon(txn)
+    timeline = run(layer, clock, 40.0)
+    assert timeline == [(32.0, TimedOut(txn)), (32.0, Terminated(txn))]
+    assert len(layer) == 0
+
+
+def test_an_abandoned_invite_still_sends_a_cancel_asked_for_once_a_1xx_comes(layer, clock):
+    request = our_invite()
+    txn, _ = layer.request(request, NEXT_HOP)
+    layer.cancel(txn)
+    layer.abandon(txn)
+    assert run(layer, clock, 5.0) == []
+    actions = layer.receive(wire(request.response(100)), NEXT_HOP)
+    assert [m.method for m in sent(actions)] == ["CANCEL"]
+
+
+def test_abandoning_an_answered_invite_changes_nothing(layer, clock):
+    request = our_invite()
+    txn, _ = layer.request(request, NEXT_HOP)
+    layer.receive(wire(request.response(486, to_tag="bob1")), NEXT_HOP)
+    layer.abandon(txn)
+    assert run(layer, clock, 40.0) == [(32.0, Terminated(txn))]  # timer D as before
+
+
 # --- non-INVITE client transaction (§17.1.2) ------------------------------------
 
 
@@ -358,6 +395,14 @@ def test_timer_e_doubles_up_to_t2_and_timer_f_times_out_at_64_t1(layer, clock):
     assert times(timeline, TimedOut) == [32.0]
     assert times(timeline, Terminated) == [32.0]
     assert len(layer) == 0
+
+
+def test_an_abandoned_probe_is_sent_no_more_and_times_out_at_timer_f(layer, clock):
+    txn, _ = layer.request(options(), NEXT_HOP)
+    run(layer, clock, 2.0)
+    layer.abandon(txn)
+    timeline = run(layer, clock, 40.0)
+    assert timeline == [(32.0, TimedOut(txn)), (32.0, Terminated(txn))]
 
 
 def test_timer_e_fires_every_t2_once_a_provisional_response_came(layer, clock):
@@ -668,6 +713,53 @@ def test_in_accepted_2xx_from_the_tu_still_go_out(layer):
     layer.respond(txn, ok)
     assert layer.respond(txn, ok) == [Send(ok.serialise(), PHONE)]
     assert layer.respond(txn, txn.request.response(180)) == []
+
+
+RETRANSMIT_2XX = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+def test_a_2xx_retransmitted_for_the_uas_core_goes_t1_doubling_to_t2_until_64_t1(layer, clock):
+    # RFC 3261 §13.3.1.4: the UAS core sends its 2xx again until the ACK comes.
+    txn, _ = only_txn(layer, invite())
+    ok = txn.request.response(200, to_tag="bob1")
+    layer.respond(txn, ok)
+    layer.retransmit_2xx(txn)
+    assert not layer.idle  # a draining node waits for the ACK
+    timeline = run(layer, clock, 40.0)
+    assert times(timeline, Send) == RETRANSMIT_2XX
+    assert all(a.data == ok.serialise() for _, a in timeline if isinstance(a, Send))
+    assert [a for _, a in timeline if not isinstance(a, Send)] == [TimedOut(txn), Terminated(txn)]
+    assert times(timeline, TimedOut) == [32.0]
+
+
+def test_a_2xx_is_retransmitted_over_tcp_too(layer, clock):
+    # §13.3.1.4: hops beyond a reliable one may be UDP.
+    txn, _ = only_txn(layer, invite(transport="TCP"), PHONE_TCP)
+    layer.respond(txn, txn.request.response(200, to_tag="bob1"))
+    layer.retransmit_2xx(txn)
+    timeline = run(layer, clock, 4.0)
+    assert times(timeline, Send) == [0.5, 1.5, 3.5]
+    assert {a.dest for _, a in timeline} == {PHONE_TCP}
+
+
+def test_the_ack_stops_the_2xx_and_timer_l_still_ends_the_transaction(layer, clock):
+    txn, _ = only_txn(layer, invite())
+    layer.respond(txn, txn.request.response(200, to_tag="bob1"))
+    layer.retransmit_2xx(txn)
+    assert times(run(layer, clock, 2.0), Send) == [0.5, 1.5]
+    layer.stop_2xx(txn)
+    assert layer.idle
+    assert run(layer, clock, 40.0) == [(32.0, Terminated(txn))]  # no TimedOut: it was ACKed
+    layer.stop_2xx(txn)  # once ended, nothing
+    assert len(layer) == 0
+
+
+def test_only_an_accepted_invite_server_retransmits_a_2xx(layer, clock):
+    txn, _ = only_txn(layer, invite())
+    layer.retransmit_2xx(txn)  # nothing answered yet
+    layer.respond(txn, txn.request.response(486, to_tag="bob1"))
+    layer.retransmit_2xx(txn)
+    assert times(run(layer, clock, 2.0), Send) == [0.5, 1.5]  # timer G only, once each
 
 
 def test_the_ack_for_a_2xx_is_passed_to_the_tu_without_a_transaction(layer):
