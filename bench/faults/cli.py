@@ -27,12 +27,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.faults import experiments as ex
-from bench.faults.lab import Lab, LabError, program_path
+from bench.faults import experiments, registrar, shared
+from bench.faults.callpath import Load, Outcome
+from bench.faults.lab import Lab, LabError, mariadb_server, program_path
 from bench.runner import REPO
 
 RESULTS = REPO / "bench" / "results"
-EXPERIMENTS = ("acr-kill", "failover", "redis-kill", "licence-redis-kill", "spool", "registrar")
+EXPERIMENTS = (
+    "acr-kill",
+    "acr-freeze",
+    "failover",
+    "redis-kill",
+    "licence-redis-kill",
+    "spool",
+    "registrar",
+)
 SLOW_MS = 200.0
 
 
@@ -72,8 +81,8 @@ def main(argv: Sequence[str]) -> int:
     out: Path = args.out or RESULTS / f"faults-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     console = Console() if sys.stdout.isatty() else Console(width=180)
-    load = ex.Load(args.rate, args.seconds, args.hold, failover_timeout=args.failover_timeout)
-    outcomes: list[ex.Outcome] = []
+    load = Load(args.rate, args.seconds, args.hold, failover_timeout=args.failover_timeout)
+    outcomes: list[Outcome] = []
     try:
         sipp = args.sipp or program_path("sipp")
         for name in args.only:
@@ -103,24 +112,25 @@ def main(argv: Sequence[str]) -> int:
     return 1 if any(broken.values()) else 0
 
 
-def run_one(name: str, lab: Lab, load: ex.Load, args: argparse.Namespace) -> ex.Outcome:
+def run_one(name: str, lab: Lab, load: Load, args: argparse.Namespace) -> Outcome:
     """Run experiment ``name``; its database: the run's MariaDB, or one of its own to kill."""
     from sipline.storage.testing import PrivateMariaDB
 
     if name == "licence-redis-kill":
-        return ex.licence_redis_kill(lab, _spread(load), args.licence)
+        return shared.licence_redis_kill(lab, _spread(load), args.licence)
     mariadb = PrivateMariaDB(program_path("mariadbd"))
     try:
         mariadb.start()
         if name == "spool":
-            return ex.spool(lab, mariadb, load)
+            return experiments.spool(lab, mariadb, load)
         if name == "registrar":
-            return ex.registrar(lab, mariadb, phones=min(load.calls, 3000), rate=load.rate)
-        url = ex.mariadb_server(mariadb).fresh_database()
-        experiment: Callable[[], ex.Outcome] = {
-            "acr-kill": lambda: ex.acr_kill(lab, url, load),
-            "failover": lambda: ex.failover(lab, url, load),
-            "redis-kill": lambda: ex.redis_kill(lab, url, _spread(load), args.capacity),
+            return registrar.registrar(lab, mariadb, phones=min(load.calls, 3000), rate=load.rate)
+        url = mariadb_server(mariadb).fresh_database()
+        experiment: Callable[[], Outcome] = {
+            "acr-kill": lambda: experiments.acr_kill(lab, url, load),
+            "acr-freeze": lambda: experiments.acr_freeze(lab, url, load),
+            "failover": lambda: experiments.failover(lab, url, load),
+            "redis-kill": lambda: shared.redis_kill(lab, url, _spread(load), args.capacity),
         }[name]
         return experiment()
     finally:
@@ -128,22 +138,22 @@ def run_one(name: str, lab: Lab, load: ex.Load, args: argparse.Namespace) -> ex.
         mariadb.remove()
 
 
-def _spread(load: ex.Load) -> ex.Load:
+def _spread(load: Load) -> Load:
     """Holds spread over hold ± 2/3 hold: calls a restarted Redis never knew outlive calls it knows."""
-    return ex.Load(load.rate, load.seconds, load.hold, load.hold * 2 / 3, load.failover_timeout)
+    return Load(load.rate, load.seconds, load.hold, load.hold * 2 / 3, load.failover_timeout)
 
 
-def demands(o: ex.Outcome, load: ex.Load) -> list[str]:
+def demands(o: Outcome, load: Load) -> list[str]:
     """What the issue demands of this experiment's counts, and did not hold."""
     problems = []
-    if o.experiment in ("acr-kill", "spool") and o.cdrs is not None:
+    if o.experiment in ("acr-kill", "acr-freeze", "spool") and o.cdrs is not None:
         if o.cdrs.lost:
             problems.append(f"{o.cdrs.lost} answered calls without a CDR")
         if o.cdrs.duplicated or o.cdrs.unanswered:
             problems.append(
                 f"{o.cdrs.duplicated + o.cdrs.unanswered} CDRs billed twice or unanswered"
             )
-    if o.experiment == "acr-kill":
+    if o.experiment in ("acr-kill", "acr-freeze"):
         if o.ghost_invites:
             problems.append(f"{o.ghost_invites} ghost INVITEs reached the carrier")
         if o.retransmitted_after_failover:
@@ -167,8 +177,10 @@ def demands(o: ex.Outcome, load: ex.Load) -> list[str]:
                 problems.append(f"peak {o.peak} > limit + calls admitted in the outage ({allowed})")
     if o.experiment == "redis-kill":
         for what, seconds in o.converged_s.items():
-            if seconds is None or seconds > ex.CONVERGENCE:
-                problems.append(f"{what} not back within {ex.CONVERGENCE:g} s of Redis ({seconds})")
+            if seconds is None or seconds > shared.CONVERGENCE:
+                problems.append(
+                    f"{what} not back within {shared.CONVERGENCE:g} s of Redis ({seconds})"
+                )
     if o.experiment == "registrar":
         if o.failed:
             problems.append(f"{o.failed} REGISTERs not answered 503 with Retry-After")
@@ -177,7 +189,7 @@ def demands(o: ex.Outcome, load: ex.Load) -> list[str]:
     return problems
 
 
-def table(outcomes: Sequence[ex.Outcome], title: str, load: ex.Load) -> Table:
+def table(outcomes: Sequence[Outcome], title: str, load: Load) -> Table:
     out = Table(title=title)
     headings = ("experiment", "calls", "answered", "refused", "failed", "CDRs exp/written/dup",
                 "ghost INVITEs", "peak / limit", "over limit", "worst set-up ms", "> 200 ms",
@@ -195,7 +207,7 @@ def table(outcomes: Sequence[ex.Outcome], title: str, load: ex.Load) -> Table:
     return out
 
 
-def notes(o: ex.Outcome) -> str:
+def notes(o: Outcome) -> str:
     parts = []
     if o.retransmitted_after_failover is not None:
         parts.append(f"retransmitted after failover {o.retransmitted_after_failover}")
@@ -222,7 +234,7 @@ def _opt(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def as_json(o: ex.Outcome) -> dict[str, Any]:
+def as_json(o: Outcome) -> dict[str, Any]:
     data = asdict(o)
     data.pop("setup_ms")
     data.update(

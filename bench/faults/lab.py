@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.acrstack import HOST, REPO
 from bench.serving import answers
 from sipline.net.ports import free_port
+from sipline.storage.testing import MariaDB, PrivateMariaDB
 
 START_TIMEOUT = 30.0
 
@@ -75,6 +76,18 @@ class Program:
             self.process.kill()
         if self.process is not None:
             self.process.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP: a node that hangs (its socket still takes datagrams, it reads none)."""
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: it reads what queued up meanwhile, all at once."""
+        if self.alive:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (a node drains), SIGKILL if it lingers; its exit status."""
@@ -244,6 +257,8 @@ class Lab:
         return self.note(f"{program.name} back")
 
     def close(self) -> None:
+        for program in self.programs:
+            program.thaw()  # a stopped process would not die of SIGTERM; SIGKILL is fine
         for hole in self.holes:
             if hole._open:
                 hole.close()
@@ -265,3 +280,10 @@ def clean_env(**settings: str) -> dict[str, str]:
     """The environment without any SIPLINE_* of the caller's, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
     return {**env, **settings}
+
+
+def mariadb_server(mariadb: PrivateMariaDB) -> MariaDB:
+    """The server of a started PrivateMariaDB, to make databases on."""
+    if mariadb.port is None:
+        raise LabError("start() the PrivateMariaDB first")
+    return MariaDB(HOST, mariadb.port)

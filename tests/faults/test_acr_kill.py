@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.faults.experiments import Load, Outcome, acr_kill
+from bench.faults.callpath import Load, Outcome
+from bench.faults.experiments import acr_kill
 from bench.faults.lab import Lab
 from sipline.storage.testing import MariaDB
 

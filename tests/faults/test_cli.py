@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.faults import cli
+from bench.faults.callpath import Load, Outcome
 from bench.faults.counting import Billing
-from bench.faults.experiments import Load, Outcome
 
 LOAD = Load(rate=100, seconds=30, hold=3, failover_timeout=2.0)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults.experiments import Load, failover
+from bench.faults.callpath import Load
+from bench.faults.experiments import failover
 from bench.faults.lab import Lab
 from sipline.storage.testing import MariaDB
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults.experiments import CONVERGENCE, Load, licence_redis_kill, redis_kill
+from bench.faults.callpath import Load
 from bench.faults.lab import Lab
+from bench.faults.shared import CONVERGENCE, licence_redis_kill, redis_kill
 from sipline.storage.testing import MariaDB
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults.experiments import registrar
 from bench.faults.lab import Lab
+from bench.faults.registrar import registrar
 from sipline.storage.testing import PrivateMariaDB
 
 pytestmark = pytest.mark.e2e

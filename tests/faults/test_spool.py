@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.faults.experiments import Load, spool
+from bench.faults.callpath import Load
+from bench.faults.experiments import spool
 from bench.faults.lab import Lab
 from sipline.storage.testing import PrivateMariaDB
 
