@@ -1,8 +1,8 @@
 """``python -m bench faults``: the fault experiments of issue 12 at 100 calls/s, and their table.
 
-Each experiment starts its own Redis, sipline nodes and sipp peers (and a
-private MariaDB: one for the run, another for each experiment that kills
-it), kills a part with SIGKILL under load, and counts (bench.faults.experiments).
+Each experiment starts its own Redis, sipline nodes, sipp peers and a private
+MariaDB, kills a part with SIGKILL under load (or hangs it with SIGSTOP), and
+counts (bench.faults).
 The table holds, per experiment: calls placed, answered, refused and failed;
 CDRs expected / written / duplicated; ghost INVITEs at the carriers; peak
 concurrent calls against the capacity (or licence), with the admissions
