@@ -370,7 +370,9 @@ class TransactionLayer:
         txn.cancel_pending = False
         txn.end = None
         txn.ack = ack_for(txn.request, response).serialise()
-        actions.append(Send(txn.ack, txn.dest))
+        # Before the TU hears of it: what the TU sends next (a new INVITE to a
+        # redirect's number, to the same peer) follows this ACK on the wire.
+        actions.insert(0, Send(txn.ack, txn.dest))
         self._linger(txn, 0.0 if txn.reliable else TIMER_D, actions)
 
     def _non_invite_response(

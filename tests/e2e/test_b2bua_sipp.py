@@ -250,6 +250,7 @@ def test_a_call_crosses_as_a_new_call_with_nothing_of_the_caller_s_topology(
     assert "proxy=hidden" not in invite  # the caller's Record-Route
     assert f":{near.name.split('-')[-2]}" not in invite  # the caller's port: Via, Contact
     assert "P-Asserted-Identity: <sip:caller@example.com>" in invite  # toward the ACR: kept
+    assert "X-Sipline-Deadline: " in invite  # when we give up on it (wall clock)
     assert "Session-Expires: 1800" in invite and "timer" in invite
     assert far.received("BYE") == 1
     answered = near.messages.split("SIP/2.0 200 OK", 1)[1].split("\n\n", 1)[0]
@@ -306,6 +307,84 @@ def test_a_call_longer_than_the_limit_is_ended_on_both_legs(
     far.stop()
 
 
+# -- RFC 3261 on the A and B legs ----------------------------------------------------------------
+def responses(sipp: Sipp, status: int, cseq: str) -> list[str]:
+    """The ``status`` responses for ``cseq`` in its message log that it received,
+    retransmissions included, each as its start line and headers."""
+    found = []
+    for block in sipp.messages.split("message received")[1:]:
+        text = block.split(":", 1)[1].lstrip()
+        head = text.split("\n\n", 1)[0]
+        if text.startswith(f"SIP/2.0 {status} ") and f"CSeq: {cseq}" in head:
+            found.append(head)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("transport", "scenario"),
+    [("u1", "b2bua_uac_late_ack.xml"), ("t1", "b2bua_uac_late_ack_tcp.xml")],
+    ids=["udp", "tcp"],
+)
+def test_our_200_goes_to_the_caller_again_until_its_ack(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str, transport: str, scenario: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, scenario, "-t", transport, "-m", "1", "-d", "2500")
+    finish(near, b2bua, "caller")  # over TCP a 200 after its ACK would have failed the call
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    # RFC 3261 §13.3.1.4: at 0, 0.5 and 1.5 s before the ACK; none after it (3.5 s would be next).
+    assert len(responses(near, 200, "1 INVITE")) == 3
+
+
+def test_a_call_whose_far_side_goes_silent_after_ringing_is_ended_by_timer_c(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], timer_c=1.0)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_ring.xml", acr)  # 180, then nothing
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_timer_c.xml", "-m", "1")
+    finish(near, b2bua, "caller")  # 180, then 408
+    wait_for(lambda: far.received("CANCEL") == 1)
+    far.stop()
+    (timeout,) = responses(near, 408, "1 INVITE")
+    assert "far side went silent" in timeout
+    assert "event=timer_c" in b2bua.log_text()
+
+
+def test_a_302_reaches_the_caller_with_its_contacts(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr])
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_redirect.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_redirected.xml", "-m", "1")
+    finish(near, b2bua, "caller")
+    far.stop()
+    (moved,) = set(responses(near, 302, "1 INVITE"))
+    contacts = [line for line in moved.splitlines() if line.lower().startswith("contact:")]
+    assert contacts == [
+        f"Contact: <sip:+15559990000@{HOST}:{acr}>;q=0.9, <sip:+15559990001@{HOST}:{acr}>;q=0.5"
+    ]
+    assert far.received("INVITE") == 1
+
+
+def test_a_302_is_followed_on_the_b_leg_when_configured(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    acr = free_port()
+    b2bua = start_b2bua([acr], follow_redirects=1)
+    far = callee(sipp_bin, sipps, b2bua, "b2bua_uas_redirect_follow.xml", acr)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "200")
+    finish(near, b2bua, "caller")  # answered: the 302 never reached it
+    wait_for(lambda: far.received("BYE") == 1)
+    far.stop()
+    assert responses(near, 302, "1 INVITE") == []
+    assert f"INVITE sip:+15559990000@{HOST}:{acr} SIP/2.0" in far.messages  # the higher q
+
+
 # -- next hops -------------------------------------------------------------------------------------
 def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
     start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
@@ -325,6 +404,25 @@ def test_a_503_from_one_acr_node_sends_the_call_to_the_other(
     # one more when, on a loaded machine, a call hunts on from a slow taking node.
     assert refusing.received("INVITE") in (1, 2, 3)
     assert "event=next_hop_down" in b2bua.log_text() and "why=503" in b2bua.log_text()
+
+
+def test_a_late_200_from_a_node_given_up_on_is_acked_and_byed_as_a_ghost(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    slow, other = free_port(), free_port()
+    b2bua = start_b2bua([slow, other])
+    late = callee(sipp_bin, sipps, b2bua, "b2bua_uas_late.xml", slow)  # 200 after 1 s
+    taking = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", other)
+    near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "1500")
+    wait_for(lambda: late.received("BYE") == 1)  # sent by the B2BUA, not the caller
+    finish(near, b2bua, "caller")  # its call went through the other node
+    wait_for(lambda: taking.received("BYE") == 1)
+    late.stop()
+    taking.stop()
+    bye = late.messages.split("BYE sip:", 1)[1].split("\n\n", 1)[0]
+    assert 'Reason: SIP;cause=200;text="ghost"' in bye
+    assert late.received("ACK") == 1 and late.received("INVITE") == 1
+    assert "event=ghost_hung_up" in b2bua.log_text()
 
 
 def test_a_number_matching_a_pattern_route_goes_to_its_gateway_without_internal_headers(
@@ -368,9 +466,46 @@ def test_calls_go_on_through_the_secondary_while_the_primary_is_down_and_round_r
     again.stop()
     assert first.received("INVITE") == 3
     assert second.received("INVITE") == 3 + 10 + 3  # every call while the primary was down
-    # Round robin over both again (the primary, back, also sees the INVITEs sent
-    # to it while it was down, retransmitted until timer B; their 200s get ACK and BYE).
-    assert again.received("INVITE") >= 3
+    # Round robin over both again; the INVITEs sent to the primary while it was down
+    # were given up on and are sent no more: it gets no call nobody waits for.
+    assert again.received("INVITE") == 3
+
+
+def test_a_dead_acr_node_is_skipped_after_one_silent_call_and_back_at_once_without_ghosts(
+    start_b2bua: StartB2bua, sipps: list[Sipp], sipp_bin: str
+) -> None:
+    primary, secondary = free_port(), free_port()
+    # Probes every 30 s: only the calls themselves can tell the primary died.
+    b2bua = start_b2bua([primary, secondary], probe_interval=30.0, probe_down_interval=0.2)
+    first = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    second = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", secondary)
+    calls = ("-r", "10", "-d", "50", "-m")
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "4"), b2bua, "both up")
+    wait_for(lambda: first.received("BYE") == 2)
+    first.stop()
+
+    down = caller(
+        sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-trace_rtt", "-rtt_freq", "1", *calls, "20"
+    )
+    finish(down, b2bua, "primary down")  # no caller sees a failure
+    (rtt,) = down.workdir.glob("b2bua_uac_*_rtt.csv")
+    setup_ms = read_response_times(rtt.read_text())
+    assert len(setup_ms) == 20
+    # The calls sent to it before it had been silent for silence_timeout (0.4 s) wait
+    # the failover timeout: at 10 calls/s, 1 to 3 of them; round robin would send it 10.
+    waited = [ms for ms in setup_ms if ms >= FAILOVER_TIMEOUT * 1000 * 0.8]
+    assert 1 <= len(waited) <= 3, setup_ms
+    assert 'why="no answer to an INVITE"' in b2bua.log_text() or "why=silent" in b2bua.log_text()
+
+    again = callee(sipp_bin, sipps, b2bua, "b2bua_uas.xml", primary)
+    wait_for(lambda: "event=next_hop_up" in b2bua.log_text(), timeout=5.0)  # probed every 0.2 s
+    finish(caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", *calls, "6"), b2bua, "primary back")
+    wait_for(lambda: again.received("BYE") == 3)
+    again.stop()
+    second.stop()
+    # The INVITEs it was sent while dead were sent no more once failed over: back,
+    # it gets the round robin's 3 and nothing else to route (0 ghost calls).
+    assert again.received("INVITE") == 3
 
 
 # -- licences ---------------------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def test_a_non_2xx_final_is_acked_by_the_transaction_per_17_1_1_3(layer, clock):
     assert of_type(actions, DeliverResponse) == [DeliverResponse(busy, txn, NEXT_HOP)]
     assert txn.state is State.COMPLETED
     (send,) = of_type(actions, Send)
+    assert actions.index(send) == 0  # on the wire before anything the TU sends in answer
     assert send.dest == NEXT_HOP
     ack = parse_message(send.data)
     assert isinstance(ack, Request)
@@ -319,7 +320,7 @@ def test_a_completed_invite_client_over_tcp_ends_at_once(layer):
     request = our_invite(transport="TCP")
     txn, _ = layer.request(request, NEXT_HOP_TCP)
     actions = layer.receive(wire(request.response(404)), NEXT_HOP_TCP)
-    assert [type(a) for a in actions] == [DeliverResponse, Send, Terminated]
+    assert [type(a) for a in actions] == [Send, DeliverResponse, Terminated]
     assert len(layer) == 0
 
 
