@@ -87,7 +87,10 @@ class Stack:
         (environment names, ``SIPLINE_ACR__TRUSTED="..."``) over the config."""
         port = free_port(HOST)
         log = self.workdir / f"acr-{node}.log"
-        env = acr_env(f"{HOST}:{port}", self.url, redis_url, {**SETTINGS, **settings}, node=node)
+        env = acr_env(
+            f"{HOST}:{port}", self.url, redis_url, {**SETTINGS, **settings}, node=node,
+            data_dir=self.workdir / "data",
+        )  # fmt: skip
         with log.open("wb") as out:
             process = subprocess.Popen(
                 acr_command(node), cwd=Path(__file__).resolve().parents[2], env=env,
