@@ -53,6 +53,7 @@ import orjson
 
 from acr.model import Cdr
 from sipline.logs import event
+from sipline.storage.database import StorageError
 
 log = logging.getLogger("sipline.acr.journal")
 
@@ -67,8 +68,9 @@ Cursor = tuple[int, int]  # (segment number, offset): how far the CDR writer has
 CDR_KINDS = frozenset(("e", "c"))
 
 
-class JournalError(Exception):
-    """The journal cannot be opened (locked by another process, or unreadable)."""
+class JournalError(StorageError):
+    """The journal cannot be opened (locked by another process, or unreadable): the
+    node does not start (a message, exit status 1)."""
 
 
 def cdr_json(cdr: Cdr) -> bytes:
@@ -398,16 +400,23 @@ class Journal:
 
     # -- in the journal's thread -----------------------------------------------------------
     def _scan(self) -> Scan:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        where = f"the journal {self.directory}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"{where} cannot be opened: {exc}") from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock)
-            raise JournalError(f"{self.directory} is in use by another process") from None
+            raise JournalError(f"{where} is in use by another process") from None
         self._lock_fd = lock
-        self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        return scan_segments(self.directory)
+        try:
+            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            return scan_segments(self.directory)
+        except OSError as exc:
+            raise JournalError(f"{where} cannot be read: {exc}") from None
 
     def _create(self, segment: Segment) -> None:
         segment.fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
