@@ -121,16 +121,16 @@ async def _current_calls(settings: Settings, names: list[str]) -> dict[str, int]
     then in each node's memory) or when Redis cannot be reached."""
     if not settings.redis.url:
         return None
-    from .licences import TTL_MARGIN, RedisCalls
+    from .licences import open_redis, shared_counts
 
-    counter = RedisCalls(settings.redis.url, settings.b2bua.max_call_duration + TTL_MARGIN)
+    client = open_redis(settings.redis.url)
     try:
-        return await counter.counts(names, time.time())
+        return await shared_counts(client, names, time.time())
     except Exception as exc:  # the list is still worth showing
         logs.event(log, "calls_unknown", logging.WARNING, error=repr(exc))
         return None
     finally:
-        await counter.close()
+        await client.aclose()
 
 
 def _grace(account: Account, settings: Settings) -> int:

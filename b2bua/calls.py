@@ -3,9 +3,10 @@
 ``Calls`` is the one state object the steps of a call share (``b2bua.setup``,
 ``answering``, ``indialog``, ``teardown``, ``probes``): the table of legs by
 Call-ID (each call is in it twice, once per leg: a request or response finds
-its leg by its own Call-ID), the deadlines a call may wait on
-(failover, silence of its hop, timer C, duration limit, session timers), the counters, the settings the
-steps read and the optional parts (accounts, licences, the relay). Beside it,
+its leg by its own Call-ID), the deadlines a call may wait on (failover, the
+silence of its hop, timer C, duration limit, session timers), the counters,
+the settings the steps read, the next hops (``b2bua.nexthop``) and the
+optional parts (accounts, licences, the relay). Beside it,
 the few acts every step does the same way: answering a server transaction
 (with our Server header) and ACKing a leg's 2xx (RFC 3261 §13.2.2.4).
 """

@@ -3,12 +3,12 @@
 Each distinct hop (ACR node or gateway) gets an OPTIONS out of any dialog
 (RFC 3261 §11) every ``probe_interval``, or every ``probe_down_interval``
 while it is down, so that it is back as soon as it answers (each of those
-sent once: the next is its retransmission). An answer other
-than 503 counts as up; a 503 (draining, overloaded) or no answer by the next
-probe as a failure (the unanswered probe is sent no more), and
-``b2bua.nexthop`` turns the runs of them into up and down. A hop that fails
-a call (``failed``: silence, a 503, no answer in ``failover_timeout``) is
-down at once and probed at the next tick: new calls skip it from then on.
+sent once: the next is its retransmission). An answer other than 503 counts
+as up; a 503 (draining, overloaded) or no answer by the next probe as a
+failure (the unanswered probe is sent no more), and ``b2bua.nexthop`` turns
+the runs of them into up and down. A hop that fails a call (``failed``:
+silence, a 503, no answer in ``failover_timeout``) is down at once and
+probed at the next tick: new calls skip it from then on.
 """
 
 from __future__ import annotations

@@ -110,9 +110,15 @@ def acr_env(
     redis_url: str | None = None,
     extra: Mapping[str, str] | None = None,
     node: str = "primary",
+    data_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The environment of ``sipline acr --node NODE`` listening on ``node_address``."""
+    """The environment of ``sipline acr --node NODE`` listening on ``node_address``.
+
+    ``data_dir`` holds the node's journal (its answered calls and unwritten CDRs):
+    give each test its own, and the same one again to a node restarted in a test."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
+    if data_dir is not None:
+        clean["SIPLINE_NODE__DATA_DIR"] = str(data_dir)
     return {
         **clean,
         f"SIPLINE_ACR__{node.upper()}": node_address,

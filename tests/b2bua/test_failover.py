@@ -9,6 +9,7 @@ import time
 from sipline.sip.address import Address
 from sipline.sip.message import Request
 from tests.b2bua.support import ACR1, ACR2, PROXY, SDP, ack_for_2xx, answer, b2bua, invite, of
+from tests.b2bua.test_call_endings import cancel_of
 
 GHOST = 'SIP;cause=200;text="ghost"'
 
@@ -120,13 +121,7 @@ def test_the_answer_to_an_invite_the_caller_cancelled_is_byed_as_a_ghost() -> No
     a = invite()
     node.receive(a, PROXY)
     ((b, far),) = of(node.take(), "INVITE")
-    cancel = Request("CANCEL", a.uri)
-    cancel.headers.add("Via", a.headers.values("via")[0])
-    for name in ("From", "To", "Call-ID"):
-        cancel.headers.add(name, a.headers.get(name) or "")
-    cancel.headers.add("CSeq", "10 CANCEL")
-    cancel.headers.add("Max-Forwards", "70")
-    node.receive(cancel, PROXY)
+    node.receive(cancel_of(a), PROXY)
     assert sorted(m.status for m, _ in node.take()) == [200, 487]  # no CANCEL before a 1xx
     node.advance(1.0)
     assert of(node.take(), "INVITE") == []  # and the INVITE is sent no more

@@ -158,22 +158,6 @@ def test_our_2xx_goes_to_a_caller_over_tcp_again_too() -> None:
     assert [(m.status, d) for m, d in node.take()] == [(200, caller)]
 
 
-def test_a_caller_that_never_acks_our_2xx_has_the_call_ended_after_64_t1() -> None:
-    handler, node = b2bua()
-    a = invite()
-    node.receive(a, PROXY)
-    ((b, far),) = of(node.take(), "INVITE")
-    node.receive(answer(b, 200, body=SDP), far)
-    node.take()
-    node.advance(31.0)
-    assert not of(node.take(), "BYE") and len(handler) == 1
-    node.advance(1.1)
-    sent = node.take()
-    assert [dest for _, dest in of(sent, "BYE")] == [PROXY, far]
-    assert [m.method for m, _ in sent if isinstance(m, Request)] == ["ACK", "BYE", "BYE"]
-    assert len(handler) == 0
-
-
 # -- ending calls ------------------------------------------------------------------------------
 def test_a_bye_from_the_caller_ends_both_legs() -> None:
     handler, node = b2bua()
