@@ -196,12 +196,14 @@ def peak(spans: Sequence[Span]) -> int:
     return top
 
 
-def over_limit(spans: Sequence[Span], limit: int, since: float) -> int:
+def over_limit(spans: Sequence[Span], limit: int, since: float, grace: float = 0.0) -> int:
     """Calls answered at or after ``since`` that found ``limit`` calls up already:
     admissions past the limit (the calls admitted before ``since`` may still
-    hold it above the limit; only a new admission on top of them counts)."""
+    hold it above the limit; only a new admission on top of them counts).
+    A call whose BYE came at most ``grace`` seconds after the new call's
+    answer counts as ended already: its node had freed the room on the BYE."""
     starts = [s.start for s in spans]
-    ends = sorted(s.end for s in spans if s.end is not None)
+    ends = sorted(s.end - grace for s in spans if s.end is not None)
     over = 0
     for s in spans:
         if s.start < since:

@@ -77,6 +77,11 @@ def test_only_admissions_since_convergence_on_top_of_the_limit_count() -> None:
     assert over_limit(spans, 2, since=5) == 2
     assert over_limit(spans, 4, since=5) == 0
     assert over_limit([span(0, 3), span(3, 6), span(6, 9)], 1, since=0) == 0
+    # A BYE that reaches the peer just after the next call's 200: past the limit
+    # by a hair, unless within the grace.
+    crossed = [span(0, 3.01), span(3, 6)]
+    assert over_limit(crossed, 1, since=0) == 1
+    assert over_limit(crossed, 1, since=0, grace=0.05) == 0
 
 
 def test_answered_spans_run_from_the_200_to_the_bye_by_dialog() -> None:
