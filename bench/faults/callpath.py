@@ -83,6 +83,21 @@ class Outcome:
     def setup_over(self, ms: float) -> int:
         return sum(1 for t in self.setup_ms if t > ms)
 
+    def brief(self) -> str:
+        """Every figure it has, on one line (for a failed assertion)."""
+        skip = {"setup_ms", "events", "figures", "converged_s"}
+        parts = [
+            f"{name}={value}"
+            for name, value in vars(self).items()
+            if name not in skip and value is not None
+        ]
+        if self.setup_ms:
+            parts.append(f"setup_worst_ms={self.setup_worst_ms} over_200ms={self.setup_over(200)}")
+        parts += [f"converged_s={self.converged_s}"] if self.converged_s else []
+        parts += [f"figures={self.figures}"] if self.figures else []
+        parts.append("events=" + ", ".join(f"{t:g}s {what}" for t, what in self.events))
+        return " ".join(parts)
+
 
 # -- the call path ------------------------------------------------------------------------------
 @dataclass

@@ -31,7 +31,7 @@ def test_invites_queued_at_a_hung_acr_never_reach_a_carrier(lab: Lab, mariadb: M
         mariadb.drop_database(url)
     cdrs = outcome.cdrs
     assert cdrs is not None
-    assert outcome.answered >= 0.9 * outcome.calls, outcome
-    assert outcome.ghost_invites == 0, outcome
-    assert cdrs.duplicated == 0 and cdrs.ghosts_charged == 0, outcome
-    assert cdrs.lost == 0 and cdrs.unanswered == 0, outcome
+    assert outcome.answered >= 0.9 * outcome.calls, outcome.brief()
+    assert outcome.ghost_invites == 0, outcome.brief()
+    assert cdrs.duplicated == 0 and cdrs.ghosts_charged == 0, outcome.brief()
+    assert cdrs.lost == 0 and cdrs.unanswered == 0, outcome.brief()

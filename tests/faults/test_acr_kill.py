@@ -45,16 +45,16 @@ def killed(
 def test_every_answered_call_has_exactly_one_cdr_after_the_acr_is_killed(killed: Outcome) -> None:
     cdrs = killed.cdrs
     assert cdrs is not None
-    assert killed.answered >= 0.9 * killed.calls, killed
-    assert killed.failed == 0, killed  # every call answered or refused, none left hanging
-    assert cdrs.lost == 0, f"{cdrs.lost} answered calls without a CDR: {killed}"
-    assert cdrs.duplicated == 0 and cdrs.unanswered == 0, killed
+    assert killed.answered >= 0.9 * killed.calls, killed.brief()
+    assert killed.failed == 0, killed.brief()  # every call answered or refused, none left hanging
+    assert cdrs.lost == 0, f"{cdrs.lost} answered calls without a CDR: {killed.brief()}"
+    assert cdrs.duplicated == 0 and cdrs.unanswered == 0, killed.brief()
 
 
 @pytest.mark.timeout(300)
 def test_no_abandoned_invite_reaches_a_carrier_and_no_call_is_billed_twice(killed: Outcome) -> None:
     cdrs = killed.cdrs
     assert cdrs is not None
-    assert killed.retransmitted_after_failover == 0, killed  # the B2BUA stopped them
-    assert killed.ghost_invites == 0, killed  # the restarted ACR routed none
-    assert cdrs.duplicated == 0 and cdrs.ghosts_charged == 0, killed
+    assert killed.retransmitted_after_failover == 0, killed.brief()  # the B2BUA stopped them
+    assert killed.ghost_invites == 0, killed.brief()  # the restarted ACR routed none
+    assert cdrs.duplicated == 0 and cdrs.ghosts_charged == 0, killed.brief()

@@ -36,22 +36,22 @@ def test_a_carrier_s_capacity_holds_and_health_and_statistics_return_after_a_red
     finally:
         mariadb.drop_database(url)
     figures = outcome.figures
-    assert outcome.answered > 0 and outcome.refused > 0, outcome  # the capacity did bind
-    assert figures["health_before"] == "up", outcome
-    assert outcome.over_limit == 0, outcome
+    assert outcome.answered > 0 and outcome.refused > 0, outcome.brief()  # the capacity did bind
+    assert figures["health_before"] == "up", outcome.brief()
+    assert outcome.over_limit == 0, outcome.brief()
     assert outcome.peak is not None
-    assert outcome.peak <= CAPACITY + figures["admitted_in_outage"], outcome
+    assert outcome.peak <= CAPACITY + figures["admitted_in_outage"], outcome.brief()
     health = outcome.converged_s["health"]
-    assert health is not None and health <= CONVERGENCE + SLACK_S, outcome
+    assert health is not None and health <= CONVERGENCE + SLACK_S, outcome.brief()
     # Nothing counted before the kill was lost for good (decay over the run: < 1 %).
-    assert figures["attempts_at_end"] >= 0.95 * figures["carrier_invites"], outcome
-    assert figures["attempts_at_end"] <= 1.1 * figures["carrier_invites"], outcome
+    assert figures["attempts_at_end"] >= 0.95 * figures["carrier_invites"], outcome.brief()
+    assert figures["attempts_at_end"] <= 1.1 * figures["carrier_invites"], outcome.brief()
 
 
 @pytest.mark.timeout(300)
 def test_an_account_s_licence_holds_after_a_redis_restart(lab: Lab) -> None:
     outcome = licence_redis_kill(lab, LOAD, LICENCE)
-    assert outcome.answered > 0 and outcome.refused > 0, outcome  # the licence did bind
-    assert outcome.over_limit == 0, outcome
+    assert outcome.answered > 0 and outcome.refused > 0, outcome.brief()  # the licence did bind
+    assert outcome.over_limit == 0, outcome.brief()
     assert outcome.peak is not None
-    assert outcome.peak <= LICENCE + outcome.figures["admitted_in_outage"], outcome
+    assert outcome.peak <= LICENCE + outcome.figures["admitted_in_outage"], outcome.brief()

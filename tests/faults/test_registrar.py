@@ -25,6 +25,6 @@ def test_register_gets_503_with_retry_after_while_the_location_database_is_down(
     lab: Lab, own_mariadb: PrivateMariaDB
 ) -> None:
     outcome = registrar(lab, own_mariadb, phones=PHONES)
-    assert outcome.refused == PHONES, outcome  # 503 with Retry-After, each one
-    assert outcome.answered == PHONES, outcome  # 200 once it is back
-    assert outcome.figures["rows"] == PHONES, outcome
+    assert outcome.refused == PHONES, outcome.brief()  # 503 with Retry-After, each one
+    assert outcome.answered == PHONES, outcome.brief()  # 200 once it is back
+    assert outcome.figures["rows"] == PHONES, outcome.brief()
