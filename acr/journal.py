@@ -262,6 +262,11 @@ class Journal:
         self._append(Entry("c", "", encode({"k": "c", "cdr": cdr}), done))
 
     def _append(self, entry: Entry) -> None:
+        if self._executor is None:  # not open (or closed): never leave a caller waiting
+            self._lose([entry], "journal not open")
+            if entry.done is not None:
+                entry.done(False)
+            return
         self._entries.append(entry)
         if not self._busy:  # else the write in progress takes it on when it is over
             self._schedule(entry.done is not None)
