@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipline.logs import event
+from sipline.nodecounts import LIVE_TOTAL, live_total, new_member, own_fields
 from sipline.storage.database import Database, StorageError, redact
 
 from .accounts import Accounts, AuditRow
@@ -102,20 +102,12 @@ class InProcess:
 
 # KEYS[1]: the account's calls. ARGV: this node's field, its calls with this one,
 # limit (-1: none), now, node TTL. Returns {admitted, the account's calls with this one}.
-_ADMIT = """
+_ADMIT = (
+    LIVE_TOTAL
+    + """
 local member, own = ARGV[1], tonumber(ARGV[2])
 local limit, now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local fields = redis.call('HGETALL', KEYS[1])
-local values = {}
-for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-local total = own
-for name, value in pairs(values) do
-  if string.sub(name, -4) ~= ':exp' and name ~= member then
-    if tonumber(values[name .. ':exp'] or '0') >= now then
-      total = total + math.max(0, tonumber(value) or 0)
-    end
-  end
-end
+local total = own + live_total(KEYS[1], member, now)
 if limit >= 0 and total > limit then
   return {0, total}
 end
@@ -123,6 +115,7 @@ redis.call('HSET', KEYS[1], member, own, member .. ':exp', string.format('%.3f',
 redis.call('EXPIRE', KEYS[1], 3600)
 return {1, total}
 """
+)
 
 
 def open_redis(url: str) -> Any:
@@ -131,21 +124,6 @@ def open_redis(url: str) -> Any:
     return redis.asyncio.Redis.from_url(
         url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )
-
-
-def live_total(fields: dict[bytes, bytes], now: float, but: str = "") -> int:
-    """The calls of an account's hash: every node's live count (all but ``but``'s)."""
-    total = 0
-    for name, value in fields.items():
-        member = name.decode(errors="replace")
-        if member.endswith(":exp") or member == but:
-            continue
-        try:
-            if float(fields.get(name + b":exp", b"0")) >= now:
-                total += max(0, int(value))
-        except ValueError:
-            continue
-    return total
 
 
 class SharedCalls:
@@ -157,7 +135,7 @@ class SharedCalls:
     ) -> None:
         self.url = url
         self.own = LocalCalls(ttl)
-        self.member = f"{node}.{secrets.token_hex(4)}"  # a dead run's count just expires
+        self.member = new_member(node)
         self.clock = clock
         self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
@@ -211,10 +189,7 @@ class SharedCalls:
             self._failed(exc)
 
     def _fields(self, account: str, now: float) -> dict[str, str | int]:
-        return {
-            self.member: self._calls(account),
-            f"{self.member}:exp": f"{now + NODE_TTL:.3f}",
-        }
+        return own_fields(self.member, self._calls(account), now + NODE_TTL)
 
     async def sync(self) -> None:
         """Write this node's count of every account it holds calls of, read the others';
@@ -239,7 +214,7 @@ class SharedCalls:
         self._succeeded()
         reads = [r for r in replies if isinstance(r, dict)]
         self.others = {
-            a: live_total(r, now, self.member) for a, r in zip(accounts, reads, strict=True)
+            a: live_total(r, now, self.member)[0] for a, r in zip(accounts, reads, strict=True)
         }
 
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]:
@@ -275,7 +250,7 @@ async def shared_counts(client: Any, accounts: Iterable[str], now: float) -> dic
         for name in names:
             pipe.hgetall(KEY_PREFIX + name)
         found = await pipe.execute()
-    return {name: live_total(fields, now) for name, fields in zip(names, found, strict=True)}
+    return {name: live_total(fields, now)[0] for name, fields in zip(names, found, strict=True)}
 
 
 class Licences:
