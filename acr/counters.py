@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from acr.model import Carrier
 from acr.shared import Link, open_redis, redis_errors
-from sipline.nodecounts import LIVE_TOTAL, live_total, new_member, own_fields
+from sipline.nodecounts import LIVE_TOTAL, Others, new_member, own_fields
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -99,6 +99,7 @@ class Count:
     active: int = 0  # this node's calls in progress
     reserved: int = 0  # this node's acquires under way (Redis asked, no answer yet)
     others: int = 0  # the other nodes' calls in progress, at the last sync
+    seen: Others = field(default_factory=Others)  # ... node by node
     others_cps: int = 0  # the other nodes' new calls in the last full second, at the last sync
     seconds: dict[int, int] = field(default_factory=dict)  # this node's new calls per second
     unpushed: dict[int, int] = field(default_factory=dict)  # of those, not yet in the bucket
@@ -196,6 +197,7 @@ class Counters:
             self._script is None
             or not self.link.ok
             or (carrier.capacity is None and carrier.cps is None)
+            or count.seen.assumed  # Redis lost some node's count: this node knows better
         ):
             return self.try_start(carrier, now)
         if carrier.capacity is not None and count.active + count.reserved >= carrier.capacity:
@@ -351,7 +353,8 @@ class Counters:
                     count.unpushed[second] = left
                 else:
                     count.unpushed.pop(second, None)
-            count.others, stale = live_total(reads[2 * i], now, self.member)
+            stale = count.seen.read(reads[2 * i], now, self.member)
+            count.others = count.seen.total
             if stale:
                 self._stale[name] = stale
             count.others_cps = max(0, int(reads[2 * i + 1] or 0) - count.new_calls(last))

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipline.logs import event
-from sipline.nodecounts import LIVE_TOTAL, live_total, new_member, own_fields
+from sipline.nodecounts import LIVE_TOTAL, Others, live_total, new_member, own_fields
 from sipline.storage.database import Database, StorageError, redact
 
 from .accounts import Accounts, AuditRow
@@ -126,6 +126,10 @@ def open_redis(url: str) -> Any:
     )
 
 
+class RedisLost(Exception):
+    """Redis answers but has lost another node's count (it restarted): decide here."""
+
+
 class SharedCalls:
     """Each account's calls across the B2BUA nodes (see the module's doc): this node's
     own in ``LocalCalls``, every node's count in Redis."""
@@ -139,10 +143,11 @@ class SharedCalls:
         self.clock = clock
         self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
-        self.others: dict[str, int] = {}  # the other nodes' calls per account, as last seen
+        self.others: dict[str, Others] = {}  # the other nodes' calls per account, as last read
         self.reserved: dict[str, int] = {}  # admissions out to Redis, per account
         self.failures = 0  # Redis calls that failed: judged by this node's picture
         self.ok = True
+        self._unread: set[str] = set()  # accounts first admitted since the last sync
 
     async def check(self) -> None:
         """StorageError naming ``redis.url`` unless Redis answers (a node checks at start)."""
@@ -156,22 +161,33 @@ class SharedCalls:
         """This node's calls of ``account``, those being admitted included."""
         return self.own.held(account) + self.reserved.get(account, 0)
 
+    def _others(self, account: str) -> Others:
+        others = self.others.get(account)
+        if others is None:
+            others = self.others[account] = Others()
+            self._unread.add(account)  # read at the next sync
+        return others
+
     async def admit(self, account: str, call_id: str, limit: int | None, now: float) -> Counted:
         mine = self.own.count(account, now)  # (calls long forgotten dropped first)
+        others = self._others(account)
         if self.own.holds(account, call_id):  # counted already: nothing changes
-            return Counted(True, mine + self.others.get(account, 0), False)
+            return Counted(True, mine + others.total, False)
         self.reserved[account] = self.reserved.get(account, 0) + 1
         own = self._calls(account)
         try:
+            if others.assumed:
+                raise RedisLost
             admitted, total = await self._admit(
                 keys=[KEY_PREFIX + account],
                 args=[self.member, own, -1 if limit is None else limit, now, NODE_TTL],
             )
-            self.others[account] = max(0, int(total) - own)
+            others.total = max(0, int(total) - own)  # Redis's sum now, until the next read
             self._succeeded()
-        except Exception as exc:  # Redis away: this node's picture decides
-            self._failed(exc)
-            total = own + self.others.get(account, 0)
+        except Exception as exc:  # Redis away (or it lost counts): this node's picture decides
+            if not isinstance(exc, RedisLost):
+                self._failed(exc)
+            total = own + others.total
             admitted = limit is None or total <= limit
         finally:
             self.reserved[account] -= 1
@@ -195,8 +211,10 @@ class SharedCalls:
         """Write this node's count of every account it holds calls of, read the others';
         never raises (Redis away: the next sync writes them)."""
         now = self.clock()
-        accounts = [a for a in self.others if self._calls(a) or self.others[a]]
-        accounts += [a for a in self.own.accounts() if a not in self.others]
+        unread, self._unread = self._unread, set()
+        held = {*self.own.accounts(), *unread}
+        held |= {account for account, others in self.others.items() if others.total}
+        accounts = sorted(held)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for account in accounts:
@@ -210,12 +228,15 @@ class SharedCalls:
                 replies = await pipe.execute()
         except Exception as exc:
             self._failed(exc)
+            self._unread |= unread
             return
         self._succeeded()
         reads = [r for r in replies if isinstance(r, dict)]
-        self.others = {
-            a: live_total(r, now, self.member)[0] for a, r in zip(accounts, reads, strict=True)
-        }
+        for account, fields in zip(accounts, reads, strict=True):
+            others = self.others.setdefault(account, Others())
+            others.read(fields, now, self.member)
+            if not (others.total or self._calls(account) or account in self._unread):
+                del self.others[account]  # nobody's calls: forgotten until it has some
 
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]:
         return await shared_counts(self.client, accounts, now)
@@ -250,7 +271,7 @@ async def shared_counts(client: Any, accounts: Iterable[str], now: float) -> dic
         for name in names:
             pipe.hgetall(KEY_PREFIX + name)
         found = await pipe.execute()
-    return {name: live_total(fields, now)[0] for name, fields in zip(names, found, strict=True)}
+    return {name: live_total(fields, now) for name, fields in zip(names, found, strict=True)}
 
 
 class Licences:

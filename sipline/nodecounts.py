@@ -14,6 +14,7 @@ scripts on ``LIVE_TOTAL``.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 
 STALE = 60.0  # seconds after its expiry that a run's fields may be deleted
 
@@ -46,21 +47,47 @@ def own_fields(member: str, count: int, expires: float) -> dict[str, str | int]:
     return {member: count, f"{member}:exp": f"{expires:.3f}"}
 
 
-def live_total(fields: dict[bytes, bytes], now: float, but: str = "") -> tuple[int, list[str]]:
-    """The sum of a hash's live counts (all but ``but``'s), and the fields of runs
-    expired more than STALE seconds ago (for the caller to delete)."""
-    total = 0
-    stale: list[str] = []
-    for key, value in fields.items():
-        name = key.decode(errors="replace")
-        if name == but or name.endswith(":exp"):
-            continue
-        try:
-            expires = float(fields.get(key + b":exp", b"0"))
-            if expires >= now:
-                total += max(0, int(value))
-            elif expires < now - STALE:
-                stale += [name, f"{name}:exp"]
-        except ValueError:
-            continue
-    return total, stale
+@dataclass(slots=True)
+class Others:
+    """The other nodes' counts in one hash as this node last read them (``read``).
+
+    A run that vanished from the hash before its count expired is still counted
+    until it expires: Redis lost it (a restart), and its node writes it again at
+    its next sync. ``assumed`` of ``total`` are such counts; while there are any,
+    an admission is decided on this picture, not by a script over what Redis holds
+    (which would let one node take the room of another's calls for a second).
+    """
+
+    runs: dict[str, tuple[int, float]] = field(default_factory=dict)  # run -> count, expiry
+    total: int = 0
+    assumed: int = 0
+
+    def read(self, fields: dict[bytes, bytes], now: float, me: str = "") -> list[str]:
+        """Take a fresh read of the hash; the fields of runs expired more than STALE
+        seconds ago (for the caller to delete)."""
+        live: dict[str, tuple[int, float]] = {}
+        stale: list[str] = []
+        for key, value in fields.items():
+            name = key.decode(errors="replace")
+            if name == me or name.endswith(":exp"):
+                continue
+            try:
+                expires = float(fields.get(key + b":exp", b"0"))
+                if expires >= now:
+                    live[name] = (max(0, int(value)), expires)
+                elif expires < now - STALE:
+                    stale += [name, f"{name}:exp"]
+            except ValueError:
+                continue
+        vanished = {r: v for r, v in self.runs.items() if r not in live and v[1] >= now}
+        self.runs = live | vanished
+        self.assumed = sum(count for count, _ in vanished.values())
+        self.total = sum(count for count, _ in self.runs.values())
+        return stale
+
+
+def live_total(fields: dict[bytes, bytes], now: float) -> int:
+    """The sum of the live counts of a hash (what ``sipline`` commands show)."""
+    others = Others()
+    others.read(fields, now)
+    return others.total
