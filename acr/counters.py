@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from acr.model import Carrier
 from acr.shared import Link, open_redis, redis_errors
+from sipline.nodecounts import LIVE_TOTAL, Others, new_member, own_fields
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,31 +64,19 @@ __all__ = ["Counters", "open_counters"]
 CALLS = "sipline:acr:calls:"
 CPS = "sipline:acr:cps:"
 TTL = 10  # seconds a node's count holds without a refresh
-STALE = 60  # seconds after which an expired count is deleted
 KEEP_SECONDS = 3  # recent seconds of own new calls kept locally
 
 ADMITTED, NO_CAPACITY, NO_CPS = 0, 1, 2
 
 # KEYS: calls hash, cps bucket. ARGV: node, capacity (-1: none), cps (-1: none), now, ttl,
 # and the node's own calls with this one (it knows them better than Redis does).
-ACQUIRE = """
+ACQUIRE = (
+    LIVE_TOTAL
+    + """
 local node, exp = ARGV[1], ARGV[1] .. ':exp'
 local capacity, cps = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, ttl, own = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if capacity >= 0 then
-  local fields = redis.call('HGETALL', KEYS[1])
-  local values = {}
-  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-  local total = own
-  for name, value in pairs(values) do
-    if string.sub(name, -4) ~= ':exp' and name ~= node then
-      if tonumber(values[name .. ':exp'] or '0') >= now then
-        total = total + math.max(0, tonumber(value) or 0)
-      end
-    end
-  end
-  if total > capacity then return 1 end
-end
+if capacity >= 0 and own + live_total(KEYS[1], node, now) > capacity then return 1 end
 if cps >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= cps then return 2 end
 redis.call('HSET', KEYS[1], node, own, exp, string.format('%.3f', now + ttl))
 redis.call('EXPIRE', KEYS[1], 3600)
@@ -96,6 +84,7 @@ redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 5)
 return 0
 """
+)
 
 
 Waiting = tuple[Carrier, float, "asyncio.Future[bool]"]  # an admission in a batch
@@ -110,6 +99,7 @@ class Count:
     active: int = 0  # this node's calls in progress
     reserved: int = 0  # this node's acquires under way (Redis asked, no answer yet)
     others: int = 0  # the other nodes' calls in progress, at the last sync
+    seen: Others = field(default_factory=Others)  # ... node by node
     others_cps: int = 0  # the other nodes' new calls in the last full second, at the last sync
     seconds: dict[int, int] = field(default_factory=dict)  # this node's new calls per second
     unpushed: dict[int, int] = field(default_factory=dict)  # of those, not yet in the bucket
@@ -164,7 +154,7 @@ class Counters:
         self.counts: dict[str, Count] = {}
         self._script: AsyncScript | None = redis.register_script(ACQUIRE) if redis else None
         # This run's field names: a count a crashed run left behind just expires.
-        self.member = f"{node}.{secrets.token_hex(4)}"
+        self.member = new_member(node)
         self._stale: dict[str, list[str]] = {}  # carrier -> long-expired fields to delete
         self._waiting: list[Waiting] = []  # next batch
         self._batcher: asyncio.Task[None] | None = None  # the batch out, if any
@@ -207,6 +197,7 @@ class Counters:
             self._script is None
             or not self.link.ok
             or (carrier.capacity is None and carrier.cps is None)
+            or count.seen.assumed  # Redis lost some node's count: this node knows better
         ):
             return self.try_start(carrier, now)
         if carrier.capacity is not None and count.active + count.reserved >= carrier.capacity:
@@ -338,9 +329,7 @@ class Counters:
                     sent[name] = dict(count.unpushed)
                     # Admissions still out count too: never less than the truth.
                     own = count.active + count.reserved
-                    pipe.hset(
-                        key, mapping={self.member: own, f"{self.member}:exp": f"{now + TTL:.3f}"}
-                    )
+                    pipe.hset(key, mapping=own_fields(self.member, own, now + TTL))
                     if stale := self._stale.pop(name, None):
                         pipe.hdel(key, *stale)
                     pipe.expire(key, 3600)
@@ -364,7 +353,8 @@ class Counters:
                     count.unpushed[second] = left
                 else:
                     count.unpushed.pop(second, None)
-            count.others, stale = _others(reads[2 * i], self.member, now)
+            stale = count.seen.read(reads[2 * i], now, self.member)
+            count.others = count.seen.total
             if stale:
                 self._stale[name] = stale
             count.others_cps = max(0, int(reads[2 * i + 1] or 0) - count.new_calls(last))
@@ -385,25 +375,6 @@ class Counters:
                 self.link.failed(exc)
             if self.owns_redis:
                 await self.redis.aclose()
-
-
-def _others(fields: dict[bytes, bytes], member: str, now: float) -> tuple[int, list[str]]:
-    """The other nodes' live counts in a calls hash, and the fields long expired."""
-    total = 0
-    stale = []
-    for key, value in fields.items():
-        name = key.decode(errors="replace")
-        if name == member or name.endswith(":exp"):
-            continue
-        try:
-            expires = float(fields.get(f"{name}:exp".encode(), b"0"))
-            if expires >= now:
-                total += max(0, int(value))
-            elif expires < now - STALE:
-                stale += [name, f"{name}:exp"]
-        except ValueError:
-            continue
-    return total, stale
 
 
 def open_counters(

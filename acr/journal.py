@@ -17,7 +17,9 @@ of the JSON in 8 hex digits, a space, the JSON. A line torn by a crash fails
 its CRC and is ignored. Group commit: an append waits ``commit_ms`` for
 others, then one write and one fdatasync in the journal's own thread carry
 them all (and every append made while that fsync runs rides the next one);
-their ``done`` callbacks then run on the event loop, in order.
+their ``done`` callbacks then run on the event loop, in order. A record
+nobody waits for (a CDR of a failed call, a checkpoint) waits up to
+``LAZY_SECONDS`` to ride along with one somebody does.
 
 The CDR writer (``acr.cdrs``) reads the CDRs in order (``read``), writes them
 to the database and moves its cursor, a (segment, offset) that is journalled
@@ -43,7 +45,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -61,6 +63,7 @@ SEGMENT_BYTES = 4 << 20  # a segment rolls over past this size
 READ_BYTES = 1 << 20  # the most the writer reads at once
 RETAINED_BYTES = 64 << 20  # records kept for another try while the disk refuses them
 RETRY_SECONDS = 1.0  # between tries of a write the disk refused
+LAZY_SECONDS = 0.05  # the longest a record nobody waits for stays off disk
 LOCK = "lock"
 
 Done = Callable[[bool], None]  # True: on disk; False: the disk refused it
@@ -259,10 +262,32 @@ class Journal:
         self._append(Entry("c", "", encode({"k": "c", "cdr": cdr}), done))
 
     def _append(self, entry: Entry) -> None:
+        if self._executor is None:  # not open (or closed): never leave a caller waiting
+            self._lose([entry], "journal not open")
+            if entry.done is not None:
+                entry.done(False)
+            return
         self._entries.append(entry)
-        if self._timer is None and not self._busy and self._loop is not None:
-            delay = RETRY_SECONDS if self._failing else self.commit_s
-            self._timer = self._loop.call_later(delay, self._flush)
+        if not self._busy:  # else the write in progress takes it on when it is over
+            self._schedule(entry.done is not None)
+
+    def _schedule(self, urgent: bool) -> None:
+        """The next group commit: within ``commit_s`` when someone waits for a record
+        (``urgent``: it has a ``done``), else within LAZY_SECONDS (a CDR nobody waits
+        for, a checkpoint: they ride along with the next answer, not an fsync of their own)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self._failing:
+            delay = RETRY_SECONDS
+        else:
+            delay = self.commit_s if urgent else LAZY_SECONDS
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= loop.time() + delay:
+                return
+            timer.cancel()
+        self._timer = loop.call_later(delay, self._flush)
 
     # -- the CDR writer's side -------------------------------------------------------------
     async def read(self, limit: int) -> tuple[list[Cdr], Cursor, int]:
@@ -289,7 +314,9 @@ class Journal:
 
     # -- group commit ----------------------------------------------------------------------
     def _flush(self) -> None:
-        self._timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._busy or not self._entries or self._executor is None or self._loop is None:
             return
         entries, self._entries = self._entries, []
@@ -310,8 +337,10 @@ class Journal:
         job.data = b"".join(entry.line for entry in entries)
         active.size += len(job.data)
         self._busy = True
-        future = self._loop.run_in_executor(self._executor, self._write, job)
-        future.add_done_callback(partial(self._written, job, entries))
+        # The thread's future told straight back to the loop (no asyncio future
+        # chained to it: this runs once per group commit).
+        done = partial(self._loop.call_soon_threadsafe, self._written, job, entries)
+        self._executor.submit(self._write, job).add_done_callback(done)
 
     def _open_call(self, call_id: str, segment: Segment, line: bytes) -> None:
         self._close_call(call_id)  # a copy moves it
@@ -340,12 +369,13 @@ class Journal:
         job.close += doomed
         return copies
 
-    def _written(self, job: Job, entries: list[Entry], future: asyncio.Future[None]) -> None:
+    def _written(self, job: Job, entries: list[Entry], future: Future[None]) -> None:
         self._busy = False
         error = future.exception()
         if error is None:
             job.segment.durable = job.start + len(job.data)
-            self.segments = [s for s in self.segments if s not in job.doomed]
+            if job.doomed:
+                self.segments = [s for s in self.segments if s not in job.doomed]
             self.commits += 1
             self.records += len(entries)
             cdrs = sum(1 for entry in entries if entry.kind in CDR_KINDS)
@@ -365,10 +395,12 @@ class Journal:
                     log.exception("event=journal_callback_error")
         if cdrs and self.listener is not None:
             self.listener(self.unread)
-        if self._entries and not self._failing:
-            self._flush()  # they waited for this write already
-        elif self._entries and self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_later(RETRY_SECONDS, self._flush)
+        if self._entries:
+            urgent = any(entry.done is not None for entry in self._entries)
+            if urgent and not self._failing:
+                self._flush()  # they waited for this write already
+            else:
+                self._schedule(urgent)
         idle = self._idle
         if idle is not None and not idle.done() and not self._busy:
             idle.set_result(None)

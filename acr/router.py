@@ -511,10 +511,11 @@ class AcrRouter(StatefulProxy):
         if call.server is not None:
             node.respond(call.server, response)
         if call.reached is not None and call.outbound:
-            self._cdr(
+            cdr = self._cdr(
                 call, call.reached, call.request.call_id,
                 code=response.status, answer=None, end=self.clock(),
             )  # fmt: skip
+            self.cdrs.add(bill(cdr))
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
@@ -576,7 +577,7 @@ class AcrRouter(StatefulProxy):
             # The counted carrier stays counted until the BYE. The caller hears the
             # answer once the journal holds it: a node killed after that bills it.
             now = self.clock()
-            cdr = self._cdr_of(call, attempt, response.call_id, code=200, answer=now, end=now)
+            cdr = self._cdr(call, attempt, response.call_id, code=200, answer=now, end=now)
             self.dialogs[response.call_id] = Answered(cdr, self._now(), call.media_call)
             call.carrier = None
             attempt.held = True
@@ -749,28 +750,9 @@ class AcrRouter(StatefulProxy):
         end: float,
         extra: dict[str, str] | None = None,
         start: float | None = None,
-    ) -> None:
-        """Queue the CDR of ``attempt``, one of ``call``'s, under ``call_id``, billed."""
-        self.cdrs.add(
-            bill(self._cdr_of(
-                call, attempt, call_id, code=code, answer=answer, end=end, extra=extra,
-                start=start,
-            ))
-        )  # fmt: skip
-
-    def _cdr_of(
-        self,
-        call: Call,
-        attempt: Try,
-        call_id: str,
-        *,
-        code: int,
-        answer: float | None,
-        end: float,
-        extra: dict[str, str] | None = None,
-        start: float | None = None,
     ) -> Cdr:
-        """The CDR of ``attempt`` (unbilled), by its candidate's deck row."""
+        """The CDR of ``attempt``, one of ``call``'s, under ``call_id`` (unbilled: see
+        ``acr.billing.bill``), by its candidate's deck row."""
         candidate = attempt.hop.candidate
         rate = candidate.rate
         return Cdr(
@@ -807,10 +789,11 @@ class AcrRouter(StatefulProxy):
         code = call.status or 408
         extra = {"answer": "late"}
         answer = late.answer
-        self._cdr(
+        cdr = self._cdr(
             call, attempt, late.ack.call_id, code=code, answer=answer, end=end, extra=extra,
             start=answer,
         )  # fmt: skip
+        self.cdrs.add(bill(cdr))
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipline.logs import event
+from sipline.nodecounts import LIVE_TOTAL, Others, live_total, new_member, own_fields
 from sipline.storage.database import Database, StorageError, redact
 
 from .accounts import Accounts, AuditRow
@@ -102,20 +102,12 @@ class InProcess:
 
 # KEYS[1]: the account's calls. ARGV: this node's field, its calls with this one,
 # limit (-1: none), now, node TTL. Returns {admitted, the account's calls with this one}.
-_ADMIT = """
+_ADMIT = (
+    LIVE_TOTAL
+    + """
 local member, own = ARGV[1], tonumber(ARGV[2])
 local limit, now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local fields = redis.call('HGETALL', KEYS[1])
-local values = {}
-for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-local total = own
-for name, value in pairs(values) do
-  if string.sub(name, -4) ~= ':exp' and name ~= member then
-    if tonumber(values[name .. ':exp'] or '0') >= now then
-      total = total + math.max(0, tonumber(value) or 0)
-    end
-  end
-end
+local total = own + live_total(KEYS[1], member, now)
 if limit >= 0 and total > limit then
   return {0, total}
 end
@@ -123,6 +115,7 @@ redis.call('HSET', KEYS[1], member, own, member .. ':exp', string.format('%.3f',
 redis.call('EXPIRE', KEYS[1], 3600)
 return {1, total}
 """
+)
 
 
 def open_redis(url: str) -> Any:
@@ -133,19 +126,8 @@ def open_redis(url: str) -> Any:
     )
 
 
-def live_total(fields: dict[bytes, bytes], now: float, but: str = "") -> int:
-    """The calls of an account's hash: every node's live count (all but ``but``'s)."""
-    total = 0
-    for name, value in fields.items():
-        member = name.decode(errors="replace")
-        if member.endswith(":exp") or member == but:
-            continue
-        try:
-            if float(fields.get(name + b":exp", b"0")) >= now:
-                total += max(0, int(value))
-        except ValueError:
-            continue
-    return total
+class RedisLost(Exception):
+    """Redis answers but has lost another node's count (it restarted): decide here."""
 
 
 class SharedCalls:
@@ -157,14 +139,15 @@ class SharedCalls:
     ) -> None:
         self.url = url
         self.own = LocalCalls(ttl)
-        self.member = f"{node}.{secrets.token_hex(4)}"  # a dead run's count just expires
+        self.member = new_member(node)
         self.clock = clock
         self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
-        self.others: dict[str, int] = {}  # the other nodes' calls per account, as last seen
+        self.others: dict[str, Others] = {}  # the other nodes' calls per account, as last read
         self.reserved: dict[str, int] = {}  # admissions out to Redis, per account
         self.failures = 0  # Redis calls that failed: judged by this node's picture
         self.ok = True
+        self._unread: set[str] = set()  # accounts first admitted since the last sync
 
     async def check(self) -> None:
         """StorageError naming ``redis.url`` unless Redis answers (a node checks at start)."""
@@ -178,22 +161,33 @@ class SharedCalls:
         """This node's calls of ``account``, those being admitted included."""
         return self.own.held(account) + self.reserved.get(account, 0)
 
+    def _others(self, account: str) -> Others:
+        others = self.others.get(account)
+        if others is None:
+            others = self.others[account] = Others()
+            self._unread.add(account)  # read at the next sync
+        return others
+
     async def admit(self, account: str, call_id: str, limit: int | None, now: float) -> Counted:
         mine = self.own.count(account, now)  # (calls long forgotten dropped first)
+        others = self._others(account)
         if self.own.holds(account, call_id):  # counted already: nothing changes
-            return Counted(True, mine + self.others.get(account, 0), False)
+            return Counted(True, mine + others.total, False)
         self.reserved[account] = self.reserved.get(account, 0) + 1
         own = self._calls(account)
         try:
+            if others.assumed:
+                raise RedisLost
             admitted, total = await self._admit(
                 keys=[KEY_PREFIX + account],
                 args=[self.member, own, -1 if limit is None else limit, now, NODE_TTL],
             )
-            self.others[account] = max(0, int(total) - own)
+            others.total = max(0, int(total) - own)  # Redis's sum now, until the next read
             self._succeeded()
-        except Exception as exc:  # Redis away: this node's picture decides
-            self._failed(exc)
-            total = own + self.others.get(account, 0)
+        except Exception as exc:  # Redis away (or it lost counts): this node's picture decides
+            if not isinstance(exc, RedisLost):
+                self._failed(exc)
+            total = own + others.total
             admitted = limit is None or total <= limit
         finally:
             self.reserved[account] -= 1
@@ -211,17 +205,16 @@ class SharedCalls:
             self._failed(exc)
 
     def _fields(self, account: str, now: float) -> dict[str, str | int]:
-        return {
-            self.member: self._calls(account),
-            f"{self.member}:exp": f"{now + NODE_TTL:.3f}",
-        }
+        return own_fields(self.member, self._calls(account), now + NODE_TTL)
 
     async def sync(self) -> None:
         """Write this node's count of every account it holds calls of, read the others';
         never raises (Redis away: the next sync writes them)."""
         now = self.clock()
-        accounts = [a for a in self.others if self._calls(a) or self.others[a]]
-        accounts += [a for a in self.own.accounts() if a not in self.others]
+        unread, self._unread = self._unread, set()
+        held = {*self.own.accounts(), *unread}
+        held |= {account for account, others in self.others.items() if others.total}
+        accounts = sorted(held)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for account in accounts:
@@ -235,12 +228,15 @@ class SharedCalls:
                 replies = await pipe.execute()
         except Exception as exc:
             self._failed(exc)
+            self._unread |= unread
             return
         self._succeeded()
         reads = [r for r in replies if isinstance(r, dict)]
-        self.others = {
-            a: live_total(r, now, self.member) for a, r in zip(accounts, reads, strict=True)
-        }
+        for account, fields in zip(accounts, reads, strict=True):
+            others = self.others.setdefault(account, Others())
+            others.read(fields, now, self.member)
+            if not (others.total or self._calls(account) or account in self._unread):
+                del self.others[account]  # nobody's calls: forgotten until it has some
 
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]:
         return await shared_counts(self.client, accounts, now)

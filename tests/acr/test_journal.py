@@ -211,3 +211,10 @@ async def test_a_write_the_disk_refuses_is_told_at_once_and_kept_for_another_try
     await journal.sync()
     assert kinds(tmp_path) == [("a", "call-1")]  # written on the next try, once
     await journal.close()
+
+
+async def test_a_journal_not_open_tells_at_once_that_nothing_was_written(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    told: list[bool] = []
+    journal.answered(cdr(1), None, told.append)
+    assert told == [False] and journal.lost == 1

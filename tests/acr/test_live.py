@@ -223,3 +223,31 @@ async def test_a_restarted_node_takes_its_statistics_back_before_it_writes_any(
         await other.close()
     finally:
         await again.close()
+
+
+async def test_the_first_node_back_after_a_redis_restart_keeps_counting_the_others_calls(
+    redis_url: str,
+) -> None:
+    import redis.asyncio
+
+    primary, secondary = await pair(redis_url)
+    primary.counters.set_carriers([ALPHA])
+    secondary.counters.set_carriers([ALPHA])
+    try:
+        now = time.time()
+        assert await primary.counters.acquire(ALPHA, now)
+        assert await primary.counters.acquire(ALPHA, now)
+        await primary.sync()
+        await secondary.sync()  # it has read the primary's two calls
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            await client.flushall()  # Redis restarted empty; the primary has not synced yet
+        await secondary.sync()
+        # What Redis holds says 0 calls elsewhere; the secondary still counts the two.
+        assert await secondary.counters.acquire(ALPHA, now)
+        assert not await secondary.counters.acquire(ALPHA, now)  # capacity 3
+        await primary.sync()  # the primary writes its count again ...
+        await secondary.sync()
+        assert secondary.counters.counts["alpha"].seen.assumed == 0  # ... and it is read
+    finally:
+        await primary.close()
+        await secondary.close()

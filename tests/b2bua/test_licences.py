@@ -282,3 +282,23 @@ async def test_while_redis_is_away_calls_are_judged_by_what_this_node_saw_last(
         two.counter._admit = good.register_script(_ADMIT)
     await two.counter.sync()  # Redis is back: two's calls are written again
     assert two.counter.ok and await one.counts(T0) == {"ACME": 3}
+
+
+async def test_the_first_node_back_after_a_redis_restart_keeps_counting_the_others_calls(
+    two_nodes: tuple[Licences, Licences], redis_url: str
+) -> None:
+    import redis.asyncio
+
+    one, two = two_nodes
+    now = time.time()
+    assert (await two.admit("ACME", "x", now)).allowed  # an account both nodes serve
+    await two.release("ACME", "x")
+    assert (await one.admit("ACME", "a", now)).allowed
+    assert (await one.admit("ACME", "b", now)).allowed
+    await one.counter.sync()
+    await two.counter.sync()  # two has read one's two calls
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        await client.flushall()  # Redis restarted empty; one has not written again yet
+    await two.counter.sync()
+    assert (await two.admit("ACME", "c", now)).allowed
+    assert not (await two.admit("ACME", "d", now)).allowed  # licence 3: one's calls count
