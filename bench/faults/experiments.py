@@ -3,7 +3,8 @@
 - ``acr_kill``: the primary ACR SIGKILLed and started again ``down`` seconds
   later (points 1 and 2): CDRs of answered calls, double bills, ghost
   INVITEs at the carrier, INVITEs the B2BUA retransmitted to the dead node
-  after it had failed them over.
+  after it had failed them over; then how long lone calls' CDRs take to be
+  written (``cdr_lag``).
 - ``acr_freeze``: the primary ACR stopped (SIGSTOP) and resumed (point 2, the
   ACR's half): the INVITEs queued in its socket meanwhile must not reach a
   carrier, nor any call be billed twice.
@@ -18,9 +19,11 @@ in ``bench.faults.registrar``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from bench.faults.callpath import (
+    CallPath,
     Load,
     Outcome,
     answering,
@@ -32,6 +35,7 @@ from bench.faults.callpath import (
 )
 from bench.faults.counting import billing, ghost_invites, invites
 from bench.faults.lab import BlackHole, Lab, mariadb_server, retransmitted_after
+from sipline.storage import open_database
 from sipline.storage.testing import PrivateMariaDB
 
 
@@ -55,6 +59,7 @@ def acr_kill(lab: Lab, url: str, load: Load, down: float = 2.0) -> Outcome:
     outcome = calls_outcome("acr-kill", lab, caller, started)
     answered = caller.outcomes().answered
     outcome.cdrs = billing(settle(path, answered, prefix), prefix, answered)
+    outcome.figures["cdr_lag_ms"] = cdr_lag(path)
     stop_carriers(path)
     messages = path.carrier_messages()
     outcome.ghost_invites = ghost_invites(messages)
@@ -65,6 +70,39 @@ def acr_kill(lab: Lab, url: str, load: Load, down: float = 2.0) -> Outcome:
     )
     outcome.events = [(round(t - started, 2), what) for t, what in lab.events]
     return outcome
+
+
+def cdr_lag(path: CallPath, calls: int = 5) -> list[float]:
+    """Milliseconds from an ACR node taking a call's BYE (the CDR's end) to its row in
+    the database, for ``calls`` lone calls one a second (point 1: cdr_batch_ms bounds
+    the writer even when nothing else is pending)."""
+    lone = Load(1, calls, 0.2, failover_timeout=path.load.failover_timeout)
+    caller = path.caller("4409", lone)
+    caller.start()
+    try:
+        lags = asyncio.run(_first_seen(path.url, "4409", calls, calls + 15.0))
+    finally:
+        caller.wait()
+    return sorted(round(lag * 1000) for lag in lags.values())
+
+
+async def _first_seen(url: str, prefix: str, count: int, timeout: float) -> dict[str, float]:
+    """Seconds from each CDR's end (under ``prefix``) to its row being read, polling every 10 ms."""
+    db = await open_database(url)
+    seen: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while len(seen) < count and time.monotonic() < deadline:
+            rows = await db.fetchall(
+                "SELECT callee, ended_at FROM cdrs WHERE callee LIKE ?", (f"{prefix}%",)
+            )
+            now = time.time()
+            for callee, ended in rows:
+                seen.setdefault(callee, now - ended)
+            await asyncio.sleep(0.01)
+    finally:
+        await db.close()
+    return seen
 
 
 def acr_freeze(lab: Lab, url: str, load: Load, frozen: float = 3.0) -> Outcome:
