@@ -29,6 +29,7 @@ from bench.faults.caller import Caller
 from bench.faults.counting import Billing, Message, billing, read_messages
 from bench.faults.lab import Lab, Program, Redis, clean_env
 from bench.proxystack import SIPLINE
+from bench.serving import stop
 from sipline.net.ports import free_port
 from sipline.storage import open_database
 
@@ -281,10 +282,5 @@ def stop_carriers(path: CallPath) -> None:
 
 
 def stop_peer(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    if process is not None:
+        stop(process)

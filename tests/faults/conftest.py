@@ -2,7 +2,8 @@
 
 Every server a fault test kills is one it started: its own redis-server (the
 ``Lab``), its own mariadbd (``own_mariadb``), its own sipline nodes and sipp
-peers. Tests that kill no database make theirs on the session's ``mariadb``.
+peers. Tests that kill no database take ``mysql_url`` (a database of their own
+on the session's MariaDB) before ``lab``, so their nodes are gone before it is dropped.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import pytest
 from bench.faults.callpath import Load
 from bench.faults.experiments import acr_freeze
 from bench.faults.lab import Lab
-from sipline.storage.testing import MariaDB
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +22,8 @@ FROZEN = 3.0
 
 
 @pytest.mark.timeout(300)
-def test_invites_queued_at_a_hung_acr_never_reach_a_carrier(lab: Lab, mariadb: MariaDB) -> None:
-    url = mariadb.fresh_database()
-    try:
-        outcome = acr_freeze(lab, url, LOAD, FROZEN)
-    finally:
-        mariadb.drop_database(url)
+def test_invites_queued_at_a_hung_acr_never_reach_a_carrier(mysql_url: str, lab: Lab) -> None:
+    outcome = acr_freeze(lab, mysql_url, LOAD, FROZEN)
     cdrs = outcome.cdrs
     assert cdrs is not None
     assert outcome.answered >= 0.9 * outcome.calls, outcome.brief()

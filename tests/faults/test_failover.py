@@ -15,7 +15,6 @@ import pytest
 from bench.faults.callpath import Load
 from bench.faults.experiments import failover
 from bench.faults.lab import Lab
-from sipline.storage.testing import MariaDB
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +28,8 @@ IN_FLIGHT = 2
 
 
 @pytest.mark.timeout(300)
-def test_calls_skip_a_dead_acr_node_once_it_failed_one(lab: Lab, mariadb: MariaDB) -> None:
-    url = mariadb.fresh_database()
-    try:
-        outcome = failover(lab, url, LOAD)
-    finally:
-        mariadb.drop_database(url)
+def test_calls_skip_a_dead_acr_node_once_it_failed_one(mysql_url: str, lab: Lab) -> None:
+    outcome = failover(lab, mysql_url, LOAD)
     assert outcome.failed == 0 and outcome.refused <= IN_FLIGHT, outcome.brief()
     assert outcome.sent_to_dead_node == 0, outcome.brief()
     worst = outcome.setup_worst_ms

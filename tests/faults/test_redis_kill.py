@@ -16,7 +16,6 @@ import pytest
 from bench.faults.callpath import Load
 from bench.faults.lab import Lab
 from bench.faults.shared import CONVERGENCE, licence_redis_kill, redis_kill
-from sipline.storage.testing import MariaDB
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +27,9 @@ SLACK_S = 1.0  # over CONVERGENCE, for a loaded CI machine (the bench reports th
 
 @pytest.mark.timeout(300)
 def test_a_carrier_s_capacity_holds_and_health_and_statistics_return_after_a_redis_restart(
-    lab: Lab, mariadb: MariaDB
+    mysql_url: str, lab: Lab
 ) -> None:
-    url = mariadb.fresh_database()
-    try:
-        outcome = redis_kill(lab, url, LOAD, CAPACITY)
-    finally:
-        mariadb.drop_database(url)
+    outcome = redis_kill(lab, mysql_url, LOAD, CAPACITY)
     figures = outcome.figures
     assert outcome.answered > 0 and outcome.refused > 0, outcome.brief()  # the capacity did bind
     assert figures["health_before"] == "up", outcome.brief()

@@ -22,7 +22,7 @@ PHONES = 50
 
 @pytest.mark.timeout(300)
 def test_register_gets_503_with_retry_after_while_the_location_database_is_down(
-    lab: Lab, own_mariadb: PrivateMariaDB
+    own_mariadb: PrivateMariaDB, lab: Lab
 ) -> None:
     outcome = registrar(lab, own_mariadb, phones=PHONES)
     assert outcome.refused == PHONES, outcome.brief()  # 503 with Retry-After, each one

@@ -23,7 +23,7 @@ LOAD = Load(rate=40, seconds=20, hold=2, failover_timeout=1.0)
 
 @pytest.mark.timeout(300)
 def test_cdrs_spooled_while_mariadb_is_down_survive_redis_and_the_acr_being_killed(
-    lab: Lab, own_mariadb: PrivateMariaDB
+    own_mariadb: PrivateMariaDB, lab: Lab
 ) -> None:
     outcome = spool(lab, own_mariadb, LOAD)
     cdrs = outcome.cdrs
