@@ -8,6 +8,7 @@ when the call ends.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -16,17 +17,20 @@ from typing import Any
 from sipline.peers import TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
-from sipline.sip.headers import NameAddr
+from sipline.sip.headers import NameAddr, parse_params, unquote
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction
 from sipline.sip.uri import SipUri, TelUri
 
-from .model import Carrier, Did
+from .model import Carrier, Cdr, Did
 
 ACCOUNT_HEADER = "x-sipline-account"  # the B2BUA's: whose call it is (never sent to carriers)
 # The B2BUA's too: the Call-ID its media is anchored at the relay under (its A leg's), which
 # names the relay's per-call quality hash; the B leg that reaches us has a Call-ID of its own.
 MEDIA_CALL_HEADER = "x-sipline-media-call"
+# The B2BUA's too: when it gives up on the INVITE (Unix time), unless it heard from us first.
+DEADLINE_HEADER = "x-sipline-deadline"
+INTERNAL_HEADERS = (ACCOUNT_HEADER, MEDIA_CALL_HEADER, DEADLINE_HEADER)
 MAX_CALL_ID = 256
 _SEPARATORS = str.maketrans("", "", "-.() ")
 
@@ -143,7 +147,7 @@ class Hop:
 class Try:
     """One attempt of a call at one hop, and its client transaction."""
 
-    __slots__ = ("call", "hop", "txn", "sent", "start", "pdd", "done", "answered", "late")
+    __slots__ = ("call", "hop", "txn", "sent", "start", "pdd", "done", "answered", "late", "held")
 
     def __init__(self, call: Call, hop: Hop, sent: float, start: float) -> None:
         self.call = call
@@ -155,6 +159,7 @@ class Try:
         self.done = False  # a final response came, or we gave up on it
         self.answered = False  # its 2xx went upstream
         self.late: LateAnswer | None = None  # its 2xx came after we gave up on it
+        self.held = False  # its 2xx waits for the journal: no retransmission goes up meanwhile
 
     def __repr__(self) -> str:
         return f"<Try {self.hop.address} done={self.done}>"
@@ -184,6 +189,7 @@ class Call:
         "reached",
         "media_call",
         "status",
+        "deadline",
     )
 
     def __init__(
@@ -216,6 +222,7 @@ class Call:
         self.reached: Try | None = None  # the last attempt that went to a carrier
         self.media_call: str | None = None  # the relay's name of the call's media, if anchored
         self.status = 0  # the final status the caller got; 0: none yet
+        self.deadline: float | None = None  # DEADLINE_HEADER's, when a peer gave one
 
     def next_hop(self) -> Hop | None:
         if self.cancelled or self.index >= len(self.hops):
@@ -252,16 +259,10 @@ class LateAnswer:
 
 @dataclass(slots=True)
 class Answered:
-    """An answered call to a carrier, kept until its BYE for the CDR."""
+    """An answered call to a carrier, kept until its BYE: its CDR so far (the
+    answer is its end until then), as the journal holds it."""
 
-    call_id: str
-    account: str | None
-    caller: str
-    callee: str
-    candidate: Any  # the ranking's Candidate: carrier, rate, prefix
-    gateway: str
-    start: float
-    answer: float
+    cdr: Cdr
     answered_at: float  # monotonic, for the sweep of calls that never end
     media_call: str | None = None  # the relay's Call-ID for its media figures (MEDIA_CALL_HEADER)
 
@@ -275,3 +276,30 @@ def media_call_of(value: str | None) -> str | None:
     if not value or len(value) > MAX_CALL_ID or any(c.isspace() for c in value):
         return None
     return value
+
+
+def deadline_of(value: str | None) -> float | None:
+    """DEADLINE_HEADER's time (Unix seconds); None when absent or not a number."""
+    if value is None:
+        return None
+    try:
+        deadline = float(value.strip())
+    except ValueError:
+        return None
+    return deadline if math.isfinite(deadline) else None
+
+
+def is_ghost(request: Request) -> bool:
+    """A BYE with ``Reason: SIP;cause=200;text="ghost"`` (RFC 3326): the B2BUA hangs up
+    an answer to an INVITE it had given up on, which must never be billed."""
+    for value in request.headers.values("reason"):
+        protocol, _, text = value.partition(";")
+        if protocol.strip().upper() != "SIP":
+            continue
+        try:
+            params = parse_params(text)
+        except ParseError:
+            continue
+        if params.get("cause") == "200" and unquote(params.get("text") or "") == "ghost":
+            return True
+    return False

@@ -1,39 +1,29 @@
-"""CDRs into the database in batches, and never lost on the way.
+"""CDRs from the journal into the database, in batches.
 
-``CdrWriter.add(cdr)`` only appends to a list: the call path never waits on
-the database. A task writes the list in batches (``batch_rows`` rows, or
-whatever came in ``batch_ms``), one INSERT statement per batch.
+The journal (``acr.journal``) is the spool of record: the router appends every
+CDR there, and this writer reads them back in order and writes them in
+batches, one INSERT statement per batch: ``batch_rows`` rows, or what reached
+the disk within ``batch_ms`` of the first of them. Then it moves the journal's
+cursor past them (a checkpoint). While the database is down it tries again
+every ``retry_s``: the CDRs wait on disk meanwhile, however long, and through
+a restart (``Journal.open`` puts the cursor back at the last checkpoint). A
+row the database refuses while it is up (too long a value, a NULL where none
+may be) goes to ``error_queue`` with the reason (to ``rejected.jsonl`` beside
+the journal when even that fails), and the rest of its batch is written.
 
-When the database is down a batch waits in a spool: the Redis stream
-``sipline:acr:cdrs`` when Redis is configured (either ACR node may write it
-back), else, or when Redis is away too, an append-only journal file under
-``journal_dir``. The task retries every ``retry_s`` and writes the spool back
-once the database answers, and at ``start()`` (after a restart). A row the
-database refuses while it is up (too long a value, a NULL where none may be)
-goes to ``error_queue`` with the reason, and the rest of its batch is written.
-
-A replayed batch may hold rows written already (the process stopped between
-the commit and the removal from the spool): the unique key (call_id, node,
-started_at) makes the database skip them. Rows still in memory are lost only
-if the process is killed (SIGKILL) before its next batch; ``close()`` writes
-or spools them.
+A batch written again (the process stopped between the commit and the
+checkpoint) is skipped by the table's unique key (call_id, node, started_at).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import itertools
 import logging
-import os
-import time
-from pathlib import Path
-from typing import Any, Protocol
 
 import orjson
 
+from acr.journal import Journal, cdr_json
 from acr.model import Cdr
-from acr.shared import Link, open_redis
 from acr.store import CDR_COLUMNS, cdr_row
 from sipline import logs
 from sipline.storage.database import Database, StorageError
@@ -41,7 +31,6 @@ from sipline.storage.error_queue import queue_error
 
 log = logging.getLogger("sipline.acr.cdrs")
 
-STREAM = "sipline:acr:cdrs"
 ERROR_SOURCE = "cdrs"
 RETRY_SECONDS = 1.0
 _VALUES = ", ".join("?" * len(CDR_COLUMNS.split(",")))
@@ -51,211 +40,104 @@ _INSERT = {
 }
 
 
-def cdr_json(cdr: Cdr) -> bytes:
-    return orjson.dumps(dataclasses.asdict(cdr))
-
-
-def cdr_from_json(data: bytes | str) -> Cdr:
-    values = orjson.loads(data)
-    return Cdr(**values)
-
-
-class Spool(Protocol):
-    """Where CDRs wait while the database is down, oldest first."""
-
-    async def append(self, cdrs: list[Cdr]) -> None: ...
-
-    async def oldest(self, limit: int) -> tuple[Any, list[Cdr]] | None:
-        """A handle and up to ``limit`` of the oldest CDRs; None when empty."""
-
-    async def remove(self, handle: Any) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class Journal:
-    """Spooled batches as files ``cdrs-<ns>-<n>.jsonl`` under ``directory``, one CDR a line.
-
-    A batch file is written aside and renamed into place after fsync, so a
-    crash leaves either the whole batch or none of it.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._numbers = itertools.count()
-
-    async def append(self, cdrs: list[Cdr]) -> None:
-        if not cdrs:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"cdrs-{time.time_ns():020d}-{os.getpid()}-{next(self._numbers)}.jsonl"
-        partial = self.directory / f".{name}.part"
-        with partial.open("wb") as handle:
-            handle.write(b"".join(cdr_json(cdr) + b"\n" for cdr in cdrs))
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.rename(self.directory / name)
-
-    def files(self) -> list[Path]:
-        try:
-            return sorted(self.directory.glob("cdrs-*.jsonl"))
-        except OSError:
-            return []
-
-    async def oldest(self, limit: int) -> tuple[Path, list[Cdr]] | None:
-        # A file holds one batch, so ``limit`` is not needed to keep reads small.
-        for path in self.files():
-            try:
-                lines = path.read_bytes().splitlines()
-            except FileNotFoundError:  # the other node sharing the directory took it
-                continue
-            cdrs = []
-            for number, line in enumerate(lines, 1):
-                try:
-                    cdrs.append(cdr_from_json(line))
-                except (ValueError, TypeError) as exc:
-                    self._set_aside(path, number, line, exc)
-            return path, cdrs
-        return None
-
-    def _set_aside(self, path: Path, number: int, line: bytes, exc: Exception) -> None:
-        logs.event(log, "cdr_journal_line_unreadable", logging.ERROR, file=path.name, line=number,
-                   error=repr(exc))  # fmt: skip
-        with (self.directory / "unreadable.jsonl").open("ab") as handle:
-            handle.write(line + b"\n")
-
-    async def remove(self, handle: Path) -> None:
-        handle.unlink(missing_ok=True)
-
-    async def close(self) -> None:
-        pass
-
-
-class RedisStream:
-    """Spooled CDRs as entries of a Redis stream, shared by the ACR nodes."""
-
-    def __init__(self, url: str, key: str = STREAM) -> None:
-        self.redis = open_redis(url)
-        self.key = key
-
-    async def append(self, cdrs: list[Cdr]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cdr in cdrs:
-                pipe.xadd(self.key, {"cdr": cdr_json(cdr)})
-            await pipe.execute()
-
-    async def oldest(self, limit: int) -> tuple[list[bytes], list[Cdr]] | None:
-        entries = await self.redis.xrange(self.key, count=limit)
-        if not entries:
-            return None
-        ids, cdrs = [], []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            try:
-                cdrs.append(cdr_from_json(fields[b"cdr"]))
-            except (KeyError, ValueError, TypeError) as exc:
-                logs.event(log, "cdr_stream_entry_unreadable", logging.ERROR, id=entry_id,
-                           error=repr(exc))  # fmt: skip
-        return ids, cdrs
-
-    async def remove(self, handle: list[bytes]) -> None:
-        await self.redis.xdel(self.key, *handle)
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-
-
 class CdrWriter:
-    """Batches CDRs into the database; spools them while it is down; rejected rows to error_queue."""
+    """Moves the journal's CDRs into the database; rejected rows to error_queue."""
 
     def __init__(
         self,
         db: Database,
+        journal: Journal,
         *,
-        redis_url: str | None,
-        journal_dir: Path,
         batch_rows: int = 500,
         batch_ms: float = 200.0,
         retry_s: float = RETRY_SECONDS,
-        stream: str = STREAM,
     ) -> None:
         self.db = db
+        self.journal = journal
         self.batch_rows = max(batch_rows, 1)
         self.batch_s = max(batch_ms, 0.0) / 1000.0
         self.retry_s = retry_s
-        self.journal = Journal(journal_dir)
-        self.stream: RedisStream | None = RedisStream(redis_url, stream) if redis_url else None
-        self.link = Link("cdrs")  # the stream's Redis: logs when it goes away and comes back
         self.insert = _INSERT[db.dialect]
-        self.pending: list[Cdr] = []
         self.down = False  # the last write found the database down
-        self.written = 0  # rows the database took (replays included)
-        self.spooled = 0  # rows that went to a spool
+        self.written = 0  # rows the database took (written again after a restart included)
         self.rejected = 0  # rows that went to error_queue
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._backlog = True  # a spool may hold rows (at start: from before a restart)
+        self._wakeup: asyncio.Future[None] | None = None
+        self._wanted = 1  # unread CDRs that wake the writer while it sleeps
+        journal.listener = self._readable
 
     async def start(self) -> None:
-        """Start writing; what the spools hold from before is written back first."""
+        """Start writing; what the journal holds from before the start is written first."""
         self._task = asyncio.create_task(self._run(), name="cdr-writer")
 
-    def add(self, cdr: Cdr) -> None:
-        """Queue ``cdr`` for the next batch; never blocks, never raises."""
-        try:
-            self.pending.append(cdr)
-            if len(self.pending) >= self.batch_rows:
-                self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - the call path must go on whatever happens here
-            logs.event(log, "cdr_add_failed", logging.ERROR, error=repr(exc))
-
     async def close(self) -> None:
-        """Write (or spool) everything queued, then stop."""
+        """Write what the journal holds (one try while the database is down: the rest
+        waits on disk for the next start), then stop."""
+        await self.journal.sync()
         self._closing = True
-        self._wake.set()
+        self._wake()
         if self._task is not None:
             await self._task
-        else:
-            await self._flush()
-        if self.stream is not None:
-            await self.stream.close()
+            self._task = None
 
     @property
     def backlog(self) -> bool:
-        """Whether rows may be waiting in a spool."""
-        return self._backlog
+        """Whether CDRs on disk wait for the database."""
+        return self.journal.unread > 0
 
     async def _run(self) -> None:
-        next_replay = 0.0
-        while not self._closing:
-            busy = self.pending or (self._backlog and not self.down)
+        journal = self.journal
+        while True:
+            if not journal.unread:
+                if self._closing:
+                    return
+                await self._sleep(None, wanted=1)
+                # The first CDR after a pause: give the batch batch_ms to fill. (CDRs that
+                # came while a batch was being written go at once: they have waited.)
+                if journal.unread < self.batch_rows:
+                    await self._sleep(self.batch_s, wanted=self.batch_rows)
+                continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self.batch_s if busy else self.retry_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self._flush()
-                if self._backlog and time.monotonic() >= next_replay:
-                    more = await self._replay()
-                    next_replay = time.monotonic() + (0.0 if more else self.retry_s)
+                moved = await self._move()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any surprise
                 logs.event(log, "cdr_writer_error", logging.ERROR, error=repr(exc))
-        try:
-            await self._flush()
-        except Exception as exc:  # noqa: BLE001
-            logs.event(log, "cdr_writer_error", logging.ERROR, error=repr(exc))
+                moved = False
+            if not moved:
+                if self._closing:
+                    return
+                await self._sleep(self.retry_s, wanted=0)
 
-    async def _flush(self) -> None:
-        """Write what ``add`` queued, in batches; spool what the database cannot take now."""
-        while self.pending:
-            batch, self.pending = self.pending[: self.batch_rows], self.pending[self.batch_rows :]
-            # While it is down, only the replay knocks (every retry_s): new rows go to the spool.
-            unwritten = batch if self.down else await self._write(batch)
-            if unwritten and not await self._spool(unwritten):
-                self.pending[:0] = unwritten  # nowhere to put them: keep them, retry later
-                return
+    async def _move(self) -> bool:
+        """One batch from the journal into the database; False when the database is down."""
+        cdrs, cursor, count = await self.journal.read(self.batch_rows)
+        if cdrs and await self._write(cdrs):
+            return False  # down: the cursor stays, the CDRs wait on disk
+        self.journal.consumed(cursor, count)
+        return True
+
+    def _readable(self, unread: int) -> None:
+        if self._wanted and unread >= self._wanted:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _sleep(self, timeout: float | None, *, wanted: int) -> None:
+        """Sleep ``timeout`` seconds (None: until woken), or until ``wanted`` CDRs are on
+        disk (0: whatever comes), or until ``close``."""
+        if self._closing:
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        self._wanted = wanted
+        try:
+            await asyncio.wait_for(asyncio.shield(self._wakeup), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._wakeup = None
+            self._wanted = 0
 
     async def _write(self, batch: list[Cdr]) -> list[Cdr]:
         """Write ``batch``; the rows left unwritten because the database is down."""
@@ -297,7 +179,6 @@ class CdrWriter:
             # Not even error_queue takes it: keep it on disk for an operator.
             logs.event(log, "cdr_error_queue_failed", logging.ERROR, call_id=cdr.call_id,
                        error=str(error))  # fmt: skip
-            self.journal.directory.mkdir(parents=True, exist_ok=True)
             with (self.journal.directory / "rejected.jsonl").open("ab") as handle:
                 handle.write(orjson.dumps({"reason": reason, "cdr": orjson.loads(payload)}) + b"\n")
 
@@ -317,50 +198,3 @@ class CdrWriter:
         if self.down:
             self.down = False
             logs.event(log, "cdr_database_back")
-
-    async def _spool(self, cdrs: list[Cdr]) -> bool:
-        """Put ``cdrs`` in the stream, else the journal; False when neither took them."""
-        self._backlog = True
-        if self.stream is not None:
-            try:
-                await self.stream.append(cdrs)
-                self.link.succeeded()
-                self.spooled += len(cdrs)
-                return True
-            except Exception as exc:  # noqa: BLE001 - Redis away: the journal is next
-                self.link.failed(exc)
-        try:
-            await self.journal.append(cdrs)
-        except OSError as exc:
-            logs.event(log, "cdr_journal_failed", logging.ERROR, error=repr(exc))
-            return False
-        self.spooled += len(cdrs)
-        return True
-
-    async def _replay(self, max_batches: int = 20) -> bool:
-        """Write back what the spools hold, oldest first; True when there is more to do now
-        (it stopped after ``max_batches`` so new CDRs are not held up behind a long backlog)."""
-        spools: list[Spool] = [self.journal] if self.stream is None else [self.stream, self.journal]
-        complete = True
-        for spool in spools:
-            while True:
-                if max_batches == 0:
-                    return True
-                try:
-                    found = await spool.oldest(self.batch_rows)
-                except Exception as exc:  # noqa: BLE001 - Redis away: the journal, then next round
-                    self.link.failed(exc)
-                    complete = False
-                    break
-                if spool is self.stream:
-                    self.link.succeeded()
-                if found is None:
-                    break
-                handle, cdrs = found
-                if cdrs and await self._write(cdrs):
-                    return False  # down again: it stays spooled
-                await spool.remove(handle)
-                logs.event(log, "cdrs_replayed", rows=len(cdrs))
-                max_batches -= 1
-        self._backlog = not complete
-        return False

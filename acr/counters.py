@@ -4,13 +4,15 @@ Redis holds the shared truth, per carrier:
 
 - ``sipline:acr:calls:<carrier>``, a hash with two fields per node run
   (``NODE.RANDOM``): ``NODE.RANDOM``, its calls in progress, and
-  ``NODE.RANDOM:exp``, until when that count holds. A node changes only its
-  own fields: +1 per call its ``acquire`` admits (in the script), and at each
-  ``sync()`` the calls it admitted without Redis minus the calls that ended
-  (one MULTI/EXEC, kept for the next sync when it fails), plus a fresh expiry.
-  A node that stops syncing (dead, restarted, or cut off from Redis) drops out
-  of the totals when its count expires (``TTL``); the fields of a run long
-  gone are deleted by the next sync of another.
+  ``NODE.RANDOM:exp``, until when that count holds. A node writes only its
+  own fields, and always its absolute count, never a change to it: the
+  script sets it when it admits a call, and every ``sync()`` sets it again
+  with a fresh expiry. So a Redis that restarted empty, or from an old
+  snapshot, or missed writes while it was away, holds the right counts again
+  at the nodes' next syncs (a second), and the total is a sum of the live
+  counts. A node that stops syncing (dead, restarted, or cut off from Redis)
+  drops out of the totals when its count expires (``TTL``); the fields of a
+  run long gone are deleted by the next sync of another.
 - ``sipline:acr:cps:<carrier>:<second>``, the new calls of that wall-clock
   second across both nodes (INCR; expires after a few seconds).
 
@@ -31,7 +33,8 @@ Two ways to admit a call:
   progress, and their new calls in the last full second as the estimate of
   this one). Between two syncs both nodes may admit into the same spare room,
   so the limits can be overshot by what the other node admitted in that time
-  (at most about one sync interval's worth).
+  (at most about one sync interval's worth; while Redis is away, by what the
+  other nodes admit during the outage).
 
 ``end(name)`` lowers this node's count at once; the other node sees the freed
 room after this node's next ``sync()`` (about a second), which errs towards
@@ -43,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from acr.model import Carrier
 from acr.shared import Link, open_redis, redis_errors
+from sipline.nodecounts import LIVE_TOTAL, Others, new_member, own_fields
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -61,41 +64,27 @@ __all__ = ["Counters", "open_counters"]
 CALLS = "sipline:acr:calls:"
 CPS = "sipline:acr:cps:"
 TTL = 10  # seconds a node's count holds without a refresh
-STALE = 60  # seconds after which an expired count is deleted
 KEEP_SECONDS = 3  # recent seconds of own new calls kept locally
 
 ADMITTED, NO_CAPACITY, NO_CPS = 0, 1, 2
 
-# KEYS: calls hash, cps bucket. ARGV: node, capacity (-1: none), cps (-1: none), now, ttl.
-ACQUIRE = """
+# KEYS: calls hash, cps bucket. ARGV: node, capacity (-1: none), cps (-1: none), now, ttl,
+# and the node's own calls with this one (it knows them better than Redis does).
+ACQUIRE = (
+    LIVE_TOTAL
+    + """
 local node, exp = ARGV[1], ARGV[1] .. ':exp'
 local capacity, cps = tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-if capacity >= 0 then
-  local fields = redis.call('HGETALL', KEYS[1])
-  local values = {}
-  for i = 1, #fields, 2 do values[fields[i]] = fields[i + 1] end
-  local total = 1
-  for name, value in pairs(values) do
-    if string.sub(name, -4) ~= ':exp' then
-      local n = math.max(0, tonumber(value) or 0)
-      if name == node then
-        total = total + n
-      elseif tonumber(values[name .. ':exp'] or '0') >= now then
-        total = total + n
-      end
-    end
-  end
-  if total > capacity then return 1 end
-end
+local now, ttl, own = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if capacity >= 0 and own + live_total(KEYS[1], node, now) > capacity then return 1 end
 if cps >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= cps then return 2 end
-redis.call('HINCRBY', KEYS[1], node, 1)
-redis.call('HSET', KEYS[1], exp, string.format('%.3f', now + ttl))
+redis.call('HSET', KEYS[1], node, own, exp, string.format('%.3f', now + ttl))
 redis.call('EXPIRE', KEYS[1], 3600)
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 5)
 return 0
 """
+)
 
 
 Waiting = tuple[Carrier, float, "asyncio.Future[bool]"]  # an admission in a batch
@@ -110,9 +99,8 @@ class Count:
     active: int = 0  # this node's calls in progress
     reserved: int = 0  # this node's acquires under way (Redis asked, no answer yet)
     others: int = 0  # the other nodes' calls in progress, at the last sync
+    seen: Others = field(default_factory=Others)  # ... node by node
     others_cps: int = 0  # the other nodes' new calls in the last full second, at the last sync
-    started: int = 0  # calls admitted without Redis, not yet added to this node's count there
-    ended: int = 0  # calls ended, not yet taken off this node's count there
     seconds: dict[int, int] = field(default_factory=dict)  # this node's new calls per second
     unpushed: dict[int, int] = field(default_factory=dict)  # of those, not yet in the bucket
     refused: int = 0
@@ -132,7 +120,6 @@ class Count:
         self.active += 1
         self.seconds[second] = self.seconds.get(second, 0) + 1
         if not pushed:
-            self.started += 1
             self.unpushed[second] = self.unpushed.get(second, 0) + 1
         if len(self.seconds) > KEEP_SECONDS:
             for old in [s for s in self.seconds if s <= second - KEEP_SECONDS]:
@@ -167,7 +154,7 @@ class Counters:
         self.counts: dict[str, Count] = {}
         self._script: AsyncScript | None = redis.register_script(ACQUIRE) if redis else None
         # This run's field names: a count a crashed run left behind just expires.
-        self.member = f"{node}.{secrets.token_hex(4)}"
+        self.member = new_member(node)
         self._stale: dict[str, list[str]] = {}  # carrier -> long-expired fields to delete
         self._waiting: list[Waiting] = []  # next batch
         self._batcher: asyncio.Task[None] | None = None  # the batch out, if any
@@ -210,6 +197,7 @@ class Counters:
             self._script is None
             or not self.link.ok
             or (carrier.capacity is None and carrier.cps is None)
+            or count.seen.assumed  # Redis lost some node's count: this node knows better
         ):
             return self.try_start(carrier, now)
         if carrier.capacity is not None and count.active + count.reserved >= carrier.capacity:
@@ -252,11 +240,14 @@ class Counters:
 
         assert self.redis is not None and self._script is not None
         calls = []
+        ahead: dict[str, int] = {}  # the batch's earlier admissions to each carrier
         for carrier, now, _ in batch:
             capacity = -1 if carrier.capacity is None else carrier.capacity
             cps = -1 if carrier.cps is None else carrier.cps
             keys = (CALLS + carrier.name, f"{CPS}{carrier.name}:{int(now)}")
-            calls.append((*keys, self.member, capacity, cps, f"{now:.3f}", TTL))
+            n = ahead[carrier.name] = ahead.get(carrier.name, 0) + 1
+            own = self.counts[carrier.name].active + n
+            calls.append((*keys, self.member, capacity, cps, f"{now:.3f}", TTL, own))
         self.batches += 1
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -300,7 +291,13 @@ class Counters:
         count = self.counts.get(carrier_name)
         if count is not None and count.active > 0:
             count.active -= 1
-            count.ended += 1
+
+    def resume(self, carrier_name: str) -> None:
+        """Count a call this node had admitted before a restart (it is still up)."""
+        count = self.counts.get(carrier_name)
+        if count is None:
+            count = self.counts[carrier_name] = Count()
+        count.active += 1
 
     def headroom(self, carrier_name: str, now: float | None = None) -> float:
         """Spare share of the carrier's capacity and cps, 0..1 (the smaller); 1 with no limits."""
@@ -317,22 +314,22 @@ class Counters:
     # -- sharing --
 
     async def sync(self) -> None:
-        """Push this node's changes, read the others' counts; never raises (Redis away: retried)."""
+        """Write this node's counts, read the others'; never raises (Redis away: retried)."""
         if self.redis is None:
             return
         now = self.clock()
         last = int(now) - 1
         names = [n for n, c in self.counts.items() if c.capacity is not None or c.cps is not None]
-        sent: dict[str, tuple[int, int, dict[int, int]]] = {}
+        sent: dict[str, dict[int, int]] = {}
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for name in names:
                     count = self.counts[name]
                     key = CALLS + name
-                    sent[name] = (count.started, count.ended, dict(count.unpushed))
-                    if count.started != count.ended:
-                        pipe.hincrby(key, self.member, count.started - count.ended)
-                    pipe.hset(key, f"{self.member}:exp", f"{now + TTL:.3f}")
+                    sent[name] = dict(count.unpushed)
+                    # Admissions still out count too: never less than the truth.
+                    own = count.active + count.reserved
+                    pipe.hset(key, mapping=own_fields(self.member, own, now + TTL))
                     if stale := self._stale.pop(name, None):
                         pipe.hdel(key, *stale)
                     pipe.expire(key, 3600)
@@ -350,16 +347,14 @@ class Counters:
         reads = replies[len(replies) - 2 * len(names) :]
         for i, name in enumerate(names):
             count = self.counts[name]
-            started, ended, unpushed = sent[name]
-            count.started -= started
-            count.ended -= ended
-            for second, n in unpushed.items():
+            for second, n in sent[name].items():
                 left = count.unpushed.get(second, 0) - n
                 if left > 0:
                     count.unpushed[second] = left
                 else:
                     count.unpushed.pop(second, None)
-            count.others, stale = _others(reads[2 * i], self.member, now)
+            stale = count.seen.read(reads[2 * i], now, self.member)
+            count.others = count.seen.total
             if stale:
                 self._stale[name] = stale
             count.others_cps = max(0, int(reads[2 * i + 1] or 0) - count.new_calls(last))
@@ -380,25 +375,6 @@ class Counters:
                 self.link.failed(exc)
             if self.owns_redis:
                 await self.redis.aclose()
-
-
-def _others(fields: dict[bytes, bytes], member: str, now: float) -> tuple[int, list[str]]:
-    """The other nodes' live counts in a calls hash, and the fields long expired."""
-    total = 0
-    stale = []
-    for key, value in fields.items():
-        name = key.decode(errors="replace")
-        if name == member or name.endswith(":exp"):
-            continue
-        try:
-            expires = float(fields.get(f"{name}:exp".encode(), b"0"))
-            if expires >= now:
-                total += max(0, int(value))
-            elif expires < now - STALE:
-                stale += [name, f"{name}:exp"]
-        except ValueError:
-            continue
-    return total, stale
 
 
 def open_counters(

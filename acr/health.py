@@ -20,7 +20,10 @@ Redis hash, ``sipline:acr:health``, field ``ADDRESS|NODE`` =
 writes never race. On ``sync()`` a node reads every field and takes, per
 gateway, the newest probe verdict (by ``changed``) and the latest back-off end
 (``until``). So a gateway marked down by one node is down for the other after
-their syncs, and ``sipline carrier list`` reads the same hash.
+their syncs, and ``sipline carrier list`` reads the same hash. A node writes
+again every gateway it knows whose field of its own it does not find at a
+sync: a Redis that restarted empty holds every node's picture again at their
+next syncs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from acr.shared import Link, open_redis, redis_errors
 
@@ -169,18 +172,30 @@ class Health:
         dirty, self.dirty = self.dirty, set()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                if dirty:
-                    mapping = {f"{a}|{self.node}": self.gateways[a].encode() for a in dirty}
-                    pipe.hset(KEY, mapping=mapping)
-                    pipe.expire(KEY, TTL)
+                self._write(pipe, dirty)
                 pipe.hgetall(KEY)
                 replies = await pipe.execute()
+            self.link.succeeded()
+            raw = replies[-1]
+            self._merge(raw)
+            dirty = {a for a, h in self.gateways.items() if _known(h) and self._field(a) not in raw}
+            if dirty:  # Redis lost them (a restart): this node's picture goes back whole
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._write(pipe, dirty)
+                    await pipe.execute()
         except redis_errors() as exc:
             self.link.failed(exc)
             self.dirty |= dirty
             return
-        self.link.succeeded()
-        self._merge(replies[-1])
+
+    def _field(self, address: str) -> bytes:
+        return f"{address}|{self.node}".encode()
+
+    def _write(self, pipe: Any, addresses: set[str]) -> None:
+        if addresses:
+            mapping = {f"{a}|{self.node}": self.gateways[a].encode() for a in addresses}
+            pipe.hset(KEY, mapping=mapping)
+            pipe.expire(KEY, TTL)
 
     def _merge(self, raw: dict[bytes, bytes]) -> None:
         for field, value in raw.items():
@@ -205,6 +220,11 @@ class Health:
         await self.sync()
         if self.redis is not None and self.owns_redis:
             await self.redis.aclose()
+
+
+def _known(h: GatewayHealth) -> bool:
+    """Whether a gateway's health says anything (a probe verdict, or a back-off)."""
+    return h.state != UNKNOWN or h.until > 0
 
 
 def open_health(redis_url: str | None, **kwargs: object) -> Health:

@@ -111,7 +111,7 @@ async def open_live_state(
     name = node or settings.node.name
     redis = open_redis(settings.redis.url) if settings.redis.url else None
     state = LiveState(
-        CarrierStats(acr.stats_half_life, redis, clock=clock),
+        CarrierStats(acr.stats_half_life, redis, node=name, clock=clock),
         Health(
             failures=acr.probe_failures,
             successes=acr.probe_successes,

@@ -31,6 +31,15 @@ deck's increments, the final code the caller saw (487, the hunt's final
 failure, or 200 when another attempt took the call; 408 if our BYE was over
 while the hunt still went on), and ``extra`` {"answer": "late"}.
 
+Nothing of a call answered is lost with the node (issue 12): the answer is
+appended to the journal (``acr.journal``) and the 2xx goes upstream only once
+it is on disk (its retransmissions are not relayed meanwhile); the BYE is
+relayed only once the call's CDR is on disk. A restarted node takes the calls
+still up back from the journal (``resume``): their BYE, routed to us by our
+Record-Route, or the sweep, ends them. A BYE from the B2BUA with ``Reason:
+SIP;cause=200;text="ghost"`` hangs up an answer to an INVITE it had given up
+on: its CDR says {"answer": "ghost"} and costs nothing.
+
 Our internal headers (X-Sipline-*) are believed only from a trusted peer and
 taken off whatever a carrier sends; the B2BUA's never reach a carrier:
 X-Sipline-Account (the CDR's account) and X-Sipline-Media-Call (the Call-ID
@@ -38,6 +47,10 @@ the relay anchored the call's media under, the B2BUA's A leg's: at the BYE
 the statistics fetch the relay's figures for the call by it,
 ``sipline:relay:call:<it>``). In a dialog, only our signed Record-Route
 (``sipline.proxying.signing``) takes a request anywhere.
+X-Sipline-Deadline (when the B2BUA gives up on the INVITE unless it hears from
+us) is read from a trusted peer: an INVITE past it is answered 408 and routed
+nowhere, and so is one that would reach a carrier past it with nothing sent
+upstream yet.
 
 Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
 periodic callback, no task or timer handle per call.
@@ -49,6 +62,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sipline.logs import event
@@ -77,6 +92,7 @@ from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transa
 from .billing import bill
 from .calls import (
     ACCOUNT_HEADER,
+    DEADLINE_HEADER,
     MEDIA_CALL_HEADER,
     Answered,
     Call,
@@ -87,8 +103,10 @@ from .calls import (
     Try,
     address_of,
     caller_of,
+    deadline_of,
     dialled_number,
     hop_uri,
+    is_ghost,
     media_call_of,
     user_part,
 )
@@ -108,6 +126,7 @@ PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed 
 DIALOG_GONE = frozenset((408, 481))
 INBOUND_FINAL = frozenset((486, 487, 600, 603, 404, 484, 480))
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY"
+PAST_DEADLINE = "Request Timeout: deadline passed"
 
 
 # -- what the router is given (acr.ranking, acr.live, acr.cdrs) --------------------------
@@ -124,6 +143,13 @@ class Live(Protocol):
 
 
 class CdrSink(Protocol):
+    """acr.journal.Journal: ``done(on_disk)`` is called once the record is on disk
+    (False: the disk refused it)."""
+
+    def answered(self, cdr: Cdr, media_call: str | None, done: Callable[[bool], None]) -> None: ...
+
+    def ended(self, cdr: Cdr, done: Callable[[bool], None] | None = None) -> None: ...
+
     def add(self, cdr: Cdr) -> None: ...
 
 
@@ -141,6 +167,10 @@ class Relay:
 COUNTED = {
     **PROXY_COUNTED,
     "strangers": "Requests refused 403: from no carrier gateway nor trusted peer",
+    "invites_past_deadline": "INVITEs answered 408 because the B2BUA had given up on them",
+    "ghost_calls": "Answers the B2BUA had given up on, hung up as ghosts (never billed)",
+    "calls_resumed": "Answered calls taken back from the journal at start",
+    "answers_not_journalled": "Answers sent upstream although the journal could not write them",
 }
 
 
@@ -148,8 +178,8 @@ class AcrRouter(StatefulProxy):
     """Routes every request the ACR node receives.
 
     ``table`` decides outbound calls (``acr.ranking.RouteTable``), ``live``
-    holds the shared statistics, health and counters, ``cdrs`` takes CDRs
-    (``acr.cdrs.CdrWriter``); ``carriers`` and ``dids`` as loaded from the
+    holds the shared statistics, health and counters, ``cdrs`` takes answers
+    and CDRs (``acr.journal.Journal``); ``carriers`` and ``dids`` as loaded from the
     store (``load`` replaces all three when the store changes). ``clock`` is
     wall-clock time, ``monotonic`` the deadlines' clock.
     """
@@ -188,6 +218,18 @@ class AcrRouter(StatefulProxy):
         self.sources = Sources((), self.trusted, ())
         self.dids: dict[str, Did] = {}
         self.load(table, carriers, dids)
+
+    def resume(self, calls: Iterable[tuple[Cdr, str | None]]) -> None:
+        """Calls answered before a restart, from the journal (CDR so far, media
+        Call-ID), oldest first: their BYE, or the sweep, ends them."""
+        now, monotonic = self.clock(), self._now()
+        for cdr, media_call in calls:
+            answered_at = monotonic - max(0.0, now - (cdr.answer or now))
+            self.dialogs[cdr.call_id] = Answered(cdr, answered_at, media_call)
+            self.live.counters.resume(cdr.carrier)  # still up at the carrier
+            self.metrics.values["calls_resumed"] += 1
+        if self.dialogs:
+            self._ensure_tick()
 
     def load(self, table: Table, carriers: Iterable[Carrier], dids: Iterable[Did]) -> None:
         """Use a new routing table, carriers and DIDs (calls in progress keep their hops)."""
@@ -243,6 +285,11 @@ class AcrRouter(StatefulProxy):
         self, node: Node, request: Request, txn: ServerTransaction, number: str
     ) -> Call | None:
         now = self.clock()
+        stamped = request.headers.get(DEADLINE_HEADER)
+        deadline = deadline_of(stamped)
+        if deadline is not None and now > deadline:
+            self._past_deadline(node, txn, deadline, now)
+            return None
         decision = self.table.decide(number, now)
         if log.isEnabledFor(logging.DEBUG):
             event(
@@ -283,6 +330,9 @@ class AcrRouter(StatefulProxy):
         if media is not None:
             headers.remove(MEDIA_CALL_HEADER)
             call.media_call = media_call_of(media)
+        if stamped is not None:
+            headers.remove(DEADLINE_HEADER)
+            call.deadline = deadline
         call.caller = caller_of(request)
         return call
 
@@ -379,6 +429,9 @@ class AcrRouter(StatefulProxy):
 
     def _send(self, node: Node, call: Call, hop: Hop) -> None:
         """Forward the call's INVITE to ``hop`` in a client transaction of its own."""
+        if hop.candidate is not None and self._given_up(call):
+            self._finish(node, call, self._make(call, 408, PAST_DEADLINE))
+            return
         local = self.local(node)
         request = call.request
         copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
@@ -393,6 +446,32 @@ class AcrRouter(StatefulProxy):
         attempt.txn = txn
         self.pdd.arm(attempt, attempt.sent)
         self._ensure_tick()
+
+    def _given_up(self, call: Call) -> bool:
+        """The B2BUA has given up on ``call`` by now: its deadline passed and it has
+        heard nothing from us (after a response it waits; §16.7)."""
+        deadline, server = call.deadline, call.server
+        if deadline is None or server is None or server.data:
+            return False
+        now = self.clock()
+        if now <= deadline:
+            return False
+        self._count_past_deadline(server, deadline, now)
+        return True
+
+    def _past_deadline(
+        self, node: Node, txn: ServerTransaction, deadline: float, now: float
+    ) -> None:
+        """408 to an INVITE that came after its deadline: the B2BUA has moved on."""
+        self._count_past_deadline(txn, deadline, now)
+        response = txn.request.response(408, PAST_DEADLINE, to_tag=new_tag())
+        response.headers.add("Server", self.server_header)
+        node.respond(txn, response)
+
+    def _count_past_deadline(self, txn: ServerTransaction, deadline: float, now: float) -> None:
+        self.metrics.values["invites_past_deadline"] += 1
+        event(log, "invite_past_deadline", call_id=txn.request.call_id, source=txn.source,
+              late_ms=round((now - deadline) * 1000))  # fmt: skip
 
     def _release(self, call: Call) -> None:
         if call.carrier is not None:
@@ -446,10 +525,11 @@ class AcrRouter(StatefulProxy):
         if call.server is not None:
             node.respond(call.server, response)
         if call.reached is not None and call.outbound:
-            self._cdr(
+            cdr = self._cdr(
                 call, call.reached, call.request.call_id,
                 code=response.status, answer=None, end=self.clock(),
             )  # fmt: skip
+            self.cdrs.add(bill(cdr))
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
@@ -481,7 +561,7 @@ class AcrRouter(StatefulProxy):
                 node.send_stateless(attempt.late.ack, txn.dest)  # a retransmission
             elif 200 <= status < 300 and not attempt.answered:
                 self._hang_up(node, attempt, txn, response)  # answered after we gave up on it
-            elif 200 <= status < 300:
+            elif 200 <= status < 300 and not attempt.held:
                 self._upstream_2xx(node, call, response)  # a retransmission, or another fork
             return
         if status < 200:
@@ -502,31 +582,32 @@ class AcrRouter(StatefulProxy):
             attempt.pdd = self._now() - attempt.sent
         attempt.answered = True
         self._ended(attempt, response.status, answered=True)
-        self._upstream_2xx(node, call, response)
         if call.answered:
+            self._upstream_2xx(node, call, response)
             return
         call.answered = True
         call.status = response.status
-        candidate = attempt.hop.candidate
-        if candidate is not None and call.outbound:
-            # The counted carrier stays counted until the BYE.
-            self.dialogs[response.call_id] = Answered(
-                response.call_id,
-                call.account,
-                call.caller,
-                call.number,
-                candidate,
-                attempt.hop.address,
-                call.start,
-                self.clock(),
-                self._now(),
-                call.media_call,
-            )
+        if attempt.hop.candidate is not None and call.outbound:
+            # The counted carrier stays counted until the BYE. The caller hears the
+            # answer once the journal holds it: a node killed after that bills it.
+            now = self.clock()
+            cdr = self._cdr(call, attempt, response.call_id, code=200, answer=now, end=now)
+            self.dialogs[response.call_id] = Answered(cdr, self._now(), call.media_call)
             call.carrier = None
+            attempt.held = True
+            on_disk = partial(self._answer_on_disk, node, attempt, response)
+            self.cdrs.answered(cdr, call.media_call, on_disk)
         else:
             self._release(call)
+            self._upstream_2xx(node, call, response)
         call.request = None  # type: ignore[assignment]  # nothing more is forwarded from it
         call.hops = []
+
+    def _answer_on_disk(self, node: Node, attempt: Try, response: Response, on_disk: bool) -> None:
+        attempt.held = False
+        if not on_disk:  # the journal logged why; the call goes on, billed from memory
+            self.metrics.values["answers_not_journalled"] += 1
+        self._upstream_2xx(node, attempt.call, response)
 
     def _upstream_2xx(self, node: Node, call: Call, response: Response) -> None:
         """Every 2xx goes upstream (§16.7 step 5, RFC 6026)."""
@@ -605,7 +686,21 @@ class AcrRouter(StatefulProxy):
             self._reject(node, txn, Rejection(404, f"Not Found: no next hop for {request.uri}"))
             return
         if request.method == "BYE":
-            self._hung_up(request.call_id)
+            ghost = is_ghost(request) and self.sources.classify(source) is Source.PEER
+            relay = partial(self._relay_in_dialog, node, request, txn, dest)
+            if self._hung_up(request.call_id, ghost=ghost, done=relay):
+                return  # relayed once the call's CDR is on disk
+        self._relay_in_dialog(node, request, txn, dest)
+
+    def _relay_in_dialog(
+        self,
+        node: Node,
+        request: Request,
+        txn: ServerTransaction,
+        dest: Address,
+        on_disk: bool = True,  # a BYE's CDR reached the disk (False: the disk refused it)
+    ) -> None:
+        local = self.local(node)
         copy = Request(request.method, request.uri, request.headers.copy(), request.body)
         decrement_max_forwards(copy)
         branch = self.branch(loop_key(request), via_address(request.via))
@@ -623,35 +718,44 @@ class AcrRouter(StatefulProxy):
         stray = 200 <= response.status < 300 and response.cseq.method == "INVITE"
         self._upstream(node, relay.server, response, stray)
 
-    def _hung_up(self, call_id: str, ended: str | None = None) -> None:
+    def _hung_up(
+        self,
+        call_id: str,
+        ended: str | None = None,
+        *,
+        ghost: bool = False,
+        done: Callable[[bool], None] | None = None,
+    ) -> bool:
         """A BYE, from either side, ends an answered call: the CDR, the statistics.
+        False when ``call_id`` is no answered call of ours; else ``done`` is called
+        once its CDR is on disk.
 
         ``ended`` says how else it ended, in the CDR's extra {"ended": ...}:
         "408" or "481" (an in-dialog request found the dialog gone at one
         side), "swept" (never hung up: billed up to MAX_CALL, for billing to
-        tell)."""
+        tell). A ``ghost`` (the B2BUA had given up on the INVITE) costs nothing:
+        extra {"answer": "ghost"}; the caller's real call has a CDR of its own."""
         answered = self.dialogs.pop(call_id, None)
         if answered is None:
-            return
+            return False
+        cdr = answered.cdr
         end = self.clock()
-        candidate = answered.candidate
         live = self.live
-        live.counters.end(candidate.carrier.name)
+        live.counters.end(cdr.carrier)
+        extra = {} if ended is None else {"ended": ended}
+        if ghost:
+            self.metrics.values["ghost_calls"] += 1
+            extra["answer"] = "ghost"
+            self.cdrs.ended(replace(cdr, end=end, extra=extra), done)
+            return True
         # The relay's figures are under the Call-ID it anchored the media with (the
         # B2BUA's A leg's, which the B2BUA passes in MEDIA_CALL_HEADER), not ours (its
         # B leg's); with no such header the media was not anchored: nothing to fetch.
         live.stats.record_call_end(
-            candidate.carrier.name,
-            candidate.prefix,
-            end - answered.answer,
-            call_id=answered.media_call,
+            cdr.carrier, cdr.prefix, end - (cdr.answer or end), call_id=answered.media_call
         )
-        self._write_cdr(
-            candidate=candidate, gateway=answered.gateway, call_id=call_id,
-            account=answered.account, caller=answered.caller, callee=answered.callee,
-            start=answered.start, end=end, code=200, answer=answered.answer,
-            extra={} if ended is None else {"ended": ended},
-        )  # fmt: skip
+        self.cdrs.ended(bill(replace(cdr, end=end, extra=extra)), done)
+        return True
 
     def _cdr(
         self,
@@ -664,44 +768,29 @@ class AcrRouter(StatefulProxy):
         end: float,
         extra: dict[str, str] | None = None,
         start: float | None = None,
-    ) -> None:
-        """The CDR of ``attempt``, one of ``call``'s, under ``call_id``."""
-        self._write_cdr(
-            candidate=attempt.hop.candidate, gateway=attempt.hop.address, call_id=call_id,
-            account=call.account, caller=call.caller, callee=call.number,
-            start=call.start if start is None else start, end=end, code=code, answer=answer,
-            extra=extra or {},
-        )  # fmt: skip
-
-    def _write_cdr(
-        self, *, candidate: Any, gateway: str, call_id: str, account: str | None, caller: str,
-        callee: str, start: float, end: float, code: int, answer: float | None,
-        extra: dict[str, str],
-    ) -> None:  # fmt: skip
-        """Bill a call (or a late-answered attempt) by its candidate's deck row and queue its CDR."""
+    ) -> Cdr:
+        """The CDR of ``attempt``, one of ``call``'s, under ``call_id`` (unbilled: see
+        ``acr.billing.bill``), by its candidate's deck row."""
+        candidate = attempt.hop.candidate
         rate = candidate.rate
-        self.cdrs.add(
-            bill(
-                Cdr(
-                    call_id=call_id,
-                    account=account,
-                    caller=caller,
-                    callee=callee,
-                    prefix=candidate.prefix,
-                    carrier=candidate.carrier.name,
-                    gateway=gateway,
-                    rate=rate.rate,
-                    start=start,
-                    end=end,
-                    final_code=code,
-                    node=self.node_name,
-                    answer=answer,
-                    connect_fee=rate.connect_fee,
-                    first_increment=rate.first_increment,
-                    next_increment=rate.next_increment,
-                    extra=extra,
-                )
-            )
+        return Cdr(
+            call_id=call_id,
+            account=call.account,
+            caller=call.caller,
+            callee=call.number,
+            prefix=candidate.prefix,
+            carrier=candidate.carrier.name,
+            gateway=attempt.hop.address,
+            rate=rate.rate,
+            start=call.start if start is None else start,
+            end=end,
+            final_code=code,
+            node=self.node_name,
+            answer=answer,
+            connect_fee=rate.connect_fee,
+            first_increment=rate.first_increment,
+            next_increment=rate.next_increment,
+            extra=extra or {},
         )
 
     def _late_cdr(self, late: LateAnswer, end: float) -> None:
@@ -718,10 +807,11 @@ class AcrRouter(StatefulProxy):
         code = call.status or 408
         extra = {"answer": "late"}
         answer = late.answer
-        self._cdr(
+        cdr = self._cdr(
             call, attempt, late.ack.call_id, code=code, answer=answer, end=end, extra=extra,
             start=answer,
         )  # fmt: skip
+        self.cdrs.add(bill(cdr))
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(

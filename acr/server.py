@@ -1,8 +1,9 @@
 """An ACR node: ``serve_acr(settings, "primary" | "secondary")``.
 
 Opens the database (SQLite is migrated here, MySQL must be current), the
-store, the live state (Redis when configured) and the CDR writer; builds the
-route table from the store and listens on ``[acr] primary`` or ``secondary``.
+store, the live state (Redis when configured), the journal (its calls still
+up from before a restart go back to the router) and the CDR writer; builds
+the route table from the store and listens on ``[acr] primary`` or ``secondary``.
 Beside the calls: the live state syncs every second and the rankings are
 recomputed from it in a thread (``rerank``); a change pushed by an operator
 command (sipline.cluster.changes, topic ``acr``), a rate row starting or
@@ -12,7 +13,8 @@ table is built off the event loop too); the prober sends OPTIONS to every
 gateway and DID proxy. Its admin endpoint also answers ``/live/gateways``
 (what its probes say) and ``/explain?number=N`` (how it would route N now),
 which the operator commands ask without Redis. SIGTERM or SIGINT drains the
-node, then writes the CDRs still pending.
+node, then writes the CDRs still pending (what the database does
+not take waits in the journal for the next start).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from sipline.storage import Database, open_database, prepare_schema
 from sipline.storage.database import redact
 
 from .cdrs import CdrWriter
+from .journal import Journal
 from .live import LiveState, open_live_state
 from .metrics import CarrierMetrics
 from .model import RoutingProfile
@@ -49,6 +52,11 @@ NodeName = Literal["primary", "secondary"]
 REFRESH_INTERVAL = 1.0  # seconds between syncs of the live state and re-rankings
 MIN_RELOAD_WAIT = 0.5  # seconds at least between two reloads for a rate row's time
 SYNCING = "route table"  # what an ACR builds before it serves
+
+
+def journal_dir(settings: Any, node: str) -> Any:
+    """Where ACR node ``node`` keeps its journal: its own, under ``[node] data_dir``."""
+    return settings.node.data_dir / f"acr-{node}-journal"
 
 
 def node_address(settings: Any, node: NodeName) -> str:
@@ -126,12 +134,9 @@ class AcrNode:
         self.store = AcrStore(db)
         self.live = live
         acr = settings.acr
+        self.journal = Journal(journal_dir(settings, node), commit_ms=acr.journal_commit_ms)
         self.cdrs = CdrWriter(
-            db,
-            redis_url=settings.redis.url,
-            journal_dir=settings.node.data_dir / f"acr-{node}-cdrs",
-            batch_rows=acr.cdr_batch_rows,
-            batch_ms=acr.cdr_batch_ms,
+            db, self.journal, batch_rows=acr.cdr_batch_rows, batch_ms=acr.cdr_batch_ms
         )
         self.prober = Prober(
             live.health, acr.probe_interval, server_header=settings.sip.server_header
@@ -160,17 +165,20 @@ class AcrNode:
         table, carriers, dids = await build_table(self.store, self.settings, now)
         self.live.counters.set_carriers(carriers)
         await rerank(table, self.live, now)
+        calls = await self.journal.open()
         await self.cdrs.start()
         self.router = AcrRouter(
-            self.settings, self.name, table, self.live, self.cdrs, carriers, dids,
+            self.settings, self.name, table, self.live, self.journal, carriers, dids,
             prober=self.prober, clock=self.clock,
         )  # fmt: skip
+        self.router.resume(calls)
+        self._watch(self.router)
         self._probe(carriers, dids)
         self.node = Node(self.settings, self.router, db=self.db)
         try:
             await self.node.start()
         except BaseException:
-            await self.cdrs.close()
+            await self._close_cdrs()
             raise
         self.prober.start(self.node, self.router.local(self.node))
         self._metrics.register()
@@ -185,9 +193,30 @@ class AcrNode:
             carriers=len(carriers),
             prefixes=len(table),
             dids=len(dids),
+            calls_resumed=len(calls),
             shared=self.live.shared,
             database=redact(self.settings.database.url),
         )
+
+    def _watch(self, router: AcrRouter) -> None:
+        """Gauges of the calls up and of the CDRs' way to the database (since the start)."""
+        journal, cdrs = self.journal, self.cdrs
+        gauges = (
+            ("calls_up", "Answered calls through this node", lambda: len(router.dialogs)),
+            ("cdrs_unwritten", "CDRs on disk waiting for the database", lambda: journal.unread),
+            ("cdrs_written", "CDRs the database took", lambda: cdrs.written),
+            ("cdrs_rejected", "CDRs the database refused (error_queue)", lambda: cdrs.rejected),
+            ("journal_commits", "Journal group commits (fdatasyncs)", lambda: journal.commits),
+            ("journal_failures", "Journal writes the disk refused", lambda: journal.failures),
+        )
+        for name, documentation, read in gauges:
+            router.metrics.watch(name, documentation, read)
+
+    async def _close_cdrs(self) -> None:
+        try:
+            await self.cdrs.close()
+        finally:
+            await self.journal.close()
 
     def _probe(self, carriers: list, dids: list) -> None:
         addresses = [g.address for c in carriers for g in c.gateways]
@@ -312,7 +341,8 @@ class AcrNode:
             await self.node.stop()
         if self.router is not None:
             self.router.close()
-        await self.cdrs.close()
+            self.router.metrics.unwatch()
+        await self._close_cdrs()
 
 
 async def serve_acr(settings: Any, node: NodeName = "primary") -> None:

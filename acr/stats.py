@@ -13,10 +13,13 @@ already scaled to a reference epoch ``t0``: as ``2 ** ((t - t0) / half_life)``.
 Its weight at any later time ``now`` is then ``stored * 2 ** (-(now - t0) /
 half_life)``, one factor common to every stored value, so adding events and
 merging nodes is plain addition, and ratios (ASR, mean PDD) need no factor at all.
-In Redis each (carrier, prefix) is one hash field ``CARRIER|PREFIX`` holding
-its sums packed as little-endian doubles; a small Lua script adds a node's
-deltas to them element by element (``HINCRBYFLOAT`` per sum did the same
-with eleven times the fields, and pulling them cost ten times as much).
+In Redis each node keeps its own sums of each (carrier, prefix), one hash field
+``CARRIER|PREFIX|NODE`` holding them packed as little-endian doubles, and a
+reader adds up the nodes' fields. A node writes only its own fields, and
+always their absolute values, never a change to them: a Redis that restarted
+empty (or from an old snapshot, or missed writes while away) is written whole
+again as soon as a node sees its own fields missing, at its next sync; and a
+node that restarts takes its fields back from Redis before it writes any.
 
 The scaled values grow by 2 each half-life, so the epoch moves on: time is
 cut into generations of ``GENERATION`` half-lives, generation ``g`` has epoch
@@ -28,10 +31,9 @@ least ``GENERATION`` half-lives old and weighs under ``2 ** -GENERATION``, so
 it is left to expire.
 
 The call path never waits on Redis: ``record_attempt`` and ``record_call_end``
-add to the local picture and to the deltas to push; ``sync()`` (about once a
-second) pushes the deltas and pulls the shared picture in one pipeline
-(the script applies a push whole or not at all; a push whose reply is lost
-with the connection may be counted twice, which a statistic can bear).
+add to the local picture and to this node's sums; ``sync()`` (about once a
+second) writes the sums that changed and pulls the shared picture in one
+pipeline (a write repeated is harmless: it sets a value).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -190,30 +192,20 @@ def media_quality(fields: dict[str, str]) -> MediaQuality | None:
 
 
 PACKED = struct.Struct(f"<{len(METRICS)}d")
-# KEYS: the generation's hash. ARGV: its TTL, then field, packed deltas, ...
-PUSH = f"""
-local format = '<{"d" * len(METRICS)}'
-for i = 2, #ARGV, 2 do
-  local sums = {{struct.unpack(format, ARGV[i + 1])}}
-  local stored = redis.call('HGET', KEYS[1], ARGV[i])
-  if stored and #stored == {PACKED.size} then
-    local old = {{struct.unpack(format, stored)}}
-    for j = 1, {len(METRICS)} do sums[j] = sums[j] + old[j] end
-  end
-  redis.call('HSET', KEYS[1], ARGV[i], struct.pack(format, unpack(sums, 1, {len(METRICS)})))
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 0
-"""
 
 
-def _decode(raw: dict[bytes, bytes]) -> Iterator[tuple[Key, tuple[float, ...]]]:
+def _decode(raw: dict[bytes, bytes]) -> Iterator[tuple[Key, str, tuple[float, ...]]]:
+    """(carrier, prefix), node, sums of each field of a generation's hash."""
     for field, value in raw.items():
         try:
-            carrier, prefix = field.decode().rsplit("|", 1)
-            yield (carrier, prefix), PACKED.unpack(value)
+            carrier, prefix, node = field.decode().rsplit("|", 2)
+            yield (carrier, prefix), node, PACKED.unpack(value)
         except (ValueError, struct.error):  # not ours: skip, never fail the sync
             continue
+
+
+def _field(key: Key, node: str) -> str:
+    return f"{key[0]}|{key[1]}|{node}"
 
 
 class StatsSnapshot:
@@ -246,7 +238,8 @@ class _Pending:
 class CarrierStats:
     """Decayed statistics, in process (``redis`` None) or shared through Redis.
 
-    ``clock`` is wall-clock time (both ACR nodes must agree on it).
+    ``clock`` is wall-clock time (both ACR nodes must agree on it); ``node``
+    names this node's fields (the same across its restarts).
     """
 
     MEDIA_DELAY = 2.0  # the relay publishes when the call is deleted, after the BYE
@@ -258,24 +251,29 @@ class CarrierStats:
         half_life: float,
         redis: Redis | None = None,
         *,
+        node: str = "local",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not half_life > 0:
             raise ValueError("half_life must be > 0")
         self.half_life = half_life
         self.redis = redis
+        self.node = node
         self.clock = clock
         self.link = Link("stats")
         self.span = GENERATION * half_life
         self.generation = self._generation(clock())
-        # The shared picture plus what was recorded since, scaled to this generation's epoch.
+        # The other nodes' sums at the last pull plus this node's, scaled to this
+        # generation's epoch.
         self.picture: dict[Key, list[float]] = {}
-        # generation -> key -> scaled sums not yet pushed to Redis.
-        self.deltas: dict[int, dict[Key, list[float]]] = {}
+        self.others: dict[Key, list[float]] = {}  # the other nodes' sums, so scaled
+        # generation -> key -> this node's sums, scaled to that generation's epoch.
+        self.own: dict[int, dict[Key, list[float]]] = {}
+        self.dirty: dict[int, set[Key]] = {}  # this node's sums changed since written
+        self.adopted = False  # this node's sums from before its start are taken from Redis
         self.pending: list[_Pending] = []
         self.version = 0  # changes whenever the figures may have changed
         self.owns_redis = False
-        self._push = redis.register_script(PUSH) if redis is not None else None
 
     # -- recording (call path: no I/O) --
 
@@ -331,13 +329,14 @@ class CarrierStats:
         sums = self.picture.get(key)
         if sums is None:
             sums = self.picture[key] = [0.0] * len(METRICS)
-        deltas = self.deltas.setdefault(self.generation, {})
-        delta = deltas.get(key)
-        if delta is None:
-            delta = deltas[key] = [0.0] * len(METRICS)
+        own = self.own.setdefault(self.generation, {})
+        mine = own.get(key)
+        if mine is None:
+            mine = own[key] = [0.0] * len(METRICS)
         for index, value in values.items():
             sums[index] += value
-            delta[index] += value
+            mine[index] += value
+        self.dirty.setdefault(self.generation, set()).add(key)
         self.version += 1
 
     # -- reading (call path and ranking: no I/O) --
@@ -384,73 +383,102 @@ class CarrierStats:
         if generation <= self.generation:
             return
         scale = 2.0 ** (-(generation - self.generation) * GENERATION)
-        for sums in self.picture.values():
+        for sums in (*self.picture.values(), *self.others.values()):
             for i, value in enumerate(sums):
                 sums[i] = value * scale
         self.generation = generation
+        for gone in [g for g in self.own if g < generation - 1]:
+            del self.own[gone]
+            self.dirty.pop(gone, None)
         self.version += 1
 
     async def sync(self) -> None:
-        """Push local deltas, pull the shared picture; never raises (Redis away: retried next time)."""
+        """Write this node's changed sums, pull the shared picture; never raises (Redis
+        away: retried next time)."""
         now = self.clock()
         self._roll(now)
         if self.redis is None:
             return
-        deltas, self.deltas = self.deltas, {}
         due = [p for p in self.pending if p.due <= now]
         generation = self.generation
+        dirty: dict[int, set[Key]] = {}
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                ttl = math.ceil(2 * self.span + 60)  # while it or the next generation is read
-                for gen, keyed in deltas.items():
-                    args: list[object] = [ttl]
-                    for (carrier, prefix), delta in keyed.items():
-                        args += (f"{carrier}|{prefix}", PACKED.pack(*delta))
-                    await self._push(keys=[f"{KEY_PREFIX}{gen}"], args=args, client=pipe)
+                if self.adopted:
+                    dirty, self.dirty = self.dirty, {}
+                    self._write(pipe, dirty)
                 pipe.hgetall(f"{KEY_PREFIX}{generation}")
                 pipe.hgetall(f"{KEY_PREFIX}{generation - 1}")
                 for p in due:
                     pipe.hgetall(RELAY_CALL + p.call_id)
                 replies = await pipe.execute()
+            self.link.succeeded()
+            media = replies[len(replies) - len(due) :] if due else []
+            current, previous = replies[len(replies) - len(due) - 2 : len(replies) - len(due)]
+            if self._pulled(current, previous):  # Redis lost (some of) this node's sums
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    dirty, self.dirty = self.dirty, {}
+                    self._write(pipe, dirty)
+                    await pipe.execute()
         except redis_errors() as exc:
             self.link.failed(exc)
-            self._restore(deltas)
+            for gen, keys in dirty.items():  # written again next time
+                self.dirty.setdefault(gen, set()).update(keys)
             return
-        self.link.succeeded()
-        media = replies[len(replies) - len(due) :] if due else []
-        current, previous = replies[len(replies) - len(due) - 2 : len(replies) - len(due)]
-        self._pulled(current, previous)
         self._media(due, media, now)
 
-    def _restore(self, deltas: dict[int, dict[Key, list[float]]]) -> None:
-        """Deltas that were not pushed go back in front of those recorded meanwhile."""
-        for gen, keyed in deltas.items():
-            mine = self.deltas.setdefault(gen, {})
-            for key, delta in keyed.items():
-                sums = mine.get(key)
-                if sums is None:
-                    mine[key] = delta
-                else:
-                    for i, value in enumerate(delta):
-                        sums[i] += value
+    def _write(self, pipe: Any, dirty: dict[int, set[Key]]) -> None:
+        """This node's sums of ``dirty`` into the generations' hashes, as they are now."""
+        ttl = math.ceil(2 * self.span + 60)  # while it or the next generation is read
+        for gen, keys in dirty.items():
+            own = self.own.get(gen)
+            if not own or not keys:
+                continue
+            mapping = {_field(key, self.node): PACKED.pack(*own[key]) for key in keys}
+            pipe.hset(f"{KEY_PREFIX}{gen}", mapping=mapping)
+            pipe.expire(f"{KEY_PREFIX}{gen}", ttl)
 
-    def _pulled(self, current: dict[bytes, bytes], previous: dict[bytes, bytes]) -> None:
-        picture: dict[Key, list[float]] = {key: list(sums) for key, sums in _decode(current)}
-        scale = 2.0**-GENERATION
-        for key, values in _decode(previous):
-            sums = picture.get(key)
-            if sums is None:
-                sums = picture[key] = [0.0] * len(METRICS)
-            for i, value in enumerate(values):
-                sums[i] += value * scale
-        # What was recorded while the pipeline was out is not in Redis yet.
-        for gen, keyed in self.deltas.items():
+    def _pulled(self, current: dict[bytes, bytes], previous: dict[bytes, bytes]) -> bool:
+        """Take the other nodes' sums; True when this node's own must be written again
+        (Redis lost them, or they were just taken back after a start)."""
+        others: dict[Key, list[float]] = {}
+        lost = False
+        for gen, raw, scale in (
+            (self.generation, current, 1.0),
+            (self.generation - 1, previous, 2.0**-GENERATION),
+        ):
+            own = self.own.setdefault(gen, {})
+            found = 0
+            for key, node, values in _decode(raw):
+                if node == self.node:
+                    found += 1
+                    if not self.adopted:  # this node's sums from before its start
+                        mine = own.setdefault(key, [0.0] * len(METRICS))
+                        for i, value in enumerate(values):
+                            mine[i] += value
+                    continue
+                sums = others.get(key)
+                if sums is None:
+                    sums = others[key] = [0.0] * len(METRICS)
+                for i, value in enumerate(values):
+                    sums[i] += value * scale
+            if not self.adopted or found < len(own):
+                self.dirty.setdefault(gen, set()).update(own)
+                lost = lost or bool(own)
+        self.adopted = True
+        self.others = others
+        self._picture()
+        return lost
+
+    def _picture(self) -> None:
+        picture = {key: list(sums) for key, sums in self.others.items()}
+        for gen, own in self.own.items():
             scale = 2.0 ** ((gen - self.generation) * GENERATION)
-            for key, delta in keyed.items():
+            for key, values in own.items():
                 sums = picture.get(key)
                 if sums is None:
                     sums = picture[key] = [0.0] * len(METRICS)
-                for i, value in enumerate(delta):
+                for i, value in enumerate(values):
                     sums[i] += value * scale
         self.picture = picture
         self.version += 1
@@ -484,9 +512,14 @@ class CarrierStats:
 
 
 def open_stats(
-    redis_url: str | None, half_life: float, *, clock: Callable[[], float] = time.time
+    redis_url: str | None,
+    half_life: float,
+    *,
+    node: str = "local",
+    clock: Callable[[], float] = time.time,
 ) -> CarrierStats:
     """Statistics shared through Redis at ``redis_url``, or in process when it is None."""
-    stats = CarrierStats(half_life, open_redis(redis_url) if redis_url else None, clock=clock)
+    redis = open_redis(redis_url) if redis_url else None
+    stats = CarrierStats(half_life, redis, node=node, clock=clock)
     stats.owns_redis = True
     return stats

@@ -138,16 +138,18 @@ async def _current_calls(
                 if name in calls and isinstance(count, int):
                     calls[name] += count
         return calls, ""
-    from .licences import TTL_MARGIN, RedisCalls
+    from sipline.storage.live import open_redis
 
-    counter = RedisCalls(settings.redis.url, settings.b2bua.max_call_duration + TTL_MARGIN)
+    from .licences import shared_counts
+
+    client = open_redis(settings.redis.url)
     try:
-        return await counter.counts(names, time.time()), ""
+        return await shared_counts(client, names, time.time()), ""
     except Exception as exc:  # the list is still worth showing
         logs.event(log, "calls_unknown", logging.WARNING, error=repr(exc))
         return None, f"no live data (Redis unreachable: {exc})"
     finally:
-        await counter.close()
+        await client.aclose()
 
 
 def _grace(account: Account, settings: Settings) -> int:

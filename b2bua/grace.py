@@ -130,6 +130,19 @@ class LocalCalls:
             if not calls:
                 del self._calls[account]
 
+    def holds(self, account: str, call_id: str) -> bool:
+        calls = self._calls.get(account)
+        return calls is not None and call_id in calls
+
+    def accounts(self) -> list[str]:
+        """The accounts with calls counted."""
+        return list(self._calls)
+
+    def held(self, account: str) -> int:
+        """The account's calls counted, those past the ttl too until the next ``count``."""
+        calls = self._calls.get(account)
+        return 0 if calls is None else len(calls)
+
     def count(self, account: str, now: float) -> int:
         calls = self._calls.get(account)
         if calls is None:

@@ -5,12 +5,19 @@ The B2BUA asks ``admit(account, call_id)`` before it opens the B leg and
 answers 403 with ``Admission.reason`` when the call is not allowed; it calls
 ``release(account, call_id)`` when the call ends, however it ends.
 
-Counters: with ``redis.url`` each account's calls are a Redis sorted set
-(call-id scored by when it is forgotten) that every B2BUA node shares, and
-one Lua script checks and counts atomically, so two nodes never both take the
-last licensed call. Without Redis they live in this process. Either way a
-call is forgotten ``max_call_duration`` + a minute after its admission, so a
-node that died with calls up does not hold its accounts' licences for ever.
+Counters: each node counts its own calls in memory (``LocalCalls``: a call is
+counted once, and forgotten ``max_call_duration`` + a minute after its
+admission, should its release be lost). With ``redis.url`` every node also
+keeps its count of each account in a Redis hash per account,
+``sipline:b2bua:calls:<account>``: field ``NODE.RUN`` its calls,
+``NODE.RUN:exp`` until when that count holds. A node writes only its own
+fields, and always its absolute count, never a change: one Lua script adds
+up the other nodes' live counts and this node's, and takes the call when
+there is room, atomically, so two nodes never both take the last licensed
+call; every second (``SYNC_INTERVAL``) each node writes its counts again with
+a fresh expiry. So a Redis that restarted (empty, or from an old snapshot)
+holds every node's calls again within a second, and a node that died stops
+counting after ``NODE_TTL`` seconds.
 
 Licences (the accounts table) are cached and reloaded when an operator
 command changes them (sipline.cluster.changes pushes it, topic ``accounts``)
@@ -18,9 +25,11 @@ and every ``refresh`` seconds (``admin.config_poll``) as a safety net; the start
 node to write it wins, the others adopt its time). Audit rows are written in
 batches in the background, never on a call's path.
 
-A Redis that cannot be reached when the node starts is an error; one that
-fails later lets calls through uncounted (logged and counted in
-``failures``): refusing every call while Redis is down would be worse.
+A Redis that cannot be reached when the node starts is an error; while it
+fails later, calls are judged by this node's own calls plus the other
+nodes' as last seen (logged once, counted in ``SharedCalls.failures``), and
+the counts are written again when it is back: a licence is exceeded at most
+by what the other nodes admit during the outage.
 """
 
 from __future__ import annotations
@@ -28,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sipline.logs import event
+from sipline.nodecounts import LIVE_TOTAL, Others, live_total, new_member, own_fields
 from sipline.storage.database import Database, StorageError, redact
 from sipline.storage.live import open_redis
 
@@ -43,6 +53,8 @@ log = logging.getLogger("sipline.b2bua.licences")
 
 KEY_PREFIX = "sipline:b2bua:calls:"
 TTL_MARGIN = 60.0  # seconds a call is counted beyond the maximum call duration
+NODE_TTL = 10.0  # seconds a node's count holds in Redis without being written again
+SYNC_INTERVAL = 1.0  # seconds between writes of a node's counts
 REFRESH = 60.0  # seconds between safety-net reloads (changes are pushed)
 AUDIT_BATCH = 500
 AUDIT_INTERVAL = 1.0
@@ -63,6 +75,7 @@ class Counter(Protocol):
     async def admit(self, account: str, call_id: str, limit: int | None, now: float) -> Counted: ...
     async def release(self, account: str, call_id: str) -> None: ...
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]: ...
+    async def sync(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -81,36 +94,53 @@ class InProcess:
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]:
         return {account: self.calls.count(account, now) for account in accounts}
 
+    async def sync(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 
 
-# KEYS[1]: the account's calls. ARGV: now, forget-at, call-id, limit (-1: none), key ttl.
-# Returns {admitted, count with this call, new}: the same as LocalCalls.admit.
-_ADMIT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local n = redis.call('ZCARD', KEYS[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  return {1, n, 0}
+# KEYS[1]: the account's calls. ARGV: this node's field, its calls with this one,
+# limit (-1: none), now, node TTL. Returns {admitted, the account's calls with this one}.
+_ADMIT = (
+    LIVE_TOTAL
+    + """
+local member, own = ARGV[1], tonumber(ARGV[2])
+local limit, now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local total = own + live_total(KEYS[1], member, now)
+if limit >= 0 and total > limit then
+  return {0, total}
 end
-local limit = tonumber(ARGV[4])
-if limit >= 0 and n >= limit then
-  return {0, n + 1, 1}
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {1, n + 1, 1}
+redis.call('HSET', KEYS[1], member, own, member .. ':exp', string.format('%.3f', now + ttl))
+redis.call('EXPIRE', KEYS[1], 3600)
+return {1, total}
 """
+)
 
 
-class RedisCalls:
-    """Each account's calls in a Redis sorted set shared by every B2BUA node."""
+class RedisLost(Exception):
+    """Redis answers but has lost another node's count (it restarted): decide here."""
 
-    def __init__(self, url: str, ttl: float) -> None:
-        self.ttl = ttl
+
+class SharedCalls:
+    """Each account's calls across the B2BUA nodes (see the module's doc): this node's
+    own in ``LocalCalls``, every node's count in Redis."""
+
+    def __init__(
+        self, url: str, ttl: float, *, node: str = "b2bua", clock: Callable[[], float] = time.time
+    ) -> None:
         self.url = url
+        self.own = LocalCalls(ttl)
+        self.member = new_member(node)
+        self.clock = clock
         self.client: Any = open_redis(url)
         self._admit = self.client.register_script(_ADMIT)
+        self.others: dict[str, Others] = {}  # the other nodes' calls per account, as last read
+        self.reserved: dict[str, int] = {}  # admissions out to Redis, per account
+        self.failures = 0  # Redis calls that failed: judged by this node's picture
+        self.ok = True
+        self._unread: set[str] = set()  # accounts first admitted since the last sync
 
     async def check(self) -> None:
         """StorageError naming ``redis.url`` unless Redis answers (a node checks at start)."""
@@ -120,26 +150,121 @@ class RedisCalls:
             where = redact(self.url)
             raise StorageError(f"redis.url {where}: Redis cannot be reached: {exc}") from None
 
+    def _calls(self, account: str) -> int:
+        """This node's calls of ``account``, those being admitted included."""
+        return self.own.held(account) + self.reserved.get(account, 0)
+
+    def _others(self, account: str) -> Others:
+        others = self.others.get(account)
+        if others is None:
+            others = self.others[account] = Others()
+            self._unread.add(account)  # read at the next sync
+        return others
+
     async def admit(self, account: str, call_id: str, limit: int | None, now: float) -> Counted:
-        admitted, count, new = await self._admit(
-            keys=[KEY_PREFIX + account],
-            args=[now, now + self.ttl, call_id, -1 if limit is None else limit, int(self.ttl) + 1],
-        )
-        return Counted(bool(admitted), int(count), bool(new))
+        mine = self.own.count(account, now)  # (calls long forgotten dropped first)
+        others = self._others(account)
+        if self.own.holds(account, call_id):  # counted already: nothing changes
+            return Counted(True, mine + others.total, False)
+        self.reserved[account] = self.reserved.get(account, 0) + 1
+        own = self._calls(account)
+        try:
+            if others.assumed:
+                raise RedisLost
+            admitted, total = await self._admit(
+                keys=[KEY_PREFIX + account],
+                args=[self.member, own, -1 if limit is None else limit, now, NODE_TTL],
+            )
+            others.total = max(0, int(total) - own)  # Redis's sum now, until the next read
+            self._succeeded()
+        except Exception as exc:  # Redis away (or it lost counts): this node's picture decides
+            if not isinstance(exc, RedisLost):
+                self._failed(exc)
+            total = own + others.total
+            admitted = limit is None or total <= limit
+        finally:
+            self.reserved[account] -= 1
+        if admitted:
+            self.own.admit(account, call_id, None, now)
+        return Counted(bool(admitted), int(total), True)
 
     async def release(self, account: str, call_id: str) -> None:
-        await self.client.zrem(KEY_PREFIX + account, call_id)
+        self.own.release(account, call_id)
+        now = self.clock()
+        try:  # at once, so the other nodes see the room now, not at the next sync
+            await self.client.hset(KEY_PREFIX + account, mapping=self._fields(account, now))
+            self._succeeded()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _fields(self, account: str, now: float) -> dict[str, str | int]:
+        return own_fields(self.member, self._calls(account), now + NODE_TTL)
+
+    async def sync(self) -> None:
+        """Write this node's count of every account it holds calls of, read the others';
+        never raises (Redis away: the next sync writes them)."""
+        now = self.clock()
+        unread, self._unread = self._unread, set()
+        held = {*self.own.accounts(), *unread}
+        held |= {account for account, others in self.others.items() if others.total}
+        accounts = sorted(held)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for account in accounts:
+                    key = KEY_PREFIX + account
+                    if self._calls(account):
+                        pipe.hset(key, mapping=self._fields(account, now))
+                        pipe.expire(key, 3600)
+                    else:
+                        pipe.hdel(key, self.member, f"{self.member}:exp")
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+        except Exception as exc:
+            self._failed(exc)
+            self._unread |= unread
+            return
+        self._succeeded()
+        reads = [r for r in replies if isinstance(r, dict)]
+        for account, fields in zip(accounts, reads, strict=True):
+            others = self.others.setdefault(account, Others())
+            others.read(fields, now, self.member)
+            if not (others.total or self._calls(account) or account in self._unread):
+                del self.others[account]  # nobody's calls: forgotten until it has some
 
     async def counts(self, accounts: Iterable[str], now: float) -> dict[str, int]:
-        names = list(accounts)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zcount(KEY_PREFIX + name, f"({now}", "+inf")
-            found = await pipe.execute()
-        return {name: int(n) for name, n in zip(names, found, strict=True)}
+        return await shared_counts(self.client, accounts, now)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.ok:
+            self.ok = False
+            event(log, "licence_counts_unshared", logging.WARNING, error=repr(exc))
+
+    def _succeeded(self) -> None:
+        if not self.ok:
+            self.ok = True
+            event(log, "licence_counts_shared_again", failures=self.failures)
 
     async def close(self) -> None:
+        """Drop this node's counts (its calls are gone with it), let go of Redis."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for account in {*self.others, *self.own.accounts()}:
+                    pipe.hdel(KEY_PREFIX + account, self.member, f"{self.member}:exp")
+                await pipe.execute()
+        except Exception as exc:
+            self._failed(exc)
         await self.client.aclose()
+
+
+async def shared_counts(client: Any, accounts: Iterable[str], now: float) -> dict[str, int]:
+    """Every account's calls up across the B2BUA nodes, as Redis holds them."""
+    names = list(accounts)
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(KEY_PREFIX + name)
+        found = await pipe.execute()
+    return {name: live_total(fields, now) for name, fields in zip(names, found, strict=True)}
 
 
 class Licences:
@@ -162,8 +287,8 @@ class Licences:
         self.refresh_every = refresh
         self.clock = clock
         self.licences: dict[str, Licence] = {}
-        self.failures = 0  # counter (Redis) errors: calls let through uncounted
         self.refused = 0  # calls refused over their licence
+        self.failures = 0  # counter (Redis) errors: calls let through uncounted
         self._counted: dict[str, str] = {}  # call-id -> account, for the calls this node counted
         self._starting: dict[str, float] = {}  # grace starts not yet in the database
         self._audit: list[AuditRow] = []
@@ -174,15 +299,15 @@ class Licences:
         """Redis counters when ``redis.url`` is set (StorageError now if it cannot be
         reached), else in process; licences loaded now."""
         ttl = settings.b2bua.max_call_duration + TTL_MARGIN
-        counter: Counter = (
-            RedisCalls(settings.redis.url, ttl) if settings.redis.url else InProcess(ttl)
-        )
+        node = settings.node.name
+        url = settings.redis.url
+        counter: Counter = SharedCalls(url, ttl, node=node) if url else InProcess(ttl)
         licences = cls(
-            db, counter, grace_hours=settings.b2bua.grace_hours, node=settings.node.name,
+            db, counter, grace_hours=settings.b2bua.grace_hours, node=node,
             refresh=settings.admin.config_poll,
         )  # fmt: skip
         try:
-            if isinstance(counter, RedisCalls):
+            if isinstance(counter, SharedCalls):
                 await counter.check()
             await licences.start()
         except BaseException:
@@ -196,6 +321,7 @@ class Licences:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._every(self.refresh_every, self.refresh))]
         self._tasks.append(loop.create_task(self._every(AUDIT_INTERVAL, self.flush)))
+        self._tasks.append(loop.create_task(self._every(SYNC_INTERVAL, self.counter.sync)))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -244,10 +370,10 @@ class Licences:
                 log, "licence_exceeded", logging.WARNING, account=account, calls=counted.count,
                 licence=licence.calls, allowed=verdict.allowed, call_id=call_id,
             )  # fmt: skip
-        if verdict.start_grace:
-            await self._start_grace(account, now)
         if not verdict.allowed:
             self.refused += 1
+        if verdict.start_grace:
+            await self._start_grace(account, now)
         return Admission(verdict.allowed, verdict.reason, over=True)
 
     async def release(self, account: str | None, call_id: str) -> None:

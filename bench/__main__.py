@@ -2,6 +2,9 @@
 
 Exit status: 0 if the highest requested rate was sustained, 1 if not, 2 if the
 run could not be carried out (bad arguments, no sipp, the server did not start).
+
+``python -m bench faults [--rate 100] [--only acr-kill,redis-kill]``: the fault
+experiments of issue 12 and their table (see bench.faults.cli).
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ def _target(text: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["faults"]:
+        from bench.faults import cli
+
+        return cli.main(argv[1:])
     args = parse_args(argv)
     out: Path = args.out or RESULTS / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     plans = [

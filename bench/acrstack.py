@@ -43,6 +43,8 @@ class SippCarrier:
     increments: tuple[int, int] = (6, 6)
     keys: Mapping[str, str] = field(default_factory=dict)  # sipp -key NAME VALUE
     port: int = field(default_factory=lambda: free_port(HOST))
+    capacity: int | None = None  # the carrier's concurrent calls across the ACR nodes
+    messages: Path | None = None  # sipp's -trace_msg file: every message it received and sent
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,15 +53,17 @@ class SippCarrier:
 
     @property
     def carrier(self) -> Carrier:
-        return Carrier(self.name, (Gateway(self.name, HOST, self.port),))
+        return Carrier(self.name, (Gateway(self.name, HOST, self.port),), capacity=self.capacity)
 
     def start(self, sipp: str, workdir: Path) -> None:
         """Start (or restart) the UAS on its port."""
         workdir.mkdir(parents=True, exist_ok=True)
-        keys = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
+        extra = [arg for name, value in self.keys.items() for arg in ("-key", name, value)]
+        if self.messages is not None:
+            extra += ["-trace_msg", "-message_file", str(self.messages)]
         self.process = subprocess.Popen(
             [sipp, "-sf", str(self.scenario), "-i", HOST, "-p", str(self.port),
-             "-m", "10000000", "-timeout", UAS_TIMEOUT, "-nostdin", *keys,
+             "-m", "10000000", "-timeout", UAS_TIMEOUT, "-nostdin", *extra,
              "-trace_err", "-error_file", str(workdir / f"{self.name}-errors.log")],
             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -106,9 +110,15 @@ def acr_env(
     redis_url: str | None = None,
     extra: Mapping[str, str] | None = None,
     node: str = "primary",
+    data_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The environment of ``sipline acr --node NODE`` listening on ``node_address``."""
+    """The environment of ``sipline acr --node NODE`` listening on ``node_address``.
+
+    ``data_dir`` holds the node's journal (its answered calls and unwritten CDRs):
+    give each test its own, and the same one again to a node restarted in a test."""
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
+    if data_dir is not None:
+        clean["SIPLINE_NODE__DATA_DIR"] = str(data_dir)
     return {
         **clean,
         f"SIPLINE_ACR__{node.upper()}": node_address,

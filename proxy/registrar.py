@@ -3,7 +3,8 @@
 ``Registrar.on_register`` decides with the rules of proxy/bindings.py, hands
 the change to the group-commit writer and answers from the writer's callback:
 the 200 OK (every current binding, with its expires) once the batch is
-committed, a 500 with the reason when it failed. No task per REGISTER.
+committed; when it failed, 503 with Retry-After (RFC 3261 §21.5.4: a phone
+tries another server on a 503, not on a 500). No task per REGISTER.
 
 REGISTERs for one AOR are taken one at a time: while one waits for its
 commit, the next waits behind it, so every decision sees the bindings as
@@ -60,7 +61,7 @@ from sipline.storage import Database, StorageError, Subscriber, Subscribers
 log = logging.getLogger("sipline.proxy.registrar")
 
 STORE_FAILED = Reject(
-    500, "Server Internal Error (binding not stored: location database unavailable)",
+    503, "Service Unavailable (binding not stored: location database unavailable)",
     (("Retry-After", "5"),),
 )  # fmt: skip
 

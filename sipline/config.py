@@ -476,6 +476,9 @@ class AcrSection(Section):
     # CDRs are written in batches of at most this many rows, or this old.
     cdr_batch_rows: Annotated[int, Field(ge=1)] = 500
     cdr_batch_ms: Annotated[float, Field(ge=0)] = 200.0
+    # Milliseconds the journal (answers and CDRs, fsynced before the 200 goes
+    # upstream) gathers appends so one fsync carries them together.
+    journal_commit_ms: Annotated[float, Field(ge=0, le=100)] = 1.0
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,8 @@ process; each caller then makes its own throwaway databases with
 A private server is ``mariadb-install-db`` into a temporary directory and
 ``mariadbd --skip-grant-tables`` on a free port of 127.0.0.1, with its unix
 socket in that directory; it is stopped and removed when the last user leaves.
+A fault test that kills its database starts a ``PrivateMariaDB`` of its own:
+``kill()`` (SIGKILL, as a crash) and ``restart()`` (same port, same data).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class PrivateMariaDB:
         self.install_db = _program("mariadb-install-db") or _program("mysql_install_db")
         self.directory = Path(tempfile.mkdtemp(prefix="sipline-mariadb-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None  # once started: restart() listens there again
 
     def start(self) -> MariaDB:
         if self.install_db is None:
@@ -119,9 +122,31 @@ class PrivateMariaDB:
             )
             server = MariaDB("127.0.0.1", port)
             if self._wait_ready(server):
+                self.port = port
                 return server
             self.stop()
         raise MariaDBUnavailable(f"mariadbd did not start; its log ends:\n{self._log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash: no shutdown, InnoDB recovers at the next start."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def restart(self) -> MariaDB:
+        """Start the server again on its port, with its data (after ``kill`` or ``stop``)."""
+        if self.port is None:
+            raise MariaDBUnavailable("restart() before start()")
+        self.kill()
+        self.process = subprocess.Popen(
+            self._command(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        server = MariaDB("127.0.0.1", self.port)
+        if not self._wait_ready(server):
+            self.stop()
+            raise MariaDBUnavailable(f"mariadbd did not restart; its log ends:\n{self._log_tail()}")
+        return server
 
     def stop(self) -> None:
         if self.process is None:

@@ -1,5 +1,6 @@
-"""The CDR writer: batches into the database, no CDR lost while MariaDB is down (Redis stream or
-local journal, written back when it returns and after a restart), refused rows to error_queue.
+"""The CDR writer: the journal's CDRs into the database in batches, within cdr_batch_ms;
+none lost while MariaDB is down (they wait on disk, are written when it returns, and
+through a restart, once); refused rows to error_queue.
 
 MariaDB "goes down" behind a TCP relay of the test's own: cutting the relay closes every
 connection and refuses new ones, as a stopped server does, without stopping the shared server.
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 
-from acr.cdrs import STREAM, CdrWriter, Journal
+from acr.cdrs import CdrWriter
+from acr.journal import Journal
 from acr.model import Cdr
 from acr.store import AcrStore
 from sipline.net.ports import free_port
@@ -39,85 +41,113 @@ async def call_ids(db: Database) -> list[str]:
     return [c.call_id for c in await AcrStore(db).cdrs(1000)]
 
 
+class Node:
+    """The journal and the writer of one ACR node's run, as acr.server wires them."""
+
+    def __init__(self, db: Database, directory: Path, **options: float) -> None:
+        self.journal = Journal(directory)
+        self.writer = CdrWriter(db, self.journal, **options)  # type: ignore[arg-type]
+
+    async def start(self) -> Node:
+        await self.journal.open()
+        await self.writer.start()
+        return self
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.journal.close()
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Path:
     return tmp_path / "journal"
 
 
 @pytest.fixture
-async def writer(migrated: Database, journal: Path) -> AsyncIterator[CdrWriter]:
-    writer = CdrWriter(migrated, redis_url=None, journal_dir=journal, batch_rows=3, batch_ms=20)
-    await writer.start()
-    yield writer
-    await writer.close()
+async def node(migrated: Database, journal: Path) -> AsyncIterator[Node]:
+    started = await Node(migrated, journal, batch_rows=3, batch_ms=20).start()
+    yield started
+    await started.close()
 
 
 # -- the database up, on SQLite and MariaDB -------------------------------------------------
 
 
-async def test_cdrs_are_written_in_batches(writer: CdrWriter, migrated: Database) -> None:
+async def test_cdrs_are_written_in_batches(node: Node, migrated: Database) -> None:
     for n in range(7):
-        writer.add(cdr(n))
-    await until(lambda: writer.written == 7)
+        node.journal.add(cdr(n))
+    await until(lambda: node.writer.written == 7)
     assert await AcrStore(migrated).cdrs(10) == [cdr(n) for n in range(7)]
-    assert writer.spooled == writer.rejected == 0
+    assert node.writer.rejected == 0 and not node.writer.backlog
+
+
+async def test_a_lone_cdr_is_written_within_cdr_batch_ms_not_at_the_next_retry(
+    migrated: Database, journal: Path
+) -> None:
+    node = await Node(migrated, journal, batch_rows=500, batch_ms=50, retry_s=60).start()
+    try:
+        await asyncio.sleep(0.2)  # the writer is idle
+        start = time.monotonic()
+        node.journal.add(cdr(1))
+        await until(lambda: node.writer.written == 1, timeout=10)
+        assert time.monotonic() - start < 5  # not retry_s: the writer waited 1 s, then 60
+    finally:
+        await node.close()
 
 
 async def test_close_writes_what_is_queued(migrated: Database, journal: Path) -> None:
-    writer = CdrWriter(
-        migrated, redis_url=None, journal_dir=journal, batch_rows=100, batch_ms=60_000
-    )
-    await writer.start()
-    writer.add(cdr(1))
-    writer.add(cdr(2))
-    await writer.close()
+    node = await Node(migrated, journal, batch_rows=100, batch_ms=60_000).start()
+    node.journal.add(cdr(1))
+    node.journal.ended(cdr(2))
+    await node.close()
     assert await call_ids(migrated) == ["call-1", "call-2"]
 
 
 async def test_a_refused_row_goes_to_error_queue_and_the_rest_of_its_batch_is_written(
-    writer: CdrWriter, migrated: Database
+    node: Node, migrated: Database
 ) -> None:
     refused = [cdr(2, caller=None)]  # NOT NULL
     if migrated.dialect == "mysql":  # SQLite does not hold VARCHAR to its length; MariaDB does
         refused.append(cdr(3, callee="4" * 65))
     for row in [cdr(1), *refused, cdr(4)]:
-        writer.add(row)
+        node.journal.add(row)
+    writer = node.writer
     await until(lambda: writer.written + writer.rejected == 2 + len(refused))
     assert await call_ids(migrated) == ["call-1", "call-4"]
     errors = await AcrStore(migrated).errors("cdrs")
     assert [payload["call_id"] for _, _, payload in errors] == [c.call_id for c in refused]
     assert all(reason.startswith("INSERT cdrs failed") for _, reason, _ in errors)
     assert errors[0][2]["caller"] is None and errors[0][2]["cost"] == 0.72  # the whole row
-    assert writer.rejected == len(refused) and writer.spooled == 0
+    assert writer.rejected == len(refused)
 
 
 async def test_what_the_journal_holds_from_before_is_written_at_start_and_only_once(
     migrated: Database, journal: Path
 ) -> None:
-    await Journal(journal).append([cdr(1), cdr(2)])
-    await Journal(journal).append([cdr(2), cdr(3)])  # call-2 twice: a batch replayed after a crash
-    writer = CdrWriter(migrated, redis_url=None, journal_dir=journal, batch_rows=10, batch_ms=20)
-    await writer.start()
-    try:
-        await until(lambda: not writer.backlog)
-    finally:
-        await writer.close()
+    first = Journal(journal)
+    await first.open()
+    for n in (1, 2, 3):
+        first.add(cdr(n))
+    await first.close()  # no writer ran: as if it was killed before its batch
+    for _ in range(2):  # started twice: the second start finds them written
+        node = await Node(migrated, journal, batch_rows=2, batch_ms=20).start()
+        await until(lambda: not node.writer.backlog)  # noqa: B023
+        await node.close()
     assert await call_ids(migrated) == ["call-1", "call-2", "call-3"]
-    assert Journal(journal).files() == []
 
 
-async def test_an_unreadable_journal_line_is_set_aside_not_fatal(
+async def test_a_batch_written_twice_is_skipped_by_the_unique_key(
     migrated: Database, journal: Path
 ) -> None:
-    await Journal(journal).append([cdr(1)])
-    [path] = Journal(journal).files()
-    path.write_bytes(path.read_bytes() + b"{not json\n")
-    writer = CdrWriter(migrated, redis_url=None, journal_dir=journal, batch_rows=10, batch_ms=20)
-    await writer.start()
-    await until(lambda: not writer.backlog)
-    await writer.close()
-    assert await call_ids(migrated) == ["call-1"]
-    assert (journal / "unreadable.jsonl").read_bytes() == b"{not json\n"
+    node = await Node(migrated, journal, batch_rows=10, batch_ms=20).start()
+    node.journal.add(cdr(1))
+    await until(lambda: node.writer.written == 1)
+    node.journal.cursor = (node.journal.cursor[0], 0)  # as if the checkpoint never got to disk
+    node.journal.unread = 1
+    node.journal.add(cdr(2))
+    await until(lambda: node.writer.written == 3)
+    await node.close()
+    assert await call_ids(migrated) == ["call-1", "call-2"]
 
 
 # -- MariaDB down --------------------------------------------------------------------------------
@@ -191,93 +221,42 @@ async def relayed(mysql_url: str, outage: Outage, direct: Database) -> AsyncIter
     await db.close()
 
 
-def down_writer(db: Database, journal: Path, redis_url: str | None = None) -> CdrWriter:
-    return CdrWriter(
-        db, redis_url=redis_url, journal_dir=journal, batch_rows=3, batch_ms=20, retry_s=0.1
-    )
+def down_node(db: Database, journal: Path) -> Node:
+    return Node(db, journal, batch_rows=3, batch_ms=20, retry_s=0.1)
 
 
-async def test_cdrs_wait_in_the_journal_while_mariadb_is_down_and_are_written_when_it_is_back(
+async def test_cdrs_wait_on_disk_while_mariadb_is_down_and_are_written_when_it_is_back(
     relayed: Database, direct: Database, outage: Outage, journal: Path
 ) -> None:
-    writer = down_writer(relayed, journal)
-    await writer.start()
+    node = await down_node(relayed, journal).start()
     try:
-        writer.add(cdr(0))
-        await until(lambda: writer.written == 1)
+        node.journal.add(cdr(0))
+        await until(lambda: node.writer.written == 1)
         await outage.cut()
-        for n in range(1, 6):
-            writer.add(cdr(n))
-        await until(lambda: writer.spooled == 5, timeout=10)
-        assert writer.down and len(Journal(journal).files()) >= 2
-        assert await call_ids(direct) == ["call-0"]
-        for n in range(6, 8):  # more calls end while it is down
-            writer.add(cdr(n))
-        await until(lambda: writer.spooled == 7, timeout=10)
+        for n in range(1, 8):
+            node.journal.add(cdr(n))
+        await until(lambda: node.writer.down, timeout=10)
+        await node.journal.sync()
+        assert node.journal.unread == 7 and await call_ids(direct) == ["call-0"]
         await outage.restore()
-        await until(lambda: not writer.backlog, timeout=10)
+        await until(lambda: not node.writer.backlog, timeout=10)
     finally:
-        await writer.close()
+        await node.close()
     assert sorted(await call_ids(direct)) == [f"call-{n}" for n in range(8)]
-    assert Journal(journal).files() == [] and writer.rejected == 0
-
-
-async def test_with_redis_cdrs_wait_in_the_stream_and_either_node_writes_them_back(
-    relayed: Database, direct: Database, outage: Outage, journal: Path, redis_url: str
-) -> None:
-    writer = down_writer(relayed, journal, redis_url)
-    await writer.start()
-    await outage.cut()
-    for n in range(4):
-        writer.add(cdr(n))
-    await until(lambda: writer.spooled == 4, timeout=10)
-    await writer.close()  # this node stops while the database is down
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await client.xlen(STREAM) == 4
-        assert Journal(journal).files() == []
-        # The other node, which reaches the database, writes them back at its start.
-        other = CdrWriter(
-            direct, redis_url=redis_url, journal_dir=journal.with_name("other"), batch_rows=3,
-            batch_ms=20,
-        )  # fmt: skip
-        await other.start()
-        await until(lambda: not other.backlog, timeout=10)
-        await other.close()
-        assert await client.xlen(STREAM) == 0
-    finally:
-        await client.aclose()
-    assert sorted(await call_ids(direct)) == [f"call-{n}" for n in range(4)]
-
-
-async def test_with_redis_away_too_cdrs_wait_in_the_journal(
-    relayed: Database, direct: Database, outage: Outage, journal: Path
-) -> None:
-    writer = down_writer(relayed, journal, f"redis://127.0.0.1:{free_port()}/0")
-    await writer.start()
-    await outage.cut()
-    writer.add(cdr(1))
-    await until(lambda: writer.spooled == 1, timeout=10)
-    assert len(Journal(journal).files()) == 1
-    await outage.restore()
-    await until(lambda: writer.written == 1, timeout=10)
-    await writer.close()
-    assert await call_ids(direct) == ["call-1"]
+    assert node.writer.rejected == 0
 
 
 async def test_the_journal_outlives_a_restart_with_the_database_down(
     relayed: Database, direct: Database, outage: Outage, journal: Path
 ) -> None:
-    writer = down_writer(relayed, journal)
-    await writer.start()
+    node = await down_node(relayed, journal).start()
     await outage.cut()
-    writer.add(cdr(1))
-    writer.add(cdr(2))
-    await writer.close()  # stops before the database is back: the CDRs are on disk
-    assert writer.spooled == 2 and len(Journal(journal).files()) == 1
+    node.journal.add(cdr(1))
+    node.journal.ended(cdr(2))
+    await node.close()  # stops before the database is back: the CDRs are on disk
+    assert node.journal.unread == 2
     # The node restarts, now reaching the database.
-    restarted = down_writer(direct, journal)
-    await restarted.start()
-    await until(lambda: not restarted.backlog, timeout=10)
+    restarted = await down_node(direct, journal).start()
+    await until(lambda: not restarted.writer.backlog, timeout=10)
     await restarted.close()
     assert await call_ids(direct) == ["call-1", "call-2"]

@@ -161,3 +161,93 @@ async def test_redis_going_away_never_reaches_the_call_path(own_redis, caplog) -
     finally:
         await primary.close()
         await secondary.close()
+
+
+async def test_a_redis_restarted_empty_holds_both_nodes_picture_again_after_one_sync_each(
+    own_redis,
+) -> None:
+    binary, port, processes = own_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    primary, secondary = await pair(url)
+    primary.counters.set_carriers([ALPHA])
+    secondary.counters.set_carriers([ALPHA])
+    try:
+        now = time.time()
+        for code in (200, 200, 503):
+            primary.stats.record_attempt(Attempt("alpha", "44", GW, now, code, 1.0, code == 200))
+        secondary.stats.record_attempt(Attempt("alpha", "44", GW, now, 486, 1.0))
+        assert await primary.counters.acquire(ALPHA, now)
+        assert await primary.counters.acquire(ALPHA, now)
+        primary.health.probe_result(GW, False, now)
+        primary.health.probe_result(GW, False, now)
+        await primary.sync()
+        await secondary.sync()
+        assert secondary.stats.quality("alpha", "44").attempts == pytest.approx(4, rel=1e-3)
+
+        processes[0].kill()  # SIGKILL, no persistence: it comes back empty
+        processes[0].wait(5)
+        processes.append(start_redis(binary, port))
+        await primary.sync()  # one sync each (a second apart in a node) ...
+        await secondary.sync()
+
+        # ... and a node that starts now (or reads for `sipline carrier list`) sees it all:
+        reader = await open_live_state(settings(url), "reader")
+        try:
+            assert reader.stats.quality("alpha", "44").attempts == pytest.approx(4, rel=1e-3)
+            assert reader.health.status(GW) == "down"
+        finally:
+            await reader.close()
+        # The carrier's capacity (3) counts the primary's two calls again, not -2 or 0.
+        assert await secondary.counters.acquire(ALPHA, now)
+        assert not await secondary.counters.acquire(ALPHA, now)
+    finally:
+        await primary.close()
+        await secondary.close()
+
+
+async def test_a_restarted_node_takes_its_statistics_back_before_it_writes_any(
+    redis_url: str,
+) -> None:
+    first = await open_live_state(settings(redis_url), "primary")
+    now = time.time()
+    for _ in range(3):
+        first.stats.record_attempt(Attempt("alpha", "44", GW, now, 200, 1.0, True))
+    await first.close()
+    again = await open_live_state(settings(redis_url), "primary")  # the same node, restarted
+    try:
+        again.stats.record_attempt(Attempt("alpha", "44", GW, now, 503, 1.0))
+        await again.sync()
+        assert again.stats.quality("alpha", "44").attempts == pytest.approx(4, rel=1e-3)
+        other = await open_live_state(settings(redis_url), "secondary")
+        assert other.stats.quality("alpha", "44").attempts == pytest.approx(4, rel=1e-3)
+        await other.close()
+    finally:
+        await again.close()
+
+
+async def test_the_first_node_back_after_a_redis_restart_keeps_counting_the_others_calls(
+    redis_url: str,
+) -> None:
+    import redis.asyncio
+
+    primary, secondary = await pair(redis_url)
+    primary.counters.set_carriers([ALPHA])
+    secondary.counters.set_carriers([ALPHA])
+    try:
+        now = time.time()
+        assert await primary.counters.acquire(ALPHA, now)
+        assert await primary.counters.acquire(ALPHA, now)
+        await primary.sync()
+        await secondary.sync()  # it has read the primary's two calls
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            await client.flushall()  # Redis restarted empty; the primary has not synced yet
+        await secondary.sync()
+        # What Redis holds says 0 calls elsewhere; the secondary still counts the two.
+        assert await secondary.counters.acquire(ALPHA, now)
+        assert not await secondary.counters.acquire(ALPHA, now)  # capacity 3
+        await primary.sync()  # the primary writes its count again ...
+        await secondary.sync()
+        assert secondary.counters.counts["alpha"].seen.assumed == 0  # ... and it is read
+    finally:
+        await primary.close()
+        await secondary.close()

@@ -95,6 +95,9 @@ class Counters:
     def end(self, name: str) -> None:
         self.active[name] -= 1
 
+    def resume(self, name: str) -> None:
+        self.active[name] = self.active.get(name, 0) + 1
+
 
 @dataclass
 class Stats:
@@ -118,8 +121,34 @@ class Live:
 
 
 class Cdrs(list):
+    """The journal's part (acr.journal.Journal): every CDR lands in the list; a record
+    is on disk at once, unless ``hold`` keeps its ``done`` in ``waiting``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list = []
+        self.hold = False
+        self.waiting: list = []
+
+    def answered(self, cdr: object, media_call: object, done) -> None:
+        self.answers.append(cdr)
+        self._done(done)
+
+    def ended(self, cdr: object, done=None) -> None:
+        self.append(cdr)
+        self._done(done)
+
     def add(self, cdr: object) -> None:
         self.append(cdr)
+
+    def _done(self, done) -> None:
+        if done is not None:
+            self.waiting.append(done) if self.hold else done(True)
+
+    def on_disk(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for done in waiting:
+            done(True)
 
 
 class FakeNode:

@@ -112,3 +112,26 @@ async def test_a_node_switches_to_a_deck_row_when_it_takes_effect(
     finally:
         await node.stop()
         await live.close()
+
+
+async def test_a_second_node_on_the_same_journal_does_not_start(
+    migrated: Database, tmp_path: Path
+) -> None:
+    from acr.journal import Journal
+    from acr.server import journal_dir
+    from sipline.storage import StorageError
+
+    settings = Settings(
+        node={"data_dir": tmp_path, "drain_timeout": 0.2},
+        acr={"primary": f"127.0.0.1:{free_port('127.0.0.1')}", "probe_interval": 60},
+    )
+    await add(AcrStore(migrated), "cheap", 5091, [("44", "0.05")])
+    running = Journal(journal_dir(settings, "primary"))  # the node already running
+    await running.open()
+    live = await open_live_state(settings, "primary")
+    try:
+        with pytest.raises(StorageError, match="acr-primary-journal is in use by another process"):
+            await AcrNode(settings, "primary", migrated, live).start()
+    finally:
+        await live.close()
+        await running.close()

@@ -116,7 +116,8 @@ def test_the_relays_figures_give_the_worst_mos_the_worst_jitter_and_the_loss() -
 
 
 async def test_statistics_recorded_by_one_node_are_seen_by_the_other(redis_url: str) -> None:
-    primary, secondary = open_stats(redis_url, HOUR), open_stats(redis_url, HOUR)
+    primary = open_stats(redis_url, HOUR, node="primary")
+    secondary = open_stats(redis_url, HOUR, node="secondary")
     try:
         for code in (200, 200, 200, 503):
             primary.record_attempt(attempt(code))
@@ -176,7 +177,7 @@ async def test_redis_going_away_never_reaches_the_call_path(redis_url: str, capl
     stats.redis = Redis.from_url(redis_url)
     await stats.sync()
     assert stats.link.ok
-    other = open_stats(redis_url, HOUR)
+    other = open_stats(redis_url, HOUR, node="other")
     await other.sync()
     assert other.quality("alpha", "44").attempts == pytest.approx(1, rel=1e-3)
     await stats.close()

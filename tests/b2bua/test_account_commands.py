@@ -96,8 +96,12 @@ def test_list_shows_the_calls_up_across_nodes_with_redis(migrated_url: str, redi
     import redis
 
     ok(migrated_url, "account", "set", "ACME", "--licence", "5")
-    with redis.Redis.from_url(redis_url) as client:
-        client.zadd("sipline:b2bua:calls:ACME", {"a": 4e9, "b": 4e9, "gone": 1.0})
+    with redis.Redis.from_url(redis_url) as client:  # two nodes' counts, one long expired
+        client.hset(
+            "sipline:b2bua:calls:ACME",
+            mapping={"b2bua-1.x": 1, "b2bua-1.x:exp": 4e9, "b2bua-2.y": 1, "b2bua-2.y:exp": 4e9,
+                     "gone.z": 5, "gone.z:exp": 1.0},
+        )  # fmt: skip
     line = ok(migrated_url, "account", "list", redis=redis_url).splitlines()[1]
     assert line.split()[-1] == "2"
 

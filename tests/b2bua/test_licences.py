@@ -1,16 +1,27 @@
 """Account licences at the B2BUA (b2bua.licences) on both databases, with counters
-in process and in a real Redis shared by two nodes; time is passed in (a fake clock)."""
+in process and in a real Redis shared by two nodes (each writing its own count, so a
+Redis that restarts empty has them again at their next sync); time is passed in (a
+fake clock)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from b2bua.accounts import Accounts
 from b2bua.grace import EXCEEDED, HOUR
-from b2bua.licences import Admission, InProcess, Licences, RedisCalls
+from b2bua.licences import (
+    _ADMIT,
+    NODE_TTL,
+    Admission,
+    InProcess,
+    Licences,
+    SharedCalls,
+    open_redis,
+)
 from sipline.config import Settings
 from sipline.storage import Database, StorageError
 
@@ -156,7 +167,7 @@ async def two_nodes(migrated: Database, redis_url: str) -> AsyncIterator[tuple[L
 
 async def test_two_nodes_on_one_redis_share_the_count(two_nodes: tuple[Licences, Licences]) -> None:
     one, two = two_nodes
-    assert isinstance(one.counter, RedisCalls)
+    assert isinstance(one.counter, SharedCalls)
     assert (await one.admit("ACME", "a", T0)).allowed
     assert (await two.admit("ACME", "b", T0)).allowed
     assert (await one.admit("ACME", "c", T0)).allowed
@@ -196,20 +207,48 @@ async def test_the_first_node_over_starts_the_grace_the_other_adopts_it(
         await two.close()
 
 
-async def test_calls_of_a_node_that_died_are_forgotten_after_the_longest_call(
+async def died(node: Licences) -> None:
+    """As SIGKILL would leave it: its count stays in Redis, nobody writes it again."""
+    for task in node._tasks:
+        task.cancel()
+    await asyncio.gather(*node._tasks, return_exceptions=True)
+    assert isinstance(node.counter, SharedCalls)
+    await node.counter.client.aclose()
+
+
+async def test_calls_of_a_node_that_died_are_forgotten_once_its_count_expires(
     migrated: Database, redis_url: str
 ) -> None:
     await Accounts(migrated).set("ACME", 1, grace_hours=0)
-    config = settings(redis_url, max_call_duration=60.0)
+    config = settings(redis_url)
     dead = await Licences.open(config, migrated)
     await dead.admit("ACME", "stuck", T0)
-    await dead.close()  # closed without releasing: as if the node died
+    await died(dead)
     alive = await Licences.open(config, migrated)
     try:
-        assert not (await alive.admit("ACME", "x", T0 + 60)).allowed
-        assert (await alive.admit("ACME", "x", T0 + 60 + 61)).allowed
+        assert not (await alive.admit("ACME", "x", T0 + NODE_TTL - 1)).allowed
+        assert (await alive.admit("ACME", "x", T0 + NODE_TTL + 1)).allowed
     finally:
         await alive.close()
+
+
+async def test_a_redis_that_restarted_empty_counts_every_node_s_calls_again_after_a_sync(
+    two_nodes: tuple[Licences, Licences], redis_url: str
+) -> None:
+    import redis.asyncio
+
+    one, two = two_nodes
+    now = time.time()
+    assert (await one.admit("ACME", "a", now)).allowed
+    assert (await two.admit("ACME", "b", now)).allowed
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        await client.flushall()  # what a restart without persistence leaves
+    assert await one.counts(now) == {"ACME": 0}
+    await one.counter.sync()
+    await two.counter.sync()
+    assert await one.counts(now) == {"ACME": 2}
+    assert (await one.admit("ACME", "c", now)).allowed
+    assert not (await two.admit("ACME", "d", now)).allowed  # licence 3: full again
 
 
 async def test_a_redis_that_cannot_be_reached_fails_at_start_naming_the_key(
@@ -221,16 +260,45 @@ async def test_a_redis_that_cannot_be_reached_fails_at_start_naming_the_key(
         await Licences.open(settings(f"redis://127.0.0.1:{free_port()}/0"), migrated)
 
 
-async def test_a_redis_that_fails_later_lets_calls_through_uncounted(migrated: Database) -> None:
+async def test_while_redis_is_away_calls_are_judged_by_what_this_node_saw_last(
+    two_nodes: tuple[Licences, Licences],
+) -> None:
     from sipline.net.ports import free_port
 
-    await Accounts(migrated).set("ACME", 0, grace_hours=0)
-    gone = RedisCalls(f"redis://127.0.0.1:{free_port()}/0", ttl=60.0)
-    licences = Licences(migrated, gone, grace_hours=48)
-    await licences.start()
+    one, two = two_nodes
+    assert (await one.admit("ACME", "a", T0)).allowed
+    assert (await two.admit("ACME", "b", T0)).allowed  # two has seen one's call
+    assert isinstance(two.counter, SharedCalls)
+    good = two.counter.client
+    two.counter.client = open_redis(f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    two.counter._admit = two.counter.client.register_script("return 0")
     try:
-        assert await licences.admit("ACME", "a", T0) == Admission(True)
-        assert licences.failures == 1
-        await licences.release("ACME", "a")
+        assert (await two.admit("ACME", "c", T0)).allowed  # 3 of 3 as far as it knows
+        assert not (await two.admit("ACME", "d", T0)).allowed
+        assert two.counter.failures == 2 and not two.counter.ok
     finally:
-        await licences.close()
+        await two.counter.client.aclose()
+        two.counter.client = good
+        two.counter._admit = good.register_script(_ADMIT)
+    await two.counter.sync()  # Redis is back: two's calls are written again
+    assert two.counter.ok and await one.counts(T0) == {"ACME": 3}
+
+
+async def test_the_first_node_back_after_a_redis_restart_keeps_counting_the_others_calls(
+    two_nodes: tuple[Licences, Licences], redis_url: str
+) -> None:
+    import redis.asyncio
+
+    one, two = two_nodes
+    now = time.time()
+    assert (await two.admit("ACME", "x", now)).allowed  # an account both nodes serve
+    await two.release("ACME", "x")
+    assert (await one.admit("ACME", "a", now)).allowed
+    assert (await one.admit("ACME", "b", now)).allowed
+    await one.counter.sync()
+    await two.counter.sync()  # two has read one's two calls
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        await client.flushall()  # Redis restarted empty; one has not written again yet
+    await two.counter.sync()
+    assert (await two.admit("ACME", "c", now)).allowed
+    assert not (await two.admit("ACME", "d", now)).allowed  # licence 3: one's calls count

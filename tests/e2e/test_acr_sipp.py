@@ -43,6 +43,8 @@ SETTINGS = {
     "SIPLINE_ACR__PROBE_SUCCESSES": "2",
     "SIPLINE_ACR__EXPLORATION": "0",
     "SIPLINE_ACR__CDR_BATCH_MS": "50",
+    # A restarted node must check the Record-Route it signed before (sipline.proxying.signing).
+    "SIPLINE_AUTH__SECRET": "test-acr-routing-secret",
     "SIPLINE_ACR__TRUSTED": '["127.0.0.1"]',  # sipp plays the B2BUA, from ports of its own
 }
 
@@ -82,13 +84,21 @@ class Stack:
     nodes: list[AcrProcess]
 
     def start_acr(
-        self, node: str = "primary", redis_url: str | None = None, **settings: str
+        self,
+        node: str = "primary",
+        redis_url: str | None = None,
+        port: int | None = None,
+        **settings: str,
     ) -> AcrProcess:
-        """``sipline acr --node NODE`` on a free port, with SETTINGS and ``settings``
-        (environment names, ``SIPLINE_ACR__TRUSTED="..."``) over the config."""
-        port = free_port(HOST)
+        """``sipline acr --node NODE`` on ``port`` (a free one by default), with SETTINGS
+        and ``settings`` (environment names, ``SIPLINE_ACR__TRUSTED="..."``) over the
+        config; its journal in the test's own data dir (the same for a restart)."""
+        port = port or free_port(HOST)
         log = self.workdir / f"acr-{node}.log"
-        env = acr_env(f"{HOST}:{port}", self.url, redis_url, {**SETTINGS, **settings}, node=node)
+        env = acr_env(
+            f"{HOST}:{port}", self.url, redis_url, {**SETTINGS, **settings}, node=node,
+            data_dir=self.workdir / "data",
+        )  # fmt: skip
         with log.open("wb") as out:
             process = subprocess.Popen(
                 acr_command(node), cwd=Path(__file__).resolve().parents[2], env=env,
@@ -199,6 +209,37 @@ def test_the_cheapest_healthy_carrier_takes_the_calls(
     assert s.call(acr, calls=2) == 0
     acr.stop()
     assert [c.carrier for c in s.cdrs()] == ["cheapest", "cheapest"]
+
+
+def test_an_acr_killed_with_calls_up_bills_them_when_their_byes_reach_it_restarted(
+    stack: Callable[..., Stack], sqlite_url: str
+) -> None:
+    s = stack(sqlite_url, [good()])
+    acr = s.start_acr()
+    calls, hold = 6, 5000
+    uac = subprocess.Popen(
+        [s.sipp, f"{HOST}:{acr.port}", "-sf", str(SCENARIOS / "acr_uac.xml"), "-s", NUMBER,
+         "-i", HOST, "-p", str(free_port(HOST)), "-m", str(calls), "-r", "10", "-l", str(calls),
+         "-d", str(hold), "-timeout", f"{SIPP_TIMEOUT}s", "-nostdin",
+         "-trace_err", "-error_file", str(s.workdir / "uac-errors.log")],
+        cwd=s.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        time.sleep(2.5)  # every call answered (and ACKed), none hung up yet
+        acr.process.kill()  # SIGKILL: no drain, nothing written on the way out
+        acr.process.wait(5)
+        restarted = s.start_acr(port=acr.port)  # its BYEs come here (sipp retransmits them)
+        assert uac.wait(SIPP_TIMEOUT + 30) == 0, (s.workdir / "uac-errors.log").read_text()
+    finally:
+        if uac.poll() is None:
+            uac.kill()
+    assert restarted.stop() == 0
+    cdrs = s.cdrs()
+    assert len(cdrs) == calls, restarted.log_text()
+    for cdr in cdrs:
+        assert cdr.final_code == 200 and cdr.answer is not None and cdr.node == "primary"
+        assert hold / 1000 - 0.5 < cdr.end - cdr.answer < hold / 1000 + 3
+        assert cdr.billed_seconds == billed_seconds(cdr.end - cdr.answer, 6, 6)
 
 
 # -- probes -----------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ async def test_the_200_waits_for_the_commit(
     assert len(await rows(proxy.db)) == 1
 
 
-async def test_a_failing_database_gets_500_with_the_reason_and_keeps_nothing(
+async def test_a_failing_database_gets_503_with_retry_after_and_keeps_nothing(
     proxy: Proxy, phone: UdpPhone
 ) -> None:
     await proxy.db.execute("ALTER TABLE locations RENAME TO locations_away")
@@ -160,10 +160,9 @@ async def test_a_failing_database_gets_500_with_the_reason_and_keeps_nothing(
         response = await phone.register(proxy.address)
     finally:
         await proxy.db.execute("ALTER TABLE locations_away RENAME TO locations")
-    assert response.status == 500
+    assert response.status == 503  # a phone tries its next server (RFC 3261 §21.5.4)
     assert (
-        response.reason
-        == "Server Internal Error (binding not stored: location database unavailable)"
+        response.reason == "Service Unavailable (binding not stored: location database unavailable)"
     )
     assert response.headers.get("Retry-After") == "5"
     assert proxy.service.location.lookup("alice@example.com", proxy.clock.now) == []
