@@ -144,13 +144,13 @@ class Authenticator:
         directory: SubscriberDirectory,
         domains: ServedDomains,
         shared: SharedNonceCounts | None = None,
+        *,
+        secret: str | None = None,
     ) -> None:
-        # Any configured text becomes a 32-byte key; "" means a random one per start.
-        key = (
-            hashlib.sha256(auth.secret.encode()).digest()
-            if auth.secret
-            else secrets.token_bytes(32)
-        )
+        # The node's secret (sipline.secret; ``auth.secret`` unless given) becomes a
+        # 32-byte key; none at all means a random one for this instance alone.
+        secret = auth.secret if secret is None else secret
+        key = hashlib.sha256(secret.encode()).digest() if secret else secrets.token_bytes(32)
         nonces = NonceFactory(key, auth.nonce_lifetime)
         counts = NonceCounts(auth.nonce_lifetime, auth.max_nonces)
         algorithms = tuple(auth.algorithms)

@@ -53,6 +53,7 @@ from proxy.writer import BindingWriter, Change
 from sipline.logs import event
 from sipline.net.node import Node
 from sipline.net.nonces import SharedNonceCounts
+from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State
@@ -225,7 +226,9 @@ class RegistrarService:
         )
         url = settings.redis.url
         self.shared = SharedNonceCounts.from_url(url) if url else None
-        self.authenticator = Authenticator(auth, self.directory, domains, self.shared)
+        self.authenticator = Authenticator(
+            auth, self.directory, domains, self.shared, secret=node_secret(settings)
+        )
         self.store = LocationStore(db, settings.node.name)
         r = settings.registrar
         self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms)

@@ -289,10 +289,11 @@ class RegistrarSection(Section):
 
 
 class AuthSection(Section):
-    # HMAC key of the stateless nonces and of the signed Record-Routes and branches
-    # (sipline.proxying.signing); "" = random at each start (one node only: an
-    # in-dialog request must come back to the node that record-routed it; nodes
-    # sharing phones or dialogs must share it).
+    # HMAC key of the stateless nonces, the signed Record-Routes and branches
+    # (sipline.proxying.signing) and admin tokens; "" = a random key written once
+    # per data directory (node.data_dir/node.key, sipline.secret): the nodes of
+    # one box share it and keep it across restarts; nodes on several boxes that
+    # share phones or dialogs must share a configured secret.
     secret: str = ""
     nonce_lifetime: Seconds = 300.0
     # Offered in this order. MD5 alone by default: many phones in the field

@@ -176,6 +176,9 @@ def call_path(
             "SIPLINE_ACR__PRIMARY": f"{HOST}:{ports['primary']}",
             "SIPLINE_ACR__SECONDARY": f"{HOST}:{ports['secondary']}",
             "SIPLINE_ACR__EXPLORATION": "0",
+            # The lab plays every peer from 127.0.0.1 (the B2BUA on a free port, the
+            # readiness probes from any): trusted as a B2BUA is by address and port.
+            "SIPLINE_ACR__TRUSTED": '["127.0.0.1"]',
             "SIPLINE_NODE__DATA_DIR": str(lab.workdir / "data"),
             **(acr or {}),
         }
@@ -206,6 +209,7 @@ def b2bua_node(
         SIPLINE_B2BUA__ACR=f"[{nodes}]",
         SIPLINE_B2BUA__FAILOVER_TIMEOUT=str(load.failover_timeout),
         SIPLINE_B2BUA__MEDIA_RELAY="",
+        SIPLINE_B2BUA__TRUSTED='["127.0.0.1"]',  # sipp plays the proxy
         **settings,
     )
     command = [str(SIPLINE), "b2bua", "--config", "configs/single.toml"]

@@ -1,5 +1,5 @@
 """What only we can have written: our Record-Route parameters and our branches,
-under a MAC keyed from ``auth.secret`` (the approach of RFC 5626 §5.2 flow tokens).
+under a MAC keyed from the node's secret (the approach of RFC 5626 §5.2 flow tokens).
 
 A Record-Route we write carries the dialog's flows and marks (``ftag``,
 ``fa``, ``fb``, media ``ma`` ...) and ``sg``, an HMAC-SHA256 (96 bits) of
@@ -15,9 +15,8 @@ forwarded statelessly (RFC 6026 §8) only when its top Via carries such a
 branch for the Via below it: no one can make us reflect a response to an
 address of his choice.
 
-The key is derived from ``auth.secret``; with an empty secret it is random at
-each start, like the nonces: in-dialog requests must then reach the node
-that wrote the Record-Route, and nodes that share dialogs must share a secret.
+The key is derived from the node's secret (``sipline.secret``: ``auth.secret``,
+else a key file per data directory): nodes that share dialogs must share it.
 """
 
 from __future__ import annotations

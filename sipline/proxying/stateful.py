@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sipline.logs import event
 from sipline.net.handler import Handler
 from sipline.net.metrics import RoleCounts
+from sipline.secret import node_secret
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_branch, new_tag
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State
@@ -98,7 +99,7 @@ class StatefulProxy(Handler):
         self._local: Local | None = None
         self._node: Node | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
-        self.signer = Signer.from_secret(settings.auth.secret)
+        self.signer = Signer.from_secret(node_secret(settings) or "")
         self.metrics = RoleCounts(self.role, self.counted)
         self.counts = self.metrics.values  # plain ints, bumped on the message path
 
