@@ -140,7 +140,7 @@ def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[sip]\nport = 65536", "sip.port", "65536", "less than or equal to 65535"),
         ('[sip]\nport = "five"', "sip.port", "'five'", "valid integer"),
         ('[sip]\nhost = "localhost"', "sip.host", "'localhost'", "IPv4 or IPv6 address"),
-        ('[sip]\ntransports = ["udp", "sctp"]', "sip.transports[1]", "'sctp'", "'udp' or 'tcp'"),
+        ('[sip]\ntransports = ["udp", "sctp"]', "sip.transports[1]", "'sctp'", "'udp', 'tcp' or 'tls'"),
         ("[sip]\ntransports = []", "sip.transports", "[]", "at least 1 item"),
         ("[sip]\nmax_message_bytes = 512", "sip.max_message_bytes", "512", "1024"),
         ("[sip]\ntcp_idle_timeout = 0", "sip.tcp_idle_timeout", "0", "greater than 0"),
