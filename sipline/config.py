@@ -175,12 +175,34 @@ def _host_port(value: str) -> str:
 
 
 def split_host_port(value: str) -> tuple[str, int]:
-    """A validated HOST:PORT setting as (host without IPv6 brackets, port)."""
-    host, _, port = value.rpartition(":")
+    """A validated HOST:PORT setting (or next hop) as (host without IPv6 brackets, port)."""
+    host, _, port = value.partition(";")[0].rpartition(":")
     return host.strip("[]"), int(port)
 
 
 HostPort = Annotated[str, AfterValidator(_host_port)]
+_HOP_TRANSPORTS = ("transport=udp", "transport=tcp", "transport=tls")
+
+
+def _hop(value: str) -> str:
+    where, _, param = value.partition(";")
+    _host_port(where)
+    if param and param.strip().lower() not in _HOP_TRANSPORTS:
+        raise ValueError(
+            "expected HOST:PORT, optionally with ;transport=udp, tcp or tls,"
+            " such as 127.0.0.1:5071;transport=tls"
+        )
+    return value
+
+
+def split_hop(value: str) -> tuple[str, str, int]:
+    """A validated next hop setting as (transport, host, port): UDP unless it says."""
+    param = value.partition(";")[2].strip().lower()
+    return (param[10:].upper() if param else "UDP", *split_host_port(value))
+
+
+# A next hop we send to: HOST:PORT, ";transport=tcp" (or tls) to reach it over that.
+Hop = Annotated[str, AfterValidator(_hop)]
 
 
 def _peer(value: str) -> str:
@@ -262,8 +284,8 @@ class ProxySection(Section):
     # Peers whose requests are not challenged and whose identity headers are
     # believed (the B2BUA, the ACR nodes sending inbound DID calls); see sipline.peers.
     trusted: list[Peer] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
-    # Where calls to anything that is not one of our subscribers go.
-    b2bua: list[HostPort] = ["127.0.0.1:5070"]
+    # Where calls to anything that is not one of our subscribers go (";transport=tls" ...).
+    b2bua: list[Hop] = ["127.0.0.1:5070"]
     record_route: bool = True
     # Seconds a forwarded INVITE may go without a final response (RFC 3261 §16.6 timer C).
     timer_c: Annotated[float, Field(ge=180)] = 180.0
@@ -396,7 +418,7 @@ class PatternRoute(Section):
     name: str = ""
     # A prefix ("+4420", "112") or a regular expression matched against the whole number.
     pattern: Annotated[str, Field(min_length=1), AfterValidator(_pattern)]
-    gateways: Annotated[list[HostPort], Field(min_length=1)]
+    gateways: Annotated[list[Hop], Field(min_length=1)]
 
 
 class B2buaSection(Section):
@@ -407,8 +429,8 @@ class B2buaSection(Section):
     # Who may send calls (the proxies); anyone else gets 403. Phones on the same
     # box are 127.0.0.1 too: name the proxy's address and port.
     trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5060"]
-    # The ACR nodes calls are balanced over (round robin), HOST:PORT.
-    acr: Annotated[list[HostPort], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
+    # The ACR nodes calls are balanced over (round robin), HOST:PORT[;transport=tcp|tls].
+    acr: Annotated[list[Hop], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
     # response before the call goes to the next one.
     failover_timeout: Seconds = 2.0

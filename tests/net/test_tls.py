@@ -269,7 +269,7 @@ async def test_a_carrier_is_reached_over_mutual_tls_and_a_wrong_one_never(
             sent.headers.set("Via", f"SIP/2.0/TLS {via.hostport};branch=z9hG4bKmtls{answered}")
             node.send_request(sent, dest)
             if answered:
-                await until(lambda: bool(upstream.responses), 3.0)
+                await until(lambda u=upstream: bool(u.responses), 3.0)
                 assert seen and seen[0] == "node"  # our client certificate reached it
             else:
                 await asyncio.sleep(0.5)
