@@ -460,6 +460,10 @@ class B2buaSection(Section):
     min_se: Annotated[int, Field(ge=90)] = 90
     media_relay: Annotated[str, AfterValidator(_optional_host_port)] = "127.0.0.1:2223"
     anchor_media: Literal["nat", "always", "never"] = "nat"
+    # A caller's SRTP (RTP/SAVP, RFC 4568) is ended at the relay (unless anchor_media is
+    # "never"); toward the ACR and carriers the call's media is RTP, or SRTP under the
+    # relay's own keys with carrier_srtp = true.
+    carrier_srtp: bool = False
     # Hours an account may exceed its licence before calls over it get 403.
     grace_hours: Annotated[int, Field(ge=0)] = 48
 
