@@ -11,8 +11,10 @@ itself twice (RFC 5658): its TLS address for alice, its UDP one for bob.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,16 +71,17 @@ def tunnel(socat_bin: str, tls_proxy: Proxy) -> Iterator[int]:
         f"OPENSSL:{HOST}:{tls_proxy.port + 1},cafile={tls_proxy.workdir / 'ca.pem'},"
         "verify=1,commonname=example.com"
     )
+    # A session of its own: its forked children go with it.
     process = subprocess.Popen(
         [socat_bin, f"TCP-LISTEN:{port},bind={HOST},reuseaddr,fork", target],
-        stderr=subprocess.PIPE,
-    )
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     try:
         time.sleep(0.3)
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, "socat did not start"
         yield port
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(5)
 
 
