@@ -142,6 +142,12 @@ def test_env_unknown_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[sip]\nhost = "localhost"', "sip.host", "'localhost'", "IPv4 or IPv6 address"),
         ('[sip]\ntransports = ["udp", "sctp"]', "sip.transports[1]", "'sctp'", "'udp', 'tcp' or 'tls'"),
         ("[sip]\ntransports = []", "sip.transports", "[]", "at least 1 item"),
+        ('[tls]\ncertificate = "/nonexistent.pem"\nkey = "/nonexistent.key"',
+         "tls.certificate", "'/nonexistent.pem'", "no such file"),
+        ('[tls]\nmin_version = "1.1"', "tls.min_version", "'1.1'", "'1.2' or '1.3'"),
+        ('[b2bua]\nacr = ["127.0.0.1:5080;transport=sctp"]', "b2bua.acr[0]",
+         "'127.0.0.1:5080;transport=sctp'", "transport=udp, tcp or tls"),
+        ('[proxy]\ntrusted = ["tls:"]', "proxy.trusted[0]", "'tls:'", "tls:NAME"),
         ("[sip]\nmax_message_bytes = 512", "sip.max_message_bytes", "512", "1024"),
         ("[sip]\ntcp_idle_timeout = 0", "sip.tcp_idle_timeout", "0", "greater than 0"),
         (
