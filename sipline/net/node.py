@@ -3,8 +3,10 @@
 Every datagram or framed stream message is decoded once, stamped with its
 source (RFC 3581) and given to the sans-IO ``TransactionLayer``; the node
 carries out the actions that come back (``Send`` to a transport, the rest to
-the ``Handler``). One periodic tick runs every transaction timer and the TCP
-idle sweep: no task or timer handle per message or per transaction.
+the ``Handler``). One periodic tick runs every transaction timer, the TCP and
+TLS idle sweeps and the look at the TLS files (``[tls] watch_interval``): no
+task or timer handle per message or per transaction. SIGHUP reloads the TLS
+certificate and key too.
 """
 
 from __future__ import annotations
