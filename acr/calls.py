@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sipline.peers import TrustedPeers
+from sipline.peers import CERTIFIED, TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, parse_params, unquote
@@ -47,17 +47,27 @@ class Sources:
     """Classifies a request's source address: gateways by HOST:PORT, trusted
     peers as ``settings.acr.trusted`` names them (``sipline.peers``).
 
+    A gateway reached over TCP or TLS sends on connections from any port of
+    its host, so its host is enough on those; over TLS a carrier is also
+    known by its certificate, proved for the ``[[tls.peers]]`` entry named as
+    the carrier (``sipline.peers.CERTIFIED``), from wherever it connects.
+
     In-dialog requests may come from a gateway's host on another port (a
     carrier's media server hanging up), so ``known_host`` is looser.
     """
 
-    __slots__ = ("gateways", "peers", "hosts")
+    __slots__ = ("gateways", "streams", "carriers", "peers", "hosts")
 
     def __init__(self, carriers: Iterable[Carrier], trusted: Iterable[str], dids: Iterable[Did]):
         self.gateways: dict[tuple[str, int], str] = {}
+        self.streams: dict[str, str] = {}  # host of a TCP or TLS gateway -> its carrier
+        self.carriers: set[str] = set()
         for carrier in carriers:
+            self.carriers.add(carrier.name)
             for gateway in carrier.gateways:
                 self.gateways[(gateway.host, gateway.port)] = carrier.name
+                if gateway.transport != "udp":
+                    self.streams[gateway.host] = carrier.name
         self.peers = TrustedPeers(trusted)
         self.hosts = {host for host, _ in self.gateways} | self.peers.hosts
         for did in dids:
@@ -66,6 +76,10 @@ class Sources:
 
     def classify(self, source: Address) -> Source:
         if (source.host, source.port) in self.gateways:
+            return Source.CARRIER
+        if source.transport != "UDP" and source.host in self.streams:
+            return Source.CARRIER
+        if source.transport == "TLS" and CERTIFIED.get(source.connection) in self.carriers:  # type: ignore[arg-type]
             return Source.CARRIER
         if self.peers.trusts(source):
             return Source.PEER

@@ -61,7 +61,7 @@ def _carrier_commands(subparsers: Subparsers) -> None:
         "--gateway",
         action="append",
         required=True,
-        metavar="HOST:PORT[;transport=tcp][;weight=N]",
+        metavar="HOST:PORT[;transport=tcp|tls][;weight=N]",
         help="a gateway of the carrier (repeat for several)",
     )
     add.add_argument("--capacity", type=int, help="concurrent calls at most (default: no limit)")
@@ -77,7 +77,7 @@ def _carrier_commands(subparsers: Subparsers) -> None:
 
 
 def parse_gateway(carrier: str, text: str) -> Gateway:
-    """A Gateway from ``HOST:PORT[;transport=udp|tcp][;weight=N]``."""
+    """A Gateway from ``HOST:PORT[;transport=udp|tcp|tls][;weight=N]``."""
     where, *params = text.split(";")
     host, port = parse_host_port(where)
     transport, weight = "udp", 1
@@ -90,7 +90,7 @@ def parse_gateway(carrier: str, text: str) -> Gateway:
             weight = int(value)
         else:
             raise InvalidValue(
-                f"bad gateway parameter {param!r} in {text!r}: expected transport=udp|tcp"
+                f"bad gateway parameter {param!r} in {text!r}: expected transport=udp|tcp|tls"
                 " or weight=N (N >= 1)"
             )
     return Gateway(carrier, host, port, transport, weight)

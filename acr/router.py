@@ -436,7 +436,12 @@ class AcrRouter(StatefulProxy):
         request = call.request
         copy = Request("INVITE", hop.uri, request.headers.copy(), request.body)
         branch = self.branch(call.key, via_address(request.via))
-        copy.headers.prepend("Via", local.via(hop.dest.transport, branch))
+        transport = hop.dest.transport
+        if call.server is not None and transport != call.server.source.transport:
+            # RFC 5658: a second Record-Route naming us on the transport the hop is reached by.
+            params = self.signer.sign("", request.call_id)
+            copy.headers.prepend("Record-Route", local.record_route(transport, params))
+        copy.headers.prepend("Via", local.via(transport, branch))
         attempt = Try(call, hop, self._now(), self.clock())
         call.current = attempt
         if hop.candidate is not None:

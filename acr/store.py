@@ -32,7 +32,7 @@ _HOSTNAME = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]"
 )
 _DIGITS = re.compile(r"\d{1,32}")
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 PACKED_ROWS = 20_000  # rates per packed text (AcrStore.rates on MySQL): at most ~3 MB each
 PACKED_MAX_BYTES = 16 << 20
 _EFFECTIVE = (
@@ -127,7 +127,7 @@ def check_carrier(carrier: Carrier) -> None:
             raise InvalidValue(f"bad gateway {gateway.address!r} for {carrier.name}")
         if gateway.transport not in TRANSPORTS:
             raise InvalidValue(
-                f"bad transport {gateway.transport!r} for {gateway.address}: expected udp or tcp"
+                f"bad transport {gateway.transport!r} for {gateway.address}: expected udp, tcp or tls"
             )
         if gateway.weight < 1:
             raise InvalidValue(f"bad weight {gateway.weight} for {gateway.address}: expected >= 1")

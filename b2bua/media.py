@@ -14,6 +14,9 @@ is behind NAT: its own Via (the bottom one, which the proxy stamped with
 one it really sent from; ``never`` (or ``media_relay = ""``): none, and
 ``from_settings`` gives None. Calls come through the proxy, so the caller's
 real address is read from that Via (``caller``), not from the packet source.
+A caller offering SDES-SRTP (``RTP/SAVP`` with ``a=crypto``) is anchored
+whatever its NAT, with the ng ``transport-protocol`` of ``carrier_srtp``: the
+relay ends its SRTP and the B leg carries RTP (or SRTP under the relay's keys).
 
 A relay that fails or does not answer fails the returned future (an
 ``NgError``): the call goes on un-anchored, which is the caller's choice to
@@ -29,7 +32,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from sipline.logs import event
-from sipline.ng.anchoring import has_sdp, packets, received_from, sent_from_elsewhere
+from sipline.ng.anchoring import (
+    has_sdp,
+    offers_srtp,
+    packets,
+    received_from,
+    sent_from_elsewhere,
+    srtp_flags,
+)
 from sipline.ng.client import NgClient, NgError
 from sipline.peers import TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
@@ -44,9 +54,13 @@ REPLACE = ["origin"]
 class LegMedia:
     """The B2BUA's side of the relay (see the module's doc)."""
 
-    def __init__(self, client: NgClient, mode: str, trusted: Iterable[str] = ()) -> None:
+    def __init__(
+        self, client: NgClient, mode: str, trusted: Iterable[str] = (), srtp_toward: str = "RTP/AVP"
+    ) -> None:
         self.client = client
         self.mode = mode
+        # What the far side gets of a caller's SRTP, which the relay ends (b2bua.carrier_srtp).
+        self.srtp_toward = srtp_toward
         # Peers (the proxies) whose packet source says nothing of the caller's address.
         self.trusted = TrustedPeers(trusted)
         self.commands: Counter[str] = Counter()  # ng commands sent, by name
@@ -58,7 +72,8 @@ class LegMedia:
         if not b2bua.media_relay or b2bua.anchor_media == "never":
             return None
         host, _, port = b2bua.media_relay.rpartition(":")
-        return cls(NgClient(host.strip("[]"), int(port)), b2bua.anchor_media, b2bua.trusted)
+        toward = "RTP/SAVP" if b2bua.carrier_srtp else "RTP/AVP"
+        return cls(NgClient(host.strip("[]"), int(port)), b2bua.anchor_media, b2bua.trusted, toward)
 
     def close(self) -> None:
         self.client.close()
@@ -69,8 +84,8 @@ class LegMedia:
         SDP (its offer would come in the ACK) is never anchored."""
         if not has_sdp(request):
             return False
-        if self.mode == "always":
-            return True
+        if self.mode == "always" or offers_srtp(request.body):
+            return True  # a caller's SRTP is ended at the relay, whatever its NAT
         return sent_from_elsewhere(request.vias[-1], request.body, caller(request, source))
 
     def caller(self, request: Request, source: Address) -> Address:
@@ -92,7 +107,7 @@ class LegMedia:
         peer's address and not the SDP's, the relay sends there until the offerer's RTP
         arrives. A re-offer from the callee's side passes the callee's tag as
         ``from_tag`` and the caller's as ``to_tag``."""
-        flags: dict[str, Any] = {"replace": REPLACE}
+        flags: dict[str, Any] = {"replace": REPLACE, **srtp_flags(sdp, self.srtp_toward)}
         if source is not None and not self.trusted.trusts(source):
             flags |= received_from(sdp, source)
         if to_tag is not None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sipline.config import split_host_port
+from sipline.config import split_hop
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request
@@ -96,7 +96,7 @@ class NextHops:
         hops: dict[Address, Hop] = {}
 
         def hop(text: str) -> Hop:
-            address = udp_address(text)
+            address = hop_address(text)
             found = hops.get(address)
             if found is None:
                 found = hops[address] = Hop(address)
@@ -135,8 +135,9 @@ class NextHops:
         return Plan(_last_heard_first(self.acr))
 
     def at(self, source: Address) -> Hop | None:
-        """The hop a message came from (they answer from where we send: UDP)."""
-        return self.hops.get(Address("UDP", source.host, source.port))
+        """The hop a message came from (over UDP they answer from where we send; over
+        a stream, on the connection we opened to their address)."""
+        return self.hops.get(Address(source.transport, source.host, source.port))
 
     def up(self) -> int:
         """How many hops are up."""
@@ -184,8 +185,9 @@ def _heard(hop: Hop) -> float:
     return hop.heard
 
 
-def udp_address(text: str) -> Address:
-    return Address("UDP", *split_host_port(text))
+def hop_address(text: str) -> Address:
+    """A next hop setting (HOST:PORT[;transport=...]) as the address we send to."""
+    return Address(*split_hop(text))
 
 
 def dialled_number(request: Request) -> str:

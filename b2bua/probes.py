@@ -46,7 +46,7 @@ def _probe(calls: Calls, node: Node, hop: Hop, now: float) -> None:
         node.layer.abandon(last)
         _outcome(calls, hop, False, now)
     hop.next_probe = now + (hops.probe_interval if hop.up else hops.probe_down_interval)
-    local = calls.local(node)
+    local = calls.local(node, hop.address.transport)
     uri = f"sip:{hop.address.hostport}"
     request = Request("OPTIONS", uri)
     headers = request.headers

@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--rates", type=_rates, required=True, help="calls/s per step: 500,1000")
     parser.add_argument("--duration", type=_positive, default=10.0, help="seconds per step")
-    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    parser.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results/...)")
     parser.add_argument("--target", type=_target, help="HOST:PORT of a running server to load")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "/usr/bin/sipp")

@@ -1,6 +1,6 @@
 """Relayed RTP packets per second on one core: sipline's relay against real rtpengine.
 
-``python -m bench.relay_throughput [--rate 100000] [--seconds 5] [--streams 100] [--profile FILE]``
+``python -m bench.relay_throughput [--rate 100000] [--seconds 5] [--streams 100] [--profile FILE] [--srtp]``
 
 Each relay runs alone on CPU 0 (rtpengine in userspace mode, ``--table=-1``,
 one worker thread); the load runs on the other CPUs: one process sends
@@ -14,6 +14,10 @@ Per relay: the rate offered and relayed, loss, the relay's CPU use over the
 run (from /proc/PID/stat) and packets relayed per CPU-second, which is what
 one core can carry. The ratio of the last figures is the comparison.
 ``--profile`` samples our relay with py-spy while it runs (where the time goes).
+``--srtp``: the sender speaks SDES-SRTP (AES_CM_128_HMAC_SHA1_80, its packets
+encrypted beforehand with libsrtp) and the ng offer asks for
+``transport-protocol`` RTP/AVP: each relay decrypts and authenticates every
+packet and the receiver gets plain RTP (SRTP to RTP, rtpengine's way too).
 
 Bounded everywhere: a fixed duration, and the receiver stops once the sender
 is done and nothing came for a second.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import multiprocessing as mp
 import os
@@ -181,19 +186,30 @@ class Ng:
         raise RuntimeError("relay did not answer ping")
 
 
-def sdp(port: int) -> str:
+SRTP_KEY = bytes(range(30))  # the sender's master key and salt (--srtp)
+
+
+def sdp(port: int, srtp: bool = False) -> str:
+    if srtp:
+        key = base64.b64encode(SRTP_KEY).decode()
+        media = f"RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}"
+    else:
+        media = "RTP/AVP 0"
     return (
         f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"m=audio {port} {media}\r\na=rtpmap:0 PCMU/8000\r\n"
     )
 
 
-def set_up_calls(ng: Ng, streams: int, sender_port: int, receiver_port: int) -> list[int]:
+def set_up_calls(
+    ng: Ng, streams: int, sender_port: int, receiver_port: int, srtp: bool = False
+) -> list[int]:
     """``streams`` calls from the sender to the receiver; the relay port of each sender side."""
     ports = []
+    flags = {"transport-protocol": "RTP/AVP"} if srtp else {}
     for n in range(streams):
         call = {"call-id": f"bench-{n}", "from-tag": "A"}
-        offer = ng(command="offer", **call, sdp=sdp(sender_port))
+        offer = ng(command="offer", **call, sdp=sdp(sender_port, srtp), **flags)
         answer = ng(command="answer", **call, **{"to-tag": "B"}, sdp=sdp(receiver_port))
         if offer.get("result") != "ok" or answer.get("result") != "ok":
             raise RuntimeError(f"call set-up failed: {offer} {answer}")
@@ -206,8 +222,27 @@ def set_up_calls(ng: Ng, streams: int, sender_port: int, receiver_port: int) -> 
 # -- load ---------------------------------------------------------------------------------
 
 
-def send(sock: socket.socket, ports: list[int], rate: int, seconds: float, *events: Any) -> None:
-    """``rate`` packets/s for ``seconds``, one packet per stream per round, rounds paced."""
+def encrypted(streams: int, rounds: int) -> list[list[bytes]]:
+    """Each stream's SRTP packets, sequence 0 (the warm-up) to ``rounds``, made beforehand."""
+    from pylibsrtp import Policy, Session
+
+    out = []
+    for ssrc in range(1, streams + 1):
+        session = Session(Policy(SRTP_KEY, Policy.SSRC_ANY_OUTBOUND))
+        head = struct.Struct("!BBHII")
+        out.append([
+            session.protect(head.pack(0x80, 0, seq, seq * 160, ssrc) + bytes(PACKET_BYTES - 12))
+            for seq in range(rounds + 1)
+        ])  # fmt: skip
+    return out
+
+
+def send(
+    sock: socket.socket, ports: list[int], rate: int, seconds: float, *events: Any,
+    packets: list[list[bytes]] | None = None,
+) -> None:  # fmt: skip
+    """``rate`` packets/s for ``seconds``, one packet per stream per round, rounds paced;
+    ``packets``: each stream's (SRTP) packets to send instead, from sequence 1."""
     ready, sent, report = events
     os.sched_setaffinity(0, _load_cpus())
     ready.wait()
@@ -221,9 +256,13 @@ def send(sock: socket.socket, ports: list[int], rate: int, seconds: float, *even
     failed = 0
     for seq in range(rounds):
         for ssrc, target in enumerate(targets, 1):
-            pack(buffer, 0, 0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, ssrc)
+            if packets is None:
+                pack(buffer, 0, 0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, ssrc)
+                data: Any = buffer
+            else:
+                data = packets[ssrc - 1][seq + 1]
             try:
-                sendto(buffer, target)
+                sendto(data, target)
             except BlockingIOError:
                 failed += 1
         ahead = start + (seq + 1) * interval - time.monotonic()
@@ -276,10 +315,15 @@ def measure(name: str, process: subprocess.Popen[bytes], ng_port: int, args: Any
     ng.wait_ready(time.monotonic() + 10)
     receiver = _udp_socket()
     sender = _udp_socket()
-    ports = set_up_calls(ng, args.streams, sender.getsockname()[1], receiver.getsockname()[1])
+    ports = set_up_calls(
+        ng, args.streams, sender.getsockname()[1], receiver.getsockname()[1], args.srtp
+    )
+    rounds = int(args.seconds * args.rate / args.streams) + 1
+    packets = encrypted(args.streams, rounds) if args.srtp else None
     # Warm up: one packet per stream lets each relay latch before the clock starts.
-    for port in ports:
-        sender.sendto(bytes([0x80]) + bytes(PACKET_BYTES - 1), (HOST, port))
+    for n, port in enumerate(ports):
+        warm = packets[n][0] if packets is not None else bytes([0x80]) + bytes(PACKET_BYTES - 1)
+        sender.sendto(warm, (HOST, port))
     time.sleep(0.3)
     with contextlib.suppress(BlockingIOError):
         while True:
@@ -289,7 +333,8 @@ def measure(name: str, process: subprocess.Popen[bytes], ng_port: int, args: Any
     ready, sent = context.Event(), context.Event()
     reader = context.Process(target=receive, args=(receiver, results, ready, sent))
     writer = context.Process(
-        target=send, args=(sender, ports, args.rate, args.seconds, ready, sent, report)
+        target=send, args=(sender, ports, args.rate, args.seconds, ready, sent, report),
+        kwargs={"packets": packets},
     )
     profiler = _profile(process.pid, args.profile) if name == "sipline" and args.profile else None
     cpu_before = cpu_seconds(process.pid)
@@ -333,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--profile", metavar="FILE", help="py-spy raw samples of our relay")
     parser.add_argument("--only", choices=["sipline", "rtpengine"])
+    parser.add_argument("--srtp", action="store_true", help="SRTP in, RTP out (SDES, libsrtp)")
     parser.add_argument("--serve", type=int, metavar="NG_PORT", help=argparse.SUPPRESS)
     parser.add_argument("--ports", default="43000-45999", help="RTP port range for both relays")
     args = parser.parse_args(argv)

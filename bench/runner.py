@@ -5,6 +5,11 @@ against a fresh server process, samples the server's CPU and memory from
 /proc while sipp runs, and reads sipp's statistics files when it is done.
 Each step is bounded: sipp gets a global ``-timeout`` and is killed shortly
 after it; the server is stopped (SIGTERM, then SIGKILL) at the end of the step.
+
+Over ``tls`` the server also listens on TLS (port + 1, certificates made for
+the step), and sipp, which Debian builds without TLS, speaks TCP to a socat
+that carries its connection over TLS: the server's figures are those of TLS;
+socat's CPU is its own process's.
 """
 
 from __future__ import annotations
@@ -180,7 +185,7 @@ class StepPlan:
     scenario: Scenario
     rate: int
     duration: float
-    transport: str  # "udp" or "tcp"
+    transport: str  # "udp", "tcp" or "tls"
     workdir: Path
     target: tuple[str, int] | None = None  # a server already running: start none
 
@@ -224,7 +229,7 @@ def sipp_command(plan: StepPlan, sipp: str, address: tuple[str, int]) -> list[st
     return [
         sipp, f"{address[0]}:{address[1]}",
         "-sf", str(SCENARIO_DIR / scenario.xml), "-s", scenario.service,
-        "-t", {"udp": "u1", "tcp": "t1"}[plan.transport],
+        "-t", {"udp": "u1", "tcp": "t1", "tls": "t1"}[plan.transport],
         "-i", HOST, "-p", str(free_port()),
         "-r", str(plan.rate), "-m", str(plan.calls),
         "-timeout", f"{plan.sipp_timeout:.0f}s", "-nostdin",
@@ -303,15 +308,53 @@ def _target(plan: StepPlan) -> Iterator[tuple[tuple[str, int], int | None]]:
         return
     if plan.scenario.server is None:
         raise BenchError(f"scenario {plan.scenario.name} starts no server: give a target")
-    with started_server(plan.scenario.server, plan.workdir / "server.log") as (port, pid):
-        yield (HOST, port), pid
+    if plan.transport != "tls":
+        with started_server(plan.scenario.server, plan.workdir / "server.log") as (port, pid):
+            yield (HOST, port), pid
+        return
+    env = tls_env(plan.workdir)
+    with started_server(plan.scenario.server, plan.workdir / "server.log", env) as (port, pid):
+        with tls_tunnel(port + 1, plan.workdir) as tunnel:
+            yield (HOST, tunnel), pid
+
+
+def tls_env(workdir: Path) -> dict[str, str]:
+    """A server's TLS listener with a certificate of a CA made here (``ca.pem``)."""
+    from sipline.net.testcerts import Authority  # the test extra's cryptography
+
+    authority = Authority.create(workdir, "ca")
+    cert = authority.issue("server", ips=[HOST])
+    return {
+        "SIPLINE_SIP__TRANSPORTS": '["udp", "tcp", "tls"]',
+        "SIPLINE_TLS__CERTIFICATE": str(cert.certificate),
+        "SIPLINE_TLS__KEY": str(cert.key),
+    }
 
 
 @contextmanager
-def started_server(server: Server, log: Path) -> Iterator[tuple[int, int]]:
+def tls_tunnel(tls_port: int, workdir: Path) -> Iterator[int]:
+    """A TCP port that socat carries over TLS to ``tls_port``, verifying the server."""
+    port = free_port()
+    target = f"OPENSSL:{HOST}:{tls_port},cafile={workdir / 'ca.pem'},verify=1,nodelay"
+    process = subprocess.Popen(
+        ["socat", f"TCP-LISTEN:{port},bind={HOST},reuseaddr,fork,nodelay", target],
+        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        time.sleep(0.3)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(5)
+
+
+@contextmanager
+def started_server(
+    server: Server, log: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
     """Start ``server`` on a free port, wait until it answers; yield (port, pid); stop it."""
     port = free_port()
-    env = {**os.environ, **server.env, server.port_env: str(port)}
+    env = {**os.environ, **server.env, **(extra or {}), server.port_env: str(port)}
     argv = [str(VENV_BIN / server.argv[0]), *server.argv[1:]]
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -11,6 +11,10 @@ Which calls: ``anchor_media = "nat"`` anchors those with a party behind NAT
 than the one its INVITE came from), ``"always"`` every call, ``"never"`` none.
 Calls to the B2BUA are left to it: it anchors off-net media itself.
 
+An anchored offer of SDES-SRTP (``RTP/SAVP`` with ``a=crypto``) asks the relay
+for ``transport-protocol`` RTP/SAVP: it ends each phone's SRTP under keys of
+its own, so each side has its own keys and only authentic packets latch.
+
 Our Record-Route says the dialog is anchored (``;ma``), so a re-INVITE or
 UPDATE with SDP is anchored again and the BYE deletes, with no state kept
 here beyond the forwarded request's. Offers in the ACK (an INVITE without
@@ -37,6 +41,7 @@ from sipline.ng.anchoring import (
     packets,
     sent_from_elsewhere,
     source_flags,
+    srtp_flags,
 )
 from sipline.ng.client import NgClient, NgError
 from sipline.sip.address import Address
@@ -123,6 +128,9 @@ class MediaAnchor:
         media.offering = True
         self.commands["offer"] += 1
         flags = source_flags(request, source, direct=media.direct)
+        # A phone's SRTP is ended at the relay and the callee offered SRTP of its own:
+        # each side has its own keys, and only authentic packets latch.
+        flags |= srtp_flags(request.body, "RTP/SAVP")
         return self.client.offer(
             media.call_id, media.from_tag, request.body, to_tag=media.to_tag, **flags
         )

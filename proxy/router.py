@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sipline.config import split_host_port
+from sipline.config import split_hop, split_host_port
 from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
@@ -77,6 +77,8 @@ COUNTED = {
     "impersonations": "Requests refused 403: the From is not the authenticated subscriber's",
     "internal_hops": "Requests refused 403: a Contact, Path or next hop of a subscriber's"
     " leads to an internal node",
+    "insecure_hops": "Branches of a sips request received over TLS not forwarded (480):"
+    " the target is not reached over TLS",
 }
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
 TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
@@ -120,7 +122,7 @@ class Router(StatefulProxy):
         super().__init__(settings, proxy.domains, monotonic=monotonic)
         self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
-        b2bua = [Address("UDP", *split_host_port(peer)) for peer in proxy.b2bua]
+        b2bua = [Address(*split_hop(peer)) for peer in proxy.b2bua]
         self.targets = Targets(location, directory, b2bua, clock)
         self.authenticator = authenticator
         self.clock = clock
@@ -329,6 +331,13 @@ class Router(StatefulProxy):
             fork.finish(branch, fork.make(503, reason))
             return
         request = fork.request
+        if transport != "TLS" and secure(request, fork.server.source):
+            # RFC 3261 §26.2.2, RFC 5630 §3.1.3: a sips request that came over TLS
+            # goes on over TLS or not at all.
+            self.counts["insecure_hops"] += 1
+            reason = f"Temporarily Unavailable: {target.dest} is not reached over TLS (sips)"
+            fork.finish(branch, fork.make(480, reason))
+            return
         copy = Request(
             request.method, target.uri or request.uri, request.headers.copy(), request.body
         )
@@ -562,6 +571,11 @@ class Router(StatefulProxy):
 
     def _timers_pending(self) -> bool:
         return bool(self.timer_c or self.no_answer)
+
+
+def secure(request: Request, source: Address) -> bool:
+    """A sips request that came over TLS: every hop after us must be TLS too."""
+    return source.transport == "TLS" and request.uri[:5].lower() == "sips:"
 
 
 def _transaction_of(request: Request) -> tuple[str, int]:

@@ -223,7 +223,11 @@ class ProxyNode:
         self.service = RegistrarService(settings, db)
         service = self.service
         self.router = Router(settings, service.location, service.directory, service.authenticator)
-        names = LocalNames(settings.proxy.domains, [(settings.sip.host, settings.sip.port)])
+        sip = settings.sip
+        listening = [(sip.host, sip.port)]
+        if "tls" in sip.transports:
+            listening.append((sip.host, sip.tls_port or sip.port + 1))
+        names = LocalNames(settings.proxy.domains, listening)
         handler = ProxyHandler(
             names, service.registrar, self.router, settings.sip.server_header, service.nat
         )

@@ -16,7 +16,8 @@ m-lines took 4,800 port pairs). ``received-from`` names the host the party's
 SIP came from, and that host may latch the party's streams beside the SDP's
 (relay.rtp); with the flag ``SIP-source-address`` it also replaces the SDP's
 address as where to send until the party's RTP is latched (rtpengine's
-meaning of both).
+meaning of both). ``transport-protocol`` (with ``SDES``) bridges SDES-SRTP on
+one side to RTP or SRTP on the other (relay.srtp).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from relay.sessions import (
     RelayError,
     SessionTable,
 )
+from relay.srtp import bridge_answer, bridge_offer
 from sipline.logs import event
 from sipline.ng.bencode import BencodeError, decode, encode
 from sipline.sip.errors import ParseError
@@ -150,6 +152,9 @@ class NgHandler:
         to_tag = _optional(message, "to-tag")
         source = _received_from(message)
         ports = self.table.offer(call_id, from_tag, to_tag, specs, source)
+        party = self.table.calls[call_id].party(from_tag)
+        if party is not None and party.peer is not None:
+            bridge_offer(sdp, party.media, party.peer.media, message)
         event(log, "ng_offer", logging.DEBUG, call_id=call_id, from_tag=from_tag, ports=ports)
         return {"result": "ok", "sdp": self._anchor(sdp, ports, message)}
 
@@ -159,6 +164,9 @@ class NgHandler:
         sdp = _sdp(message, self.max_media)
         specs, source = _specs(sdp, message), _received_from(message)
         ports = self.table.answer(call_id, from_tag, to_tag, specs, source)
+        party = self.table.calls[call_id].party(from_tag)
+        if party is not None and party.peer is not None:
+            bridge_answer(sdp, party.peer.media, party.media)
         event(log, "ng_answer", logging.DEBUG, call_id=call_id, to_tag=to_tag, ports=ports)
         return {"result": "ok", "sdp": self._anchor(sdp, ports, message)}
 

@@ -23,6 +23,10 @@ sources' packets unless the offer asks for ``strict source``: here the hosts
 are the signalling's and strict is the rule. New addresses in a re-offer or answer (the phone moved) undo a
 latch whose host they no longer name, and learning starts again.
 
+A stream whose party speaks SRTP that the relay terminates (relay.srtp) has
+``unprotect``: a packet that does not authenticate is dropped before it can
+latch, and ``protect``: what is relayed to that party is encrypted first.
+
 ``receive`` is the per-packet hot path: one tuple comparison for the source,
 a few counters, the statistics update and one ``sendto`` on the peer.
 """
@@ -33,6 +37,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from relay.srtp import Error as SrtpError
 from relay.stats import RtpStats
 
 __all__ = ["LEARN_WINDOW", "Endpoint", "Stream"]
@@ -40,6 +45,7 @@ __all__ = ["LEARN_WINDOW", "Endpoint", "Stream"]
 Endpoint = tuple[str, int]
 SendTo = Callable[[bytes, Any], None]
 Refused = Callable[["Stream", Any], None]
+Transform = Callable[[bytes], bytes]
 
 LEARN_WINDOW = 3.0  # seconds after latching in which an allowed source may take over
 
@@ -74,6 +80,8 @@ class Stream:
         "errors",
         "last_packet",
         "stats",
+        "unprotect",
+        "protect",
         "_update",
     )
 
@@ -115,6 +123,10 @@ class Stream:
         self.last_packet: float | None = None
         self.stats = None if rtcp else (stats or RtpStats())
         self._update = None if self.stats is None else self.stats.update
+        self.unprotect: Transform | None = None
+        """Decrypts and authenticates the party's SRTP (relay.srtp); None: relayed as it is."""
+        self.protect: Transform | None = None
+        """Encrypts what is relayed to the party; None: sent as it is."""
 
     def advertise(self, endpoint: Endpoint | None, signalled: str | None = None) -> None:
         """The party's SDP address, and the host its signalling came from when the
@@ -142,7 +154,20 @@ class Stream:
 
     def receive(self, data: bytes, source: Any, now: float) -> bool:
         """Account a packet from ``source`` and relay it to the peer; False if dropped."""
-        if source != self.source and not self._learn(source, now):
+        fresh = source != self.source
+        if fresh and source[0] not in self.allowed:
+            self.errors += 1
+            self.refused(self, source)
+            return False
+        unprotect = self.unprotect
+        if unprotect is not None:
+            try:
+                data = unprotect(data)
+            except SrtpError:  # not keyed by the party, altered or replayed: no latch
+                self.errors += 1
+                self.refused(self, source)
+                return False
+        if fresh and not self._learn(source, now):
             self.errors += 1
             self.refused(self, source)
             return False
@@ -155,6 +180,12 @@ class Stream:
         peer = self.peer
         if peer is None or peer.endpoint is None:
             return False
+        protect = peer.protect
+        if protect is not None:
+            try:
+                data = protect(data)
+            except SrtpError:  # too short to be RTP
+                return False
         peer.sendto(data, peer.endpoint)
         return True
 

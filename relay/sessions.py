@@ -31,6 +31,7 @@ from typing import Protocol
 from relay.anchor import MediaSpec
 from relay.ports import PortPool
 from relay.rtp import LEARN_WINDOW, Refused, Stream, _uncounted
+from relay.srtp import Crypto
 
 __all__ = [
     "Call",
@@ -76,6 +77,11 @@ class MediaStreams:
     rtp: Stream
     rtcp: Stream
     names: dict[int, str] = field(default_factory=dict)
+    # SRTP the relay terminates for this party (relay.srtp): the keys we offered it,
+    # the one it gets our media under, and whether its SDP's protocol was translated.
+    offered: list[Crypto] = field(default_factory=list)
+    ours: Crypto | None = None
+    translated: bool = False
 
     def streams(self) -> tuple[Stream, Stream]:
         return self.rtp, self.rtcp

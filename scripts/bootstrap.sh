@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run and test: the system programs the tests drive
-# (sipp, MariaDB, Redis, baresip) and a .venv with sipline installed editable.
+# (sipp, MariaDB, Redis, baresip, socat) and a .venv with sipline installed editable.
 # Idempotent and quick when everything is already there; installing system
 # packages needs root on Debian (apt).
 set -euo pipefail
@@ -22,6 +22,8 @@ PACKAGES=(
     "redis-server:redis-server"
     "baresip-core:baresip"
     "rtpengine-daemon:rtpengine"
+    # Debian's sipp has no TLS: the TLS tests carry its TCP over TLS with socat.
+    "socat:socat"
 )
 
 apt_updated=0

@@ -34,7 +34,7 @@ from pydantic_settings import (
 )
 
 from sipline import __version__
-from sipline.peers import parse_peer
+from sipline.peers import CERTIFICATE, certified_name, parse_peer
 
 ENV_PREFIX = "SIPLINE_"
 ENV_DELIMITER = "__"
@@ -156,7 +156,9 @@ class SipSection(Section):
     # The address put in Via, Record-Route and Contact when ``host`` is a
     # wildcard (0.0.0.0, ::) or the node sits behind a 1:1 NAT; "" = ``host``.
     advertised_host: Annotated[str, AfterValidator(_optional_ip)] = ""
-    transports: Annotated[list[Literal["udp", "tcp"]], Field(min_length=1)] = ["udp", "tcp"]
+    transports: Annotated[list[Literal["udp", "tcp", "tls"]], Field(min_length=1)] = ["udp", "tcp"]
+    # The TLS listener's port (with "tls" in transports); 0 = port + 1 (5061 for 5060).
+    tls_port: Annotated[int, Field(ge=0, le=65535)] = 0
     max_message_bytes: Annotated[int, Field(ge=1024)] = 65535
     tcp_idle_timeout: Seconds = 300.0
     trace: bool = False
@@ -236,22 +238,102 @@ def _host_port(value: str) -> str:
 
 
 def split_host_port(value: str) -> tuple[str, int]:
-    """A validated HOST:PORT setting as (host without IPv6 brackets, port)."""
-    host, _, port = value.rpartition(":")
+    """A validated HOST:PORT setting (or next hop) as (host without IPv6 brackets, port)."""
+    host, _, port = value.partition(";")[0].rpartition(":")
     return host.strip("[]"), int(port)
 
 
 HostPort = Annotated[str, AfterValidator(_host_port)]
+_HOP_TRANSPORTS = ("transport=udp", "transport=tcp", "transport=tls")
+
+
+def _hop(value: str) -> str:
+    where, _, param = value.partition(";")
+    _host_port(where)
+    if param and param.strip().lower() not in _HOP_TRANSPORTS:
+        raise ValueError(
+            "expected HOST:PORT, optionally with ;transport=udp, tcp or tls,"
+            " such as 127.0.0.1:5071;transport=tls"
+        )
+    return value
+
+
+def split_hop(value: str) -> tuple[str, str, int]:
+    """A validated next hop setting as (transport, host, port): UDP unless it says."""
+    param = value.partition(";")[2].strip().lower()
+    return (param[10:].upper() if param else "UDP", *split_host_port(value))
+
+
+# A next hop we send to: HOST:PORT, ";transport=tcp" (or tls) to reach it over that.
+Hop = Annotated[str, AfterValidator(_hop)]
 
 
 def _peer(value: str) -> str:
-    parse_peer(value)
+    if value.startswith(CERTIFICATE):
+        certified_name(value)
+    else:
+        parse_peer(value)
     return value
 
 
 # A trusted peer (sipline.peers): IP (any port), IP:PORT or [IPv6]:PORT, and
-# ";transport=tcp" (or udp) to trust it on that transport only.
+# ";transport=tcp" (or udp, tls) to trust it on that transport only; or "tls:NAME",
+# the [[tls.peers]] entry NAME, by its certificate.
 Peer = Annotated[str, AfterValidator(_peer)]
+
+
+def _readable(value: str) -> str:
+    if value and not Path(value).is_file():
+        raise ValueError("no such file (or not a regular file)")
+    return value
+
+
+# A PEM file that must exist when named; "" = none.
+PemFile = Annotated[str, AfterValidator(_readable)]
+
+
+class TlsPeer(Section):
+    """A ``[[tls.peers]]`` entry: a peer (a carrier, another node of ours) known by its
+    certificate over TLS (sipline.net.tls): it must chain to ``ca``, be issued by
+    one of its certificates, and name ``identity`` in its subjectAltName (or CN)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    # The DNS name (or URI) its certificate must carry; also the SNI and the name
+    # checked when we connect to it (RFC 5922 §7).
+    identity: Annotated[str, Field(min_length=1)]
+    ca: Annotated[PemFile, Field(min_length=1)]
+    # Where it connects from and is reached at: IP or IP:PORT entries; [] = any address
+    # (it is known by its certificate alone). A connection from one of these hosts whose
+    # certificate does not prove this identity is refused.
+    hosts: list[Peer] = []
+    # Our client certificate toward it; "" = [tls] certificate and key.
+    certificate: PemFile = ""
+    key: PemFile = ""
+
+
+class TlsSection(Section):
+    """SIP over TLS (RFC 3261 §26, RFC 5630), with "tls" in ``[sip] transports``."""
+
+    certificate: PemFile = ""
+    key: PemFile = ""
+    # CAs that verify the servers we connect to that no peer names; "" = the system's.
+    ca: PemFile = ""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    # OpenSSL cipher list of TLS 1.2 (TLS 1.3 suites are all AEAD and left to OpenSSL).
+    ciphers: Annotated[str, Field(min_length=1)] = "ECDHE+AESGCM:ECDHE+CHACHA20"
+    # Seconds between looks at the files' modification times (a renewed certificate is
+    # taken without a restart, as on SIGHUP); 0 = on SIGHUP only.
+    watch_interval: Annotated[float, Field(ge=0)] = 60.0
+    peers: list[TlsPeer] = []
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSection:
+        if bool(self.certificate) != bool(self.key):
+            raise ValueError("certificate and key go together: set both or neither")
+        names = [peer.name for peer in self.peers]
+        if len(set(names)) != len(names):
+            raise ValueError("every [[tls.peers]] entry needs a name of its own")
+        return self
 
 
 def _optional_host_port(value: str) -> str:
@@ -265,8 +347,8 @@ class ProxySection(Section):
     # Peers whose requests are not challenged and whose identity headers are
     # believed (the B2BUA, the ACR nodes sending inbound DID calls); see sipline.peers.
     trusted: list[Peer] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
-    # Where calls to anything that is not one of our subscribers go.
-    b2bua: list[HostPort] = ["127.0.0.1:5070"]
+    # Where calls to anything that is not one of our subscribers go (";transport=tls" ...).
+    b2bua: list[Hop] = ["127.0.0.1:5070"]
     record_route: bool = True
     # Seconds a forwarded INVITE may go without a final response (RFC 3261 §16.6 timer C).
     timer_c: Annotated[float, Field(ge=180)] = 180.0
@@ -400,7 +482,7 @@ class PatternRoute(Section):
     name: str = ""
     # A prefix ("+4420", "112") or a regular expression matched against the whole number.
     pattern: Annotated[str, Field(min_length=1), AfterValidator(_pattern)]
-    gateways: Annotated[list[HostPort], Field(min_length=1)]
+    gateways: Annotated[list[Hop], Field(min_length=1)]
 
 
 class B2buaSection(Section):
@@ -411,8 +493,8 @@ class B2buaSection(Section):
     # Who may send calls (the proxies); anyone else gets 403. Phones on the same
     # box are 127.0.0.1 too: name the proxy's address and port.
     trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5060"]
-    # The ACR nodes calls are balanced over (round robin), HOST:PORT.
-    acr: Annotated[list[HostPort], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
+    # The ACR nodes calls are balanced over (round robin), HOST:PORT[;transport=tcp|tls].
+    acr: Annotated[list[Hop], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
     # response before the call goes to the next one.
     failover_timeout: Seconds = 2.0
@@ -442,6 +524,10 @@ class B2buaSection(Section):
     min_se: Annotated[int, Field(ge=90)] = 90
     media_relay: Annotated[str, AfterValidator(_optional_host_port)] = "127.0.0.1:2223"
     anchor_media: Literal["nat", "always", "never"] = "nat"
+    # A caller's SRTP (RTP/SAVP, RFC 4568) is ended at the relay (unless anchor_media is
+    # "never"); toward the ACR and carriers the call's media is RTP, or SRTP under the
+    # relay's own keys with carrier_srtp = true.
+    carrier_srtp: bool = False
     # Hours an account may exceed its licence before calls over it get 403.
     grace_hours: Annotated[int, Field(ge=0)] = 48
 
@@ -492,6 +578,7 @@ class Settings(BaseSettings):
     node: NodeSection = Field(default_factory=NodeSection)
     sip: SipSection = Field(default_factory=SipSection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    tls: TlsSection = Field(default_factory=TlsSection)
     log: LogSection = Field(default_factory=LogSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     admin: AdminSection = Field(default_factory=AdminSection)
@@ -650,5 +737,8 @@ def listening_on(settings: Settings, address: str) -> Settings:
     The B2BUA and the ACR nodes run the same Node as the proxy, each on its own address.
     """
     host, _, port = address.rpartition(":")
-    sip = settings.sip.model_copy(update={"host": host.strip("[]"), "port": int(port)})
+    # Each role's TLS listener is its own port + 1 (or tls_port away from it).
+    tls_port = settings.sip.tls_port and settings.sip.tls_port - settings.sip.port + int(port)
+    update = {"host": host.strip("[]"), "port": int(port), "tls_port": tls_port}
+    sip = settings.sip.model_copy(update=update)
     return settings.model_copy(update={"sip": sip})

@@ -3,12 +3,15 @@
 proxies, the ACR's B2BUAs.
 
 An entry is an IP address (any port) or IP:PORT, either followed by
-``;transport=tcp`` (or ``udp``) to trust it on that transport only:
+``;transport=tcp`` (or ``udp``, ``tls``) to trust it on that transport only:
 ``10.0.0.5``, ``10.0.0.5:5070``, ``10.0.0.5:5070;transport=tcp``,
 ``2001:db8::5``, ``[2001:db8::5]:5070``. A source address proves something
 only where it cannot be spoofed: a private interface, or TCP (a connection
 needs the peer to answer the handshake; UDP's source is whatever the
-sender wrote).
+sender wrote). Or ``tls:NAME``: whoever proved over TLS to be the
+``[[tls.peers]]`` entry NAME by its certificate, from any address
+(``sipline.net.tls``; the transport notes each such connection in
+``CERTIFIED``).
 
 ``TrustedPeers.trusts`` sits on every message's path (the node's flood
 limits exempt trusted peers): one dict lookup for a stranger's address.
@@ -23,7 +26,10 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from sipline.sip.address import Address
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
+CERTIFICATE = "tls:"  # an entry naming a [[tls.peers]] entry
+# TLS connection id (unique in the process) -> the [[tls.peers]] name its certificate proved.
+CERTIFIED: dict[int, str] = {}
 
 
 class Peer(NamedTuple):
@@ -58,8 +64,9 @@ def parse_peer(text: str) -> Peer:
 
 
 _EXPECTED = (
-    "expected an IP address, IP:PORT or [IPv6]:PORT, optionally with ;transport=tcp or"
-    " ;transport=udp, such as 10.0.0.5:5070;transport=tcp"
+    "expected an IP address, IP:PORT or [IPv6]:PORT, optionally with ;transport=tcp,"
+    " ;transport=udp or ;transport=tls, such as 10.0.0.5:5070;transport=tcp; or tls:NAME"
+    " for a [[tls.peers]] entry"
 )
 
 
@@ -72,25 +79,30 @@ def _port(text: str) -> int:
 class TrustedPeers:
     """A set of trusted-peer entries, asked about each message's source."""
 
-    __slots__ = ("_by_host",)
+    __slots__ = ("_by_host", "_names")
 
     def __init__(self, entries: Iterable[str]) -> None:
         by_host: dict[str, list[tuple[int | None, str | None]]] = {}
+        names = set()
         for entry in entries:
+            if entry.startswith(CERTIFICATE):
+                names.add(certified_name(entry))
+                continue
             peer = parse_peer(entry)
             by_host.setdefault(peer.host, []).append((peer.port, peer.transport))
         self._by_host = {host: tuple(rules) for host, rules in by_host.items()}
+        self._names = frozenset(names)
 
     def trusts(self, source: Address) -> bool:
         rules = self._by_host.get(source.host)
-        if rules is None:
-            return False
-        for port, transport in rules:
-            if (port is None or port == source.port) and (
-                transport is None or transport == source.transport
-            ):
-                return True
-        return False
+        if rules is not None:
+            for port, transport in rules:
+                if (port is None or port == source.port) and (
+                    transport is None or transport == source.transport
+                ):
+                    return True
+        names = self._names
+        return bool(names) and source.transport == "TLS" and CERTIFIED.get(source.connection) in names  # type: ignore[arg-type]
 
     __call__ = trusts
 
@@ -100,4 +112,12 @@ class TrustedPeers:
         return frozenset(self._by_host)
 
     def __bool__(self) -> bool:
-        return bool(self._by_host)
+        return bool(self._by_host or self._names)
+
+
+def certified_name(entry: str) -> str:
+    """The [[tls.peers]] name of a ``tls:NAME`` entry; ValueError when it has none."""
+    name = entry[len(CERTIFICATE) :].strip()
+    if not name:
+        raise ValueError(_EXPECTED)
+    return name

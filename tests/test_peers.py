@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipline.peers import Peer, TrustedPeers, parse_peer
+from sipline.peers import CERTIFIED, Peer, TrustedPeers, parse_peer
 from sipline.sip.address import Address
 
 
@@ -24,6 +24,7 @@ def tcp(host: str, port: int) -> Address:
         ("10.0.0.5;transport=tcp", Peer("10.0.0.5", None, "TCP")),
         ("10.0.0.5:5070;transport=TCP", Peer("10.0.0.5", 5070, "TCP")),
         ("10.0.0.5:5070;transport=udp", Peer("10.0.0.5", 5070, "UDP")),
+        ("10.0.0.5;transport=tls", Peer("10.0.0.5", None, "TLS")),
         ("2001:DB8::5", Peer("2001:db8::5", None, None)),
         ("[2001:db8:0::5]:5070", Peer("2001:db8::5", 5070, None)),
     ],
@@ -34,7 +35,7 @@ def test_an_entry_is_an_address_with_an_optional_port_and_transport(entry: str, 
 
 @pytest.mark.parametrize(
     "entry",
-    ["proxy.example", "10.0.0.5:0", "10.0.0.5:70000", "10.0.0.5:", "10.0.0.5;transport=tls",
+    ["proxy.example", "10.0.0.5:0", "10.0.0.5:70000", "10.0.0.5:", "10.0.0.5;transport=sctp",
      "10.0.0.5;tcp", "[2001:db8::5]", "[2001:db8::5:5070", "10.0.0.0/8", ""],
 )  # fmt: skip
 def test_anything_else_is_refused_saying_what_is_expected(entry: str) -> None:
@@ -80,3 +81,26 @@ def test_ipv6_entries_match_the_compressed_form_sockets_give() -> None:
 def test_no_entries_trust_nobody() -> None:
     peers = TrustedPeers([])
     assert not peers and not peers.trusts(udp("127.0.0.1", 5060))
+
+
+def tls(host: str, port: int, connection: int) -> Address:
+    return Address("TLS", host, port, connection)
+
+
+def test_a_tls_entry_trusts_the_connections_whose_certificate_proved_that_peer() -> None:
+    # The TLS transport notes which [[tls.peers]] entry a connection's certificate proved.
+    peers = TrustedPeers(["tls:carrier"])
+    CERTIFIED[9001] = "carrier"
+    CERTIFIED[9002] = "other"
+    try:
+        assert peers.trusts(tls("203.0.113.7", 40000, 9001))  # from any address
+        assert not peers.trusts(tls("203.0.113.7", 40001, 9002))  # another peer's certificate
+        assert not peers.trusts(tls("203.0.113.7", 40002, 9003))  # none (a phone)
+        assert not peers.trusts(tcp("203.0.113.7", 40000)._replace(connection=9001))
+    finally:
+        CERTIFIED.clear()
+
+
+def test_a_tls_entry_needs_a_name() -> None:
+    with pytest.raises(ValueError, match="tls:NAME"):
+        TrustedPeers(["tls:"])

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-TRANSPORTS = ("UDP", "TCP")
+TRANSPORTS = ("UDP", "TCP", "TLS")
 PARSE_ERROR_KINDS = ("request", "response", "garbage")
 # flood: over its source's limit (sipline.net.guard); banned: from a banned source.
 DROP_REASONS = (
@@ -23,8 +23,11 @@ DROP_REASONS = (
 # Why the transaction layer turned a message away itself (sipline.sip.transaction.Refused).
 REFUSAL_REASONS = ("draining", "transaction_limit", "source_transaction_limit", "wrong_source")
 BAN_REASONS = ("flood", "auth")  # the bans a node makes (operators' come from `sipline ban`)
-# Accepted TCP connections closed at once (over a limit) or later (a message too slow).
-TCP_CLOSE_REASONS = ("max_connections", "per_ip", "read_timeout")
+# Accepted TCP (and TLS) connections closed at once (over a limit) or later (a message
+# too slow); TLS ones whose handshake failed (or timed out), or whose certificate
+# proved no peer from a peer's address.
+TCP_CLOSE_REASONS = ("max_connections", "per_ip", "read_timeout", "tls_handshake", "tls_peer")
+TLS_RELOADS = ("ok", "failed")  # certificate reloads (SIGHUP or a changed file)
 
 
 class Tally:
@@ -85,6 +88,7 @@ class NodeMetrics:
         "inbound",
         "outbound",
         "calls",
+        "tls_reloads",
         "_transactions",
         "_connections",
         "_banned",
@@ -106,6 +110,7 @@ class NodeMetrics:
         self.inbound = Traffic()
         self.outbound = Traffic()
         self.calls = Tally()
+        self.tls_reloads = {r: Tally() for r in TLS_RELOADS}
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
         self._banned: Callable[[], float] = _zero
@@ -149,8 +154,11 @@ _LABELLED = (
     ("sipline_bans", "Sources this node banned, by why (flood: over its rate; auth: failed digests)",
      "reason", "bans", BAN_REASONS),
     ("sipline_tcp_closed",
-     "Accepted TCP connections the node closed: over a connection limit, or too slow",
+     "Accepted TCP and TLS connections the node closed: over a connection limit, too slow,"
+     " a failed TLS handshake, a certificate proving no peer from a peer's address",
      "reason", "tcp_closed", TCP_CLOSE_REASONS),
+    ("sipline_tls_reloads", "TLS certificate reloads (SIGHUP or a changed file), by outcome",
+     "outcome", "tls_reloads", TLS_RELOADS),
 )  # fmt: skip
 _COUNTERS = (
     ("sipline_handler_errors",

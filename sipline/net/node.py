@@ -3,8 +3,10 @@
 Every datagram or framed stream message is decoded once, stamped with its
 source (RFC 3581) and given to the sans-IO ``TransactionLayer``; the node
 carries out the actions that come back (``Send`` to a transport, the rest to
-the ``Handler``). One periodic tick runs every transaction timer and the TCP
-idle sweep: no task or timer handle per message or per transaction.
+the ``Handler``). One periodic tick runs every transaction timer, the TCP and
+TLS idle sweeps and the look at the TLS files (``[tls] watch_interval``): no
+task or timer handle per message or per transaction. SIGHUP reloads the TLS
+certificate and key too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +26,8 @@ from sipline.net.guard import Guard
 from sipline.net.handler import Handler
 from sipline.net.metrics import NodeMetrics
 from sipline.net.signals import until_stopped
-from sipline.net.transport import TcpEndpoint, TcpLimits, UdpEndpoint
+from sipline.net.tls import Credentials
+from sipline.net.transport import TcpEndpoint, TcpLimits, TlsEndpoint, UdpEndpoint
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
@@ -82,6 +86,8 @@ class Node:
         self._server_header: str = settings.sip.server_header
         self._udp: UdpEndpoint | None = None
         self._tcp: TcpEndpoint | None = None
+        self._tls: TlsEndpoint | None = None
+        self._next_watch = 0.0
         self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         # False until every transport listens: the UDP socket reads before the TCP
@@ -109,8 +115,8 @@ class Node:
         except BaseException:
             await self._close_transports()
             raise
-        tcp = self._tcp
-        self.metrics.watch(lambda: len(self.layer), lambda: len(tcp.by_id) if tcp else 0)
+        streams = [e for e in (self._tcp, self._tls) if e is not None]
+        self.metrics.watch(lambda: len(self.layer), lambda: sum(len(e.by_id) for e in streams))
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
         self._started = True
         for transport in self._senders:
@@ -129,6 +135,8 @@ class Node:
         left = len(self.layer)
         self._tick_handle.cancel()
         self._tick_handle = None
+        if self._tls is not None:
+            _forget_signal(signal.SIGHUP)
         await self._close_transports()
         await self._bans.stop()
         self.metrics.unwatch()
@@ -146,6 +154,15 @@ class Node:
             )
             await self._tcp.listen(sip.host, sip.port)
             self._senders["TCP"] = self._tcp.send
+        if "tls" in sip.transports:
+            credentials = Credentials(self.settings.tls)  # ConfigError naming the key
+            self._tls = TlsEndpoint(
+                self, sip.max_message_bytes, sip.tcp_idle_timeout, TcpLimits.of(self.guard.limits),
+                self.guard, self.metrics, credentials=credentials,
+            )  # fmt: skip
+            await self._tls.listen(sip.host, sip.tls_port or sip.port + 1)
+            self._senders["TLS"] = self._tls.send
+            _on_signal(signal.SIGHUP, self.reload_tls)
 
     async def _close_transports(self) -> None:
         self._senders.clear()
@@ -153,10 +170,21 @@ class Node:
             await self._udp.close()
         if self._tcp is not None:
             await self._tcp.close()
+        if self._tls is not None:
+            await self._tls.close()
+
+    def reload_tls(self) -> bool:
+        """Load the ``[tls]`` files again (SIGHUP, or one changed): new connections
+        get them; on a failure the ones in use stay (logged), False."""
+        if self._tls is None:
+            return False
+        done = self._tls.credentials.reload()
+        self.metrics.tls_reloads["ok" if done else "failed"].inc()
+        return done
 
     def local_address(self, transport: str) -> Address:
-        """Where this node listens on ``transport`` ("UDP" or "TCP"), for Via and Contact."""
-        endpoint = {"UDP": self._udp, "TCP": self._tcp}.get(transport.upper())
+        """Where this node listens on ``transport`` ("UDP", "TCP", "TLS"), for Via and Contact."""
+        endpoint = {"UDP": self._udp, "TCP": self._tcp, "TLS": self._tls}.get(transport.upper())
         if endpoint is None or endpoint.address is None:
             raise LookupError(f"not listening on {transport}")
         advertised = self.settings.sip.advertised_host
@@ -169,8 +197,19 @@ class Node:
             self._carry_out(self.layer.expire(now))
             if self._tcp is not None:
                 self._tcp.sweep(now)
+            if self._tls is not None:
+                self._tls.sweep(now)
+                self._watch_tls(now)
         except Exception:
             self._core_error("expire")
+
+    def _watch_tls(self, now: float) -> None:
+        interval = self.settings.tls.watch_interval
+        if interval and now >= self._next_watch:
+            self._next_watch = now + interval
+            assert self._tls is not None
+            if self._tls.credentials.changed():
+                self.reload_tls()
 
     # -- what roles call -----------------------------------------------------------
     def respond(self, txn: ServerTransaction, response: Response) -> None:
@@ -212,10 +251,10 @@ class Node:
         """Write a keepalive (RFC 5626 §3.5.1 CRLF ping) on the stream connection
         ``dest.connection`` only: never a new connection, which a phone behind
         NAT could not accept. False when that connection is gone."""
-        tcp = self._tcp
-        if tcp is None or dest.connection is None:
+        stream = self._tls if dest.transport == "TLS" else self._tcp
+        if stream is None or dest.connection is None:
             return False
-        conn = tcp.by_id.get(dest.connection)
+        conn = stream.by_id.get(dest.connection)
         if conn is None or conn.closed:
             return False
         conn.write(data)
@@ -398,6 +437,20 @@ class Node:
 
 
 _UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))
+
+
+def _on_signal(sig: signal.Signals, callback: Callable[[], Any]) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(sig, callback)
+    except (RuntimeError, ValueError):  # not the main thread (an embedded node): no signal
+        pass
+
+
+def _forget_signal(sig: signal.Signals) -> None:
+    try:
+        asyncio.get_running_loop().remove_signal_handler(sig)
+    except (RuntimeError, ValueError):
+        pass
 
 
 # -- the node `sipline run` starts -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""UDP and TCP endpoints: bytes on the wire to framed SIP messages and back.
+"""UDP, TCP and TLS endpoints: bytes on the wire to framed SIP messages and back.
 
 The endpoints know framing (a datagram is one message; a stream is framed by
 Content-Length, RFC 3261 §18.3) and connections, nothing more: every framed
@@ -16,6 +16,15 @@ TCP is bounded for strangers: accepted connections in all and per source IP
 connection's first) must arrive whole within ``read_timeout``, framing scans
 only the bytes that arrived since the last look, and only a whole message or
 a CRLF ping counts as activity for the idle timeout.
+
+TLS is TCP with an ``ssl.SSLContext`` (RFC 3261 §26.3.1, contexts from
+``sipline.net.tls``): an accepted connection is admitted and counted like a
+TCP one before any cryptography, then handshaken (``start_tls``) within the
+read timeout; a failed handshake, or a certificate that does not prove the
+peer its address claims, closes it (counted, logged with its source). A
+connection we open verifies the server (SNI and name of its ``[[tls.peers]]``
+entry). Connections whose certificate proved a peer are noted in
+``sipline.peers.CERTIFIED`` while they are open.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import itertools
 import logging
 import resource
 import socket
+import ssl
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -33,6 +43,7 @@ from typing import Protocol
 from sipline.logs import event
 from sipline.net import socket_filter
 from sipline.net.metrics import NodeMetrics
+from sipline.peers import CERTIFIED
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import content_length
@@ -41,6 +52,7 @@ log = logging.getLogger("sipline.net.transport")
 
 UDP = "UDP"
 TCP = "TCP"
+TLS = "TLS"
 CONNECT_TIMEOUT = 10.0
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
 MAPPED = "::ffff:"  # an IPv4 peer on a dual-stack IPv6 socket (RFC 4291 §2.5.5.2)
@@ -269,7 +281,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
         host = unmapped(host)
-        self.source = Address(TCP, host, port, self.id)
+        self.source = Address(self._endpoint.transport, host, port, self.id)
         if self.peer is None:  # accepted; an opened one keeps the key it was asked for
             self.peer = (host, port)
             if not self._endpoint._admit(self):
@@ -390,6 +402,8 @@ class TcpEndpoint:
     ``gate`` (the node's guard) admits each accepted connection as it would a
     message, and exempts trusted peers from the per-IP limit."""
 
+    transport = TCP
+
     def __init__(
         self,
         sink: Sink,
@@ -425,14 +439,15 @@ class TcpEndpoint:
         raise_file_limit(self.limits.max_connections + SPARE_FILES)
         sock = tcp_listener(host, port)
         try:
-            self._server = await loop.create_server(
-                lambda: TcpConnection(self, next(self._ids)), sock=sock
-            )
+            self._server = await loop.create_server(self._connection, sock=sock)
         except BaseException:
             sock.close()
             raise
         sockname = self._server.sockets[0].getsockname()
-        self.address = Address(TCP, unmapped(sockname[0]), sockname[1])
+        self.address = Address(self.transport, unmapped(sockname[0]), sockname[1])
+
+    def _connection(self, peer: tuple[str, int] | None = None) -> TcpConnection:
+        return TcpConnection(self, next(self._ids), peer)
 
     def send(self, data: bytes, dest: Address) -> bool:
         """Write on ``dest.connection`` if alive, else any connection to the peer, else a new one."""
@@ -447,7 +462,7 @@ class TcpEndpoint:
         return True
 
     def _open(self, host: str, port: int) -> TcpConnection:
-        conn = TcpConnection(self, next(self._ids), (host, port))
+        conn = self._connection((host, port))
         self.by_id[conn.id] = conn
         self.by_peer[(host, port)] = conn
         task = asyncio.get_running_loop().create_task(self._connect(conn, host, port))
@@ -458,12 +473,18 @@ class TcpEndpoint:
     async def _connect(self, conn: TcpConnection, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: conn, host, port), CONNECT_TIMEOUT)
+            await asyncio.wait_for(
+                loop.create_connection(lambda: conn, host, port, **self._connect_options(conn)),
+                CONNECT_TIMEOUT,
+            )
         except (OSError, TimeoutError) as exc:
             event(log, "tcp_connect_failed", logging.WARNING, peer=f"{host}:{port}",
-                  dropped=len(conn.pending), error=exc or "timeout")
+                  transport=self.transport, dropped=len(conn.pending), error=exc or "timeout")
             conn.pending.clear()
             conn.close()
+
+    def _connect_options(self, conn: TcpConnection) -> dict[str, object]:
+        return {}
 
     def _admit(self, conn: TcpConnection) -> bool:
         """Count an accepted connection in, or say it must be closed at once."""
@@ -487,7 +508,7 @@ class TcpEndpoint:
         conn.partial_since = self.now  # its first message must come within the read timeout
         return True
 
-    def _closing(self, reason: str, source: Address | None) -> None:
+    def _closing(self, reason: str, source: Address | None, **why: object) -> None:
         """Count a connection closed for ``reason``; log it, at most a line a second a reason."""
         self._closes[reason].value += 1
         now = time.monotonic()
@@ -496,7 +517,7 @@ class TcpEndpoint:
             return
         self._log_after[reason] = now + REFUSAL_LOG_EVERY
         event(log, "tcp_closed", logging.WARNING, reason=reason, source=source,
-              unlogged=self._unlogged.pop(reason, 0))  # fmt: skip
+              unlogged=self._unlogged.pop(reason, 0), **why)  # fmt: skip
 
     def _register(self, conn: TcpConnection) -> None:
         self.by_id[conn.id] = conn
@@ -547,3 +568,136 @@ class TcpEndpoint:
             conn.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+# Process-wide, as sipline.peers.CERTIFIED is keyed by them (tests run several nodes).
+_TLS_IDS = itertools.count(1)
+
+
+class TlsConnection(TcpConnection):
+    """A TLS connection: ``connection_made`` comes once the handshake is over. An
+    accepted one (``accepted``) was admitted and counted before its handshake;
+    its certificate is checked against our peers (``Credentials.identify``)."""
+
+    accepted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.accepted and not self.closed:
+            endpoint: TlsEndpoint = self._endpoint  # type: ignore[assignment]
+            if not endpoint._identified(self, transport):
+                self.close()
+                transport.abort()  # type: ignore[attr-defined]
+                return
+        super().connection_made(transport)
+
+
+class TlsEndpoint(TcpEndpoint):
+    """A TLS listener and connections: TCP's limits, framing and reuse, with
+    ``credentials`` (``sipline.net.tls.Credentials``) for the handshakes.
+
+    Connections are accepted here (``sock_accept``), so each is admitted and
+    counted by its address before any cryptography, then handshaken within
+    the read timeout."""
+
+    transport = TLS
+
+    def __init__(self, sink: Sink, max_message_bytes: int, idle_timeout: float,
+                 limits: TcpLimits | None = None, gate: Gate | None = None,
+                 metrics: NodeMetrics | None = None, *, credentials: object) -> None:  # fmt: skip
+        super().__init__(sink, max_message_bytes, idle_timeout, limits, gate, metrics)
+        self.credentials = credentials
+        self._ids = _TLS_IDS
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        raise_file_limit(self.limits.max_connections + SPARE_FILES)
+        self._listener = sock = tcp_listener(host, port)
+        sockname = sock.getsockname()
+        self.address = Address(TLS, unmapped(sockname[0]), sockname[1])
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_all(sock))
+
+    async def _accept_all(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, addr = await loop.sock_accept(sock)
+            except OSError as exc:  # out of descriptors ...: the backlog waits
+                event(log, "tls_accept_failed", logging.WARNING, error=exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._accepted(client, addr)
+
+    def _accepted(self, client: socket.socket, addr: tuple) -> None:
+        host, port = unmapped(addr[0]), addr[1]
+        conn = TlsConnection(self, next(self._ids), (host, port))
+        conn.accepted = True
+        conn.source = Address(TLS, host, port, conn.id)
+        if not self._admit(conn):
+            client.close()
+            return
+        client.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self._handshake(conn, client))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _handshake(self, conn: TlsConnection, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: conn, client, ssl=self.credentials.server,  # type: ignore[attr-defined]
+                ssl_handshake_timeout=self.limits.read_timeout,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            conn.close()
+            client.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the handshake raised, it failed
+            if not conn.closed:
+                self._closing("tls_handshake", conn.source, error=_reason(exc))
+                conn.close()
+            client.close()
+
+    def _identified(self, conn: TlsConnection, transport: asyncio.BaseTransport) -> bool:
+        """Note the peer an accepted connection's certificate proves; False (counted,
+        logged) when it comes from a peer's address and proves no peer there."""
+        source = conn.source
+        assert source is not None
+        cert = transport.get_extra_info("peercert")
+        name, refuse = self.credentials.identify(cert, source.host)  # type: ignore[attr-defined]
+        if refuse:
+            self._closing("tls_peer", source, error="its certificate proves no peer of its address")
+            return False
+        if name is not None:
+            CERTIFIED[conn.id] = name
+        return True
+
+    def _connection(self, peer: tuple[str, int] | None = None) -> TcpConnection:
+        return TlsConnection(self, next(self._ids), peer)
+
+    def _connect_options(self, conn: TcpConnection) -> dict[str, object]:
+        assert conn.peer is not None
+        context, server_name, name = self.credentials.client(*conn.peer)  # type: ignore[attr-defined]
+        if name is not None:
+            CERTIFIED[conn.id] = name  # the handshake proves it, or the connection never opens
+        return {"ssl": context, "server_hostname": server_name,
+                "ssl_handshake_timeout": CONNECT_TIMEOUT}  # fmt: skip
+
+    def _forget(self, conn: TcpConnection) -> None:
+        CERTIFIED.pop(conn.id, None)
+        super()._forget(conn)
+
+    async def close(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+            self._accepting = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        await super().close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return str(exc) or type(exc).__name__

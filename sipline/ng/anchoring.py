@@ -58,6 +58,18 @@ def received_from(sdp: bytes, source: Address) -> dict[str, Any]:
     return flags
 
 
+def offers_srtp(sdp: bytes) -> bool:
+    """The SDP offers SDES-SRTP (an ``RTP/SAVP`` or ``RTP/SAVPF`` stream with ``a=crypto``)."""
+    return b" RTP/SAVP" in sdp and b"\na=crypto:" in sdp
+
+
+def srtp_flags(sdp: bytes, toward: str) -> dict[str, Any]:
+    """ng flags asking the relay to take the offer's SRTP (RFC 4568) and give the
+    other side ``toward`` ("RTP/SAVP": SRTP under keys of its own; "RTP/AVP": RTP);
+    none for an offer without SRTP."""
+    return {"transport_protocol": toward} if offers_srtp(sdp) else {}
+
+
 def packets(stats: dict[str, Any]) -> str:
     """``tag:packets`` of each party's RTP in a delete or query reply, for the log."""
     out = []

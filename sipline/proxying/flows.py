@@ -47,11 +47,12 @@ def flow_toward(request: Request, params: dict[str, str]) -> Address | None:
 
 
 def encode_flow(address: Address) -> str:
-    text = f"{address.host}~{address.port}~{address.transport[0].lower()}"
+    text = f"{address.host}~{address.port}~{_LETTERS[address.transport]}"
     return text if address.connection is None else f"{text}~{address.connection}"
 
 
-_TRANSPORTS = {"u": "UDP", "t": "TCP"}
+_TRANSPORTS = {"u": "UDP", "t": "TCP", "s": "TLS"}
+_LETTERS = {name: letter for letter, name in _TRANSPORTS.items()}
 
 
 def decode_flow(text: str) -> Address | None:

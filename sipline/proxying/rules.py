@@ -24,6 +24,7 @@ from sipline.sip.uri import SipUri, parse_uri
 # Methods whose out-of-dialog requests create dialogs (§12; RFC 6665, RFC 3515).
 DIALOG_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 SCHEMES = ("sip:", "sips:", "tel:")
+STREAMS = frozenset(("TCP", "TLS"))  # the stream transports we speak besides UDP
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,11 +43,13 @@ class Local:
     __slots__ = ("addresses", "domains", "hosts", "ports", "_prefixes", "_vias")
 
     def __init__(self, addresses: dict[str, Address], domains: list[str]) -> None:
-        self.addresses = addresses  # "UDP"/"TCP" -> where we listen
+        self.addresses = addresses  # "UDP"/"TCP"/"TLS" -> where we listen
         self.domains = [d.lower() for d in domains]
         self.hosts = frozenset(a.host.lower() for a in addresses.values())
         self.ports = frozenset(a.port for a in addresses.values())
-        self._prefixes = tuple(f"sip:{a.hostport};" for a in addresses.values())
+        self._prefixes = tuple(f"sip:{a.hostport};" for a in addresses.values()) + tuple(
+            f"sips:{a.hostport};" for t, a in addresses.items() if t == "TLS"
+        )
         self._vias = tuple(f"SIP/2.0/{t} {a.hostport};" for t, a in addresses.items())
 
     # -- is it us? -----------------------------------------------------------
@@ -225,8 +228,10 @@ def resolve(uri_text: str) -> Address | None:
     if not _is_ip(host):
         return None
     transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
-    if transport not in ("UDP", "TCP"):
+    if transport not in STREAMS and transport != "UDP":
         return None
+    if uri.scheme == "sips":
+        transport = "TLS"  # RFC 5630 §3.1.2: a sips URI is reached over TLS, whatever it says
     return Address(transport, host, uri.port or DEFAULT_PORT[transport])
 
 
@@ -250,7 +255,7 @@ def via_address(via: Via) -> Address:
     our responses at any host."""
     host = via.received or via.host
     port = via.rport or via.port or DEFAULT_PORT.get(via.transport, 5060)
-    transport = via.transport if via.transport in ("UDP", "TCP") else "UDP"
+    transport = via.transport if via.transport in STREAMS else "UDP"
     return Address(transport, host.strip("[]"), port)
 
 

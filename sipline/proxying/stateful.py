@@ -115,7 +115,7 @@ class StatefulProxy(Handler):
         local = self._local
         if local is None:
             addresses = {}
-            for transport in ("UDP", "TCP"):
+            for transport in ("UDP", "TCP", "TLS"):
                 try:
                     addresses[transport] = node.local_address(transport)
                 except LookupError:

@@ -56,8 +56,10 @@ def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
         acr: list[int],
         routes: list[dict[str, object]] = (),  # type: ignore[assignment]
         database: str | None = None,
+        env: dict[str, str] | None = None,
         **settings: object,
     ) -> B2bua:
+        """``settings`` are [b2bua] keys; ``env`` other SIPLINE_* variables."""
         port = free_port()
         workdir = tmp_path / f"b2bua-{len(started)}"
         workdir.mkdir()
@@ -81,6 +83,7 @@ def start_b2bua(tmp_path: Path) -> Iterator[StartB2bua]:
             "SIPLINE_DATABASE__URL": database or f"sqlite:///{workdir / 'b2bua.db'}",
             **{f"SIPLINE_B2BUA__{k.upper()}": v if isinstance(v, str) else json.dumps(v)
                for k, v in values.items()},
+            **(env or {}),
         }  # fmt: skip
         log = workdir / "b2bua.log"
         with log.open("wb") as out:

@@ -66,8 +66,17 @@ class Baresip:
     """One baresip process and its ctrl_tcp connection; events arrive on a queue."""
 
     def __init__(
-        self, binary: str, phone: Phone, proxy_port: int, workdir: Path, transport: str
+        self,
+        binary: str,
+        phone: Phone,
+        proxy_port: int,
+        workdir: Path,
+        transport: str,
+        *,
+        config: str = "",
+        account: str = "",
     ) -> None:
+        """``config`` lines are added to its config, ``account`` parameters to its account."""
         self.phone = phone
         self.directory = workdir / phone.user
         self.directory.mkdir()
@@ -76,11 +85,12 @@ class Baresip:
         rtp = free_port()
         (self.directory / "config").write_text(
             CONFIG.format(host=HOST, sip_port=self.sip_port, ctrl_port=self.ctrl_port,
-                          name=phone.user, rtp_low=rtp, rtp_high=rtp + 10)
+                          name=phone.user, rtp_low=rtp, rtp_high=rtp + 10) + config
         )  # fmt: skip
         (self.directory / "accounts").write_text(
             ACCOUNT.format(user=phone.user, domain=phone.domain, password=phone.password,
                            host=HOST, proxy_port=proxy_port, transport=transport)
+            .replace("\n", account + "\n")
         )  # fmt: skip
         (self.directory / "contacts").write_text("")
         self.log = self.directory / "baresip.log"

@@ -53,6 +53,7 @@ def test_without_a_recorded_flow_the_request_uri_decides() -> None:
     [
         Address("UDP", "192.0.2.7", 5060),
         Address("TCP", "192.0.2.7", 41000, 12),
+        Address("TLS", "192.0.2.7", 41001, 13),  # a phone's TLS connection, not TCP's
         Address("UDP", "2001:db8::1", 5060),
     ],
 )

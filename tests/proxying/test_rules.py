@@ -236,9 +236,17 @@ def test_resolve_takes_ip_literals_transport_maddr_and_default_port() -> None:
     assert resolve("sip:[2001:db8::1]:5062") == Address("UDP", "2001:db8::1", 5062)
 
 
+def test_resolve_reaches_sips_and_transport_tls_over_tls() -> None:
+    # RFC 5630 §3.1.2: a sips URI is TLS whatever transport it names, on 5061 by default.
+    assert resolve("sips:bob@192.0.2.9") == Address("TLS", "192.0.2.9", 5061)
+    assert resolve("sips:bob@192.0.2.9:5071;transport=tcp") == Address("TLS", "192.0.2.9", 5071)
+    assert resolve("sip:bob@192.0.2.9;transport=tls") == Address("TLS", "192.0.2.9", 5061)
+
+
 def test_resolve_declines_what_needs_dns_or_another_transport() -> None:
     assert resolve("sip:bob@example.net") is None
-    assert resolve("sips:bob@192.0.2.9") is None
+    assert resolve("sips:bob@example.net") is None
+    assert resolve("sip:bob@192.0.2.9;transport=sctp") is None
     assert resolve("tel:+15551234") is None
 
 
