@@ -593,6 +593,20 @@ class Settings(BaseSettings):
     acr: AcrSection = Field(default_factory=AcrSection)
 
     @model_validator(mode="after")
+    def _certified_peers_are_named(self) -> Settings:
+        # A typo in "tls:NAME" would trust nobody, silently: name the key instead.
+        names = {peer.name for peer in self.tls.peers}
+        for section in ("proxy", "b2bua", "acr"):
+            for entry in getattr(self, section).trusted:
+                if entry.startswith("tls:") and entry[4:].strip() not in names:
+                    known = ", ".join(sorted(names)) or "none"
+                    raise ValueError(
+                        f"{section}.trusted = {entry!r}: no [[tls.peers]] entry is named "
+                        f"{entry[4:].strip()!r} (named: {known})"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _admin_needs_a_secret_off_loopback(self) -> Settings:
         if not ipaddress.ip_address(self.metrics.host).is_loopback and not (
             self.admin.secret or self.auth.secret

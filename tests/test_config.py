@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sipline import __version__
 from sipline.config import ConfigError, Settings, listening_on, load_settings, split_host_port
@@ -315,3 +316,8 @@ def test_a_bad_limit_fails_naming_the_key(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, "[limits]\nflood_window = 0\nipv6_prefix = 129\n"))
     assert "limits.flood_window = 0: expected greater than 0" in message
     assert "limits.ipv6_prefix = 129: expected less than or equal to 128" in message
+
+
+def test_a_trusted_tls_name_must_name_a_tls_peer() -> None:
+    with pytest.raises(ValidationError, match=r"b2bua.trusted = 'tls:proxy-1': no \[\[tls.peers\]\]"):
+        Settings(b2bua={"trusted": ["tls:proxy-1"]})

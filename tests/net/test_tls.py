@@ -36,7 +36,7 @@ def ca(tmp_path: Path) -> Authority:
 
 def settings(ca: Authority, **tls: Any) -> Settings:
     server = ca.issue("node", dns=["node.example.com"], ips=[HOST])
-    port = free_port()
+    port = free_port(span=2)  # TLS listens on port + 1
     return Settings(
         node={"name": "tls-test", "drain_timeout": 0.1},
         sip={"host": HOST, "port": port, "transports": ["udp", "tls"], "server_header": "t"},
