@@ -25,7 +25,7 @@ from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction
 
 from .call import Call, Leg
-from .legs import Local, next_hop_address
+from .legs import Local, Unreachable, next_hop_address
 from .nexthop import NextHops
 
 if TYPE_CHECKING:
@@ -185,4 +185,7 @@ def send_ack(node: Node, leg: Leg, cseq: int, request: Request | None) -> None:
     if body:
         leg.sdp = body
     ack, hop = dialog.create_ack(cseq, via=leg.local.via(), body=body, content_type=content_type)
-    node.send_stateless(ack, next_hop_address(hop))
+    try:
+        node.send_stateless(ack, next_hop_address(hop))
+    except Unreachable:
+        pass  # the far side's 2xx comes again, then its transaction gives up (§13.2.2.4)

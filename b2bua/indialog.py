@@ -19,14 +19,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from .anchoring import through_relay
 from .call import Call, Leg, Media, Own, Phase, Relay
 from .calls import SUPPORTED, Calls, send_ack
-from .legs import REQUEST_HEADERS, crossing_response, next_hop_address
+from .legs import REQUEST_HEADERS, Unreachable, crossing_response, next_hop_address
 from .sessiontimer import from_response, session_expires
 from .teardown import end
 
@@ -107,7 +106,7 @@ def _send_on(calls: Calls, node: Node, leg: Leg, request: Request, txn: ServerTr
         call.reinvite = relay
     try:
         dest = next_hop_address(hop)
-    except ParseError as exc:
+    except Unreachable as exc:
         calls.answer(node, txn, 502, f"Bad Gateway: {exc.reason}")
         return
     media = calls.media
@@ -291,7 +290,12 @@ def _session_due(calls: Calls, node: Node, leg: Leg, now: float) -> None:
             "INVITE", via=leg.local.via(), contact=leg.local.contact, body=leg.sdp,
             content_type="application/sdp" if leg.sdp else None, extra=extra,
         )  # fmt: skip
-    txn = node.send_request(out, next_hop_address(hop))
+    try:
+        dest = next_hop_address(hop)
+    except Unreachable as exc:
+        end(calls, node, call, None, f"refresh failed: {exc.reason}")
+        return
+    txn = node.send_request(out, dest)
     txn.context = Own(call, leg)
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 from sipline.proxying.rules import resolve
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, header_key
 from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response
@@ -147,12 +146,21 @@ def crossing_response(
     return out
 
 
+class Unreachable(Exception):
+    """A next hop we cannot send to (a host name, a transport we do not speak):
+    the request fails as a transport error does (RFC 3261 §16.9), never 400."""
+
+    def __init__(self, uri_text: str) -> None:
+        super().__init__(f"cannot reach {uri_text}")
+        self.reason = f"cannot reach {uri_text}"
+
+
 def next_hop_address(uri_text: str) -> Address:
     """Where a request to ``uri_text`` goes (IP literals only between our nodes;
-    resolved once per URI): ParseError when it cannot be reached."""
+    resolved once per URI): Unreachable when it cannot be reached."""
     found = resolve(uri_text)
     if found is None:
-        raise ParseError(f"cannot reach {uri_text}")
+        raise Unreachable(uri_text)
     return found
 
 

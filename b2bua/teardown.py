@@ -32,7 +32,7 @@ from sipline.sip.transaction import ClientTransaction, State
 
 from .call import Call, Leg, Media, Phase
 from .calls import Calls, send_ack
-from .legs import crossing_response, next_hop_address
+from .legs import Unreachable, crossing_response, next_hop_address
 
 if TYPE_CHECKING:
     from sipline.net.node import Node
@@ -135,7 +135,7 @@ def bye(node: Node, leg: Leg, reason: str | None = None) -> None:
     request, hop = dialog.create_request("BYE", via=leg.local.via(), extra=extra)
     try:
         dest = next_hop_address(hop)
-    except ParseError:
+    except Unreachable:
         return
     node.send_request(request, dest)  # its answer needs nothing of the call
 
@@ -198,7 +198,7 @@ def hang_up_stray(calls: Calls, node: Node, request: Request, response: Response
         ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via())
         out, hop = dialog.create_request("BYE", via=local.via(), extra=(("Reason", GHOST),))
         ack_dest, dest = next_hop_address(ack_hop), next_hop_address(hop)
-    except ParseError as exc:
+    except (ParseError, Unreachable) as exc:
         event(log, "ghost_not_hung_up", logging.WARNING, call_id=response.call_id, error=exc.reason)
         return
     node.send_stateless(ack, ack_dest)

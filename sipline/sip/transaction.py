@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .address import Address, response_address, stamp_received
-from .errors import ParseError
+from .errors import LocalProtocolError, ParseError
 from .headers import Via
 from .ids import MAGIC_COOKIE, new_tag
 from .message import Headers, Request, Response
@@ -588,15 +588,16 @@ class TransactionLayer:
         """Send a request in a new client transaction; its top Via must carry the branch.
 
         The ACK for a 2xx is no transaction (§17.1.1.3): send it with
-        ``send_stateless``.
+        ``send_stateless``. An ACK, or a branch missing or in use, raises
+        LocalProtocolError: the TU's bug, not the peer's.
         """
         if request.method == "ACK":
-            raise ParseError("ACK is sent without a client transaction")
+            raise LocalProtocolError("ACK is sent without a client transaction")
         key = client_key(request)
         if key[0] is None:
-            raise ParseError("request without a Via branch")
+            raise LocalProtocolError("request without a Via branch")
         if key in self._clients:
-            raise ParseError("Via branch already in use by a client transaction")
+            raise LocalProtocolError("Via branch already in use by a client transaction")
         method = request.method
         state = State.CALLING if method == "INVITE" else State.TRYING
         txn = ClientTransaction(key, request, method, state, dest, data=request.serialise())

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from sipline.config import Settings
 from sipline.proxying.rules import Rejection
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
+from sipline.sip.errors import LocalProtocolError, ParseError
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State, server_key
 from tests.proxying.test_rules import invite
@@ -48,7 +50,7 @@ class Proxy(StatefulProxy):
 
     timer_tick = 0.01
 
-    def __init__(self, fail: ParseError | None = None) -> None:
+    def __init__(self, fail: Exception | None = None) -> None:
         super().__init__(Settings(), ["example.com"])
         self.fail = fail
         self.routed: list[Any] = []
@@ -195,6 +197,13 @@ def test_a_header_that_does_not_parse_is_answered_400_with_the_reason() -> None:
     receive(proxy, node, invite())
     [answer] = node.answers
     assert (answer.status, answer.reason) == (400, "Bad Request: bad To")
+
+
+def test_a_local_protocol_error_is_our_bug_not_the_senders_400() -> None:
+    proxy, node = Proxy(LocalProtocolError("Via branch already in use")), Node()
+    with pytest.raises(LocalProtocolError):  # the node logs it and answers 500
+        receive(proxy, node, invite())
+    assert node.answers == []
 
 
 def test_a_cancel_is_answered_here_and_cancels_its_invites_context() -> None:

@@ -4,7 +4,7 @@
 import pytest
 
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
+from sipline.sip.errors import LocalProtocolError
 from sipline.sip.message import Request, Response, parse_message
 from sipline.sip.transaction import (
     ClientTransaction,
@@ -457,18 +457,18 @@ def test_responses_match_client_transactions_by_branch_and_cseq_method(layer):
 
 def test_a_request_needs_a_via_branch_of_its_own(layer):
     layer.request(options(), NEXT_HOP)
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(options(), NEXT_HOP)
     no_branch = options()
     no_branch.headers.set("Via", "SIP/2.0/UDP 198.51.100.1:5060")
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(no_branch, NEXT_HOP)
 
 
 def test_an_ack_is_not_sent_in_a_client_transaction(layer):
     request = our_invite()
     ack = ack_for_invite(request, request.response(200, to_tag="x"), branch="z9hG4bKack")
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(ack, NEXT_HOP)
     assert layer.send_stateless(ack, NEXT_HOP) == [Send(ack.serialise(), NEXT_HOP)]
     assert len(layer) == 0
