@@ -48,7 +48,8 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
 
 def _hex(hash_new: Callable[[bytes], Any], text: str) -> str:
     # surrogateescape gives back the wire bytes of a message decoded with it.
-    return hash_new(text.encode("utf-8", "surrogateescape")).hexdigest()
+    digest: str = hash_new(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return digest
 
 
 def _hash_for(algorithm: str) -> Callable[[bytes], Any]:

@@ -38,7 +38,7 @@ _MISSING: Any = object()
 # One header line: (key, name as written, value, original line or None once changed).
 # A tuple of strings: the cyclic GC stops tracking it after its first collection,
 # so the headers of messages that transactions keep for 32 s cost no scanning.
-Field = tuple
+Field = tuple[str, str, str, str | None]
 
 
 class Headers:
@@ -114,7 +114,7 @@ class Headers:
         value = self._parsed.get(key, _MISSING)
         if value is _MISSING:
             value = self._parsed[key] = parse(self, key)
-        return value
+        return value  # type: ignore[no-any-return]  # the cache holds what ``parse`` made
 
     def _all(self, key: str) -> list[Field]:
         found = self._multi.get(key)
@@ -678,7 +678,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             key = header_key(name)
         elif not colon:
             raise ParseError("header line without colon")
-        f = (key, name, value.strip(), line)
+        f: Field = (key, name, value.strip(), line)
         append(f)
         first = first_of(key, f)
         if first is not f:
@@ -691,7 +691,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     headers._fields = fields
     headers._index = index
     headers._multi = multi
-    headers._parsed = parsed = {}
+    parsed: dict[str, Any] = {}
+    headers._parsed = parsed
     message.headers = headers
 
     # Body framing (RFC 3261 §18.3, §20.14).
@@ -735,11 +736,11 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             parsed["cseq"] = cseq = CSeq.parse(text)
             if cseq.method != message.method:
                 raise ParseError("CSeq method does not match")
-        found = index.get("max-forwards")
-        if found is None:
+        max_forwards_field = index.get("max-forwards")
+        if max_forwards_field is None:
             parsed["max-forwards"] = None
         else:
-            max_forwards = found[2]
+            max_forwards = max_forwards_field[2]
             if max_forwards.isdigit() and max_forwards.isascii() and len(max_forwards) < 10:
                 parsed["max-forwards"] = int(max_forwards)
             else:
