@@ -39,8 +39,8 @@ the statistics fetch the relay's figures for the call by it,
 ``sipline:relay:call:<it>``). In a dialog, only our signed Record-Route
 (``sipline.proxying.signing``) takes a request anywhere.
 
-Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
-periodic callback, no task or timer handle per call.
+Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from the
+node's tick (``on_tick``, with the prober's rounds), no task or timer handle per call.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.config import Settings
 from sipline.logs import event
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.internal import strip_internal
@@ -96,12 +97,11 @@ from .model import Carrier, Cdr, Did
 from .stats import Attempt
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.acr.router")
 
 TIMER_C = 180.0  # seconds after the last 1xx before an attempt is CANCELled (§16.8)
-TIMER_TICK = 0.05  # seconds between runs of the PDD limit and timer C
 MAX_CALL = 4 * 3600.0  # an answered call never hung up is closed (CDR) after this long
 PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed over a while
 # An in-dialog request answered so: the dialog is gone at one side (RFC 3261 §12.2.1.2)
@@ -154,14 +154,13 @@ class AcrRouter(StatefulProxy):
     wall-clock time, ``monotonic`` the deadlines' clock.
     """
 
-    timer_tick = TIMER_TICK
     role = "acr"
     counted = COUNTED
     log = log
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         node_name: str,
         table: Table,
         live: Live,
@@ -173,7 +172,7 @@ class AcrRouter(StatefulProxy):
         monotonic: Callable[[], float] = time.monotonic,
         prober: Any = None,
     ) -> None:
-        super().__init__(settings, monotonic=monotonic)
+        super().__init__(settings.sip, settings.auth, monotonic=monotonic)
         acr = settings.acr
         self.node_name = node_name
         self.trusted = list(acr.trusted)
@@ -201,7 +200,7 @@ class AcrRouter(StatefulProxy):
         return self.sources.classify(source) is not Source.STRANGER
 
     # -- requests -----------------------------------------------------------------------
-    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+    def _route(self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address) -> None:
         preprocessed = self._preprocess(node, request, txn)
         if preprocessed is None:
             return
@@ -240,7 +239,7 @@ class AcrRouter(StatefulProxy):
         self._next(node, call)
 
     def _outbound(
-        self, node: Node, request: Request, txn: ServerTransaction, number: str
+        self, node: NodeLike, request: Request, txn: ServerTransaction, number: str
     ) -> Call | None:
         now = self.clock()
         decision = self.table.decide(number, now)
@@ -287,7 +286,7 @@ class AcrRouter(StatefulProxy):
         return call
 
     def _inbound(
-        self, node: Node, request: Request, txn: ServerTransaction, number: str
+        self, node: NodeLike, request: Request, txn: ServerTransaction, number: str
     ) -> Call | None:
         did = self.dids.get(number)
         if did is None:
@@ -314,7 +313,7 @@ class AcrRouter(StatefulProxy):
         )
 
     # -- serial failover ----------------------------------------------------------------
-    def _next(self, node: Node, call: Call) -> None:
+    def _next(self, node: NodeLike, call: Call) -> None:
         """Send the call to its next usable hop, or answer upstream when none is left."""
         local = self.local(node)
         now = self.clock()
@@ -343,7 +342,7 @@ class AcrRouter(StatefulProxy):
             break
         self._send(node, call, hop)
 
-    def _admit(self, node: Node, call: Call, hop: Hop, carrier: Carrier, now: float) -> bool | None:
+    def _admit(self, node: NodeLike, call: Call, hop: Hop, carrier: Carrier, now: float) -> bool | None:
         """Whether the carrier takes one more call, or None when the answer comes later.
 
         A carrier with a capacity or cps limit is admitted exactly across the
@@ -360,7 +359,7 @@ class AcrRouter(StatefulProxy):
         return None
 
     def _admitted(
-        self, node: Node, call: Call, hop: Hop, carrier: Carrier, done: asyncio.Future[bool]
+        self, node: NodeLike, call: Call, hop: Hop, carrier: Carrier, done: asyncio.Future[bool]
     ) -> None:
         try:
             admitted = not done.cancelled() and done.exception() is None and done.result()
@@ -377,7 +376,7 @@ class AcrRouter(StatefulProxy):
         except Exception:
             log.exception("event=router_error where=admitted number=%s", call.number)
 
-    def _send(self, node: Node, call: Call, hop: Hop) -> None:
+    def _send(self, node: NodeLike, call: Call, hop: Hop) -> None:
         """Forward the call's INVITE to ``hop`` in a client transaction of its own."""
         local = self.local(node)
         request = call.request
@@ -392,7 +391,6 @@ class AcrRouter(StatefulProxy):
         txn.context = attempt
         attempt.txn = txn
         self.pdd.arm(attempt, attempt.sent)
-        self._ensure_tick()
 
     def _release(self, call: Call) -> None:
         if call.carrier is not None:
@@ -417,7 +415,7 @@ class AcrRouter(StatefulProxy):
             _attempt(candidate, attempt.hop.address, attempt.start, code, attempt.pdd, answered)
         )
 
-    def _failed(self, node: Node, attempt: Try, response: Response) -> None:
+    def _failed(self, node: NodeLike, attempt: Try, response: Response) -> None:
         call = attempt.call
         status = response.status
         self._ended(attempt, status)
@@ -429,7 +427,7 @@ class AcrRouter(StatefulProxy):
         else:
             self._next(node, call)
 
-    def _finish(self, node: Node, call: Call, response: Response | None = None) -> None:
+    def _finish(self, node: NodeLike, call: Call, response: Response | None = None) -> None:
         """No hop left (or the hunt ended): the best answer upstream, the CDR."""
         if call.answered:
             return
@@ -453,7 +451,7 @@ class AcrRouter(StatefulProxy):
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         context = txn.context
         kind = type(context)
@@ -468,7 +466,7 @@ class AcrRouter(StatefulProxy):
             self.prober.on_response(node, response, txn, source)
 
     def _attempt_response(
-        self, node: Node, attempt: Try, response: Response, txn: ClientTransaction
+        self, node: NodeLike, attempt: Try, response: Response, txn: ClientTransaction
     ) -> None:
         status = response.status
         if status == 100:
@@ -496,7 +494,7 @@ class AcrRouter(StatefulProxy):
         else:
             self._failed(node, attempt, response)
 
-    def _answered(self, node: Node, attempt: Try, response: Response) -> None:
+    def _answered(self, node: NodeLike, attempt: Try, response: Response) -> None:
         call = attempt.call
         if attempt.pdd is None:
             attempt.pdd = self._now() - attempt.sent
@@ -528,11 +526,11 @@ class AcrRouter(StatefulProxy):
         call.request = None  # type: ignore[assignment]  # nothing more is forwarded from it
         call.hops = []
 
-    def _upstream_2xx(self, node: Node, call: Call, response: Response) -> None:
+    def _upstream_2xx(self, node: NodeLike, call: Call, response: Response) -> None:
         """Every 2xx goes upstream (§16.7 step 5, RFC 6026)."""
         self._upstream(node, call.server, response, True)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         """Timer B/F: the hop answered 408 (§16.7 step 2)."""
         context = txn.context
         if type(context) is Try:
@@ -551,7 +549,7 @@ class AcrRouter(StatefulProxy):
         elif self.prober is not None and self.prober.owns(txn):
             self.prober.on_timeout(node, txn)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         """Break the references of a finished transaction (reference counting frees the call)."""
         context = txn.context
         txn.context = None
@@ -569,7 +567,7 @@ class AcrRouter(StatefulProxy):
             self._late_cdr(context, context.bye_sent)  # type: ignore[union-attr,arg-type]
 
     # -- CANCEL (§16.10) ----------------------------------------------------------------
-    def _cancel_context(self, node: Node, call: Any) -> None:
+    def _cancel_context(self, node: NodeLike, call: Any) -> None:
         if type(call) is not Call or call.answered:
             return
         call.cancelled = True
@@ -583,7 +581,7 @@ class AcrRouter(StatefulProxy):
     # -- in-dialog requests ---------------------------------------------------------------
     def _in_dialog(
         self,
-        node: Node,
+        node: NodeLike,
         request: Request,
         txn: ServerTransaction,
         source: Address,
@@ -615,7 +613,7 @@ class AcrRouter(StatefulProxy):
         client = node.send_request(copy, dest)
         client.context = relay
 
-    def _relay_response(self, node: Node, relay: Relay, response: Response) -> None:
+    def _relay_response(self, node: NodeLike, relay: Relay, response: Response) -> None:
         if response.status == 100 or not pop_own_via(response):
             return
         if response.status in DIALOG_GONE:
@@ -725,7 +723,7 @@ class AcrRouter(StatefulProxy):
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(
-        self, node: Node, attempt: Try, txn: ClientTransaction, response: Response
+        self, node: NodeLike, attempt: Try, txn: ClientTransaction, response: Response
     ) -> None:
         """A 2xx from an attempt we gave up on (the PDD limit, a CANCEL that
         crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261),
@@ -760,8 +758,9 @@ class AcrRouter(StatefulProxy):
         return response
 
     # -- timers ---------------------------------------------------------------------------
-    def expire(self, node: Node, now: float) -> None:
-        """Run the PDD limit and timer C due at ``now`` (monotonic)."""
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """Run the PDD limit, timer C, the sweep and the prober's round due at ``now``
+        (monotonic)."""
         for attempt in self.pdd.expire(now):
             if attempt.done or attempt.pdd is not None:
                 continue
@@ -774,6 +773,8 @@ class AcrRouter(StatefulProxy):
             if not attempt.done and attempt.txn is not None:
                 node.cancel(attempt.txn)  # its 487 ends it
         self._sweep(now)
+        if self.prober is not None:
+            self.prober.on_tick(node, now)
 
     def _sweep(self, now: float) -> None:
         """Answered calls never hung up (both sides gone): closed after MAX_CALL."""
@@ -785,9 +786,6 @@ class AcrRouter(StatefulProxy):
         stale = [cid for cid, a in self.dialogs.items() if now - a.answered_at >= MAX_CALL]
         for call_id in stale:
             self._hung_up(call_id, "swept")
-
-    def _timers_pending(self) -> bool:
-        return bool(self.pdd or self.timer_c or self.dialogs)
 
 
 def _attempt(

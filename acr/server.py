@@ -6,7 +6,7 @@ route table from the store and listens on ``[acr] primary`` or ``secondary``.
 Beside the calls: the live state syncs every second and the rankings are
 recomputed from it in a thread (``rerank``); the store's version is polled
 and a change (or a rate row starting or ending) reloads carriers, rates,
-profiles and DIDs (the table is built off the event loop too); the prober sends OPTIONS to every gateway and DID proxy. SIGTERM or SIGINT
+profiles and DIDs (the table is built off the event loop too); the prober sends OPTIONS to every gateway and DID proxy from the node's tick. SIGTERM or SIGINT
 drains the node, then writes the CDRs still pending.
 """
 
@@ -149,7 +149,6 @@ class AcrNode:
         except BaseException:
             await self.cdrs.close()
             raise
-        self.prober.start(self.node, self.router.local(self.node))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._refresh()), loop.create_task(self._reload())]
         event(
@@ -212,7 +211,6 @@ class AcrNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        self.prober.close()
         if self.node is not None:
             await self.node.stop()
         if self.router is not None:

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.config import B2buaSection
 from sipline.net.metrics import RoleCounts
 from sipline.proxying.deadlines import Deadlines, Timers
 from sipline.sip.address import Address
@@ -29,7 +30,7 @@ from .legs import Local, Unreachable, next_hop_address
 from .nexthop import NextHops
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 SUPPORTED = "timer"
 # What the B2BUA counts (exported as sipline_b2bua_<name>_total on /metrics).
@@ -99,7 +100,7 @@ class Calls:
 
     def __init__(
         self,
-        b2bua: Any,
+        b2bua: B2buaSection,
         *,
         server_header: str,
         accounts: AccountsLike | None,
@@ -135,7 +136,7 @@ class Calls:
         """Calls in progress."""
         return sum(1 for leg in self.legs.values() if leg is leg.call.a)
 
-    def local(self, node: Node, transport: str = "UDP") -> Local:
+    def local(self, node: NodeLike, transport: str = "UDP") -> Local:
         """Our address on ``transport``, as Via and Contact show it."""
         local = self._locals.get(transport)
         if local is None:
@@ -144,7 +145,7 @@ class Calls:
 
     def answer(
         self,
-        node: Node,
+        node: NodeLike,
         txn: ServerTransaction,
         status: int,
         reason: str | None,
@@ -161,7 +162,7 @@ class Calls:
         else:
             self.respond(node, txn, response)
 
-    def respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
+    def respond(self, node: NodeLike, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self.server_header)
         node.respond(txn, response)
 
@@ -174,7 +175,7 @@ class Calls:
             task.add_done_callback(done)
 
 
-def send_ack(node: Node, leg: Leg, cseq: int, request: Request | None) -> None:
+def send_ack(node: NodeLike, leg: Leg, cseq: int, request: Request | None) -> None:
     """ACK the 2xx to our INVITE numbered ``cseq`` on ``leg``, carrying the body of
     ``request`` (the caller's ACK) if any (RFC 3261 §13.2.2.4: an ACK per 2xx)."""
     dialog = leg.dialog

@@ -33,12 +33,13 @@ class B2buaNode:
     def __init__(self, settings: Any, db: Database | None = None, **parts: Any) -> None:
         b2bua = settings.b2bua
         self.settings = listening_on(settings, f"{b2bua.host}:{b2bua.port}")
-        self.handler = B2buaHandler(self.settings, **parts)
+        self.handler = B2buaHandler(
+            b2bua, server_header=self.settings.sip.server_header, **parts
+        )
         self.node = Node(self.settings, self.handler, db=db)
 
     async def start(self) -> None:
-        await self.node.start()
-        self.handler.start(self.node)
+        await self.node.start()  # its tick drives the calls' timers and the probes
         b2bua = self.settings.b2bua
         event(
             log, "b2bua_started", node=self.settings.node.name,

@@ -23,9 +23,9 @@ transaction ended meanwhile is dropped quietly.
     handler = ProxyHandler(..., service.registrar, Router(settings, service.location,
                            service.directory, service.authenticator), ...)
     node = Node(settings, handler); await node.start()
-    service.start_nat(node)               # keepalives to bindings behind NAT
-    # the handler's on_response / on_timeout: if service.nat.owns(txn), hand the
-    # ping's outcome to service.nat.on_response(...) / .on_timeout(...), not the router
+    # the handler's on_tick calls service.nat.on_tick (keepalives to bindings behind
+    # NAT); its on_response / on_timeout: if service.nat.owns(txn), hand the ping's
+    # outcome to service.nat.on_response(...) / .on_timeout(...), not the router
     ...
     await node.stop(); await service.close()   # close writes what is still queued
 """
@@ -50,7 +50,7 @@ from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
-from sipline.net.node import Node
+from sipline.net.handler import NodeLike
 from sipline.net.nonces import SharedNonceCounts
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
@@ -72,7 +72,7 @@ UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))  # a server transaction
 class Pending:
     """A REGISTER on its way to an answer (authenticated once it reaches ``_busy``)."""
 
-    node: Node
+    node: NodeLike
     request: Request
     txn: ServerTransaction
     source: Address
@@ -99,7 +99,7 @@ class Registrar:
         self._busy: dict[str, deque[Pending]] = {}  # AOR -> REGISTERs waiting behind a commit
 
     def on_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
         aor = check_require(request) or aor_of(request, self.authenticator.domains.canonical)
         if isinstance(aor, Reject):
@@ -184,7 +184,7 @@ class Registrar:
         del self._busy[aor]
 
     def _respond(
-        self, node: Node, txn: ServerTransaction, response: Response, *, stateless: bool = False
+        self, node: NodeLike, txn: ServerTransaction, response: Response, *, stateless: bool = False
     ) -> None:
         """Answer; ``stateless`` for a REGISTER nobody authenticated (no state kept for it)."""
         response.headers.add("Server", self._server)
@@ -231,7 +231,7 @@ class RegistrarService:
         self.registrar = Registrar(
             settings, self.location, self.writer, self.authenticator, clock=clock
         )
-        self.nat = NatPinger(settings.nat, self.location, clock=clock)
+        self.nat = NatPinger(settings.nat, self.location, node_name=settings.node.name, clock=clock)
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -247,13 +247,8 @@ class RegistrarService:
         self.writer.start()
         self._schedule_sweep()
 
-    def start_nat(self, node: Node) -> None:
-        """Begin NAT keepalives through ``node`` (after it started)."""
-        self.nat.start(node)
-
     async def close(self) -> None:
-        """Stop pinging and sweeping, write what is queued, stop reloading subscribers."""
-        self.nat.stop()
+        """Stop sweeping, write what is queued, stop reloading subscribers."""
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None

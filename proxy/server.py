@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from proxy.registrar import RegistrarService
 from proxy.router import Router
 from sipline.logs import event
-from sipline.net.handler import Handler
+from sipline.net.handler import Handler, NodeLike
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
 from sipline.sip.address import DEFAULT_PORT, Address
@@ -39,7 +39,7 @@ SUPPORTED = "path"
 
 class RegistrarLike(Protocol):
     def on_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None: ...
 
 
@@ -47,30 +47,34 @@ class PingerLike(Protocol):
     def owns(self, txn: Transaction | None) -> bool: ...
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None: ...
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None: ...
+
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
 
 
 class RouterLike(Protocol):
     def trusts(self, source: Address) -> bool: ...
 
     def refuse_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> bool: ...
 
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None: ...
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None: ...
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None: ...
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None: ...
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None: ...
+
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
 
 
 class LocalNames:
@@ -101,7 +105,8 @@ class LocalNames:
 class ProxyHandler(Handler):
     """Dispatches the node's callbacks: REGISTER and OPTIONS to us here, the rest to the router.
 
-    The outcomes of the NAT keepalive OPTIONS the ``pinger`` sent go back to it.
+    The node's tick runs the router's timers and the NAT keepalives of the
+    ``pinger``; the outcomes of the OPTIONS it sent go back to it.
     """
 
     def __init__(
@@ -122,7 +127,7 @@ class ProxyHandler(Handler):
         return self.router.trusts(source)
 
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
         if txn is not None:
             method = request.method
@@ -138,7 +143,7 @@ class ProxyHandler(Handler):
         self.router.on_request(node, request, txn, source)
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None:
         pinger = self.pinger
         if pinger is not None and txn is not None and pinger.owns(txn):
@@ -146,16 +151,21 @@ class ProxyHandler(Handler):
             return
         self.router.on_response(node, response, txn, source)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         if self.pinger is not None and self.pinger.owns(txn):
             self.pinger.on_timeout(node, txn)
             return
         self.router.on_timeout(node, txn)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         if self.pinger is not None and self.pinger.owns(txn):
             return
         self.router.on_terminated(node, txn)
+
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        self.router.on_tick(node, now)
+        if self.pinger is not None:
+            self.pinger.on_tick(node, now)
 
     def _for_our_domain(self, request: Request) -> bool:
         uri = _sip_uri(request)
@@ -230,7 +240,6 @@ class ProxyNode:
         except BaseException:
             await self.service.close()
             raise
-        self.service.start_nat(self.node)
         log_started(self.settings)
 
     async def stop(self) -> None:

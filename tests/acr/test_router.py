@@ -241,7 +241,7 @@ class Acr:
 
     def expire(self, seconds: float) -> None:
         self.clock.now += seconds
-        self.router.expire(self.node, self.clock.now)  # type: ignore[arg-type]
+        self.router.on_tick(self.node, self.clock.now)  # type: ignore[arg-type]
 
 
 def message(text: str) -> Request | Response:

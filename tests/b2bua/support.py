@@ -46,8 +46,7 @@ class FakeNode(Wire):
     def advance(self, seconds: float) -> None:
         """Let time pass: the layer's timers, then the handler's."""
         self.clock.now += seconds
-        self.expire(self.clock.now)
-        self.handler.expire(self, self.clock.now)  # type: ignore[attr-defined]
+        self.tick(self.clock.now)
 
     def take(self) -> list[tuple[Request | Response, Address]]:  # type: ignore[override]
         return [(parse_message(data), dest) for data, dest in super().take()]
@@ -62,9 +61,11 @@ def b2bua(clock: Clock | None = None, **kwargs: Any) -> tuple[B2buaHandler, Fake
     """A handler on a fake node; ``kwargs`` are [b2bua] settings or the handler's parts."""
     parts = {k: kwargs.pop(k) for k in ("accounts", "licences", "media") if k in kwargs}
     clock = clock or Clock()
-    handler = B2buaHandler(settings(**kwargs), clock=clock, **parts)
+    values = settings(**kwargs)
+    handler = B2buaHandler(
+        values.b2bua, server_header=values.sip.server_header, clock=clock, **parts
+    )
     node = FakeNode(handler, clock)
-    handler._node = node  # type: ignore[assignment]
     handler.probing = False  # probes only where a test runs them
     return handler, node
 

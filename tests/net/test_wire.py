@@ -33,7 +33,7 @@ def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> N
     wire.receive(OPTIONS, PEER)  # the layer resends its answer; the handler is not asked
     assert [d for d, _ in wire.take()] == [data]
     clock.now += 40  # timer J: the transaction is gone
-    wire.expire(clock.now)
+    wire.tick(clock.now)
     assert len(wire.layer) == 0
     assert wire.local_address("tcp") == US._replace(transport="TCP")
 
@@ -51,7 +51,7 @@ def test_a_request_to_an_unreachable_address_ends_with_a_503_at_the_next_tick() 
     txn = wire.send_request(request, far)  # type: ignore[arg-type]
     assert wire.take() == [] and handler.responses == []
     clock.now += 0.01
-    wire.expire(clock.now)
+    wire.tick(clock.now)
     [(response, matched)] = handler.responses
     assert matched is txn and response.status == 503 and len(wire.layer) == 0
 
