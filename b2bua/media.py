@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.ng.anchoring import has_sdp, packets, received_from, sent_from_elsewhere
 from sipline.ng.client import NgClient, NgError
@@ -57,8 +58,8 @@ class LegMedia:
         """The anchoring of a ``[b2bua]`` section; None when there is nothing to anchor."""
         if not b2bua.media_relay or b2bua.anchor_media == "never":
             return None
-        host, _, port = b2bua.media_relay.rpartition(":")
-        return cls(NgClient(host.strip("[]"), int(port)), b2bua.anchor_media, b2bua.trusted)
+        client = NgClient(*split_host_port(b2bua.media_relay))
+        return cls(client, b2bua.anchor_media, b2bua.trusted)
 
     def close(self) -> None:
         self.client.close()

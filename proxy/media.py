@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.ng.anchoring import (
     has_sdp,
@@ -84,8 +85,7 @@ class MediaAnchor:
         """The anchor of a ``[proxy]`` section; None when there is nothing to anchor."""
         if not proxy.media_relay or proxy.anchor_media == "never":
             return None
-        host, _, port = proxy.media_relay.rpartition(":")
-        return cls(NgClient(host.strip("[]"), int(port)), proxy.anchor_media)
+        return cls(NgClient(*split_host_port(proxy.media_relay)), proxy.anchor_media)
 
     def close(self) -> None:
         self.client.close()

@@ -20,6 +20,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from sipline.sip.headers import split_host_port
+
 if TYPE_CHECKING:
     from sipline.sip.address import Address
 
@@ -41,17 +43,17 @@ def parse_peer(text: str) -> Peer:
         if name.strip().lower() != "transport" or value.strip().lower() not in TRANSPORTS:
             raise ValueError(_EXPECTED)
         transport = value.strip().upper()
-    host, port = where, None
-    if where.startswith("["):  # [v6]:port
-        host, close, rest = where[1:].partition("]")
-        if not close or not rest.startswith(":"):
+    host: str = where
+    port = None
+    if where.count(":") < 2 or where.startswith("["):  # a bare IPv6 address has several colons
+        try:
+            host, port = split_host_port(where)
+        except ValueError:
+            raise ValueError(_EXPECTED) from None
+        if port == 0 or (port is None and host.startswith("[")):
             raise ValueError(_EXPECTED)
-        port = _port(rest[1:])
-    elif where.count(":") == 1:  # v4:port (a v6 address has several colons)
-        host, _, rest = where.partition(":")
-        port = _port(rest)
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise ValueError(_EXPECTED) from None
     return Peer(address.compressed, port, transport)
@@ -61,12 +63,6 @@ _EXPECTED = (
     "expected an IP address, IP:PORT or [IPv6]:PORT, optionally with ;transport=tcp or"
     " ;transport=udp, such as 10.0.0.5:5070;transport=tcp"
 )
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(_EXPECTED)
-    return int(text)
 
 
 class TrustedPeers:
