@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any
 
 from proxy.authn import Authenticator
-from proxy.bindings import Origin, Policy, Reject, aor_of, check_require, ok, plan
+from proxy.bindings import Origin, Policy, aor_of, check_require, ok, plan
 from proxy.location import Location
 from proxy.location_store import LocationStore, Removal
 from proxy.nat import NatPinger
@@ -52,6 +52,7 @@ from proxy.writer import BindingWriter, Change
 from sipline.logs import event
 from sipline.net.handler import NodeLike
 from sipline.net.nonces import SharedNonceCounts
+from sipline.proxying.rules import Rejection
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State
@@ -59,12 +60,12 @@ from sipline.storage import Database, StorageError, Subscriber, Subscribers
 
 log = logging.getLogger("sipline.proxy.registrar")
 
-STORE_FAILED = Reject(
+STORE_FAILED = Rejection(
     500, "Server Internal Error (binding not stored: location database unavailable)",
     (("Retry-After", "5"),),
 )  # fmt: skip
 
-INTERNAL_ERROR = Reject(500, "Server Internal Error (registrar error, see the node's log)")
+INTERNAL_ERROR = Rejection(500, "Server Internal Error (registrar error, see the node's log)")
 UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))  # a server transaction still waiting
 
 
@@ -102,7 +103,7 @@ class Registrar:
         self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
         aor = check_require(request) or aor_of(request, self.authenticator.domains.canonical)
-        if isinstance(aor, Reject):
+        if isinstance(aor, Rejection):
             self._respond(node, txn, aor.response(request), stateless=True)
             return
         pending = Pending(node, request, txn, source, aor)
@@ -152,7 +153,7 @@ class Registrar:
         now = self._clock()
         origin = Origin(p.source, self._node_name)
         update = plan(p.request, p.aor, self.location.lookup(p.aor, now), now, self.policy, origin)
-        if isinstance(update, Reject):
+        if isinstance(update, Rejection):
             self._respond(p.node, p.txn, update.response(p.request))
             return False
         if update.empty:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, Via
+from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.uri import SipUri, parse_uri
 
@@ -28,12 +29,19 @@ SCHEMES = ("sip:", "sips:", "tel:")
 
 @dataclass(slots=True, frozen=True)
 class Rejection:
-    """A request the proxy answers itself: status, a reason phrase for the
-    operator, and any header the answer needs (Unsupported for 420)."""
+    """A request a proxy or its registrar answers itself: status, a reason phrase
+    for the operator, and any header the answer needs (Unsupported for 420,
+    Min-Expires for 423, Retry-After)."""
 
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
+
+    def response(self, request: Request) -> Response:
+        response = request.response(self.status, self.reason, to_tag=new_tag())
+        for name, value in self.headers:
+            response.headers.add(name, value)
+        return response
 
 
 class Local:

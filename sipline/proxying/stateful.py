@@ -256,9 +256,8 @@ class StatefulProxy(Handler):
         """Answer a request ourselves; ``stateless`` (before anyone is known to have
         sent it) answers once and forgets the transaction, as ``_refuse`` does."""
         request = txn.request
-        response = self._answer(request, rejection.status, rejection.reason)
-        for name, value in rejection.headers:
-            response.headers.add(name, value)
+        response = rejection.response(request)
+        response.headers.add("Server", self.server_header)
         if stateless:
             node.respond_stateless(txn, response)
         else:
