@@ -62,7 +62,7 @@ def _send_to_caller(calls: Calls, node: NodeLike, call: Call, response: Response
     if status >= 200:
         extra = [*extra, ("Supported", SUPPORTED)]
     out = crossing_response(
-        server.request, response, to_tag=call.a_tag, contact=a.local.contact,
+        server.request, response, to_tag=call.a_tag, contact=a.contact,
         record_route=True, body=body, extra=extra,
     )  # fmt: skip
     if body:

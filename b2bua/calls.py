@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sipline.config import B2buaSection
 from sipline.net.metrics import RoleCounts
 from sipline.proxying.deadlines import Deadlines, Timers
+from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction
 
 from .call import Call, Leg
-from .legs import Local, Unreachable, next_hop_address
+from .legs import Unreachable, next_hop_address
 from .nexthop import NextHops
 
 if TYPE_CHECKING:
@@ -129,18 +130,19 @@ class Calls:
         self.metrics.watch("calls_active", "Calls in progress", self.__len__)
         self.metrics.watch("hops_up", "Next hops (ACR nodes, gateways) up", self.hops.up)
         self.counts = self.metrics.values  # plain ints, bumped on the call path
-        self._locals: dict[str, Local] = {}
+        self._local: Local | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:
         """Calls in progress."""
         return sum(1 for leg in self.legs.values() if leg is leg.call.a)
 
-    def local(self, node: NodeLike, transport: str = "UDP") -> Local:
-        """Our address on ``transport``, as Via and Contact show it."""
-        local = self._locals.get(transport)
+    def local(self, node: NodeLike) -> Local:
+        """Where we listen, as Via and Contact show it (learnt from the node, which
+        delivers nothing before every transport listens)."""
+        local = self._local
         if local is None:
-            local = self._locals[transport] = Local(node.local_address(transport))
+            local = self._local = Local.of(node)
         return local
 
     def answer(
@@ -185,7 +187,7 @@ def send_ack(node: NodeLike, leg: Leg, cseq: int, request: Request | None) -> No
     content_type = request.headers.get("content-type") if body and request is not None else None
     if body:
         leg.sdp = body
-    ack, hop = dialog.create_ack(cseq, via=leg.local.via(), body=body, content_type=content_type)
+    ack, hop = dialog.create_ack(cseq, via=leg.via(), body=body, content_type=content_type)
     try:
         node.send_stateless(ack, next_hop_address(hop))
     except Unreachable:

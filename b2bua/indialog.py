@@ -97,7 +97,7 @@ def _send_on(calls: Calls, node: NodeLike, leg: Leg, request: Request, txn: Serv
     if body and method in ("INVITE", "UPDATE", "PRACK", "ACK"):
         peer.sdp = body
     out, hop = target.create_request(
-        method, via=peer.local.via(), contact=peer.local.contact, body=body,
+        method, via=peer.via(), contact=peer.contact, body=body,
         content_type=request.headers.get("content-type") if body else None, extra=extra,
     )  # fmt: skip
     relay = Relay(call, leg, txn, cseq=out.cseq.number)
@@ -222,7 +222,7 @@ def _relay_on(calls: Calls, node: NodeLike, relay: Relay, response: Response, bo
     extra: list[tuple[str, str]] = []
     if 200 <= status < 300 and method in OFFERS:
         extra = _refreshed(calls, relay, response)
-    contact = source.local.contact if method in OFFERS else None
+    contact = source.contact if method in OFFERS else None
     out = crossing_response(
         server.request, response, to_tag=None, contact=contact, record_route=False,
         body=body, extra=extra,
@@ -283,11 +283,11 @@ def _session_due(calls: Calls, node: NodeLike, leg: Leg, now: float) -> None:
     extra = [*timer.request_headers(), ("Supported", SUPPORTED)]
     if leg.update_allowed:
         out, hop = dialog.create_request(
-            "UPDATE", via=leg.local.via(), contact=leg.local.contact, extra=extra
+            "UPDATE", via=leg.via(), contact=leg.contact, extra=extra
         )
     else:
         out, hop = dialog.create_request(
-            "INVITE", via=leg.local.via(), contact=leg.local.contact, body=leg.sdp,
+            "INVITE", via=leg.via(), contact=leg.contact, body=leg.sdp,
             content_type="application/sdp" if leg.sdp else None, extra=extra,
         )  # fmt: skip
     try:

@@ -116,11 +116,10 @@ def _new_call(
     timer: SessionTimer,
 ) -> Call:
     """The call of ``request``, in the table by both its legs' Call-IDs."""
-    a_local = calls.local(node, source.transport)
-    b_local = calls.local(node)
+    local = calls.local(node)
     call = Call(new_tag(), request.from_.tag or "", new_tag(), txn, calls.clock())
-    call.a = Leg(call, "A", request.call_id, a_local, timer=timer)
-    call.b = Leg(call, "B", new_call_id(b_local.host), b_local)
+    call.a = Leg(call, "A", request.call_id, local, source.transport, timer=timer)
+    call.b = Leg(call, "B", new_call_id(local.addresses["UDP"].host), local, "UDP")
     call.a.update_allowed = _allows_update(request)
     call.b_sdp = request.body
     txn.context = call
@@ -222,7 +221,7 @@ def _send_invite(calls: Calls, node: NodeLike, call: Call, hop: Hop) -> None:
         # When we give up on it (wall clock: the ACR compares): it routes nothing later.
         extra.append((DEADLINE_HEADER, f"{time.time() + calls.failover_timeout:.3f}"))
     request = b_invite(
-        a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
+        a, via=call.b.via(), contact=call.b.contact, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
         body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
         extra=extra, external=external, uri=call.target,
     )  # fmt: skip

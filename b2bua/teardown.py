@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sipline.logs import event
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response
 from sipline.sip.transaction import ClientTransaction, State
 
@@ -132,7 +133,7 @@ def bye(node: NodeLike, leg: Leg, reason: str | None = None) -> None:
     dialog = leg.dialog
     assert dialog is not None
     extra = () if reason is None else (("Reason", reason),)
-    request, hop = dialog.create_request("BYE", via=leg.local.via(), extra=extra)
+    request, hop = dialog.create_request("BYE", via=leg.via(), extra=extra)
     try:
         dest = next_hop_address(hop)
     except Unreachable:
@@ -195,8 +196,10 @@ def hang_up_stray(calls: Calls, node: NodeLike, request: Request, response: Resp
     local = calls.local(node)
     try:
         dialog = Dialog.uac(request, response)
-        ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via())
-        out, hop = dialog.create_request("BYE", via=local.via(), extra=(("Reason", GHOST),))
+        ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via("UDP", new_branch(), rport=True))
+        out, hop = dialog.create_request(
+            "BYE", via=local.via("UDP", new_branch(), rport=True), extra=(("Reason", GHOST),)
+        )
         ack_dest, dest = next_hop_address(ack_hop), next_hop_address(hop)
     except (ParseError, Unreachable) as exc:
         event(log, "ghost_not_hung_up", logging.WARNING, call_id=response.call_id, error=exc.reason)

@@ -12,7 +12,6 @@ node and writes the bindings still pending before it closes the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from proxy.registrar import RegistrarService
@@ -21,7 +20,8 @@ from sipline.logs import event
 from sipline.net.handler import Handler, NodeLike
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
-from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.proxying.rules import Local
+from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
@@ -76,30 +76,9 @@ class RouterLike(Protocol):
 
     def on_tick(self, node: NodeLike, now: float) -> None: ...
 
-
-class LocalNames:
-    """Which Request-URIs name this proxy: one of its domains, or its own address.
-
-    ``addresses`` are (host, port) pairs the proxy listens on; a URI without a
-    port matches port 5060. Host names compare case-insensitively.
-    """
-
-    __slots__ = ("domains", "addresses")
-
-    def __init__(self, domains: Iterable[str], addresses: Iterable[tuple[str, int]]) -> None:
-        self.domains = frozenset(domain.lower() for domain in domains)
-        self.addresses = frozenset((host.lower(), port) for host, port in addresses)
-
-    def is_domain(self, uri: SipUri) -> bool:
-        """The URI's host is one of our domains or our own address."""
-        host = uri.host.lower()
-        if host in self.domains:
-            return True
-        return (host, uri.port or DEFAULT_PORT["UDP"]) in self.addresses
-
-    def is_us(self, uri: SipUri) -> bool:
-        """The URI names the proxy itself (no user part), not a subscriber."""
-        return uri.user is None and self.is_domain(uri)
+    def local(self, node: NodeLike) -> Local:
+        """Who we are: the node's addresses and our domains."""
+        ...
 
 
 class ProxyHandler(Handler):
@@ -111,13 +90,11 @@ class ProxyHandler(Handler):
 
     def __init__(
         self,
-        names: LocalNames,
         registrar: RegistrarLike,
         router: RouterLike,
         server_header: str,
         pinger: PingerLike | None = None,
     ) -> None:
-        self.names = names
         self.registrar = registrar
         self.router = router
         self.server_header = server_header
@@ -131,11 +108,11 @@ class ProxyHandler(Handler):
     ) -> None:
         if txn is not None:
             method = request.method
-            if method == "REGISTER" and self._for_our_domain(request):
+            if method == "REGISTER" and self._for_our_domain(node, request):
                 if not self.router.refuse_register(node, request, txn, source):
                     self.registrar.on_register(node, request, txn, source)
                 return
-            if method == "OPTIONS" and self._for_us(request):
+            if method == "OPTIONS" and self._for_us(node, request):
                 # Anyone's keepalive: answered once, nothing kept (a retransmission
                 # is answered again).
                 node.respond_stateless(txn, self._capabilities(request))
@@ -167,14 +144,16 @@ class ProxyHandler(Handler):
         if self.pinger is not None:
             self.pinger.on_tick(node, now)
 
-    def _for_our_domain(self, request: Request) -> bool:
+    def _for_our_domain(self, node: NodeLike, request: Request) -> bool:
         uri = _sip_uri(request)
-        return uri is not None and self.names.is_domain(uri)
+        return uri is not None and self.router.local(node).domain_of(uri) is not None
 
-    def _for_us(self, request: Request) -> bool:
+    def _for_us(self, node: NodeLike, request: Request) -> bool:
+        """The Request-URI names the proxy itself (no user part), not a subscriber."""
         # A pre-loaded Route to somewhere else makes it the router's business (§16.4).
         uri = _sip_uri(request)
-        if uri is None or not self.names.is_us(uri):
+        local = self.router.local(node)
+        if uri is None or uri.user is not None or local.domain_of(uri) is None:
             return False
         if "route" not in request.headers:
             return True
@@ -182,7 +161,9 @@ class ProxyHandler(Handler):
             routes = request.routes
         except ParseError:
             return False  # the router answers 400
-        return all(isinstance(r.uri, SipUri) and self.names.is_domain(r.uri) for r in routes)
+        return all(
+            isinstance(r.uri, SipUri) and local.domain_of(r.uri) is not None for r in routes
+        )
 
     def _capabilities(self, request: Request) -> Response:
         response = request.response(200, to_tag=new_tag())
@@ -226,9 +207,8 @@ class ProxyNode:
         self.service = RegistrarService(settings, db)
         service = self.service
         self.router = Router(settings, service.location, service.directory, service.authenticator)
-        names = LocalNames(settings.proxy.domains, [(settings.sip.host, settings.sip.port)])
         handler = ProxyHandler(
-            names, service.registrar, self.router, settings.sip.server_header, service.nat
+            service.registrar, self.router, settings.sip.server_header, service.nat
         )
         self.node = Node(settings, handler, db=db)
 

@@ -107,14 +107,8 @@ class StatefulProxy(Handler):
         every transport (a datagram can arrive while TCP is still opening)."""
         local = self._local
         if local is None:
-            addresses = {}
-            for transport in ("UDP", "TCP"):
-                try:
-                    addresses[transport] = node.local_address(transport)
-                except LookupError:
-                    pass
-            local = Local(addresses, self.domains)
-            if len(addresses) >= self._transports:
+            local = Local.of(node, self.domains)
+            if len(local.addresses) >= self._transports:
                 self._local = local
         return local
 

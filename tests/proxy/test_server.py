@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from proxy.server import LocalNames, ProxyHandler
+from proxy.server import ProxyHandler
+from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
 
 SOURCE = Address("UDP", "127.0.0.1", 40000)
-NAMES = LocalNames(["example.com", "Example.NET"], [("127.0.0.1", 5060)])
+LOCAL = Local({"UDP": Address("UDP", "127.0.0.1", 5060)}, ["example.com", "Example.NET"])
 
 
 def request(method: str, uri: str, *extra: str) -> Request:
@@ -52,6 +53,9 @@ class Recorder:
     def trusts(self, source: Address) -> bool:
         return False
 
+    def local(self, node: object) -> Local:
+        return LOCAL
+
     def on_request(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("router", request.method))
 
@@ -72,7 +76,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def handler(recorder: Recorder) -> ProxyHandler:
-    return ProxyHandler(NAMES, recorder, recorder, "sipline/test")
+    return ProxyHandler(recorder, recorder, "sipline/test")
 
 
 def dispatch(handler: ProxyHandler, recorder: Recorder, message: Request, txn: object = "txn") -> Any:
@@ -187,7 +191,7 @@ def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
     recorder: Recorder,
 ) -> None:
     pinger = Pinger()
-    handler = ProxyHandler(NAMES, recorder, recorder, "sipline/test", pinger)
+    handler = ProxyHandler(recorder, recorder, "sipline/test", pinger)
     response = request("OPTIONS", "sip:alice@10.0.0.7").response(200)
     for txn in ("ping", "call"):
         handler.on_response(recorder, response, txn, SOURCE)  # type: ignore[arg-type]
