@@ -1,4 +1,5 @@
-"""What tests across packages share: running a coroutine test on uvloop, waiting for a condition."""
+"""What tests across packages share: running a coroutine test on uvloop, waiting for a
+condition, a clock that moves only when the test says so."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not met in time")
+
+
+class FakeClock:
+    """Time (monotonic or wall-clock, as the code under test reads it) that moves
+    only when a test sets or advances ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -17,18 +17,10 @@ from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 from sipline.storage import Database, open_database
+from tests.support import FakeClock
 
 HOST = "127.0.0.1"
 
-
-class FakeClock:
-    """Wall-clock time that moves only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:

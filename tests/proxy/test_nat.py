@@ -17,7 +17,8 @@ from proxy.nat import NatPinger
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
 from tests.proxy.phone import TcpPhone, UdpPhone
-from tests.proxy.support import FakeClock, Proxy, running, until
+from tests.proxy.support import Proxy, running, until
+from tests.support import FakeClock
 
 INTERVAL = 30.0
 PRIVATE = "<sip:alice@10.0.0.5:5060>"  # what a phone behind NAT puts in its Contact
@@ -26,7 +27,7 @@ PRIVATE = "<sip:alice@10.0.0.5:5060>"  # what a phone behind NAT puts in its Con
 @pytest.fixture
 async def proxy(migrated: Database, database_url: str) -> AsyncIterator[Proxy]:
     await Subscribers(migrated).add("alice@example.com", "correct horse")
-    async with running(migrated, database_url, FakeClock(), nat={"ping_interval": INTERVAL}) as p:
+    async with running(migrated, database_url, FakeClock(1_700_000_000.0), nat={"ping_interval": INTERVAL}) as p:
         yield p
 
 

@@ -15,7 +15,8 @@ import pytest
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
 from tests.proxy.phone import UdpPhone, request
-from tests.proxy.support import FakeClock, Proxy, running, until, write_lock_held
+from tests.proxy.support import Proxy, running, until, write_lock_held
+from tests.support import FakeClock
 
 AORS = [f"user{n}@example.com" for n in range(100)]
 
@@ -30,7 +31,7 @@ async def provisioned(migrated: Database) -> Database:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

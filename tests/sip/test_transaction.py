@@ -19,6 +19,7 @@ from sipline.sip.transaction import (
     TransactionLayer,
     same_peer,
 )
+from tests.support import FakeClock
 
 PHONE = Address("UDP", "192.0.2.10", 5060)
 PHONE_TCP = Address("TCP", "192.0.2.10", 49152, connection=7)
@@ -26,17 +27,10 @@ NEXT_HOP = Address("UDP", "198.51.100.20", 5060)
 NEXT_HOP_TCP = Address("TCP", "198.51.100.20", 5060)
 
 
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 @pytest.fixture
