@@ -98,6 +98,20 @@ class Registrar:
         self._server: str = settings.sip.server_header
         self._clock = clock
         self._busy: dict[str, deque[Pending]] = {}  # AOR -> REGISTERs waiting behind a commit
+        self._sweep_interval: float = settings.registrar.sweep_interval
+        self._next_sweep: float | None = None  # monotonic, by the node's tick
+
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """The expiry sweep, every ``registrar.sweep_interval`` of the node's ticks
+        (``now``, monotonic): bindings past their expiry (wall clock) leave the
+        location, and the writer deletes their rows between its batches."""
+        due = self._next_sweep
+        if due is None or now >= due:
+            self._next_sweep = now + self._sweep_interval
+            if due is not None:
+                wall = self._clock()
+                self.location.expire(wall)
+                self.writer.sweep(wall)
 
     def on_register(
         self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
@@ -233,10 +247,10 @@ class RegistrarService:
             settings, self.location, self.writer, self.authenticator, clock=clock
         )
         self.nat = NatPinger(settings.nat, self.location, node_name=settings.node.name, clock=clock)
-        self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        """Load the subscribers and the live bindings; start the writer and the sweep.
+        """Load the subscribers and the live bindings; start the writer (the node's
+        tick runs the sweep: ``Registrar.on_tick``).
 
         StorageError if ``redis.url`` is set and Redis does not answer."""
         if self.shared is not None:
@@ -246,25 +260,11 @@ class RegistrarService:
         event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
         self.directory.start()
         self.writer.start()
-        self._schedule_sweep()
 
     async def close(self) -> None:
-        """Stop sweeping, write what is queued, stop reloading subscribers."""
-        if self._sweep_timer is not None:
-            self._sweep_timer.cancel()
-            self._sweep_timer = None
+        """Write what is queued, stop reloading subscribers."""
         await self.writer.close()
         await self.directory.close()
         self.authenticator.close()
         if self.shared is not None:
             await self.shared.close()
-
-    def _schedule_sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._sweep_timer = loop.call_later(self.settings.registrar.sweep_interval, self._sweep)
-
-    def _sweep(self) -> None:
-        self._schedule_sweep()
-        now = self.clock()
-        self.location.expire(now)
-        self.writer.sweep(now)

@@ -42,6 +42,8 @@ class RegistrarLike(Protocol):
         self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None: ...
 
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
+
 
 class PingerLike(Protocol):
     def owns(self, txn: Transaction | None) -> bool: ...
@@ -84,8 +86,8 @@ class RouterLike(Protocol):
 class ProxyHandler(Handler):
     """Dispatches the node's callbacks: REGISTER and OPTIONS to us here, the rest to the router.
 
-    The node's tick runs the router's timers and the NAT keepalives of the
-    ``pinger``; the outcomes of the OPTIONS it sent go back to it.
+    The node's tick runs the router's timers, the registrar's expiry sweep and
+    the NAT keepalives of the ``pinger``; the outcomes of the OPTIONS it sent go back to it.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class ProxyHandler(Handler):
 
     def on_tick(self, node: NodeLike, now: float) -> None:
         self.router.on_tick(node, now)
+        self.registrar.on_tick(node, now)
         if self.pinger is not None:
             self.pinger.on_tick(node, now)
 

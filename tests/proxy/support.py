@@ -74,6 +74,9 @@ class RegistrarHandler(Handler):
         if nat is not None and nat.owns(txn):
             nat.on_timeout(node, txn)
 
+    def on_tick(self, node: Node, now: float) -> None:
+        self.service.registrar.on_tick(node, now)  # the sweep; the tests tick the pinger
+
 
 def settings_for(url: str, **sections: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {

@@ -47,6 +47,9 @@ class Recorder:
     def on_register(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("registrar", request.method))
 
+    def on_tick(self, node: object, now: float) -> None:
+        self.calls.append(("tick", now))  # the registrar's sweep, the router's timers
+
     def refuse_register(self, node: object, request: Request, txn: object, source: Address) -> bool:
         return "internal" in request.headers.get("contact", "")  # type: ignore[operator]
 
@@ -186,6 +189,9 @@ class Pinger:
     def on_timeout(self, node: object, txn: object) -> None:
         self.calls.append(("pinger timeout", txn))
 
+    def on_tick(self, node: object, now: float) -> None:
+        self.calls.append(("pinger tick", now))
+
 
 def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
     recorder: Recorder,
@@ -203,3 +209,12 @@ def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
         ("router timeout", "call"),
         ("router terminated", "call"),
     ]
+
+
+def test_the_node_s_tick_runs_the_router_s_and_registrar_s_timers_and_the_nat_pings(
+    recorder: Recorder,
+) -> None:
+    pinger = Pinger()
+    ProxyHandler(recorder, recorder, "sipline/test", pinger).on_tick(recorder, 1.5)  # type: ignore[arg-type]
+    assert recorder.calls == [("tick", 1.5), ("tick", 1.5)]
+    assert pinger.calls == [("pinger tick", 1.5)]
