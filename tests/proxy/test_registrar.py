@@ -223,3 +223,17 @@ async def until_rows(db: Database, condition: Callable[[list[tuple[Any, ...]]], 
             return
         await asyncio.sleep(0.02)
     raise AssertionError(await rows(db))
+
+
+async def test_the_node_s_tick_sweeps_expired_bindings_from_memory_and_the_database(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    assert (await phone.register(proxy.address, expires=600)).status == 200
+    assert len(await rows(proxy.db)) == 1
+    proxy.clock.now += 601  # past its expiry; the sweep (every 0.05 s here) takes it away
+    await until(lambda: len(proxy.service.location) == 0)
+    for _ in range(100):
+        if not await rows(proxy.db):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the expired row is still stored")
