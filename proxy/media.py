@@ -1,4 +1,4 @@
-"""Media anchoring (DESIGN.md "NAT"): the SDP of a call with a party behind NAT
+"""Media anchoring (docs/design.md "Flows that work"): the SDP of a call with a party behind NAT
 goes through the RTP relay, which latches to where each party's RTP really
 comes from.
 

@@ -8,7 +8,7 @@ flow or the Request-URI in a dialog), forward a copy to each in its own
 client transaction (§16.6) and pick the response to send upstream (§16.7,
 ``proxy.forking``).
 
-Who sends it (DESIGN.md "Trust model"): a trusted peer (``proxy.trusted``),
+Who sends it (docs/design.md "The trust model as built"): a trusted peer (``proxy.trusted``),
 believed as it is; a party of a dialog our signed Record-Route runs
 (``sipline.proxying.signing``); or a subscriber, challenged (§22.3) before
 anything is looked up for it, so a stranger learns nothing of who is

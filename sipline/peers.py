@@ -1,5 +1,5 @@
 """Trusted peers: the addresses a role believes without authentication
-(DESIGN.md "Trust model"): the proxy's ACR nodes and B2BUA, the B2BUA's
+(docs/design.md "The trust model as built"): the proxy's ACR nodes and B2BUA, the B2BUA's
 proxies, the ACR's B2BUAs.
 
 An entry is an IP address (any port) or IP:PORT, either followed by
