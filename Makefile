@@ -24,8 +24,11 @@ run: bootstrap
 test: bootstrap
 	$(VENV)/bin/python -m pytest
 
+# ruff on everything; mypy --strict on the core and the shell (the files of
+# [tool.mypy] in pyproject.toml: sipline/sip, sipline/net).
 lint: bootstrap
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench-micro: bootstrap
 	$(VENV)/bin/python -m pytest bench/micro --benchmark-only

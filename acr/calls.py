@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.peers import CERTIFIED, TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
@@ -72,7 +73,7 @@ class Sources:
         self.hosts = {host for host, _ in self.gateways} | self.peers.hosts
         for did in dids:
             for proxy in (did.proxy, *did.backups):
-                self.hosts.add(proxy.rpartition(":")[0].strip("[]"))
+                self.hosts.add(split_host_port(proxy, DEFAULT_PORT["UDP"])[0])
 
     def classify(self, source: Address) -> Source:
         if (source.host, source.port) in self.gateways:
@@ -132,19 +133,16 @@ def caller_of(request: Request) -> str:
 
 def address_of(host_port: str, transport: str = "udp") -> Address:
     """HOST:PORT (a gateway's or a DID proxy's) as a next hop."""
-    host, _, port = host_port.rpartition(":")
     transport = transport.upper()
-    return Address(transport, host.strip("[]"), int(port) if port else DEFAULT_PORT[transport])
+    return Address(transport, *split_host_port(host_port, DEFAULT_PORT[transport]))
 
 
 def hop_uri(user: str, host_port: str, transport: str = "udp") -> str:
     """The Request-URI towards a gateway or proxy: the dialled user at its address."""
-    host, _, port = host_port.rpartition(":")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+    where = address_of(host_port).hostport
     tparam = "" if transport.lower() == "udp" else f";transport={transport.lower()}"
     prefix = f"{user}@" if user else ""
-    return f"sip:{prefix}{host}:{port}{tparam}"
+    return f"sip:{prefix}{where}{tparam}"
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,27 +4,27 @@ One round every ``probe_interval``: an OPTIONS to each address in its own
 client transaction. Any answer but 503 (RFC 3261 §21.5.4: the peer is
 overloaded or down for maintenance) is a success; no answer by the next round
 is a failure (timer F's 32 s would be longer than most intervals). Health
-applies the hysteresis (N failures mark down, M successes up).
+applies the hysteresis (N failures mark down, M successes up). The rounds
+run from the node's tick (the router's ``on_tick`` calls ``on_tick`` here):
+the first at the node's first tick, the next ``interval`` later.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
-from sipline.proxying.rules import Local
-from sipline.sip.ids import new_branch, new_call_id, new_tag
-from sipline.sip.message import Headers, Request, Response
+from sipline.sip.message import Response
 from sipline.sip.transaction import ClientTransaction, Transaction
+from sipline.sip.uac import out_of_dialog
 
 from .calls import address_of
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.acr.prober")
 
@@ -40,7 +40,8 @@ class Probe:
 
 
 class Prober:
-    """Probes ``targets`` (HOST:PORT) every ``interval`` seconds through ``node``."""
+    """Probes ``targets`` (HOST:PORT) every ``interval`` seconds through the node
+    that ticks it; ``clock`` is the wall-clock time of the health it feeds."""
 
     def __init__(
         self,
@@ -56,69 +57,45 @@ class Prober:
         self.server_header = server_header
         self.targets: list[str] = []
         self._outstanding: list[Probe] = []
-        self._node: Node | None = None
-        self._local: Local | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._next_round: float | None = None  # monotonic; None: at the first tick
 
     def set_targets(self, addresses: Iterable[str]) -> None:
         self.targets = sorted(set(addresses))
 
-    def start(self, node: Node, local: Local) -> None:
-        self._node, self._local = node, local
-        self._handle = asyncio.get_running_loop().call_soon(self._round)
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """A round when its time has come (``now``: the node's monotonic time)."""
+        if self._next_round is not None and now < self._next_round:
+            return
+        self._next_round = now + self.interval
+        self.probe_all(node)
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _round(self) -> None:
-        self._handle = asyncio.get_running_loop().call_later(self.interval, self._round)
-        try:
-            self.probe_all()
-        except Exception:
-            log.exception("event=prober_error")
-
-    def probe_all(self) -> None:
+    def probe_all(self, node: NodeLike) -> None:
         """Count last round's unanswered probes as failures, then send this round's."""
         now = self.clock()
         for probe in self._outstanding:
             if not probe.answered:
                 self._result(probe, False, now)
-        node, local = self._node, self._local
-        assert node is not None and local is not None
         self._outstanding = []
         for address in self.targets:
             dest = address_of(address)
-            if dest.transport not in local.addresses:
-                continue
+            try:
+                local = node.local_address(dest.transport)
+            except LookupError:
+                continue  # no listener for its transport
+            options = out_of_dialog(
+                "OPTIONS", f"sip:{address}", local, "acr", user_agent=self.server_header
+            )
             probe = Probe(address)
-            txn = node.send_request(self._options(local, address, dest.transport), dest)
+            txn = node.send_request(options, dest)
             txn.context = probe
             self._outstanding.append(probe)
-
-    def _options(self, local: Local, address: str, transport: str) -> Request:
-        here = local.addresses[transport]
-        headers = Headers(
-            [
-                ("Via", local.via(transport, new_branch())),
-                ("Max-Forwards", "70"),
-                ("From", f"<sip:acr@{here.host}:{here.port}>;tag={new_tag()}"),
-                ("To", f"<sip:{address}>"),
-                ("Call-ID", new_call_id()),
-                ("CSeq", "1 OPTIONS"),
-                ("User-Agent", self.server_header),
-                ("Content-Length", "0"),
-            ]
-        )
-        return Request("OPTIONS", f"sip:{address}", headers)
 
     # -- what the router hands over ---------------------------------------------------------
     def owns(self, txn: Transaction | None) -> bool:
         return txn is not None and type(txn.context) is Probe
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: object
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: object
     ) -> None:
         probe = txn.context
         if type(probe) is not Probe or probe.answered or response.status < 200:
@@ -126,7 +103,7 @@ class Prober:
         probe.answered = True
         self._result(probe, response.status != 503, self.clock())
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         probe = txn.context
         if type(probe) is Probe and not probe.answered:
             probe.answered = True

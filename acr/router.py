@@ -52,8 +52,8 @@ us) is read from a trusted peer: an INVITE past it is answered 408 and routed
 nowhere, and so is one that would reach a carrier past it with nothing sent
 upstream yet.
 
-Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from one
-periodic callback, no task or timer handle per call.
+Timers: the PDD limit and timer C (§16.8) are ``Deadlines`` run from the
+node's tick (``on_tick``, with the prober's rounds), no task or timer handle per call.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.config import Settings
 from sipline.logs import event
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.internal import strip_internal
@@ -82,6 +83,7 @@ from sipline.proxying.rules import (
 )
 from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
+from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
@@ -114,12 +116,11 @@ from .model import Carrier, Cdr, Did
 from .stats import Attempt
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.acr.router")
 
 TIMER_C = 180.0  # seconds after the last 1xx before an attempt is CANCELled (§16.8)
-TIMER_TICK = 0.05  # seconds between runs of the PDD limit and timer C
 MAX_CALL = 4 * 3600.0  # an answered call never hung up is closed (CDR) after this long
 PASSIVE_FAILURES = frozenset((408, 503))  # a gateway answering these is passed over a while
 # An in-dialog request answered so: the dialog is gone at one side (RFC 3261 §12.2.1.2)
@@ -184,14 +185,13 @@ class AcrRouter(StatefulProxy):
     wall-clock time, ``monotonic`` the deadlines' clock.
     """
 
-    timer_tick = TIMER_TICK
     role = "acr"
     counted = COUNTED
     log = log
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         node_name: str,
         table: Table,
         live: Live,
@@ -203,7 +203,11 @@ class AcrRouter(StatefulProxy):
         monotonic: Callable[[], float] = time.monotonic,
         prober: Any = None,
     ) -> None:
-        super().__init__(settings, monotonic=monotonic)
+        # The node's secret: a restarted node still checks the Record-Routes of the
+        # calls it takes back from its journal (sipline.secret).
+        super().__init__(
+            settings.sip, settings.auth, secret=node_secret(settings), monotonic=monotonic
+        )
         acr = settings.acr
         self.node_name = node_name
         self.trusted = list(acr.trusted)
@@ -243,7 +247,7 @@ class AcrRouter(StatefulProxy):
         return self.sources.classify(source) is not Source.STRANGER
 
     # -- requests -----------------------------------------------------------------------
-    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+    def _route(self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address) -> None:
         preprocessed = self._preprocess(node, request, txn)
         if preprocessed is None:
             return
@@ -282,7 +286,7 @@ class AcrRouter(StatefulProxy):
         self._next(node, call)
 
     def _outbound(
-        self, node: Node, request: Request, txn: ServerTransaction, number: str
+        self, node: NodeLike, request: Request, txn: ServerTransaction, number: str
     ) -> Call | None:
         now = self.clock()
         stamped = request.headers.get(DEADLINE_HEADER)
@@ -337,7 +341,7 @@ class AcrRouter(StatefulProxy):
         return call
 
     def _inbound(
-        self, node: Node, request: Request, txn: ServerTransaction, number: str
+        self, node: NodeLike, request: Request, txn: ServerTransaction, number: str
     ) -> Call | None:
         did = self.dids.get(number)
         if did is None:
@@ -364,7 +368,7 @@ class AcrRouter(StatefulProxy):
         )
 
     # -- serial failover ----------------------------------------------------------------
-    def _next(self, node: Node, call: Call) -> None:
+    def _next(self, node: NodeLike, call: Call) -> None:
         """Send the call to its next usable hop, or answer upstream when none is left."""
         local = self.local(node)
         now = self.clock()
@@ -393,7 +397,7 @@ class AcrRouter(StatefulProxy):
             break
         self._send(node, call, hop)
 
-    def _admit(self, node: Node, call: Call, hop: Hop, carrier: Carrier, now: float) -> bool | None:
+    def _admit(self, node: NodeLike, call: Call, hop: Hop, carrier: Carrier, now: float) -> bool | None:
         """Whether the carrier takes one more call, or None when the answer comes later.
 
         A carrier with a capacity or cps limit is admitted exactly across the
@@ -410,7 +414,7 @@ class AcrRouter(StatefulProxy):
         return None
 
     def _admitted(
-        self, node: Node, call: Call, hop: Hop, carrier: Carrier, done: asyncio.Future[bool]
+        self, node: NodeLike, call: Call, hop: Hop, carrier: Carrier, done: asyncio.Future[bool]
     ) -> None:
         try:
             admitted = not done.cancelled() and done.exception() is None and done.result()
@@ -427,7 +431,7 @@ class AcrRouter(StatefulProxy):
         except Exception:
             log.exception("event=router_error where=admitted number=%s", call.number)
 
-    def _send(self, node: Node, call: Call, hop: Hop) -> None:
+    def _send(self, node: NodeLike, call: Call, hop: Hop) -> None:
         """Forward the call's INVITE to ``hop`` in a client transaction of its own."""
         if hop.candidate is not None and self._given_up(call):
             self._finish(node, call, self._make(call, 408, PAST_DEADLINE))
@@ -450,7 +454,6 @@ class AcrRouter(StatefulProxy):
         txn.context = attempt
         attempt.txn = txn
         self.pdd.arm(attempt, attempt.sent)
-        self._ensure_tick()
 
     def _given_up(self, call: Call) -> bool:
         """The B2BUA has given up on ``call`` by now: its deadline passed and it has
@@ -465,7 +468,7 @@ class AcrRouter(StatefulProxy):
         return True
 
     def _past_deadline(
-        self, node: Node, txn: ServerTransaction, deadline: float, now: float
+        self, node: NodeLike, txn: ServerTransaction, deadline: float, now: float
     ) -> None:
         """408 to an INVITE that came after its deadline: the B2BUA has moved on."""
         self._count_past_deadline(txn, deadline, now)
@@ -501,7 +504,7 @@ class AcrRouter(StatefulProxy):
             _attempt(candidate, attempt.hop.address, attempt.start, code, attempt.pdd, answered)
         )
 
-    def _failed(self, node: Node, attempt: Try, response: Response) -> None:
+    def _failed(self, node: NodeLike, attempt: Try, response: Response) -> None:
         call = attempt.call
         status = response.status
         self._ended(attempt, status)
@@ -513,7 +516,7 @@ class AcrRouter(StatefulProxy):
         else:
             self._next(node, call)
 
-    def _finish(self, node: Node, call: Call, response: Response | None = None) -> None:
+    def _finish(self, node: NodeLike, call: Call, response: Response | None = None) -> None:
         """No hop left (or the hunt ended): the best answer upstream, the CDR."""
         if call.answered:
             return
@@ -538,7 +541,7 @@ class AcrRouter(StatefulProxy):
 
     # -- responses (§16.7) --------------------------------------------------------------
     def _response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         context = txn.context
         kind = type(context)
@@ -553,7 +556,7 @@ class AcrRouter(StatefulProxy):
             self.prober.on_response(node, response, txn, source)
 
     def _attempt_response(
-        self, node: Node, attempt: Try, response: Response, txn: ClientTransaction
+        self, node: NodeLike, attempt: Try, response: Response, txn: ClientTransaction
     ) -> None:
         status = response.status
         if status == 100:
@@ -581,7 +584,7 @@ class AcrRouter(StatefulProxy):
         else:
             self._failed(node, attempt, response)
 
-    def _answered(self, node: Node, attempt: Try, response: Response) -> None:
+    def _answered(self, node: NodeLike, attempt: Try, response: Response) -> None:
         call = attempt.call
         if attempt.pdd is None:
             attempt.pdd = self._now() - attempt.sent
@@ -608,17 +611,17 @@ class AcrRouter(StatefulProxy):
         call.request = None  # type: ignore[assignment]  # nothing more is forwarded from it
         call.hops = []
 
-    def _answer_on_disk(self, node: Node, attempt: Try, response: Response, on_disk: bool) -> None:
+    def _answer_on_disk(self, node: NodeLike, attempt: Try, response: Response, on_disk: bool) -> None:
         attempt.held = False
         if not on_disk:  # the journal logged why; the call goes on, billed from memory
             self.metrics.values["answers_not_journalled"] += 1
         self._upstream_2xx(node, attempt.call, response)
 
-    def _upstream_2xx(self, node: Node, call: Call, response: Response) -> None:
+    def _upstream_2xx(self, node: NodeLike, call: Call, response: Response) -> None:
         """Every 2xx goes upstream (§16.7 step 5, RFC 6026)."""
         self._upstream(node, call.server, response, True)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         """Timer B/F: the hop answered 408 (§16.7 step 2)."""
         context = txn.context
         if type(context) is Try:
@@ -637,7 +640,7 @@ class AcrRouter(StatefulProxy):
         elif self.prober is not None and self.prober.owns(txn):
             self.prober.on_timeout(node, txn)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         """Break the references of a finished transaction (reference counting frees the call)."""
         context = txn.context
         txn.context = None
@@ -655,7 +658,7 @@ class AcrRouter(StatefulProxy):
             self._late_cdr(context, context.bye_sent)  # type: ignore[union-attr,arg-type]
 
     # -- CANCEL (§16.10) ----------------------------------------------------------------
-    def _cancel_context(self, node: Node, call: Any) -> None:
+    def _cancel_context(self, node: NodeLike, call: Any) -> None:
         if type(call) is not Call or call.answered:
             return
         call.cancelled = True
@@ -669,7 +672,7 @@ class AcrRouter(StatefulProxy):
     # -- in-dialog requests ---------------------------------------------------------------
     def _in_dialog(
         self,
-        node: Node,
+        node: NodeLike,
         request: Request,
         txn: ServerTransaction,
         source: Address,
@@ -699,7 +702,7 @@ class AcrRouter(StatefulProxy):
 
     def _relay_in_dialog(
         self,
-        node: Node,
+        node: NodeLike,
         request: Request,
         txn: ServerTransaction,
         dest: Address,
@@ -715,7 +718,7 @@ class AcrRouter(StatefulProxy):
         client = node.send_request(copy, dest)
         client.context = relay
 
-    def _relay_response(self, node: Node, relay: Relay, response: Response) -> None:
+    def _relay_response(self, node: NodeLike, relay: Relay, response: Response) -> None:
         if response.status == 100 or not pop_own_via(response):
             return
         if response.status in DIALOG_GONE:
@@ -820,7 +823,7 @@ class AcrRouter(StatefulProxy):
 
     # -- calls we end ourselves ------------------------------------------------------------
     def _hang_up(
-        self, node: Node, attempt: Try, txn: ClientTransaction, response: Response
+        self, node: NodeLike, attempt: Try, txn: ClientTransaction, response: Response
     ) -> None:
         """A 2xx from an attempt we gave up on (the PDD limit, a CANCEL that
         crossed it): that call leg is ours to end, ACK and BYE (§15, RFC 3261),
@@ -855,8 +858,9 @@ class AcrRouter(StatefulProxy):
         return response
 
     # -- timers ---------------------------------------------------------------------------
-    def expire(self, node: Node, now: float) -> None:
-        """Run the PDD limit and timer C due at ``now`` (monotonic)."""
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """Run the PDD limit, timer C, the sweep and the prober's round due at ``now``
+        (monotonic)."""
         for attempt in self.pdd.expire(now):
             if attempt.done or attempt.pdd is not None:
                 continue
@@ -869,6 +873,8 @@ class AcrRouter(StatefulProxy):
             if not attempt.done and attempt.txn is not None:
                 node.cancel(attempt.txn)  # its 487 ends it
         self._sweep(now)
+        if self.prober is not None:
+            self.prober.on_tick(node, now)
 
     def _sweep(self, now: float) -> None:
         """Answered calls never hung up (both sides gone): closed after MAX_CALL."""
@@ -880,9 +886,6 @@ class AcrRouter(StatefulProxy):
         stale = [cid for cid, a in self.dialogs.items() if now - a.answered_at >= MAX_CALL]
         for call_id in stale:
             self._hung_up(call_id, "swept")
-
-    def _timers_pending(self) -> bool:
-        return bool(self.pdd or self.timer_c or self.dialogs)
 
 
 def _attempt(

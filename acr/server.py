@@ -10,7 +10,7 @@ command (sipline.cluster.changes, topic ``acr``), a rate row starting or
 ending, and a look at the store's version every ``admin.config_poll``
 seconds (the safety net) reload carriers, rates, profiles and DIDs (the
 table is built off the event loop too); the prober sends OPTIONS to every
-gateway and DID proxy. Its admin endpoint also answers ``/live/gateways``
+gateway and DID proxy from the node's tick. Its admin endpoint also answers ``/live/gateways``
 (what its probes say) and ``/explain?number=N`` (how it would route N now),
 which the operator commands ask without Redis. SIGTERM or SIGINT drains the
 node, then writes the CDRs still pending (what the database does
@@ -180,7 +180,6 @@ class AcrNode:
         except BaseException:
             await self._close_cdrs()
             raise
-        self.prober.start(self.node, self.router.local(self.node))
         self._metrics.register()
         self.member.synced(SYNCING)
         loop = asyncio.get_running_loop()
@@ -336,7 +335,6 @@ class AcrNode:
                 await task
         self._tasks = []
         self._metrics.unregister()
-        self.prober.close()
         if self.node is not None:
             await self.node.stop()
         if self.router is not None:

@@ -23,7 +23,7 @@ from .calls import Calls
 from .teardown import guarded
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.b2bua")
 
@@ -32,7 +32,7 @@ _FAILED = {"offer": "media_not_anchored", "answer": "media_answer_failed"}  # lo
 
 def through_relay(
     calls: Calls,
-    node: Node,
+    node: NodeLike,
     call: Call,
     command: str,
     future: asyncio.Future[bytes],
@@ -46,7 +46,7 @@ def through_relay(
 
 def _relayed(
     calls: Calls,
-    node: Node,
+    node: NodeLike,
     call: Call,
     command: str,
     done: asyncio.Future[bytes],

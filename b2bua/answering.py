@@ -28,10 +28,10 @@ from .legs import crossing_response
 from .teardown import answered_invite, end, hang_up_stray
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 
-def to_caller(calls: Calls, node: Node, call: Call, response: Response) -> None:
+def to_caller(calls: Calls, node: NodeLike, call: Call, response: Response) -> None:
     """A 1xx or 2xx of the B leg goes to the caller, its answer anchored first if need be."""
     media = calls.media
     if response.body and call.media.anchored and media is not None:
@@ -44,7 +44,7 @@ def to_caller(calls: Calls, node: Node, call: Call, response: Response) -> None:
     _send_to_caller(calls, node, call, response, response.body)
 
 
-def _anchored(calls: Calls, node: Node, call: Call, sdp: bytes | None, response: Response) -> None:
+def _anchored(calls: Calls, node: NodeLike, call: Call, sdp: bytes | None, response: Response) -> None:
     if call.media is Media.ANSWERING:  # not deleted since
         call.media = Media.ANCHORED
     if call.phase is Phase.ENDED:
@@ -52,7 +52,7 @@ def _anchored(calls: Calls, node: Node, call: Call, sdp: bytes | None, response:
     _send_to_caller(calls, node, call, response, response.body if sdp is None else sdp)
 
 
-def _send_to_caller(calls: Calls, node: Node, call: Call, response: Response, body: bytes) -> None:
+def _send_to_caller(calls: Calls, node: NodeLike, call: Call, response: Response, body: bytes) -> None:
     server = call.server
     if server is None:
         return
@@ -62,7 +62,7 @@ def _send_to_caller(calls: Calls, node: Node, call: Call, response: Response, bo
     if status >= 200:
         extra = [*extra, ("Supported", SUPPORTED)]
     out = crossing_response(
-        server.request, response, to_tag=call.a_tag, contact=a.local.contact,
+        server.request, response, to_tag=call.a_tag, contact=a.contact,
         record_route=True, body=body, extra=extra,
     )  # fmt: skip
     if body:
@@ -79,17 +79,17 @@ def _send_to_caller(calls: Calls, node: Node, call: Call, response: Response, bo
                 calls.sessions.arm(leg, now, leg.timer.due_in)
     calls.respond(node, server, out)
     if status >= 200:
-        node.layer.retransmit_2xx(server)
+        node.retransmit_2xx(server)
 
 
-def retransmitted_2xx(node: Node, call: Call) -> None:
+def retransmitted_2xx(node: NodeLike, call: Call) -> None:
     """The B leg sends its 2xx again: our ACK was lost (while the caller's has not
     come, ours to the caller is sent again on its own timer)."""
     if call.phase is Phase.CONFIRMED:
         send_ack(node, call.b, call.cseq, None)
 
 
-def on_stray(calls: Calls, node: Node, response: Response, source: Address) -> None:
+def on_stray(calls: Calls, node: NodeLike, response: Response, source: Address) -> None:
     """A 2xx whose transaction is gone (RFC 6026 §8.4): ACK it again if it is our
     B leg's dialog; any other from one of our next hops is a ghost (an INVITE
     failed over long ago): ACK and BYE it. A stranger's gets nothing."""
@@ -106,7 +106,7 @@ def on_stray(calls: Calls, node: Node, response: Response, source: Address) -> N
         hang_up_stray(calls, node, answered_invite(response), response)
 
 
-def on_ack(calls: Calls, node: Node, request: Request) -> None:
+def on_ack(calls: Calls, node: NodeLike, request: Request) -> None:
     """An ACK for a 2xx of ours (the call's, or a re-INVITE's) goes on to the other leg."""
     leg = calls.legs.get(request.call_id)
     if leg is None:
@@ -120,7 +120,7 @@ def on_ack(calls: Calls, node: Node, request: Request) -> None:
     ):
         if not relay.acked:
             relay.acked = True
-            node.layer.stop_2xx(relay.server)
+            node.stop_2xx(relay.server)
             send_ack(node, leg.peer, relay.cseq, request)
         return
     if leg is call.a and call.phase is Phase.ANSWERED:
@@ -130,13 +130,13 @@ def on_ack(calls: Calls, node: Node, request: Request) -> None:
         # INVITE transaction lingers 32 s (RFC 6026 timer L) without the call.
         call.answer = None
         if call.server is not None:
-            node.layer.stop_2xx(call.server)
+            node.stop_2xx(call.server)
             call.server.context = None
         call.server = None
         call.b_invite = None
 
 
-def no_ack(calls: Calls, node: Node, call: Call) -> None:
+def no_ack(calls: Calls, node: NodeLike, call: Call) -> None:
     """The caller's INVITE transaction ended with our 2xx unACKed for 64*T1: the
     session ends (RFC 3261 §13.3.1.4)."""
     if call.phase is Phase.ANSWERED:

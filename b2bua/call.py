@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sipline.proxying.rules import Local
 from sipline.sip.dialog import Dialog
+from sipline.sip.ids import new_branch
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction
 
-from .legs import Local
 from .nexthop import Hop, Plan
 from .sessiontimer import SessionTimer
 
@@ -50,11 +51,20 @@ class Leg:
     call: Call
     name: str  # "A" or "B"
     call_id: str
-    local: Local  # our address on this leg's transport
+    local: Local  # where we listen (the node's)
+    transport: str  # this leg's: our Via and Contact on it
     dialog: Dialog | None = None
     timer: SessionTimer | None = None
     sdp: bytes = b""  # the last session description we sent on this leg
     update_allowed: bool = False  # the peer's Allow names UPDATE (refreshes without SDP)
+
+    def via(self) -> str:
+        """Our Via on this leg, a new branch each time (RFC 3261 §8.1.1.7)."""
+        return self.local.via(self.transport, new_branch(), rport=True)
+
+    @property
+    def contact(self) -> str:
+        return self.local.contact(self.transport, "b2bua")
 
     @property
     def peer(self) -> Leg:

@@ -17,19 +17,21 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.config import B2buaSection
 from sipline.net.metrics import RoleCounts
 from sipline.proxying.deadlines import Deadlines, Timers
+from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction
 
 from .call import Call, Leg
-from .legs import Local, next_hop_address
+from .legs import Unreachable, next_hop_address
 from .nexthop import NextHops
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 SUPPORTED = "timer"
 # What the B2BUA counts (exported as sipline_b2bua_<name>_total on /metrics).
@@ -99,7 +101,7 @@ class Calls:
 
     def __init__(
         self,
-        b2bua: Any,
+        b2bua: B2buaSection,
         *,
         server_header: str,
         accounts: AccountsLike | None,
@@ -128,23 +130,24 @@ class Calls:
         self.metrics.watch("calls_active", "Calls in progress", self.__len__)
         self.metrics.watch("hops_up", "Next hops (ACR nodes, gateways) up", self.hops.up)
         self.counts = self.metrics.values  # plain ints, bumped on the call path
-        self._locals: dict[str, Local] = {}
+        self._local: Local | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:
         """Calls in progress."""
         return sum(1 for leg in self.legs.values() if leg is leg.call.a)
 
-    def local(self, node: Node, transport: str = "UDP") -> Local:
-        """Our address on ``transport``, as Via and Contact show it."""
-        local = self._locals.get(transport)
+    def local(self, node: NodeLike) -> Local:
+        """Where we listen, as Via and Contact show it (learnt from the node, which
+        delivers nothing before every transport listens)."""
+        local = self._local
         if local is None:
-            local = self._locals[transport] = Local(node.local_address(transport))
+            local = self._local = Local.of(node)
         return local
 
     def answer(
         self,
-        node: Node,
+        node: NodeLike,
         txn: ServerTransaction,
         status: int,
         reason: str | None,
@@ -161,7 +164,7 @@ class Calls:
         else:
             self.respond(node, txn, response)
 
-    def respond(self, node: Node, txn: ServerTransaction, response: Response) -> None:
+    def respond(self, node: NodeLike, txn: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", self.server_header)
         node.respond(txn, response)
 
@@ -174,7 +177,7 @@ class Calls:
             task.add_done_callback(done)
 
 
-def send_ack(node: Node, leg: Leg, cseq: int, request: Request | None) -> None:
+def send_ack(node: NodeLike, leg: Leg, cseq: int, request: Request | None) -> None:
     """ACK the 2xx to our INVITE numbered ``cseq`` on ``leg``, carrying the body of
     ``request`` (the caller's ACK) if any (RFC 3261 §13.2.2.4: an ACK per 2xx)."""
     dialog = leg.dialog
@@ -184,5 +187,8 @@ def send_ack(node: Node, leg: Leg, cseq: int, request: Request | None) -> None:
     content_type = request.headers.get("content-type") if body and request is not None else None
     if body:
         leg.sdp = body
-    ack, hop = dialog.create_ack(cseq, via=leg.local.via(), body=body, content_type=content_type)
-    node.send_stateless(ack, next_hop_address(hop))
+    ack, hop = dialog.create_ack(cseq, via=leg.via(), body=body, content_type=content_type)
+    try:
+        node.send_stateless(ack, next_hop_address(hop))
+    except Unreachable:
+        pass  # the far side's 2xx comes again, then its transaction gives up (§13.2.2.4)

@@ -19,20 +19,19 @@ Calls find their way by context objects on transactions (``Call`` for the
 B leg's INVITE, ``Relay`` for a request sent on, ``Own`` for our BYEs and
 refreshes, ``Hop`` for probes): no task per call. The licence check and the
 relay's offer/answer are awaited in done callbacks of futures, and only for
-calls that need them. Failover, duration limit and session timers run from
-``expire``, which one periodic callback calls (``start``).
+calls that need them. Failover, silence, timer C, duration limit, session
+timers and probes run from ``on_tick``, on the node's own periodic tick.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from sipline.config import B2buaSection
 from sipline.logs import event
-from sipline.net.handler import Handler
+from sipline.net.handler import Handler, NodeLike
 from sipline.peers import TrustedPeers
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
@@ -46,57 +45,33 @@ from .calls import AccountsLike, Calls, LicencesLike, MediaLike
 from .nexthop import Hop
 from .teardown import end, fail
 
-if TYPE_CHECKING:
-    from sipline.net.node import Node
-
 log = logging.getLogger("sipline.b2bua")
-
-TICK = 0.02  # seconds between runs of the call timers (failover is late by one at most)
 
 
 class B2buaHandler(Handler):
-    """``settings`` needs the [b2bua] and [sip] sections; ``accounts``,
+    """``b2bua`` is the [b2bua] section, ``server_header`` [sip]'s; ``accounts``,
     ``licences`` and ``media`` are optional (b2bua.accounts, b2bua.licences,
     b2bua.media); ``clock`` is monotonic time (a fake one in tests)."""
 
     def __init__(
         self,
-        settings: Any,
+        b2bua: B2buaSection,
         *,
+        server_header: str,
         accounts: AccountsLike | None = None,
         licences: LicencesLike | None = None,
         media: MediaLike | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        b2bua = settings.b2bua
         self.calls = Calls(
-            b2bua, server_header=settings.sip.server_header,
+            b2bua, server_header=server_header,
             accounts=accounts, licences=licences, media=media, clock=clock,
         )  # fmt: skip
         self.trusted = TrustedPeers(b2bua.trusted)
         self.probing = True  # OPTIONS to the next hops (off while draining)
-        self._node: Node | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
-
-    # -- life -------------------------------------------------------------------------
-    def start(self, node: Node) -> None:
-        """Run the timers and the probes from one periodic callback (the node listens)."""
-        self._node = node
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
 
     def close(self) -> None:
         self.calls.metrics.unwatch()
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
-
-    def _tick(self) -> None:
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
-        if self._node is not None:
-            try:
-                self.expire(self._node, self.calls.clock())
-            except Exception:
-                log.exception("event=b2bua_error where=expire")
 
     def __len__(self) -> int:
         """Calls in progress."""
@@ -108,9 +83,8 @@ class B2buaHandler(Handler):
 
     # -- what the node delivers -------------------------------------------------------------
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
-        self._node = node
         calls = self.calls
         try:
             if txn is None:
@@ -136,7 +110,7 @@ class B2buaHandler(Handler):
                     calls.answer(node, txn, 400, f"Bad Request: {exc.reason}")
 
     def _invite(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
         calls = self.calls
         if not self.trusts(source):
@@ -154,9 +128,8 @@ class B2buaHandler(Handler):
         setup.on_invite(calls, node, request, txn, source, caller)
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None:
-        self._node = node
         calls = self.calls
         if txn is None:
             answering.on_stray(calls, node, response, source)
@@ -176,8 +149,7 @@ class B2buaHandler(Handler):
         except ParseError as exc:
             event(log, "bad_response", logging.DEBUG, call_id=response.call_id, reason=exc.reason)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
-        self._node = node
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         context = txn.context
         kind = type(context)
         if kind is Call:
@@ -187,7 +159,7 @@ class B2buaHandler(Handler):
         elif kind is Own:
             indialog.on_own_timeout(self.calls, node, context, txn)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         """Break the references between the layer's transaction and the call at once:
         the B leg's INVITE (parsed) goes with its transaction, not with the call."""
         context = txn.context
@@ -200,9 +172,9 @@ class B2buaHandler(Handler):
                 answering.no_ack(self.calls, node, context)
 
     # -- timers -----------------------------------------------------------------------------
-    def expire(self, node: Node, now: float) -> None:
+    def on_tick(self, node: NodeLike, now: float) -> None:
         """Failover, silent hops, timer C, duration limit, session timers and probes
-        due at ``now`` (monotonic)."""
+        due at ``now`` (monotonic: the calls' clock, which is the node's)."""
         calls = self.calls
         setup.silence_due(calls, now)
         setup.failover_due(calls, node, now)

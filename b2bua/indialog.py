@@ -19,26 +19,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
 from .anchoring import through_relay
 from .call import Call, Leg, Media, Own, Phase, Relay
 from .calls import SUPPORTED, Calls, send_ack
-from .legs import REQUEST_HEADERS, crossing_response, next_hop_address
+from .legs import REQUEST_HEADERS, Unreachable, crossing_response, next_hop_address
 from .sessiontimer import from_response, session_expires
 from .teardown import end
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 # In-dialog requests that cross to the other leg (BYE ends both instead).
 RELAYED = frozenset(("INVITE", "UPDATE", "INFO", "PRACK", "MESSAGE", "NOTIFY", "REFER", "OPTIONS"))
 OFFERS = ("INVITE", "UPDATE")  # what may carry a new offer and a session timer
 
 
-def on_request(calls: Calls, node: Node, request: Request, txn: ServerTransaction) -> None:
+def on_request(calls: Calls, node: NodeLike, request: Request, txn: ServerTransaction) -> None:
     """A request with a To tag: BYE ends its call, the others cross to the other leg."""
     leg = calls.legs.get(request.call_id)
     if leg is None or not _ours(leg, request):
@@ -65,7 +64,7 @@ def _ours(leg: Leg, request: Request) -> bool:
     return dialog is not None and request.to.tag == dialog.id.local_tag
 
 
-def _crosses(calls: Calls, node: Node, leg: Leg, request: Request, txn: ServerTransaction) -> bool:
+def _crosses(calls: Calls, node: NodeLike, leg: Leg, request: Request, txn: ServerTransaction) -> bool:
     """Whether ``request`` may go to the other leg; if not, it is answered here."""
     method, call = request.method, leg.call
     if method not in RELAYED:
@@ -88,7 +87,7 @@ def _below_min_se(calls: Calls, request: Request) -> bool:
     return asked is not None and asked[0] < calls.min_se
 
 
-def _send_on(calls: Calls, node: Node, leg: Leg, request: Request, txn: ServerTransaction) -> None:
+def _send_on(calls: Calls, node: NodeLike, leg: Leg, request: Request, txn: ServerTransaction) -> None:
     """``request`` as the same method in the other leg's dialog."""
     call, peer = leg.call, leg.peer
     target = peer.dialog
@@ -98,7 +97,7 @@ def _send_on(calls: Calls, node: Node, leg: Leg, request: Request, txn: ServerTr
     if body and method in ("INVITE", "UPDATE", "PRACK", "ACK"):
         peer.sdp = body
     out, hop = target.create_request(
-        method, via=peer.local.via(), contact=peer.local.contact, body=body,
+        method, via=peer.via(), contact=peer.contact, body=body,
         content_type=request.headers.get("content-type") if body else None, extra=extra,
     )  # fmt: skip
     relay = Relay(call, leg, txn, cseq=out.cseq.number)
@@ -107,7 +106,7 @@ def _send_on(calls: Calls, node: Node, leg: Leg, request: Request, txn: ServerTr
         call.reinvite = relay
     try:
         dest = next_hop_address(hop)
-    except ParseError as exc:
+    except Unreachable as exc:
         calls.answer(node, txn, 502, f"Bad Gateway: {exc.reason}")
         return
     media = calls.media
@@ -154,7 +153,7 @@ def _rack(call: Call, peer: Leg, value: str) -> str:
 
 def _reoffered(
     calls: Calls,
-    node: Node,
+    node: NodeLike,
     call: Call,
     sdp: bytes | None,
     relay: Relay,
@@ -174,7 +173,7 @@ def _reoffered(
 
 
 def on_response(
-    calls: Calls, node: Node, relay: Relay, response: Response, txn: ClientTransaction
+    calls: Calls, node: NodeLike, relay: Relay, response: Response, txn: ClientTransaction
 ) -> None:
     """A response to a request sent on: back to the leg the request came on."""
     status = response.status
@@ -209,21 +208,21 @@ def on_response(
 
 
 def _reanswered(
-    calls: Calls, node: Node, call: Call, sdp: bytes | None, relay: Relay, response: Response
+    calls: Calls, node: NodeLike, call: Call, sdp: bytes | None, relay: Relay, response: Response
 ) -> None:
     # Answered: a 2xx again is a retransmission, not an answer for the relay.
     relay.media = Media.DIRECT if response.status >= 200 else Media.ANCHORED
     _relay_on(calls, node, relay, response, response.body if sdp is None else sdp)
 
 
-def _relay_on(calls: Calls, node: Node, relay: Relay, response: Response, body: bytes) -> None:
+def _relay_on(calls: Calls, node: NodeLike, relay: Relay, response: Response, body: bytes) -> None:
     status = response.status
     call, source, server = relay.call, relay.source, relay.server
     method = server.method
     extra: list[tuple[str, str]] = []
     if 200 <= status < 300 and method in OFFERS:
         extra = _refreshed(calls, relay, response)
-    contact = source.local.contact if method in OFFERS else None
+    contact = source.contact if method in OFFERS else None
     out = crossing_response(
         server.request, response, to_tag=None, contact=contact, record_route=False,
         body=body, extra=extra,
@@ -237,7 +236,7 @@ def _relay_on(calls: Calls, node: Node, relay: Relay, response: Response, body: 
             call.reinvite = None  # its ACK stays with the transactions
     calls.respond(node, server, out)
     if method == "INVITE" and 200 <= status < 300:
-        node.layer.retransmit_2xx(server)  # until its ACK (RFC 3261 §13.3.1.4)
+        node.retransmit_2xx(server)  # until its ACK (RFC 3261 §13.3.1.4)
     if status in (408, 481) and call.phase is not Phase.ENDED:
         end(calls, node, call, None, f"{status} in dialog")
 
@@ -259,7 +258,7 @@ def _refreshed(calls: Calls, relay: Relay, response: Response) -> list[tuple[str
     return source.timer.response_headers()
 
 
-def on_timeout(calls: Calls, node: Node, relay: Relay, txn: Transaction) -> None:
+def on_timeout(calls: Calls, node: NodeLike, relay: Relay, txn: Transaction) -> None:
     """No answer from the other side to a request sent on: 408 back, and the call ends."""
     if isinstance(txn, ClientTransaction):
         calls.answer(node, relay.server, 408, "Request Timeout: no answer from the other side")
@@ -267,13 +266,13 @@ def on_timeout(calls: Calls, node: Node, relay: Relay, txn: Transaction) -> None
 
 
 # -- our own requests: session refreshes (and BYEs, whose answers need nothing) -------------------
-def sessions_due(calls: Calls, node: Node, now: float) -> None:
+def sessions_due(calls: Calls, node: NodeLike, now: float) -> None:
     """Legs whose session timer fired: refresh it, or end the call if the peer should have."""
     for leg in calls.sessions.expire(now):
         _session_due(calls, node, leg, now)
 
 
-def _session_due(calls: Calls, node: Node, leg: Leg, now: float) -> None:
+def _session_due(calls: Calls, node: NodeLike, leg: Leg, now: float) -> None:
     call, timer, dialog = leg.call, leg.timer, leg.dialog
     if call.phase is Phase.ENDED or timer is None or dialog is None:
         return
@@ -284,19 +283,24 @@ def _session_due(calls: Calls, node: Node, leg: Leg, now: float) -> None:
     extra = [*timer.request_headers(), ("Supported", SUPPORTED)]
     if leg.update_allowed:
         out, hop = dialog.create_request(
-            "UPDATE", via=leg.local.via(), contact=leg.local.contact, extra=extra
+            "UPDATE", via=leg.via(), contact=leg.contact, extra=extra
         )
     else:
         out, hop = dialog.create_request(
-            "INVITE", via=leg.local.via(), contact=leg.local.contact, body=leg.sdp,
+            "INVITE", via=leg.via(), contact=leg.contact, body=leg.sdp,
             content_type="application/sdp" if leg.sdp else None, extra=extra,
         )  # fmt: skip
-    txn = node.send_request(out, next_hop_address(hop))
+    try:
+        dest = next_hop_address(hop)
+    except Unreachable as exc:
+        end(calls, node, call, None, f"refresh failed: {exc.reason}")
+        return
+    txn = node.send_request(out, dest)
     txn.context = Own(call, leg)
 
 
 def on_own_response(
-    calls: Calls, node: Node, own: Own, response: Response, txn: ClientTransaction
+    calls: Calls, node: NodeLike, own: Own, response: Response, txn: ClientTransaction
 ) -> None:
     """The answer to a session refresh of ours (RFC 4028 §10); a BYE's needs nothing."""
     status = response.status
@@ -315,6 +319,6 @@ def on_own_response(
         end(calls, node, call, None, "refresh failed")
 
 
-def on_own_timeout(calls: Calls, node: Node, own: Own, txn: Transaction) -> None:
+def on_own_timeout(calls: Calls, node: NodeLike, own: Own, txn: Transaction) -> None:
     if txn.method != "BYE" and own.call.phase is not Phase.ENDED:
         end(calls, node, own.call, None, "refresh timed out")

@@ -14,9 +14,7 @@ from collections.abc import Iterable
 
 from sipline.proxying.rules import resolve
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, header_key
-from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response
 
 ACCOUNT_HEADER = "X-Sipline-Account"
@@ -51,25 +49,11 @@ REQUEST_HEADERS = (
 )  # fmt: skip
 
 
-class Local:
-    """This B2BUA's own address on a transport, as Via and Contact show it."""
-
-    __slots__ = ("host", "port", "transport", "contact", "_via")
-
-    def __init__(self, address: Address) -> None:
-        self.host, self.port, self.transport = address.host, address.port, address.transport
-        suffix = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
-        self.contact = f"<sip:b2bua@{address.hostport}{suffix}>"
-        self._via = f"SIP/2.0/{self.transport} {address.hostport};branch="
-
-    def via(self) -> str:
-        return f"{self._via}{new_branch()};rport"
-
-
 def b_invite(
     a: Request,
-    local: Local,
     *,
+    via: str,
+    contact: str,
     call_id: str,
     from_tag: str,
     cseq: int,
@@ -79,7 +63,8 @@ def b_invite(
     external: bool = False,
     uri: str | None = None,
 ) -> Request:
-    """The B leg's INVITE from the A leg's: ``supported`` replaces Supported
+    """The B leg's INVITE from the A leg's, with our ``via`` and ``contact`` on
+    the B leg: ``supported`` replaces Supported
     (our extensions added to the caller's), ``extra`` is added (session timer,
     account); ``external`` strips internal identity headers too; ``uri``
     replaces the Request-URI (a redirect followed)."""
@@ -90,13 +75,13 @@ def b_invite(
     max_forwards = a.max_forwards
     headers = Headers()
     add = headers.add
-    add("Via", local.via())
+    add("Via", via)
     add("Max-Forwards", str(max(0, (70 if max_forwards is None else max_forwards) - 1)))
     add("From", from_)
     add("To", a.headers.get("to") or "")
     add("Call-ID", call_id)
     add("CSeq", f"{cseq} INVITE")
-    add("Contact", local.contact)
+    add("Contact", contact)
     add("Supported", supported)
     skip = _NOT_COPIED | _INTERNAL if external else _NOT_COPIED
     for name, value in a.headers:
@@ -147,12 +132,21 @@ def crossing_response(
     return out
 
 
+class Unreachable(Exception):
+    """A next hop we cannot send to (a host name, a transport we do not speak):
+    the request fails as a transport error does (RFC 3261 §16.9), never 400."""
+
+    def __init__(self, uri_text: str) -> None:
+        super().__init__(f"cannot reach {uri_text}")
+        self.reason = f"cannot reach {uri_text}"
+
+
 def next_hop_address(uri_text: str) -> Address:
     """Where a request to ``uri_text`` goes (IP literals only between our nodes;
-    resolved once per URI): ParseError when it cannot be reached."""
+    resolved once per URI): Unreachable when it cannot be reached."""
     found = resolve(uri_text)
     if found is None:
-        raise ParseError(f"cannot reach {uri_text}")
+        raise Unreachable(uri_text)
     return found
 
 

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.ng.anchoring import (
     has_sdp,
@@ -71,9 +72,9 @@ class LegMedia:
         """The anchoring of a ``[b2bua]`` section; None when there is nothing to anchor."""
         if not b2bua.media_relay or b2bua.anchor_media == "never":
             return None
-        host, _, port = b2bua.media_relay.rpartition(":")
+        client = NgClient(*split_host_port(b2bua.media_relay))
         toward = "RTP/SAVP" if b2bua.carrier_srtp else "RTP/AVP"
-        return cls(NgClient(host.strip("[]"), int(port)), b2bua.anchor_media, b2bua.trusted, toward)
+        return cls(client, b2bua.anchor_media, b2bua.trusted, toward)
 
     def close(self) -> None:
         self.client.close()

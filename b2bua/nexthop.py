@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sipline.config import split_hop
+from sipline.config import B2buaSection, split_hop, split_host_port
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.message import Request
@@ -91,7 +91,7 @@ class NextHops:
     _turn: int = 0
 
     @classmethod
-    def from_settings(cls, b2bua: Any) -> NextHops:
+    def from_settings(cls, b2bua: B2buaSection) -> NextHops:
         """From the [b2bua] section: ``acr``, ``routes`` and the ``probe_*`` keys."""
         hops: dict[Address, Hop] = {}
 

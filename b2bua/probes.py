@@ -17,51 +17,43 @@ import logging
 from typing import TYPE_CHECKING
 
 from sipline.logs import event
-from sipline.sip.ids import new_call_id, new_tag
-from sipline.sip.message import Request
 from sipline.sip.transaction import ClientTransaction
+from sipline.sip.uac import out_of_dialog
 
 from .calls import Calls
 from .nexthop import Hop
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.b2bua")
 
 
-def due(calls: Calls, node: Node, now: float) -> None:
+def due(calls: Calls, node: NodeLike, now: float) -> None:
     """Probe every hop whose turn it is."""
     for hop in calls.hops.hops.values():
         if now >= hop.next_probe:
             _probe(calls, node, hop, now)
 
 
-def _probe(calls: Calls, node: Node, hop: Hop, now: float) -> None:
+def _probe(calls: Calls, node: NodeLike, hop: Hop, now: float) -> None:
     hops = calls.hops
     last = hop.probe
     if last is not None:  # unanswered since the last one: failed
         hop.probe = None
         last.context = None
-        node.layer.abandon(last)
+        node.abandon(last)
         _outcome(calls, hop, False, now)
     hop.next_probe = now + (hops.probe_interval if hop.up else hops.probe_down_interval)
-    local = calls.local(node, hop.address.transport)
-    uri = f"sip:{hop.address.hostport}"
-    request = Request("OPTIONS", uri)
-    headers = request.headers
-    headers.add("Via", local.via())
-    headers.add("Max-Forwards", "70")
-    headers.add("From", f"<sip:b2bua@{local.host}:{local.port}>;tag={new_tag()}")
-    headers.add("To", f"<{uri}>")
-    headers.add("Call-ID", new_call_id(local.host))
-    headers.add("CSeq", "1 OPTIONS")
-    headers.add("Content-Length", "0")
+    request = out_of_dialog(
+        "OPTIONS", f"sip:{hop.address.hostport}",
+        node.local_address(hop.address.transport), "b2bua",
+    )  # fmt: skip
     txn = node.send_request(request, hop.address)
     txn.context = hop
     hop.probe = txn
     if not hop.up:
-        node.layer.abandon(txn)  # sent once: the next probe, soon, is its retransmission
+        node.abandon(txn)  # sent once: the next probe, soon, is its retransmission
 
 
 def probed(calls: Calls, hop: Hop, txn: ClientTransaction, answered: bool) -> None:

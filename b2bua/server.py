@@ -76,11 +76,11 @@ class B2buaNode:
         self.licences = await Licences.open(self.settings, self.db)
         self.member.synced(SYNCING)
         self.handler = B2buaHandler(
-            self.settings, accounts=self.directory, licences=self.licences, media=self.media
-        )
+            self.settings.b2bua, server_header=self.settings.sip.server_header,
+            accounts=self.directory, licences=self.licences, media=self.media,
+        )  # fmt: skip
         self.node = Node(self.settings, self.handler, db=self.db)
-        await self.node.start()
-        self.handler.start(self.node)
+        await self.node.start()  # its tick drives the calls' timers and the probes
         b2bua = self.settings.b2bua
         event(
             log, "b2bua_started", node=self.settings.node.name,

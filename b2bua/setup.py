@@ -60,7 +60,7 @@ from .sessiontimer import (
 from .teardown import delete_media, fail, give_up, guarded, hang_up_stray, release
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.b2bua")
 
@@ -69,7 +69,7 @@ FAILOVER_STATUS = frozenset((503, 408))
 
 def on_invite(
     calls: Calls,
-    node: Node,
+    node: NodeLike,
     request: Request,
     txn: ServerTransaction,
     source: Address,
@@ -109,18 +109,17 @@ def on_invite(
 
 def _new_call(
     calls: Calls,
-    node: Node,
+    node: NodeLike,
     request: Request,
     txn: ServerTransaction,
     source: Address,
     timer: SessionTimer,
 ) -> Call:
     """The call of ``request``, in the table by both its legs' Call-IDs."""
-    a_local = calls.local(node, source.transport)
-    b_local = calls.local(node)
+    local = calls.local(node)
     call = Call(new_tag(), request.from_.tag or "", new_tag(), txn, calls.clock())
-    call.a = Leg(call, "A", request.call_id, a_local, timer=timer)
-    call.b = Leg(call, "B", new_call_id(b_local.host), b_local)
+    call.a = Leg(call, "A", request.call_id, local, source.transport, timer=timer)
+    call.b = Leg(call, "B", new_call_id(local.addresses["UDP"].host), local, "UDP")
     call.a.update_allowed = _allows_update(request)
     call.b_sdp = request.body
     txn.context = call
@@ -130,7 +129,7 @@ def _new_call(
     return call
 
 
-def _admitted(calls: Calls, node: Node, call: Call, done: asyncio.Future[Any]) -> None:
+def _admitted(calls: Calls, node: NodeLike, call: Call, done: asyncio.Future[Any]) -> None:
     if call.phase is Phase.ENDED:
         if not done.cancelled() and done.exception() is None and done.result().allowed:
             call.admitted = True
@@ -154,7 +153,7 @@ def _admitted(calls: Calls, node: Node, call: Call, done: asyncio.Future[Any]) -
     _offer(calls, node, call, server.source if server is not None else None)
 
 
-def _offer(calls: Calls, node: Node, call: Call, source: Address | None) -> None:
+def _offer(calls: Calls, node: NodeLike, call: Call, source: Address | None) -> None:
     """Anchor the caller's offer at the relay if the call needs it, then call out."""
     media, server = calls.media, call.server
     if media is not None and server is not None and source is not None and call.b_sdp:
@@ -167,7 +166,7 @@ def _offer(calls: Calls, node: Node, call: Call, source: Address | None) -> None
     _call_out(calls, node, call)
 
 
-def _offered(calls: Calls, node: Node, call: Call, sdp: bytes | None) -> None:
+def _offered(calls: Calls, node: NodeLike, call: Call, sdp: bytes | None) -> None:
     if sdp is None:
         call.media = Media.DIRECT  # through as it came
     else:
@@ -179,7 +178,7 @@ def _offered(calls: Calls, node: Node, call: Call, sdp: bytes | None) -> None:
     _call_out(calls, node, call)
 
 
-def _call_out(calls: Calls, node: Node, call: Call) -> None:
+def _call_out(calls: Calls, node: NodeLike, call: Call) -> None:
     server = call.server
     assert server is not None
     call.phase = Phase.CALLING
@@ -187,7 +186,7 @@ def _call_out(calls: Calls, node: Node, call: Call) -> None:
     try_next(calls, node, call)
 
 
-def try_next(calls: Calls, node: Node, call: Call) -> None:
+def try_next(calls: Calls, node: NodeLike, call: Call) -> None:
     """Send the B leg's INVITE to the plan's next hop; with none left, fail upstream."""
     plan = call.plan
     assert plan is not None
@@ -206,7 +205,7 @@ def try_next(calls: Calls, node: Node, call: Call) -> None:
     _send_invite(calls, node, call, hop)
 
 
-def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
+def _send_invite(calls: Calls, node: NodeLike, call: Call, hop: Hop) -> None:
     server = call.server
     assert server is not None
     a = server.request
@@ -223,7 +222,7 @@ def _send_invite(calls: Calls, node: Node, call: Call, hop: Hop) -> None:
         # When we give up on it (wall clock: the ACR compares): it routes nothing later.
         extra.append((DEADLINE_HEADER, f"{time.time() + calls.failover_timeout:.3f}"))
     request = b_invite(
-        a, call.b.local, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
+        a, via=call.b.via(), contact=call.b.contact, call_id=call.b.call_id, from_tag=call.b_tag, cseq=call.cseq,
         body=call.b_sdp, supported=with_supported(a.headers.get("supported"), SUPPORTED),
         extra=extra, external=external, uri=call.target,
     )  # fmt: skip
@@ -243,7 +242,7 @@ def _b_interval(calls: Calls, call: Call) -> int:
 
 
 def on_response(
-    calls: Calls, node: Node, call: Call, response: Response, txn: ClientTransaction
+    calls: Calls, node: NodeLike, call: Call, response: Response, txn: ClientTransaction
 ) -> None:
     """A response to the B leg's INVITE: to the caller, to the next hop, or the end."""
     status = response.status
@@ -308,7 +307,7 @@ def _follow(calls: Calls, call: Call, response: Response) -> bool:
 
 
 def _accepted(
-    calls: Calls, node: Node, call: Call, response: Response, txn: ClientTransaction
+    calls: Calls, node: NodeLike, call: Call, response: Response, txn: ClientTransaction
 ) -> None:
     """A 2xx on the B leg: the first answers the call; another fork's is hung up."""
     if call.phase is not Phase.CALLING:
@@ -348,7 +347,7 @@ def _b_dialog(call: Call, request: Request, response: Response) -> None:
         dialog.update_from_response(response)
 
 
-def on_timeout(calls: Calls, node: Node, call: Call, txn: Transaction) -> None:
+def on_timeout(calls: Calls, node: NodeLike, call: Call, txn: Transaction) -> None:
     """No final answer to the B leg's INVITE (timer B, RFC 3261 §17.1.1.2): the next hop."""
     if txn is call.client and call.phase is Phase.CALLING:
         calls.failover.disarm(call)
@@ -356,7 +355,7 @@ def on_timeout(calls: Calls, node: Node, call: Call, txn: Transaction) -> None:
         try_next(calls, node, call)
 
 
-def failover_due(calls: Calls, node: Node, now: float) -> None:
+def failover_due(calls: Calls, node: NodeLike, now: float) -> None:
     """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop;
     new calls skip that hop from now on."""
     for call in calls.failover.expire(now):
@@ -369,7 +368,7 @@ def failover_due(calls: Calls, node: Node, now: float) -> None:
             try_next(calls, node, call)
 
 
-def timer_c_due(calls: Calls, node: Node, now: float) -> None:
+def timer_c_due(calls: Calls, node: NodeLike, now: float) -> None:
     """Calls whose far side said nothing for ``timer_c`` since its last provisional
     (our own timer C, RFC 3261 §16.6 step 11 and §16.8 in spirit): the B leg is
     CANCELled and the caller gets 408, instead of ringing for ever."""
@@ -389,7 +388,7 @@ def silence_due(calls: Calls, now: float) -> None:
             probes.failed(calls, hop, "silent")
 
 
-def on_cancel(calls: Calls, node: Node, request: Request, txn: ServerTransaction) -> None:
+def on_cancel(calls: Calls, node: NodeLike, request: Request, txn: ServerTransaction) -> None:
     """The caller's CANCEL: 200, and 487 to its INVITE if still unanswered (RFC 3261 §9.2)."""
     invite = txn.cancels
     if invite is None:

@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, Any
 from sipline.logs import event
 from sipline.sip.dialog import Dialog
 from sipline.sip.errors import ParseError
+from sipline.sip.ids import new_branch
 from sipline.sip.message import Headers, Request, Response
 from sipline.sip.transaction import ClientTransaction, State
 
 from .call import Call, Leg, Media, Phase
 from .calls import Calls, send_ack
-from .legs import crossing_response, next_hop_address
+from .legs import Unreachable, crossing_response, next_hop_address
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.b2bua")
 
@@ -43,7 +44,7 @@ GHOST = 'SIP;cause=200;text="ghost"'  # RFC 3326: an answer nobody took, never b
 
 
 def fail(
-    calls: Calls, node: Node, call: Call, status: int, reason: str, response: Response | None = None
+    calls: Calls, node: NodeLike, call: Call, status: int, reason: str, response: Response | None = None
 ) -> None:
     """End a call that was not answered: ``status`` (or the far side's ``response``)
     to the caller, CANCEL the B leg."""
@@ -68,15 +69,15 @@ def fail(
     forget(calls, node, call)
 
 
-def give_up(node: Node, client: ClientTransaction) -> None:
+def give_up(node: NodeLike, client: ClientTransaction) -> None:
     """Wait no more for the B leg's INVITE: CANCEL it (it goes once a 1xx comes,
     §9.1) and send it no more, so a hop that comes back never routes a call
     nobody waits for."""
     node.cancel(client)
-    node.layer.abandon(client)
+    node.abandon(client)
 
 
-def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> None:
+def end(calls: Calls, node: NodeLike, call: Call, origin: Leg | None, why: str) -> None:
     """End a call in any phase: BYE each leg that is up but ``origin``."""
     if call.phase is Phase.ENDED:
         return
@@ -113,7 +114,7 @@ def end(calls: Calls, node: Node, call: Call, origin: Leg | None, why: str) -> N
     forget(calls, node, call)
 
 
-def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
+def _unanswered(calls: Calls, node: NodeLike, call: Call, why: str) -> None:
     """The call ends before its 2xx reached the caller (a BYE while the relay
     rewrote it): a BYE must not end the caller's early dialog (RFC 3261 §15),
     so its INVITE gets its final answer. 487, as §15.1.2 has a UAS answer an
@@ -128,26 +129,26 @@ def _unanswered(calls: Calls, node: Node, call: Call, why: str) -> None:
     calls.respond(node, server, server.request.response(487, reason, to_tag=call.a_tag))
 
 
-def bye(node: Node, leg: Leg, reason: str | None = None) -> None:
+def bye(node: NodeLike, leg: Leg, reason: str | None = None) -> None:
     dialog = leg.dialog
     assert dialog is not None
     extra = () if reason is None else (("Reason", reason),)
-    request, hop = dialog.create_request("BYE", via=leg.local.via(), extra=extra)
+    request, hop = dialog.create_request("BYE", via=leg.via(), extra=extra)
     try:
         dest = next_hop_address(hop)
-    except ParseError:
+    except Unreachable:
         return
     node.send_request(request, dest)  # its answer needs nothing of the call
 
 
-def forget(calls: Calls, node: Node, call: Call) -> None:
+def forget(calls: Calls, node: NodeLike, call: Call) -> None:
     """The call is over: out of the table and the timers, its media and licence let
     go, and no 2xx of it offered again to a peer that has not ACKed it."""
     call.phase = Phase.ENDED
     if call.server is not None:
-        node.layer.stop_2xx(call.server)
+        node.stop_2xx(call.server)
     if call.reinvite is not None:
-        node.layer.stop_2xx(call.reinvite.server)
+        node.stop_2xx(call.reinvite.server)
     legs = calls.legs
     for leg in (call.a, call.b):
         if legs.get(leg.call_id) is leg:
@@ -189,16 +190,18 @@ def release(calls: Calls, call: Call) -> None:
         calls.spawn(calls.licences.release(call.account, call.call_id), None)
 
 
-def hang_up_stray(calls: Calls, node: Node, request: Request, response: Response) -> None:
+def hang_up_stray(calls: Calls, node: NodeLike, request: Request, response: Response) -> None:
     """A 2xx to ``request`` that no call takes (see the module's doc): ACK it and
     BYE it as a ghost."""
     local = calls.local(node)
     try:
         dialog = Dialog.uac(request, response)
-        ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via())
-        out, hop = dialog.create_request("BYE", via=local.via(), extra=(("Reason", GHOST),))
+        ack, ack_hop = dialog.create_ack(request.cseq.number, via=local.via("UDP", new_branch(), rport=True))
+        out, hop = dialog.create_request(
+            "BYE", via=local.via("UDP", new_branch(), rport=True), extra=(("Reason", GHOST),)
+        )
         ack_dest, dest = next_hop_address(ack_hop), next_hop_address(hop)
-    except ParseError as exc:
+    except (ParseError, Unreachable) as exc:
         event(log, "ghost_not_hung_up", logging.WARNING, call_id=response.call_id, error=exc.reason)
         return
     node.send_stateless(ack, ack_dest)
@@ -216,7 +219,7 @@ def answered_invite(response: Response) -> Request:
     return Request("INVITE", "sip:invalid", headers)
 
 
-def guarded(calls: Calls, node: Node, call: Call, work: Callable[..., None], *args: Any) -> None:
+def guarded(calls: Calls, node: NodeLike, call: Call, work: Callable[..., None], *args: Any) -> None:
     """Run a future's callback ``work(calls, node, call, *args)``: what it raises
     fails the call, not the loop."""
     try:

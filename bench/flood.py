@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,14 +40,12 @@ from bench.proxyserve import BOB, CALLER_CSV, phones_for
 from bench.proxystack import (
     DOMAIN,
     REPO,
+    RunningProxy,
     provision,
-    proxy_command,
-    proxy_env,
     register_command,
+    start_proxy,
     users_csv,
-    wait_until_answering,
 )
-from bench.proxystack import free_port as free_pair
 from bench.runner import read_proc_stat
 from bench.serving import stop
 from bench.sippstats import read_totals
@@ -115,16 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, sipp: str, workdir: Path) -> Figures:
     url = f"sqlite:///{workdir / 'sipline.db'}"
     asyncio.run(provision(url, phones_for("call")))
-    port, metrics_port = free_pair(), free_port()
-    env = proxy_env(port, url, {
-        "SIPLINE_METRICS__PORT": str(metrics_port),
+    limits = {
         "SIPLINE_LIMITS__FLOOD_DENSITY": str(args.density),
         "SIPLINE_LIMITS__FLOOD_WINDOW": str(args.window),
-    })  # fmt: skip
+    }
     figures = Figures()
     total = args.warmup + args.flood + args.settle
-    with proxy(env, workdir) as process, callee(sipp, port, workdir):
-        rss = Rss(process.pid)
+    with proxy(url, limits, workdir) as running, callee(sipp, running.port, workdir):
+        port = running.port
+        rss = Rss(running.process.pid)
         calls = caller(sipp, port, workdir, args, total)
         try:
             wait(args.warmup, rss)
@@ -135,17 +131,16 @@ def run(args: argparse.Namespace, sipp: str, workdir: Path) -> Figures:
             figures.flood_sent, figures.flood_answered = finish_flood(sender)
             wait(args.settle, rss)
             figures.rss_after, figures.rss_peak = rss.now(), rss.peak
-            figures.cpu = proc_stat(process.pid)[0]
+            figures.cpu = running.cpu_seconds()
         finally:
             hang_up(calls)
         totals = read_totals((workdir / "caller.csv").read_text())
         figures.attempted, figures.completed, figures.failed = (
             totals.created, totals.successful, totals.failed,
         )  # fmt: skip
-        figures.bans = metric(metrics_port, 'sipline_bans_total{reason="flood"}')
+        figures.bans = running.metric("sipline_bans_total", reason="flood")
         figures.dropped = sum(
-            metric(metrics_port, f'sipline_sip_dropped_total{{reason="{r}"}}')
-            for r in ("flood", "banned")
+            running.metric("sipline_sip_dropped_total", reason=r) for r in ("flood", "banned")
         )
     return figures
 
@@ -166,16 +161,12 @@ def report(f: Figures, args: argparse.Namespace) -> str:
 
 # -- the parts ----------------------------------------------------------------------------
 @contextmanager
-def proxy(env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = (workdir / "proxy.log").open("wb")
-    process = subprocess.Popen(proxy_command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+def proxy(url: str, settings: dict[str, str], workdir: Path) -> Iterator[RunningProxy]:
+    running = start_proxy(url, workdir, settings, metrics=True, timeout=30)
     try:
-        if not wait_until_answering(int(env["SIPLINE_SIP__PORT"]), 30, process):
-            raise RuntimeError("sipline proxy did not start:\n" + (workdir / "proxy.log").read_text())
-        yield process
+        yield running
     finally:
-        stop(process)
-        log.close()
+        running.stop(5)
 
 
 @contextmanager
@@ -294,15 +285,6 @@ def wait(seconds: float, rss: Rss) -> None:
 def proc_stat(pid: int) -> tuple[float, int]:
     """CPU seconds and resident bytes of process ``pid``."""
     return read_proc_stat(Path(f"/proc/{pid}/stat").read_text())
-
-
-def metric(port: int, sample: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
-        for line in page.read().decode().splitlines():
-            key, _, value = line.rpartition(" ")
-            if key == sample:
-                return float(value)
-    return 0.0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """The proxy under load or test: subscribers in a database, ``sipline proxy``, sipp phones.
 
-The end-to-end tests and the ``call`` and ``register`` bench scenarios share
-these parts: ``Phone`` and ``users_csv`` (sipp's ``-inf`` lines
-``user;domain;password``), ``provision`` (subscribers written straight into a
-migrated database, thousands at once), ``proxy_env`` (the environment that
-points ``sipline proxy`` at a port and a database), ``register_phones`` (sipp
-registers phones with digest auth from a given port, so a UAS started later
-on that port takes their calls) and ``answers_options``.
+The end-to-end and security tests, ``bench.flood`` and the ``call`` and
+``register`` bench scenarios share these parts: ``Phone`` and ``users_csv``
+(sipp's ``-inf`` lines ``user;domain;password``), ``provision`` (subscribers
+written straight into a migrated database, thousands at once), ``proxy_env``
+(the environment that points ``sipline proxy`` at a port and a database),
+``start_proxy`` (the one way a test starts a real ``sipline proxy`` process:
+a ``RunningProxy`` with its log, /metrics and CPU time), ``register_phones``
+(sipp registers phones with digest auth from a given port, so a UAS started
+later on that port takes their calls) and ``answers_options``.
 
 ``python -m bench.proxystack call|register`` is the server the bench runner
 starts for those scenarios (see ``bench.proxyserve``).
@@ -15,10 +17,12 @@ starts for those scenarios (see ``bench.proxyserve``).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +120,108 @@ def proxy_env(port: int, url: str, extra: Mapping[str, str] | None = None) -> di
 
 def proxy_command(config: str = "configs/single.toml") -> list[str]:
     return [str(SIPLINE), "proxy", "--config", config]
+
+
+@dataclass
+class RunningProxy:
+    """A ``sipline proxy`` process ``start_proxy`` started, on ``port`` of 127.0.0.1
+    with its database at ``url``, its output in ``log`` and /metrics on
+    ``metrics_port`` (0: none)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    url: str
+    log: Path
+    metrics_port: int = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (HOST, self.port)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of its /metrics (0 when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return metric(self.metrics_port, f"{name}{{{wanted}}}" if labels else name)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used."""
+        from bench.runner import read_proc_stat  # the runner imports this module
+
+        return read_proc_stat(Path(f"/proc/{self.process.pid}/stat").read_text())[0]
+
+    async def add(self, *phones: Phone) -> None:
+        """Provision subscribers while it runs (as ``sipline subscriber add`` does)."""
+        await provision(self.url, phones)
+
+    async def bindings(self) -> list[tuple[str, str]]:
+        """(aor, contact) of every binding stored."""
+        db = await open_database(self.url)
+        try:
+            rows = await db.fetchall("SELECT aor, contact FROM locations ORDER BY aor, contact")
+            return [(row[0], row[1]) for row in rows]
+        finally:
+            await db.close()
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM (it drains), SIGKILL if it is still there after ``timeout``; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait(5)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(5)
+
+
+def start_proxy(
+    url: str,
+    workdir: Path,
+    settings: Mapping[str, str] | None = None,
+    *,
+    metrics: bool = False,
+    port: int | None = None,
+    timeout: float = 20,
+) -> RunningProxy:
+    """``sipline proxy`` on a free port (or ``port``) of 127.0.0.1 with its database at
+    ``url`` (provision it first: ``provision``), ``settings`` the SIPLINE_*
+    variables beyond ``proxy_env``'s, /metrics on a free port with
+    ``metrics``; its output in a log file in ``workdir``. Once it answers an
+    OPTIONS; RuntimeError with its log when it does not within ``timeout``."""
+    port = port or free_port()
+    extra = dict(settings or {})
+    metrics_port = 0
+    if metrics:
+        metrics_port = ports.free_port(HOST)
+        extra["SIPLINE_METRICS__PORT"] = str(metrics_port)
+    log = workdir / f"proxy-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            proxy_command(), cwd=REPO, env=proxy_env(port, url, extra),
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    proxy = RunningProxy(process, port, url, log, metrics_port)
+    if not wait_until_answering(port, timeout, process):
+        proxy.kill()
+        raise RuntimeError(f"sipline proxy did not start:\n{proxy.log_text()}")
+    return proxy
+
+
+def metric(port: int, sample: str) -> float:
+    """A sample (name and labels, as /metrics writes them) of the /metrics on ``port``."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=2) as page:
+        for line in page.read().decode().splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == sample:
+                return float(value)
+    return 0.0
 
 
 def register_command(

@@ -1,7 +1,7 @@
 """The registrar's rules (RFC 3261 §10.3, RFC 3327, RFC 5626) as plain functions.
 
 ``plan`` turns a REGISTER and the AOR's live bindings into an ``Update`` (the
-bindings to write and to remove) or a ``Reject``; ``ok`` builds the 200 that
+bindings to write and to remove) or a ``Rejection``; ``ok`` builds the 200 that
 lists the bindings. No I/O, no clock: ``now`` comes in as an argument.
 """
 
@@ -12,6 +12,7 @@ from email.utils import formatdate
 from typing import Any
 
 from proxy.location import Binding
+from sipline.proxying.rules import Rejection
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import Contact
@@ -43,21 +44,6 @@ class Policy:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """The answer instead of a 200: status, a reason phrase for the operator, extra headers."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def response(self, request: Request) -> Response:
-        response = request.response(self.status, self.reason, to_tag=new_tag())
-        for name, value in self.headers:
-            response.headers.add(name, value)
-        return response
-
-
 @dataclass(slots=True)
 class Update:
     """What a REGISTER changes: bindings to write (new or refreshed) and to remove."""
@@ -79,37 +65,37 @@ class Origin:
     node: str
 
 
-def check_require(request: Request) -> Reject | None:
+def check_require(request: Request) -> Rejection | None:
     """420 for an extension we do not support (RFC 3261 §10.3 step 2, §8.2.2.3)."""
     tags = [tag.lower() for tag in request.headers.values("require")]
     unsupported = ", ".join(tag for tag in tags if tag not in SUPPORTED)
     if unsupported:
-        return Reject(420, f"Bad Extension ({unsupported})", (("Unsupported", unsupported),))
+        return Rejection(420, f"Bad Extension ({unsupported})", (("Unsupported", unsupported),))
     return None
 
 
-def aor_of(request: Request, canonical: Any) -> str | Reject:
+def aor_of(request: Request, canonical: Any) -> str | Rejection:
     """``user@domain`` from the To header (§10.3 step 5); ``canonical`` maps a host to our domain."""
     try:
         uri = request.to.uri
     except ParseError as exc:
-        return Reject(400, f"Bad Request ({exc.reason})")
+        return Rejection(400, f"Bad Request ({exc.reason})")
     if not isinstance(uri, SipUri):
-        return Reject(404, "Not Found (the To URI is not a SIP URI)")
+        return Rejection(404, "Not Found (the To URI is not a SIP URI)")
     domain = canonical(uri.host)
     if domain is None:
-        return Reject(404, "Not Found (AOR domain not served here)")
+        return Rejection(404, "Not Found (AOR domain not served here)")
     if not uri.user:
-        return Reject(404, "Not Found (the To URI has no user part)")
+        return Rejection(404, "Not Found (the To URI has no user part)")
     aor = f"{uri.user}@{domain}"
     if len(aor) > MAX_AOR:
-        return Reject(400, f"Bad Request (AOR longer than {MAX_AOR} characters)")
+        return Rejection(400, f"Bad Request (AOR longer than {MAX_AOR} characters)")
     return aor
 
 
 def plan(
     request: Request, aor: str, live: list[Binding], now: float, policy: Policy, origin: Origin
-) -> Update | Reject:
+) -> Update | Rejection:
     """Steps 6 and 7 of RFC 3261 §10.3 for ``request`` against the AOR's ``live`` bindings."""
     try:
         contacts = request.contacts
@@ -121,16 +107,16 @@ def plan(
             return _unregister_all(request, aor, live, header_expires)
         wanted = [(c, _expires(c, header_expires, policy)) for c in contacts]
     except ParseError as exc:
-        return Reject(400, f"Bad Request ({exc.reason})")
+        return Rejection(400, f"Bad Request ({exc.reason})")
     brief = [expires for _, expires in wanted if 0 < expires < policy.min_expires]
     if brief:
-        return Reject(
+        return Rejection(
             423,
             f"Interval Too Brief ({min(brief)} s, at least {policy.min_expires} s)",
             (("Min-Expires", str(policy.min_expires)),),
         )
     if len(call_id) > MAX_CALL_ID:
-        return Reject(400, f"Bad Request (Call-ID longer than {MAX_CALL_ID} characters)")
+        return Rejection(400, f"Bad Request (Call-ID longer than {MAX_CALL_ID} characters)")
     return _apply_contacts(request, aor, live, wanted, now, origin, policy, (call_id, cseq))
 
 
@@ -144,12 +130,12 @@ def _expires(contact: Contact, header: int | None, policy: Policy) -> int:
 
 def _unregister_all(
     request: Request, aor: str, live: list[Binding], header_expires: int | None
-) -> Update | Reject:
+) -> Update | Rejection:
     """``Contact: *`` (§10.3 step 6): only alone and with ``Expires: 0``."""
     if len(request.contacts) > 1:
-        return Reject(400, "Bad Request (Contact: * with other contacts)")
+        return Rejection(400, "Bad Request (Contact: * with other contacts)")
     if header_expires != 0:
-        return Reject(400, "Bad Request (Contact: * without Expires: 0)")
+        return Rejection(400, "Bad Request (Contact: * without Expires: 0)")
     call_id, cseq = request.call_id, request.cseq.number
     for binding in live:
         if _out_of_order(binding, call_id, cseq):
@@ -166,7 +152,7 @@ def _apply_contacts(
     origin: Origin,
     policy: Policy,
     order: tuple[str, int],
-) -> Update | Reject:
+) -> Update | Rejection:
     committed = {b.contact: b for b in live}
     kept = dict(committed)  # the AOR's bindings as they will be
     upserts: dict[str, Binding] = {}
@@ -175,7 +161,7 @@ def _apply_contacts(
         try:
             uri = _checked_uri(contact)
         except ParseError as exc:
-            return Reject(400, f"Bad Request ({exc.reason})")
+            return Rejection(400, f"Bad Request ({exc.reason})")
         replaced = [b for b in kept.values() if _same_binding(b, contact, uri)]
         for old in replaced:
             if _out_of_order(old, *order):
@@ -189,7 +175,7 @@ def _apply_contacts(
             kept[new.contact] = upserts[new.contact] = new
             removals.pop(new.contact, None)
     if len(kept) > policy.max_contacts:
-        return Reject(
+        return Rejection(
             403, f"Forbidden (too many contacts: {len(kept)}, at most {policy.max_contacts})"
         )
     return Update(aor, list(upserts.values()), list(removals.values()))
@@ -224,8 +210,8 @@ def _out_of_order(binding: Binding, call_id: str, cseq: int) -> bool:
     return binding.call_id == call_id and cseq <= binding.cseq
 
 
-def _out_of_order_reject(binding: Binding, cseq: int) -> Reject:
-    return Reject(
+def _out_of_order_reject(binding: Binding, cseq: int) -> Rejection:
+    return Rejection(
         500, f"Server Internal Error (out of order: CSeq {cseq}, binding has {binding.cseq})"
     )
 

@@ -1,4 +1,4 @@
-"""Media anchoring (DESIGN.md "NAT"): the SDP of a call with a party behind NAT
+"""Media anchoring (docs/design.md "Flows that work"): the SDP of a call with a party behind NAT
 goes through the RTP relay, which latches to where each party's RTP really
 comes from.
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sipline.config import split_host_port
 from sipline.logs import event
 from sipline.ng.anchoring import (
     has_sdp,
@@ -89,8 +90,7 @@ class MediaAnchor:
         """The anchor of a ``[proxy]`` section; None when there is nothing to anchor."""
         if not proxy.media_relay or proxy.anchor_media == "never":
             return None
-        host, _, port = proxy.media_relay.rpartition(":")
-        return cls(NgClient(host.strip("[]"), int(port)), proxy.anchor_media)
+        return cls(NgClient(*split_host_port(proxy.media_relay)), proxy.anchor_media)
 
     def close(self) -> None:
         self.client.close()

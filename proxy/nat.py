@@ -7,31 +7,30 @@ on its TCP connection. A binding whose last ``nat.ping_failures`` pings went
 unanswered (or whose connection is gone) is removed, from memory and the
 database. A REGISTER from the phone counts as an answer too.
 
-Pings are spread evenly over the interval, driven by one periodic callback
-(``tick``): each round lists the bindings to ping, and every tick sends the
-ones whose turn has come. No task or timer per binding.
+Pings are spread evenly over the interval, driven by the node's tick
+(``on_tick``, from the proxy's handler): each round lists the bindings to
+ping, and every tick sends the ones whose turn has come. No task or timer per
+binding, and no loop callback of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from proxy.location import Binding, BindingKey, Location
+from sipline.config import NatSection
 from sipline.logs import event
-from sipline.net.node import Node
+from sipline.net.handler import NodeLike
 from sipline.sip.address import Address
-from sipline.sip.ids import new_branch, new_call_id, new_tag
-from sipline.sip.message import Headers, Request, Response
+from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, Transaction
+from sipline.sip.uac import out_of_dialog
 
 log = logging.getLogger("sipline.proxy.nat")
 
-TICK = 0.1  # seconds between ticks
 CRLF_PING = b"\r\n\r\n"
 
 
@@ -53,59 +52,46 @@ class _Ping:
 class NatPinger:
     """Pings the NAT bindings a node took; ``on_response``/``on_timeout`` take the pings' outcomes.
 
-    ``start(node)`` begins: pings go out through that node, to the bindings
-    whose ``node`` is its name. The node's handler passes the callbacks of
-    the transactions this pinger ``owns`` to it (see ProxyHandler).
-    Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
+    ``on_tick(node, now)`` pings, through that node, the bindings whose
+    ``node`` is ``node_name``; the node's handler passes it the ticks and the
+    callbacks of the transactions this pinger ``owns`` (see ProxyHandler).
+    ``now`` paces the rounds; ``clock`` is the wall-clock time bindings are
+    stamped with. Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
     """
 
     def __init__(
-        self, nat: Any, location: Location, *, clock: Callable[[], float] = time.time
+        self,
+        nat: NatSection,
+        location: Location,
+        *,
+        node_name: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.interval: float = nat.ping_interval
         self.allowed_failures: int = nat.ping_failures
         self.location = location
-        self.node: Node | None = None
-        self._node_name = ""
+        self._node_name = node_name
         self._clock = clock
         self._round: list[BindingKey] = []
         self._round_start: float | None = None
         self._next = 0  # index in _round of the next binding to ping
         self._state: dict[BindingKey, _State] = {}
-        self._timer: asyncio.TimerHandle | None = None
         self.pings = self.answers = self.removed = 0
 
-    def start(self, node: Node) -> None:
-        self.node = node
-        self._node_name = node.settings.node.name
-        self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _periodic(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(TICK, self._periodic)
-        try:
-            self.tick()
-        except Exception:
-            log.exception("event=nat_tick_error")
-
     # -- the schedule -------------------------------------------------------------
-    def tick(self) -> None:
+    def on_tick(self, node: NodeLike, now: float) -> None:
         """Ping the bindings whose turn has come; start a new round when one is over."""
-        if self.node is None:
-            return
-        now = self._clock()
-        if self._round_start is None or now >= self._round_start + self.interval:
-            self._ping_through(len(self._round), now)  # what a late tick left of the round
-            self._new_round(now)
-        elapsed = now - self._round_start  # type: ignore[operator]
-        self._ping_through(int(len(self._round) * elapsed / self.interval) + 1, now)
+        wall = self._clock()
+        start = self._round_start
+        if start is None or now >= start + self.interval:
+            self._ping_through(node, len(self._round), wall)  # what a late tick left of it
+            self._new_round(now, wall)
+            start = now
+        elapsed = now - start
+        self._ping_through(node, int(len(self._round) * elapsed / self.interval) + 1, wall)
 
-    def _new_round(self, now: float) -> None:
-        self._round = [b.key for b in self.location.bindings() if self._watched(b, now)]
+    def _new_round(self, now: float, wall: float) -> None:
+        self._round = [b.key for b in self.location.bindings() if self._watched(b, wall)]
         self._state = {key: self._state.get(key) or _State() for key in self._round}
         self._round_start = now
         self._next = 0
@@ -120,17 +106,17 @@ class NatPinger:
             and binding.expires_at > now
         )
 
-    def _ping_through(self, end: int, now: float) -> None:
+    def _ping_through(self, node: NodeLike, end: int, now: float) -> None:
         end = min(end, len(self._round))
         while self._next < end:
             key = self._round[self._next]
             self._next += 1
             binding = self.location.get(*key)
             if binding is not None and self._watched(binding, now):
-                self._ping(binding, self._state[key], now)
+                self._ping(node, binding, self._state[key], now)
 
     # -- one binding ----------------------------------------------------------------
-    def _ping(self, binding: Binding, state: _State, now: float) -> None:
+    def _ping(self, node: NodeLike, binding: Binding, state: _State, now: float) -> None:
         if state.unanswered and binding.updated_at < state.sent_at:
             state.failures += 1
         else:
@@ -140,12 +126,12 @@ class NatPinger:
             return
         state.sent_at, state.unanswered = now, True
         self.pings += 1
-        source, node = binding.source, self.node
-        assert source is not None and node is not None
+        source = binding.source
+        assert source is not None
         if source.transport == "UDP":
             txn = node.send_request(_options(binding, node.local_address("UDP")), source)
             txn.context = _Ping(self, binding.key)
-        elif _write_keepalive(node, source):
+        elif node.send_keepalive(source, CRLF_PING):
             state.unanswered = False  # the pong is not reported; the connection is alive
 
     def _remove(self, binding: Binding, state: _State) -> None:
@@ -160,7 +146,7 @@ class NatPinger:
         return txn is not None and isinstance(txn.context, _Ping) and txn.context.pinger is self
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         """Any response, even an error, shows the path to the phone works."""
         self.answers += 1
@@ -169,27 +155,10 @@ class NatPinger:
             state.unanswered = False
             state.failures = 0
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         """Nothing to do: the next ping of the binding counts the missing answer."""
 
 
 def _options(binding: Binding, local: Address) -> Request:
-    host = f"[{local.host}]" if ":" in local.host else local.host
     domain = binding.aor.rpartition("@")[2]
-    headers = Headers(
-        [
-            ("Via", f"SIP/2.0/UDP {host}:{local.port};branch={new_branch()};rport"),
-            ("Max-Forwards", "70"),
-            ("From", f"<sip:keepalive@{domain}>;tag={new_tag()}"),
-            ("To", f"<{binding.contact}>"),
-            ("Call-ID", new_call_id(local.host)),
-            ("CSeq", "1 OPTIONS"),
-            ("Content-Length", "0"),
-        ]
-    )
-    return Request("OPTIONS", binding.contact, headers)
-
-
-def _write_keepalive(node: Node, source: Address) -> bool:
-    """CRLF CRLF on the binding's own connection; False when it is gone."""
-    return node.send_keepalive(source, CRLF_PING)
+    return out_of_dialog("OPTIONS", binding.contact, local, "keepalive", domain=domain)

@@ -24,9 +24,9 @@ transaction ended meanwhile is dropped quietly.
     handler = ProxyHandler(..., service.registrar, Router(settings, service.location,
                            service.directory, service.authenticator), ...)
     node = Node(settings, handler); await node.start()
-    service.start_nat(node)               # keepalives to bindings behind NAT
-    # the handler's on_response / on_timeout: if service.nat.owns(txn), hand the
-    # ping's outcome to service.nat.on_response(...) / .on_timeout(...), not the router
+    # the handler's on_tick calls service.nat.on_tick (keepalives to bindings behind
+    # NAT); its on_response / on_timeout: if service.nat.owns(txn), hand the ping's
+    # outcome to service.nat.on_response(...) / .on_timeout(...), not the router
     ...
     await node.stop(); await service.close()   # close writes what is still queued
 """
@@ -44,16 +44,17 @@ from functools import partial
 from typing import Any
 
 from proxy.authn import Authenticator
-from proxy.bindings import Origin, Policy, Reject, aor_of, check_require, ok, plan
+from proxy.bindings import Origin, Policy, aor_of, check_require, ok, plan
 from proxy.location import Location
 from proxy.location_store import LocationStore, Removal
 from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
-from sipline.net.node import Node
+from sipline.net.handler import NodeLike
 from sipline.net.nonces import SharedNonceCounts
 from sipline.secret import node_secret
+from sipline.proxying.rules import Rejection
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State
@@ -61,12 +62,12 @@ from sipline.storage import Database, StorageError, Subscriber, Subscribers
 
 log = logging.getLogger("sipline.proxy.registrar")
 
-STORE_FAILED = Reject(
+STORE_FAILED = Rejection(
     503, "Service Unavailable (binding not stored: location database unavailable)",
     (("Retry-After", "5"),),
 )  # fmt: skip
 
-INTERNAL_ERROR = Reject(500, "Server Internal Error (registrar error, see the node's log)")
+INTERNAL_ERROR = Rejection(500, "Server Internal Error (registrar error, see the node's log)")
 UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))  # a server transaction still waiting
 
 
@@ -74,7 +75,7 @@ UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))  # a server transaction
 class Pending:
     """A REGISTER on its way to an answer (authenticated once it reaches ``_busy``)."""
 
-    node: Node
+    node: NodeLike
     request: Request
     txn: ServerTransaction
     source: Address
@@ -99,12 +100,26 @@ class Registrar:
         self._server: str = settings.sip.server_header
         self._clock = clock
         self._busy: dict[str, deque[Pending]] = {}  # AOR -> REGISTERs waiting behind a commit
+        self._sweep_interval: float = settings.registrar.sweep_interval
+        self._next_sweep: float | None = None  # monotonic, by the node's tick
+
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """The expiry sweep, every ``registrar.sweep_interval`` of the node's ticks
+        (``now``, monotonic): bindings past their expiry (wall clock) leave the
+        location, and the writer deletes their rows between its batches."""
+        due = self._next_sweep
+        if due is None or now >= due:
+            self._next_sweep = now + self._sweep_interval
+            if due is not None:
+                wall = self._clock()
+                self.location.expire(wall)
+                self.writer.sweep(wall)
 
     def on_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None:
         aor = check_require(request) or aor_of(request, self.authenticator.domains.canonical)
-        if isinstance(aor, Reject):
+        if isinstance(aor, Rejection):
             self._respond(node, txn, aor.response(request), stateless=True)
             return
         pending = Pending(node, request, txn, source, aor)
@@ -154,7 +169,7 @@ class Registrar:
         now = self._clock()
         origin = Origin(p.source, self._node_name)
         update = plan(p.request, p.aor, self.location.lookup(p.aor, now), now, self.policy, origin)
-        if isinstance(update, Reject):
+        if isinstance(update, Rejection):
             self._respond(p.node, p.txn, update.response(p.request))
             return False
         if update.empty:
@@ -186,7 +201,7 @@ class Registrar:
         del self._busy[aor]
 
     def _respond(
-        self, node: Node, txn: ServerTransaction, response: Response, *, stateless: bool = False
+        self, node: NodeLike, txn: ServerTransaction, response: Response, *, stateless: bool = False
     ) -> None:
         """Answer; ``stateless`` for a REGISTER nobody authenticated (no state kept for it)."""
         response.headers.add("Server", self._server)
@@ -236,11 +251,11 @@ class RegistrarService:
         self.registrar = Registrar(
             settings, self.location, self.writer, self.authenticator, clock=clock
         )
-        self.nat = NatPinger(settings.nat, self.location, clock=clock)
-        self._sweep_timer: asyncio.TimerHandle | None = None
+        self.nat = NatPinger(settings.nat, self.location, node_name=settings.node.name, clock=clock)
 
     async def start(self) -> None:
-        """Load the subscribers and the live bindings; start the writer and the sweep.
+        """Load the subscribers and the live bindings; start the writer (the node's
+        tick runs the sweep: ``Registrar.on_tick``).
 
         StorageError if ``redis.url`` is set and Redis does not answer."""
         if self.shared is not None:
@@ -250,30 +265,11 @@ class RegistrarService:
         event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
         self.directory.start()
         self.writer.start()
-        self._schedule_sweep()
-
-    def start_nat(self, node: Node) -> None:
-        """Begin NAT keepalives through ``node`` (after it started)."""
-        self.nat.start(node)
 
     async def close(self) -> None:
-        """Stop pinging and sweeping, write what is queued, stop reloading subscribers."""
-        self.nat.stop()
-        if self._sweep_timer is not None:
-            self._sweep_timer.cancel()
-            self._sweep_timer = None
+        """Write what is queued, stop reloading subscribers."""
         await self.writer.close()
         await self.directory.close()
         self.authenticator.close()
         if self.shared is not None:
             await self.shared.close()
-
-    def _schedule_sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._sweep_timer = loop.call_later(self.settings.registrar.sweep_interval, self._sweep)
-
-    def _sweep(self) -> None:
-        self._schedule_sweep()
-        now = self.clock()
-        self.location.expire(now)
-        self.writer.sweep(now)

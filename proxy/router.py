@@ -8,7 +8,7 @@ flow or the Request-URI in a dialog), forward a copy to each in its own
 client transaction (§16.6) and pick the response to send upstream (§16.7,
 ``proxy.forking``).
 
-Who sends it (DESIGN.md "Trust model"): a trusted peer (``proxy.trusted``),
+Who sends it (docs/design.md "The trust model as built"): a trusted peer (``proxy.trusted``),
 believed as it is; a party of a dialog our signed Record-Route runs
 (``sipline.proxying.signing``); or a subscriber, challenged (§22.3) before
 anything is looked up for it, so a stranger learns nothing of who is
@@ -24,8 +24,8 @@ replies in done callbacks of futures, not tasks: the INVITE is forwarded once
 its offer is rewritten, a 18x or 2xx goes upstream once its answer is.
 
 ACKs for 2xx and stray 2xx retransmissions are forwarded statelessly
-(§16.11, RFC 6026). Timer C and the B2BUA failover timer run from one
-periodic callback, not a task or timer handle per transaction.
+(§16.11, RFC 6026). Timer C and the B2BUA failover timer run from the
+node's tick (``on_tick``), not a task or timer handle per transaction.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sipline.config import split_hop, split_host_port
+from sipline.config import Settings, split_hop, split_host_port
 from sipline.peers import TrustedPeers
+from sipline.secret import node_secret
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
 from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
@@ -66,7 +67,7 @@ from .routing import Plan, Target, drop_own_credentials
 from .targets import Targets
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
+    from sipline.net.handler import NodeLike
 
 log = logging.getLogger("sipline.proxy.router")
 
@@ -81,7 +82,6 @@ COUNTED = {
     " the target is not reached over TLS",
 }
 FAILOVER_AFTER = 4.0  # seconds a B2BUA may stay silent before the next one is tried
-TIMER_TICK = 0.1  # seconds between runs of timer C and the failover timer
 
 
 class Awaiting:
@@ -102,13 +102,12 @@ class Router(StatefulProxy):
     override the configured timer C and the B2BUA silence limit (tests).
     """
 
-    timer_tick = TIMER_TICK
     log = log
     counted = COUNTED
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         location: Any,
         directory: Any,
         authenticator: Any,
@@ -119,7 +118,10 @@ class Router(StatefulProxy):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         proxy = settings.proxy
-        super().__init__(settings, proxy.domains, monotonic=monotonic)
+        super().__init__(
+            settings.sip, settings.auth, proxy.domains,
+            secret=node_secret(settings), monotonic=monotonic,
+        )  # fmt: skip
         self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
         b2bua = [Address(*split_hop(peer)) for peer in proxy.b2bua]
@@ -135,13 +137,12 @@ class Router(StatefulProxy):
         self.accepted: dict[tuple[str, int], Fork] = {}
 
     def close(self) -> None:
-        """Stop the timer callback and the relay's client (the node is stopping)."""
-        super().close()
+        """Stop the relay's client (the node has stopped)."""
         if self.media is not None:
             self.media.close()
 
     # -- requests -------------------------------------------------------------------
-    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+    def _route(self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address) -> None:
         refused = None
         if request.method == "REGISTER":
             refused = Rejection(403, "Forbidden: REGISTER for a domain not served here")
@@ -167,7 +168,7 @@ class Router(StatefulProxy):
 
     def _route_as(
         self,
-        node: Node,
+        node: NodeLike,
         request: Request,
         txn: ServerTransaction,
         source: Address,
@@ -226,7 +227,7 @@ class Router(StatefulProxy):
         return self.trusted.trusts(source)
 
     def refuse_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> bool:
         """Refuse (403, True) a stranger's REGISTER whose Contact or Path leads to
         one of our internal nodes: its calls would be sent there through us."""
@@ -265,7 +266,7 @@ class Router(StatefulProxy):
             return True
         return (request.call_id, request.cseq.number) in self.accepted
 
-    def _authenticate(self, node: Node, request: Request, txn: ServerTransaction) -> Any:
+    def _authenticate(self, node: NodeLike, request: Request, txn: ServerTransaction) -> Any:
         """The subscriber the request is from, or None once it was answered (a 407
         or refusal, statelessly: nobody authenticated it) or while its verdict is
         awaited (a database lookup, the nonce counts on Redis): then routing goes
@@ -285,7 +286,7 @@ class Router(StatefulProxy):
         return result
 
     def _authenticated(
-        self, node: Node, txn: ServerTransaction, verdict: asyncio.Future[Any]
+        self, node: NodeLike, txn: ServerTransaction, verdict: asyncio.Future[Any]
     ) -> None:
         """A verdict that was awaited: route the request as its subscriber, or answer it."""
         request = txn.request
@@ -306,7 +307,7 @@ class Router(StatefulProxy):
                 self._reject(node, txn, Rejection(500, why))
 
     # -- forking (§16.6) --------------------------------------------------------------
-    def _settle(self, node: Node, fork: Fork) -> None:
+    def _settle(self, node: NodeLike, fork: Fork) -> None:
         """Start the next group when the current one is over, or answer upstream."""
         while not fork.pending and not fork.answered:
             targets = fork.next_group()
@@ -320,7 +321,7 @@ class Router(StatefulProxy):
             for target in targets:
                 self._branch(node, fork, target)
 
-    def _branch(self, node: Node, fork: Fork, target: Target) -> None:
+    def _branch(self, node: NodeLike, fork: Fork, target: Target) -> None:
         branch = fork.add(target)
         local = self.local(node)
         assert fork.server is not None
@@ -366,9 +367,8 @@ class Router(StatefulProxy):
             self.timer_c.arm(branch, now)
         if fork.failover is not None and fork.groups:
             self.no_answer.arm(branch, now)
-        self._ensure_tick()
 
-    def _give_up(self, node: Node, branch: Branch, response: Response | None = None) -> None:
+    def _give_up(self, node: NodeLike, branch: Branch, response: Response | None = None) -> None:
         """End a branch here: CANCEL it (sent when it answers, if it has not yet, §9.1)."""
         self._disarm(branch)
         if branch.txn is not None and branch.fork.invite:
@@ -380,13 +380,13 @@ class Router(StatefulProxy):
         self.no_answer.disarm(branch)
 
     # -- media anchoring (proxy.media) ----------------------------------------------------
-    def _offer(self, node: Node, fork: Fork, source: Address) -> None:
+    def _offer(self, node: NodeLike, fork: Fork, source: Address) -> None:
         """Forward the request once the relay has anchored its offer."""
         assert self.media is not None and fork.media is not None
         future = self.media.offer(fork.media, fork.request, source)
         future.add_done_callback(lambda done: self._offered(node, fork, done))
 
-    def _offered(self, node: Node, fork: Fork, future: asyncio.Future[bytes]) -> None:
+    def _offered(self, node: NodeLike, fork: Fork, future: asyncio.Future[bytes]) -> None:
         media = fork.media
         assert self.media is not None and media is not None
         try:
@@ -403,7 +403,7 @@ class Router(StatefulProxy):
             log.exception("event=router_error where=offered call_id=%s", media.call_id)
 
     def _anchor_answer(
-        self, node: Node, branch: Branch, response: Response, source: Address
+        self, node: NodeLike, branch: Branch, response: Response, source: Address
     ) -> bool:
         """Anchor the answer in ``response``: False if done already (a retransmission),
         True if the response goes on when the relay has answered."""
@@ -417,7 +417,7 @@ class Router(StatefulProxy):
         return True
 
     def _answer_back(
-        self, node: Node, branch: Branch, response: Response, future: asyncio.Future[bytes]
+        self, node: NodeLike, branch: Branch, response: Response, future: asyncio.Future[bytes]
     ) -> None:
         media = branch.fork.media
         try:
@@ -438,7 +438,7 @@ class Router(StatefulProxy):
             self.media.delete(media)
 
     # -- CANCEL (§16.10) --------------------------------------------------------------
-    def _cancel_context(self, node: Node, fork: Any) -> None:
+    def _cancel_context(self, node: NodeLike, fork: Any) -> None:
         if type(fork) is Awaiting:  # its credentials are still being checked: nothing sent on
             response = fork.server.request.response(487, to_tag=new_tag())
             node.respond(fork.server, response)  # §9.2; the verdict then finds it answered
@@ -455,7 +455,7 @@ class Router(StatefulProxy):
 
     # -- responses (§16.7) ------------------------------------------------------------
     def _response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         branch = txn.context
         if type(branch) is not Branch:
@@ -472,7 +472,7 @@ class Router(StatefulProxy):
                 return  # goes on when the relay has answered
         self._final_or_not(node, branch, response)
 
-    def _final_or_not(self, node: Node, branch: Branch, response: Response) -> None:
+    def _final_or_not(self, node: NodeLike, branch: Branch, response: Response) -> None:
         status = response.status
         if status < 200:
             self._provisional(node, branch, response)
@@ -481,7 +481,7 @@ class Router(StatefulProxy):
         else:
             self._failed(node, branch, response)
 
-    def _provisional(self, node: Node, branch: Branch, response: Response) -> None:
+    def _provisional(self, node: NodeLike, branch: Branch, response: Response) -> None:
         if not branch.provisional:
             branch.provisional = True
             self.no_answer.disarm(branch)
@@ -493,7 +493,7 @@ class Router(StatefulProxy):
         if response.status > 100 and fork.server is not None:
             node.respond(fork.server, response)  # §16.7 step 5: at once
 
-    def _answered(self, node: Node, branch: Branch, response: Response) -> None:
+    def _answered(self, node: NodeLike, branch: Branch, response: Response) -> None:
         """A 2xx goes upstream at once (§16.7 step 5), every one for an INVITE
         (RFC 6026); the other branches are cancelled (§16.7 step 10)."""
         fork = branch.fork
@@ -510,7 +510,7 @@ class Router(StatefulProxy):
         for other in fork.running():
             self._give_up(node, other)
 
-    def _failed(self, node: Node, branch: Branch, response: Response) -> None:
+    def _failed(self, node: NodeLike, branch: Branch, response: Response) -> None:
         if branch.done:
             return  # given up on before it answered
         fork = branch.fork
@@ -521,7 +521,7 @@ class Router(StatefulProxy):
                 self._give_up(node, other)
         self._settle(node, fork)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         """Timer B or F: the branch answered 408 (§16.7 step 2)."""
         branch = txn.context
         if type(branch) is not Branch or branch.done:
@@ -531,7 +531,7 @@ class Router(StatefulProxy):
         fork.finish(branch, fork.make(408, f"Request Timeout: no answer from {branch.target.dest}"))
         self._settle(node, fork)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         """Break the reference cycles of a finished transaction at once, so a
         call's objects go with reference counting, not the (rare) cyclic GC."""
         context = txn.context
@@ -550,7 +550,7 @@ class Router(StatefulProxy):
                 self.accepted.pop(_transaction_of(context.request), None)
 
     # -- timers ---------------------------------------------------------------------------
-    def expire(self, node: Node, now: float) -> None:
+    def on_tick(self, node: NodeLike, now: float) -> None:
         """Run timer C (§16.8) and the B2BUA failover timer due at ``now`` (monotonic)."""
         for branch in self.no_answer.expire(now):
             if not branch.done and not branch.provisional:
@@ -569,9 +569,6 @@ class Router(StatefulProxy):
                 self._give_up(node, branch, branch.fork.make(408, reason))
                 self._settle(node, branch.fork)
 
-    def _timers_pending(self) -> bool:
-        return bool(self.timer_c or self.no_answer)
-
 
 def secure(request: Request, source: Address) -> bool:
     """A sips request that came over TLS: every hop after us must be TLS too."""
@@ -582,7 +579,7 @@ def _transaction_of(request: Request) -> tuple[str, int]:
     return (request.call_id, request.cseq.number)
 
 
-def internal_hops(settings: Any) -> list[tuple[str, int]]:
+def internal_hops(settings: Settings) -> list[tuple[str, int]]:
     """Our internal nodes as the configuration names them: the B2BUAs, the ACR
     nodes, the relay's ng control."""
     hops = [*settings.proxy.b2bua, settings.acr.primary, settings.acr.secondary]

@@ -12,7 +12,6 @@ node and writes the bindings still pending before it closes the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from proxy.registrar import RegistrarService
@@ -21,9 +20,11 @@ from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.logs import event
 from sipline.net.handler import Handler
 from sipline.net.metrics import RoleCounts
+from sipline.net.handler import Handler, NodeLike
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
-from sipline.sip.address import DEFAULT_PORT, Address
+from sipline.proxying.rules import Local
+from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import format_host_port
 from sipline.sip.ids import new_tag
@@ -43,80 +44,64 @@ SUPPORTED = "path"
 
 class RegistrarLike(Protocol):
     def on_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> None: ...
+
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
 
 
 class PingerLike(Protocol):
     def owns(self, txn: Transaction | None) -> bool: ...
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None: ...
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None: ...
+
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
 
 
 class RouterLike(Protocol):
     def trusts(self, source: Address) -> bool: ...
 
     def refuse_register(
-        self, node: Node, request: Request, txn: ServerTransaction, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
     ) -> bool: ...
 
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None: ...
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None: ...
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None: ...
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None: ...
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None: ...
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None: ...
 
+    def on_tick(self, node: NodeLike, now: float) -> None: ...
 
-class LocalNames:
-    """Which Request-URIs name this proxy: one of its domains, or its own address.
-
-    ``addresses`` are (host, port) pairs the proxy listens on; a URI without a
-    port matches port 5060. Host names compare case-insensitively.
-    """
-
-    __slots__ = ("domains", "addresses")
-
-    def __init__(self, domains: Iterable[str], addresses: Iterable[tuple[str, int]]) -> None:
-        self.domains = frozenset(domain.lower() for domain in domains)
-        self.addresses = frozenset((host.lower(), port) for host, port in addresses)
-
-    def is_domain(self, uri: SipUri) -> bool:
-        """The URI's host is one of our domains or our own address."""
-        host = uri.host.lower()
-        if host in self.domains:
-            return True
-        return (host, uri.port or DEFAULT_PORT["UDP"]) in self.addresses
-
-    def is_us(self, uri: SipUri) -> bool:
-        """The URI names the proxy itself (no user part), not a subscriber."""
-        return uri.user is None and self.is_domain(uri)
+    def local(self, node: NodeLike) -> Local:
+        """Who we are: the node's addresses and our domains."""
+        ...
 
 
 class ProxyHandler(Handler):
     """Dispatches the node's callbacks: REGISTER and OPTIONS to us here, the rest to the router.
 
-    The outcomes of the NAT keepalive OPTIONS the ``pinger`` sent go back to it.
+    The node's tick runs the router's timers, the registrar's expiry sweep and
+    the NAT keepalives of the ``pinger``; the outcomes of the OPTIONS it sent go back to it.
     """
 
     def __init__(
         self,
-        names: LocalNames,
         registrar: RegistrarLike,
         router: RouterLike,
         server_header: str,
         pinger: PingerLike | None = None,
     ) -> None:
-        self.names = names
         self.registrar = registrar
         self.router = router
         self.server_header = server_header
@@ -126,15 +111,15 @@ class ProxyHandler(Handler):
         return self.router.trusts(source)
 
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
         if txn is not None:
             method = request.method
-            if method == "REGISTER" and self._for_our_domain(request):
+            if method == "REGISTER" and self._for_our_domain(node, request):
                 if not self.router.refuse_register(node, request, txn, source):
                     self.registrar.on_register(node, request, txn, source)
                 return
-            if method == "OPTIONS" and self._for_us(request):
+            if method == "OPTIONS" and self._for_us(node, request):
                 # Anyone's keepalive: answered once, nothing kept (a retransmission
                 # is answered again).
                 node.respond_stateless(txn, self._capabilities(request))
@@ -142,7 +127,7 @@ class ProxyHandler(Handler):
         self.router.on_request(node, request, txn, source)
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None:
         pinger = self.pinger
         if pinger is not None and txn is not None and pinger.owns(txn):
@@ -150,25 +135,33 @@ class ProxyHandler(Handler):
             return
         self.router.on_response(node, response, txn, source)
 
-    def on_timeout(self, node: Node, txn: Transaction) -> None:
+    def on_timeout(self, node: NodeLike, txn: Transaction) -> None:
         if self.pinger is not None and self.pinger.owns(txn):
             self.pinger.on_timeout(node, txn)
             return
         self.router.on_timeout(node, txn)
 
-    def on_terminated(self, node: Node, txn: Transaction) -> None:
+    def on_terminated(self, node: NodeLike, txn: Transaction) -> None:
         if self.pinger is not None and self.pinger.owns(txn):
             return
         self.router.on_terminated(node, txn)
 
-    def _for_our_domain(self, request: Request) -> bool:
-        uri = _sip_uri(request)
-        return uri is not None and self.names.is_domain(uri)
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        self.router.on_tick(node, now)
+        self.registrar.on_tick(node, now)
+        if self.pinger is not None:
+            self.pinger.on_tick(node, now)
 
-    def _for_us(self, request: Request) -> bool:
+    def _for_our_domain(self, node: NodeLike, request: Request) -> bool:
+        uri = _sip_uri(request)
+        return uri is not None and self.router.local(node).domain_of(uri) is not None
+
+    def _for_us(self, node: NodeLike, request: Request) -> bool:
+        """The Request-URI names the proxy itself (no user part), not a subscriber."""
         # A pre-loaded Route to somewhere else makes it the router's business (§16.4).
         uri = _sip_uri(request)
-        if uri is None or not self.names.is_us(uri):
+        local = self.router.local(node)
+        if uri is None or uri.user is not None or local.domain_of(uri) is None:
             return False
         if "route" not in request.headers:
             return True
@@ -176,7 +169,9 @@ class ProxyHandler(Handler):
             routes = request.routes
         except ParseError:
             return False  # the router answers 400
-        return all(isinstance(r.uri, SipUri) and self.names.is_domain(r.uri) for r in routes)
+        return all(
+            isinstance(r.uri, SipUri) and local.domain_of(r.uri) is not None for r in routes
+        )
 
     def _capabilities(self, request: Request) -> Response:
         response = request.response(200, to_tag=new_tag())
@@ -223,13 +218,8 @@ class ProxyNode:
         self.service = RegistrarService(settings, db)
         service = self.service
         self.router = Router(settings, service.location, service.directory, service.authenticator)
-        sip = settings.sip
-        listening = [(sip.host, sip.port)]
-        if "tls" in sip.transports:
-            listening.append((sip.host, sip.tls_port or sip.port + 1))
-        names = LocalNames(settings.proxy.domains, listening)
         handler = ProxyHandler(
-            names, service.registrar, self.router, settings.sip.server_header, service.nat
+            service.registrar, self.router, settings.sip.server_header, service.nat
         )
         self.node = Node(settings, handler, db=db)
         self.member = Member(
@@ -265,7 +255,6 @@ class ProxyNode:
         except BaseException:
             await self.service.close()
             raise
-        self.service.start_nat(self.node)
         log_started(self.settings)
 
     async def stop(self) -> None:

@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from sipline import __version__
 from sipline.peers import CERTIFICATE, certified_name, parse_peer
+from sipline.sip.headers import split_host_port as parse_host_port
 
 ENV_PREFIX = "SIPLINE_"
 ENV_DELIMITER = "__"
@@ -230,17 +231,27 @@ class RedisSection(Section):
 
 
 def _host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected HOST:PORT, such as 127.0.0.1:5070")
-    _ip_address(host.strip("[]"))
+    try:
+        host, port = split_host_port(value)
+    except ValueError:
+        raise ValueError("expected HOST:PORT, such as 127.0.0.1:5070 or [::1]:5070") from None
+    if port == 0:
+        raise ValueError("expected HOST:PORT, such as 127.0.0.1:5070 or [::1]:5070")
+    _ip_address(host)
     return value
 
 
-def split_host_port(value: str) -> tuple[str, int]:
-    """A validated HOST:PORT setting (or next hop) as (host without IPv6 brackets, port)."""
-    host, _, port = value.partition(";")[0].rpartition(":")
-    return host.strip("[]"), int(port)
+def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """HOST:PORT (a setting, a gateway's address; a next hop's ``;params`` left
+    out) as (host without IPv6 brackets, port), by the SIP grammar's parser
+    (``sipline.sip.headers.split_host_port``); ``default_port`` when it names
+    none, else ValueError."""
+    host, port = parse_host_port(value.partition(";")[0])
+    if port is None:
+        if default_port is None:
+            raise ValueError(f"{value!r} names no port")
+        port = default_port
+    return host.strip("[]"), port
 
 
 HostPort = Annotated[str, AfterValidator(_host_port)]
@@ -750,9 +761,8 @@ def listening_on(settings: Settings, address: str) -> Settings:
 
     The B2BUA and the ACR nodes run the same Node as the proxy, each on its own address.
     """
-    host, _, port = address.rpartition(":")
+    host, port = split_host_port(address)
     # Each role's TLS listener is its own port + 1 (or tls_port away from it).
-    tls_port = settings.sip.tls_port and settings.sip.tls_port - settings.sip.port + int(port)
-    update = {"host": host.strip("[]"), "port": int(port), "tls_port": tls_port}
-    sip = settings.sip.model_copy(update=update)
+    tls_port = settings.sip.tls_port and settings.sip.tls_port - settings.sip.port + port
+    sip = settings.sip.model_copy(update={"host": host, "port": port, "tls_port": tls_port})
     return settings.model_copy(update={"sip": sip})

@@ -1,5 +1,5 @@
 """Trusted peers: the addresses a role believes without authentication
-(DESIGN.md "Trust model"): the proxy's ACR nodes and B2BUA, the B2BUA's
+(docs/design.md "The trust model as built"): the proxy's ACR nodes and B2BUA, the B2BUA's
 proxies, the ACR's B2BUAs.
 
 An entry is an IP address (any port) or IP:PORT, either followed by
@@ -22,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
+
+from sipline.sip.headers import split_host_port
 
 if TYPE_CHECKING:
     from sipline.sip.address import Address
@@ -47,17 +49,17 @@ def parse_peer(text: str) -> Peer:
         if name.strip().lower() != "transport" or value.strip().lower() not in TRANSPORTS:
             raise ValueError(_EXPECTED)
         transport = value.strip().upper()
-    host, port = where, None
-    if where.startswith("["):  # [v6]:port
-        host, close, rest = where[1:].partition("]")
-        if not close or not rest.startswith(":"):
+    host: str = where
+    port = None
+    if where.count(":") < 2 or where.startswith("["):  # a bare IPv6 address has several colons
+        try:
+            host, port = split_host_port(where)
+        except ValueError:
+            raise ValueError(_EXPECTED) from None
+        if port == 0 or (port is None and host.startswith("[")):
             raise ValueError(_EXPECTED)
-        port = _port(rest[1:])
-    elif where.count(":") == 1:  # v4:port (a v6 address has several colons)
-        host, _, rest = where.partition(":")
-        port = _port(rest)
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise ValueError(_EXPECTED) from None
     return Peer(address.compressed, port, transport)
@@ -68,12 +70,6 @@ _EXPECTED = (
     " ;transport=udp or ;transport=tls, such as 10.0.0.5:5070;transport=tcp; or tls:NAME"
     " for a [[tls.peers]] entry"
 )
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(_EXPECTED)
-    return int(text)
 
 
 class TrustedPeers:

@@ -2,7 +2,7 @@
 
 Each role runs as its own ``sipline <role>`` process with the same config, so
 they talk to each other only over SIP, ng, the database and Redis, exactly as
-on separate machines (DESIGN.md); this module imports no role. Before they
+on separate machines (docs/design.md); this module imports no role. Before they
 start, the schema is migrated and demo data provisioned through the same
 commands an operator types: subscribers, a carrier with a rate deck, a DID.
 A simulated carrier (sipp as a UAS that answers probes and calls) stands at

@@ -1,5 +1,5 @@
 """What tests across packages share: running a coroutine test on uvloop, waiting for a
-condition, a node's private database."""
+condition, a node's private database, a clock that moves only when the test says so."""
 
 from __future__ import annotations
 
@@ -39,3 +39,14 @@ def private_node(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
     data directory of its own, not the ones ``make run`` uses under ./data."""
     monkeypatch.setenv("SIPLINE_DATABASE__URL", f"sqlite:///{directory / 'sipline.db'}")
     monkeypatch.setenv("SIPLINE_NODE__DATA_DIR", str(directory))
+
+
+class FakeClock:
+    """Time (monotonic or wall-clock, as the code under test reads it) that moves
+    only when a test sets or advances ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

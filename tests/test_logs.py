@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from sipline import logs
+from tests.support import FakeClock
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\w+) (\S+) (.*)$")
 
@@ -86,15 +87,9 @@ def test_multi_line_message_and_traceback_stay_on_one_line(
     assert "ValueError: boom" in line
 
 
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_a_throttle_lets_one_line_per_key_through_and_counts_the_others() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     throttle = logs.Throttle(interval=60.0, clock=clock)
     assert throttle.admit("a") == 0
     assert [throttle.admit("a") for _ in range(5)] == [None] * 5
@@ -105,7 +100,7 @@ def test_a_throttle_lets_one_line_per_key_through_and_counts_the_others() -> Non
 
 
 def test_a_throttle_remembers_a_bounded_number_of_keys() -> None:
-    throttle = logs.Throttle(max_keys=10, clock=Clock())
+    throttle = logs.Throttle(max_keys=10, clock=FakeClock(100.0))
     for key in range(1000):
         throttle.admit(key)
     assert len(throttle._keys) <= 10

@@ -2,7 +2,7 @@
 
 Every benchmark warms up first (the first calls fill caches and let the
 interpreter specialise its bytecode) and runs enough rounds for a stable
-median; the medians are what we compare with the budget in DESIGN.md. Speed
+median; the medians are what we compare with the budget in docs/design.md. Speed
 is never asserted: the machines are shared and noisy.
 """
 

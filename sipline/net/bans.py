@@ -222,9 +222,10 @@ class BanSync:
 
     # -- the store being away ---------------------------------------------------------
     async def _guarded(self, work: Any) -> None:
+        away: tuple[type[BaseException], ...] = (StorageError, *redis_errors())
         try:
             await work
-        except (StorageError, *redis_errors()) as exc:
+        except away as exc:
             self._failed(exc)
         else:
             self._succeeded()

@@ -277,8 +277,8 @@ class _RoleCollector(Collector):
                 gauges[key] = (doc, gauges.get(key, ("", 0.0))[1] + read())
         for key, (doc, total) in counters.items():
             yield CounterMetricFamily(key, doc, value=total)
-        for key, (doc, value) in gauges.items():
-            yield GaugeMetricFamily(key, doc, value=value)
+        for key, (doc, level) in gauges.items():
+            yield GaugeMetricFamily(key, doc, value=level)
 
 
 REGISTRY.register(_NodeCollector())

@@ -3,9 +3,11 @@
 Every datagram or framed stream message is decoded once, stamped with its
 source (RFC 3581) and given to the sans-IO ``TransactionLayer``; the node
 carries out the actions that come back (``Send`` to a transport, the rest to
-the ``Handler``). One periodic tick runs every transaction timer, the TCP and
-TLS idle sweeps and the look at the TLS files (``[tls] watch_interval``): no
-task or timer handle per message or per transaction. SIGHUP reloads the TLS
+the ``Handler``, through the dispatcher it shares with ``Wire``:
+``sipline.net.shell``). One periodic tick runs every transaction timer, the
+handler's own timers (``Handler.on_tick``), the TCP and TLS idle sweeps and
+the look at the TLS files (``[tls] watch_interval``): no task or timer
+handle per message, per transaction or per role. SIGHUP reloads the TLS
 certificate and key too.
 """
 
@@ -17,14 +19,15 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sipline.logs import Throttle, event, quote
 from sipline.net.bans import BanSync
 from sipline.net.guard import Guard
-from sipline.net.handler import Handler
+from sipline.net.handler import Handler, NodeLike
 from sipline.net.metrics import NodeMetrics
+from sipline.net.shell import Shell
 from sipline.net.signals import until_stopped
 from sipline.net.tls import Credentials
 from sipline.net.transport import TcpEndpoint, TcpLimits, TlsEndpoint, UdpEndpoint
@@ -34,27 +37,25 @@ from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response, parse_message, salvage_request
 from sipline.sip.transaction import (
     ClientTransaction,
-    Deliver,
-    DeliverResponse,
     Refused,
     Send,
     ServerTransaction,
-    State,
-    Terminated,
-    TimedOut,
     TransactionLayer,
 )
 from sipline.storage.database import Database
 
 log = logging.getLogger("sipline.node")
 
-TICK = 0.01  # seconds between runs of the transaction timers
+# Seconds between runs of the transaction timers and the handler's (on_tick):
+# a role's timer is late by one tick at most. The roles' ticks cost a few
+# microseconds when nothing is due (docs/design.md), 100 a second.
+TICK = 0.01
 DRAIN_POLL = 0.02
 GC_THRESHOLDS = (100_000, 50, 100)  # see tune_gc
 LOG_INTERVAL = 60.0  # seconds between two log lines of the same error or refusal
 
 
-class Node:
+class Node(Shell):
     """One SIP node. ``settings`` needs ``node`` and ``sip`` sections (see sipline.config).
 
     ``layer`` replaces the default transaction layer (other timer values); its
@@ -73,17 +74,17 @@ class Node:
         db: Database | None = None,
     ) -> None:
         self.settings = settings
-        self.handler = handler
-        self.layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
+        layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
         sip = settings.sip
-        self.layer.limit(sip.max_transactions, sip.max_transactions_per_source, handler.trusts)
+        layer.limit(sip.max_transactions, sip.max_transactions_per_source, handler.trusts)
         self.metrics = NodeMetrics()
-        self.guard = Guard(handler.trusts, getattr(settings, "limits", None), metrics=self.metrics)
+        guard = Guard(handler.trusts, getattr(settings, "limits", None), metrics=self.metrics)
+        super().__init__(handler, layer, guard)
+        self.server_header: str = sip.server_header
         self._bans = BanSync.for_node(settings, self.guard, db)
         self._received = self.metrics.received
         self._sent = self.metrics.sent
         self._trace = settings.sip.trace
-        self._server_header: str = settings.sip.server_header
         self._udp: UdpEndpoint | None = None
         self._tcp: TcpEndpoint | None = None
         self._tls: TlsEndpoint | None = None
@@ -96,14 +97,6 @@ class Node:
         # A stranger can repeat an error or a refusal at will: one line (and
         # one traceback) per kind a minute, every one of them counted.
         self._quiet = Throttle(LOG_INTERVAL)
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            Send: self._send,
-            Deliver: self._deliver,
-            DeliverResponse: self._deliver_response,
-            Refused: self._refused,
-            TimedOut: self._timed_out,
-            Terminated: self._terminated,
-        }
 
     # -- life cycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -194,7 +187,7 @@ class Node:
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
         now = time.monotonic()
         try:
-            self._carry_out(self.layer.expire(now))
+            self.tick(now)
             if self._tcp is not None:
                 self._tcp.sweep(now)
             if self._tls is not None:
@@ -211,42 +204,7 @@ class Node:
             if self._tls.credentials.changed():
                 self.reload_tls()
 
-    # -- what roles call -----------------------------------------------------------
-    def respond(self, txn: ServerTransaction, response: Response) -> None:
-        status = response.status
-        self.metrics.outbound.response(status)
-        if 200 <= status < 300 and txn.method == "INVITE":
-            self._answered(txn, response)
-        self._carry_out(self.layer.respond(txn, response))
-
-    def _answered(self, txn: ServerTransaction, response: Response) -> None:
-        """A call answered through this node, at info (a re-INVITE's 2xx is no new call)."""
-        try:
-            if txn.request.to.tag is None and log.isEnabledFor(logging.INFO):
-                event(log, "call_answered", call_id=response.call_id, status=response.status,
-                      source=txn.source)  # fmt: skip
-        except ParseError:
-            pass
-
-    def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
-        """Answer and forget ``txn`` at once (see TransactionLayer.respond_stateless)."""
-        self.metrics.outbound.response(response.status)
-        self._carry_out(self.layer.respond_stateless(txn, response))
-
-    def send_request(self, request: Request, dest: Address) -> ClientTransaction:
-        self.metrics.outbound.request(request.method)
-        txn, actions = self.layer.request(request, dest)
-        self._carry_out(actions)
-        return txn
-
-    def send_stateless(self, message: Request | Response, dest: Address) -> None:
-        outbound = self.metrics.outbound
-        if type(message) is Response:
-            outbound.response(message.status)
-        else:
-            outbound.request(message.method)
-        self._carry_out(self.layer.send_stateless(message, dest))
-
+    # -- what roles call beside the shell's (sipline.net.handler.NodeLike) --------------
     def send_keepalive(self, dest: Address, data: bytes = b"\r\n\r\n") -> bool:
         """Write a keepalive (RFC 5626 §3.5.1 CRLF ping) on the stream connection
         ``dest.connection`` only: never a new connection, which a phone behind
@@ -259,11 +217,6 @@ class Node:
             return False
         conn.write(data)
         return True
-
-    def cancel(self, txn: ClientTransaction) -> ClientTransaction | None:
-        cancel_txn, actions = self.layer.cancel(txn)
-        self._carry_out(actions)
-        return cancel_txn
 
     # -- from the transports (the Sink protocol) -------------------------------------
     def message_received(self, data: bytes, source: Address) -> None:
@@ -297,7 +250,7 @@ class Node:
             if status == 513:
                 self.metrics.dropped["oversize"].inc()
             actions = self.layer.answer_malformed(
-                salvage_request(data), source, status, reason, self._server_header
+                salvage_request(data), source, status, reason, self.server_header
             )
             if not actions and status != 513:
                 self.metrics.dropped["parse_error"].inc()
@@ -318,7 +271,7 @@ class Node:
             held = self._quiet.admit(("parse_error", kind, source.host))
             if held is not None:
                 event(log, "parse_error", kind=kind, reason=reason, source=source, repeated=held)
-            actions = self.layer.answer_malformed(request, source, status, reason, self._server_header)
+            actions = self.layer.answer_malformed(request, source, status, reason, self.server_header)
             if not actions:
                 self.metrics.dropped["parse_error"].inc()
             self._carry_out(actions)
@@ -342,12 +295,7 @@ class Node:
         parts = " ".join(f"{key}={quote(value)}" for key, value in fields.items())
         log.error("event=%s where=%s %s repeated=%d", name, where, parts, held, exc_info=True)
 
-    # -- carrying out the layer's actions ---------------------------------------------
-    def _carry_out(self, actions: Iterable[Any]) -> None:
-        dispatch = self._dispatch
-        for action in actions:
-            dispatch[type(action)](action)
-
+    # -- carrying out the layer's actions (the rest is the shell's) ---------------------
     def _send(self, action: Send) -> None:
         data, dest = action.data, action.dest
         send = self._senders.get(dest.transport)
@@ -375,46 +323,6 @@ class Node:
         if held is not None:
             event(log, "send_failed", logging.WARNING, dest=action.dest, error=error, repeated=held)
 
-    def _deliver(self, action: Deliver) -> None:
-        request, txn = action.request, action.txn
-        method = request.method
-        self.metrics.inbound.request(method)
-        try:
-            self.handler.on_request(self, request, txn, action.source)
-        except Exception:
-            self._handler_error("on_request", request.call_id)
-            if txn is not None and txn.state in _UNANSWERED:
-                self._answer_500(txn, request)
-        if method == "INVITE" and txn is not None:
-            self._count_call(request)
-
-    def _count_call(self, request: Request) -> None:
-        # After the handler: it has parsed To (cached) and answered a bad one.
-        try:
-            if request.to.tag is None:
-                self.metrics.calls.inc()
-        except ParseError:
-            pass
-
-    def _deliver_response(self, action: DeliverResponse) -> None:
-        self.metrics.inbound.response(action.response.status)
-        try:
-            self.handler.on_response(self, action.response, action.txn, action.source)
-        except Exception:
-            self._handler_error("on_response", action.response.call_id)
-
-    def _timed_out(self, action: TimedOut) -> None:
-        try:
-            self.handler.on_timeout(self, action.txn)
-        except Exception:
-            self._handler_error("on_timeout")
-
-    def _terminated(self, action: Terminated) -> None:
-        try:
-            self.handler.on_terminated(self, action.txn)
-        except Exception:
-            self._handler_error("on_terminated")
-
     def _refused(self, action: Refused) -> None:
         self.metrics.refused[action.reason].inc()
         held = self._quiet.admit(("refused", action.reason, action.source.host))
@@ -422,21 +330,9 @@ class Node:
             event(log, "refused", logging.WARNING, reason=action.reason, source=action.source, repeated=held)
 
     def _handler_error(self, callback: str, call_id: str | None = None) -> None:
+        """Counted, and its traceback logged (once a minute per place)."""
         self.metrics.handler_errors.inc()
         self._log_exception("handler_error", callback, call_id=call_id)
-
-    def _answer_500(self, txn: ServerTransaction, request: Request) -> None:
-        """The handler raised before answering: a stateless 500 ends the
-        transaction (§21.5.1), and if even that fails it is dropped, never left open."""
-        try:
-            response = request.response(500, to_tag=new_tag())
-            response.headers.add("Server", self._server_header)
-            self.respond_stateless(txn, response)
-        except Exception:
-            self._carry_out(self.layer.forget(txn))
-
-
-_UNANSWERED = frozenset((State.TRYING, State.PROCEEDING))
 
 
 def _on_signal(sig: signal.Signals, callback: Callable[[], Any]) -> None:
@@ -465,7 +361,7 @@ class MinimalHandler(Handler):
         self.server_header = server_header
 
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
         if log.isEnabledFor(logging.INFO):
             event(log, "request", method=request.method, call_id=request.call_id, source=source)
@@ -491,7 +387,7 @@ class MinimalHandler(Handler):
         node.respond(txn, response)
 
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None:
         if log.isEnabledFor(logging.INFO):
             event(log, "response", status=response.status, call_id=response.call_id, source=source)

@@ -16,7 +16,7 @@ def free_port(host: str = "127.0.0.1", *, span: int = 1, attempts: int = 100) ->
     for _ in range(attempts):
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((host, 0))
-            port = probe.getsockname()[1]
+            port: int = probe.getsockname()[1]
         if port + span - 1 <= 65535 and all(_free(host, p, family) for p in range(port, port + span)):
             return port
     raise RuntimeError(f"no free port on {host}")

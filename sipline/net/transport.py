@@ -36,9 +36,9 @@ import resource
 import socket
 import ssl
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from sipline.logs import event
 from sipline.net import socket_filter
@@ -140,7 +140,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._refused = sink.message_refused
         self._max = max_message_bytes
         self._transport: asyncio.DatagramTransport | None = None
-        self._sendto = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
         self._closed = asyncio.Event()
         self.address: Address | None = None
 
@@ -157,11 +157,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance checks here.
         self._transport = transport  # type: ignore[assignment]
-        self._sendto = transport.sendto
+        self._sendto = cast(asyncio.DatagramTransport, transport).sendto
         host, port = transport.get_extra_info("sockname")[:2]
         self.address = Address(UDP, host, port)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source = Address(UDP, addr[0], addr[1])
         if len(data) > self._max:
             self._refused(data, source, *TOO_LARGE)
@@ -211,7 +211,7 @@ class DualStackUdpEndpoint(UdpEndpoint):
         assert self.address is not None
         self.address = self.address._replace(host=unmapped(self.address.host))
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         host = addr[0]
         if host.startswith(MAPPED):
             addr = (host[7:], addr[1])
@@ -348,6 +348,8 @@ class TcpConnection(asyncio.Protocol):
         endpoint = self._endpoint
         limit = endpoint.max_message_bytes
         received = endpoint.sink_received
+        source = self.source
+        assert source is not None  # data comes after connection_made
         while start < size:
             stop = self._stop
             if not stop:
@@ -371,7 +373,7 @@ class TcpConnection(asyncio.Protocol):
             self._scan = stop
             self.active = True
             self.partial_since = None
-            received(bytes(buffer[start:stop]), self.source)
+            received(bytes(buffer[start:stop]), source)
             start = stop
             if self.closed:
                 break
@@ -391,6 +393,7 @@ class TcpConnection(asyncio.Protocol):
     def _refuse(self, data: bytearray, status: int, reason: str) -> None:
         head_end = data.find(b"\r\n\r\n")
         head = bytes(data[: head_end + 4] if head_end >= 0 else data)
+        assert self.source is not None  # data comes after connection_made
         self._endpoint.sink_refused(head, self.source, status, reason)
         self._buffer.clear()
         self.close()
@@ -429,7 +432,7 @@ class TcpEndpoint:
         self._unlogged: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
-        self._connecting: set[asyncio.Task] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
         self._sweep_every = min(1.0, idle_timeout / 2, limits.read_timeout / 2)
         self._next_sweep = 0.0
         self.now = time.monotonic()  # as of the last sweep (every tick in a node)

@@ -1,4 +1,4 @@
-"""What only our own nodes may say or reach (DESIGN.md "Trust model").
+"""What only our own nodes may say or reach (docs/design.md "The trust model as built").
 
 Internal headers cross only between our roles: ``X-Sipline-*`` (the
 B2BUA's account and media call for the ACR), P-Asserted-Identity (the

@@ -12,14 +12,20 @@ signed (``sipline.proxying.signing``).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from sipline.sip.address import DEFAULT_PORT, Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr, Via
+from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
 from sipline.sip.uri import SipUri, parse_uri
+
+if TYPE_CHECKING:
+    from sipline.net.handler import NodeLike
 
 # Methods whose out-of-dialog requests create dialogs (§12; RFC 6665, RFC 3515).
 DIALOG_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
@@ -29,20 +35,29 @@ STREAMS = frozenset(("TCP", "TLS"))  # the stream transports we speak besides UD
 
 @dataclass(slots=True, frozen=True)
 class Rejection:
-    """A request the proxy answers itself: status, a reason phrase for the
-    operator, and any header the answer needs (Unsupported for 420)."""
+    """A request a proxy or its registrar answers itself: status, a reason phrase
+    for the operator, and any header the answer needs (Unsupported for 420,
+    Min-Expires for 423, Retry-After)."""
 
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
 
+    def response(self, request: Request) -> Response:
+        response = request.response(self.status, self.reason, to_tag=new_tag())
+        for name, value in self.headers:
+            response.headers.add(name, value)
+        return response
+
 
 class Local:
-    """This proxy as others name it: where it listens, its IP and its domains."""
+    """Who we are, for every role: where the node listens on each transport (as
+    Via, Contact and Record-Route write it) and the domains it serves (a
+    proxy's; none for the B2BUA). ``of(node)`` learns it from the node."""
 
-    __slots__ = ("addresses", "domains", "hosts", "ports", "_prefixes", "_vias")
+    __slots__ = ("addresses", "domains", "hosts", "ports", "_prefixes", "_vias", "_contacts")
 
-    def __init__(self, addresses: dict[str, Address], domains: list[str]) -> None:
+    def __init__(self, addresses: dict[str, Address], domains: Iterable[str] = ()) -> None:
         self.addresses = addresses  # "UDP"/"TCP"/"TLS" -> where we listen
         self.domains = [d.lower() for d in domains]
         self.hosts = frozenset(a.host.lower() for a in addresses.values())
@@ -51,6 +66,18 @@ class Local:
             f"sips:{a.hostport};" for t, a in addresses.items() if t == "TLS"
         )
         self._vias = tuple(f"SIP/2.0/{t} {a.hostport};" for t, a in addresses.items())
+        self._contacts: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def of(cls, node: NodeLike, domains: Iterable[str] = ()) -> Local:
+        """Where ``node`` listens now, on each transport it listens on."""
+        addresses = {}
+        for transport in ("UDP", "TCP", "TLS"):
+            try:
+                addresses[transport] = node.local_address(transport)
+            except LookupError:
+                pass
+        return cls(addresses, domains)
 
     # -- is it us? -----------------------------------------------------------
     def names_us(self, uri_text: str) -> bool:
@@ -87,8 +114,20 @@ class Local:
         return address.host in self.hosts and address.port in self.ports
 
     # -- what we write --------------------------------------------------------
-    def via(self, transport: str, branch: str) -> str:
-        return f"SIP/2.0/{transport} {self.addresses[transport].hostport};branch={branch}"
+    def via(self, transport: str, branch: str, *, rport: bool = False) -> str:
+        """Our Via on ``transport``; ``rport`` asks for the response at our source
+        port (RFC 3581: what a UA sends)."""
+        via = f"SIP/2.0/{transport} {self.addresses[transport].hostport};branch={branch}"
+        return f"{via};rport" if rport else via
+
+    def contact(self, transport: str, user: str) -> str:
+        """A Contact naming ``user`` at our address on ``transport``."""
+        contact = self._contacts.get((transport, user))
+        if contact is None:
+            where = self.addresses[transport].hostport
+            tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
+            contact = self._contacts[(transport, user)] = f"<sip:{user}@{where}{tparam}>"
+        return contact
 
     def record_route(self, transport: str, params: str) -> str:
         """A Record-Route value naming us on ``transport``, loose-routing (``lr``)."""

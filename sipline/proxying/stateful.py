@@ -6,9 +6,9 @@ requests (an ACK for a 2xx forwarded statelessly, §16.11; a CANCEL answered
 here, §16.10; any other to the role's ``_route``, a header it needed that does
 not parse answered 400) and responses (a stray one forwarded statelessly, one
 in our transactions to the role's ``_response``), answers requests itself
-(``_reject``, and ``_refuse`` statelessly for what nobody vouches for) and
-runs the role's timers from one periodic callback, not a task or timer
-handle per transaction.
+(``_reject``, and ``_refuse`` statelessly for what nobody vouches for). Its
+timers run from the node's tick (``on_tick``), not a task or timer handle
+per transaction, nor a loop callback of its own: nothing here imports asyncio.
 
 What we wrote for ourselves is believed only under our signature
 (``signing.Signer``): the parameters of a Route naming us (a forged one, or
@@ -20,16 +20,15 @@ and the ACR's ``acr.router.AcrRouter`` subclass it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from sipline.config import AuthSection, SipSection
 from sipline.logs import event
-from sipline.net.handler import Handler
+from sipline.net.handler import Handler, NodeLike
 from sipline.net.metrics import RoleCounts
-from sipline.secret import node_secret
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_branch, new_tag
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State
@@ -47,7 +46,6 @@ from .signing import Signer
 from .stateless import forward_ack, forward_stray, stray_2xx
 
 if TYPE_CHECKING:
-    from sipline.net.node import Node
     from sipline.sip.address import Address
     from sipline.sip.message import Request, Response
 
@@ -74,12 +72,11 @@ class StatefulProxy(Handler):
     """What every stateful proxy's handler does the same way.
 
     A subclass gives ``_route`` (each new request but an ACK for a 2xx and a
-    CANCEL), ``_response`` (each response to a request it sent), ``_cancel_context`` (what a matched CANCEL cancels), and for its
-    timers ``expire(node, now)`` and ``_timers_pending()``, run every
-    ``timer_tick`` seconds while pending. ``monotonic`` is the timers' clock.
+    CANCEL), ``_response`` (each response to a request it sent),
+    ``_cancel_context`` (what a matched CANCEL cancels) and ``on_tick`` for
+    its timers. ``monotonic`` is the timers' clock (the node's).
     """
 
-    timer_tick = 0.1  # seconds between runs of ``expire``
     log = log  # a subclass logs under its own name
     role = "proxy"  # its counters' prefix on /metrics
     counted = COUNTED  # a subclass adds its own
@@ -87,48 +84,39 @@ class StatefulProxy(Handler):
 
     def __init__(
         self,
-        settings: Any,
+        sip: SipSection,
+        auth: AuthSection,
         domains: Iterable[str] = (),
         *,
+        secret: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.domains = [d.lower() for d in domains]
-        self.server_header: str = settings.sip.server_header
-        self._transports = len(settings.sip.transports)
+        self.server_header = sip.server_header
+        self._transports = len(sip.transports)
         self._now = monotonic
         self._local: Local | None = None
-        self._node: Node | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
-        self.signer = Signer.from_secret(node_secret(settings) or "")
+        # The node's secret (sipline.secret) when the role gives it, else auth.secret.
+        self.signer = Signer.from_secret(auth.secret if secret is None else secret)
         self.metrics = RoleCounts(self.role, self.counted)
         self.counts = self.metrics.values  # plain ints, bumped on the message path
 
     def close(self) -> None:
-        """Stop the timer callback (the node is stopping)."""
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
+        """The node has stopped: let go of what the role holds open."""
 
-    def local(self, node: Node) -> Local:
+    def local(self, node: NodeLike) -> Local:
         """This proxy's addresses, learnt from the node; kept once it listens on
         every transport (a datagram can arrive while TCP is still opening)."""
         local = self._local
         if local is None:
-            addresses = {}
-            for transport in ("UDP", "TCP", "TLS"):
-                try:
-                    addresses[transport] = node.local_address(transport)
-                except LookupError:
-                    pass
-            local = Local(addresses, self.domains)
-            if len(addresses) >= self._transports:
+            local = Local.of(node, self.domains)
+            if len(local.addresses) >= self._transports:
                 self._local = local
-                self._node = node
         return local
 
     # -- requests ---------------------------------------------------------------------------
     def on_request(
-        self, node: Node, request: Request, txn: ServerTransaction | None, source: Address
+        self, node: NodeLike, request: Request, txn: ServerTransaction | None, source: Address
     ) -> None:
         if txn is None:
             self._forward_ack(node, request, source)
@@ -140,12 +128,12 @@ class StatefulProxy(Handler):
             except ParseError as exc:  # a header a decision needed (parsed lazily)
                 self._reject(node, txn, Rejection(400, f"Bad Request: {exc.reason}"), stateless=True)
 
-    def _route(self, node: Node, request: Request, txn: ServerTransaction, source: Address) -> None:
+    def _route(self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address) -> None:
         raise NotImplementedError
 
     def _preprocess(
         self,
-        node: Node,
+        node: NodeLike,
         request: Request,
         txn: ServerTransaction,
         refused: Rejection | None = None,
@@ -190,7 +178,7 @@ class StatefulProxy(Handler):
         the loop key; ``upstream`` is where its responses go back to."""
         return self.signer.branch(new_branch(), key, upstream)
 
-    def _cancel(self, node: Node, request: Request, txn: ServerTransaction) -> None:
+    def _cancel(self, node: NodeLike, request: Request, txn: ServerTransaction) -> None:
         """§16.10: a CANCEL is answered here, then what its INVITE started is cancelled."""
         invite = txn.cancels
         if invite is None:
@@ -200,12 +188,12 @@ class StatefulProxy(Handler):
         node.respond(txn, request.response(200, to_tag=new_tag()))
         self._cancel_context(node, invite.context)
 
-    def _cancel_context(self, node: Node, context: Any) -> None:
+    def _cancel_context(self, node: NodeLike, context: Any) -> None:
         """Cancel what the CANCELled INVITE's server transaction carries as context."""
 
     # -- responses (§16.7) ------------------------------------------------------------------
     def on_response(
-        self, node: Node, response: Response, txn: ClientTransaction | None, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction | None, source: Address
     ) -> None:
         if txn is None:
             self._forward_stray(node, response, source)
@@ -213,13 +201,13 @@ class StatefulProxy(Handler):
             self._response(node, response, txn, source)
 
     def _response(
-        self, node: Node, response: Response, txn: ClientTransaction, source: Address
+        self, node: NodeLike, response: Response, txn: ClientTransaction, source: Address
     ) -> None:
         """A response in one of our client transactions."""
 
     # -- forwarding -------------------------------------------------------------------------
     def _upstream(
-        self, node: Node, server: ServerTransaction | None, response: Response, stray: bool
+        self, node: NodeLike, server: ServerTransaction | None, response: Response, stray: bool
     ) -> None:
         """``response`` upstream in ``server`` while it still forwards; else, when
         ``stray`` (a 2xx to an INVITE, §16.7 step 5, RFC 6026), statelessly by its Via."""
@@ -228,7 +216,7 @@ class StatefulProxy(Handler):
         elif stray:
             node.send_stateless(response, via_address(response.via))
 
-    def _forward_ack(self, node: Node, request: Request, source: Address) -> None:
+    def _forward_ack(self, node: NodeLike, request: Request, source: Address) -> None:
         local = self.local(node)
         found = preprocess_routes(request, local)
         ours, forged = self.signer.believe(found, request.call_id) if found else (None, False)
@@ -249,7 +237,7 @@ class StatefulProxy(Handler):
         a trusted peer's (a role may add the ACKs of its own transactions)."""
         return self.trusts(source)
 
-    def _forward_stray(self, node: Node, response: Response, source: Address) -> None:
+    def _forward_stray(self, node: NodeLike, response: Response, source: Address) -> None:
         dest = forward_stray(response, self.local(node), self.signer)
         if dest is not None:
             node.send_stateless(response, dest)
@@ -259,14 +247,13 @@ class StatefulProxy(Handler):
 
     # -- our own answers --------------------------------------------------------------------
     def _reject(
-        self, node: Node, txn: ServerTransaction, rejection: Rejection, *, stateless: bool = False
+        self, node: NodeLike, txn: ServerTransaction, rejection: Rejection, *, stateless: bool = False
     ) -> None:
         """Answer a request ourselves; ``stateless`` (before anyone is known to have
         sent it) answers once and forgets the transaction, as ``_refuse`` does."""
         request = txn.request
-        response = self._answer(request, rejection.status, rejection.reason)
-        for name, value in rejection.headers:
-            response.headers.add(name, value)
+        response = rejection.response(request)
+        response.headers.add("Server", self.server_header)
         if stateless:
             node.respond_stateless(txn, response)
         else:
@@ -283,7 +270,7 @@ class StatefulProxy(Handler):
 
     def _refuse(
         self,
-        node: Node,
+        node: NodeLike,
         txn: ServerTransaction,
         counter: str,
         status: int,
@@ -313,27 +300,5 @@ class StatefulProxy(Handler):
         return response
 
     # -- timers -----------------------------------------------------------------------------
-    def expire(self, node: Node, now: float) -> None:
-        """Run the role's timers due at ``now`` (monotonic)."""
-
-    def _timers_pending(self) -> bool:
-        return False
-
-    def _ensure_tick(self) -> None:
-        if self._tick_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # driven by hand (tests call expire)
-            self._tick_handle = loop.call_later(self.timer_tick, self._tick)
-
-    def _tick(self) -> None:
-        self._tick_handle = None
-        node = self._node
-        if node is not None:
-            try:
-                self.expire(node, self._now())
-            except Exception:
-                self.log.exception("event=router_error where=expire")
-        if self._timers_pending():
-            self._ensure_tick()
+    def on_tick(self, node: NodeLike, now: float) -> None:
+        """Run the role's timers due at ``now`` (monotonic): a subclass's."""

@@ -1,4 +1,4 @@
 """Sans-IO SIP core: bytes in, objects out; events in, actions out.
 
-Nothing in this package touches sockets or the event loop (DESIGN.md).
+Nothing in this package touches sockets or the event loop (docs/design.md).
 """

@@ -8,7 +8,7 @@ the credentials against the stored HA1.
 The store holds HA1 = H(username:realm:password) per algorithm, never
 passwords; HA1 and responses never appear in reprs or error messages.
 
-Nonces carry their own proof (DESIGN.md): a timestamp, a random id and an
+Nonces carry their own proof (docs/design.md): a timestamp, a random id and an
 HMAC over them, the realm and optionally the client's address, so any node
 holding the secret checks them without storage. What a nonce cannot carry is
 how often it was used: ``NonceCounts`` remembers the highest nonce count
@@ -48,7 +48,8 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
 
 def _hex(hash_new: Callable[[bytes], Any], text: str) -> str:
     # surrogateescape gives back the wire bytes of a message decoded with it.
-    return hash_new(text.encode("utf-8", "surrogateescape")).hexdigest()
+    digest: str = hash_new(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return digest
 
 
 def _hash_for(algorithm: str) -> Callable[[bytes], Any]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import ParseError
+from .errors import LocalProtocolError, ParseError
 from .headers import CSeq, NameAddr
 from .message import Headers, Message, Request, Response
 from .uri import SipUri
@@ -231,9 +231,9 @@ class Dialog:
         loose routing, else the Request-URI (§8.1.2): resolve it per RFC 3263.
         """
         if method == "ACK":
-            raise ParseError("the ACK for a 2xx is built with create_ack")
+            raise LocalProtocolError("the ACK for a 2xx is built with create_ack")
         if method == "CANCEL":
-            raise ParseError("a CANCEL is built from the request it cancels (RFC 3261 §9.1)")
+            raise LocalProtocolError("a CANCEL is built from the request it cancels (RFC 3261 §9.1)")
         # With no local sequence number yet (a UAS's first request) any start
         # below 2**31 will do (§8.1.1.5).
         self.local_seq = 1 if self.local_seq is None else self.local_seq + 1

@@ -38,7 +38,7 @@ _MISSING: Any = object()
 # One header line: (key, name as written, value, original line or None once changed).
 # A tuple of strings: the cyclic GC stops tracking it after its first collection,
 # so the headers of messages that transactions keep for 32 s cost no scanning.
-Field = tuple
+Field = tuple[str, str, str, str | None]
 
 
 class Headers:
@@ -114,7 +114,7 @@ class Headers:
         value = self._parsed.get(key, _MISSING)
         if value is _MISSING:
             value = self._parsed[key] = parse(self, key)
-        return value
+        return value  # type: ignore[no-any-return]  # the cache holds what ``parse`` made
 
     def _all(self, key: str) -> list[Field]:
         found = self._multi.get(key)
@@ -562,7 +562,7 @@ class Request(Message):
         """The response a UAS or stateful proxy builds for this request (RFC 3261 §8.2.6.2)."""
         headers = Headers()
         old = self.headers
-        for key in _ANSWER_KEYS:  # the request's lines themselves: they are immutable
+        for key in COPIED_TO_RESPONSE:  # the request's lines themselves: they are immutable
             for f in old._all(key):
                 headers._fields.append(f)
                 headers._index_more(key, f)
@@ -574,8 +574,11 @@ class Request(Message):
         return Response(status, reason if reason is not None else reason_phrase(status), headers)
 
 
-# What a response copies from its request, in this order (RFC 3261 §8.2.6.2).
-_ANSWER_KEYS = ("via", "from", "to", "call-id", "cseq")
+# What a response copies from its request, in this order (RFC 3261 §8.2.6.2):
+# also what every request and response must carry (§8.1.1, §20), and all of a
+# request that did not parse that answering it takes (``salvage_request``).
+COPIED_TO_RESPONSE = ("via", "from", "to", "call-id", "cseq")
+_COPIED = frozenset(COPIED_TO_RESPONSE)
 
 
 class Response(Message):
@@ -619,11 +622,9 @@ class Response(Message):
 
 
 # -- parsing ------------------------------------------------------------------
+# What a message must carry is what a response copies (COPIED_TO_RESPONSE).
 # Max-Forwards is not among them: a request without it is taken and a proxy
 # adds one (RFC 3261 §16.6 step 3, RFC 4475 §3.4.1).
-_REQUIRED_IN_REQUEST = ("to", "from", "cseq", "call-id", "via")
-_REQUIRED_IN_RESPONSE = ("to", "from", "cseq", "call-id", "via")
-_RESPONSE_KEYS = frozenset(_REQUIRED_IN_RESPONSE)
 # Every byte a header section may hold besides CR LF: HTAB, printable ASCII and
 # the octets of UTF-8 sequences (RFC 3261 §25.1). Deleting these leaves the CR
 # LF pairs between lines and any control character, bare CR or bare LF.
@@ -678,7 +679,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             key = header_key(name)
         elif not colon:
             raise ParseError("header line without colon")
-        f = (key, name, value.strip(), line)
+        f: Field = (key, name, value.strip(), line)
         append(f)
         first = first_of(key, f)
         if first is not f:
@@ -691,7 +692,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     headers._fields = fields
     headers._index = index
     headers._multi = multi
-    headers._parsed = parsed = {}
+    parsed: dict[str, Any] = {}
+    headers._parsed = parsed
     message.headers = headers
 
     # Body framing (RFC 3261 §18.3, §20.14).
@@ -719,12 +721,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     # What RFC 3261 §8.1.1 requires of every request, and §8.2.6.2 / §20 of responses.
     if type(message) is Request:
         if "via" not in index or "from" not in index or "to" not in index:
-            _missing(index, _REQUIRED_IN_REQUEST)
+            _missing(index)
         try:
             text = index["cseq"][2]
             call_id = index["call-id"][2]
         except KeyError:
-            _missing(index, _REQUIRED_IN_REQUEST)
+            _missing(index)
             raise  # not reached: _missing raises
         number, _, method = text.partition(" ")
         if method == message.method and number.isdigit() and number.isascii() and len(number) < 10:
@@ -735,18 +737,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             parsed["cseq"] = cseq = CSeq.parse(text)
             if cseq.method != message.method:
                 raise ParseError("CSeq method does not match")
-        found = index.get("max-forwards")
-        if found is None:
+        max_forwards_field = index.get("max-forwards")
+        if max_forwards_field is None:
             parsed["max-forwards"] = None
         else:
-            max_forwards = found[2]
+            max_forwards = max_forwards_field[2]
             if max_forwards.isdigit() and max_forwards.isascii() and len(max_forwards) < 10:
                 parsed["max-forwards"] = int(max_forwards)
             else:
                 parsed["max-forwards"] = parse_int_header(max_forwards, "Max-Forwards")
     else:
-        if not index.keys() >= _RESPONSE_KEYS:
-            _missing(index, _REQUIRED_IN_RESPONSE)
+        if not index.keys() >= _COPIED:
+            _missing(index)
         parsed["cseq"] = CSeq.parse(index["cseq"][2])
         call_id = index["call-id"][2]
     if not call_id or " " in call_id or "\t" in call_id:
@@ -782,8 +784,9 @@ def _check_controls(lines: list[str]) -> None:
         raise ParseError("control character in headers")
 
 
-def _missing(index: dict[str, Field], required: tuple[str, ...]) -> None:
-    for key in required:
+def _missing(index: dict[str, Field]) -> None:
+    # Of several missing, To, From and CSeq are named first (as RFC 4475 §3.3.1 expects).
+    for key in ("to", "from", "cseq", *COPIED_TO_RESPONSE):
         if key not in index:
             raise ParseError(f"missing {canonical_name(key)}")
 
@@ -920,9 +923,6 @@ def reason_phrase(status: int) -> str:
 
 
 # -- requests that did not parse ------------------------------------------------------
-# What a response needs from its request (RFC 3261 §8.2.6.2).
-_ANSWER_HEADERS = frozenset(("via", "from", "to", "call-id", "cseq"))
-
 
 def salvage_request(data: bytes) -> Request | None:
     """Of a request parse_message refused, what answering it takes; None if not a request.
@@ -939,6 +939,6 @@ def salvage_request(data: bytes) -> Request | None:
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         key = header_key(name)
-        if colon and key in _ANSWER_HEADERS and (key == "via" or key not in headers):
+        if colon and key in _COPIED and (key == "via" or key not in headers):
             headers.add(name.strip(), value.strip())
     return Request(parts[0], parts[1], headers)

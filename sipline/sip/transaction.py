@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .address import Address, response_address, stamp_received
-from .errors import ParseError
+from .errors import LocalProtocolError, ParseError
 from .headers import Via
 from .ids import MAGIC_COOKIE, new_tag
 from .message import Headers, Request, Response
@@ -42,6 +42,11 @@ TIMER_D = 32.0  # RFC 3261 §17.1.1.2: at least 32 s on unreliable transports
 MAX_TRANSACTIONS = 100_000
 MAX_PER_SOURCE = 500
 BUSY_RETRY_AFTER = 5  # seconds, in the 503 over a limit
+
+
+# What a transaction is found by (``server_key``, ``client_key``): a branch, sent-by,
+# method, and for RFC 2543 peers the Call-ID, From tag and CSeq number.
+Key = tuple[str | int | None, ...]
 
 
 class State(enum.Enum):
@@ -66,7 +71,7 @@ class Transaction:
     transaction only lingers, and its deadline, when reached, terminates it.
     """
 
-    key: tuple
+    key: Key
     request: Request
     method: str
     state: State
@@ -165,7 +170,7 @@ def _busy(txn: Transaction) -> bool:
     return txn.state in _WORKING or txn.end is not None
 
 
-def server_key(request: Request, method: str) -> tuple:
+def server_key(request: Request, method: str) -> Key:
     """The server transaction a request belongs to (§17.2.3), as ``method`` (ACK -> INVITE)."""
     via = request.via
     branch = via.branch
@@ -211,7 +216,7 @@ def _names_its_sender(request: Request) -> bool:
     return True
 
 
-def client_key(message: Request | Response) -> tuple:
+def client_key(message: Request | Response) -> Key:
     """The client transaction a response belongs to (§17.1.3): top Via branch + CSeq method."""
     return (message.via.branch, message.cseq.method)
 
@@ -269,8 +274,8 @@ class TransactionLayer:
         self.admit_in_dialog = True
         self.limit(max_transactions, max_per_source, exempt)
         self._wheel: TimerWheel[AnyTransaction] = TimerWheel(tick, clock())
-        self._servers: dict[tuple, ServerTransaction] = {}
-        self._clients: dict[tuple, ClientTransaction] = {}
+        self._servers: dict[Key, ServerTransaction] = {}
+        self._clients: dict[Key, ClientTransaction] = {}
         self._sources: dict[str, int] = {}  # source IP -> its server transactions
 
     # -- the table -------------------------------------------------------------
@@ -362,7 +367,7 @@ class TransactionLayer:
         return self._send_response(txn, txn.request.response(100))
 
     def _new_server(
-        self, request: Request, key: tuple, source: Address, cancels: ServerTransaction | None
+        self, request: Request, key: Key, source: Address, cancels: ServerTransaction | None
     ) -> list[Action]:
         host = source.host
         held = self._sources.get(host, 0)
@@ -396,7 +401,7 @@ class TransactionLayer:
                 return actions
         return [deliver]
 
-    def _new_cancel(self, request: Request, key: tuple, source: Address) -> list[Action]:
+    def _new_cancel(self, request: Request, key: Key, source: Address) -> list[Action]:
         # A CANCEL ends work rather than starting it: admitted while draining
         # whenever it matches a live INVITE.
         invite = self._servers.get(server_key(request, "INVITE"))
@@ -592,15 +597,16 @@ class TransactionLayer:
         """Send a request in a new client transaction; its top Via must carry the branch.
 
         The ACK for a 2xx is no transaction (§17.1.1.3): send it with
-        ``send_stateless``.
+        ``send_stateless``. An ACK, or a branch missing or in use, raises
+        LocalProtocolError: the TU's bug, not the peer's.
         """
         if request.method == "ACK":
-            raise ParseError("ACK is sent without a client transaction")
+            raise LocalProtocolError("ACK is sent without a client transaction")
         key = client_key(request)
         if key[0] is None:
-            raise ParseError("request without a Via branch")
+            raise LocalProtocolError("request without a Via branch")
         if key in self._clients:
-            raise ParseError("Via branch already in use by a client transaction")
+            raise LocalProtocolError("Via branch already in use by a client transaction")
         method = request.method
         state = State.CALLING if method == "INVITE" else State.TRYING
         txn = ClientTransaction(key, request, method, state, dest, data=request.serialise())

@@ -1,4 +1,4 @@
-"""Storage: the system of record (DESIGN.md "State"), on MySQL/MariaDB or embedded SQLite.
+"""Storage: the system of record (docs/design.md "State"), on MySQL/MariaDB or embedded SQLite.
 
 db = await open_database(settings.database.url)
 await migrate(db)

@@ -1,4 +1,4 @@
-"""Redis, the live state nodes share (DESIGN.md "State"): one way to open a client
+"""Redis, the live state nodes share (docs/design.md "State"): one way to open a client
 to tell the errors that mean Redis is away or slow, and a ``Link`` that logs the
 first failure and the recovery of a part's exchanges, not every retry.
 

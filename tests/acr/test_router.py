@@ -12,6 +12,7 @@ from sipline.config import Settings
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, State, client_key
+from tests.support import FakeClock
 
 US = Address("UDP", "127.0.0.1", 5080)
 B2BUA = Address("UDP", "127.0.0.1", 5070)
@@ -197,13 +198,6 @@ class FakeNode:
         return [r.status for r in self.upstream]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @dataclass
 class Acr:
@@ -211,7 +205,7 @@ class Acr:
     node: FakeNode
     live: Live
     cdrs: Cdrs
-    clock: Clock
+    clock: FakeClock
 
     def invite(
         self,
@@ -270,7 +264,7 @@ class Acr:
 
     def expire(self, seconds: float) -> None:
         self.clock.now += seconds
-        self.router.expire(self.node, self.clock.now)  # type: ignore[arg-type]
+        self.router.on_tick(self.node, self.clock.now)  # type: ignore[arg-type]
 
 
 def message(text: str) -> Request | Response:
@@ -287,7 +281,7 @@ def acr(
         sip={"host": US.host, "port": US.port},
         acr={"trusted": ["127.0.0.1:5070"], "pdd_timeout": pdd_timeout},
     )
-    live, cdrs, clock = Live(), Cdrs(), Clock()
+    live, cdrs, clock = Live(), Cdrs(), FakeClock()
     router = AcrRouter(
         settings,
         "primary",

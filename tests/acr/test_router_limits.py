@@ -18,7 +18,8 @@ from acr.router import AcrRouter
 from sipline.config import Settings
 from sipline.sip.message import Request
 from sipline.sip.transaction import ServerTransaction, State
-from tests.acr.test_router import B2BUA, US, Acr, Cdrs, Clock, FakeNode, Health, Stats, message
+from tests.acr.test_router import B2BUA, US, Acr, Cdrs, FakeNode, Health, Stats, message
+from tests.support import FakeClock
 
 AT = 1_700_000_000.25
 LIMITED = Carrier("limited", (Gateway("limited", "127.0.0.3", 5060),), capacity=2)
@@ -42,7 +43,7 @@ def node(name: str, counters: Counters, carriers: list[Carrier]) -> Acr:
     # The limited carrier is the cheapest: every call tries it first.
     rates = [Rate(c.name, "44", 0.01 * (i + 1)) for i, c in enumerate(carriers)]
     table = RouteTable(carriers, rates, now=AT)
-    clock = Clock()
+    clock = FakeClock()
     clock.now = AT
     counters.set_carriers(carriers)
     live = Live(counters)

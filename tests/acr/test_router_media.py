@@ -21,7 +21,8 @@ from acr.router import AcrRouter
 from acr.stats import CarrierStats, open_stats
 from relay.publish import CallQuality, RedisQuality, StreamQuality
 from sipline.config import Settings
-from tests.acr.test_router import US, Acr, Cdrs, Clock, Counters, FakeNode, Health
+from tests.acr.test_router import US, Acr, Cdrs, Counters, FakeNode, Health
+from tests.support import FakeClock
 
 AT = 1_700_000_000.0
 CARRIER = Carrier("good", (Gateway("good", "127.0.0.2", 5060),))
@@ -47,7 +48,7 @@ def relay_figures(call_id: str) -> CallQuality:
 async def test_the_relays_figures_for_the_a_leg_become_the_carriers_media_quality(
     redis_url: str,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     clock.now = AT
     stats = open_stats(redis_url, 3600.0, clock=clock)
     settings = Settings(

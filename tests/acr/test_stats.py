@@ -16,17 +16,11 @@ from acr.stats import (
     media_quality,
     open_stats,
 )
+from tests.support import FakeClock
 
 HOUR = 3600.0
 AT = 1_700_000_000.0
 
-
-class Clock:
-    def __init__(self, now: float = AT) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def attempt(code: int = 200, pdd: float | None = 1.0, carrier: str = "alpha") -> Attempt:
@@ -34,7 +28,7 @@ def attempt(code: int = 200, pdd: float | None = 1.0, carrier: str = "alpha") ->
 
 
 def test_figures_count_attempts_answers_and_connected_calls() -> None:
-    stats = CarrierStats(HOUR, clock=Clock())
+    stats = CarrierStats(HOUR, clock=FakeClock(AT))
     for code in (200, 200, 486, 503):
         stats.record_attempt(attempt(code, pdd=2.0 if code != 503 else None))
     stats.record_call_end("alpha", "44", 60.0)
@@ -52,13 +46,13 @@ def test_figures_count_attempts_answers_and_connected_calls() -> None:
 
 
 def test_a_pair_never_seen_has_no_figures() -> None:
-    figures = CarrierStats(HOUR, clock=Clock()).quality("alpha", "44")
+    figures = CarrierStats(HOUR, clock=FakeClock(AT)).quality("alpha", "44")
     assert figures.attempts == 0 and figures.asr == 0
     assert figures.pdd_mean is None and figures.mos is None
 
 
 def test_an_event_weighs_half_as_much_after_one_half_life() -> None:
-    clock = Clock()
+    clock = FakeClock(AT)
     stats = CarrierStats(HOUR, clock=clock)
     stats.record_attempt(attempt())
     clock.now += HOUR
@@ -68,7 +62,7 @@ def test_an_event_weighs_half_as_much_after_one_half_life() -> None:
 
 
 def test_recent_outcomes_outweigh_old_ones() -> None:
-    clock = Clock()
+    clock = FakeClock(AT)
     stats = CarrierStats(HOUR, clock=clock)
     for _ in range(10):
         stats.record_attempt(attempt(503, None))  # the carrier failed ...
@@ -81,7 +75,7 @@ def test_recent_outcomes_outweigh_old_ones() -> None:
 
 
 async def test_decay_holds_across_generations() -> None:
-    clock = Clock()
+    clock = FakeClock(AT)
     stats = CarrierStats(HOUR, clock=clock)
     stats.record_attempt(attempt())
     for _ in range(3):  # cross two generation boundaries
@@ -139,7 +133,7 @@ async def test_statistics_recorded_by_one_node_are_seen_by_the_other(redis_url: 
 
 
 async def test_the_relays_media_figures_are_fetched_after_the_call(redis_url: str) -> None:
-    clock = Clock()
+    clock = FakeClock(AT)
     stats = open_stats(redis_url, HOUR, clock=clock)
     async with Redis.from_url(redis_url) as client:
         await client.hset(
@@ -185,7 +179,7 @@ async def test_redis_going_away_never_reaches_the_call_path(redis_url: str, capl
 
 
 def test_a_snapshot_keeps_the_figures_of_its_time_whatever_is_recorded_after() -> None:
-    clock = Clock()
+    clock = FakeClock(AT)
     stats = CarrierStats(HOUR, clock=clock)
     stats.record_attempt(attempt(200))
     stats.record_attempt(attempt(503, pdd=None))

@@ -17,6 +17,7 @@ from sipline.config import Settings
 from sipline.net.wire import Wire
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
+from tests.support import FakeClock
 
 HOST = "127.0.0.1"
 US = Address("UDP", HOST, 5070)
@@ -27,27 +28,19 @@ ACR2 = Address("UDP", HOST, 5081)
 _numbers = itertools.count(1)
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 class FakeNode(Wire):
     """``Wire`` for the B2BUA's tests: what went out comes back parsed, and time
     passes for the layer's timers and then the handler's."""
 
-    def __init__(self, handler: B2buaHandler, clock: Clock) -> None:
+    def __init__(self, handler: B2buaHandler, clock: FakeClock) -> None:
         super().__init__(handler, clock, US)
         self.clock = clock
 
     def advance(self, seconds: float) -> None:
         """Let time pass: the layer's timers, then the handler's."""
         self.clock.now += seconds
-        self.expire(self.clock.now)
-        self.handler.expire(self, self.clock.now)  # type: ignore[attr-defined]
+        self.tick(self.clock.now)
 
     def take(self) -> list[tuple[Request | Response, Address]]:  # type: ignore[override]
         return [(parse_message(data), dest) for data, dest in super().take()]
@@ -58,13 +51,15 @@ def settings(**b2bua: Any) -> Settings:
     return Settings(b2bua=values)  # type: ignore[arg-type]
 
 
-def b2bua(clock: Clock | None = None, **kwargs: Any) -> tuple[B2buaHandler, FakeNode]:
+def b2bua(clock: FakeClock | None = None, **kwargs: Any) -> tuple[B2buaHandler, FakeNode]:
     """A handler on a fake node; ``kwargs`` are [b2bua] settings or the handler's parts."""
     parts = {k: kwargs.pop(k) for k in ("accounts", "licences", "media") if k in kwargs}
-    clock = clock or Clock()
-    handler = B2buaHandler(settings(**kwargs), clock=clock, **parts)
+    clock = clock or FakeClock()
+    values = settings(**kwargs)
+    handler = B2buaHandler(
+        values.b2bua, server_header=values.sip.server_header, clock=clock, **parts
+    )
     node = FakeNode(handler, clock)
-    handler._node = node  # type: ignore[assignment]
     handler.probing = False  # probes only where a test runs them
     return handler, node
 

@@ -255,6 +255,23 @@ def test_update_and_info_cross_and_their_answers_come_back() -> None:
         assert ok.status == 200 and dest == PROXY and ok.cseq.method == method
 
 
+def test_a_far_side_we_cannot_reach_is_a_502_not_the_caller_s_400() -> None:
+    _, node = b2bua()
+    a = invite()
+    node.receive(a, PROXY)
+    ((b, far),) = of(node.take(), "INVITE")
+    unreachable = "<sip:far@gateway.example.net>"  # a host name: not one of our nodes
+    node.receive(answer(b, 200, body=SDP, contact=unreachable), far)
+    ((a_ok, _),) = node.take()
+    node.receive(ack_for_2xx(a, a_ok, "127.0.0.1:5060"), PROXY)
+    assert node.take() == []  # the ACK cannot go: the far side's 2xx will come again
+    up = Up(a, b, a_ok, answer(b, 200, contact=unreachable), far)
+    node.receive(from_caller(up, "INFO", 11), PROXY)
+    ((response, dest),) = node.take()
+    assert (response.status, dest) == (502, PROXY)
+    assert response.reason == "Bad Gateway: cannot reach sip:far@gateway.example.net"
+
+
 def test_a_prack_s_rack_names_the_b_leg_s_invite() -> None:
     _, node = b2bua()
     a = invite()

@@ -22,13 +22,10 @@ import pytest
 
 from bench.proxystack import (
     HOST,
-    REPO,
     Phone,
     free_port,
     provision,
-    proxy_command,
-    proxy_env,
-    wait_until_answering,
+    start_proxy,
 )
 
 pytestmark = pytest.mark.e2e
@@ -186,21 +183,12 @@ class Baresip:
 @pytest.fixture
 def proxy_port(tmp_path: Path, sqlite_url: str) -> Iterator[int]:
     asyncio.run(provision(sqlite_url, [ALICE, BOB]))
-    port = free_port()
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        # baresip 1.0 (libre) gives up on a 401/407 with any challenge that is not MD5.
-        env = proxy_env(port, sqlite_url, {"SIPLINE_AUTH__ALGORITHMS": '["MD5"]'})
-        process = subprocess.Popen(
-            proxy_command(), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    # baresip 1.0 (libre) gives up on a 401/407 with any challenge that is not MD5.
+    proxy = start_proxy(sqlite_url, tmp_path, {"SIPLINE_AUTH__ALGORITHMS": '["MD5"]'})
     try:
-        if not wait_until_answering(port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{log.read_text()}", pytrace=False)
-        yield port
+        yield proxy.port
     finally:
-        process.kill()
-        process.wait(5)
+        proxy.kill()
 
 
 @pytest.fixture(params=["udp", "tcp"])

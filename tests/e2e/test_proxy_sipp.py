@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from bench.proxystack import (
     HOST,
     REPO,
     Phone,
+    RunningProxy,
     answers_options,
     free_port,
     numbered_phones,
@@ -31,8 +31,8 @@ from bench.proxystack import (
     proxy_command,
     proxy_env,
     users_csv,
-    wait_until_answering,
 )
+from bench.proxystack import start_proxy as start_proxy_process
 from sipline.storage import open_database, pending
 
 pytestmark = pytest.mark.e2e
@@ -46,19 +46,25 @@ SIPP_TIMEOUT = 30  # seconds: sipp's -timeout; the process is killed 30 s later
 
 @dataclass
 class Proxy:
-    process: subprocess.Popen[bytes]
-    port: int
-    url: str
-    log: Path
+    """The running proxy (``bench.proxystack.start_proxy``) and the sipp phones' workdir."""
+
+    running: RunningProxy
     workdir: Path
     ports: dict[str, int] = field(default_factory=dict)  # phone -> the port it registered from
 
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.running.log_text()
 
     def stop(self, timeout: float = 10) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        return self.running.stop(timeout)
 
 
 StartProxy = Callable[..., Proxy]
@@ -74,26 +80,15 @@ def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
     ) -> Proxy:
         if phones is not None:  # None: not even migrated
             asyncio.run(provision(url, phones))
-        port = free_port()
         workdir = tmp_path / f"proxy-{len(started)}"
         workdir.mkdir()
-        log = workdir / "proxy.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                proxy_command(), cwd=REPO, env=proxy_env(port, url, settings),
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        proxy = Proxy(process, port, url, log, workdir)
+        proxy = Proxy(start_proxy_process(url, workdir, settings), workdir)
         started.append(proxy)
-        if not wait_until_answering(port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{proxy.log_text()}", pytrace=False)
         return proxy
 
     yield start
     for proxy in started:
-        if proxy.process.poll() is None:
-            proxy.process.kill()
-            proxy.process.wait(5)
+        proxy.running.kill()
 
 
 @pytest.fixture

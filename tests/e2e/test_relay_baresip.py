@@ -26,9 +26,7 @@ from bench.proxystack import (
     SIPLINE,
     free_port,
     provision,
-    proxy_command,
-    proxy_env,
-    wait_until_answering,
+    start_proxy,
 )
 from sipline.ng.client import NgClient, NgError
 from tests.e2e.test_proxy_baresip import ALICE, BOB, Baresip
@@ -93,25 +91,16 @@ def proxy_port(
 ) -> Iterator[int]:
     """``sipline proxy`` anchoring every call's media at ``relay``."""
     asyncio.run(provision(sqlite_url, [ALICE, BOB]))
-    port = free_port()
     extra = {
         "SIPLINE_AUTH__ALGORITHMS": '["MD5"]',  # baresip 1.0 answers MD5 challenges only
         "SIPLINE_PROXY__MEDIA_RELAY": f"{HOST}:{relay[0]}",
         "SIPLINE_PROXY__ANCHOR_MEDIA": "always",
     }
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            proxy_command(), cwd=REPO, env=proxy_env(port, sqlite_url, extra),
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proxy = start_proxy(sqlite_url, tmp_path, extra)
     try:
-        if not wait_until_answering(port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{log.read_text()}", pytrace=False)
-        yield port
+        yield proxy.port
     finally:
-        process.kill()
-        process.wait(5)
+        proxy.kill()
 
 
 @pytest.fixture

@@ -14,23 +14,16 @@ from sipline.net.ports import free_port
 from sipline.sip.address import Address
 from sipline.storage import Database
 from sipline.storage.bans import Ban, DatabaseBans, RedisBans
-from tests.support import until
+from tests.support import FakeClock, until
 
 FLOODER = Address("UDP", "203.0.113.7", 5060)
 WALL = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def node(store: object, name: str, clock: Clock | None = None) -> BanSync:
+def node(store: object, name: str, clock: FakeClock | None = None) -> BanSync:
     limits = LimitsSection(flood_density=10, flood_ban=300.0, ban_poll=5.0)
-    guard = Guard(limits=limits, clock=clock or Clock(100.0))
+    guard = Guard(limits=limits, clock=clock or FakeClock(100.0))
     return BanSync(guard, store, name, poll=limits.ban_poll, wall=lambda: WALL)  # type: ignore[arg-type]
 
 
@@ -41,7 +34,7 @@ def flood(sync: BanSync) -> None:
 
 
 async def test_without_a_store_bans_stay_in_process_and_the_guard_is_pruned() -> None:
-    clock = Clock(100.0)
+    clock = FakeClock(100.0)
     sync = node(None, "a", clock)
     flood(sync)
     await sync.tick()
@@ -52,7 +45,7 @@ async def test_without_a_store_bans_stay_in_process_and_the_guard_is_pruned() ->
 
 
 async def test_a_ban_reaches_other_nodes_through_the_database(migrated: Database) -> None:
-    a, b = node(DatabaseBans(migrated), "a"), node(DatabaseBans(migrated), "b", Clock(5000.0))
+    a, b = node(DatabaseBans(migrated), "a"), node(DatabaseBans(migrated), "b", FakeClock(5000.0))
     await a.start()
     await b.start()
     try:
@@ -112,7 +105,7 @@ async def test_bans_made_while_the_store_is_away_are_written_when_it_is_back(
 
 
 async def test_a_ban_reaches_other_nodes_at_once_through_redis(redis_url: str) -> None:
-    a, b = node(RedisBans(redis_url), "a"), node(RedisBans(redis_url), "b", Clock(5000.0))
+    a, b = node(RedisBans(redis_url), "a"), node(RedisBans(redis_url), "b", FakeClock(5000.0))
     await a.start()
     await b.start()
     try:
@@ -122,7 +115,7 @@ async def test_a_ban_reaches_other_nodes_at_once_through_redis(redis_url: str) -
         await until(lambda: FLOODER.host in b.guard.banned, 2)
         assert b.guard.banned[FLOODER.host] == 5000.0 + 300.0
         # A node started later reads it from its key.
-        c = node(RedisBans(redis_url), "c", Clock(7.0))
+        c = node(RedisBans(redis_url), "c", FakeClock(7.0))
         await c.start()
         assert c.guard.banned[FLOODER.host] == 7.0 + 300.0
         # An operator lifts it: every node at once.

@@ -11,21 +11,15 @@ from sipline.config import LimitsSection
 from sipline.net.guard import FOREVER, Guard, NewBan, source_key
 from sipline.net.metrics import NodeMetrics
 from sipline.sip.address import Address
+from tests.support import FakeClock
 
 STRANGER = Address("UDP", "203.0.113.7", 5060)
 OTHER = Address("UDP", "198.51.100.2", 5060)
 PEER = Address("UDP", "192.0.2.10", 5070)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def guard(clock: Clock, trusted: tuple[Address, ...] = (), **limits: object) -> Guard:
+def guard(clock: FakeClock, trusted: tuple[Address, ...] = (), **limits: object) -> Guard:
     settings = LimitsSection(**{"flood_window": 2.0, "flood_density": 10, **limits})
     asked: list[Address] = []
 
@@ -43,7 +37,7 @@ def sends(g: Guard, source: Address, count: int) -> list[bool]:
 
 
 def test_a_source_within_its_density_is_admitted_window_after_window() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock)
     for _ in range(5):
         assert all(sends(g, STRANGER, 10))
@@ -52,7 +46,7 @@ def test_a_source_within_its_density_is_admitted_window_after_window() -> None:
 
 
 def test_the_message_over_the_density_is_dropped_and_bans_the_source() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, flood_ban=300.0)
     assert sends(g, STRANGER, 11) == [True] * 10 + [False]
     assert g.banned == {"203.0.113.7": 1300.0}
@@ -68,7 +62,7 @@ def test_the_message_over_the_density_is_dropped_and_bans_the_source() -> None:
 
 
 def test_a_ban_expires_and_the_source_starts_from_a_clean_count() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, flood_ban=300.0)
     sends(g, STRANGER, 11)
     clock.now += 299.9
@@ -79,7 +73,7 @@ def test_a_ban_expires_and_the_source_starts_from_a_clean_count() -> None:
 
 
 def test_trusted_peers_are_never_dropped_and_asked_about_only_over_the_limit() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, trusted=(PEER,))
     assert all(sends(g, PEER, 10))
     assert g.asked == []  # type: ignore[attr-defined]
@@ -89,7 +83,7 @@ def test_trusted_peers_are_never_dropped_and_asked_about_only_over_the_limit() -
 
 
 def test_a_trusted_peer_passes_even_from_a_banned_address() -> None:
-    clock = Clock()
+    clock = FakeClock()
     phone = Address("UDP", PEER.host, 40000)  # a stranger on the peer's host
     g = guard(clock, trusted=(PEER,))
     assert not sends(g, phone, 11)[-1]
@@ -99,12 +93,12 @@ def test_a_trusted_peer_passes_even_from_a_banned_address() -> None:
 
 
 def test_no_density_means_no_flood_limit() -> None:
-    g = guard(Clock(), flood_density=0)
+    g = guard(FakeClock(), flood_density=0)
     assert all(sends(g, STRANGER, 10_000))
 
 
 def test_ipv6_sources_are_counted_and_banned_by_their_prefix() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock)
     hosts = [f"2001:db8:1:2::{n:x}" for n in range(1, 12)]
     admitted = [g.admit(Address("UDP", host, 5060)) for host in hosts]
@@ -117,7 +111,7 @@ def test_ipv6_sources_are_counted_and_banned_by_their_prefix() -> None:
 
 def test_the_table_of_sources_is_capped_and_pruned(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "sipline.guard")
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, max_sources=16)
     for n in range(16):
         assert g.admit(Address("UDP", f"10.0.0.{n}", 5060))
@@ -132,7 +126,7 @@ def test_the_table_of_sources_is_capped_and_pruned(caplog: pytest.LogCaptureFixt
 
 
 def test_prune_forgets_ended_windows_and_expired_bans() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, flood_ban=10.0)
     sends(g, STRANGER, 11)
     sends(g, OTHER, 3)
@@ -145,7 +139,7 @@ def test_prune_forgets_ended_windows_and_expired_bans() -> None:
 
 
 def test_the_bans_a_node_makes_are_capped() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, max_bans=16, flood_density=1)
     for n in range(20):
         sends(g, Address("UDP", f"10.0.1.{n}", 5060), 2)
@@ -156,7 +150,7 @@ def test_the_bans_a_node_makes_are_capped() -> None:
 
 
 def test_shared_bans_apply_and_lift() -> None:
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock)
     g.apply(STRANGER.host, FOREVER)
     clock.now += 1e9
@@ -171,7 +165,7 @@ def test_shared_bans_apply_and_lift() -> None:
 
 def test_auth_failures_within_the_window_ban_the_source(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "sipline.guard")
-    clock = Clock()
+    clock = FakeClock()
     g = guard(clock, auth_failures=3, auth_window=60.0, auth_ban=600.0)
     g.auth_failed(STRANGER, "alice")
     clock.now += 59
@@ -200,7 +194,7 @@ def test_a_user_name_cannot_forge_the_address_fail2ban_reads(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "sipline.guard")
-    g = guard(Clock())
+    g = guard(FakeClock())
     g.auth_failed(STRANGER, "x ip=192.0.2.99 \nevent=auth_failed ip=192.0.2.98")
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("event=auth_failed ip=203.0.113.7 port=5060 ")
@@ -208,21 +202,21 @@ def test_a_user_name_cannot_forge_the_address_fail2ban_reads(
 
 
 def test_trusted_peers_are_not_banned_for_auth_failures() -> None:
-    g = guard(Clock(), trusted=(PEER,), auth_failures=2)
+    g = guard(FakeClock(), trusted=(PEER,), auth_failures=2)
     for _ in range(5):
         g.auth_failed(PEER, "alice")
     assert not g.banned
 
 
 def test_no_auth_failure_limit_means_no_ban() -> None:
-    g = guard(Clock(), auth_failures=0)
+    g = guard(FakeClock(), auth_failures=0)
     for _ in range(50):
         g.auth_failed(STRANGER, "alice")
     assert not g.banned
 
 
 def test_banned_sources_seen_sending_are_handed_on_for_the_kernel_to_drop() -> None:
-    clock = Clock()
+    clock = FakeClock()
     phone = Address("UDP", PEER.host, 40000)
     g = guard(clock, trusted=(PEER,), flood_ban=10.0)
     told: list[int] = []

@@ -328,6 +328,32 @@ async def test_handler_exception_is_answered_500_and_the_node_goes_on() -> None:
     assert REGISTRY.get_sample_value("sipline_handler_errors_total") == errors + 1
 
 
+class Ticking(MinimalHandler):
+    """Counts the node's ticks; the first one raises."""
+
+    def __init__(self, server_header: str) -> None:
+        super().__init__(server_header)
+        self.ticks: list[float] = []
+
+    def on_tick(self, node: Any, now: float) -> None:
+        self.ticks.append(now)
+        if len(self.ticks) == 1:
+            raise RuntimeError("a role's timer failed")
+
+
+@on_uvloop
+async def test_the_node_s_one_tick_runs_the_handler_s_timers_until_it_stops() -> None:
+    errors = REGISTRY.get_sample_value("sipline_handler_errors_total") or 0.0
+    handler = Ticking("sipline-test")
+    async with running(handler):
+        await until(lambda: len(handler.ticks) >= 3)  # the first raised: counted, ticks go on
+    stopped = len(handler.ticks)
+    await asyncio.sleep(0.05)
+    assert len(handler.ticks) == stopped
+    assert handler.ticks == sorted(handler.ticks) and handler.ticks[0] <= time.monotonic()
+    assert REGISTRY.get_sample_value("sipline_handler_errors_total") == errors + 1
+
+
 # -- as a client ---------------------------------------------------------------------
 def outgoing_options(node: Node, transport: str) -> Request:
     local = node.local_address(transport)

@@ -6,6 +6,7 @@ from sipline.net.node import MinimalHandler
 from sipline.net.wire import Wire
 from sipline.sip.address import Address
 from sipline.sip.message import parse_message
+from tests.support import FakeClock
 
 US = Address("UDP", "127.0.0.1", 5060)
 PEER = Address("UDP", "127.0.0.1", 5999)
@@ -17,15 +18,9 @@ OPTIONS = (
 )
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> None:
-    clock = Clock()
+    clock = FakeClock()
     wire = Wire(MinimalHandler("test"), clock, US)
     wire.receive(OPTIONS, PEER)
     ((data, dest),) = wire.take()
@@ -33,7 +28,7 @@ def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> N
     wire.receive(OPTIONS, PEER)  # the layer resends its answer; the handler is not asked
     assert [d for d, _ in wire.take()] == [data]
     clock.now += 40  # timer J: the transaction is gone
-    wire.expire(clock.now)
+    wire.tick(clock.now)
     assert len(wire.layer) == 0
     assert wire.local_address("tcp") == US._replace(transport="TCP")
 
@@ -41,7 +36,7 @@ def test_a_request_is_answered_and_a_retransmission_absorbed_by_the_layer() -> N
 def test_a_request_to_an_unreachable_address_ends_with_a_503_at_the_next_tick() -> None:
     from tests.net.test_node import Recording
 
-    clock = Clock()
+    clock = FakeClock()
     handler = Recording()
     wire = Wire(handler, clock, US)
     far = Address("UDP", "2001:db8::9", 5060)
@@ -51,13 +46,13 @@ def test_a_request_to_an_unreachable_address_ends_with_a_503_at_the_next_tick() 
     txn = wire.send_request(request, far)  # type: ignore[arg-type]
     assert wire.take() == [] and handler.responses == []
     clock.now += 0.01
-    wire.expire(clock.now)
+    wire.tick(clock.now)
     [(response, matched)] = handler.responses
     assert matched is txn and response.status == 503 and len(wire.layer) == 0
 
 
 def test_a_malformed_request_is_answered_as_the_node_answers_it() -> None:
-    wire = Wire(MinimalHandler("test"), Clock(), US)
+    wire = Wire(MinimalHandler("test"), FakeClock(), US)
     wire.receive(OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 OPTIONS\r\nCSeq: 2 OPTIONS"), PEER)
     ((data, dest),) = wire.take()
     answer = parse_message(data)

@@ -260,3 +260,6 @@ class StandInRegistrar(Handler):
 
     def on_terminated(self, node: Node, txn: Transaction) -> None:
         self.router.on_terminated(node, txn)
+
+    def on_tick(self, node: Node, now: float) -> None:
+        self.router.on_tick(node, now)

@@ -17,18 +17,10 @@ from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 from sipline.storage import Database, open_database
+from tests.support import FakeClock
 
 HOST = "127.0.0.1"
 
-
-class FakeClock:
-    """Wall-clock time that moves only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -81,6 +73,9 @@ class RegistrarHandler(Handler):
         nat = self.service.nat
         if nat is not None and nat.owns(txn):
             nat.on_timeout(node, txn)
+
+    def on_tick(self, node: Node, now: float) -> None:
+        self.service.registrar.on_tick(node, now)  # the sweep; the tests tick the pinger
 
 
 def settings_for(url: str, **sections: dict[str, Any]) -> Settings:

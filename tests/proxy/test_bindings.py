@@ -7,7 +7,6 @@ import pytest
 from proxy.bindings import (
     Origin,
     Policy,
-    Reject,
     Update,
     aor_of,
     behind_nat,
@@ -17,6 +16,7 @@ from proxy.bindings import (
 )
 from proxy.location import Binding
 from proxy.subscribers import ServedDomains
+from sipline.proxying.rules import Rejection
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.uri import parse_uri
@@ -44,9 +44,9 @@ def planned(req: Request, live: list[Binding] = (), now: float = NOW, policy: Po
     return update
 
 
-def refused(req: Request, live: list[Binding] = (), policy: Policy = POLICY) -> Reject:  # type: ignore[assignment]
+def refused(req: Request, live: list[Binding] = (), policy: Policy = POLICY) -> Rejection:  # type: ignore[assignment]
     update = plan(req, AOR, list(live), NOW, policy, ORIGIN)
-    assert isinstance(update, Reject), update
+    assert isinstance(update, Rejection), update
     return update
 
 
@@ -82,15 +82,15 @@ def test_the_aor_is_the_to_user_at_our_domain(to: str, expected: str) -> None:
 
 def test_an_aor_in_a_domain_we_do_not_serve_is_not_found() -> None:
     req = request("REGISTER", "sip:evil.org", from_="eve@evil.org", to="eve@evil.org")
-    assert aor_of(req, DOMAINS.canonical) == Reject(404, "Not Found (AOR domain not served here)")
+    assert aor_of(req, DOMAINS.canonical) == Rejection(404, "Not Found (AOR domain not served here)")
     req = request("REGISTER", "sip:example.com", from_="example.com", to="example.com")
-    assert aor_of(req, DOMAINS.canonical) == Reject(404, "Not Found (the To URI has no user part)")
+    assert aor_of(req, DOMAINS.canonical) == Rejection(404, "Not Found (the To URI has no user part)")
 
 
 def test_an_unsupported_required_extension_is_refused_with_420() -> None:
     assert check_require(register(PHONE, Require="path")) is None
     refusal = check_require(register(PHONE, Require="path, gruu"))
-    assert refusal == Reject(420, "Bad Extension (gruu)", (("Unsupported", "gruu"),))
+    assert refusal == Rejection(420, "Bad Extension (gruu)", (("Unsupported", "gruu"),))
 
 
 # -- expires -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_a_contact_equal_as_a_uri_replaces_the_binding_written_differently() -> 
 def test_the_same_call_id_with_a_lower_or_equal_cseq_is_out_of_order() -> None:
     for cseq in (3, 4):
         refusal = refused(register(PHONE, cseq=cseq), [bound(cseq=4)])
-        assert refusal == Reject(
+        assert refusal == Rejection(
             500, f"Server Internal Error (out of order: CSeq {cseq}, binding has 4)"
         )
 
@@ -171,7 +171,7 @@ def test_another_call_id_may_have_any_cseq() -> None:
 def test_more_than_max_contacts_is_forbidden_with_the_reason() -> None:
     live = [bound(f"sip:alice@192.0.2.{n}") for n in (1, 2, 3)]
     refusal = refused(register("<sip:alice@192.0.2.4>"), live)
-    assert refusal == Reject(403, "Forbidden (too many contacts: 4, at most 3)")
+    assert refusal == Rejection(403, "Forbidden (too many contacts: 4, at most 3)")
     assert planned(register("<sip:alice@192.0.2.1>"), live).upserts  # a refresh is no extra
 
 
@@ -189,7 +189,7 @@ def test_star_with_expires_zero_removes_every_binding() -> None:
 
 
 def test_star_with_other_contacts_is_a_bad_request() -> None:
-    assert refused(register("*", PHONE, Expires="0")) == Reject(
+    assert refused(register("*", PHONE, Expires="0")) == Rejection(
         400, "Bad Request (Contact: * with other contacts)"
     )
 
@@ -197,7 +197,7 @@ def test_star_with_other_contacts_is_a_bad_request() -> None:
 @pytest.mark.parametrize("expires", [None, "60"])
 def test_star_needs_expires_zero(expires: str | None) -> None:
     req = register("*") if expires is None else register("*", Expires=expires)
-    assert refused(req) == Reject(400, "Bad Request (Contact: * without Expires: 0)")
+    assert refused(req) == Rejection(400, "Bad Request (Contact: * without Expires: 0)")
 
 
 def test_star_is_out_of_order_against_a_binding_of_the_same_call_id() -> None:

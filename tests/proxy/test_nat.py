@@ -1,7 +1,8 @@
 """NAT keepalives on a real node: phones behind NAT are pinged, and removed when they stop answering.
 
-The pinger's clock is fake: its periodic callback runs, but only the test
-moves time (and then calls ``tick`` at once); pings and answers cross real sockets.
+The pinger's clock is fake and the node here does not tick it: the test moves
+time and ticks it (``tick``) with the fake clock's time; pings and answers
+cross real sockets.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from proxy.nat import NatPinger
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
 from tests.proxy.phone import TcpPhone, UdpPhone
-from tests.proxy.support import FakeClock, Proxy, running, until
+from tests.proxy.support import Proxy, running, until
+from tests.support import FakeClock
 
 INTERVAL = 30.0
 PRIVATE = "<sip:alice@10.0.0.5:5060>"  # what a phone behind NAT puts in its Contact
@@ -25,7 +27,7 @@ PRIVATE = "<sip:alice@10.0.0.5:5060>"  # what a phone behind NAT puts in its Con
 @pytest.fixture
 async def proxy(migrated: Database, database_url: str) -> AsyncIterator[Proxy]:
     await Subscribers(migrated).add("alice@example.com", "correct horse")
-    async with running(migrated, database_url, FakeClock(), nat={"ping_interval": INTERVAL}) as p:
+    async with running(migrated, database_url, FakeClock(1_700_000_000.0), nat={"ping_interval": INTERVAL}) as p:
         yield p
 
 
@@ -37,10 +39,13 @@ async def phone() -> AsyncIterator[UdpPhone]:
 
 
 def pinger_of(proxy: Proxy) -> NatPinger:
-    """The service's pinger, started on the proxy's node; the test moves the clock and ticks."""
-    pinger = proxy.service.nat
-    pinger.start(proxy.node)
-    return pinger
+    """The service's pinger; the test moves the clock and ticks it (``tick``)."""
+    return proxy.service.nat
+
+
+def tick(proxy: Proxy, pinger: NatPinger) -> None:
+    """The node's tick as the proxy's handler gives it to the pinger, at the fake clock's time."""
+    pinger.on_tick(proxy.node, proxy.clock.now)
 
 
 def alice(proxy: Proxy) -> list[Binding]:
@@ -55,7 +60,7 @@ async def stored(proxy: Proxy) -> int:
 
 async def next_round(proxy: Proxy, pinger: NatPinger) -> None:
     proxy.clock.now += INTERVAL
-    pinger.tick()
+    tick(proxy, pinger)
 
 
 async def pinged(phone: UdpPhone, count: int) -> None:
@@ -71,7 +76,7 @@ async def test_a_phone_behind_nat_is_pinged_at_its_source_and_removed_once_silen
     assert binding.behind_nat
     pinger = pinger_of(proxy)
 
-    pinger.tick()
+    tick(proxy, pinger)
     await until(lambda: pinger.answers == 1)
     (ping,) = phone.received  # it reached the public address the REGISTER came from
     assert (ping.method, ping.uri) == ("OPTIONS", "sip:alice@10.0.0.5:5060")
@@ -98,7 +103,7 @@ async def test_an_answered_ping_resets_the_count(proxy: Proxy, phone: UdpPhone) 
     await phone.register(proxy.address, contact=PRIVATE)
     pinger = pinger_of(proxy)
     phone.answer_options = False
-    pinger.tick()
+    tick(proxy, pinger)
     await pinged(phone, 1)
     for count in (2, 3):  # three unanswered so far: the next round would remove it ...
         await next_round(proxy, pinger)
@@ -116,7 +121,7 @@ async def test_registering_again_counts_as_an_answer(proxy: Proxy, phone: UdpPho
     phone.answer_options = False
     await phone.register(proxy.address, contact=PRIVATE, cseq=1)
     pinger = pinger_of(proxy)
-    pinger.tick()
+    tick(proxy, pinger)
     for cseq in (3, 5, 7, 9):
         await next_round(proxy, pinger)
         await phone.register(proxy.address, contact=PRIVATE, cseq=cseq)
@@ -126,7 +131,7 @@ async def test_registering_again_counts_as_an_answer(proxy: Proxy, phone: UdpPho
 async def test_a_phone_not_behind_nat_is_not_pinged(proxy: Proxy, phone: UdpPhone) -> None:
     await phone.register(proxy.address)  # Contact and Via name the address it sends from
     pinger = pinger_of(proxy)
-    pinger.tick()
+    tick(proxy, pinger)
     await next_round(proxy, pinger)
     assert pinger.pings == 0 and phone.received == []
 
@@ -154,7 +159,7 @@ async def test_bindings_through_an_edge_proxy_or_of_another_node_are_not_pinged(
         ]
     )
     pinger = pinger_of(proxy)
-    pinger.tick()
+    tick(proxy, pinger)
     await next_round(proxy, pinger)
     assert pinger.pings == 0
 
@@ -164,11 +169,11 @@ async def test_pings_are_spread_over_the_interval(proxy: Proxy, phone: UdpPhone)
     pinger = pinger_of(proxy)
     sent = []
     for _ in range(4):
-        pinger.tick()
+        tick(proxy, pinger)
         sent.append(pinger.pings)
         proxy.clock.now += INTERVAL / 4
     assert sent == [1, 11, 21, 31]
-    pinger.tick()  # the next round: the rest of this one, then the first of the next
+    tick(proxy, pinger)  # the next round: the rest of this one, then the first of the next
     assert pinger.pings == 41
     await until(lambda: pinger.answers == 41)
 
@@ -183,7 +188,7 @@ async def test_a_tcp_phone_gets_crlf_keepalives_on_its_connection_and_is_removed
         (binding,) = alice(proxy)
         assert binding.behind_nat and binding.source.connection is not None  # type: ignore[union-attr]
         pinger = pinger_of(proxy)
-        pinger.tick()
+        tick(proxy, pinger)
         await until(lambda: phone.pings == 1)
         assert phone.received == []  # no OPTIONS on a stream
     finally:

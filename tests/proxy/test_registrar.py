@@ -15,7 +15,8 @@ import pytest
 from sipline.sip.address import Address
 from sipline.storage import Database, Subscribers
 from tests.proxy.phone import UdpPhone, request
-from tests.proxy.support import FakeClock, Proxy, running, until, write_lock_held
+from tests.proxy.support import Proxy, running, until, write_lock_held
+from tests.support import FakeClock
 
 AORS = [f"user{n}@example.com" for n in range(100)]
 
@@ -30,7 +31,7 @@ async def provisioned(migrated: Database) -> Database:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture
@@ -221,3 +222,17 @@ async def until_rows(db: Database, condition: Callable[[list[tuple[Any, ...]]], 
             return
         await asyncio.sleep(0.02)
     raise AssertionError(await rows(db))
+
+
+async def test_the_node_s_tick_sweeps_expired_bindings_from_memory_and_the_database(
+    proxy: Proxy, phone: UdpPhone
+) -> None:
+    assert (await phone.register(proxy.address, expires=600)).status == 200
+    assert len(await rows(proxy.db)) == 1
+    proxy.clock.now += 601  # past its expiry; the sweep (every 0.05 s here) takes it away
+    await until(lambda: len(proxy.service.location) == 0)
+    for _ in range(100):
+        if not await rows(proxy.db):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the expired row is still stored")

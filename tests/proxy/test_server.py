@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from proxy.server import LocalNames, ProxyHandler
+from proxy.server import ProxyHandler
+from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
 
 SOURCE = Address("UDP", "127.0.0.1", 40000)
-NAMES = LocalNames(["example.com", "Example.NET"], [("127.0.0.1", 5060)])
+LOCAL = Local({"UDP": Address("UDP", "127.0.0.1", 5060)}, ["example.com", "Example.NET"])
 
 
 def request(method: str, uri: str, *extra: str) -> Request:
@@ -46,11 +47,17 @@ class Recorder:
     def on_register(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("registrar", request.method))
 
+    def on_tick(self, node: object, now: float) -> None:
+        self.calls.append(("tick", now))  # the registrar's sweep, the router's timers
+
     def refuse_register(self, node: object, request: Request, txn: object, source: Address) -> bool:
         return "internal" in request.headers.get("contact", "")  # type: ignore[operator]
 
     def trusts(self, source: Address) -> bool:
         return False
+
+    def local(self, node: object) -> Local:
+        return LOCAL
 
     def on_request(self, node: object, request: Request, txn: object, source: Address) -> None:
         self.calls.append(("router", request.method))
@@ -72,7 +79,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def handler(recorder: Recorder) -> ProxyHandler:
-    return ProxyHandler(NAMES, recorder, recorder, "sipline/test")
+    return ProxyHandler(recorder, recorder, "sipline/test")
 
 
 def dispatch(handler: ProxyHandler, recorder: Recorder, message: Request, txn: object = "txn") -> Any:
@@ -182,12 +189,15 @@ class Pinger:
     def on_timeout(self, node: object, txn: object) -> None:
         self.calls.append(("pinger timeout", txn))
 
+    def on_tick(self, node: object, now: float) -> None:
+        self.calls.append(("pinger tick", now))
+
 
 def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
     recorder: Recorder,
 ) -> None:
     pinger = Pinger()
-    handler = ProxyHandler(NAMES, recorder, recorder, "sipline/test", pinger)
+    handler = ProxyHandler(recorder, recorder, "sipline/test", pinger)
     response = request("OPTIONS", "sip:alice@10.0.0.7").response(200)
     for txn in ("ping", "call"):
         handler.on_response(recorder, response, txn, SOURCE)  # type: ignore[arg-type]
@@ -199,3 +209,12 @@ def test_outcomes_of_nat_pings_go_to_the_pinger_and_the_rest_to_the_router(
         ("router timeout", "call"),
         ("router terminated", "call"),
     ]
+
+
+def test_the_node_s_tick_runs_the_router_s_and_registrar_s_timers_and_the_nat_pings(
+    recorder: Recorder,
+) -> None:
+    pinger = Pinger()
+    ProxyHandler(recorder, recorder, "sipline/test", pinger).on_tick(recorder, 1.5)  # type: ignore[arg-type]
+    assert recorder.calls == [("tick", 1.5), ("tick", 1.5)]
+    assert pinger.calls == [("pinger tick", 1.5)]

@@ -10,6 +10,7 @@ import pytest
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from sipline.storage import Database, StorageError, Subscribers
 from tests.proxy.phone import subscriber
+from tests.support import FakeClock
 
 
 def test_served_domains_match_without_case_and_aliases_mean_the_first() -> None:
@@ -32,13 +33,6 @@ def test_a_directory_of_given_subscribers() -> None:
     assert len(directory) == 1
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
     for _ in range(int(timeout / 0.005)):
@@ -55,7 +49,7 @@ def table(migrated: Database) -> Subscribers:
 
 @pytest.fixture
 async def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 @pytest.fixture

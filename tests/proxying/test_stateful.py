@@ -3,18 +3,19 @@ on a node that records what it is asked and no sockets."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import pytest
+
 from sipline.config import Settings
+from sipline.net.wire import Wire
 from sipline.proxying.rules import Rejection
 from sipline.proxying.stateful import StatefulProxy
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
+from sipline.sip.errors import LocalProtocolError, ParseError
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State, server_key
 from tests.proxying.test_rules import invite
-from tests.support import on_uvloop, until
 
 SOURCE = Address("UDP", "192.0.2.7", 40000)
 CALL_ID = "c1@192.0.2.7"  # invite()'s
@@ -46,14 +47,13 @@ class Node:
 class Proxy(StatefulProxy):
     """Routes nothing: records what the base hands it."""
 
-    timer_tick = 0.01
-
-    def __init__(self, fail: ParseError | None = None) -> None:
-        super().__init__(Settings(), ["example.com"])
+    def __init__(self, fail: Exception | None = None) -> None:
+        settings = Settings()
+        super().__init__(settings.sip, settings.auth, ["example.com"])
         self.fail = fail
         self.routed: list[Any] = []
         self.cancelled: list[Any] = []
-        self.expiries = 3
+        self.ticks: list[float] = []
         self.trusted_sources: set[Address] = set()
 
     def trusts(self, source: Address) -> bool:
@@ -68,11 +68,8 @@ class Proxy(StatefulProxy):
     def _cancel_context(self, node: Any, context: Any) -> None:
         self.cancelled.append(context)
 
-    def expire(self, node: Any, now: float) -> None:
-        self.expiries -= 1
-
-    def _timers_pending(self) -> bool:
-        return self.expiries > 0
+    def on_tick(self, node: Any, now: float) -> None:
+        self.ticks.append(now)
 
 
 def server(request: Request) -> ServerTransaction:
@@ -197,6 +194,13 @@ def test_a_header_that_does_not_parse_is_answered_400_with_the_reason() -> None:
     assert (answer.status, answer.reason) == (400, "Bad Request: bad To")
 
 
+def test_a_local_protocol_error_is_our_bug_not_the_senders_400() -> None:
+    proxy, node = Proxy(LocalProtocolError("Via branch already in use")), Node()
+    with pytest.raises(LocalProtocolError):  # the node logs it and answers 500
+        receive(proxy, node, invite())
+    assert node.answers == []
+
+
 def test_a_cancel_is_answered_here_and_cancels_its_invites_context() -> None:
     proxy, node = Proxy(), Node()
     invite_txn = server(invite())
@@ -210,20 +214,9 @@ def test_a_cancel_is_answered_here_and_cancels_its_invites_context() -> None:
     assert proxy.cancelled == ["the call"]
 
 
-def test_timers_without_a_running_loop_wait_to_be_driven_by_hand() -> None:
+def test_its_timers_run_from_the_node_s_tick_and_no_callback_of_its_own() -> None:
     proxy = Proxy()
-    proxy._ensure_tick()
-    assert proxy._tick_handle is None
-
-
-@on_uvloop
-async def test_timers_run_while_pending_then_stop() -> None:
-    proxy, node = Proxy(), Node()
-    proxy.local(node)  # type: ignore[arg-type]
-    proxy._ensure_tick()
-    await until(lambda: proxy.expiries == 0)
-    await asyncio.sleep(0.05)
-    assert proxy.expiries == 0 and proxy._tick_handle is None
-    proxy._ensure_tick()
-    proxy.close()
-    assert proxy._tick_handle is None
+    wire = Wire(proxy, lambda: 0.0, Address("UDP", "10.0.0.1", 5060))
+    wire.tick(0.01)
+    wire.tick(0.02)
+    assert proxy.ticks == [0.01, 0.02]

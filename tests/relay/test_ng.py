@@ -16,7 +16,8 @@ from relay.ng import COOKIE_TTL, NOT_FOUND, NgHandler
 from relay.ports import PortPool
 from relay.sessions import Call, SessionTable
 from sipline.ng.bencode import decode, encode
-from tests.relay.test_sessions import Clock, FakePlane
+from tests.relay.test_sessions import FakePlane
+from tests.support import FakeClock
 
 RELAY = "203.0.113.1"
 
@@ -40,7 +41,7 @@ class Relay:
     """An NgHandler with its table, plane and clock, spoken to in datagrams."""
 
     def __init__(self, low: int = 30000, high: int = 30099, **kwargs: Any) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.plane = FakePlane()
         self.table = SessionTable(
             PortPool(low, high),

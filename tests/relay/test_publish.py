@@ -24,14 +24,15 @@ from relay.publish import (
     open_quality_sink,
 )
 from relay.sessions import Call, SessionTable
-from tests.relay.test_sessions import Clock, FakePlane
+from tests.relay.test_sessions import FakePlane
+from tests.support import FakeClock
 
 AT = 1_700_000_000.0
 
 
 def a_call(lost: set[int] = frozenset()) -> Call:  # type: ignore[assignment]
     """A call A -> B where A sent 100 G.711 packets (minus ``lost``) and B sent none."""
-    clock = Clock()
+    clock = FakeClock()
     table = SessionTable(PortPool(30000, 30099), FakePlane(), clock=clock)
     spec = MediaSpec("audio", "RTP/AVP", ("10.0.0.1", 4000), ("10.0.0.1", 4001))
     table.offer("call-1", "A", None, [spec])

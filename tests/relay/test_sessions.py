@@ -20,6 +20,7 @@ from relay.sessions import (
     RelayError,
     SessionTable,
 )
+from tests.support import FakeClock
 
 
 class FakePlane:
@@ -37,13 +38,6 @@ class FakePlane:
         self.open_ports.remove(stream.local_port)
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def audio(host: str, port: int) -> MediaSpec:
     return MediaSpec("audio", "RTP/AVP", (host, port), (host, port + 1), rates={0: 8000})
@@ -51,9 +45,9 @@ def audio(host: str, port: int) -> MediaSpec:
 
 def table(
     low: int = 30000, high: int = 30099, *, plane: FakePlane | None = None, **kwargs: object
-) -> tuple[SessionTable, FakePlane, Clock]:
+) -> tuple[SessionTable, FakePlane, FakeClock]:
     plane = plane or FakePlane()
-    clock = Clock()
+    clock = FakeClock()
     sessions = SessionTable(
         PortPool(low, high), plane, clock=clock, wall=lambda: 1.7e9 + clock.now, **kwargs
     )

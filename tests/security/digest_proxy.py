@@ -1,80 +1,23 @@
 """A real ``sipline proxy`` for the digest attacks (tests/security/test_digest_*.py):
 its own SQLite database with alice and bob, settings from the test, its /metrics
-and its log; and phones on UDP sockets of any 127.x address.
-
-(tests/security/net_proxy.py of the flood tests starts the proxy the same way;
-once both are on one branch, one of the two can serve both.)
+and its log (``bench.proxystack.start_proxy``); and phones on UDP sockets of any
+127.x address.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from bench.proxystack import (
-    HOST,
-    REPO,
-    Phone,
-    free_port,
-    provision,
-    proxy_command,
-    proxy_env,
-    wait_until_answering,
-)
+from bench.proxystack import HOST, Phone, RunningProxy, provision, start_proxy
 from sipline.sip.ids import new_branch
-from sipline.storage import open_database
 from tests.proxy.phone import UdpPhone
 
 ALICE = Phone("alice", "correct horse")
 BOB = Phone("bob", "battery staple")
-
-
-@dataclass
-class RunningProxy:
-    process: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-    url: str
-    log: Path
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (HOST, self.port)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def metric(self, name: str) -> float:
-        """A sample of /metrics without labels (0 when absent)."""
-        with urllib.request.urlopen(
-            f"http://{HOST}:{self.metrics_port}/metrics", timeout=2
-        ) as page:
-            for line in page.read().decode().splitlines():
-                key, _, value = line.rpartition(" ")
-                if key == name:
-                    return float(value)
-        return 0.0
-
-    async def add(self, *phones: Phone) -> None:
-        """Provision subscribers while the proxy runs (as ``sipline subscriber add`` does)."""
-        await provision(self.url, phones)
-
-    async def bindings(self) -> list[tuple[str, str]]:
-        """(aor, contact) of every binding stored."""
-        db = await open_database(self.url)
-        try:
-            rows = await db.fetchall("SELECT aor, contact FROM locations ORDER BY aor, contact")
-            return [(row[0], row[1]) for row in rows]
-        finally:
-            await db.close()
 
 
 @asynccontextmanager
@@ -85,28 +28,13 @@ async def running_proxy(
     such as ``AUTH__SECRET="..."``. It logs at info: a line per refusal."""
     url = f"sqlite:///{tmp_path / f'proxy-{time.monotonic_ns()}.db'}"
     await provision(url, phones)
-    port, metrics_port = free_port(), free_port()
-    extra = {"SIPLINE_METRICS__PORT": str(metrics_port), "SIPLINE_LOG__LEVEL": "info"}
+    extra = {"SIPLINE_LOG__LEVEL": "info"}
     extra |= {f"SIPLINE_{key}": value for key, value in settings.items()}
-    log = tmp_path / f"proxy-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            proxy_command(), cwd=REPO, env=proxy_env(port, url, extra),
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    proxy = RunningProxy(process, port, metrics_port, url, log)
+    proxy = await asyncio.to_thread(start_proxy, url, tmp_path, extra, metrics=True)
     try:
-        if not await asyncio.to_thread(wait_until_answering, port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{proxy.log_text()}", pytrace=False)
         yield proxy
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, 10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        await asyncio.to_thread(proxy.stop)
 
 
 class PhoneAt(UdpPhone):

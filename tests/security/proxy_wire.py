@@ -1,6 +1,7 @@
 """A real ``sipline proxy`` process and raw sockets around it, for the attacks of issue 10.
 
-``edge`` starts the proxy on a free port of 127.0.0.1 with its own SQLite
+``edge`` starts the proxy (``bench.proxystack.start_proxy``) on a free port
+of 127.0.0.1 with its own SQLite
 database (subscribers alice, bob, carol), its B2BUA and ACR addresses on
 sockets the test holds (``Wire.b2bua``, ``Wire.acr``: nothing should reach
 them unless the test says so) and a ``Wire.victim`` socket that nothing
@@ -14,25 +15,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from bench.proxystack import (
-    HOST,
-    REPO,
-    Phone,
-    free_port,
-    provision,
-    proxy_command,
-    proxy_env,
-    wait_until_answering,
-)
+from bench.proxystack import HOST, Phone, RunningProxy, provision, start_proxy
 from sipline.sip.message import Request, Response, parse_message
 from tests.proxy.phone import authorization
 
@@ -135,17 +125,19 @@ class Sock:
 
 @dataclass
 class Wire:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
+    proxy: RunningProxy
     b2bua: Sock
     acr: Sock
     victim: Sock
     socks: list[Sock] = field(default_factory=list)
 
     @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    @property
     def address(self) -> tuple[str, int]:
-        return (HOST, self.port)
+        return self.proxy.address
 
     def sock(self) -> Sock:
         sock = Sock()
@@ -153,7 +145,7 @@ class Wire:
         return sock
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.proxy.log_text()
 
     def registered(self, user: str) -> Sock:
         """A phone that registered ``user`` from its socket."""
@@ -171,8 +163,7 @@ def edge(tmp_path: Path) -> Iterator[Wire]:
     url = f"sqlite:///{tmp_path / 'sipline.db'}"
     asyncio.run(provision(url, [Phone(user, password) for user, password in PASSWORDS.items()]))
     b2bua, acr, victim = Sock(), Sock(), Sock()
-    port = free_port()
-    env = proxy_env(port, url, {
+    proxy = start_proxy(url, tmp_path, {
         "SIPLINE_LOG__LEVEL": "info",
         "SIPLINE_PROXY__TRUSTED": "[]",
         "SIPLINE_PROXY__B2BUA": json.dumps([f"{HOST}:{b2bua.port}"]),
@@ -180,22 +171,10 @@ def edge(tmp_path: Path) -> Iterator[Wire]:
         "SIPLINE_ACR__PRIMARY": f"{HOST}:{acr.port}",
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
     })  # fmt: skip
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            proxy_command(), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    wire = Wire(process, port, log, b2bua, acr, victim)
+    wire = Wire(proxy, b2bua, acr, victim)
     try:
-        if not wait_until_answering(port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{wire.log_text()}", pytrace=False)
         yield wire
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        proxy.stop()
         for sock in (b2bua, acr, victim, *wire.socks):
             sock.close()

@@ -11,26 +11,16 @@ another; the attackers, the victim and the peers are sockets on 127.x.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bench.proxystack import (
-    REPO,
-    Phone,
-    free_port,
-    provision,
-    proxy_command,
-    proxy_env,
-    wait_until_answering,
-)
+from bench.proxystack import Phone, provision
+from bench.proxystack import RunningProxy as Proxy
+from bench.proxystack import start_proxy as start_proxy_process
 from sipline.sip.message import Response, parse_message
 from tests.proxy.phone import authorization
 
@@ -40,50 +30,19 @@ HOST = "127.0.0.1"
 QUIET = 0.6  # seconds "nothing more arrives" is waited for (past timer G's first 0.5 s)
 
 
-@dataclass
-class Proxy:
-    process: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def metric(self, name: str, **labels: str) -> float:
-        """A sample of the proxy's /metrics (0 when absent)."""
-        text = urllib.request.urlopen(f"http://{HOST}:{self.metrics_port}/metrics", timeout=5).read()
-        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        pattern = "^" + re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
-        found = re.search(pattern.encode(), text, re.MULTILINE)
-        return float(found.group(1)) if found else 0.0
-
-
 @pytest.fixture
 def start_proxy(tmp_path: Path, sqlite_url: str) -> Iterator:
     started: list[Proxy] = []
 
     def start(**settings: str) -> Proxy:
         asyncio.run(provision(sqlite_url, [Phone("alice", "alice-Secret1")]))
-        port, metrics_port = free_port(), free_port()
-        extra = {"SIPLINE_METRICS__PORT": str(metrics_port), **settings}
-        log = tmp_path / f"proxy-{len(started)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                proxy_command(), cwd=REPO, env=proxy_env(port, sqlite_url, extra),
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        proxy = Proxy(process, port, metrics_port, log)
+        proxy = start_proxy_process(sqlite_url, tmp_path, settings, metrics=True)
         started.append(proxy)
-        if not wait_until_answering(port, 20, process):
-            pytest.fail(f"sipline proxy did not start:\n{proxy.log_text()}", pytrace=False)
         return proxy
 
     yield start
     for proxy in started:
-        if proxy.process.poll() is None:
-            proxy.process.kill()
-            proxy.process.wait(5)
+        proxy.kill()
     for proxy in started:  # whatever a test sent, nothing may have reached the event loop
         text = proxy.log_text()
         assert "Traceback" not in text and "exc=" not in text, text[-3000:]

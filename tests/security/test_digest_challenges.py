@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxystack import HOST, Phone, free_port, register_command
+from bench.proxystack import HOST, Phone, RunningProxy, free_port, register_command
 from sipline.sip.message import Request, Response, parse_message
 from tests.proxy.phone import authorization, request, with_header
-from tests.security.digest_proxy import PhoneAt, RunningProxy, running_proxy
+from tests.security.digest_proxy import PhoneAt, running_proxy
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.proxystack import RunningProxy
 from sipline.sip.message import Request, Response
 from tests.proxy.phone import authorization, challenge_params, request, with_header
-from tests.security.digest_proxy import ALICE, PhoneAt, RunningProxy, running_proxy
+from tests.security.digest_proxy import ALICE, PhoneAt, running_proxy
 
 pytestmark = pytest.mark.e2e
 

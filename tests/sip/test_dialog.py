@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from sipline.sip.dialog import Dialog, DialogId, creates_dialog
-from sipline.sip.errors import ParseError
+from sipline.sip.errors import LocalProtocolError, ParseError
 from sipline.sip.message import Request, Response, parse_message
 
 CALL_ID = "3848276298220188511@atlanta.example.com"
@@ -271,7 +271,7 @@ def test_the_ack_for_the_initial_invite_carries_cseq_1():
 def test_ack_and_cancel_are_not_built_as_new_requests():
     dialog = alice_dialog()
     for method in ("ACK", "CANCEL"):
-        with pytest.raises(ParseError):
+        with pytest.raises(LocalProtocolError):
             dialog.create_request(method, via=VIA)
     assert dialog.local_seq == 1
 

@@ -4,7 +4,7 @@
 import pytest
 
 from sipline.sip.address import Address
-from sipline.sip.errors import ParseError
+from sipline.sip.errors import LocalProtocolError
 from sipline.sip.message import Request, Response, parse_message
 from sipline.sip.transaction import (
     ClientTransaction,
@@ -19,6 +19,7 @@ from sipline.sip.transaction import (
     TransactionLayer,
     same_peer,
 )
+from tests.support import FakeClock
 
 PHONE = Address("UDP", "192.0.2.10", 5060)
 PHONE_TCP = Address("TCP", "192.0.2.10", 49152, connection=7)
@@ -26,17 +27,10 @@ NEXT_HOP = Address("UDP", "198.51.100.20", 5060)
 NEXT_HOP_TCP = Address("TCP", "198.51.100.20", 5060)
 
 
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 @pytest.fixture
@@ -457,18 +451,18 @@ def test_responses_match_client_transactions_by_branch_and_cseq_method(layer):
 
 def test_a_request_needs_a_via_branch_of_its_own(layer):
     layer.request(options(), NEXT_HOP)
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(options(), NEXT_HOP)
     no_branch = options()
     no_branch.headers.set("Via", "SIP/2.0/UDP 198.51.100.1:5060")
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(no_branch, NEXT_HOP)
 
 
 def test_an_ack_is_not_sent_in_a_client_transaction(layer):
     request = our_invite()
     ack = ack_for_invite(request, request.response(200, to_tag="x"), branch="z9hG4bKack")
-    with pytest.raises(ParseError):
+    with pytest.raises(LocalProtocolError):
         layer.request(ack, NEXT_HOP)
     assert layer.send_stateless(ack, NEXT_HOP) == [Send(ack.serialise(), NEXT_HOP)]
     assert len(layer) == 0
