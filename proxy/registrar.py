@@ -53,8 +53,8 @@ from proxy.writer import BindingWriter, Change
 from sipline.logs import event
 from sipline.net.handler import NodeLike
 from sipline.net.nonces import SharedNonceCounts
-from sipline.secret import node_secret
 from sipline.proxying.rules import Rejection
+from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from sipline.config import Settings, split_hop, split_host_port
 from sipline.peers import TrustedPeers
-from sipline.secret import node_secret
 from sipline.proxying.deadlines import Deadlines
 from sipline.proxying.flows import encode_flow, record_route_params
 from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
@@ -53,6 +52,7 @@ from sipline.proxying.rules import (
 )
 from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
+from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.headers import NameAddr

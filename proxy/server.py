@@ -18,9 +18,8 @@ from proxy.registrar import RegistrarService
 from proxy.router import Router
 from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.logs import event
-from sipline.net.handler import Handler
-from sipline.net.metrics import RoleCounts
 from sipline.net.handler import Handler, NodeLike
+from sipline.net.metrics import RoleCounts
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
 from sipline.proxying.rules import Local

@@ -88,7 +88,7 @@ by method, responses by code, new calls (INVITEs outside a dialog)."""
 
     def send_stateless(self, message: Request | Response, dest: Address) -> None:
         outbound = self.metrics.outbound
-        if type(message) is Response:
+        if isinstance(message, Response):
             outbound.response(message.status)
         else:
             outbound.request(message.method)

@@ -43,6 +43,7 @@ from typing import Any, Protocol, cast
 from sipline.logs import event
 from sipline.net import socket_filter
 from sipline.net.metrics import NodeMetrics
+from sipline.net.tls import Credentials
 from sipline.peers import CERTIFIED
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
@@ -476,18 +477,24 @@ class TcpEndpoint:
     async def _connect(self, conn: TcpConnection, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: conn, host, port, **self._connect_options(conn)),
-                CONNECT_TIMEOUT,
-            )
+            context, server_name = self._tls_for(conn)
+            if context is None:
+                connecting = loop.create_connection(lambda: conn, host, port)
+            else:
+                connecting = loop.create_connection(
+                    lambda: conn, host, port, ssl=context, server_hostname=server_name,
+                    ssl_handshake_timeout=CONNECT_TIMEOUT,
+                )  # fmt: skip
+            await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             event(log, "tcp_connect_failed", logging.WARNING, peer=f"{host}:{port}",
                   transport=self.transport, dropped=len(conn.pending), error=exc or "timeout")
             conn.pending.clear()
             conn.close()
 
-    def _connect_options(self, conn: TcpConnection) -> dict[str, object]:
-        return {}
+    def _tls_for(self, conn: TcpConnection) -> tuple[ssl.SSLContext | None, str | None]:
+        """The context and server name a new connection is opened with (none: TCP)."""
+        return None, None
 
     def _admit(self, conn: TcpConnection) -> bool:
         """Count an accepted connection in, or say it must be closed at once."""
@@ -606,12 +613,12 @@ class TlsEndpoint(TcpEndpoint):
 
     def __init__(self, sink: Sink, max_message_bytes: int, idle_timeout: float,
                  limits: TcpLimits | None = None, gate: Gate | None = None,
-                 metrics: NodeMetrics | None = None, *, credentials: object) -> None:  # fmt: skip
+                 metrics: NodeMetrics | None = None, *, credentials: Credentials) -> None:  # fmt: skip
         super().__init__(sink, max_message_bytes, idle_timeout, limits, gate, metrics)
         self.credentials = credentials
         self._ids = _TLS_IDS
         self._listener: socket.socket | None = None
-        self._accepting: asyncio.Task | None = None
+        self._accepting: asyncio.Task[None] | None = None
 
     async def listen(self, host: str, port: int) -> None:
         raise_file_limit(self.limits.max_connections + SPARE_FILES)
@@ -631,7 +638,7 @@ class TlsEndpoint(TcpEndpoint):
                 continue
             self._accepted(client, addr)
 
-    def _accepted(self, client: socket.socket, addr: tuple) -> None:
+    def _accepted(self, client: socket.socket, addr: tuple[Any, ...]) -> None:
         host, port = unmapped(addr[0]), addr[1]
         conn = TlsConnection(self, next(self._ids), (host, port))
         conn.accepted = True
@@ -648,7 +655,7 @@ class TlsEndpoint(TcpEndpoint):
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(
-                lambda: conn, client, ssl=self.credentials.server,  # type: ignore[attr-defined]
+                lambda: conn, client, ssl=self.credentials.server,
                 ssl_handshake_timeout=self.limits.read_timeout,
             )  # fmt: skip
         except asyncio.CancelledError:
@@ -667,7 +674,7 @@ class TlsEndpoint(TcpEndpoint):
         source = conn.source
         assert source is not None
         cert = transport.get_extra_info("peercert")
-        name, refuse = self.credentials.identify(cert, source.host)  # type: ignore[attr-defined]
+        name, refuse = self.credentials.identify(cert, source.host)
         if refuse:
             self._closing("tls_peer", source, error="its certificate proves no peer of its address")
             return False
@@ -678,13 +685,12 @@ class TlsEndpoint(TcpEndpoint):
     def _connection(self, peer: tuple[str, int] | None = None) -> TcpConnection:
         return TlsConnection(self, next(self._ids), peer)
 
-    def _connect_options(self, conn: TcpConnection) -> dict[str, object]:
+    def _tls_for(self, conn: TcpConnection) -> tuple[ssl.SSLContext | None, str | None]:
         assert conn.peer is not None
-        context, server_name, name = self.credentials.client(*conn.peer)  # type: ignore[attr-defined]
+        context, server_name, name = self.credentials.client(*conn.peer)
         if name is not None:
             CERTIFIED[conn.id] = name  # the handshake proves it, or the connection never opens
-        return {"ssl": context, "server_hostname": server_name,
-                "ssl_handshake_timeout": CONNECT_TIMEOUT}  # fmt: skip
+        return context, server_name
 
     def _forget(self, conn: TcpConnection) -> None:
         CERTIFIED.pop(conn.id, None)
