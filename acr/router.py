@@ -232,8 +232,6 @@ class AcrRouter(StatefulProxy):
             self.dialogs[cdr.call_id] = Answered(cdr, answered_at, media_call)
             self.live.counters.resume(cdr.carrier)  # still up at the carrier
             self.metrics.values["calls_resumed"] += 1
-        if self.dialogs:
-            self._ensure_tick()
 
     def load(self, table: Table, carriers: Iterable[Carrier], dids: Iterable[Did]) -> None:
         """Use a new routing table, carriers and DIDs (calls in progress keep their hops)."""

@@ -211,7 +211,7 @@ def _send_invite(calls: Calls, node: NodeLike, call: Call, hop: Hop) -> None:
     a = server.request
     call.hop = hop
     call.cseq += 1
-    call.b.local = calls.local(node, hop.address.transport)  # its Via and Contact
+    call.b.transport = hop.address.transport  # its Via and Contact: the hop's transport
     external = call.plan is not None and call.plan.route is not None
     extra = offer_headers(_b_interval(calls, call), calls.min_se)
     if not external:  # internal headers only toward our own ACR nodes
