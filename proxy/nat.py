@@ -54,19 +54,26 @@ class NatPinger:
     """Pings the NAT bindings a node took; ``on_response``/``on_timeout`` take the pings' outcomes.
 
     ``start(node)`` begins: pings go out through that node, to the bindings
-    whose ``node`` is its name. The node's handler passes the callbacks of
+    whose ``node`` is its name, or that ``keeps`` says are ours (a dead
+    node's, taken over: proxy.cluster). The node's handler passes the callbacks of
     the transactions this pinger ``owns`` to it (see ProxyHandler).
     Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
     """
 
     def __init__(
-        self, nat: Any, location: Location, *, clock: Callable[[], float] = time.time
+        self,
+        nat: Any,
+        location: Location,
+        *,
+        clock: Callable[[], float] = time.time,
+        keeps: Callable[[str], bool] | None = None,
     ) -> None:
         self.interval: float = nat.ping_interval
         self.allowed_failures: int = nat.ping_failures
         self.location = location
         self.node: Node | None = None
         self._node_name = ""
+        self._keeps = keeps  # which nodes' bindings are ours to ping (proxy.cluster)
         self._clock = clock
         self._round: list[BindingKey] = []
         self._round_start: float | None = None
@@ -114,11 +121,14 @@ class NatPinger:
         # A binding with a Path is reached through the edge proxy that handles its NAT.
         return (
             binding.nat
-            and binding.node == self._node_name
+            and self._keeps_node(binding.node)
             and binding.source is not None
             and not binding.path
             and binding.expires_at > now
         )
+
+    def _keeps_node(self, node: str) -> bool:
+        return self._keeps(node) if self._keeps is not None else node == self._node_name
 
     def _ping_through(self, end: int, now: float) -> None:
         end = min(end, len(self._round))

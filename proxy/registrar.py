@@ -44,18 +44,23 @@ from typing import Any
 
 from proxy.authn import Authenticator
 from proxy.bindings import Origin, Policy, Reject, aor_of, check_require, ok, plan
+from proxy.cluster import Cluster
+from proxy.feed import LocationFeed
 from proxy.location import Location
 from proxy.location_store import LocationStore, Removal
 from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
+from sipline.net.alive import Liveness
 from sipline.net.node import Node
 from sipline.net.nonces import SharedNonceCounts
+from sipline.proxying.signing import Signer
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State
 from sipline.storage import Database, StorageError, Subscriber, Subscribers
+from sipline.storage.live import open_redis
 
 log = logging.getLogger("sipline.proxy.registrar")
 
@@ -150,7 +155,7 @@ class Registrar:
 
     def _decide(self, p: Pending) -> bool:
         now = self._clock()
-        origin = Origin(p.source, self._node_name)
+        origin = Origin(p.source, self._node_name, proxy_address(p.node))
         update = plan(p.request, p.aor, self.location.lookup(p.aor, now), now, self.policy, origin)
         if isinstance(update, Reject):
             self._respond(p.node, p.txn, update.response(p.request))
@@ -163,7 +168,8 @@ class Registrar:
         def committed(error: StorageError | None) -> None:
             try:
                 if error is None:
-                    self.location.apply(update.upserts, [b.key for b in update.removals])
+                    gone = [b.key for b in update.removals]
+                    self.location.apply(update.upserts, gone, change.version)
                     later = self._clock()
                     response = ok(p.request, self.location.lookup(p.aor, later), later)
                 else:
@@ -172,7 +178,8 @@ class Registrar:
             finally:
                 self._release(p.aor)
 
-        self.writer.submit(Change(update.upserts, removals, committed))
+        change = Change(update.upserts, removals, committed)
+        self.writer.submit(change)
         return True
 
     def _release(self, aor: str) -> None:
@@ -197,6 +204,14 @@ class Registrar:
             node.respond_stateless(txn, response)
         else:
             node.respond(txn, response)
+
+
+def proxy_address(node: Node) -> str | None:
+    """HOST:PORT where other proxies reach this one (its UDP listener, as advertised)."""
+    try:
+        return node.local_address("UDP").hostport
+    except LookupError:
+        return None
 
 
 class RegistrarService:
@@ -224,15 +239,29 @@ class RegistrarService:
         url = settings.redis.url
         self.shared = SharedNonceCounts.from_url(url) if url else None
         self.authenticator = Authenticator(auth, self.directory, domains, self.shared)
-        self.store = LocationStore(db, settings.node.name)
+        name = settings.node.name
+        self.store = LocationStore(db, name)
         r = settings.registrar
-        self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms)
-        self.location = Location(self.writer)
+        self.location = Location()
+        self.feed = LocationFeed(
+            self.store, self.location, open_redis(url) if url else None,
+            interval=r.catch_up_interval, unsubscribed_interval=r.catch_up_interval_unsubscribed,
+            clock=clock,
+        )  # fmt: skip
+        self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms, self.feed.committed)
+        self.location.forgetter = self.writer
         self.registrar = Registrar(
             settings, self.location, self.writer, self.authenticator, clock=clock
         )
-        self.nat = NatPinger(settings.nat, self.location, clock=clock)
+        self.liveness = Liveness(open_redis(url), "proxy", name) if url else None
+        self.cluster = Cluster(name, self.liveness, Signer.from_secret(auth.secret))
+        self.nat = NatPinger(settings.nat, self.location, clock=clock, keeps=self.cluster.keeps)
         self._sweep_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def in_sync(self) -> bool:
+        """The location holds what every proxy committed (False: ``syncing``)."""
+        return self.feed.in_sync
 
     async def start(self) -> None:
         """Load the subscribers and the live bindings; start the writer and the sweep.
@@ -240,15 +269,22 @@ class RegistrarService:
         StorageError if ``redis.url`` is set and Redis does not answer."""
         if self.shared is not None:
             await self.shared.check()
+        if self.liveness is not None:
+            await self.liveness.beat()  # who is alive before anything is taken over
+            self.liveness.start()
         await self.directory.load()
-        self.location.apply(await self.store.load(self.clock()))
-        event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
+        await self.feed.load()
+        event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location),
+              version=self.feed.last)  # fmt: skip
         self.directory.start()
+        self.feed.start()
         self.writer.start()
         self._schedule_sweep()
 
     def start_nat(self, node: Node) -> None:
-        """Begin NAT keepalives through ``node`` (after it started)."""
+        """Begin NAT keepalives through ``node`` (after it started); from then on the
+        bindings this proxy takes name it as the holder of their flows."""
+        self.cluster.address = proxy_address(node)
         self.nat.start(node)
 
     async def close(self) -> None:
@@ -258,6 +294,10 @@ class RegistrarService:
             self._sweep_timer.cancel()
             self._sweep_timer = None
         await self.writer.close()
+        await self.feed.close()
+        if self.liveness is not None:
+            await self.liveness.close()
+            await self.liveness.redis.aclose()
         await self.directory.close()
         self.authenticator.close()
         if self.shared is not None:
@@ -271,4 +311,6 @@ class RegistrarService:
         self._schedule_sweep()
         now = self.clock()
         self.location.expire(now)
-        self.writer.sweep(now)
+        liveness = self.liveness
+        dead = liveness.members - liveness.alive if liveness is not None else ()
+        self.writer.sweep(now, self.cluster.adopted(dead))

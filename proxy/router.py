@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sipline.config import split_host_port
 from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
-from sipline.proxying.flows import encode_flow, record_route_params
+from sipline.proxying.flows import HELD, encode_flow, record_route_params
 from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
 from sipline.proxying.rules import (
     DIALOG_METHODS,
@@ -98,6 +98,8 @@ class Router(StatefulProxy):
     ``Location``, ``SubscriberDirectory`` and ``Authenticator``; ``clock``
     is wall-clock time for them. ``timer_c`` and ``failover_after``
     override the configured timer C and the B2BUA silence limit (tests).
+    ``cluster`` (proxy.cluster.Cluster) reaches phones whose flows other
+    proxies hold.
     """
 
     timer_tick = TIMER_TICK
@@ -115,13 +117,14 @@ class Router(StatefulProxy):
         timer_c: float | None = None,
         failover_after: float = FAILOVER_AFTER,
         monotonic: Callable[[], float] = time.monotonic,
+        cluster: Any = None,
     ) -> None:
         proxy = settings.proxy
         super().__init__(settings, proxy.domains, monotonic=monotonic)
         self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
         b2bua = [Address("UDP", *split_host_port(peer)) for peer in proxy.b2bua]
-        self.targets = Targets(location, directory, b2bua, clock)
+        self.targets = Targets(location, directory, b2bua, clock, cluster)
         self.authenticator = authenticator
         self.clock = clock
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
@@ -222,6 +225,15 @@ class Router(StatefulProxy):
     def trusts(self, source: Address) -> bool:
         """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
         return self.trusted.trusts(source)
+
+    def _new_request_route(
+        self, ours: dict[str, str] | None, source: Address
+    ) -> dict[str, str] | None:
+        """A new request another proxy of ours (a trusted peer) sends to the phone
+        whose flow we hold: the flow it names under our signature (proxy.cluster)."""
+        if ours is None or HELD not in ours or not self.trusts(source):
+            return None
+        return {HELD: ours[HELD]}
 
     def refuse_register(
         self, node: Node, request: Request, txn: ServerTransaction, source: Address

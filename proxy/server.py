@@ -12,9 +12,10 @@ node and writes the bindings still pending before it closes the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from proxy.cluster import check_cluster_node
 from proxy.registrar import RegistrarService
 from proxy.router import Router
 from sipline.logs import event
@@ -111,12 +112,14 @@ class ProxyHandler(Handler):
         router: RouterLike,
         server_header: str,
         pinger: PingerLike | None = None,
+        syncing: Syncing | None = None,
     ) -> None:
         self.names = names
         self.registrar = registrar
         self.router = router
         self.server_header = server_header
         self.pinger = pinger
+        self.syncing = syncing
 
     def trusts(self, source: Address) -> bool:
         return self.router.trusts(source)
@@ -126,6 +129,8 @@ class ProxyHandler(Handler):
     ) -> None:
         if txn is not None:
             method = request.method
+            if self.syncing is not None and self.syncing.refuses(node, request, txn):
+                return
             if method == "REGISTER" and self._for_our_domain(request):
                 if not self.router.refuse_register(node, request, txn, source):
                     self.registrar.on_register(node, request, txn, source)
@@ -184,6 +189,45 @@ class ProxyHandler(Handler):
         return response
 
 
+class Syncing:
+    """While the location catches up (``ready`` False), new work gets 503 with
+    Retry-After, statelessly: REGISTERs and requests outside a dialog, but an
+    OPTIONS keepalive to the proxy itself. Counted (``refused``); the first
+    refusal of each catch-up is logged with its source."""
+
+    __slots__ = ("ready", "retry_after", "refused", "_logged")
+
+    def __init__(self, ready: Callable[[], bool], retry_after: int) -> None:
+        self.ready = ready
+        self.retry_after = str(retry_after)
+        self.refused = 0
+        self._logged = False
+
+    def refuses(self, node: Node, request: Request, txn: ServerTransaction) -> bool:
+        """Answered 503 (True) when the location is not ready for ``request``."""
+        if self.ready():
+            self._logged = False
+            return False
+        method = request.method
+        if method in ("CANCEL", "ACK") or (method != "REGISTER" and request.to.tag is not None):
+            return False
+        if method == "OPTIONS" and "route" not in request.headers and _names_no_user(request):
+            return False
+        response = request.response(503, "Service Unavailable (syncing)", to_tag=new_tag())
+        response.headers.add("Retry-After", self.retry_after)
+        node.respond_stateless(txn, response)
+        self.refused += 1
+        if not self._logged:
+            self._logged = True
+            event(log, "syncing_refused", method=method, source=txn.source)
+        return True
+
+
+def _names_no_user(request: Request) -> bool:
+    uri = _sip_uri(request)
+    return uri is not None and uri.user is None
+
+
 def _sip_uri(request: Request) -> SipUri | None:
     try:
         uri = request.request_uri
@@ -213,13 +257,19 @@ class ProxyNode:
 
     def __init__(self, settings: Any, db: Database) -> None:
         self.settings = settings
+        check_cluster_node(settings)
         self.service = RegistrarService(settings, db)
         service = self.service
-        self.router = Router(settings, service.location, service.directory, service.authenticator)
+        self.router = Router(
+            settings, service.location, service.directory, service.authenticator,
+            cluster=service.cluster,
+        )  # fmt: skip
         names = LocalNames(settings.proxy.domains, [(settings.sip.host, settings.sip.port)])
+        self.syncing = Syncing(lambda: service.in_sync, settings.registrar.sync_retry_after)
         handler = ProxyHandler(
-            names, service.registrar, self.router, settings.sip.server_header, service.nat
-        )
+            names, service.registrar, self.router, settings.sip.server_header, service.nat,
+            self.syncing,
+        )  # fmt: skip
         self.node = Node(settings, handler, db=db)
 
     async def start(self) -> None:

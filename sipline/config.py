@@ -220,9 +220,18 @@ class RegistrarSection(Section):
     max_contacts: Annotated[int, Field(ge=1)] = 10
     # Group commit of bindings: a batch is written when it has this many rows
     # or is this old, and each 200 OK waits for its batch.
-    commit_rows: Annotated[int, Field(ge=1)] = 500
+    # (At most 5000: a batch is one version that a catch-up reads in one page.)
+    commit_rows: Annotated[int, Field(ge=1, le=5000)] = 500
     commit_ms: Annotated[float, Field(ge=0)] = 10.0
     sweep_interval: Seconds = 5.0
+    # With [redis] url, proxies share the location (proxy/feed.py): each reads the
+    # database for what the others committed when the feed says so, and also
+    # every catch_up_interval seconds (a safety net), or every
+    # catch_up_interval_unsubscribed seconds while Redis is away.
+    catch_up_interval: Seconds = 1.0
+    catch_up_interval_unsubscribed: Seconds = 0.1
+    # Retry-After (seconds) of the 503 a proxy answers while it catches up.
+    sync_retry_after: Annotated[int, Field(ge=1, le=3600)] = 5
 
 
 class AuthSection(Section):
