@@ -105,11 +105,11 @@ class RedisCalls:
     """Each account's calls in a Redis sorted set shared by every B2BUA node."""
 
     def __init__(self, url: str, ttl: float) -> None:
-        import redis.asyncio
+        from sipline.storage.live import open_redis
 
         self.ttl = ttl
         self.url = url
-        self.client: Any = redis.asyncio.Redis.from_url(url)
+        self.client: Any = open_redis(url)  # a Sentinel URL follows a promoted master
         self._admit = self.client.register_script(_ADMIT)
 
     async def check(self) -> None:

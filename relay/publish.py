@@ -157,9 +157,9 @@ class RedisQuality:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisQuality:
-        from redis.asyncio import Redis
+        from sipline.storage.live import open_redis
 
-        return cls(Redis.from_url(url), **kwargs)
+        return cls(open_redis(url), **kwargs)  # a Sentinel URL follows a promoted master
 
     def publish(self, quality: CallQuality) -> None:
         if self._queue.full():

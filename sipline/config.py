@@ -71,6 +71,12 @@ def _empty_is_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _redis_url(value: str | None) -> str | None:
+    from sipline.storage.live import check_redis_url
+
+    return None if value is None else check_redis_url(value)
+
+
 def _optional_ip_address(value: str) -> str:
     return _ip_address(value) if value else value
 
@@ -161,7 +167,11 @@ class DatabaseSection(Section):
 
 
 class RedisSection(Section):
-    url: Annotated[str | None, BeforeValidator(_empty_is_none)] = None
+    # redis://host:port/db, or through Sentinel (follows a promoted master):
+    # redis+sentinel://[:password@]host:port,host:port/mastername/db
+    url: Annotated[
+        str | None, BeforeValidator(_empty_is_none), AfterValidator(_redis_url)
+    ] = None
 
 
 def _host_port(value: str) -> str:
