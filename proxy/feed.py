@@ -53,7 +53,7 @@ class LocationFeed:
     """Keeps ``location`` level with the database; ``redis`` None: no feed.
 
     Counters: ``published`` versions, ``catch_ups`` reads, ``rows`` read,
-    ``reloads`` (full), ``failures`` (reads that failed)."""
+    ``reloads`` (full), ``failures`` (reads that failed), ``subscriptions``."""
 
     def __init__(
         self,
@@ -75,6 +75,7 @@ class LocationFeed:
         self.syncing = True
         self.subscribed = False
         self.published = self.catch_ups = self.rows = self.reloads = self.failures = 0
+        self.subscriptions = 0
         self.link = Link("location feed", log)
         self._caught_up_at = 0.0
         self._resync = False  # a (re)subscription waits for its first catch-up
@@ -143,6 +144,10 @@ class LocationFeed:
             try:
                 await pubsub.subscribe(CHANNEL)
                 self._subscribed()
+                # redis-py subscribes again by itself after a reconnection (messages
+                # meanwhile are lost): we hear of it here, and catch up.
+                assert pubsub.connection is not None
+                pubsub.connection.register_connect_callback(self._reconnected)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and _version(message) > self.last:
@@ -155,9 +160,13 @@ class LocationFeed:
                     await pubsub.aclose()
             await asyncio.sleep(RESUBSCRIBE)
 
+    def _reconnected(self, connection: object) -> None:
+        self._subscribed()
+
     def _subscribed(self) -> None:
         self.link.succeeded()
         self.subscribed = True
+        self.subscriptions += 1
         if not self.syncing:
             self.syncing = True
             event(log, "location_syncing", logging.WARNING, last=self.last)
