@@ -57,14 +57,17 @@ class Cluster:
         self.liveness = liveness
         self.signer = signer
 
-    def _alive(self) -> frozenset[str]:
-        return self.liveness.alive if self.liveness is not None else frozenset((self.name,))
+    def dead(self, node: str) -> bool:
+        """``node`` beat once and has been silent since. One never seen is taken for
+        alive: it may have started after our last look."""
+        live = self.liveness
+        return live is not None and node in live.members and node not in live.alive
 
     def keeps(self, node: str) -> bool:
         """This proxy keeps the bindings ``node`` took (pings them, sweeps their rows)."""
-        if self.liveness is None:
+        if not self.dead(node):
             return node == self.name
-        return keeper(node, self._alive()) == self.name
+        return keeper(node, self.liveness.alive) == self.name
 
     def adopted(self, nodes: Iterable[str]) -> list[str]:
         """Which of ``nodes`` (others, dead) this proxy keeps the bindings of."""
@@ -75,7 +78,7 @@ class Cluster:
         this one (None: reach the phone from here)."""
         if self.liveness is None or not binding.proxy or binding.proxy == self.address:
             return None
-        if binding.node == self.name or binding.node not in self._alive():
+        if binding.node == self.name or self.dead(binding.node):
             return None
         return binding.proxy
 

@@ -22,9 +22,11 @@ SIGNER = Signer.from_secret("shared")
 
 
 class Seen:
-    def __init__(self, *alive: str) -> None:
+    """What a Liveness saw: ``alive``, and ``dead`` (beat once, silent since)."""
+
+    def __init__(self, *alive: str, dead: tuple[str, ...] = ()) -> None:
         self.alive = frozenset(alive)
-        self.members = self.alive
+        self.members = self.alive | set(dead)
 
 
 def binding(node: str = "p1", proxy: str = "127.0.0.1:5060", **fields: object) -> Binding:
@@ -47,7 +49,7 @@ def test_a_dead_nodes_bindings_go_to_one_live_node_whoever_asks() -> None:
     chosen = keeper("p1", alive)
     assert chosen in alive
     assert keeper("p1", list(reversed(alive))) == chosen  # the order seen does not matter
-    views = [Cluster(n, Seen(*alive), SIGNER) for n in alive]
+    views = [Cluster(n, Seen(*alive, dead=("p1",)), SIGNER) for n in alive]
     assert [c.keeps("p1") for c in views].count(True) == 1
     # Another death moves only the dead one's share.
     others = [n for n in alive if n != chosen]
@@ -56,11 +58,18 @@ def test_a_dead_nodes_bindings_go_to_one_live_node_whoever_asks() -> None:
 
 def test_a_dead_node_is_adopted_by_exactly_one_of_the_survivors() -> None:
     dead = [f"dead{n}" for n in range(20)]
-    views = [Cluster(n, Seen("p1", "p2", "p3"), SIGNER) for n in ("p1", "p2", "p3")]
+    views = [Cluster(n, Seen("p1", "p2", "p3", dead=tuple(dead)), SIGNER) for n in ("p1", "p2", "p3")]
     adopted = [set(c.adopted(dead)) for c in views]
     assert set().union(*adopted) == set(dead)
     assert sum(len(a) for a in adopted) == len(dead)
     assert all(adopted)  # spread: each took some of twenty
+
+
+def test_a_node_never_seen_beating_is_taken_for_alive() -> None:
+    """It may have started after our last look: its bindings stay its own."""
+    cluster = Cluster("p2", Seen("p2"), SIGNER)
+    assert not cluster.keeps("p9") and not cluster.dead("p9")
+    assert cluster.target(binding(node="p9", proxy="127.0.0.9:5060"), "c") is not None
 
 
 def test_alone_a_proxy_keeps_only_what_it_took() -> None:
@@ -86,7 +95,7 @@ def test_a_phone_whose_flow_another_live_proxy_holds_is_reached_through_it() -> 
 
 
 def test_our_own_or_a_dead_holders_binding_is_reached_from_here() -> None:
-    cluster = Cluster("p2", Seen("p1", "p2"), SIGNER)
+    cluster = Cluster("p2", Seen("p1", "p2", dead=("p3",)), SIGNER)
     cluster.address = "127.0.0.2:5060"
     assert cluster.target(binding(node="p2", proxy="127.0.0.2:5060"), "c") is None
     assert cluster.target(binding(node="p3", proxy="127.0.0.3:5060"), "c") is None  # dead
