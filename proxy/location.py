@@ -84,6 +84,11 @@ class Location:
     def __len__(self) -> int:
         return sum(len(contacts) for contacts in self._by_aor.values())
 
+    @property
+    def aors(self) -> int:
+        """Addresses of record held (one dict length: safe to read from /metrics' thread)."""
+        return len(self._by_aor)
+
     # -- reading ---------------------------------------------------------------
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """Live bindings of ``aor``, highest q first."""

@@ -53,6 +53,7 @@ from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
 from sipline.net.alive import Liveness
+from sipline.net.metrics import RoleCounts
 from sipline.net.node import Node
 from sipline.net.nonces import SharedNonceCounts
 from sipline.proxying.signing import Signer
@@ -257,6 +258,14 @@ class RegistrarService:
         self.cluster = Cluster(name, self.liveness, Signer.from_secret(auth.secret))
         self.nat = NatPinger(settings.nat, self.location, clock=clock, keeps=self.cluster.keeps)
         self._sweep_timer: asyncio.TimerHandle | None = None
+        feed = self.feed
+        self.metrics = RoleCounts("proxy", {})
+        self.metrics.watch("location_aors", "Addresses of record whose bindings this proxy holds",
+                           lambda: self.location.aors)  # fmt: skip
+        self.metrics.watch("location_version", "The last location version applied",
+                           lambda: feed.last)  # fmt: skip
+        self.metrics.watch("location_syncing", "1 while the location catches up (503s)",
+                           lambda: float(feed.syncing))  # fmt: skip
 
     @property
     def in_sync(self) -> bool:
@@ -295,6 +304,7 @@ class RegistrarService:
             self._sweep_timer = None
         await self.writer.close()
         await self.feed.close()
+        self.metrics.unwatch()
         if self.liveness is not None:
             await self.liveness.close()
             await self.liveness.redis.aclose()

@@ -265,7 +265,9 @@ class ProxyNode:
             cluster=service.cluster,
         )  # fmt: skip
         names = LocalNames(settings.proxy.domains, [(settings.sip.host, settings.sip.port)])
-        self.syncing = Syncing(lambda: service.in_sync, settings.registrar.sync_retry_after)
+        self.syncing = syncing = Syncing(lambda: service.in_sync, settings.registrar.sync_retry_after)
+        service.metrics.watch("syncing_refused", "Requests answered 503 while catching up",
+                              lambda: syncing.refused)  # fmt: skip
         handler = ProxyHandler(
             names, service.registrar, self.router, settings.sip.server_header, service.nat,
             self.syncing,
