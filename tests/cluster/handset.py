@@ -39,6 +39,7 @@ class Handset(asyncio.Protocol, asyncio.DatagramProtocol):
         self.lost = asyncio.get_running_loop().create_future()  # the connection closed
         self.invites: list[Request] = []  # calls received (answered 200)
         self.answer = True
+        self.reason = ""  # of the last final response to a REGISTER
         self._buffer = b""
         self._waiting: dict[tuple[str, int, str], asyncio.Future[Response]] = {}
 
@@ -148,12 +149,13 @@ class Handset(asyncio.Protocol, asyncio.DatagramProtocol):
         aor = f"sip:{self.user}@{DOMAIN}"
         first = self._request("REGISTER", f"sip:{DOMAIN}", aor, call_id, 1, tag)
         answer = await self._ask(first, timeout)
-        if answer.status != 401:
-            return answer.status
-        second = self._request("REGISTER", f"sip:{DOMAIN}", aor, call_id, 2, tag)
-        second.headers.add("Authorization", digest(answer, second, self.user, self.password,
-                                                   "WWW-Authenticate"))  # fmt: skip
-        return (await self._ask(second, timeout)).status
+        if answer.status == 401:
+            second = self._request("REGISTER", f"sip:{DOMAIN}", aor, call_id, 2, tag)
+            second.headers.add("Authorization", digest(answer, second, self.user, self.password,
+                                                       "WWW-Authenticate"))  # fmt: skip
+            answer = await self._ask(second, timeout)
+        self.reason = answer.reason
+        return answer.status
 
     async def call(self, callee: str, timeout: float = 3.0) -> int:
         """INVITE ``callee`` (a user of the domain), answer the 407; on 200 ACK and BYE.
