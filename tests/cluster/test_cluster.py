@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.clusterstack import ClusterProxy, start, stop
 from bench.proxystack import Phone, free_port, numbered_phones, provision, users_csv
 from sipline.storage import open_database
 from sipline.storage.testing import MariaDB, PrivateMariaDB
 from tests.cluster.handset import Handset
-from tests.cluster.proxies import ClusterProxy, start, stop
 from tests.cluster.sentinel import RedisSentinel
 
 pytestmark = pytest.mark.e2e

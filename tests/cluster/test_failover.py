@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.clusterstack import ClusterProxy, start, stop
 from bench.proxystack import Phone, free_port, provision
 from tests.cluster.handset import Handset
-from tests.cluster.proxies import ClusterProxy, start, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +80,7 @@ async def test_a_phone_is_called_through_the_proxy_holding_its_flow_and_fails_ov
         await reached(bob, "alice", 5)
         took = time.monotonic() - killed
         assert took < 5, took
+        print(f"SIGKILL of alice's proxy to her first call answered through the other: {took:.2f} s")
         assert await alice.call("bob") == 200
     finally:
         alice.close()

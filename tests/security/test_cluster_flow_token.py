@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.clusterstack import SECRET, ClusterProxy, start, stop
 from bench.proxystack import Phone, free_port, provision
 from sipline.proxying.flows import HELD, encode_flow
 from sipline.proxying.signing import Signer
 from sipline.sip.address import Address
 from sipline.sip.ids import new_branch
-from tests.cluster.proxies import SECRET, ClusterProxy, start, stop
 
 PEER, PROXY, STRANGER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
