@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 from sipline.sip.auth import Credentials, compute_ha1, compute_response, parse_auth_header
@@ -143,8 +144,17 @@ class Handset(asyncio.Protocol, asyncio.DatagramProtocol):
         ])  # fmt: skip
         return Request(method, uri, headers)
 
-    async def register(self, timeout: float = 3.0) -> int:
-        """REGISTER (and its digest); the final status."""
+    async def register(self, timeout: float = 3.0, patience: float = 5.0) -> int:
+        """REGISTER (and its digest); the final status. A 503 with Retry-After (a
+        proxy catching up) is tried again, as phones do, for ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            status = await self._register(timeout)
+            if status != 503 or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.2)
+
+    async def _register(self, timeout: float) -> int:
         call_id, tag = new_call_id("127.0.0.1"), new_tag()
         aor = f"sip:{self.user}@{DOMAIN}"
         first = self._request("REGISTER", f"sip:{DOMAIN}", aor, call_id, 1, tag)
@@ -190,3 +200,17 @@ def _ack_failure(invite: Request, response: Response) -> Request:
         ("Content-Length", "0"),
     ])  # fmt: skip
     return Request("ACK", invite.uri, headers)
+
+
+async def reached(caller: Handset, callee: str, deadline: float) -> float:
+    """Call ``callee`` until the call is answered; the seconds it took (AssertionError
+    after ``deadline`` seconds)."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        try:
+            if await caller.call(callee, timeout=1.0) == 200:
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{callee} not reached through {caller.proxy} within {deadline} s")

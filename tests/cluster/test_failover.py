@@ -14,7 +14,7 @@ import pytest
 
 from bench.clusterstack import ClusterProxy, start, stop
 from bench.proxystack import Phone, free_port, provision
-from tests.cluster.handset import Handset
+from tests.cluster.handset import Handset, reached
 
 pytestmark = pytest.mark.e2e
 
@@ -35,19 +35,6 @@ def proxies(mysql_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[Clu
         yield started
     finally:
         stop(started)
-
-
-async def reached(caller: Handset, callee: str, deadline: float) -> float:
-    """Call until the call is answered; the time it took (fails after ``deadline`` s)."""
-    started = time.monotonic()
-    while time.monotonic() - started < deadline:
-        try:
-            if await caller.call(callee, timeout=1.0) == 200:
-                return time.monotonic() - started
-        except TimeoutError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{callee} not reached through {caller.proxy} within {deadline} s")
 
 
 def logs(proxies: list[ClusterProxy]) -> str:
@@ -76,7 +63,7 @@ async def test_a_phone_is_called_through_the_proxy_holding_its_flow_and_fails_ov
         alice.close()
         # Like a phone with a second outbound proxy: register with proxy-2.
         alice = await Handset.open(ALICE.user, ALICE.password, two.host, two.port)
-        assert await alice.register() == 200
+        assert await alice.register() == 200, (alice.reason, logs(proxies))
         await reached(bob, "alice", 5)
         took = time.monotonic() - killed
         assert took < 5, took

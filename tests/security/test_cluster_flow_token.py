@@ -60,6 +60,7 @@ def token(victim: socket.socket, call_id: str, secret: str = SECRET) -> str:
 
 
 def answer(sock: socket.socket) -> str:
+    sock.settimeout(5.0)  # a loaded machine; silence is asked of the victim only
     while True:
         text = sock.recv(65535).decode()
         if not text.startswith("SIP/2.0 100 "):
