@@ -209,7 +209,11 @@ class Syncing:
             self._logged = False
             return False
         method = request.method
-        if method in ("CANCEL", "ACK") or (method != "REGISTER" and request.to.tag is not None):
+        try:
+            in_dialog = method != "REGISTER" and request.to.tag is not None
+        except ParseError:
+            return False  # the router answers 400
+        if method in ("CANCEL", "ACK") or in_dialog:
             return False
         if method == "OPTIONS" and "route" not in request.headers and _names_no_user(request):
             return False
