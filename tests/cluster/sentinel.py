@@ -32,7 +32,8 @@ class RedisSentinel:
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{MASTER}/0"
 
     def start(self) -> None:
-        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # --dir: a replica's first sync has the master write a snapshot there.
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.directory)]
         self._spawn("master", [self.binary, "--port", str(self.master_port), *common])
         self._spawn("replica", [self.binary, "--port", str(self.replica_port), *common,
                                 "--replicaof", "127.0.0.1", str(self.master_port)])  # fmt: skip
