@@ -61,16 +61,40 @@ def start(
 
 
 def listening(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:
+    """The node at ``host:port`` answers an OPTIONS to itself over UDP and listens on
+    TCP (a port taken on one transport only fails the node: never taken for ready)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
+        if _answers_udp(host, port):
+            try:
+                socket.create_connection((host, port), 0.2).close()
+                return process.poll() is None
+            except OSError:
+                pass
+        time.sleep(0.1)
     return False
+
+
+def _answers_udp(host: str, port: int) -> bool:
+    branch = f"z9hG4bKready{time.monotonic_ns()}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            local = sock.getsockname()[1]
+            sock.sendto(
+                (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+                 f"From: <sip:ready@probe.invalid>;tag=r\r\nTo: <sip:{host}:{port}>\r\n"
+                 f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                 "Content-Length: 0\r\n\r\n").encode(),
+                (host, port),
+            )  # fmt: skip
+            return sock.recv(65535).startswith(b"SIP/2.0 ")
+        except OSError:
+            return False
 
 
 def stop(proxies: list[ClusterProxy]) -> None:
