@@ -157,10 +157,12 @@ class RunningProxy:
         await provision(self.url, phones)
 
     async def bindings(self) -> list[tuple[str, str]]:
-        """(aor, contact) of every binding stored."""
+        """(aor, contact) of every live binding stored (not the tombstones of removed ones)."""
         db = await open_database(self.url)
         try:
-            rows = await db.fetchall("SELECT aor, contact FROM locations ORDER BY aor, contact")
+            rows = await db.fetchall(
+                "SELECT aor, contact FROM locations WHERE expires_at > 0 ORDER BY aor, contact"
+            )
             return [(row[0], row[1]) for row in rows]
         finally:
             await db.close()

@@ -63,6 +63,7 @@ class Origin:
 
     source: Address
     node: str
+    proxy: str | None = None  # HOST:PORT of this proxy, for the others to reach the flow
 
 
 def check_require(request: Request) -> Rejection | None:
@@ -242,6 +243,7 @@ def _new_binding(
         node=origin.node,
         updated_at=now,
         nat=behind_nat(request, uri, origin.source),
+        proxy=origin.proxy,
     )
 
 

@@ -6,6 +6,11 @@ been committed (the registrar applies a REGISTER's changes once its group
 commit succeeded), so memory never shows a binding the database lacks.
 Expired bindings vanish from lookups at once and from memory at the next
 ``expire``; the database rows go in the writer's sweep (proxy/writer.py).
+
+Every binding carries the version of the batch that wrote it (migration 007):
+the changes other proxies committed arrive through the location feed
+(proxy/feed.py) in any order with our own, and a change never replaces a
+binding written by a later batch.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sipline.sip.address import Address
@@ -37,6 +42,8 @@ class Binding:
     node: str = ""  # the node that took the REGISTER
     updated_at: float = 0.0
     nat: bool = False  # Contact or top Via named another address than the source
+    proxy: str | None = None  # HOST:PORT of the proxy holding the flow (None: this one's)
+    version: int = field(default=0, compare=False)  # the batch that wrote it (0: not yet)
 
     @property
     def key(self) -> BindingKey:
@@ -72,10 +79,15 @@ class Location:
         self._by_aor: dict[str, dict[str, Binding]] = {}
         self._due: dict[int, set[BindingKey]] = {}  # second -> keys expiring in it
         self._seconds: list[int] = []  # heap of the keys of _due
-        self._forgetter = forgetter
+        self.forgetter = forgetter
 
     def __len__(self) -> int:
         return sum(len(contacts) for contacts in self._by_aor.values())
+
+    @property
+    def aors(self) -> int:
+        """Addresses of record held (one dict length: safe to read from /metrics' thread)."""
+        return len(self._by_aor)
 
     # -- reading ---------------------------------------------------------------
     def lookup(self, aor: str, now: float) -> list[Binding]:
@@ -98,11 +110,39 @@ class Location:
             yield from list(contacts.values())
 
     # -- changing ----------------------------------------------------------------
-    def apply(self, upserts: Iterable[Binding], removals: Iterable[BindingKey] = ()) -> None:
-        """Take committed changes: removals first, then the new or refreshed bindings."""
+    def apply(
+        self, upserts: Iterable[Binding], removals: Iterable[BindingKey] = (), version: int = 0
+    ) -> None:
+        """Take committed changes: removals (of batch ``version``) first, then the new
+        or refreshed bindings; neither touches a binding a later batch wrote."""
         for aor, contact in removals:
-            self._drop(aor, contact)
+            held = self.get(aor, contact)
+            if held is not None and held.version <= version:
+                self._drop(aor, contact)
         for binding in upserts:
+            held = self.get(*binding.key)
+            if held is None or held.version <= binding.version:
+                self._put(binding)
+
+    def take(self, rows: Iterable[Binding]) -> None:
+        """Take rows as another node committed them: a tombstone (``expires_at`` 0)
+        removes its binding, any other row replaces it, unless a later batch wrote it."""
+        for row in rows:
+            held = self.get(*row.key)
+            if held is not None and held.version > row.version:
+                continue
+            if row.expires_at <= 0:
+                if held is not None:
+                    self._drop(*row.key)
+            else:
+                self._put(row)
+
+    def replace(self, bindings: Iterable[Binding]) -> None:
+        """Hold exactly ``bindings`` (a full reload from the database)."""
+        self._by_aor.clear()
+        self._due.clear()
+        self._seconds.clear()
+        for binding in bindings:
             self._put(binding)
 
     def remove(self, binding: Binding) -> None:
@@ -112,8 +152,8 @@ class Location:
         if self.get(*binding.key) is not binding:
             return
         self._drop(*binding.key)
-        if self._forgetter is not None:
-            self._forgetter.forget(binding)
+        if self.forgetter is not None:
+            self.forgetter.forget(binding)
 
     def expire(self, now: float) -> list[Binding]:
         """Drop the bindings whose time has come; the ones dropped."""

@@ -53,7 +53,8 @@ class NatPinger:
     """Pings the NAT bindings a node took; ``on_response``/``on_timeout`` take the pings' outcomes.
 
     ``on_tick(node, now)`` pings, through that node, the bindings whose
-    ``node`` is ``node_name``; the node's handler passes it the ticks and the
+    ``node`` is ``node_name``, or that ``keeps`` says are ours (a dead node's,
+    taken over: proxy.cluster); the node's handler passes it the ticks and the
     callbacks of the transactions this pinger ``owns`` (see ProxyHandler).
     ``now`` paces the rounds; ``clock`` is the wall-clock time bindings are
     stamped with. Counters: ``pings`` sent, ``answers`` received, bindings ``removed``.
@@ -66,11 +67,13 @@ class NatPinger:
         *,
         node_name: str = "",
         clock: Callable[[], float] = time.time,
+        keeps: Callable[[str], bool] | None = None,
     ) -> None:
         self.interval: float = nat.ping_interval
         self.allowed_failures: int = nat.ping_failures
         self.location = location
         self._node_name = node_name
+        self._keeps = keeps  # which nodes' bindings are ours to ping (proxy.cluster)
         self._clock = clock
         self._round: list[BindingKey] = []
         self._round_start: float | None = None
@@ -100,11 +103,14 @@ class NatPinger:
         # A binding with a Path is reached through the edge proxy that handles its NAT.
         return (
             binding.nat
-            and binding.node == self._node_name
+            and self._keeps_node(binding.node)
             and binding.source is not None
             and not binding.path
             and binding.expires_at > now
         )
+
+    def _keeps_node(self, node: str) -> bool:
+        return self._keeps(node) if self._keeps is not None else node == self._node_name
 
     def _ping_through(self, node: NodeLike, end: int, now: float) -> None:
         end = min(end, len(self._round))

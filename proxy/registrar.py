@@ -45,20 +45,26 @@ from typing import Any
 
 from proxy.authn import Authenticator
 from proxy.bindings import Origin, Policy, aor_of, check_require, ok, plan
+from proxy.cluster import Cluster
+from proxy.feed import LocationFeed
 from proxy.location import Location
 from proxy.location_store import LocationStore, Removal
 from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
 from sipline.logs import event
+from sipline.net.alive import Liveness
 from sipline.net.handler import NodeLike
+from sipline.net.metrics import RoleCounts
 from sipline.net.nonces import SharedNonceCounts
 from sipline.proxying.rules import Rejection
+from sipline.proxying.signing import Signer
 from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ServerTransaction, State
 from sipline.storage import Database, StorageError, Subscriber, Subscribers
+from sipline.storage.live import open_redis
 
 log = logging.getLogger("sipline.proxy.registrar")
 
@@ -91,8 +97,10 @@ class Registrar:
         authenticator: Authenticator,
         *,
         clock: Callable[[], float] = time.time,
+        adopted: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.policy = Policy.from_settings(settings.registrar)
+        self._adopted = adopted  # dead proxies whose expired rows we sweep too
         self.location = location
         self.writer = writer
         self.authenticator = authenticator
@@ -106,14 +114,15 @@ class Registrar:
     def on_tick(self, node: NodeLike, now: float) -> None:
         """The expiry sweep, every ``registrar.sweep_interval`` of the node's ticks
         (``now``, monotonic): bindings past their expiry (wall clock) leave the
-        location, and the writer deletes their rows between its batches."""
+        location, and the writer deletes their rows (and the expired rows of the
+        dead proxies this one adopted) between its batches."""
         due = self._next_sweep
         if due is None or now >= due:
             self._next_sweep = now + self._sweep_interval
             if due is not None:
                 wall = self._clock()
                 self.location.expire(wall)
-                self.writer.sweep(wall)
+                self.writer.sweep(wall, self._adopted())
 
     def on_register(
         self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address
@@ -167,7 +176,7 @@ class Registrar:
 
     def _decide(self, p: Pending) -> bool:
         now = self._clock()
-        origin = Origin(p.source, self._node_name)
+        origin = Origin(p.source, self._node_name, proxy_address(p.node))
         update = plan(p.request, p.aor, self.location.lookup(p.aor, now), now, self.policy, origin)
         if isinstance(update, Rejection):
             self._respond(p.node, p.txn, update.response(p.request))
@@ -180,7 +189,8 @@ class Registrar:
         def committed(error: StorageError | None) -> None:
             try:
                 if error is None:
-                    self.location.apply(update.upserts, [b.key for b in update.removals])
+                    gone = [b.key for b in update.removals]
+                    self.location.apply(update.upserts, gone, change.version)
                     later = self._clock()
                     response = ok(p.request, self.location.lookup(p.aor, later), later)
                 else:
@@ -189,7 +199,8 @@ class Registrar:
             finally:
                 self._release(p.aor)
 
-        self.writer.submit(Change(update.upserts, removals, committed))
+        change = Change(update.upserts, removals, committed)
+        self.writer.submit(change)
         return True
 
     def _release(self, aor: str) -> None:
@@ -217,6 +228,14 @@ class Registrar:
             node.respond(txn, response)
 
 
+def proxy_address(node: NodeLike) -> str | None:
+    """HOST:PORT where other proxies reach this one (its UDP listener, as advertised)."""
+    try:
+        return node.local_address("UDP").hostport
+    except LookupError:
+        return None
+
+
 class RegistrarService:
     """Subscribers, authentication, location, group commit, sweep and NAT keepalives of a proxy.
 
@@ -241,17 +260,49 @@ class RegistrarService:
         )
         url = settings.redis.url
         self.shared = SharedNonceCounts.from_url(url) if url else None
+        secret = node_secret(settings)
         self.authenticator = Authenticator(
-            auth, self.directory, domains, self.shared, secret=node_secret(settings)
+            auth, self.directory, domains, self.shared, secret=secret
         )
-        self.store = LocationStore(db, settings.node.name)
+        name = settings.node.name
+        self.store = LocationStore(db, name)
         r = settings.registrar
-        self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms)
-        self.location = Location(self.writer)
+        self.location = Location()
+        self.feed = LocationFeed(
+            self.store, self.location, open_redis(url) if url else None,
+            interval=r.catch_up_interval, unsubscribed_interval=r.catch_up_interval_unsubscribed,
+            clock=clock,
+        )  # fmt: skip
+        self.writer = BindingWriter(self.store, r.commit_rows, r.commit_ms, self.feed.committed)
+        self.location.forgetter = self.writer
+        self.liveness = Liveness(open_redis(url), "proxy", name) if url else None
+        self.cluster = Cluster(name, self.liveness, Signer.from_secret(secret or ""))
         self.registrar = Registrar(
-            settings, self.location, self.writer, self.authenticator, clock=clock
+            settings, self.location, self.writer, self.authenticator, clock=clock,
+            adopted=self.adopted,
+        )  # fmt: skip
+        self.nat = NatPinger(
+            settings.nat, self.location, node_name=name, clock=clock, keeps=self.cluster.keeps
         )
-        self.nat = NatPinger(settings.nat, self.location, node_name=settings.node.name, clock=clock)
+        feed = self.feed
+        self.metrics = RoleCounts("proxy", {})
+        self.metrics.watch("location_aors", "Addresses of record whose bindings this proxy holds",
+                           lambda: self.location.aors)  # fmt: skip
+        self.metrics.watch("location_version", "The last location version applied",
+                           lambda: feed.last)  # fmt: skip
+        self.metrics.watch("location_syncing", "1 while the location catches up (503s)",
+                           lambda: float(feed.syncing))  # fmt: skip
+
+    @property
+    def in_sync(self) -> bool:
+        """The location holds what every proxy committed (False: ``syncing``)."""
+        return self.feed.in_sync
+
+    def adopted(self) -> Iterable[str]:
+        """The dead proxies whose rows this one sweeps (proxy.cluster)."""
+        liveness = self.liveness
+        dead = liveness.members - liveness.alive if liveness is not None else ()
+        return self.cluster.adopted(dead)
 
     async def start(self) -> None:
         """Load the subscribers and the live bindings; start the writer (the node's
@@ -260,15 +311,25 @@ class RegistrarService:
         StorageError if ``redis.url`` is set and Redis does not answer."""
         if self.shared is not None:
             await self.shared.check()
+        if self.liveness is not None:
+            await self.liveness.beat()  # who is alive before anything is taken over
+            self.liveness.start()
         await self.directory.load()
-        self.location.apply(await self.store.load(self.clock()))
-        event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location))
+        await self.feed.load()
+        event(log, "registrar_loaded", subscribers=len(self.directory), bindings=len(self.location),
+              version=self.feed.last)  # fmt: skip
         self.directory.start()
+        self.feed.start()
         self.writer.start()
 
     async def close(self) -> None:
         """Write what is queued, stop reloading subscribers."""
         await self.writer.close()
+        await self.feed.close()
+        self.metrics.unwatch()
+        if self.liveness is not None:
+            await self.liveness.close()
+            await self.liveness.redis.aclose()
         await self.directory.close()
         self.authenticator.close()
         if self.shared is not None:

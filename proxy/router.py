@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sipline.config import Settings, split_hop, split_host_port
 from sipline.peers import TrustedPeers
 from sipline.proxying.deadlines import Deadlines
-from sipline.proxying.flows import encode_flow, record_route_params
+from sipline.proxying.flows import HELD, encode_flow, record_route_params
 from sipline.proxying.internal import INSIDE, InternalHops, hop, strip_internal
 from sipline.proxying.rules import (
     DIALOG_METHODS,
@@ -100,6 +100,8 @@ class Router(StatefulProxy):
     ``Location``, ``SubscriberDirectory`` and ``Authenticator``; ``clock``
     is wall-clock time for them. ``timer_c`` and ``failover_after``
     override the configured timer C and the B2BUA silence limit (tests).
+    ``cluster`` (proxy.cluster.Cluster) reaches phones whose flows other
+    proxies hold.
     """
 
     log = log
@@ -116,6 +118,7 @@ class Router(StatefulProxy):
         timer_c: float | None = None,
         failover_after: float = FAILOVER_AFTER,
         monotonic: Callable[[], float] = time.monotonic,
+        cluster: Any = None,
     ) -> None:
         proxy = settings.proxy
         super().__init__(
@@ -125,7 +128,7 @@ class Router(StatefulProxy):
         self.trusted = TrustedPeers(proxy.trusted)
         self.record_route = proxy.record_route
         b2bua = [Address(*split_hop(peer)) for peer in proxy.b2bua]
-        self.targets = Targets(location, directory, b2bua, clock)
+        self.targets = Targets(location, directory, b2bua, clock, cluster)
         self.authenticator = authenticator
         self.clock = clock
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
@@ -225,6 +228,15 @@ class Router(StatefulProxy):
     def trusts(self, source: Address) -> bool:
         """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
         return self.trusted.trusts(source)
+
+    def _new_request_route(
+        self, ours: dict[str, str] | None, source: Address
+    ) -> dict[str, str] | None:
+        """A new request another proxy of ours (a trusted peer) sends to the phone
+        whose flow we hold: the flow it names under our signature (proxy.cluster)."""
+        if ours is None or HELD not in ours or not self.trusts(source):
+            return None
+        return {HELD: ours[HELD]}
 
     def refuse_register(
         self, node: NodeLike, request: Request, txn: ServerTransaction, source: Address

@@ -12,9 +12,11 @@ node and writes the bindings still pending before it closes the database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from proxy.registrar import RegistrarService
+from proxy.cluster import check_cluster_node
+from proxy.registrar import RegistrarService, proxy_address
 from proxy.router import Router
 from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.logs import event
@@ -36,6 +38,7 @@ from sipline.storage.database import redact
 log = logging.getLogger("sipline.proxy")
 
 SYNCING = "subscribers and bindings"  # what a proxy loads before it serves
+LOCATION = "the location, after a gap in its change feed"  # proxy.feed
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, NOTIFY"
 ACCEPT = "application/sdp"
 SUPPORTED = "path"
@@ -100,11 +103,13 @@ class ProxyHandler(Handler):
         router: RouterLike,
         server_header: str,
         pinger: PingerLike | None = None,
+        syncing: Syncing | None = None,
     ) -> None:
         self.registrar = registrar
         self.router = router
         self.server_header = server_header
         self.pinger = pinger
+        self.syncing = syncing
 
     def trusts(self, source: Address) -> bool:
         return self.router.trusts(source)
@@ -114,6 +119,8 @@ class ProxyHandler(Handler):
     ) -> None:
         if txn is not None:
             method = request.method
+            if self.syncing is not None and self.syncing.refuses(node, request, txn):
+                return
             if method == "REGISTER" and self._for_our_domain(node, request):
                 if not self.router.refuse_register(node, request, txn, source):
                     self.registrar.on_register(node, request, txn, source)
@@ -182,6 +189,49 @@ class ProxyHandler(Handler):
         return response
 
 
+class Syncing:
+    """While the location catches up (``ready`` False), new work gets 503 with
+    Retry-After, statelessly: REGISTERs and requests outside a dialog, but an
+    OPTIONS keepalive to the proxy itself. Counted (``refused``); the first
+    refusal of each catch-up is logged with its source."""
+
+    __slots__ = ("ready", "retry_after", "refused", "_logged")
+
+    def __init__(self, ready: Callable[[], bool], retry_after: int) -> None:
+        self.ready = ready
+        self.retry_after = str(retry_after)
+        self.refused = 0
+        self._logged = False
+
+    def refuses(self, node: NodeLike, request: Request, txn: ServerTransaction) -> bool:
+        """Answered 503 (True) when the location is not ready for ``request``."""
+        if self.ready():
+            self._logged = False
+            return False
+        method = request.method
+        try:
+            in_dialog = method != "REGISTER" and request.to.tag is not None
+        except ParseError:
+            return False  # the router answers 400
+        if method in ("CANCEL", "ACK") or in_dialog:
+            return False
+        if method == "OPTIONS" and "route" not in request.headers and _names_no_user(request):
+            return False
+        response = request.response(503, "Service Unavailable (syncing)", to_tag=new_tag())
+        response.headers.add("Retry-After", self.retry_after)
+        node.respond_stateless(txn, response)
+        self.refused += 1
+        if not self._logged:
+            self._logged = True
+            event(log, "syncing_refused", method=method, source=txn.source)
+        return True
+
+
+def _names_no_user(request: Request) -> bool:
+    uri = _sip_uri(request)
+    return uri is not None and uri.user is None
+
+
 def _sip_uri(request: Request) -> SipUri | None:
     try:
         uri = request.request_uri
@@ -214,11 +264,18 @@ class ProxyNode:
 
     def __init__(self, settings: Any, db: Database) -> None:
         self.settings = settings
+        check_cluster_node(settings)
         self.service = RegistrarService(settings, db)
         service = self.service
-        self.router = Router(settings, service.location, service.directory, service.authenticator)
+        self.router = Router(
+            settings, service.location, service.directory, service.authenticator,
+            cluster=service.cluster,
+        )  # fmt: skip
+        self.syncing = syncing = Syncing(lambda: service.in_sync, settings.registrar.sync_retry_after)
+        service.metrics.watch("syncing_refused", "Requests answered 503 while catching up",
+                              lambda: syncing.refused)  # fmt: skip
         handler = ProxyHandler(
-            service.registrar, self.router, settings.sip.server_header, service.nat
+            service.registrar, self.router, settings.sip.server_header, service.nat, syncing
         )
         self.node = Node(settings, handler, db=db)
         self.member = Member(
@@ -232,6 +289,11 @@ class ProxyNode:
         self.metrics.watch("registrations", "Live bindings", lambda: len(service.location))
 
     def _figures(self) -> Figures:
+        # The location catching up after a gap (proxy.feed) is `syncing` too.
+        if self.service.in_sync:
+            self.member.synced(LOCATION)
+        else:
+            self.member.syncing(LOCATION)
         return Figures(
             registrations=len(self.service.location),
             calls_total=self.node.metrics.calls.value,
@@ -254,6 +316,8 @@ class ProxyNode:
         except BaseException:
             await self.service.close()
             raise
+        # Where the other proxies reach this one, written with the bindings it takes.
+        self.service.cluster.address = proxy_address(self.node)
         log_started(self.settings)
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sipline.proxying.flows import flow_toward
+from sipline.proxying.flows import HELD, decode_flow, flow_toward
 from sipline.proxying.rules import Local, Rejection, next_hop, resolve
 from sipline.sip.address import Address
 from sipline.sip.message import Request
@@ -29,15 +29,21 @@ class Targets:
     """§16.5 for this proxy. ``location`` and ``directory`` are piece A's
     ``Location`` and ``SubscriberDirectory``; ``clock`` is wall-clock time."""
 
-    __slots__ = ("location", "directory", "b2bua", "clock")
+    __slots__ = ("location", "directory", "b2bua", "clock", "cluster")
 
     def __init__(
-        self, location: Any, directory: Any, b2bua: list[Address], clock: Callable[[], float]
+        self,
+        location: Any,
+        directory: Any,
+        b2bua: list[Address],
+        clock: Callable[[], float],
+        cluster: Any = None,
     ) -> None:
         self.location = location
         self.directory = directory
         self.b2bua = b2bua
         self.clock = clock
+        self.cluster = cluster  # proxy.cluster.Cluster: flows other proxies hold
 
     def plan(
         self,
@@ -60,6 +66,11 @@ class Targets:
                 return unresolvable(request.routes[0].uri_text)
             return Plan([[Target(dest)]])
         if ours:
+            if HELD in ours:  # another proxy of ours sends it to the flow we hold
+                held = decode_flow(ours[HELD])
+                if held is None:
+                    return Rejection(400, "Bad Request: unreadable flow token")
+                return Plan([[Target(held, flow=True)]])
             flow = flow_toward(request, ours)
             if flow is not None:
                 return Plan([[Target(flow)]])
@@ -68,7 +79,9 @@ class Targets:
         uri = request.request_uri
         domain = local.domain_of(uri) if isinstance(uri, SipUri) else None
         if domain is not None:
-            return self.subscriber(uri, domain, off_net=off_net)  # type: ignore[arg-type]
+            return self.subscriber(
+                uri, domain, off_net=off_net, call_id=request.call_id  # type: ignore[arg-type]
+            )
         if off_net:
             return self.off_net()
         dest = resolve(request.uri)
@@ -78,7 +91,9 @@ class Targets:
             return unresolvable(request.uri)
         return Rejection(404, f"Not Found: {request.uri} is not served here")
 
-    def subscriber(self, uri: SipUri, domain: str, *, off_net: bool) -> Plan | Rejection:
+    def subscriber(
+        self, uri: SipUri, domain: str, *, off_net: bool, call_id: str = ""
+    ) -> Plan | Rejection:
         """A Request-URI in one of our domains: the user's registered contacts."""
         user = uri.user
         if not user:
@@ -86,9 +101,9 @@ class Targets:
         aor = f"{user}@{domain}"
         bindings = self.location.lookup(aor, self.clock())
         if bindings:
+            reach = self._reach(call_id)
             groups = [
-                [t for t in map(binding_target, group) if t is not None]
-                for group in q_groups(bindings)
+                [t for t in map(reach, group) if t is not None] for group in q_groups(bindings)
             ]
             groups = [group for group in groups if group]
             if groups:
@@ -99,6 +114,13 @@ class Targets:
         if off_net and telephone_number(user, uri):
             return self.off_net()
         return Rejection(404, f"Not Found: no subscriber {aor}")
+
+    def _reach(self, call_id: str) -> Callable[[Any], Target | None]:
+        """A binding as a target: through the proxy that holds its flow, else from here."""
+        cluster = self.cluster
+        if cluster is None:
+            return binding_target
+        return lambda b: cluster.target(b, call_id) or binding_target(b)
 
     def off_net(self) -> Plan | Rejection:
         """The B2BUAs, one after the other on 408, 503 or silence."""

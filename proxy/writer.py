@@ -9,12 +9,17 @@ change's ``done`` (None, or the StorageError that failed the batch), so a
 
 The expiry sweep runs in the same task, between batches: writes and deletes
 reach the database in the order they were decided.
+
+Each batch is one version of the location (proxy/location_store.py): every
+change learns it (``Change.version``) before its ``done`` is called, and
+``committed`` (the location feed's, proxy/feed.py) hears it after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +40,7 @@ class Change:
     removals: Sequence[Removal]
     done: Done
     queued_at: float = field(default=0.0, compare=False)
+    version: int = field(default=0, compare=False)  # the batch's, once committed
 
     @property
     def rows(self) -> int:
@@ -65,8 +71,15 @@ def coalesce(changes: Iterable[Change]) -> tuple[list[Binding], list[Removal]]:
 class BindingWriter:
     """The one task that writes bindings; counters ``commits``, ``rows``, ``failures``."""
 
-    def __init__(self, store: LocationStore, commit_rows: int, commit_ms: float) -> None:
+    def __init__(
+        self,
+        store: LocationStore,
+        commit_rows: int,
+        commit_ms: float,
+        committed: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
+        self.committed = committed
         self.commit_rows = commit_rows
         self.linger = commit_ms / 1000
         self.commits = 0
@@ -75,6 +88,7 @@ class BindingWriter:
         self._queue: deque[Change] = deque()
         self._queued_rows = 0
         self._sweep_at: float | None = None
+        self._adopted: tuple[str, ...] = ()
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -109,9 +123,11 @@ class BindingWriter:
         removal = Removal(binding.aor, binding.contact, binding.expires_at)
         self.submit(Change((), (removal,), _log_failure(binding)))
 
-    def sweep(self, now: float) -> None:
-        """Ask for the expiry sweep of this node's rows, run between batches."""
+    def sweep(self, now: float, adopted: Iterable[str] = ()) -> None:
+        """Ask for the expiry sweep of this node's rows (and of the ``adopted``
+        nodes'), run between batches."""
         self._sweep_at = now
+        self._adopted = tuple(adopted)
         self._wake()
 
     # -- the task ----------------------------------------------------------------
@@ -162,8 +178,9 @@ class BindingWriter:
     async def _commit(self, batch: list[Change]) -> None:
         upserts, removals = coalesce(batch)
         error: StorageError | None = None
+        version = 0
         try:
-            await self.store.write(upserts, removals)
+            version = await self.store.write(upserts, removals, time.time())
         except StorageError as exc:
             error = exc
         except Exception as exc:  # a driver error nobody translated: still no 200
@@ -172,6 +189,8 @@ class BindingWriter:
         if error is None:
             self.commits += 1
             self.rows += len(upserts) + len(removals)
+            for change in batch:
+                change.version = version
         else:
             self.failures += 1
             event(log, "binding_commit_failed", logging.ERROR, changes=len(batch), error=error)
@@ -180,10 +199,12 @@ class BindingWriter:
                 change.done(error)
             except Exception:
                 log.exception("event=binding_callback_error")
+        if error is None and self.committed is not None:
+            self.committed(version)
 
     async def _sweep(self, now: float) -> None:
         try:
-            swept = await self.store.sweep(now)
+            swept = await self.store.sweep(now, self._adopted)
         except StorageError as exc:  # the next sweep tries again
             event(log, "binding_sweep_failed", logging.WARNING, error=exc)
             return

@@ -119,6 +119,12 @@ def _empty_is_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _redis_url(value: str | None) -> str | None:
+    from sipline.storage.live import check_redis_url
+
+    return None if value is None else check_redis_url(value)
+
+
 def _optional_ip_address(value: str) -> str:
     return _ip_address(value) if value else value
 
@@ -227,7 +233,11 @@ class DatabaseSection(Section):
 
 
 class RedisSection(Section):
-    url: Annotated[str | None, BeforeValidator(_empty_is_none)] = None
+    # redis://host:port/db, or through Sentinel (follows a promoted master):
+    # redis+sentinel://[:password@]host:port,host:port/mastername/db
+    url: Annotated[
+        str | None, BeforeValidator(_empty_is_none), AfterValidator(_redis_url)
+    ] = None
 
 
 def _host_port(value: str) -> str:
@@ -376,9 +386,18 @@ class RegistrarSection(Section):
     max_contacts: Annotated[int, Field(ge=1)] = 10
     # Group commit of bindings: a batch is written when it has this many rows
     # or is this old, and each 200 OK waits for its batch.
-    commit_rows: Annotated[int, Field(ge=1)] = 500
+    # (At most 5000: a batch is one version that a catch-up reads in one page.)
+    commit_rows: Annotated[int, Field(ge=1, le=5000)] = 500
     commit_ms: Annotated[float, Field(ge=0)] = 10.0
     sweep_interval: Seconds = 5.0
+    # With [redis] url, proxies share the location (proxy/feed.py): each reads the
+    # database for what the others committed when the feed says so, and also
+    # every catch_up_interval seconds (a safety net), or every
+    # catch_up_interval_unsubscribed seconds while Redis is away.
+    catch_up_interval: Seconds = 1.0
+    catch_up_interval_unsubscribed: Seconds = 0.1
+    # Retry-After (seconds) of the 503 a proxy answers while it catches up.
+    sync_retry_after: Annotated[int, Field(ge=1, le=3600)] = 5
 
 
 class AuthSection(Section):

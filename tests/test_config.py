@@ -321,3 +321,20 @@ def test_a_bad_limit_fails_naming_the_key(tmp_path: Path) -> None:
 def test_a_trusted_tls_name_must_name_a_tls_peer() -> None:
     with pytest.raises(ValidationError, match=r"b2bua.trusted = 'tls:proxy-1': no \[\[tls.peers\]\]"):
         Settings(b2bua={"trusted": ["tls:proxy-1"]})
+def test_the_shared_location_s_defaults_and_a_bad_value_named() -> None:
+    registrar = load_settings(None).registrar
+    assert (registrar.catch_up_interval, registrar.catch_up_interval_unsubscribed) == (1.0, 0.1)
+    assert registrar.sync_retry_after == 5
+
+
+def test_a_bad_catch_up_interval_or_batch_fails_naming_the_key(tmp_path: Path) -> None:
+    message = error_of(
+        write(tmp_path, "[registrar]\ncatch_up_interval = 0\ncommit_rows = 5001\n")
+    )
+    assert "registrar.catch_up_interval = 0: expected greater than 0" in message
+    assert "registrar.commit_rows = 5001: expected less than or equal to 5000" in message
+
+
+def test_a_sentinel_redis_url_is_accepted(tmp_path: Path) -> None:
+    url = "redis+sentinel://127.0.0.1:26379,127.0.0.2:26379/mymaster/0"
+    assert load_settings(write(tmp_path, f'[redis]\nurl = "{url}"\n')).redis.url == url

@@ -8,6 +8,11 @@ arrived on (``fa``, the caller's) and left on (``fb``, the callee's
 registered flow). A later request whose From tag is ``ftag`` comes from the
 caller and goes to ``fb``; any other comes from the callee and goes to
 ``fa``.
+
+Between proxies that share a location, a new request for a phone registered
+through another proxy carries a Route naming that proxy with ``fh``, the
+flow it holds for the phone (proxy/cluster.py); signed like our
+Record-Routes, and followed only from a trusted peer.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from urllib.parse import quote
 
 from sipline.sip.address import Address
 from sipline.sip.message import Request
+
+HELD = "fh"  # a Route parameter: the flow the named proxy holds for a phone
 
 
 def record_route_params(request: Request, source: Address) -> str:

@@ -158,7 +158,7 @@ class StatefulProxy(Handler):
             self._refuse(node, txn, "forged_routes", 403, reason)
             return None
         if request.to.tag is None:
-            ours = None  # a new request: nothing of a dialog to route it by
+            ours = self._new_request_route(ours, txn.source)  # nothing of a dialog
         elif ours is None and self.record_route:
             # Every dialog through us has our signed Record-Route in its route set
             # (Kamailio's default answers such a request 404 "Not here").
@@ -172,6 +172,13 @@ class StatefulProxy(Handler):
             self._reject(node, txn, Rejection(482, "Loop Detected: the request came back"), stateless=True)
             return None
         return local, ours, key
+
+    def _new_request_route(
+        self, ours: dict[str, str] | None, source: Address
+    ) -> dict[str, str] | None:
+        """What our signed Route entries may say of a new request (None: nothing,
+        it is routed by its Request-URI); a proxy of a cluster overrides it."""
+        return None
 
     def branch(self, key: str, upstream: Address | None) -> str:
         """The branch of a copy we forward (``signing.Signer.branch``): fresh, with

@@ -102,10 +102,16 @@ def server_at(url: str) -> MariaDB:
 
 
 class PrivateMariaDB:
-    """A mariadbd of our own in a temporary directory, reachable over TCP on 127.0.0.1."""
+    """A mariadbd of our own in a temporary directory, reachable over TCP on 127.0.0.1.
 
-    def __init__(self, mariadbd: str) -> None:
+    With ``server_id`` it writes a binary log (row-based) so that another
+    private instance can replicate it (``replicate``): a primary and its
+    replica, as a cluster's database runs. ``restart`` stops it and starts it
+    again on the same port with the same data (a database restart)."""
+
+    def __init__(self, mariadbd: str, server_id: int | None = None) -> None:
         self.mariadbd = mariadbd
+        self.server_id = server_id
         self.install_db = _program("mariadb-install-db") or _program("mysql_install_db")
         self.directory = Path(tempfile.mkdtemp(prefix="sipline-mariadb-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -116,15 +122,9 @@ class PrivateMariaDB:
             raise MariaDBUnavailable("mariadb-install-db is not installed (mariadb-server)")
         self._install()
         for _ in range(3):  # another process may take the free port before mariadbd binds it
-            port = _free_port()
-            self.process = subprocess.Popen(
-                self._command(port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-            )
-            server = MariaDB("127.0.0.1", port)
-            if self._wait_ready(server):
-                self.port = port
+            server = self._run(_free_port())
+            if server is not None:
                 return server
-            self.stop()
         raise MariaDBUnavailable(f"mariadbd did not start; its log ends:\n{self._log_tail()}")
 
     def kill(self) -> None:
@@ -134,19 +134,41 @@ class PrivateMariaDB:
             self.process.wait()
             self.process = None
 
-    def restart(self) -> MariaDB:
-        """Start the server again on its port, with its data (after ``kill`` or ``stop``)."""
+    def restart(self, down: float = 0.0) -> MariaDB:
+        """Kill it (a crash, nothing flushed) if it runs, wait ``down`` seconds, and start
+        it again on its port with its data."""
         if self.port is None:
             raise MariaDBUnavailable("restart() before start()")
         self.kill()
-        self.process = subprocess.Popen(
-            self._command(self.port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-        server = MariaDB("127.0.0.1", self.port)
-        if not self._wait_ready(server):
-            self.stop()
-            raise MariaDBUnavailable(f"mariadbd did not restart; its log ends:\n{self._log_tail()}")
+        time.sleep(down)
+        server = self._run(self.port)
+        if server is None:
+            raise MariaDBUnavailable(f"mariadbd did not start again:\n{self._log_tail()}")
         return server
+
+    def replicate(self, primary: MariaDB) -> None:
+        """Make this (started, empty) instance a replica of ``primary`` from its
+        first binary log on (both started empty: everything after is copied)."""
+        assert self.port is not None
+        server = MariaDB("127.0.0.1", self.port)
+        with server.connect() as conn, conn.cursor() as cursor:
+            cursor.execute(
+                f"CHANGE MASTER TO MASTER_HOST='{primary.host}', MASTER_PORT={primary.port},"
+                " MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1,"
+                " MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4"
+            )
+            cursor.execute("START SLAVE")
+
+    def _run(self, port: int) -> MariaDB | None:
+        self.process = subprocess.Popen(
+            self._command(port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        server = MariaDB("127.0.0.1", port)
+        if self._wait_ready(server):
+            self.port = port
+            return server
+        self.stop()
+        return None
 
     def stop(self) -> None:
         if self.process is None:
@@ -192,11 +214,17 @@ class PrivateMariaDB:
             f"--user={_user()}",
             "--skip-grant-tables",
             "--skip-name-resolve",
-            "--skip-log-bin",
+            *self._binlog(),
             "--innodb-buffer-pool-size=32M",
             # Test data need not survive a power cut; commits then cost no fsync.
             "--innodb-flush-log-at-trx-commit=2",
         ]
+
+    def _binlog(self) -> list[str]:
+        if self.server_id is None:
+            return ["--skip-log-bin"]
+        return [f"--server-id={self.server_id}", f"--log-bin={self.directory / 'data' / 'binlog'}",
+                "--binlog-format=ROW", "--log-slave-updates"]  # fmt: skip
 
     def _wait_ready(self, server: MariaDB) -> bool:
         deadline = time.monotonic() + START_TIMEOUT

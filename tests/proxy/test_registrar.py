@@ -48,8 +48,10 @@ async def phone() -> AsyncIterator[UdpPhone]:
 
 
 async def rows(db: Database) -> list[tuple[Any, ...]]:
+    """The rows of live bindings (a removed one stays a while as a tombstone, expires_at 0)."""
     return await db.fetchall(
-        "SELECT aor, contact, received, transport, node, expires_at FROM locations ORDER BY aor, contact"
+        "SELECT aor, contact, received, transport, node, expires_at FROM locations"
+        " WHERE expires_at > 0 ORDER BY aor, contact"
     )
 
 
@@ -117,11 +119,14 @@ async def test_a_subscriber_added_while_the_proxy_runs_registers_at_the_first_tr
         assert (response.status, response.reason) == (200, "OK")
 
 
-async def test_unregistering_removes_the_row(proxy: Proxy, phone: UdpPhone) -> None:
+async def test_unregistering_removes_the_binding_leaving_a_tombstone(proxy: Proxy, phone: UdpPhone) -> None:
     await phone.register(proxy.address, cseq=1)
     response = await phone.register(proxy.address, expires=0, cseq=3)
     assert response.status == 200 and response.headers.get_all("Contact") == []
     assert await rows(proxy.db) == []
+    # What other proxies read to drop it: the row with expires_at 0 and a later version.
+    (tomb,) = await proxy.db.fetchall("SELECT expires_at, version FROM locations")
+    assert tomb[0] == 0 and tomb[1] == 2
 
 
 async def test_registrations_are_committed_in_groups(proxy: Proxy) -> None:

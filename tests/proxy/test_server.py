@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proxy.server import ProxyHandler
+from proxy.server import ProxyHandler, Syncing
 from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message
@@ -218,3 +218,50 @@ def test_the_node_s_tick_runs_the_router_s_and_registrar_s_timers_and_the_nat_pi
     ProxyHandler(recorder, recorder, "sipline/test", pinger).on_tick(recorder, 1.5)  # type: ignore[arg-type]
     assert recorder.calls == [("tick", 1.5), ("tick", 1.5)]
     assert pinger.calls == [("pinger tick", 1.5)]
+class Txn:
+    source = SOURCE
+
+
+def syncing_handler(recorder: Recorder, ready: list[bool]) -> tuple[ProxyHandler, Syncing]:
+    syncing = Syncing(lambda: ready[0], 7)
+    return ProxyHandler(recorder, recorder, "sipline/test", None, syncing), syncing
+
+
+@pytest.mark.parametrize(
+    "message",
+    [request("REGISTER", "sip:example.com"), request("INVITE", "sip:bob@example.com"),
+     request("MESSAGE", "sip:bob@example.com")],
+    ids=["REGISTER", "INVITE", "MESSAGE"],
+)  # fmt: skip
+def test_while_the_location_catches_up_new_work_gets_503_with_retry_after(
+    recorder: Recorder, message: Request
+) -> None:
+    ready = [False]
+    handler, syncing = syncing_handler(recorder, ready)
+    where, response = dispatch(handler, recorder, message, Txn())
+    assert where == "respond statelessly" and response.status == 503
+    assert response.headers.get("retry-after") == "7" and syncing.refused == 1
+    ready[0] = True
+    recorder.calls.clear()
+    assert dispatch(handler, recorder, message, Txn())[0] in ("registrar", "router")
+
+
+def in_dialog(method: str) -> Request:
+    message = parse_message(bytes(request(method, "sip:bob@192.0.2.1")).replace(
+        b"To: <sip:alice@example.com>", b"To: <sip:alice@example.com>;tag=b"))  # fmt: skip
+    assert isinstance(message, Request)
+    return message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [in_dialog("BYE"), request("CANCEL", "sip:bob@example.com"),
+     request("OPTIONS", "sip:example.com")],
+    ids=["in-dialog", "CANCEL", "OPTIONS-keepalive"],
+)  # fmt: skip
+def test_while_catching_up_dialogs_cancels_and_keepalives_go_on(
+    recorder: Recorder, message: Request
+) -> None:
+    handler, syncing = syncing_handler(recorder, [False])
+    where, _ = dispatch(handler, recorder, message, Txn())
+    assert where in ("router", "respond statelessly") and syncing.refused == 0

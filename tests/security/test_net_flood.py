@@ -101,8 +101,8 @@ def test_a_flood_ban_reaches_every_proxy_at_once_through_redis(
     tmp_path: Path, redis_url: str
 ) -> None:
     with (
-        running_proxy(tmp_path, REDIS__URL=redis_url) as first,
-        running_proxy(tmp_path, REDIS__URL=redis_url) as second,
+        running_proxy(tmp_path, REDIS__URL=redis_url, AUTH__SECRET="s") as first,
+        running_proxy(tmp_path, REDIS__URL=redis_url, AUTH__SECRET="s") as second,
         udp_from("127.0.0.5") as flooder,
     ):
         assert answered(second, "127.0.0.5") is not None

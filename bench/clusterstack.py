@@ -1,0 +1,109 @@
+"""Real ``sipline proxy`` processes sharing one database and one Redis, each on
+its own loopback address (127.0.0.1, 127.0.0.2, ...) and the same port, trusting
+each other and sharing ``auth.secret``: a cluster as an operator would run it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.proxystack import REPO, proxy_command, proxy_env
+
+SECRET = "cluster-test-secret"
+
+
+@dataclass
+class ClusterProxy:
+    name: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+
+def start(
+    name: str, host: str, port: int, url: str, redis_url: str, peers: list[str], workdir: Path,
+    **settings: str,
+) -> ClusterProxy:  # fmt: skip
+    """Start one proxy; ``peers`` are the HOST:PORT of every proxy (trusted)."""
+    trusted = ", ".join(f'"{peer}"' for peer in peers)
+    extra = {
+        "SIPLINE_SIP__HOST": host,
+        "SIPLINE_NODE__NAME": name,
+        "SIPLINE_REDIS__URL": redis_url,
+        "SIPLINE_AUTH__SECRET": SECRET,
+        "SIPLINE_PROXY__TRUSTED": f"[{trusted}]",
+        "SIPLINE_PROXY__MEDIA_RELAY": "",
+        **settings,
+    }
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            proxy_command(), cwd=REPO, env=proxy_env(port, url, extra),
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    proxy = ClusterProxy(name, host, port, process, log)
+    if not listening(host, port, 20, process):
+        proxy.process.kill()
+        raise RuntimeError(f"sipline proxy {name} did not start:\n{proxy.log_text()[-3000:]}")
+    return proxy
+
+
+def listening(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:
+    """The node at ``host:port`` answers an OPTIONS to itself over UDP and listens on
+    TCP (a port taken on one transport only fails the node: never taken for ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if _answers_udp(host, port):
+            try:
+                socket.create_connection((host, port), 0.2).close()
+                return process.poll() is None
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def _answers_udp(host: str, port: int) -> bool:
+    branch = f"z9hG4bKready{time.monotonic_ns()}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            local = sock.getsockname()[1]
+            sock.sendto(
+                (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+                 f"From: <sip:ready@probe.invalid>;tag=r\r\nTo: <sip:{host}:{port}>\r\n"
+                 f"Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                 "Content-Length: 0\r\n\r\n").encode(),
+                (host, port),
+            )  # fmt: skip
+            return sock.recv(65535).startswith(b"SIP/2.0 ")
+        except OSError:
+            return False
+
+
+def stop(proxies: list[ClusterProxy]) -> None:
+    for proxy in proxies:
+        if proxy.process.poll() is None:
+            proxy.process.send_signal(signal.SIGTERM)
+    for proxy in proxies:
+        try:
+            proxy.process.wait(10)
+        except subprocess.TimeoutExpired:
+            proxy.process.kill()
+            proxy.process.wait(5)

@@ -1,0 +1,107 @@
+"""Proxies sharing one location: who keeps a binding, and how the others reach it.
+
+A binding is kept (NAT keepalives, expiry of its row) by the node that took
+its REGISTER while that node is alive (``sipline.net.alive``); when it dies,
+every one of its bindings passes to one live proxy, the same for every
+observer: the highest rendezvous hash of (dead node, live node) (RFC 2992's
+idea, as in HRW hashing), so a second death moves only the dead one's share.
+
+A phone's flow (its TCP connection, its NAT binding) is held by the proxy it
+registered through, recorded with the binding (``Binding.proxy``). Another
+proxy sends a request for it to that proxy, with a Route naming it and
+carrying the flow (``fh``) signed for the request's Call-ID with the shared
+``auth.secret`` (sipline.proxying.signing): the holder forwards onto the
+phone's own flow (a Path, RFC 3327, in spirit; the flow token of RFC 5626
+§5.2). A holder that is dead is skipped: the phone is tried from here, at the
+address it registered from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from sipline.config import ConfigError
+from sipline.proxying.flows import HELD, encode_flow
+from sipline.proxying.signing import Signer
+from sipline.sip.address import Address
+
+from .location import Binding
+from .routing import Target
+
+
+def keeper(node: str, alive: Iterable[str]) -> str | None:
+    """The live node that keeps the bindings ``node`` took: itself while alive,
+    else the live node with the highest hash of (node, it); None if none is alive."""
+    alive = list(alive)
+    if node in alive:
+        return node
+    return max(alive, key=lambda other: _weight(node, other), default=None)
+
+
+def _weight(node: str, other: str) -> bytes:
+    return hashlib.blake2b(f"{node}\n{other}".encode(), digest_size=8).digest()
+
+
+class Cluster:
+    """This proxy among the others: ``name`` (its node name), ``address`` (HOST:PORT
+    other proxies reach it at, set once it listens), ``liveness`` (a
+    ``sipline.net.alive.Liveness``, None: a proxy alone) and the ``signer``."""
+
+    __slots__ = ("name", "address", "liveness", "signer")
+
+    def __init__(self, name: str, liveness: Any, signer: Signer) -> None:
+        self.name = name
+        self.address: str | None = None
+        self.liveness = liveness
+        self.signer = signer
+
+    def dead(self, node: str) -> bool:
+        """``node`` beat once and has been silent since. One never seen is taken for
+        alive: it may have started after our last look."""
+        live = self.liveness
+        return live is not None and node in live.members and node not in live.alive
+
+    def keeps(self, node: str) -> bool:
+        """This proxy keeps the bindings ``node`` took (pings them, sweeps their rows)."""
+        if not self.dead(node):
+            return node == self.name
+        return keeper(node, self.liveness.alive) == self.name
+
+    def adopted(self, nodes: Iterable[str]) -> list[str]:
+        """Which of ``nodes`` (others, dead) this proxy keeps the bindings of."""
+        return sorted(n for n in set(nodes) if n != self.name and self.keeps(n))
+
+    def holder(self, binding: Binding) -> str | None:
+        """HOST:PORT of the live proxy that holds ``binding``'s flow, when it is not
+        this one (None: reach the phone from here)."""
+        if self.liveness is None or not binding.proxy or binding.proxy == self.address:
+            return None
+        if binding.node == self.name or self.dead(binding.node):
+            return None
+        return binding.proxy
+
+    def target(self, binding: Binding, call_id: str) -> Target | None:
+        """The way to ``binding`` through the proxy holding its flow, or None."""
+        holder = self.holder(binding)
+        if holder is None or binding.source is None or binding.path:
+            return None
+        host, _, port = holder.rpartition(":")
+        params = self.signer.sign(f";{HELD}={encode_flow(binding.source)}", call_id)
+        route = f"<sip:{holder};lr{params}>"
+        dest = Address("UDP", host.strip("[]"), int(port))
+        return Target(dest, binding.contact, (route,), False, binding.nat)
+
+
+def check_cluster_node(settings: Any) -> None:
+    """ConfigError naming ``auth.secret`` when a cluster node has none.
+
+    A proxy is a cluster node when ``[redis] url`` is set: it shares bindings,
+    nonce counts and liveness with the other proxies, which accept its nonces
+    and follow its signed routes only under the same secret."""
+    if settings.redis.url and not settings.auth.secret:
+        raise ConfigError(
+            "auth.secret: must be set (the same on every proxy) on a cluster node, a proxy"
+            " with [redis] url set: the proxies accept each other's nonces and signed routes"
+        )
