@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from bench import acrserve, b2buaserve, proxyserve, sippstats
 from sipline.net.ports import free_port
@@ -211,11 +212,26 @@ class StepPlan:
 Progress = Callable[[float], None]  # seconds of sipp's run so far
 
 
+class Sampler(Protocol):
+    """What a step samples a server with: a ``ProcSampler``, or several together."""
+
+    def sample(self) -> None: ...
+
+    @property
+    def cpu_s(self) -> float | None: ...
+
+    @property
+    def cpu_pct(self) -> float | None: ...
+
+    @property
+    def rss_mb(self) -> float | None: ...
+
+
 def run_step(
     plan: StepPlan,
     sipp: str,
     progress: Progress | None = None,
-    server: ProcSampler | None = None,
+    server: Sampler | None = None,
 ) -> StepResult:
     """Run one step to its end (bounded) and return what it measured; ``server``
     samples the processes of a server started by the caller (``plan.target``)."""
@@ -262,7 +278,7 @@ def sipp_command(plan: StepPlan, sipp: str, address: tuple[str, int]) -> list[st
 def _watch(
     process: subprocess.Popen[bytes],
     bound: float,
-    samplers: Sequence[ProcSampler],
+    samplers: Sequence[Sampler],
     progress: Progress | None,
 ) -> int:
     """Sample until sipp exits or ``bound`` seconds pass (then kill it); sipp's exit code."""
@@ -283,7 +299,7 @@ def _watch(
 
 
 def _result(
-    plan: StepPlan, code: int, server: ProcSampler | None, sipp: ProcSampler | None
+    plan: StepPlan, code: int, server: Sampler | None, sipp: ProcSampler | None
 ) -> StepResult:
     stats = plan.workdir / "stats.csv"
     if not stats.exists():
