@@ -171,7 +171,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    out: Path = args.out or RESULTS / f"chain-{time.strftime('%Y%m%d-%H%M%S')}"
+    out: Path = (
+        args.out or RESULTS / f"chain-{time.strftime('%Y%m%d-%H%M%S')}"
+    ).resolve()  # Kamailio and sipp run elsewhere
     console = Console() if Console().is_terminal else Console(width=160)
     title = f"chain (proxy with digest → B2BUA → ACR → carrier): {args.duration:g} s per step, calls held {HOLD:g} s"
     steps: list[ChainStep] = []

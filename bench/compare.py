@@ -84,7 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    out: Path = args.out or RESULTS / f"compare-{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out: Path = (
+        args.out or RESULTS / f"compare-{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ).resolve()  # Kamailio and sipp run elsewhere
     servers = (args.only,) if args.only else SERVERS
     console = Console() if Console().is_terminal else Console(width=160)
     title = f"{args.scenario}: {args.duration:g} s per step, calls held {HOLD:g} s"
@@ -192,9 +194,15 @@ def uas(sipp: str, port: int, workdir: Path, timeout: float) -> Iterator[None]:
 
 @contextmanager
 def server(
-    name: str, workdir: Path, uac_port: int, kamailio_binary: str = ""
+    name: str,
+    workdir: Path,
+    uac_port: int,
+    kamailio_binary: str = "",
+    wrap: Sequence[str] = (),
+    start_timeout: float = START_TIMEOUT,
 ) -> Iterator[tuple[int, int]]:
-    """Server ``name`` on a free port, answering OPTIONS: yield (port, pid); stop it."""
+    """Server ``name`` on a free port, answering OPTIONS: yield (port, pid); stop it.
+    ``wrap`` runs it under another program (valgrind), which the pid is then."""
     port = free_port()
     if name == "kamailio":
         config = workdir / "kamailio.cfg"
@@ -205,16 +213,16 @@ def server(
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [*wrap, *argv], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + start_timeout
         while not answers(port):
             if process.poll() is not None:
                 raise BenchError(f"{name} exited {process.returncode}:\n{_tail(log)}")
             if time.monotonic() > deadline:
-                raise BenchError(f"{name} did not answer OPTIONS in {START_TIMEOUT:g} s")
+                raise BenchError(f"{name} did not answer OPTIONS in {start_timeout:g} s")
             time.sleep(0.1)
         yield port, process.pid
     finally:
@@ -242,7 +250,9 @@ def py_spy(pid: int, workdir: Path, seconds: float) -> Iterator[None]:
     spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
     if spy is None:
         raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
-    common = ["--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "200", "--nonblocking"]
+    # --native: C frames too (uvloop, the parser's str methods); it pauses the process
+    # at each sample, so a profiled step's own figures are not the server's.
+    common = ["--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "100", "--native"]
     processes = [
         subprocess.Popen([spy, "record", *common, "--format", fmt, "-o", str(workdir / name)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
