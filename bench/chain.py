@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import report
+from bench.compare import SIPP_BUFFERS
 from bench.proxystack import DOMAIN, Phone, free_port, users_csv, wait_until_answering
 from bench.runner import (
     HOST,
@@ -69,7 +70,7 @@ def scenario(users: Path) -> Scenario:
     return Scenario(
         "chain", "call.xml", None, service=NUMBER,
         sipp_args=("-inf", str(users), "-au", "[field0]", "-ap", "[field2]",
-                   "-auth_uri", f"{NUMBER}@{DOMAIN}"),
+                   "-auth_uri", f"{NUMBER}@{DOMAIN}", *SIPP_BUFFERS),
         answer_timeout=4.0 * 3 + HOLD, hold=HOLD,
     )  # fmt: skip
 

@@ -61,7 +61,13 @@ START_TIMEOUT = 30.0
 HOLD = 1.0  # seconds a call is held between ACK and BYE
 
 # The longest wait in relay.xml: 4 s for the 200, the hold, 4 s for the BYE's 200.
-RELAY = Scenario("relay", "relay.xml", None, service="uas", answer_timeout=9.0, hold=HOLD)
+# sipp's sockets get 4 MB buffers as the servers' do: on a busy box a default
+# ~200 KB overflows while sipp waits for a core, and each loss is a retransmission.
+SIPP_BUFFERS = ("-buff_size", str(4 * 1024 * 1024))
+RELAY = Scenario(
+    "relay", "relay.xml", None, service="uas", answer_timeout=9.0, hold=HOLD,
+    sipp_args=SIPP_BUFFERS,
+)  # fmt: skip
 UAS_XML = RELAY.xml.replace(".xml", "_uas.xml")
 
 
@@ -175,13 +181,15 @@ def _nothing() -> Iterator[None]:
 
 
 @contextmanager
-def uas(sipp: str, port: int, workdir: Path, timeout: float) -> Iterator[None]:
+def uas(
+    sipp: str, port: int, workdir: Path, timeout: float, extra: Sequence[str] = ()
+) -> Iterator[None]:
     """The fixed UAS (relay_uas.xml) on ``port``, for as many calls as come."""
     from bench.runner import SCENARIO_DIR
 
     process = subprocess.Popen(
         [sipp, "-sf", str(SCENARIO_DIR / UAS_XML), "-s", "uas", "-i", HOST, "-p", str(port),
-         "-timeout", f"{timeout:.0f}s", "-nostdin",
+         "-timeout", f"{timeout:.0f}s", "-nostdin", *SIPP_BUFFERS, *extra,
          "-trace_err", "-error_file", str(workdir / "uas-errors.log")],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

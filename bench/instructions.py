@@ -8,8 +8,11 @@ same count), so it tells a change's effect apart from noise. The proxy runs
 under ``valgrind --tool=callgrind`` with instrumentation off while it starts;
 then callgrind counts an idle period (timers, the node's tick) and a load of
 ``--calls`` calls at ``--rate`` (slow: valgrind runs Python some 50 times
-slower), each dumped apart. Per call = (load − idle scaled to the load's
-length) ÷ answered calls. The UAS, the trust and the settings are those of
+slower), each dumped apart, after ``WARM_UP`` calls uncounted (valgrind
+translates code on its first run, Python fills its caches). sipp does not
+retransmit (``-nr``): under valgrind answers are late, and a retransmission's
+work would count as the call's. Per call = (load − idle scaled to the
+load's length) ÷ answered calls. The UAS, the trust and the settings are those of
 ``python -m bench compare --scenario relay``. Writes ``instructions.json``
 and the callgrind dumps (``callgrind_annotate`` reads them) to ``--out``.
 """
@@ -33,6 +36,8 @@ from sipline.net.ports import free_port
 
 RESULTS = REPO / "bench" / "results"
 IDLE_S = 5.0  # seconds of the idle count
+WARM_UP = 20  # calls before counting
+NO_RETRANSMISSIONS = ("-nr",)
 START_TIMEOUT = 300.0  # Python's start-up under valgrind
 
 
@@ -69,8 +74,8 @@ def total_instructions(dump: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions",
                                      description=__doc__.splitlines()[0])  # fmt: skip
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--rate", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=5)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--sipp", default=shutil.which("sipp") or "/usr/bin/sipp")
     args = parser.parse_args(argv)
@@ -98,13 +103,16 @@ def measure(calls: int, rate: int, out: Path, sipp: str) -> Count:
     duration = calls / rate
     plan = StepPlan(
         RELAY, rate, duration, "udp", out, sipp_port=uac_port,
-        sipp_extra=("-key", "uas", f"{HOST}:{uas_port}"),
+        sipp_extra=("-key", "uas", f"{HOST}:{uas_port}", *NO_RETRANSMISSIONS),
     )  # fmt: skip
-    with uas(sipp, uas_port, out, START_TIMEOUT + plan.sipp_timeout + KILL_GRACE):
+    warm_up = replace(plan, duration=WARM_UP / rate, workdir=out / "warm-up")
+    bound = START_TIMEOUT + warm_up.sipp_timeout + plan.sipp_timeout + 2 * KILL_GRACE
+    with uas(sipp, uas_port, out, bound, NO_RETRANSMISSIONS):
         with server("sipline", out, uac_port, wrap=wrap, start_timeout=START_TIMEOUT) as (
             port,
             pid,
         ):
+            run_step(replace(warm_up, target=(HOST, port)), sipp)
             control(pid, "--instr=on")
             started = time.monotonic()
             time.sleep(IDLE_S)
