@@ -5,6 +5,11 @@ run could not be carried out (bad arguments, no sipp, the server did not start).
 
 ``python -m bench faults [--rate 100] [--only acr-kill,redis-kill]``: the fault
 experiments of issue 12 and their table (see bench.faults.cli).
+
+``python -m bench compare --scenario relay --rates R1,...``: sipline proxy beside
+Kamailio under the same load (see bench.compare); ``python -m bench chain
+--rates R1,...``: the whole stack as ``make run`` starts it, CPU per call per
+role (see bench.chain).
 """
 
 from __future__ import annotations
@@ -72,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.faults import cli
 
         return cli.main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from bench import compare
+
+        return compare.main(argv[1:])
+    if argv[:1] == ["chain"]:
+        from bench import chain
+
+        return chain.main(argv[1:])
     args = parse_args(argv)
     out: Path = args.out or RESULTS / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     plans = [

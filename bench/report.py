@@ -39,6 +39,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 _COLUMNS = (
     ("target cps", "target_cps", "{:d}"),
+    ("started cps", "started_cps", "{:.1f}"),
     ("achieved cps", "achieved_cps", "{:.1f}"),
     ("success %", "success_pct", "{:.2f}"),
     ("failed", "failed", "{:d}"),
@@ -46,8 +47,10 @@ _COLUMNS = (
     ("p50 ms", "rtt_p50_ms", "{:.0f}"),
     ("p99 ms", "rtt_p99_ms", "{:.0f}"),
     ("server CPU %", "server_cpu_pct", "{:.0f}"),
+    ("CPU µs/call", "cpu_us_per_call", "{:.0f}"),
     ("server RSS MB", "server_rss_mb", "{:.0f}"),
     ("sipp CPU %", "sipp_cpu_pct", "{:.0f}"),
+    ("load", "load_avg", "{:.1f}"),
 )
 
 
@@ -69,27 +72,42 @@ def _cell(value: object, fmt: str) -> str:
 
 
 def write_plot(path: Path, steps: Sequence[StepResult], title: str) -> None:
-    """Achieved against target rate, and p50/p99 response time against target rate."""
+    """Achieved against target rate, response times and the server's CPU per call."""
+    write_series_plot(path, {"": steps}, title)
+
+
+def write_series_plot(path: Path, series: dict[str, Sequence[StepResult]], title: str) -> None:
+    """The same three panels for several servers' steps (``series``: name -> steps)."""
     # Figure without pyplot: no global state, and the Agg canvas needs no display.
     from matplotlib.figure import Figure
 
-    targets = [s.target_cps for s in steps]
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    figure = Figure(figsize=(15, 4.5), layout="constrained")
     figure.suptitle(title)
-    rates, times = figure.subplots(1, 2)
+    rates, times, cpu = figure.subplots(1, 3)
+    targets = sorted({s.target_cps for steps in series.values() for s in steps})
     rates.plot(targets, targets, "--", color="grey", label="target")
-    rates.plot(targets, [s.achieved_cps for s in steps], "o-", label="achieved")
-    for step in steps:
-        if not step.sustained:
-            rates.plot(step.target_cps, step.achieved_cps, "x", color="red", markersize=12)
+    for name, steps in series.items():
+        label = f"{name} " if name else ""
+        xs = [s.target_cps for s in steps]
+        rates.plot(xs, [s.achieved_cps for s in steps], "o-", label=f"{label}achieved")
+        for step in steps:
+            if not step.sustained:
+                rates.plot(step.target_cps, step.achieved_cps, "x", color="red", markersize=12)
+        for field, which in (("rtt_p50_ms", "p50"), ("rtt_p99_ms", "p99")):
+            _line(times, steps, field, f"{label}{which}")
+        _line(cpu, steps, "cpu_us_per_call", name or "server")
     rates.set(xlabel="target rate (calls/s)", ylabel="achieved rate (calls/s)")
     rates.legend(title="red x: not sustained")
-    rates.grid(True, alpha=0.3)
-    for field, label in (("rtt_p50_ms", "p50"), ("rtt_p99_ms", "p99")):
-        points = [(s.target_cps, getattr(s, field)) for s in steps]
-        points = [(x, y) for x, y in points if y is not None]
-        times.plot([x for x, _ in points], [y for _, y in points], "o-", label=label)
     times.set(xlabel="target rate (calls/s)", ylabel="response time (ms, in steps of sipp's clock)")
+    cpu.set(xlabel="target rate (calls/s)", ylabel="server CPU per call (µs)")
+    for axes in (rates, times, cpu):
+        axes.grid(True, alpha=0.3)
     times.legend()
-    times.grid(True, alpha=0.3)
+    cpu.legend()
     figure.savefig(path, dpi=100)
+
+
+def _line(axes: Any, steps: Sequence[StepResult], field: str, label: str) -> None:
+    points = [(s.target_cps, getattr(s, field)) for s in steps]
+    points = [(x, y) for x, y in points if y is not None]
+    axes.plot([x for x, _ in points], [y for _, y in points], "o-", label=label)

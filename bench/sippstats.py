@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DELIMITER = ";"
 
@@ -63,14 +64,42 @@ def epoch(field: str) -> float:
     return float(field.split("\t")[-1])
 
 
-def read_response_times(text: str, rtd: int = 1) -> list[float]:
-    """Response times in ms of response-time counter ``rtd``, from a ``-trace_rtt`` file."""
-    times: list[float] = []
+class ResponseTime(NamedTuple):
+    """One ``-trace_rtt`` row: when it was measured (ms since sipp started) and its length."""
+
+    at_ms: float
+    ms: float
+
+    @property
+    def started_ms(self) -> float:
+        """When the timed exchange began: for rtd 1, when the call was started."""
+        return self.at_ms - self.ms
+
+
+def read_rtt(text: str, rtd: int = 1) -> list[ResponseTime]:
+    """The rows of response-time counter ``rtd`` in a ``-trace_rtt`` file."""
+    rows: list[ResponseTime] = []
     for line in text.splitlines()[1:]:
         fields = line.split(DELIMITER)
         if len(fields) >= 3 and fields[2].strip() == str(rtd):
-            times.append(float(fields[1]))
-    return times
+            rows.append(ResponseTime(float(fields[0]), float(fields[1])))
+    return rows
+
+
+def read_response_times(text: str, rtd: int = 1) -> list[float]:
+    """Response times in ms of response-time counter ``rtd``, from a ``-trace_rtt`` file."""
+    return [row.ms for row in read_rtt(text, rtd)]
+
+
+def start_rate(rows: Sequence[ResponseTime]) -> float | None:
+    """Calls started per second, from the start times of the timed exchanges
+    (rtd 1 starts with a call's first message): N calls span N - 1 intervals.
+    None for fewer than two, or all started in one tick of sipp's clock."""
+    if len(rows) < 2:
+        return None
+    starts = [row.started_ms for row in rows]
+    span = max(starts) - min(starts)
+    return round((len(rows) - 1) / span * 1000, 1) if span > 0 else None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -65,3 +65,17 @@ def test_percentiles_are_nearest_rank() -> None:
     assert sippstats.percentile(times, 99) == 36
     assert sippstats.percentile([7.0], 99) == 7
     assert sippstats.percentile([], 50) is None
+
+
+def test_the_start_rate_counts_intervals_between_call_starts() -> None:
+    # Calls set up at 0, 10, 20, 30 ms after their starts at 0, 5, 10, 15 ms ... 11 calls in 50 ms.
+    rows = [sippstats.ResponseTime(at_ms=5 * n + 2 * n, ms=2 * n) for n in range(11)]
+    assert [row.started_ms for row in rows[:3]] == [0, 5, 10]
+    assert sippstats.start_rate(rows) == 200.0  # 10 intervals of 5 ms: not 11 calls / 50 ms
+    rows = sippstats.read_rtt("Date_ms;response_time_ms;rtd_no\n104.001;4;1\n1104.001;0;1\n")
+    assert sippstats.start_rate(rows) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("rows", [[], [(10.0, 2.0)], [(10.0, 2.0), (12.0, 4.0)]])
+def test_no_start_rate_without_two_calls_started_apart(rows: list[tuple[float, float]]) -> None:
+    assert sippstats.start_rate([sippstats.ResponseTime(*row) for row in rows]) is None

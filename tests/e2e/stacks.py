@@ -6,18 +6,18 @@ private Redis. ``Stack.sipline(...)`` runs an operator command against it."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.chain import stack_env
 from bench.proxystack import REPO, free_port, wait_until_answering
 
 START_TIMEOUT = 60.0
@@ -52,37 +52,6 @@ class Stack:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def stack_env(tmp_path: Path, ports: Mapping[str, int], redis_url: str | None) -> dict[str, str]:
-    ng, stun, rtp = free_port(), free_port(), free_port()
-    peers = [f"127.0.0.1:{ports[n]}" for n in ("b2bua", "primary", "secondary")]
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SIPLINE_")}
-    return {
-        **clean,
-        "SIPLINE_DATABASE__URL": f"sqlite:///{tmp_path}/sipline.db",
-        "SIPLINE_NODE__DATA_DIR": str(tmp_path),
-        "SIPLINE_REDIS__URL": redis_url or "",
-        "SIPLINE_SIP__PORT": str(ports["proxy"]),
-        "SIPLINE_SIP__TRANSPORTS": '["udp"]',
-        "SIPLINE_PROXY__TRUSTED": json.dumps(peers),
-        "SIPLINE_PROXY__B2BUA": json.dumps(peers[:1]),
-        "SIPLINE_PROXY__MEDIA_RELAY": f"127.0.0.1:{ng}",
-        "SIPLINE_B2BUA__PORT": str(ports["b2bua"]),
-        # As configs/single.toml: each role trusts the one before it by address and port.
-        "SIPLINE_B2BUA__TRUSTED": json.dumps([f"127.0.0.1:{ports['proxy']}"]),
-        "SIPLINE_ACR__TRUSTED": json.dumps(peers[:1]),
-        "SIPLINE_B2BUA__ACR": json.dumps(peers[1:]),
-        "SIPLINE_B2BUA__MEDIA_RELAY": f"127.0.0.1:{ng}",
-        "SIPLINE_ACR__PRIMARY": peers[1],
-        "SIPLINE_ACR__SECONDARY": peers[2],
-        "SIPLINE_ACR__PROBE_INTERVAL": "0.5",  # gateways known up within a second or two
-        "SIPLINE_RELAY__NG_PORT": str(ng),
-        "SIPLINE_RELAY__STUN_PORT": str(stun),
-        "SIPLINE_RELAY__STUN_TRANSPORTS": '["udp"]',
-        "SIPLINE_RELAY__RTP_PORT_MIN": str(rtp - rtp % 2 + 2),
-        "SIPLINE_RELAY__RTP_PORT_MAX": str(rtp - rtp % 2 + 41),
-    }
 
 
 @contextmanager
