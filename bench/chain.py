@@ -86,6 +86,8 @@ def stack_env(workdir: Path, ports: Mapping[str, int], redis_url: str | None) ->
         "SIPLINE_DATABASE__URL": f"sqlite:///{workdir}/sipline.db",
         "SIPLINE_NODE__DATA_DIR": str(workdir),
         "SIPLINE_REDIS__URL": redis_url or "",
+        # With Redis the proxy is a cluster node: it refuses to start without a secret.
+        **({"SIPLINE_AUTH__SECRET": "stack shared secret"} if redis_url else {}),
         "SIPLINE_SIP__PORT": str(ports["proxy"]),
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
         "SIPLINE_PROXY__TRUSTED": json.dumps(peers),
