@@ -26,11 +26,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bench.serving import stop
 from sipline.net.ports import free_port
 from sipline.storage import Database, migrate, open_database
 from sipline.storage.testing import MariaDB, MariaDBUnavailable, shared_mariadb
+
+# Property tests judge correctness, never speed: on a loaded machine (the suite
+# shares 2 cores with sipp, MariaDB and Redis) one example may take seconds.
+hypothesis_settings.register_profile("sipline", deadline=None)
+hypothesis_settings.load_profile("sipline")
 
 BACKENDS = ("sqlite", "mysql")
 
