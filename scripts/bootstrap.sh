@@ -32,11 +32,12 @@ apt_install() {
     command -v apt-get >/dev/null || die "missing $*, and apt-get is not available (Debian or Ubuntu expected)"
     if [ "$apt_updated" -eq 0 ]; then
         say "apt-get update"
-        apt-get update -qq
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
         apt_updated=1
     fi
     say "apt-get install $*"
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    # Two checkouts bootstrapping at once wait for each other's apt lock.
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 system_packages() {

@@ -87,7 +87,7 @@ def tunnel(socat_bin: str, tls_proxy: Proxy) -> Iterator[int]:
 
 def over_tls(sipp: str, proxy: Proxy, tunnel: int, scenario: str, *args: str) -> None:
     port = free_port()
-    command = sipp_args(sipp, replace(proxy, port=tunnel), scenario, port, "-t", "t1", *args)
+    command = sipp_args(sipp, replace(proxy, running=replace(proxy.running, port=tunnel)), scenario, port, "-t", "t1", *args)
     process = subprocess.Popen(command, cwd=proxy.workdir, stdout=subprocess.PIPE)
     finish(process, proxy, f"{scenario} over TLS")
 
