@@ -89,7 +89,7 @@ class Node(Shell):
         self._tcp: TcpEndpoint | None = None
         self._tls: TlsEndpoint | None = None
         self._next_watch = 0.0
-        self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
+        self._senders: dict[str, Callable[[bytes, Address, object], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         # False until every transport listens: the UDP socket reads before the TCP
         # listener is up, and the handler may rely on both (its Via, its Record-Route).
@@ -306,7 +306,7 @@ class Node(Shell):
         if self._trace:
             event(log, "sip_out", dest=dest, message=data.decode(errors="replace"))
         try:
-            sent = send(data, dest)
+            sent = send(data, dest, action.txn)
         except (OSError, ValueError) as exc:  # an IPv6 host from an IPv4 socket ...
             self._send_failed(action, str(exc) or type(exc).__name__)
             return
@@ -322,6 +322,14 @@ class Node(Shell):
         held = self._quiet.admit(("send_failed", action.dest.host, error))
         if held is not None:
             event(log, "send_failed", logging.WARNING, dest=action.dest, error=error, repeated=held)
+
+    def unsent(self, waiters: list[object], error: str) -> None:
+        """Requests written on a TCP/TLS connection that never came up (refused,
+        unreachable, a failed handshake): their client transactions end with a
+        503 at the next tick (RFC 3261 §16.9), not a 408 after timer B."""
+        for txn in waiters:
+            if isinstance(txn, ClientTransaction):
+                self.layer.transport_error(txn, error)
 
     def _refused(self, action: Refused) -> None:
         self.metrics.refused[action.reason].inc()

@@ -130,6 +130,10 @@ class Sink(Protocol):
     def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
         """``data`` (at least the head of a message) cannot be taken; answer ``status`` if possible."""
 
+    def unsent(self, waiters: list[object], error: str) -> None:
+        """A connection we opened never came up: the ``waiters`` given with what was
+        written on it meanwhile (RFC 3261 §18.4: a transport error) are told."""
+
 
 class UdpEndpoint(asyncio.DatagramProtocol):
     """One bound UDP socket."""
@@ -173,7 +177,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         # ICMP errors for earlier datagrams (port unreachable ...); nothing to undo.
         event(log, "udp_error", logging.DEBUG, error=exc)
 
-    def send(self, data: bytes, dest: Address) -> bool:
+    def send(self, data: bytes, dest: Address, waiter: object = None) -> bool:
         if self._sendto is None:
             return False
         self._sendto(data, (dest.host, dest.port))
@@ -218,7 +222,7 @@ class DualStackUdpEndpoint(UdpEndpoint):
             addr = (host[7:], addr[1])
         super().datagram_received(data, addr)
 
-    def send(self, data: bytes, dest: Address) -> bool:
+    def send(self, data: bytes, dest: Address, waiter: object = None) -> bool:
         if self._sendto is None:
             return False
         host = dest.host
@@ -265,6 +269,7 @@ class TcpConnection(asyncio.Protocol):
         self.source: Address | None = None
         self.transport: asyncio.Transport | None = None
         self.pending: list[bytes] = []  # written before the connection is up
+        self.waiters: list[object] = []  # told if it never comes up (Sink.unsent)
         self.active = True  # a whole message, a ping or a write since the last idle sweep
         self.idle_since = 0.0
         self.closed = False
@@ -294,16 +299,19 @@ class TcpConnection(asyncio.Protocol):
         for data in self.pending:
             transport.write(data)  # type: ignore[attr-defined]
         self.pending.clear()
+        self.waiters.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
         self._endpoint._forget(self)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, waiter: object = None) -> None:
         self.active = True
         if self.transport is None:
             self.pending.append(data)
+            if waiter is not None:
+                self.waiters.append(waiter)
         else:
             self.transport.write(data)
 
@@ -419,6 +427,7 @@ class TcpEndpoint:
     ) -> None:
         self.sink_received = sink.message_received
         self.sink_refused = sink.message_refused
+        self.sink_unsent = sink.unsent
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
         self.limits = limits = limits if limits is not None else TcpLimits()
@@ -453,8 +462,9 @@ class TcpEndpoint:
     def _connection(self, peer: tuple[str, int] | None = None) -> TcpConnection:
         return TcpConnection(self, next(self._ids), peer)
 
-    def send(self, data: bytes, dest: Address) -> bool:
-        """Write on ``dest.connection`` if alive, else any connection to the peer, else a new one."""
+    def send(self, data: bytes, dest: Address, waiter: object = None) -> bool:
+        """Write on ``dest.connection`` if alive, else any connection to the peer, else a new
+        one; ``waiter`` is handed to ``Sink.unsent`` if that new one never comes up."""
         conn = self.by_id.get(dest.connection) if dest.connection is not None else None
         if conn is not None and conn.peer != (dest.host, dest.port):
             conn = None  # a connection id (from a flow token) reaches only the peer it names
@@ -462,7 +472,7 @@ class TcpEndpoint:
             conn = self.by_peer.get((dest.host, dest.port))
             if conn is None:
                 conn = self._open(dest.host, dest.port)
-        conn.write(data)
+        conn.write(data, waiter)
         return True
 
     def _open(self, host: str, port: int) -> TcpConnection:
@@ -491,6 +501,9 @@ class TcpEndpoint:
                   transport=self.transport, dropped=len(conn.pending), error=exc or "timeout")
             conn.pending.clear()
             conn.close()
+            waiters, conn.waiters = conn.waiters, []
+            if waiters:
+                self.sink_unsent(waiters, str(exc) or "connect timeout")
 
     def _tls_for(self, conn: TcpConnection) -> tuple[ssl.SSLContext | None, str | None]:
         """The context and server name a new connection is opened with (none: TCP)."""

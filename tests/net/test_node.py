@@ -614,6 +614,20 @@ async def test_a_request_the_transport_cannot_send_gets_a_503_to_the_handler_at_
 
 
 @on_uvloop
+async def test_a_request_on_a_tcp_connection_that_is_refused_gets_a_503_at_once() -> None:
+    handler = Recording()
+    closed = free_port()  # nothing listens there: the connect is refused after send returned
+    async with running(handler, transports=["udp", "tcp"]) as node:
+        started = time.monotonic()
+        txn = node.send_request(outgoing_options(node, "TCP"), Address("TCP", HOST, closed))
+        await until(lambda: handler.responses, timeout=2)
+        [(response, matched)] = handler.responses
+        assert matched is txn and response.status == 503
+        assert time.monotonic() - started < 1.5  # not timer F's 32 s
+        assert txn in handler.terminated and len(node.layer) == 0
+
+
+@on_uvloop
 async def test_a_request_over_a_transport_we_do_not_listen_on_gets_a_503() -> None:
     handler = Recording()
     async with running(handler, transports=["udp"]) as node:

@@ -32,12 +32,16 @@ class Recorder:
     def __init__(self) -> None:
         self.received: list[tuple[bytes, Address]] = []
         self.refused: list[tuple[bytes, Address, int, str]] = []
+        self.unsent_waiters: list[tuple[list[object], str]] = []
 
     def message_received(self, data: bytes, source: Address) -> None:
         self.received.append((data, source))
 
     def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
         self.refused.append((data, source, status, reason))
+
+    def unsent(self, waiters: list[object], error: str) -> None:
+        self.unsent_waiters.append((waiters, error))
 
 
 class UdpClient(asyncio.DatagramProtocol):
