@@ -367,7 +367,7 @@ class ProxySection(Section):
     domains: Annotated[list[str], Field(min_length=1)] = ["example.com"]
     # Peers whose requests are not challenged and whose identity headers are
     # believed (the B2BUA, the ACR nodes sending inbound DID calls); see sipline.peers.
-    trusted: list[Peer] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5081"]
+    trusted: list[Peer] = ["127.0.0.1:5070", "127.0.0.1:5080", "127.0.0.1:5082"]
     # Where calls to anything that is not one of our subscribers go (";transport=tls" ...).
     b2bua: list[Hop] = ["127.0.0.1:5070"]
     record_route: bool = True
@@ -524,7 +524,7 @@ class B2buaSection(Section):
     # box are 127.0.0.1 too: name the proxy's address and port.
     trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5060"]
     # The ACR nodes calls are balanced over (round robin), HOST:PORT[;transport=tcp|tls].
-    acr: Annotated[list[Hop], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5081"]
+    acr: Annotated[list[Hop], Field(min_length=1)] = ["127.0.0.1:5080", "127.0.0.1:5082"]
     # Seconds an ACR node (or a pattern route's gateway) may take to send any
     # response before the call goes to the next one.
     failover_timeout: Seconds = 2.0
@@ -566,7 +566,7 @@ class AcrSection(Section):
     """The adaptive call router (``sipline acr [--node primary|secondary]``)."""
 
     primary: HostPort = "127.0.0.1:5080"
-    secondary: HostPort = "127.0.0.1:5081"
+    secondary: HostPort = "127.0.0.1:5082"
     # Who may send outbound calls (the B2BUAs); carriers' gateways send inbound ones.
     # Phones on the same box are 127.0.0.1 too: name the B2BUA's address and port.
     trusted: Annotated[list[Peer], Field(min_length=1)] = ["127.0.0.1:5070"]
@@ -633,6 +633,30 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{section}.trusted = {entry!r}: no [[tls.peers]] entry is named "
                         f"{entry[4:].strip()!r} (named: {known})"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_listeners_are_free(self) -> Settings:
+        # Each role's TLS listener is its own port + (tls_port - port): were the
+        # secondary ACR at 5081, the primary's TLS port would be its SIP port,
+        # and one of them would die at start of an address already in use.
+        if "tls" not in self.sip.transports:
+            return self
+        roles = {
+            "sip.port": (self.sip.host, self.sip.port),
+            "b2bua.port": (self.b2bua.host, self.b2bua.port),
+            "acr.primary": split_host_port(self.acr.primary),
+            "acr.secondary": split_host_port(self.acr.secondary),
+        }
+        offset = (self.sip.tls_port - self.sip.port) if self.sip.tls_port else 1
+        for role, (host, port) in roles.items():
+            for other, taken in roles.items():
+                if other != role and taken == (host, port + offset):
+                    raise ValueError(
+                        f"sip.tls_port = {self.sip.tls_port}: the TLS listener of {role} "
+                        f"({host}:{port + offset}) is the SIP port of {other}; set "
+                        "sip.tls_port so that each role's port + (tls_port - sip.port) is free"
                     )
         return self
 

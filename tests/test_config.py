@@ -294,7 +294,7 @@ def test_the_shipped_roles_trust_each_other_by_port_not_every_local_phone() -> N
 def test_listening_on_moves_only_the_sip_address() -> None:
     settings = load_settings(SINGLE)
     acr = listening_on(settings, settings.acr.secondary)
-    assert (acr.sip.host, acr.sip.port) == ("127.0.0.1", 5081)
+    assert (acr.sip.host, acr.sip.port) == ("127.0.0.1", 5082)
     assert acr.sip.transports == settings.sip.transports
     assert settings.sip.port == 5060
 
@@ -338,3 +338,13 @@ def test_a_bad_catch_up_interval_or_batch_fails_naming_the_key(tmp_path: Path) -
 def test_a_sentinel_redis_url_is_accepted(tmp_path: Path) -> None:
     url = "redis+sentinel://127.0.0.1:26379,127.0.0.2:26379/mymaster/0"
     assert load_settings(write(tmp_path, f'[redis]\nurl = "{url}"\n')).redis.url == url
+
+
+def test_a_tls_listener_on_another_roles_sip_port_fails_at_start_naming_both() -> None:
+    # TLS at port + 1 with the ACR pair at 5080 and 5081: the primary's TLS port is taken.
+    acr = {"secondary": "127.0.0.1:5081"}
+    with pytest.raises(ValidationError, match=r"TLS listener of acr\.primary .*SIP port of acr\.secondary"):
+        Settings(sip={"transports": ["udp", "tls"]}, acr=acr)
+    moved = Settings(sip={"transports": ["udp", "tls"], "tls_port": 6060}, acr=acr)  # each role + 1000
+    assert listening_on(moved, moved.acr.primary).sip.tls_port == 6080
+    assert Settings(sip={"transports": ["udp", "tls"]}).acr.secondary == "127.0.0.1:5082"  # shipped

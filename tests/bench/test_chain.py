@@ -40,7 +40,7 @@ def test_the_roles_table_has_each_role_and_the_total() -> None:
 
 
 def test_the_stack_keeps_the_shipped_trust_between_roles(tmp_path: Path) -> None:
-    ports = {"proxy": 5060, "b2bua": 5070, "primary": 5080, "secondary": 5081, "carrier": 5090}
+    ports = {"proxy": 5060, "b2bua": 5070, "primary": 5080, "secondary": 5082, "carrier": 5090}
     env = {**chain.stack_env(tmp_path, ports, None), **chain.LOAD_ENV}
     assert json.loads(env["SIPLINE_B2BUA__TRUSTED"]) == ["127.0.0.1:5060"]  # the proxy's port
     assert json.loads(env["SIPLINE_ACR__TRUSTED"]) == ["127.0.0.1:5070"]  # the B2BUA's
