@@ -23,7 +23,7 @@ HOST = "127.0.0.1"
 US = Address("UDP", HOST, 5070)
 PROXY = Address("UDP", HOST, 5060)
 ACR1 = Address("UDP", HOST, 5080)
-ACR2 = Address("UDP", HOST, 5081)
+ACR2 = Address("UDP", HOST, 5082)
 
 _numbers = itertools.count(1)
 

@@ -83,7 +83,7 @@ def test_a_late_2xx_from_the_hop_given_up_on_is_acked_and_byed_as_a_ghost() -> N
     assert bye.headers.get("reason") == GHOST and bye.to.tag == "ghost1"
     assert bye.call_id == first.call_id and bye.cseq.method == "BYE"
     assert handler.calls.counts["ghosts"] == 1
-    node.receive(answer(second, 200, body=SDP, contact="<sip:far@127.0.0.1:5081>"), ACR2)
+    node.receive(answer(second, 200, body=SDP, contact="<sip:far@127.0.0.1:5082>"), ACR2)
     ((ok, dest),) = node.take()
     assert ok.status == 200 and dest == PROXY
     node.receive(ack_for_2xx(a, ok, "127.0.0.1:5060"), PROXY)

@@ -1,7 +1,7 @@
 """The B2BUA's call handling, message by message, on a fake node with a fake clock.
 
 The caller's side is the proxy (127.0.0.1:5060), the far side an ACR node
-(127.0.0.1:5080 or :5081) or a pattern route's gateway; every message the
+(127.0.0.1:5080 or :5082) or a pattern route's gateway; every message the
 B2BUA sends is parsed back and looked at.
 """
 

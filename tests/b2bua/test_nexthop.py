@@ -29,7 +29,7 @@ def test_a_node_goes_down_after_enough_failed_probes_and_up_after_enough_answers
     assert not nexthops.probed(primary, True)  # an answer resets the count
     assert [nexthops.probed(primary, False) for _ in range(3)] == [False, False, True]
     assert not primary.up
-    assert [ports(nexthops.plan("44")) for _ in range(2)] == [[5081, 5080], [5081, 5080]]
+    assert [ports(nexthops.plan("44")) for _ in range(2)] == [[5082, 5080], [5082, 5080]]
     assert [nexthops.probed(primary, True) for _ in range(2)] == [False, True]
     assert primary.up
 
@@ -38,7 +38,7 @@ def test_with_every_node_down_calls_still_try_them_all() -> None:
     nexthops = hops(probe_failures=1)
     for hop in nexthops.acr:
         nexthops.probed(hop, False)
-    assert ports(nexthops.plan("44")) == [5080, 5081]
+    assert ports(nexthops.plan("44")) == [5080, 5082]
 
 
 def test_pattern_routes_match_in_order_by_prefix_or_whole_number_expression() -> None:
@@ -74,7 +74,7 @@ def test_a_hop_marked_down_by_a_call_is_down_at_once_and_needs_its_answers_again
     nexthops.probed(primary, True)
     assert nexthops.mark_down(primary) and not primary.up
     assert not nexthops.mark_down(primary)  # once
-    assert ports(nexthops.plan("44")) == [5081, 5080]
+    assert ports(nexthops.plan("44")) == [5082, 5080]
     assert [nexthops.probed(primary, True) for _ in range(2)] == [False, True]
 
 

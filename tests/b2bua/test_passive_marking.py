@@ -30,7 +30,7 @@ def test_a_hop_silent_while_an_invite_waits_is_skipped_by_the_next_calls_at_once
     assert handler.calls.hops.acr[0].up  # not yet
     node.advance(0.1)  # 0.45 s without a word from ACR1
     assert not handler.calls.hops.acr[0].up
-    assert first_hops(node, 4) == [5081] * 4
+    assert first_hops(node, 4) == [5082] * 4
     assert handler.calls.counts["hops_down"] == 1
     node.advance(1.5)  # the first call still waits its failover timeout, as its deadline says
     assert [d for _, d in of(node.take(), "INVITE")] == [ACR1]  # timer A, at 1.5
@@ -43,11 +43,11 @@ def test_one_slow_invite_does_not_mark_down_a_hop_that_answers_others() -> None:
     node.receive(invite(), PROXY)  # to ACR1, which never answers this one
     node.take()
     node.advance(0.1)
-    assert first_hops(node, 2) == [5081, 5080]  # ACR1 answers this one
+    assert first_hops(node, 2) == [5082, 5080]  # ACR1 answers this one
     node.advance(0.4)
     node.take()
     assert handler.calls.hops.acr[0].up
-    assert first_hops(node, 2) == [5081, 5080]
+    assert first_hops(node, 2) == [5082, 5080]
 
 
 def test_a_503_marks_its_hop_down_and_the_call_goes_on_at_the_next() -> None:
@@ -57,7 +57,7 @@ def test_a_503_marks_its_hop_down_and_the_call_goes_on_at_the_next() -> None:
     node.receive(answer(b, 503, extra=[("Retry-After", "5")]), dest)
     assert [d for _, d in of(node.take(), "INVITE")] == [ACR2]
     assert not handler.calls.hops.acr[0].up
-    assert first_hops(node, 3) == [5081] * 3
+    assert first_hops(node, 3) == [5082] * 3
 
 
 def test_no_answer_within_the_failover_timeout_marks_the_hop_down() -> None:
@@ -67,7 +67,7 @@ def test_no_answer_within_the_failover_timeout_marks_the_hop_down() -> None:
     node.advance(0.35)
     assert [d for _, d in of(node.take(), "INVITE")] == [ACR2]
     assert not handler.calls.hops.acr[0].up
-    assert first_hops(node, 2) == [5081, 5081]
+    assert first_hops(node, 2) == [5082, 5082]
 
 
 def test_a_hop_marked_down_is_probed_fast_and_back_after_probe_successes_answers() -> None:
@@ -89,7 +89,7 @@ def test_a_hop_marked_down_is_probed_fast_and_back_after_probe_successes_answers
             node.receive(answer(probe, 200, tag="x"), dest)
     assert answered == [0.28, 0.8]  # at once, then every probe_down_interval
     assert handler.calls.hops.acr[0].up
-    assert sorted(first_hops(node, 2)) == [5080, 5081]
+    assert sorted(first_hops(node, 2)) == [5080, 5082]
 
 
 def test_a_dead_hop_gets_each_fast_probe_once_and_stays_down() -> None:
