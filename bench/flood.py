@@ -57,6 +57,7 @@ SAMPLE = 0.1  # seconds between RSS samples
 CALLS_END = 15.0  # seconds the calls under way get to end at the end of the run
 MB = 1024 * 1024
 BATCH = 1024  # flood datagrams between looks at the clock and at answers
+PACE = 0.005  # seconds between a paced flood's bursts
 
 
 @dataclass
@@ -83,6 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--density", type=int, default=3000, help="limits.flood_density")
     parser.add_argument("--window", type=float, default=1.0, help="limits.flood_window")
     parser.add_argument("--hold", type=int, default=500, help="ms each call is held (sipp -d)")
+    parser.add_argument("--flood-rate", type=int, default=0,
+                        help="flood datagrams per second (0: as fast as it can)")
+    parser.add_argument("--flood-ports", type=int, default=1, help="source ports the flood comes from")
     parser.add_argument("--keep", action="store_true", help="keep the proxy's and sipp's logs")
     return parser.parse_args(argv)
 
@@ -90,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["send"]:  # the flooder's own process
-        print(*send(int(argv[1]), float(argv[2])), flush=True)
+        print(*send(int(argv[1]), float(argv[2]), int(argv[3]), int(argv[4])), flush=True)
         return 0
     args = parse_args(argv)
     sipp = shutil.which("sipp")
@@ -126,7 +130,7 @@ def run(args: argparse.Namespace, sipp: str, workdir: Path) -> Figures:
             wait(args.warmup, rss)
             figures.rss_before = rss.now()
             rss.peak = figures.rss_before
-            sender = start_flood(port, args.flood)
+            sender = start_flood(port, args.flood, args.flood_rate, args.flood_ports)
             wait(args.flood, rss)
             figures.flood_sent, figures.flood_answered = finish_flood(sender)
             wait(args.settle, rss)
@@ -151,7 +155,8 @@ def report(f: Figures, args: argparse.Namespace) -> str:
     return "\n".join([
         f"legitimate calls ({args.cps} cps from {CALLER}): attempted {f.attempted},"
         f" completed {f.completed} ({share:.2f} %), failed {f.failed}",
-        f"flood from {FLOODER} ({args.flood:g} s): sent {f.flood_sent} ({rate:,.0f}/s),"
+        f"flood from {FLOODER}, {args.flood_ports} port(s) ({args.flood:g} s):"
+        f" sent {f.flood_sent} ({rate:,.0f}/s),"
         f" answered {f.flood_answered}; dropped by the guard {f.dropped:.0f}; bans {f.bans:.0f}",
         f"proxy RSS: before {f.rss_before / MB:.1f} MB, peak {f.rss_peak / MB:.1f} MB,"
         f" after {f.rss_after / MB:.1f} MB (+{(f.rss_peak - f.rss_before) / MB:.1f} MB at peak);"
@@ -212,8 +217,8 @@ def hang_up(calls: subprocess.Popen[bytes]) -> None:
         stop(calls)
 
 
-def start_flood(port: int, seconds: float) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "bench.flood", "send", str(port), str(seconds)]
+def start_flood(port: int, seconds: float, rate: int, ports: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "bench.flood", "send", str(port), str(seconds), str(rate), str(ports)]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE)
 
 
@@ -223,30 +228,40 @@ def finish_flood(sender: subprocess.Popen[bytes]) -> tuple[int, int]:
     return int(sent), int(answered)
 
 
-def send(port: int, seconds: float) -> tuple[int, int]:
-    """Unauthenticated INVITEs from one socket of FLOODER, as fast as it can, for ``seconds``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((FLOODER, 0))
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    local = sock.getsockname()
-    datagrams = [invite(port, local, n) for n in range(BATCH)]
-    sent = answered = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for datagram in datagrams:
+def send(port: int, seconds: float, rate: int = 0, ports: int = 1) -> tuple[int, int]:
+    """Unauthenticated INVITEs from ``ports`` sockets of FLOODER, round robin, for
+    ``seconds``: ``rate`` a second, paced every PACE seconds (0: as fast as it can)."""
+    socks = []
+    for _ in range(ports):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((FLOODER, 0))
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        socks.append((sock, [invite(port, sock.getsockname(), n) for n in range(BATCH // ports or 1)]))
+    tried = sent = answered = 0
+    started = time.monotonic()
+    deadline = started + seconds
+    while (now := time.monotonic()) < deadline:
+        due = int((now - started) * rate) if rate else tried + BATCH
+        while tried < due:
+            sock, datagrams = socks[tried % ports]
             try:
-                sock.send(datagram)
+                sock.send(datagrams[(tried // ports) % len(datagrams)])
                 sent += 1
             except (BlockingIOError, ConnectionRefusedError):
                 pass
-        try:
-            while True:
-                sock.recv(65535)
-                answered += 1
-        except (BlockingIOError, ConnectionRefusedError):
-            pass
-    sock.close()
+            tried += 1
+        for sock, _ in socks:
+            try:
+                while True:
+                    sock.recv(65535)
+                    answered += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                pass
+        if rate:
+            time.sleep(PACE)
+    for sock, _ in socks:
+        sock.close()
     return sent, answered
 
 
