@@ -114,6 +114,9 @@ def proxy_env(port: int, url: str, extra: Mapping[str, str] | None = None) -> di
         # sipp plays thousands of phones from one address: lift the per-source
         # transaction limit a real phone never nears.
         "SIPLINE_SIP__MAX_TRANSACTIONS_PER_SOURCE": "100000",
+        # One process, whatever the box's cores, unless a test asks for workers: its
+        # /metrics, log and CPU time are then the proxy's own.
+        "SIPLINE_NODE__WORKERS": "1",
         **(extra or {}),
     }
 
