@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from sipline.config import ConfigError
+from sipline.logs import event
 from sipline.sip.address import Address
 
 MAGIC = b"SLW1"  # a handover, not SIP: no SIP message starts so
@@ -106,6 +108,14 @@ def check(settings: Any) -> None:
             f"node.workers = {workers}: workers share bindings, nonce counts and bans through"
             " Redis; set [redis] url (redis.url), or node.workers = 1"
         )
+
+
+def one_process(settings: Any, role: str, log: logging.Logger) -> None:
+    """A role that keeps its call state in process runs as one, whatever
+    ``node.workers`` asks (a config shared by every role may ask for more)."""
+    if settings.node.workers > 1:
+        event(log, "workers_ignored", logging.WARNING, role=role, workers=settings.node.workers,
+              why="only the proxy runs workers")  # fmt: skip
 
 
 def handover_key(secret: str) -> bytes:
