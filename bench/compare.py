@@ -62,6 +62,7 @@ from bench.serving import answers, stop
 from sipline.net.ports import free_port
 
 RESULTS = REPO / "bench" / "results"
+UAC_HOST = "127.0.0.2"  # where sipp's UAC binds with a socket per call
 SERVERS = ("kamailio", "sipline")
 START_TIMEOUT = 30.0
 HOLD = 1.0  # seconds a call is held between ACK and BYE
@@ -191,9 +192,12 @@ def relay_step(
     """One step of the relay scenario against a fresh server ``name`` and a fresh UAS."""
     workdir.mkdir(parents=True, exist_ok=True)
     uac_port, uas_port = free_port(), free_port()
+    # A socket per call has a port per call: the UAC is then trusted by its host,
+    # an address of its own (the UAS, on HOST, is not trusted either way).
     plan = StepPlan(
         RELAY, rate, duration, "udp", workdir, sipp_port=uac_port,
         sipp_extra=("-key", "uas", f"{HOST}:{uas_port}"), socket_per_call=socket_per_call,
+        sipp_host=UAC_HOST if socket_per_call else HOST,
     )  # fmt: skip
     with uas(sipp, uas_port, workdir, plan.sipp_timeout + KILL_GRACE):
         with server(
@@ -246,7 +250,7 @@ def server(
     """Server ``name`` on a free port, answering OPTIONS: yield (port, pid); stop it.
     ``wrap`` runs it under another program (valgrind), which the pid is then.
     sipline runs as ``workers`` processes (with a private Redis when more than
-    one); ``trust_host``: it trusts the UAC's host, whatever its port."""
+    one); ``trust_host``: it trusts the UAC's host (``UAC_HOST``), whatever its port."""
     port = free_port()
     redis: subprocess.Popen[bytes] | None = None
     if name == "kamailio":
@@ -289,7 +293,7 @@ def sipline_proxy(
     ``redis_url``."""
     url = f"sqlite:///{workdir / 'sipline.db'}"
     asyncio.run(provision(url, []))  # the schema, no subscribers
-    uac = HOST if trust_host else f"{HOST}:{uac_port}"
+    uac = UAC_HOST if trust_host else f"{HOST}:{uac_port}"
     extra = {
         **SERVER_ENV,
         "SIPLINE_NODE__DATA_DIR": str(workdir),

@@ -207,6 +207,7 @@ class StepPlan:
     # A UDP socket per call (sipp -t un): many sources, as phones are, which the
     # kernel spreads over a server's SO_REUSEPORT workers; False: one for all (u1).
     socket_per_call: bool = False
+    sipp_host: str = HOST  # the address sipp binds (a server may trust it)
 
     @property
     def calls(self) -> int:
@@ -290,7 +291,7 @@ def sipp_command(plan: StepPlan, sipp: str, address: tuple[str, int]) -> list[st
             plan.transport
         ],
         *(("-max_socket", str(max_sockets(plan.rate))) if plan.socket_per_call else ()),
-        "-i", HOST, "-p", str(plan.sipp_port or free_port()),
+        "-i", plan.sipp_host, "-p", str(plan.sipp_port or free_port()),
         "-r", str(plan.rate), "-m", str(plan.calls),
         "-timeout", f"{plan.sipp_timeout:.0f}s", "-nostdin",
         "-trace_stat", "-stf", "stats.csv", "-fd", "1",

@@ -293,10 +293,18 @@ class Node(Shell):
 
     # -- workers (sipline.net.workers) ---------------------------------------------------
     def _send_udp(self, data: bytes, dest: Address) -> bool:
-        """A worker's: its own requests from its own socket, but to a UA's flow; the
-        responses and what goes to a flow from the shared one the UA sends to."""
+        """A worker's: its own requests from its own socket; the responses, and the
+        requests to a UA's flow (its NAT lets in what comes from the address it
+        sends to) or to a trusted peer (which knows us by our address and port),
+        from the shared one. Their responses may reach another worker, which hands
+        them over (``_hand_over``)."""
         own = self._own
-        if own is None or data.startswith(b"SIP/") or dest.connection is not None:
+        if (
+            own is None
+            or data.startswith(b"SIP/")
+            or dest.connection is not None
+            or self.handler.trusts(dest)
+        ):
             assert self._udp is not None
             return self._udp.send(data, dest)
         return own.send(data, dest)

@@ -36,6 +36,8 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 BENCH_SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 SIPP_TIMEOUT = 30  # seconds: sipp's -timeout
 WAIT = 30.0  # seconds for a condition on a loaded box
+CALLER = "127.0.0.2"  # the trusted callers' host
+PEER = "127.0.0.3"  # a trusted peer's host (as our B2BUA would be): it knows us by our port
 
 
 @dataclass
@@ -89,8 +91,9 @@ def workers(
         "SIPLINE_REDIS__URL": empty_redis_database(redis_instance),
         "SIPLINE_AUTH__SECRET": "workers test secret",
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
-        # sipp's UAC (-t un: a port per call) and the test's own sockets, all on HOST.
-        "SIPLINE_PROXY__TRUSTED": f'["{HOST}"]',
+        # sipp's UAC (-t un: a port per call) and the test's own sockets, on a host of
+        # their own: the UAS on HOST is not trusted, as a phone would not be.
+        "SIPLINE_PROXY__TRUSTED": f'["{CALLER}", "{PEER}"]',
         "SIPLINE_PROXY__MEDIA_RELAY": "",
     }
     proxy = start_proxy(url, workdir, settings, metrics=True, timeout=WAIT)
@@ -103,9 +106,11 @@ def workers(
         assert code == 0, proxy.log_text()[-3000:]
 
 
-def uas(sipp: str, scenario: Path, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def uas(
+    sipp: str, scenario: Path, port: int, workdir: Path, host: str = HOST
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sipp, "-sf", str(scenario), "-i", HOST, "-p", str(port), "-t", "u1",
+        [sipp, "-sf", str(scenario), "-i", host, "-p", str(port), "-t", "u1",
          "-timeout", f"{SIPP_TIMEOUT * 2}s", "-nostdin", "-trace_err",
          "-error_file", str(workdir / f"uas-{port}-errors.log")],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -113,24 +118,27 @@ def uas(sipp: str, scenario: Path, port: int, workdir: Path) -> subprocess.Popen
 
 
 def calls(
-    sipp: str, w: Workers, scenario: Path, uas_port: int, count: int, hold_ms: int
-) -> subprocess.CompletedProcess[bytes]:
+    sipp: str, w: Workers, scenario: Path, uas_port: int, count: int, hold_ms: int,
+    uas_host: str = HOST,
+) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
     """``count`` calls from sipp (a socket each) through the proxy to the UAS; every one
     must succeed (exit 0)."""
     command = [
         sipp, f"{HOST}:{w.proxy.port}", "-sf", str(scenario), "-s", "callee",
-        "-key", "uas", f"{HOST}:{uas_port}", "-i", HOST, "-p", str(w.uac_port), "-t", "un", "-max_socket", "512",
+        "-key", "uas", f"{uas_host}:{uas_port}", "-i", CALLER, "-p", str(w.uac_port), "-t", "un", "-max_socket", "512",
         "-m", str(count), "-r", "20", "-d", str(hold_ms), "-timeout", f"{SIPP_TIMEOUT}s",
         "-nostdin", "-trace_err", "-error_file", str(w.workdir / "uac-errors.log"),
     ]  # fmt: skip
     return subprocess.run(command, cwd=w.workdir, capture_output=True, timeout=SIPP_TIMEOUT * 2)
 
 
-def run_calls(sipp: str, w: Workers, scenario: Path, uas_scenario: Path, count: int) -> None:
+def run_calls(
+    sipp: str, w: Workers, scenario: Path, uas_scenario: Path, count: int, uas_host: str = HOST
+) -> None:
     port = free_port()
-    server = uas(sipp, uas_scenario, port, w.workdir)
+    server = uas(sipp, uas_scenario, port, w.workdir, uas_host)
     try:
-        done = calls(sipp, w, scenario, port, count, 200)
+        done = calls(sipp, w, scenario, port, count, 200, uas_host)
     finally:
         server.kill()
         server.wait(5)
@@ -149,6 +157,19 @@ def test_calls_through_two_workers_all_succeed_and_responses_return_to_their_wor
     assert all(n > 0 for n in per_worker_calls(workers)), "the kernel spread the calls"
     # A response on the other worker (or an ACK or CANCEL without its INVITE) is handed over.
     assert workers.metric("sipline_worker_handovers_total", outcome="handed") == handed
+
+
+def test_requests_to_a_trusted_peer_leave_from_the_shared_port_and_its_answers_are_handed_over(
+    sipp_bin: str, workers: Workers
+) -> None:
+    """A trusted peer names us by our address and port: what we send it leaves from
+    the port it knows. It answers to that source (as sipp and our roles do), which
+    the kernel hashes to one worker: the other worker's answers are handed over."""
+    handed = workers.metric("sipline_worker_handovers_total", outcome="handed")
+    run_calls(sipp_bin, workers, BENCH_SCENARIOS / "relay.xml", BENCH_SCENARIOS / "relay_uas.xml",
+              40, uas_host=PEER)  # fmt: skip
+    assert workers.metric("sipline_worker_handovers_total", outcome="handed") > handed
+    assert workers.metric("sipline_worker_handovers_total", outcome="forged") == 0
 
 
 def test_a_cancel_from_the_invites_socket_reaches_the_invites_worker(
@@ -181,8 +202,8 @@ def cancel_from_another_socket(proxy_port: int, uas_port: int, n: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller, socket.socket(
         socket.AF_INET, socket.SOCK_DGRAM
     ) as other:
-        caller.bind((HOST, 0))
-        other.bind((HOST, 0))
+        caller.bind((CALLER, 0))
+        other.bind((CALLER, 0))
         caller.settimeout(WAIT)
         other.settimeout(WAIT)
         here = caller.getsockname()[1]
@@ -191,11 +212,11 @@ def cancel_from_another_socket(proxy_port: int, uas_port: int, n: int) -> None:
         def request(method: str, to_tag: str = "") -> bytes:
             return (
                 f"{method} sip:callee@{HOST}:{uas_port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {HOST}:{here};branch={branch}\r\n"
-                f"From: <sip:caller@{HOST}:{here}>;tag=c{n}\r\n"
+                f"Via: SIP/2.0/UDP {CALLER}:{here};branch={branch}\r\n"
+                f"From: <sip:caller@{CALLER}:{here}>;tag=c{n}\r\n"
                 f"To: <sip:callee@{HOST}:{uas_port}>{to_tag}\r\n"
                 f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
-                f"Contact: <sip:caller@{HOST}:{here}>\r\nContent-Length: 0\r\n\r\n"
+                f"Contact: <sip:caller@{CALLER}:{here}>\r\nContent-Length: 0\r\n\r\n"
             ).encode()
 
         proxy = (HOST, proxy_port)
