@@ -88,8 +88,8 @@ def stack_env(workdir: Path, ports: Mapping[str, int], redis_url: str | None) ->
         "SIPLINE_REDIS__URL": redis_url or "",
         # With Redis the proxy is a cluster node: it refuses to start without a secret.
         **({"SIPLINE_AUTH__SECRET": "stack shared secret"} if redis_url else {}),
-        # One proxy process: with workers its requests leave from each worker's own
-        # port, and the B2BUA trusts it by IP:PORT (docs/design.md, Workers).
+        # One proxy process, as the chain's earlier figures had (per role, comparable);
+        # python -m bench compare --workers measures the proxy's workers.
         "SIPLINE_NODE__WORKERS": "1",
         "SIPLINE_SIP__PORT": str(ports["proxy"]),
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
