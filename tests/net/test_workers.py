@@ -9,7 +9,7 @@ import pytest
 
 from sipline.config import ConfigError
 from sipline.net import workers
-from sipline.net.supervisor import merge_metrics
+from sipline.net.supervisor import Supervisor, Worker, merge_metrics
 from sipline.net.workers import MAX_AGE, Workers, handover_key, seal, unseal
 from sipline.proxying.rules import Local, looped
 from sipline.sip.address import UDP_FLOW, Address, as_flow
@@ -160,3 +160,67 @@ def test_the_workers_metrics_are_one_page_labelled_by_worker() -> None:
 def test_a_silent_worker_has_no_samples_rather_than_zeros() -> None:
     text = merge_metrics({"1": PAGE.format(calls=4)})
     assert 'worker="0"' not in text
+
+
+# -- the supervisor's restarts ------------------------------------------------------------
+class FakeProcess:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def supervisor_of(count: int) -> Supervisor:
+    supervisor = Supervisor(SimpleNamespace(), "proxy", "p", ["sipline", "proxy"], count)
+    supervisor.workers = [Worker(i, f"p/{i}", f"127.0.0.1:{9000 + i}", -1) for i in range(count)]
+    pids = iter(range(100, 1000))
+
+    def start(worker: Worker, ports: tuple[int, ...]) -> None:
+        worker.process = FakeProcess(next(pids))  # type: ignore[assignment]
+        worker.started_at = clock[0]
+
+    supervisor._start = start  # type: ignore[method-assign]
+    for worker in supervisor.workers:
+        start(worker, ())
+    return supervisor
+
+
+clock = [1000.0]
+
+
+def test_a_dead_worker_is_started_again_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sipline.net.supervisor.time.time", lambda: clock[0])
+    monkeypatch.setattr("sipline.net.supervisor.time.monotonic", lambda: clock[0])
+    supervisor = supervisor_of(2)
+    first = supervisor.workers[0].process
+    clock[0] += 60  # it lived a minute: its death is the first in a row, started at once
+    first.returncode = -9  # type: ignore[union-attr]
+    supervisor._look(())
+    worker = supervisor.workers[0]
+    assert worker.process is not first and worker.alive
+    assert (worker.restarts, worker.last_exit, supervisor.restarts) == (1, -9, 1)
+    assert supervisor.workers[1].restarts == 0
+
+
+def test_a_worker_that_keeps_dying_is_started_again_later_and_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sipline.net.supervisor.time.time", lambda: clock[0])
+    monkeypatch.setattr("sipline.net.supervisor.time.monotonic", lambda: clock[0])
+    supervisor = supervisor_of(1)
+    worker = supervisor.workers[0]
+    delays = []
+    for _ in range(6):
+        clock[0] += 0.2  # dies at once, again and again
+        worker.process.returncode = 1  # type: ignore[union-attr]
+        supervisor._look(())
+        if worker.process is None:
+            delays.append(worker.due - clock[0])
+            clock[0] = worker.due
+            supervisor._look(())
+        else:
+            delays.append(0.0)
+    assert delays == [0.0, 0.5, 1.0, 2.0, 5.0, 5.0]
+    assert worker.restarts == 6
