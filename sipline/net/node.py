@@ -39,7 +39,16 @@ from sipline.net.shell import Shell
 from sipline.net.signals import until_stopped
 from sipline.net.tls import Credentials
 from sipline.net.transport import TcpEndpoint, TcpLimits, TlsEndpoint, UdpEndpoint
-from sipline.net.workers import HANDED, MAGIC, Workers, handover_key, seal, unseal
+from sipline.net.workers import (
+    CHANGED_WINDOW,
+    HANDED,
+    MAGIC,
+    MAX_DATAGRAM,
+    Workers,
+    handover_key,
+    seal,
+    unseal,
+)
 from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
@@ -104,6 +113,7 @@ class Node(Shell):
         self._own: UdpEndpoint | None = None  # a worker's own UDP socket
         self._handover_key = handover_key(node_secret(settings) or "") if workers else b""
         self._handovers = self.metrics.handovers
+        self._changed_until = 0.0  # the set of workers changed lately (CHANGED_WINDOW)
         self._next_watch = 0.0
         self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -127,6 +137,9 @@ class Node(Shell):
         streams = [e for e in (self._tcp, self._tls) if e is not None]
         self.metrics.watch(lambda: len(self.layer), lambda: sum(len(e.by_id) for e in streams))
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        if self._workers is not None:
+            self.workers_changed()  # our sockets just joined the set
+            _on_signal(signal.SIGUSR1, self.workers_changed)
         self._started = True
         for transport in self._senders:
             event(log, "listening", node=self.settings.node.name, address=self.local_address(transport))
@@ -146,6 +159,8 @@ class Node(Shell):
         self._tick_handle = None
         if self._tls is not None:
             _forget_signal(signal.SIGHUP)
+        if self._workers is not None:
+            _forget_signal(signal.SIGUSR1)
         await self._close_transports()
         await self._bans.stop()
         self.metrics.unwatch()
@@ -218,6 +233,11 @@ class Node(Shell):
 
     def worker_ports(self) -> tuple[int, ...]:
         return self._workers.ports if self._workers is not None else ()
+
+    def workers_changed(self) -> None:
+        """A worker started or died (SIGUSR1 from the supervisor): for a while, the
+        kernel may give an ACK to another worker than its INVITE's."""
+        self._changed_until = time.monotonic() + CHANGED_WINDOW
 
     def _drop_sources(self, sources: Collection[tuple[str, int]]) -> int:
         """The kernel filter of banned sources, on every UDP socket of ours."""
@@ -322,27 +342,32 @@ class Node(Shell):
                 return False
             if self.layer.holds_response(message):
                 return False
-            self._seal_to((port,), data, source)
-            return True
+            return self._seal_to((port,), data, source)
         method = message.method
         if method not in HANDED or self.layer.holds(message, "INVITE"):
             return False
         if method == "CANCEL":
             if self.layer.holds(message, "CANCEL"):
                 return False  # a retransmission of one answered here
-            self._seal_to(workers.siblings, data, source)
-            return True
-        if "route" not in message.headers:  # the ACK of a non-2xx repeats the INVITE's Route
+            return self._seal_to(workers.siblings, data, source)
+        # The ACK of a 2xx carries our Record-Route, that of a non-2xx the INVITE's
+        # Route (§17.1.1.3): one without may be a sibling's, and is the role's too.
+        if "route" not in message.headers and time.monotonic() < self._changed_until:
             self._seal_to(workers.siblings, data, source)
         return False
 
-    def _seal_to(self, ports: tuple[int, ...], data: bytes, source: Address) -> None:
+    def _seal_to(self, ports: tuple[int, ...], data: bytes, source: Address) -> bool:
+        """Hand ``data`` from ``source`` to the workers on ``ports``; False when it
+        does not fit in a datagram (it is then this worker's to deal with)."""
         own, udp = self._own, self._udp
         assert own is not None and udp is not None and udp.address is not None
         sealed = seal(self._handover_key, source, data, time.time())
+        if len(sealed) > MAX_DATAGRAM:
+            return False
         for port in ports:
             own.send(sealed, udp.address._replace(port=port))
         self._handovers["handed"].inc()
+        return True
 
     def _from_sibling(self, datagram: bytes, sibling: Address) -> None:
         """A handover on our own socket: taken as if from its source when it belongs

@@ -103,6 +103,7 @@ class Supervisor:
         stop: asyncio.Future[signal.Signals] = loop.create_future()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, _settle, stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._tell_all, signal.SIGHUP)  # TLS reload
         event(log, "supervisor_started", role=self.role, node=self.name, workers=self.count,
               ports=",".join(map(str, ports)), admin=server.address)  # fmt: skip
         try:
@@ -116,7 +117,7 @@ class Supervisor:
             event(log, "signal", signal=received.name)
             await self._stop_all(received)
         finally:
-            for sig in STOP_SIGNALS:
+            for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             for worker in self.workers:
                 if worker.alive and worker.process is not None:
@@ -140,7 +141,7 @@ class Supervisor:
         }
         worker.process = subprocess.Popen(
             [*self.command, "--worker", spec], env=env, pass_fds=(worker.fd,),
-            process_group=0, preexec_fn=_die_with_parent,
+            process_group=0, preexec_fn=_prepare_worker,
         )  # fmt: skip
         worker.started_at = time.time()
         event(log, "worker_started", worker=worker.index, pid=worker.process.pid,
@@ -160,10 +161,20 @@ class Supervisor:
                 worker.due = now + delay
                 event(log, "worker_died", logging.WARNING, worker=worker.index, pid=process.pid,
                       status=process.returncode, lived=round(lived, 1), restart_in=delay)  # fmt: skip
+                self._tell_all(signal.SIGUSR1)  # the set of sockets changed
             if worker.process is None and now >= worker.due:
                 worker.restarts += 1
                 self.restarts += 1
                 self._start(worker, ports)
+                self._tell_all(signal.SIGUSR1)
+
+    def _tell_all(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to every live worker: SIGUSR1 when the set of workers changed
+        (sipline.net.workers.CHANGED_WINDOW), SIGHUP to reload the TLS files."""
+        for worker in self.workers:
+            if worker.alive and worker.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(sig)
 
     async def _stop_all(self, received: signal.Signals) -> None:
         """Pass ``received`` on to every worker (each drains); kill those still there
@@ -271,9 +282,13 @@ def _settle(future: asyncio.Future[signal.Signals], sig: signal.Signals) -> None
         future.set_result(sig)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the supervisor dies (even by SIGKILL),
-    so no worker outlives it holding the address (Linux; elsewhere nothing)."""
+def _prepare_worker() -> None:
+    """In the child before exec: SIGUSR1 and SIGHUP ignored until the node handles
+    them (a worker told of a change while it starts must not die of it), and
+    SIGTERM when the supervisor dies (even by SIGKILL), so no worker outlives it
+    holding the address (Linux; elsewhere nothing)."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

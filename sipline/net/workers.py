@@ -12,7 +12,8 @@ sockets stays the same. Transactions stay with their worker:
   reaches the INVITE's worker, unless the set changed in between (a worker
   restarted) or the phone sent it from another socket. A worker that gets one
   for an INVITE it does not hold hands it over, sealed (``seal``), to the
-  other workers' own sockets; the one that holds the INVITE takes it as if it
+  other workers' own sockets (an ACK only within ``CHANGED_WINDOW`` of a
+  change of the set); the one that holds the INVITE takes it as if it
   had come from the phone, the others drop it. The CANCEL names the caller's
   branch, not ours, so nothing in it says which worker signed what: every
   other worker is asked, and a sealed handover is believed only under the
@@ -44,6 +45,14 @@ MAGIC = b"SLW1"  # a handover, not SIP: no SIP message starts so
 MAC_BYTES = 32
 MAX_AGE = 2.0  # seconds a handover is believed (a CANCEL is retransmitted after T1 anyway)
 HANDED = frozenset(("CANCEL", "ACK"))  # what may reach a worker without its INVITE
+# Seconds after the set of workers changed (one started or died: the supervisor
+# sends SIGUSR1) during which an ACK without Route that matches nothing here is
+# handed over too: an INVITE's server transaction waits for the ACK of its
+# non-2xx up to timer H (64*T1, 32 s), and a worker takes a few seconds to start.
+# Outside it the ACK's 4-tuple still hashes where its INVITE's did, and the ACK
+# of every challenge (a 407 answered statelessly, held by no worker) stays put.
+CHANGED_WINDOW = 42.0
+MAX_DATAGRAM = 65507  # the most a UDP datagram over IPv4 carries
 
 
 @dataclass(frozen=True, slots=True)

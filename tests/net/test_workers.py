@@ -3,6 +3,7 @@ config they need, sealed handovers, a worker's Via, and the merged /metrics."""
 
 from __future__ import annotations
 
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -167,9 +168,13 @@ class FakeProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.signals: list[int] = []
 
     def poll(self) -> int | None:
         return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
 
 
 def supervisor_of(count: int) -> Supervisor:
@@ -201,7 +206,10 @@ def test_a_dead_worker_is_started_again_and_counted(monkeypatch: pytest.MonkeyPa
     worker = supervisor.workers[0]
     assert worker.process is not first and worker.alive
     assert (worker.restarts, worker.last_exit, supervisor.restarts) == (1, -9, 1)
-    assert supervisor.workers[1].restarts == 0
+    sibling = supervisor.workers[1]
+    assert sibling.restarts == 0
+    # Told twice that the set of sockets changed (the death, the start): ACKs may stray.
+    assert sibling.process.signals == [signal.SIGUSR1, signal.SIGUSR1]  # type: ignore[union-attr]
 
 
 def test_a_worker_that_keeps_dying_is_started_again_later_and_later(
