@@ -335,8 +335,13 @@ class ProxyNode:
         except BaseException:
             await self.service.close()
             raise
-        # Where the other proxies reach this one, written with the bindings it takes.
+        # Where the other proxies reach this one, written with the bindings it takes;
+        # the other workers of this one (sipline.net.workers), trusted like itself.
         self.service.cluster.address = proxy_address(self.node)
+        own = self.node.via_address("UDP") if "udp" in self.settings.sip.transports else None
+        if own is not None:
+            siblings = [own._replace(port=p) for p in self.node.worker_ports() if p != own.port]
+            self.service.cluster.set_siblings(siblings)
         log_started(self.settings)
 
     async def stop(self) -> None:

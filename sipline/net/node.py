@@ -114,6 +114,8 @@ class Node(Shell):
         self._handover_key = handover_key(node_secret(settings) or "") if workers else b""
         self._handovers = self.metrics.handovers
         self._changed_until = 0.0  # the set of workers changed lately (CHANGED_WINDOW)
+        self._sibling_ports = frozenset(workers.siblings) if workers else frozenset()
+        self._sibling_host = ""  # where the workers listen, once bound
         self._next_watch = 0.0
         self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -178,6 +180,8 @@ class Node(Shell):
                 own = socket.socket(fileno=self._workers.fd)
                 self._own = await UdpEndpoint.adopt(_Own(self), own, sip.max_message_bytes)
                 self._senders["UDP"] = self._send_udp
+                assert self._udp.address is not None
+                self._sibling_host = self._udp.address.host
         if "tcp" in sip.transports:
             limits = TcpLimits.of(self.guard.limits)
             self._tcp = TcpEndpoint(
@@ -316,17 +320,16 @@ class Node(Shell):
         """A worker's: its own requests from its own socket; the responses, and the
         requests to a UA's flow (its NAT lets in what comes from the address it
         sends to) or to a trusted peer (which knows us by our address and port),
-        from the shared one. Their responses may reach another worker, which hands
-        them over (``_hand_over``)."""
-        own = self._own
-        if (
-            own is None
-            or data.startswith(b"SIP/")
-            or dest.connection is not None
-            or self.handler.trusts(dest)
-        ):
-            assert self._udp is not None
-            return self._udp.send(data, dest)
+        from the shared one (their responses may reach another worker, which hands
+        them over: ``_hand_over``); whatever goes to a sibling, from our own."""
+        own, udp = self._own, self._udp
+        assert own is not None and udp is not None
+        if dest.port in self._sibling_ports and dest.host == self._sibling_host:
+            return own.send(data, dest)  # between workers: own socket to own socket
+        if data.startswith(b"SIP/"):
+            return udp.send(data, dest)  # an answer leaves from where its request came
+        if dest.connection is not None or self.handler.trusts(dest):
+            return udp.send(data, dest)
         return own.send(data, dest)
 
     def _hand_over(self, message: Request | Response, data: bytes, source: Address) -> bool:

@@ -27,7 +27,18 @@ from typing import Any
 import orjson
 import pytest
 
-from bench.proxystack import HOST, RunningProxy, free_port, provision, start_proxy
+from bench.proxystack import (
+    DOMAIN,
+    HOST,
+    Phone,
+    RunningProxy,
+    free_port,
+    numbered_phones,
+    provision,
+    register_phones,
+    start_proxy,
+    users_csv,
+)
 from tests.conftest import RedisServer, empty_redis_database
 
 pytestmark = pytest.mark.e2e
@@ -107,10 +118,11 @@ def workers(
 
 
 def uas(
-    sipp: str, scenario: Path, port: int, workdir: Path, host: str = HOST
-) -> subprocess.Popen[bytes]:
+    sipp: str, scenario: Path, port: int, workdir: Path, host: str = HOST,
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:  # fmt: skip
     return subprocess.Popen(
-        [sipp, "-sf", str(scenario), "-i", host, "-p", str(port), "-t", "u1",
+        [sipp, "-sf", str(scenario), "-i", host, "-p", str(port), "-t", "u1", *extra,
          "-timeout", f"{SIPP_TIMEOUT * 2}s", "-nostdin", "-trace_err",
          "-error_file", str(workdir / f"uas-{port}-errors.log")],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -240,6 +252,55 @@ def status_of(sock: socket.socket, wanted: int, keep: bool = False) -> Any:
         if status == wanted:
             return data if keep else status
     return 0
+
+
+def test_phones_registered_through_either_worker_are_called_through_either(
+    sipp_bin: str, workers: Workers
+) -> None:
+    """Bindings, nonces and flows are shared as between the proxies of a cluster:
+    each phone registers from a port of its own (the kernel picks its worker),
+    both workers hold every binding, and calls (challenged, digest; a socket each,
+    so either worker takes them) reach each phone on its own flow."""
+    phones = numbered_phones(4, "w")
+    caller = Phone("wcaller", "caller-pw")
+    asyncio.run(provision_more(workers.proxy, [*phones, caller]))
+    ports = {}
+    for phone in phones:
+        ports[phone.user] = free_port()
+        register_phones(sipp_bin, SCENARIOS / "register.xml", workers.proxy.port, [phone],
+                        ports[phone.user], workers.workdir)  # fmt: skip
+
+    def every_worker_holds_every_binding() -> bool:
+        return all(
+            w["status"] and w["status"]["registrations"] == len(phones)
+            for w in workers.status()["per_worker"]
+        )
+
+    wait_for(every_worker_holds_every_binding, "both workers hold the 4 bindings")
+    csv_path = workers.workdir / "caller.csv"
+    csv_path.write_text(users_csv([caller]))
+    for phone in phones:
+        server = uas(sipp_bin, SCENARIOS / "uas.xml", ports[phone.user], workers.workdir,
+                     extra=("-s", phone.user))  # fmt: skip
+        try:
+            done = subprocess.run(
+                [sipp_bin, f"{HOST}:{workers.proxy.port}", "-sf", str(SCENARIOS / "call_uac.xml"),
+                 "-inf", str(csv_path), "-au", "[field0]", "-ap", "[field2]",
+                 "-auth_uri", f"{phone.user}@{DOMAIN}", "-s", phone.user, "-i", HOST,
+                 "-p", str(free_port()), "-t", "un", "-max_socket", "64", "-m", "4", "-r", "10",
+                 "-d", "100", "-timeout", f"{SIPP_TIMEOUT}s", "-nostdin"],
+                cwd=workers.workdir, capture_output=True, timeout=SIPP_TIMEOUT * 2,
+            )  # fmt: skip
+        finally:
+            server.kill()
+            server.wait(5)
+        assert done.returncode == 0, (
+            done.stdout[-2000:].decode(errors="replace") + workers.proxy.log_text()[-3000:]
+        )
+
+
+async def provision_more(proxy: RunningProxy, phones: list[Phone]) -> None:
+    await proxy.add(*phones)
 
 
 def test_a_worker_killed_is_started_again_and_calls_go_on(sipp_bin: str, workers: Workers) -> None:
