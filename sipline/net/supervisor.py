@@ -200,15 +200,18 @@ class Supervisor:
             *(client.get(w.admin, "/status", timeout=ASK_TIMEOUT) for w in self.workers)
         )
         workers = []
+        healthy = 0
         for worker, answer in zip(self.workers, answers, strict=True):
             status = answer.body if answer is not None and answer.ok else None
+            # Running: answering, and its own state says it takes work (not syncing, drained).
+            if isinstance(status, dict) and status.get("state") == "running":
+                healthy += 1
             workers.append({
                 "index": worker.index, "name": worker.name, "pid": worker.pid,
                 "alive": worker.alive, "answering": isinstance(status, dict),
                 "restarts": worker.restarts, "last_exit": worker.last_exit,
                 "started_at": worker.started_at, "admin": worker.admin, "status": status,
             })  # fmt: skip
-        healthy = sum(1 for w in workers if w["answering"])
         return {
             "name": self.name, "role": self.role, "supervisor": os.getpid(),
             "workers": self.count, "healthy": healthy, "restarts": self.restarts,
