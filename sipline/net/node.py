@@ -316,7 +316,7 @@ class Node(Shell):
             self._core_error("carry_out", source)
 
     # -- workers (sipline.net.workers) ---------------------------------------------------
-    def _send_udp(self, data: bytes, dest: Address) -> bool:
+    def _send_udp(self, data: bytes, dest: Address, waiter: object = None) -> bool:
         """A worker's: its own requests from its own socket; the responses, and the
         requests to a UA's flow (its NAT lets in what comes from the address it
         sends to) or to a trusted peer (which knows us by our address and port),
