@@ -178,7 +178,7 @@ class Node(Shell):
             self._senders["UDP"] = self._udp.send
             if self._workers is not None:
                 own = socket.socket(fileno=self._workers.fd)
-                self._own = await UdpEndpoint.adopt(_Own(self), own, sip.max_message_bytes)
+                self._own = await UdpEndpoint.adopt(self, own, sip.max_message_bytes)
                 self._senders["UDP"] = self._send_udp
                 assert self._udp.address is not None
                 self._sibling_host = self._udp.address.host
@@ -293,6 +293,14 @@ class Node(Shell):
         if not self._started:
             self.metrics.dropped["not_started"].inc()  # the sender retransmits
             return
+        if (
+            source.port in self._sibling_ports
+            and data.startswith(MAGIC)
+            and source.host == self._sibling_host
+            and source.transport == "UDP"
+        ):
+            self._from_sibling(data, source)  # a handover, checked there: a worker's seal
+            return
         if not self.guard.admit(source):
             return  # counted and logged by the guard
         try:
@@ -376,7 +384,7 @@ class Node(Shell):
         """A handover on our own socket: taken as if from its source when it belongs
         here (a response, a CANCEL or ACK of an INVITE held here), else dropped."""
         opened = unseal(self._handover_key, datagram, time.time())
-        if opened is None or sibling.port not in self.worker_ports():
+        if opened is None:
             self._handovers["forged"].inc()
             held = self._quiet.admit(("handover_forged", sibling.host))
             if held is not None:
@@ -403,12 +411,6 @@ class Node(Shell):
             self._carry_out(actions)
         except Exception:
             self._core_error("carry_out", source)
-
-    def _own_received(self, data: bytes, source: Address) -> None:
-        if data.startswith(MAGIC):
-            self._from_sibling(data, source)
-        else:
-            self.message_received(data, source)
 
     def message_refused(self, data: bytes, source: Address, status: int, reason: str) -> None:
         """Too large (513: always counted as dropped) or unframeable (400)."""
@@ -499,17 +501,6 @@ class Node(Shell):
         """Counted, and its traceback logged (once a minute per place)."""
         self.metrics.handler_errors.inc()
         self._log_exception("handler_error", callback, call_id=call_id)
-
-
-class _Own:
-    """The sink of a worker's own socket: handovers from its siblings, and the
-    responses to its requests."""
-
-    __slots__ = ("message_received", "message_refused")
-
-    def __init__(self, node: Node) -> None:
-        self.message_received = node._own_received
-        self.message_refused = node.message_refused
 
 
 def _on_signal(sig: signal.Signals, callback: Callable[[], Any]) -> None:
