@@ -181,6 +181,7 @@ async def test_a_replay_to_another_worker_of_the_proxy_binds_nothing(
             for w in ("0", "1")
         ]
         assert sum(by_worker) == len(attackers) and all(by_worker), by_worker
+        assert proxy.metric("sipline_auth_replayed_total") == len(attackers)  # the sum
 
 
 async def both_workers_running(proxy: RunningProxy, timeout: float = 30) -> None:
