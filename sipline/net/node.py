@@ -115,7 +115,7 @@ class Node(Shell):
         self._handovers = self.metrics.handovers
         self._changed_until = 0.0  # the set of workers changed lately (CHANGED_WINDOW)
         self._sibling_ports = frozenset(workers.siblings) if workers else frozenset()
-        self._sibling_host = ""  # where the workers listen, once bound
+        self._sibling_host = ""  # the host of the workers' own sockets, once bound
         self._next_watch = 0.0
         self._senders: dict[str, Callable[[bytes, Address], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -180,8 +180,9 @@ class Node(Shell):
                 own = socket.socket(fileno=self._workers.fd)
                 self._own = await UdpEndpoint.adopt(self, own, sip.max_message_bytes)
                 self._senders["UDP"] = self._send_udp
-                assert self._udp.address is not None
-                self._sibling_host = self._udp.address.host
+                # Where siblings send from: the host their Via names (advertised_host
+                # when the listeners are on a wildcard address).
+                self._sibling_host = self.via_address("UDP").host
         if "tcp" in sip.transports:
             limits = TcpLimits.of(self.guard.limits)
             self._tcp = TcpEndpoint(
