@@ -33,6 +33,7 @@ from sipline.logs import event
 from sipline.net.admin import AdminRequest, Refusal
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
+from sipline.net.workers import one_process
 from sipline.storage import Database, open_database, prepare_schema
 from sipline.storage.database import redact
 
@@ -346,6 +347,7 @@ class AcrNode:
 async def serve_acr(settings: Any, node: NodeName = "primary") -> None:
     """Run ACR node ``node`` until SIGTERM or SIGINT, then drain and return."""
     settings = node_settings(settings, "acr", node_address(settings, node))
+    one_process(settings, "acr", log)
     db = await open_database(settings.database.url)
     try:
         await prepare_schema(db)

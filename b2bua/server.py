@@ -25,6 +25,7 @@ from sipline.logs import event
 from sipline.net.admin import AdminRequest
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
+from sipline.net.workers import one_process
 from sipline.sip.headers import format_host_port
 from sipline.storage import Database, open_database, prepare_schema
 
@@ -133,6 +134,7 @@ async def serve_b2bua(settings: Any) -> None:
     StorageError if the database cannot be opened or its schema is outdated,
     or Redis (``redis.url``) cannot be reached."""
     settings = node_settings(settings, "b2bua", address(settings))
+    one_process(settings, "b2bua", log)
     db = await open_database(settings.database.url)
     media: LegMedia | None = None
     try:

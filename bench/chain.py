@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import report
-from bench.compare import SIPP_BUFFERS
+from bench.compare import SIPP_BUFFERS, private_redis
 from bench.proxystack import DOMAIN, Phone, free_port, users_csv, wait_until_answering
 from bench.runner import (
     HOST,
@@ -48,6 +48,7 @@ from bench.runner import (
     Scenario,
     StepPlan,
     StepResult,
+    _stop,
     _tail,
     per_call_us,
     run_step,
@@ -88,6 +89,8 @@ def stack_env(workdir: Path, ports: Mapping[str, int], redis_url: str | None) ->
         "SIPLINE_REDIS__URL": redis_url or "",
         # With Redis the proxy is a cluster node: it refuses to start without a secret.
         **({"SIPLINE_AUTH__SECRET": "stack shared secret"} if redis_url else {}),
+        # One proxy process, as the chain's earlier figures had, unless --workers.
+        "SIPLINE_NODE__WORKERS": "1",
         "SIPLINE_SIP__PORT": str(ports["proxy"]),
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
         "SIPLINE_PROXY__TRUSTED": json.dumps(peers),
@@ -169,6 +172,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=_positive, default=10.0, help="seconds per step")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results/...)")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "/usr/bin/sipp")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="proxy processes ([node] workers; > 1: a private Redis, and a phone socket per call)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -179,12 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ).resolve()  # Kamailio and sipp run elsewhere
     console = Console() if Console().is_terminal else Console(width=160)
     title = f"chain (proxy with digest → B2BUA → ACR → carrier): {args.duration:g} s per step, calls held {HOLD:g} s"
+    if args.workers > 1:
+        title += f", proxy workers {args.workers}, a phone socket per call"
     steps: list[ChainStep] = []
     try:
         for index, rate in enumerate(args.rates):
             console.print(f"chain: {rate} calls/s for {args.duration:g} s ...", highlight=False)
             workdir = out / f"step{index + 1}-{rate}cps"
-            steps.append(chain_step(rate, args.duration, workdir, args.sipp))
+            steps.append(chain_step(rate, args.duration, workdir, args.sipp, args.workers))
     except (BenchError, OSError) as exc:
         console.print(f"[red]bench chain: {exc}[/]", highlight=False)
         return 2
@@ -206,15 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if data["target_sustained"] else 1
 
 
-def chain_step(rate: int, duration: float, workdir: Path, sipp: str) -> ChainStep:
-    """One step against a fresh stack: sipp's figures and each role's CPU."""
+def chain_step(rate: int, duration: float, workdir: Path, sipp: str, workers: int = 1) -> ChainStep:
+    """One step against a fresh stack: sipp's figures and each role's CPU. With proxy
+    ``workers`` > 1, a Redis of the step's own and a socket per call (each call a
+    source of its own, as phones are, for the kernel to spread over the workers)."""
     workdir.mkdir(parents=True, exist_ok=True)
     users = workdir / "alice.csv"
     users.write_text(users_csv([ALICE]))
     load = scenario(users)
-    with running_stack(workdir, sipp, load) as (proxy_port, pids):
+    with running_stack(workdir, sipp, load, workers) as (proxy_port, pids):
         roles = Roles(pids)
-        plan = StepPlan(load, rate, duration, "udp", workdir, target=(HOST, proxy_port))
+        plan = StepPlan(
+            load, rate, duration, "udp", workdir, target=(HOST, proxy_port),
+            socket_per_call=workers > 1,
+        )  # fmt: skip
         step = run_step(plan, sipp, server=roles)
     return ChainStep(
         step,
@@ -224,11 +238,18 @@ def chain_step(rate: int, duration: float, workdir: Path, sipp: str) -> ChainSte
 
 
 @contextmanager
-def running_stack(workdir: Path, sipp: str, load: Scenario) -> Iterator[tuple[int, dict[str, int]]]:
+def running_stack(
+    workdir: Path, sipp: str, load: Scenario, workers: int = 1
+) -> Iterator[tuple[int, dict[str, int]]]:
     """``sipline stack`` up and carrying calls: yield (proxy port, pid of each role); stop it."""
     names = ("proxy", "b2bua", "primary", "secondary", "carrier")
     ports = {name: free_port() for name in names}
-    env = {**stack_env(workdir, ports, None), **LOAD_ENV}
+    redis: subprocess.Popen[bytes] | None = None
+    redis_url = None
+    if workers > 1:
+        redis, redis_url = private_redis(workdir)
+    env = {**stack_env(workdir, ports, redis_url), **LOAD_ENV}
+    env["SIPLINE_NODE__WORKERS"] = str(workers)
     log = workdir / "stack.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -251,6 +272,8 @@ def running_stack(workdir: Path, sipp: str, load: Scenario) -> Iterator[tuple[in
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if redis is not None:
+            _stop(redis, 5.0)
 
 
 def warm_up_call(sipp: str, proxy_port: int, workdir: Path, load: Scenario) -> bool:

@@ -13,7 +13,12 @@ measured alike: the CPU time of the server's process and all its descendants
 Prints a table per server and the ratios (sipline ÷ Kamailio: sustained
 rate, CPU per call, set-up p99), writes ``results.json`` and ``results.png``.
 ``--profile`` runs py-spy on sipline's process during its steps (a flame graph
-and a speedscope file per step). Exit status: 0 if sipline sustained the
+and a speedscope file per step). ``--workers N`` runs ``sipline proxy`` as N
+processes (``[node] workers``; default: configs/single.toml's, with a private
+redis-server for the step when N > 1, which workers share their state
+through); then, and with ``--socket-per-call``, sipp's UAC sends each call
+from a socket of its own (``-t un``), for both servers alike: one socket for
+all would be one source, which the kernel hashes to one worker. Exit status: 0 if sipline sustained the
 highest rate, 1 if not, 2 if the run could not be carried out.
 """
 
@@ -24,6 +29,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +62,7 @@ from bench.serving import answers, stop
 from sipline.net.ports import free_port
 
 RESULTS = REPO / "bench" / "results"
+UAC_HOST = "127.0.0.2"  # where sipp's UAC binds with a socket per call
 SERVERS = ("kamailio", "sipline")
 START_TIMEOUT = 30.0
 HOLD = 1.0  # seconds a call is held between ACK and BYE
@@ -83,6 +90,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=SERVERS, help="load only this server")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy on sipline's process during its steps")  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="sipline proxy processes ([node] workers; default: configs/single.toml's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--socket-per-call", action="store_true",
+        help="sipp's UAC sends each call from a socket of its own (always with workers > 1)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="results directory (default bench/results/...)")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "/usr/bin/sipp")
     return parser.parse_args(argv)
@@ -96,10 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = (args.only,) if args.only else SERVERS
     console = Console() if Console().is_terminal else Console(width=160)
     title = f"{args.scenario}: {args.duration:g} s per step, calls held {HOLD:g} s"
+    workers_ = args.workers if args.workers is not None else configured_workers()
+    title += f", sipline workers {workers_}" + (
+        ", a UAC socket per call" if args.socket_per_call or workers_ > 1 else ""
+    )
+    workers = args.workers if args.workers is not None else configured_workers()
+    per_call = args.socket_per_call or workers > 1
     try:
         binary = kamailio.binary() if "kamailio" in servers else ""
         series = run(servers, args.rates, args.duration, out, args.sipp, binary,
-                     args.profile, console)  # fmt: skip
+                     args.profile, console, workers=workers, socket_per_call=per_call)  # fmt: skip
     except (BenchError, kamailio.KamailioUnavailable, OSError) as exc:
         console.print(f"[red]bench compare: {exc}[/]", highlight=False)
         return 2
@@ -112,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenario": args.scenario, "duration_s": args.duration, "hold_s": HOLD,
         "rates": args.rates, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpus": os.cpu_count(), "kamailio_children": kamailio.CHILDREN,
+        "sipline_workers": workers, "uac_socket_per_call": per_call,
         "servers": {
             name: report.summary(steps, server=name) for name, steps in series.items()
         },
@@ -137,6 +159,9 @@ def run(
     kamailio_binary: str,
     profile: bool = False,
     console: Console | None = None,
+    *,
+    workers: int = 1,
+    socket_per_call: bool = False,
 ) -> dict[str, list[StepResult]]:
     """For each rate, a step against each server in turn: their results by server."""
     series: dict[str, list[StepResult]] = {name: [] for name in servers}
@@ -146,7 +171,8 @@ def run(
             if console is not None:
                 console.print(f"{name}: {rate} calls/s for {duration:g} s ...", highlight=False)
             step = relay_step(name, rate, duration, workdir, sipp, kamailio_binary,
-                              profile and name == "sipline")  # fmt: skip
+                              profile and name == "sipline", workers=workers,
+                              socket_per_call=socket_per_call)  # fmt: skip
             series[name].append(step)
     return series
 
@@ -159,16 +185,25 @@ def relay_step(
     sipp: str,
     kamailio_binary: str = "",
     profile: bool = False,
+    *,
+    workers: int = 1,
+    socket_per_call: bool = False,
 ) -> StepResult:
     """One step of the relay scenario against a fresh server ``name`` and a fresh UAS."""
     workdir.mkdir(parents=True, exist_ok=True)
     uac_port, uas_port = free_port(), free_port()
+    # A socket per call has a port per call: the UAC is then trusted by its host,
+    # an address of its own (the UAS, on HOST, is not trusted either way).
     plan = StepPlan(
         RELAY, rate, duration, "udp", workdir, sipp_port=uac_port,
-        sipp_extra=("-key", "uas", f"{HOST}:{uas_port}"),
+        sipp_extra=("-key", "uas", f"{HOST}:{uas_port}"), socket_per_call=socket_per_call,
+        sipp_host=UAC_HOST if socket_per_call else HOST,
     )  # fmt: skip
     with uas(sipp, uas_port, workdir, plan.sipp_timeout + KILL_GRACE):
-        with server(name, workdir, uac_port, kamailio_binary) as (port, pid):
+        with server(
+            name, workdir, uac_port, kamailio_binary, workers=workers,
+            trust_host=socket_per_call,
+        ) as (port, pid):  # fmt: skip
             sampler = ProcSampler(pid, tree=True)
             targeted = replace(plan, target=(HOST, port))
             with py_spy(pid, workdir, plan.sipp_timeout) if profile else _nothing():
@@ -208,16 +243,25 @@ def server(
     kamailio_binary: str = "",
     wrap: Sequence[str] = (),
     start_timeout: float = START_TIMEOUT,
+    *,
+    workers: int = 1,
+    trust_host: bool = False,
 ) -> Iterator[tuple[int, int]]:
     """Server ``name`` on a free port, answering OPTIONS: yield (port, pid); stop it.
-    ``wrap`` runs it under another program (valgrind), which the pid is then."""
+    ``wrap`` runs it under another program (valgrind), which the pid is then.
+    sipline runs as ``workers`` processes (with a private Redis when more than
+    one); ``trust_host``: it trusts the UAC's host (``UAC_HOST``), whatever its port."""
     port = free_port()
+    redis: subprocess.Popen[bytes] | None = None
     if name == "kamailio":
         config = workdir / "kamailio.cfg"
         config.write_text(kamailio.render(port))
         argv, env = kamailio.command(kamailio_binary, config, workdir), dict(os.environ)
     else:
-        argv, env = sipline_proxy(port, workdir, uac_port)
+        redis_url = ""
+        if workers > 1:
+            redis, redis_url = private_redis(workdir)
+        argv, env = sipline_proxy(port, workdir, uac_port, workers, redis_url, trust_host)
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -235,21 +279,60 @@ def server(
         yield port, process.pid
     finally:
         _stop(process, 10.0)
+        if redis is not None:
+            _stop(redis, 5.0)
 
 
-def sipline_proxy(port: int, workdir: Path, uac_port: int) -> tuple[list[str], dict[str, str]]:
+def sipline_proxy(
+    port: int, workdir: Path, uac_port: int, workers: int = 1, redis_url: str = "",
+    trust_host: bool = False,
+) -> tuple[list[str], dict[str, str]]:  # fmt: skip
     """``sipline proxy`` as the relay scenario runs it: the UAC trusted by address and
-    port, no media relay (Kamailio has none), UDP only, its data in ``workdir``."""
+    port (by address alone with ``trust_host``), no media relay (Kamailio has
+    none), UDP only, its data in ``workdir``; ``workers`` processes sharing
+    ``redis_url``."""
     url = f"sqlite:///{workdir / 'sipline.db'}"
     asyncio.run(provision(url, []))  # the schema, no subscribers
+    uac = UAC_HOST if trust_host else f"{HOST}:{uac_port}"
     extra = {
         **SERVER_ENV,
         "SIPLINE_NODE__DATA_DIR": str(workdir),
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
-        "SIPLINE_PROXY__TRUSTED": f'["{HOST}:{uac_port}"]',
+        "SIPLINE_PROXY__TRUSTED": f'["{uac}"]',
         "SIPLINE_PROXY__MEDIA_RELAY": "",
+        "SIPLINE_NODE__WORKERS": str(workers),
     }
+    if redis_url:
+        extra |= {"SIPLINE_REDIS__URL": redis_url, "SIPLINE_AUTH__SECRET": "bench compare"}
     return proxy_command(), proxy_env(port, url, extra)
+
+
+def configured_workers() -> int:
+    """``[node] workers`` as configs/single.toml (and the environment) resolve it."""
+    from sipline.config import load_settings
+    from sipline.net.workers import count
+
+    return count(load_settings(REPO / "configs" / "single.toml"))
+
+
+def private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the step's own on a free port of 127.0.0.1: (process, URL)."""
+    binary = shutil.which("redis-server") or "/usr/sbin/redis-server"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection((HOST, port), 0.2).close()
+            return process, f"redis://{HOST}:{port}/0"
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise BenchError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ starts for those scenarios (see ``bench.proxyserve``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,6 +115,9 @@ def proxy_env(port: int, url: str, extra: Mapping[str, str] | None = None) -> di
         # sipp plays thousands of phones from one address: lift the per-source
         # transaction limit a real phone never nears.
         "SIPLINE_SIP__MAX_TRANSACTIONS_PER_SOURCE": "100000",
+        # One process, whatever the box's cores, unless a test asks for workers: its
+        # /metrics, log and CPU time are then the proxy's own.
+        "SIPLINE_NODE__WORKERS": "1",
         **(extra or {}),
     }
 
@@ -217,13 +221,21 @@ def start_proxy(
 
 
 def metric(port: int, sample: str) -> float:
-    """A sample (name and labels, as /metrics writes them) of the /metrics on ``port``."""
+    """A sample (name and labels, as /metrics writes them) of the /metrics on ``port``;
+    of a proxy with workers (its supervisor's page labels each sample ``worker``),
+    the sum over the workers."""
+    total = 0.0
     with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=2) as page:
         for line in page.read().decode().splitlines():
             key, _, value = line.rpartition(" ")
             if key == sample:
                 return float(value)
-    return 0.0
+            if 'worker="' in key and _WORKER.sub("", key).replace("{}", "") == sample:
+                total += float(value)
+    return total
+
+
+_WORKER = re.compile(r'worker="[^"]*",?')
 
 
 def register_command(

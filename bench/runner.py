@@ -204,6 +204,10 @@ class StepPlan:
     target: tuple[str, int] | None = None  # a server already running: start none
     sipp_port: int = 0  # sipp's own port (a server may trust it); 0: a free one
     sipp_extra: tuple[str, ...] = ()  # more sipp arguments, e.g. -key NAME VALUE
+    # A UDP socket per call (sipp -t un): many sources, as phones are, which the
+    # kernel spreads over a server's SO_REUSEPORT workers; False: one for all (u1).
+    socket_per_call: bool = False
+    sipp_host: str = HOST  # the address sipp binds (a server may trust it)
 
     @property
     def calls(self) -> int:
@@ -264,13 +268,30 @@ def run_step(
     return _result(plan, code, server, sipp_sampler)
 
 
+def max_sockets(rate: int) -> int:
+    """Sockets sipp may hold with one per call: every call of the longest a call
+    lasts (about 10 s when it waits out its timeouts) at ``rate``, within the
+    descriptors this process may open (sipp inherits the limit; raised here)."""
+    import resource
+
+    from sipline.net.transport import raise_file_limit
+
+    wanted = rate * 10 + 100
+    raise_file_limit(wanted + 100)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(100, min(wanted, soft - 100))
+
+
 def sipp_command(plan: StepPlan, sipp: str, address: tuple[str, int]) -> list[str]:
     scenario = plan.scenario
     return [
         sipp, f"{address[0]}:{address[1]}",
         "-sf", str(SCENARIO_DIR / scenario.xml), "-s", scenario.service,
-        "-t", {"udp": "u1", "tcp": "t1", "tls": "t1"}[plan.transport],
-        "-i", HOST, "-p", str(plan.sipp_port or free_port()),
+        "-t", {"udp": "un" if plan.socket_per_call else "u1", "tcp": "t1", "tls": "t1"}[
+            plan.transport
+        ],
+        *(("-max_socket", str(max_sockets(plan.rate))) if plan.socket_per_call else ()),
+        "-i", plan.sipp_host, "-p", str(plan.sipp_port or free_port()),
         "-r", str(plan.rate), "-m", str(plan.calls),
         "-timeout", f"{plan.sipp_timeout:.0f}s", "-nostdin",
         "-trace_stat", "-stf", "stats.csv", "-fd", "1",

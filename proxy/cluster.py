@@ -49,13 +49,28 @@ class Cluster:
     other proxies reach it at, set once it listens), ``liveness`` (a
     ``sipline.net.alive.Liveness``, None: a proxy alone) and the ``signer``."""
 
-    __slots__ = ("name", "address", "liveness", "signer")
+    __slots__ = ("name", "address", "siblings", "_sibling_ports", "liveness", "signer")
 
     def __init__(self, name: str, liveness: Any, signer: Signer) -> None:
         self.name = name
         self.address: str | None = None
+        # HOST:PORT of the other workers of this proxy (sipline.net.workers): they
+        # share its address, so a UDP flow one holds is reached from any.
+        self.siblings: frozenset[str] = frozenset()
+        self._sibling_ports: dict[int, str] = {}  # port -> host, for is_sibling
         self.liveness = liveness
         self.signer = signer
+
+    def set_siblings(self, siblings: list[Address]) -> None:
+        """The own sockets of the other workers of this proxy."""
+        self.siblings = frozenset(a.hostport for a in siblings)
+        self._sibling_ports = {a.port: a.host for a in siblings}
+
+    def is_sibling(self, source: Address) -> bool:
+        """``source`` is another worker of this proxy (its own socket, on our host:
+        the kernel drops a datagram from outside claiming a local source)."""
+        host = self._sibling_ports.get(source.port)
+        return host is not None and host == source.host and source.transport == "UDP"
 
     def dead(self, node: str) -> bool:
         """``node`` beat once and has been silent since. One never seen is taken for
@@ -78,6 +93,9 @@ class Cluster:
         this one (None: reach the phone from here)."""
         if self.liveness is None or not binding.proxy or binding.proxy == self.address:
             return None
+        source = binding.source
+        if binding.proxy in self.siblings and source is not None and source.transport == "UDP":
+            return None  # the NAT lets in what comes from our shared address, from any worker
         if binding.node == self.name or self.dead(binding.node):
             return None
         return binding.proxy

@@ -20,6 +20,8 @@ import orjson
 from sipline import logs
 from sipline.cluster.changes import announce
 from sipline.config import Settings
+from sipline.net import workers
+from sipline.net.workers import Workers
 from sipline.storage import Database, Subscriber, Subscribers, parse_aor
 from sipline.storage.commands import run_node, run_with_database, table
 from sipline.storage.subscribers import check_alias
@@ -32,8 +34,12 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     proxy = subparsers.add_parser(
-        "proxy", help="run the edge proxy and registrar; SIGTERM or SIGINT drains and stops it"
+        "proxy",
+        help="run the edge proxy and registrar ([node] workers processes); SIGTERM or SIGINT"
+        " drains and stops it",
     )
+    # Given by the supervisor to the workers it starts (sipline.net.supervisor).
+    proxy.add_argument("--worker", type=Workers.parse, help=argparse.SUPPRESS)
     proxy.set_defaults(func=cmd_proxy)
     parser = subparsers.add_parser("subscriber", help="provision SIP subscribers")
     actions = parser.add_subparsers(dest="subscriber_command", metavar="ACTION", required=True)
@@ -82,8 +88,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that provisioning commands do not pay for the event loop.
-    from proxy.server import serve_proxy
+    from proxy.server import serve_proxy, supervise_proxy
 
+    if args.worker is not None:
+        return run_node(serve_proxy(settings, args.worker))
+    workers.check(settings)  # ConfigError naming node.workers
+    count = workers.count(settings)
+    if count > 1:
+        return run_node(supervise_proxy(settings, count))
     return run_node(serve_proxy(settings))
 
 

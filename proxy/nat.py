@@ -24,7 +24,7 @@ from proxy.location import Binding, BindingKey, Location
 from sipline.config import NatSection
 from sipline.logs import event
 from sipline.net.handler import NodeLike
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, Transaction
 from sipline.sip.uac import out_of_dialog
@@ -135,7 +135,7 @@ class NatPinger:
         source = binding.source
         assert source is not None
         if source.transport == "UDP":
-            txn = node.send_request(_options(binding, node.local_address("UDP")), source)
+            txn = node.send_request(_options(binding, node.via_address("UDP")), as_flow(source))
             txn.context = _Ping(self, binding.key)
         elif node.send_keepalive(source, CRLF_PING):
             state.unanswered = False  # the pong is not reported; the connection is alive

@@ -229,9 +229,10 @@ class Registrar:
 
 
 def proxy_address(node: NodeLike) -> str | None:
-    """HOST:PORT where other proxies reach this one (its UDP listener, as advertised)."""
+    """HOST:PORT where other proxies reach this one (its UDP listener, as advertised;
+    a worker's own socket: the flows it holds are its own, sipline.net.workers)."""
     try:
-        return node.local_address("UDP").hostport
+        return node.via_address("UDP").hostport
     except LookupError:
         return None
 

@@ -129,6 +129,7 @@ class Router(StatefulProxy):
         self.record_route = proxy.record_route
         b2bua = [Address(*split_hop(peer)) for peer in proxy.b2bua]
         self.targets = Targets(location, directory, b2bua, clock, cluster)
+        self.cluster = cluster
         self.authenticator = authenticator
         self.clock = clock
         self.timer_c: Deadlines[Branch] = Deadlines(timer_c or proxy.timer_c)
@@ -226,8 +227,10 @@ class Router(StatefulProxy):
         self._settle(node, fork)
 
     def trusts(self, source: Address) -> bool:
-        """A configured peer of ours (``proxy.trusted``): not challenged, its identity kept."""
-        return self.trusted.trusts(source)
+        """A configured peer of ours (``proxy.trusted``), or another worker of this
+        proxy: not challenged, its identity kept."""
+        cluster = self.cluster
+        return self.trusted.trusts(source) or (cluster is not None and cluster.is_sibling(source))
 
     def _new_request_route(
         self, ours: dict[str, str] | None, source: Address

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sipline.proxying.rules import resolve
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from sipline.sip.headers import NameAddr
 from sipline.sip.message import Request
 from sipline.sip.uri import SipUri
@@ -53,7 +53,7 @@ def binding_target(binding: Any) -> Target | None:
         dest = resolve(NameAddr.parse(binding.path[0]).uri_text)
         flow = False
     elif binding.source is not None:
-        dest, flow = binding.source, True
+        dest, flow = as_flow(binding.source), True
     else:
         dest, flow = resolve(binding.contact), False
     if dest is None:

@@ -24,6 +24,8 @@ from sipline.net.handler import Handler, NodeLike
 from sipline.net.metrics import RoleCounts
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
+from sipline.net.supervisor import Supervisor, worker_command
+from sipline.net.workers import Workers
 from sipline.proxying.rules import Local
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
@@ -240,13 +242,14 @@ def _sip_uri(request: Request) -> SipUri | None:
     return uri if isinstance(uri, SipUri) else None
 
 
-async def serve_proxy(settings: Any) -> None:
+async def serve_proxy(settings: Any, workers: Workers | None = None) -> None:
     """Run the proxy until SIGTERM or SIGINT, then drain, write pending bindings and return.
 
     SchemaOutdated (a StorageError) if a MySQL database lacks migrations:
     there the schema is shared by every node and changed by an operator
     (``sipline db migrate``). A SQLite file belongs to this node alone and
-    is migrated here.
+    is migrated here. ``workers``: this proxy is one worker of several
+    (``supervise_proxy`` started it).
     """
     settings = node_settings(
         settings, "proxy", format_host_port(settings.sip.host, settings.sip.port)
@@ -254,15 +257,31 @@ async def serve_proxy(settings: Any) -> None:
     db = await open_database(settings.database.url)
     try:
         await prepare_schema(db)
-        await run_until_stopped(ProxyNode(settings, db), log)
+        await run_until_stopped(ProxyNode(settings, db, workers), log)
     finally:
         await db.close()
+
+
+async def supervise_proxy(settings: Any, count: int) -> None:
+    """``count`` workers of the proxy on its address (sipline.net.supervisor), each a
+    node of the cluster of its own (so ``auth.secret`` must be set, with Redis);
+    a SQLite schema is migrated once, before any starts."""
+    check_cluster_node(settings)
+    settings = node_settings(
+        settings, "proxy", format_host_port(settings.sip.host, settings.sip.port)
+    )
+    db = await open_database(settings.database.url)
+    try:
+        await prepare_schema(db)
+    finally:
+        await db.close()
+    await Supervisor(settings, "proxy", settings.node.name, worker_command(), count).run()
 
 
 class ProxyNode:
     """The node, the router and the registrar's service (caches, group commit, sweep, NAT)."""
 
-    def __init__(self, settings: Any, db: Database) -> None:
+    def __init__(self, settings: Any, db: Database, workers: Workers | None = None) -> None:
         self.settings = settings
         check_cluster_node(settings)
         self.service = RegistrarService(settings, db)
@@ -277,7 +296,7 @@ class ProxyNode:
         handler = ProxyHandler(
             service.registrar, self.router, settings.sip.server_header, service.nat, syncing
         )
-        self.node = Node(settings, handler, db=db)
+        self.node = Node(settings, handler, db=db, workers=workers)
         self.member = Member(
             settings, "proxy", format_host_port(settings.sip.host, settings.sip.port), db
         )
@@ -316,8 +335,13 @@ class ProxyNode:
         except BaseException:
             await self.service.close()
             raise
-        # Where the other proxies reach this one, written with the bindings it takes.
+        # Where the other proxies reach this one, written with the bindings it takes;
+        # the other workers of this one (sipline.net.workers), trusted like itself.
         self.service.cluster.address = proxy_address(self.node)
+        own = self.node.via_address("UDP") if "udp" in self.settings.sip.transports else None
+        if own is not None:
+            siblings = [own._replace(port=p) for p in self.node.worker_ports() if p != own.port]
+            self.service.cluster.set_siblings(siblings)
         log_started(self.settings)
 
     async def stop(self) -> None:

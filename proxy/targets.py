@@ -15,7 +15,7 @@ from typing import Any
 
 from sipline.proxying.flows import HELD, decode_flow, flow_toward
 from sipline.proxying.rules import Local, Rejection, next_hop, resolve
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from sipline.sip.message import Request
 from sipline.sip.uri import SipUri
 
@@ -70,10 +70,10 @@ class Targets:
                 held = decode_flow(ours[HELD])
                 if held is None:
                     return Rejection(400, "Bad Request: unreadable flow token")
-                return Plan([[Target(held, flow=True)]])
+                return Plan([[Target(as_flow(held), flow=True)]])
             flow = flow_toward(request, ours)
             if flow is not None:
-                return Plan([[Target(flow)]])
+                return Plan([[Target(as_flow(flow))]])
         mid_dialog = request.to.tag is not None
         off_net = not (trusted or mid_dialog)
         uri = request.request_uri

@@ -26,6 +26,7 @@ from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.cluster.state import Recent
 from sipline.logs import event
 from sipline.net.signals import until_stopped
+from sipline.net.workers import one_process
 from sipline.sip.headers import format_host_port
 from sipline.storage import Database, StorageError, open_database, prepare_schema
 
@@ -52,6 +53,7 @@ async def serve_relay(settings: Any, stop: asyncio.Event | None = None) -> None:
     """Start every service, wait for SIGTERM or SIGINT (or ``stop``), then close them."""
     address = format_host_port(settings.relay.ng_host, settings.relay.ng_port)
     settings = node_settings(settings, "relay", address)
+    one_process(settings, "relay", log)
     db = await _database(settings)
     started: list[Service] = []
     member = Member(settings, "relay", address, db)

@@ -155,6 +155,10 @@ class NodeSection(Section):
     drain_timeout: Annotated[float, Field(ge=0)] = 5.0
     # The Retry-After (seconds) of the 503s a node drained by an admin answers new work with.
     drain_retry_after: Annotated[int, Field(ge=0, le=86400)] = 60
+    # Processes of the proxy on its one address (SO_REUSEPORT), under a supervisor;
+    # 0 = one per core when [redis] url is set (workers share bindings, nonce
+    # counts and bans through it), else 1; 1 = one process (sipline.net.workers).
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
 
 
 class SipSection(Section):

@@ -145,6 +145,12 @@ _redis_databases = iter(range(1_000_000))
 @pytest.fixture
 def redis_url(redis_instance: RedisServer) -> str:
     """An empty database of the session's private Redis, such as ``redis://127.0.0.1:PORT/3``."""
+    return empty_redis_database(redis_instance)
+
+
+def empty_redis_database(redis_instance: RedisServer) -> str:
+    """The URL of the next database of the session's private Redis, flushed (for a
+    fixture of a wider scope than ``redis_url``)."""
     import redis
 
     redis_instance.alive()

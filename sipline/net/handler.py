@@ -37,6 +37,16 @@ class NodeLike(Protocol):
         LookupError when it does not."""
         ...
 
+    def via_address(self, transport: str) -> Address:
+        """Where responses to the node's own requests on ``transport`` come back
+        (its Via's sent-by): ``local_address``, but a worker's own UDP socket
+        (sipline.net.workers); LookupError when it does not listen there."""
+        ...
+
+    def worker_ports(self) -> tuple[int, ...]:
+        """Every worker's own UDP port (this one's among them); () for a node alone."""
+        ...
+
     def respond(self, txn: ServerTransaction, response: Response) -> None: ...
 
     def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:

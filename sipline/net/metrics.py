@@ -28,6 +28,10 @@ BAN_REASONS = ("flood", "auth")  # the bans a node makes (operators' come from `
 # proved no peer from a peer's address.
 TCP_CLOSE_REASONS = ("max_connections", "per_ip", "read_timeout", "tls_handshake", "tls_peer")
 TLS_RELOADS = ("ok", "failed")  # certificate reloads (SIGHUP or a changed file)
+# A worker's CANCELs and ACKs for INVITEs it does not hold (sipline.net.workers):
+# handed to the other workers, taken from one (it held the INVITE), unmatched
+# (handed here, not held here either), forged (a handover not sealed by a worker).
+HANDOVER_OUTCOMES = ("handed", "taken", "unmatched", "forged")
 
 
 class Tally:
@@ -89,6 +93,7 @@ class NodeMetrics:
         "outbound",
         "calls",
         "tls_reloads",
+        "handovers",
         "_transactions",
         "_connections",
         "_banned",
@@ -111,6 +116,7 @@ class NodeMetrics:
         self.outbound = Traffic()
         self.calls = Tally()
         self.tls_reloads = {r: Tally() for r in TLS_RELOADS}
+        self.handovers = {r: Tally() for r in HANDOVER_OUTCOMES}
         self._transactions: Callable[[], float] = _zero
         self._connections: Callable[[], float] = _zero
         self._banned: Callable[[], float] = _zero
@@ -159,6 +165,10 @@ _LABELLED = (
      "reason", "tcp_closed", TCP_CLOSE_REASONS),
     ("sipline_tls_reloads", "TLS certificate reloads (SIGHUP or a changed file), by outcome",
      "outcome", "tls_reloads", TLS_RELOADS),
+    ("sipline_worker_handovers",
+     "CANCELs and ACKs for an INVITE another worker holds: handed to the other workers, taken"
+     " (this worker held it), unmatched (nor here), forged (not sealed by a worker)",
+     "outcome", "handovers", HANDOVER_OUTCOMES),
 )  # fmt: skip
 _COUNTERS = (
     ("sipline_handler_errors",

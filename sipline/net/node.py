@@ -9,6 +9,13 @@ handler's own timers (``Handler.on_tick``), the TCP and TLS idle sweeps and
 the look at the TLS files (``[tls] watch_interval``): no task or timer
 handle per message, per transaction or per role. SIGHUP reloads the TLS
 certificate and key too.
+
+A node that is one of ``[node] workers`` (``workers``: sipline.net.workers)
+shares its listeners with its siblings (SO_REUSEPORT), sends its own requests
+from a UDP socket of its own (but to a UA's flow, from the shared one) with
+that socket's port in its Via, and hands a sibling what belongs to it: a
+CANCEL or ACK for an INVITE it does not hold, a response whose Via is the
+sibling's.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sipline.logs import Throttle, event, quote
@@ -31,6 +39,17 @@ from sipline.net.shell import Shell
 from sipline.net.signals import until_stopped
 from sipline.net.tls import Credentials
 from sipline.net.transport import TcpEndpoint, TcpLimits, TlsEndpoint, UdpEndpoint
+from sipline.net.workers import (
+    CHANGED_WINDOW,
+    HANDED,
+    MAGIC,
+    MAX_DATAGRAM,
+    Workers,
+    handover_key,
+    seal,
+    unseal,
+)
+from sipline.secret import node_secret
 from sipline.sip.address import Address
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
@@ -62,7 +81,8 @@ class Node(Shell):
     clock must be ``time.monotonic``, which the tick passes to ``expire``. The
     node sets its transaction limits from ``[sip]``, trusted peers exempt.
     ``db``, the role's database, holds the bans shared with other nodes when
-    there is no ``[redis]`` (sipline.net.bans).
+    there is no ``[redis]`` (sipline.net.bans). ``workers``: this node is one of
+    several processes on its address (sipline.net.workers).
     """
 
     def __init__(
@@ -72,6 +92,7 @@ class Node(Shell):
         *,
         layer: TransactionLayer | None = None,
         db: Database | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.settings = settings
         layer = layer if layer is not None else TransactionLayer(time.monotonic, tick=TICK)
@@ -88,6 +109,13 @@ class Node(Shell):
         self._udp: UdpEndpoint | None = None
         self._tcp: TcpEndpoint | None = None
         self._tls: TlsEndpoint | None = None
+        self._workers = workers
+        self._own: UdpEndpoint | None = None  # a worker's own UDP socket
+        self._handover_key = handover_key(node_secret(settings) or "") if workers else b""
+        self._handovers = self.metrics.handovers
+        self._changed_until = 0.0  # the set of workers changed lately (CHANGED_WINDOW)
+        self._sibling_ports = frozenset(workers.siblings) if workers else frozenset()
+        self._sibling_host = ""  # the host of the workers' own sockets, once bound
         self._next_watch = 0.0
         self._senders: dict[str, Callable[[bytes, Address, object], bool]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -103,7 +131,7 @@ class Node(Shell):
         try:
             await self._open_transports()
             if self._udp is not None:
-                self._bans.drop = self._udp.drop_sources
+                self._bans.drop = self._drop_sources
             await self._bans.start()
         except BaseException:
             await self._close_transports()
@@ -111,6 +139,9 @@ class Node(Shell):
         streams = [e for e in (self._tcp, self._tls) if e is not None]
         self.metrics.watch(lambda: len(self.layer), lambda: sum(len(e.by_id) for e in streams))
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        if self._workers is not None:
+            self.workers_changed()  # our sockets just joined the set
+            _on_signal(signal.SIGUSR1, self.workers_changed)
         self._started = True
         for transport in self._senders:
             event(log, "listening", node=self.settings.node.name, address=self.local_address(transport))
@@ -130,6 +161,8 @@ class Node(Shell):
         self._tick_handle = None
         if self._tls is not None:
             _forget_signal(signal.SIGHUP)
+        if self._workers is not None:
+            _forget_signal(signal.SIGUSR1)
         await self._close_transports()
         await self._bans.stop()
         self.metrics.unwatch()
@@ -137,15 +170,25 @@ class Node(Shell):
 
     async def _open_transports(self) -> None:
         sip = self.settings.sip
+        shared = self._workers is not None
         if "udp" in sip.transports:
-            self._udp = await UdpEndpoint.bind(self, sip.host, sip.port, sip.max_message_bytes)
+            self._udp = await UdpEndpoint.bind(
+                self, sip.host, sip.port, sip.max_message_bytes, reuse_port=shared
+            )
             self._senders["UDP"] = self._udp.send
+            if self._workers is not None:
+                own = socket.socket(fileno=self._workers.fd)
+                self._own = await UdpEndpoint.adopt(self, own, sip.max_message_bytes)
+                self._senders["UDP"] = self._send_udp
+                # Where siblings send from: the host their Via names (advertised_host
+                # when the listeners are on a wildcard address).
+                self._sibling_host = self.via_address("UDP").host
         if "tcp" in sip.transports:
             limits = TcpLimits.of(self.guard.limits)
             self._tcp = TcpEndpoint(
                 self, sip.max_message_bytes, sip.tcp_idle_timeout, limits, self.guard, self.metrics
             )
-            await self._tcp.listen(sip.host, sip.port)
+            await self._tcp.listen(sip.host, sip.port, reuse_port=shared)
             self._senders["TCP"] = self._tcp.send
         if "tls" in sip.transports:
             credentials = Credentials(self.settings.tls)  # ConfigError naming the key
@@ -153,7 +196,7 @@ class Node(Shell):
                 self, sip.max_message_bytes, sip.tcp_idle_timeout, TcpLimits.of(self.guard.limits),
                 self.guard, self.metrics, credentials=credentials,
             )  # fmt: skip
-            await self._tls.listen(sip.host, sip.tls_port or sip.port + 1)
+            await self._tls.listen(sip.host, sip.tls_port or sip.port + 1, reuse_port=shared)
             self._senders["TLS"] = self._tls.send
             _on_signal(signal.SIGHUP, self.reload_tls)
 
@@ -161,6 +204,8 @@ class Node(Shell):
         self._senders.clear()
         if self._udp is not None:
             await self._udp.close()
+        if self._own is not None:
+            await self._own.close()
         if self._tcp is not None:
             await self._tcp.close()
         if self._tls is not None:
@@ -182,6 +227,30 @@ class Node(Shell):
             raise LookupError(f"not listening on {transport}")
         advertised = self.settings.sip.advertised_host
         return endpoint.address._replace(host=advertised) if advertised else endpoint.address
+
+    def via_address(self, transport: str) -> Address:
+        """A worker's own UDP socket for UDP (its responses come back to it), else
+        where it listens."""
+        address = self.local_address(transport)
+        if self._workers is not None and address.transport == "UDP":
+            return address._replace(port=self._workers.own_port)
+        return address
+
+    def worker_ports(self) -> tuple[int, ...]:
+        return self._workers.ports if self._workers is not None else ()
+
+    def workers_changed(self) -> None:
+        """A worker started or died (SIGUSR1 from the supervisor): for a while, the
+        kernel may give an ACK to another worker than its INVITE's."""
+        self._changed_until = time.monotonic() + CHANGED_WINDOW
+
+    def _drop_sources(self, sources: Collection[tuple[str, int]]) -> int:
+        """The kernel filter of banned sources, on every UDP socket of ours."""
+        assert self._udp is not None
+        dropped = self._udp.drop_sources(sources)
+        if self._own is not None:
+            self._own.drop_sources(sources)
+        return dropped
 
     def _tick(self) -> None:
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
@@ -225,6 +294,14 @@ class Node(Shell):
         if not self._started:
             self.metrics.dropped["not_started"].inc()  # the sender retransmits
             return
+        if (
+            source.port in self._sibling_ports
+            and data.startswith(MAGIC)
+            and source.host == self._sibling_host
+            and source.transport == "UDP"
+        ):
+            self._from_sibling(data, source)  # a handover, checked there: a worker's seal
+            return
         if not self.guard.admit(source):
             return  # counted and logged by the guard
         try:
@@ -232,6 +309,9 @@ class Node(Shell):
             self._received[source.transport][type(message) is Response].inc()
             if self._trace:
                 event(log, "sip_in", source=source, message=data.decode(errors="replace"))
+            if self._workers is not None and source.transport == "UDP":
+                if self._hand_over(message, data, source):
+                    return
             actions = self.layer.receive(message, source)
         except ParseError as exc:
             self._malformed(data, source, exc.status, exc.reason)
@@ -239,6 +319,95 @@ class Node(Shell):
         except Exception:
             self._core_error("receive", source)
             return
+        try:
+            self._carry_out(actions)
+        except Exception:
+            self._core_error("carry_out", source)
+
+    # -- workers (sipline.net.workers) ---------------------------------------------------
+    def _send_udp(self, data: bytes, dest: Address, waiter: object = None) -> bool:
+        """A worker's: its own requests from its own socket; the responses, and the
+        requests to a UA's flow (its NAT lets in what comes from the address it
+        sends to) or to a trusted peer (which knows us by our address and port),
+        from the shared one (their responses may reach another worker, which hands
+        them over: ``_hand_over``); whatever goes to a sibling, from our own."""
+        own, udp = self._own, self._udp
+        assert own is not None and udp is not None
+        if dest.port in self._sibling_ports and dest.host == self._sibling_host:
+            return own.send(data, dest)  # between workers: own socket to own socket
+        if data.startswith(b"SIP/"):
+            return udp.send(data, dest)  # an answer leaves from where its request came
+        if dest.connection is not None or self.handler.trusts(dest):
+            return udp.send(data, dest)
+        return own.send(data, dest)
+
+    def _hand_over(self, message: Request | Response, data: bytes, source: Address) -> bool:
+        """Whether ``message`` went to the sibling it belongs to instead (a response
+        whose Via is the sibling's, a CANCEL for an INVITE not held here); an ACK
+        not matched here goes to the siblings too, and on here (it may be the ACK
+        of a 2xx, the role's). ParseError on a bad Via."""
+        workers = self._workers
+        assert workers is not None
+        if isinstance(message, Response):
+            port = message.via.port
+            if port == workers.own_port or port not in workers.siblings:
+                return False
+            if self.layer.holds_response(message):
+                return False
+            return self._seal_to((port,), data, source)
+        method = message.method
+        if method not in HANDED or self.layer.holds(message, "INVITE"):
+            return False
+        if method == "CANCEL":
+            if self.layer.holds(message, "CANCEL"):
+                return False  # a retransmission of one answered here
+            return self._seal_to(workers.siblings, data, source)
+        # The ACK of a 2xx carries our Record-Route, that of a non-2xx the INVITE's
+        # Route (§17.1.1.3): one without may be a sibling's, and is the role's too.
+        if "route" not in message.headers and time.monotonic() < self._changed_until:
+            self._seal_to(workers.siblings, data, source)
+        return False
+
+    def _seal_to(self, ports: tuple[int, ...], data: bytes, source: Address) -> bool:
+        """Hand ``data`` from ``source`` to the workers on ``ports``; False when it
+        does not fit in a datagram (it is then this worker's to deal with)."""
+        own, udp = self._own, self._udp
+        assert own is not None and udp is not None and udp.address is not None
+        sealed = seal(self._handover_key, source, data, time.time())
+        if len(sealed) > MAX_DATAGRAM:
+            return False
+        for port in ports:
+            own.send(sealed, udp.address._replace(port=port))
+        self._handovers["handed"].inc()
+        return True
+
+    def _from_sibling(self, datagram: bytes, sibling: Address) -> None:
+        """A handover on our own socket: taken as if from its source when it belongs
+        here (a response, a CANCEL or ACK of an INVITE held here), else dropped."""
+        opened = unseal(self._handover_key, datagram, time.time())
+        if opened is None:
+            self._handovers["forged"].inc()
+            held = self._quiet.admit(("handover_forged", sibling.host))
+            if held is not None:
+                event(log, "handover_forged", logging.WARNING, source=sibling, repeated=held)
+            return
+        source, data = opened
+        try:
+            message = parse_message(data)
+            if type(message) is Request and not (
+                self.layer.holds(message, "INVITE")
+                or (message.method == "CANCEL" and self.layer.holds(message, "CANCEL"))
+            ):
+                self._handovers["unmatched"].inc()
+                return
+            actions = self.layer.receive(message, source)
+        except ParseError:
+            self._handovers["unmatched"].inc()  # it parsed at the sibling's: not ours to answer
+            return
+        except Exception:
+            self._core_error("handover", source)
+            return
+        self._handovers["taken"].inc()
         try:
             self._carry_out(actions)
         except Exception:

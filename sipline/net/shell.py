@@ -68,6 +68,12 @@ by method, responses by code, new calls (INVITEs outside a dialog)."""
     def local_address(self, transport: str) -> Address:
         raise NotImplementedError
 
+    def via_address(self, transport: str) -> Address:
+        return self.local_address(transport)
+
+    def worker_ports(self) -> tuple[int, ...]:
+        return ()
+
     def respond(self, txn: ServerTransaction, response: Response) -> None:
         status = response.status
         self.metrics.outbound.response(status)

@@ -74,15 +74,18 @@ def _socket(host: str, kind: socket.SocketKind) -> socket.socket:
     return sock
 
 
-def udp_socket(host: str, port: int) -> socket.socket:
+def udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A UDP socket bound to ``host:port`` with large buffers: bursts (and a GC
     pause) overflow the default ~200 KB, and lost datagrams come back as
     retransmissions that add load. The kernel caps the size at
-    net.core.rmem_max / wmem_max."""
+    net.core.rmem_max / wmem_max. ``reuse_port``: one of the workers' sockets
+    on a shared address (SO_REUSEPORT: the kernel spreads sources over them)."""
     sock = _socket(host, socket.SOCK_DGRAM)
     try:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -90,11 +93,14 @@ def udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def tcp_listener(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (asyncio's own makes ``::`` IPv6-only)."""
+def tcp_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (asyncio's own makes ``::`` IPv6-only);
+    ``reuse_port`` as for ``udp_socket``."""
     sock = _socket(host, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
     except OSError:
@@ -150,9 +156,15 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.address: Address | None = None
 
     @classmethod
-    async def bind(cls, sink: Sink, host: str, port: int, max_message_bytes: int) -> UdpEndpoint:
+    async def bind(
+        cls, sink: Sink, host: str, port: int, max_message_bytes: int, *, reuse_port: bool = False
+    ) -> UdpEndpoint:
+        return await cls.adopt(sink, udp_socket(host, port, reuse_port=reuse_port), max_message_bytes)
+
+    @classmethod
+    async def adopt(cls, sink: Sink, sock: socket.socket, max_message_bytes: int) -> UdpEndpoint:
+        """An endpoint on a socket bound already (a worker's own, from its supervisor)."""
         loop = asyncio.get_running_loop()
-        sock = udp_socket(host, port)
         kind = DualStackUdpEndpoint if sock.family == socket.AF_INET6 else cls
         _, endpoint = await loop.create_datagram_endpoint(
             lambda: kind(sink, max_message_bytes), sock=sock
@@ -447,10 +459,10 @@ class TcpEndpoint:
         self._next_sweep = 0.0
         self.now = time.monotonic()  # as of the last sweep (every tick in a node)
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         raise_file_limit(self.limits.max_connections + SPARE_FILES)
-        sock = tcp_listener(host, port)
+        sock = tcp_listener(host, port, reuse_port=reuse_port)
         try:
             self._server = await loop.create_server(self._connection, sock=sock)
         except BaseException:
@@ -633,9 +645,9 @@ class TlsEndpoint(TcpEndpoint):
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
 
-    async def listen(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         raise_file_limit(self.limits.max_connections + SPARE_FILES)
-        self._listener = sock = tcp_listener(host, port)
+        self._listener = sock = tcp_listener(host, port, reuse_port=reuse_port)
         sockname = sock.getsockname()
         self.address = Address(TLS, unmapped(sockname[0]), sockname[1])
         self._accepting = asyncio.get_running_loop().create_task(self._accept_all(sock))

@@ -52,32 +52,49 @@ class Rejection:
 
 class Local:
     """Who we are, for every role: where the node listens on each transport (as
-    Via, Contact and Record-Route write it) and the domains it serves (a
-    proxy's; none for the B2BUA). ``of(node)`` learns it from the node."""
+    Record-Route and Contact write it), where responses to its own requests
+    come back (``vias``, as its Via writes it: a worker's own UDP port,
+    sipline.net.workers) and the domains it serves (a proxy's; none for the
+    B2BUA). ``of(node)`` learns it from the node; every worker's port is ours
+    (``worker_ports``): a Via of a sibling is a Via of ours."""
 
-    __slots__ = ("addresses", "domains", "hosts", "ports", "_prefixes", "_vias", "_contacts")
+    __slots__ = (
+        "addresses", "vias", "domains", "hosts", "ports", "_prefixes", "_vias", "_contacts",
+    )  # fmt: skip
 
-    def __init__(self, addresses: dict[str, Address], domains: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        addresses: dict[str, Address],
+        domains: Iterable[str] = (),
+        vias: dict[str, Address] | None = None,
+        worker_ports: Iterable[int] = (),
+    ) -> None:
         self.addresses = addresses  # "UDP"/"TCP"/"TLS" -> where we listen
+        self.vias = vias if vias is not None else addresses
         self.domains = [d.lower() for d in domains]
         self.hosts = frozenset(a.host.lower() for a in addresses.values())
-        self.ports = frozenset(a.port for a in addresses.values())
+        workers = tuple(worker_ports)
+        self.ports = frozenset((*(a.port for a in addresses.values()), *workers))
         self._prefixes = tuple(f"sip:{a.hostport};" for a in addresses.values()) + tuple(
             f"sips:{a.hostport};" for t, a in addresses.items() if t == "TLS"
         )
         self._vias = tuple(f"SIP/2.0/{t} {a.hostport};" for t, a in addresses.items())
+        udp = addresses.get("UDP")
+        if udp is not None:
+            self._vias += tuple(f"SIP/2.0/UDP {udp._replace(port=p).hostport};" for p in workers)
         self._contacts: dict[tuple[str, str], str] = {}
 
     @classmethod
     def of(cls, node: NodeLike, domains: Iterable[str] = ()) -> Local:
         """Where ``node`` listens now, on each transport it listens on."""
-        addresses = {}
+        addresses, vias = {}, {}
         for transport in ("UDP", "TCP", "TLS"):
             try:
                 addresses[transport] = node.local_address(transport)
+                vias[transport] = node.via_address(transport)
             except LookupError:
                 pass
-        return cls(addresses, domains)
+        return cls(addresses, domains, vias, node.worker_ports())
 
     # -- is it us? -----------------------------------------------------------
     def names_us(self, uri_text: str) -> bool:
@@ -117,7 +134,7 @@ class Local:
     def via(self, transport: str, branch: str, *, rport: bool = False) -> str:
         """Our Via on ``transport``; ``rport`` asks for the response at our source
         port (RFC 3581: what a UA sends)."""
-        via = f"SIP/2.0/{transport} {self.addresses[transport].hostport};branch={branch}"
+        via = f"SIP/2.0/{transport} {self.vias[transport].hostport};branch={branch}"
         return f"{via};rport" if rport else via
 
     def contact(self, transport: str, user: str) -> str:

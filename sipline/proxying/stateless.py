@@ -10,7 +10,7 @@ Record-Route or matching a transaction of ours, a 2xx whose branch we signed.
 
 from __future__ import annotations
 
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from sipline.sip.message import Request, Response
 
 from .flows import flow_toward
@@ -38,6 +38,7 @@ def forward_ack(request: Request, local: Local, ours: dict[str, str] | None) -> 
         strict_route(request)
     else:
         dest = flow_toward(request, ours) if ours else None
+        dest = as_flow(dest) if dest is not None else None
         if dest is None:
             dest = resolve(request.uri)
     if dest is None or local.is_self(dest) or dest.transport not in local.addresses:

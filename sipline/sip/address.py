@@ -32,6 +32,20 @@ class Address(NamedTuple):
         return self.transport != "UDP"
 
 
+# The ``connection`` of a UDP address that is a UA's own flow (where it sends
+# from): what goes to it leaves from the socket it sends to, the listening one,
+# for a NAT in between lets in only what comes from there (RFC 5626 §3.4); a
+# worker's own socket (sipline.net.workers) would not do.
+UDP_FLOW = 0
+
+
+def as_flow(address: Address) -> Address:
+    """``address`` as a UA's flow (a UDP one marked ``UDP_FLOW``; a stream one names its connection)."""
+    if address.transport == "UDP" and address.connection is None:
+        return address._replace(connection=UDP_FLOW)
+    return address
+
+
 DEFAULT_PORT = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "SCTP": 5060, "WS": 80, "WSS": 443}
 
 

@@ -282,6 +282,15 @@ class TransactionLayer:
     def __len__(self) -> int:
         return len(self._servers) + len(self._clients)
 
+    def holds(self, request: Request, method: str) -> bool:
+        """A server transaction for ``request`` as ``method`` is here (for a CANCEL or
+        an ACK, "INVITE": the one it ends, §9.2, §17.2.3). ParseError on a bad Via."""
+        return server_key(request, method) in self._servers
+
+    def holds_response(self, response: Response) -> bool:
+        """The client transaction ``response`` belongs to is here (§17.1.3)."""
+        return client_key(response) in self._clients
+
     @property
     def idle(self) -> bool:
         """No transaction is waiting for the TU or the network; the rest only

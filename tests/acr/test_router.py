@@ -166,6 +166,12 @@ class FakeNode:
             raise LookupError(transport)
         return US
 
+    def via_address(self, transport: str) -> Address:
+        return self.local_address(transport)
+
+    def worker_ports(self) -> tuple[int, ...]:
+        return ()
+
     def respond_stateless(self, txn: ServerTransaction, response: Response) -> None:
         self.upstream.append(response)
         txn.state = State.TERMINATED

@@ -102,6 +102,28 @@ def test_our_own_or_a_dead_holders_binding_is_reached_from_here() -> None:
     assert cluster.target(binding(path=("<sip:edge.example.net;lr>",)), "c") is None
 
 
+def test_a_workers_udp_flow_is_reached_from_any_worker_and_a_tcp_one_through_it() -> None:
+    """Workers share the address a phone's NAT lets in: a UDP flow another worker
+    took is reached from here; its TCP connection only through that worker."""
+    cluster = Cluster("p/1", Seen("p/0", "p/1"), SIGNER)
+    cluster.address = "127.0.0.1:40001"
+    cluster.set_siblings([Address("UDP", "127.0.0.1", 40000)])
+    udp = binding(node="p/0", proxy="127.0.0.1:40000", source=Address("UDP", "198.51.100.7", 5060))
+    assert cluster.target(udp, "c") is None
+    tcp = cluster.target(binding(node="p/0", proxy="127.0.0.1:40000"), "c")
+    assert tcp is not None and tcp.dest == Address("UDP", "127.0.0.1", 40000)
+
+
+def test_a_sibling_is_known_by_host_and_port() -> None:
+    cluster = Cluster("p/1", None, SIGNER)
+    assert not cluster.is_sibling(Address("UDP", "127.0.0.1", 40000))
+    cluster.set_siblings([Address("UDP", "127.0.0.1", 40000)])
+    assert cluster.is_sibling(Address("UDP", "127.0.0.1", 40000))
+    assert not cluster.is_sibling(Address("UDP", "127.0.0.2", 40000))
+    assert not cluster.is_sibling(Address("UDP", "127.0.0.1", 40002))
+    assert not cluster.is_sibling(Address("TCP", "127.0.0.1", 40000))
+
+
 def test_a_cluster_node_without_a_secret_does_not_start() -> None:
     settings = Settings(redis={"url": "redis://127.0.0.1:6379/0"})
     with pytest.raises(ConfigError, match=r"auth\.secret: must be set"):

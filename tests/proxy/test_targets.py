@@ -7,7 +7,7 @@ from proxy.routing import Plan, Target
 from proxy.subscribers import SubscriberDirectory
 from proxy.targets import FAILOVER_STATUSES, Targets
 from sipline.proxying.rules import Local, Rejection
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from tests.proxy.phone import subscriber
 from tests.proxying.test_rules import invite
 
@@ -40,7 +40,7 @@ def test_a_subscriber_is_forked_to_every_contact_in_q_groups() -> None:
     assert plan == Plan(
         [
             [Target(MOBILE, "sip:bob@192.168.1.6;transport=tcp", (), True)],
-            [Target(DESK, "sip:bob@192.168.1.5", (), True)],
+            [Target(as_flow(DESK), "sip:bob@192.168.1.5", (), True)],
         ]
     )
 
@@ -49,7 +49,7 @@ def test_our_own_address_in_the_request_uri_means_the_first_domain() -> None:
     plan = targets(binding("sip:bob@192.168.1.5", DESK)).plan(
         invite(f"sip:bob@{US}:5060"), LOCAL, None, trusted=False
     )
-    assert isinstance(plan, Plan) and plan.groups[0][0].dest == DESK
+    assert isinstance(plan, Plan) and plan.groups[0][0].dest == as_flow(DESK)
 
 
 def test_a_known_subscriber_without_bindings_is_temporarily_unavailable() -> None:
@@ -93,7 +93,7 @@ def test_a_trusted_peer_may_name_an_address_directly() -> None:
 def test_in_a_dialog_the_recorded_flow_wins_over_the_request_uri() -> None:
     request = invite("sip:bob@192.168.1.5", to_tag="b1", method="BYE")
     plan = targets().plan(request, LOCAL, {"ftag": "a1", "fb": "203.0.113.5~5060~u"}, trusted=False)
-    assert plan == Plan([[Target(DESK)]])
+    assert plan == Plan([[Target(as_flow(DESK))]])  # a UA's flow: from the shared socket
 
 
 def test_in_a_dialog_without_a_flow_the_request_uri_decides() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sipline.proxying.rules import Local
 from sipline.proxying.signing import Signer
 from sipline.proxying.stateless import forward_ack, forward_stray
-from sipline.sip.address import Address
+from sipline.sip.address import Address, as_flow
 from sipline.sip.message import Headers, Response
 from tests.proxying.test_rules import invite
 
@@ -20,7 +20,7 @@ CALLER_VIA = "SIP/2.0/UDP 192.168.1.7:5060;branch=z9hG4bKa;received=203.0.113.7;
 def test_an_ack_goes_to_the_flow_our_record_route_recorded() -> None:
     ack = invite("sip:bob@192.168.1.5", method="ACK", to_tag="b1")
     ours = {"lr": "", "ftag": "a1", "fb": "203.0.113.5~5060~u"}  # our Route, popped and checked
-    assert forward_ack(ack, LOCAL, ours) == Address("UDP", "203.0.113.5", 5060)
+    assert forward_ack(ack, LOCAL, ours) == as_flow(Address("UDP", "203.0.113.5", 5060))
     assert ack.headers.values("via")[0].startswith(f"SIP/2.0/UDP {US}:5060;branch=z9hG4bK")
     assert ack.max_forwards == 69
 

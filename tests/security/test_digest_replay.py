@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxystack import RunningProxy
+from bench.proxystack import RunningProxy, metric
+from sipline.cluster import client
 from sipline.sip.message import Request, Response
 from tests.proxy.phone import authorization, challenge_params, request, with_header
 from tests.security.digest_proxy import ALICE, PhoneAt, running_proxy
@@ -153,3 +154,43 @@ async def test_a_replayed_invite_is_challenged_at_every_proxy_sharing_redis(
     for answer in answers:
         offers = challenge_params(answer, "Proxy-Authenticate")
         assert answer.status == 407 and all(o["stale"] == "true" for o in offers), answer
+
+
+async def test_a_replay_to_another_worker_of_the_proxy_binds_nothing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Workers of one proxy count nonces in Redis as nodes do: replays from many
+    sources (the kernel spreads them over both workers) all get a stale challenge."""
+    shared = {"AUTH__SECRET": SECRET, "REDIS__URL": redis_url, "NODE__WORKERS": "2"}
+    async with running_proxy(tmp_path, **shared) as proxy:
+        await both_workers_running(proxy)
+        alice = await PhoneAt.bound("127.0.0.1")
+        attackers = [await PhoneAt.bound("127.0.0.6") for _ in range(16)]
+        try:
+            ok, stolen = await register(alice, proxy)
+            assert ok.status == 200
+            refused = [await replay(attacker, proxy, stolen) for attacker in attackers]
+        finally:
+            alice.close()
+            for attacker in attackers:
+                attacker.close()
+        assert all(stale_challenge(r) for r in refused), refused
+        assert await proxy.bindings() == [(ALICE.aor, f"sip:alice@127.0.0.1:{alice.port}")]
+        by_worker = [
+            metric(proxy.metrics_port, f'sipline_auth_replayed_total{{worker="{w}"}}')
+            for w in ("0", "1")
+        ]
+        assert sum(by_worker) == len(attackers) and all(by_worker), by_worker
+        assert proxy.metric("sipline_auth_replayed_total") == len(attackers)  # the sum
+
+
+async def both_workers_running(proxy: RunningProxy, timeout: float = 30) -> None:
+    """The supervisor's /status says both workers run (the first may answer OPTIONS
+    before the second has bound its socket, and then takes every source)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = await client.get(f"127.0.0.1:{proxy.metrics_port}", "/status")
+        if status is not None and status.ok and status.body["healthy"] == 2:
+            return
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.1)
