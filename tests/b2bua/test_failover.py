@@ -9,7 +9,16 @@ import time
 from sipline.sip.address import Address
 from sipline.sip.message import Request
 from tests.b2bua.support import (
-    ACR1, ACR2, PROXY, SDP, ack_for_2xx, answer, b2bua, in_dialog, invite, of,
+    ACR1,
+    ACR2,
+    PROXY,
+    SDP,
+    ack_for_2xx,
+    answer,
+    b2bua,
+    in_dialog,
+    invite,
+    of,
 )  # fmt: skip
 from tests.b2bua.test_call_endings import cancel_of
 
