@@ -1,7 +1,8 @@
 """Proxies sharing one location: who keeps a binding, and how the others reach it.
 
 A binding is kept (NAT keepalives, expiry of its row) by the node that took
-its REGISTER while that node is alive (``sipline.net.alive``); when it dies,
+its REGISTER while that node is alive (its heartbeat, ``sipline.cluster.heartbeat``:
+the one liveness of the cluster, 3 s without a beat is dead); when it dies,
 every one of its bindings passes to one live proxy, the same for every
 observer: the highest rendezvous hash of (dead node, live node) (RFC 2992's
 idea, as in HRW hashing), so a second death moves only the dead one's share.
@@ -47,7 +48,7 @@ def _weight(node: str, other: str) -> bytes:
 class Cluster:
     """This proxy among the others: ``name`` (its node name), ``address`` (HOST:PORT
     other proxies reach it at, set once it listens), ``liveness`` (a
-    ``sipline.net.alive.Liveness``, None: a proxy alone) and the ``signer``."""
+    ``sipline.cluster.heartbeat.Liveness``, None: a proxy alone) and the ``signer``."""
 
     __slots__ = ("name", "address", "liveness", "signer")
 

@@ -10,8 +10,10 @@ import pytest
 
 from proxy.cluster import Cluster, check_cluster_node, keeper
 from proxy.location import Binding
+from sipline.cluster.heartbeat import Heartbeat, Liveness
+from sipline.cluster.report import Report
+from sipline.cluster.state import State
 from sipline.config import ConfigError, Settings
-from sipline.net.alive import Liveness
 from sipline.proxying.flows import HELD, decode_flow
 from sipline.proxying.rules import route_params
 from sipline.proxying.signing import Signer
@@ -111,20 +113,31 @@ def test_a_cluster_node_without_a_secret_does_not_start() -> None:
 
 
 async def test_a_silent_node_is_dead_after_the_silence(redis_url: str) -> None:
-    a = Liveness(open_redis(redis_url), "proxy", "p1", silence=0.5)
-    b = Liveness(open_redis(redis_url), "proxy", "p2", silence=0.5)
-    await a.beat()
-    await b.beat()
-    await a.beat()
-    assert a.alive == {"p1", "p2"}
-    await asyncio.sleep(0.6)  # p2 says nothing more (SIGKILL)
-    await a.beat()
-    assert a.alive == {"p1"} and a.members == {"p1", "p2"}
-    await b.beat()  # back
-    await a.beat()
-    assert a.alive == {"p1", "p2"}
-    await b.close()  # a clean stop is seen at once
-    await a.beat()
-    assert a.alive == {"p1"}
-    for live in (a, b):
-        await live.redis.aclose()
+    """The proxies' liveness is the cluster's heartbeats (one for every role): a proxy
+    whose heartbeat stops is dead after the silence; other roles' nodes are not proxies."""
+    redis = open_redis(redis_url)
+    beats = {
+        name: Heartbeat(redis, name, lambda n=name, r=role: _report(n, r), silence=0.5)
+        for name, role in (("p1", "proxy"), ("p2", "proxy"), ("b1", "b2bua"))
+    }
+    seen = Liveness(redis, "proxy", "p1")
+    try:
+        for beat in beats.values():
+            await beat.beat()
+        await seen.look()
+        assert seen.alive == {"p1", "p2"} and seen.members == {"p1", "p2"}
+        await asyncio.sleep(0.6)  # p2 says nothing more (SIGKILL); p1 is us, running
+        await seen.look()
+        assert seen.alive == {"p1"} and seen.members == {"p1", "p2"}
+        await beats["p2"].beat()  # back
+        await seen.look()
+        assert seen.alive == {"p1", "p2"}
+        await beats["p2"].close(_report("p2", "proxy"))  # a clean stop is seen at once
+        await seen.look()
+        assert seen.alive == {"p1"}
+    finally:
+        await redis.aclose()
+
+
+def _report(name: str, role: str) -> Report:
+    return Report.silent(name, role, "127.0.0.1:5060", "", State.RUNNING, "")
