@@ -420,7 +420,7 @@ def test_a_late_200_from_a_node_given_up_on_is_acked_and_byed_as_a_ghost(
     slow, other = free_port(), free_port()
     # Both up before the B2BUA probes them: the first call goes to the first node,
     # never to the other because the slow one's sipp was late to start.
-    late = callee(sipp_bin, sipps, tmp_path, "b2bua_uas_late.xml", slow)  # 200 after 1 s
+    late = callee(sipp_bin, sipps, tmp_path, "b2bua_uas_late.xml", slow)  # 200 after 3 s
     taking = callee(sipp_bin, sipps, tmp_path, "b2bua_uas.xml", other)
     b2bua = start_b2bua([slow, other])
     near = caller(sipp_bin, sipps, b2bua, "b2bua_uac.xml", "-m", "1", "-d", "1500")
