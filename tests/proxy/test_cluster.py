@@ -100,8 +100,25 @@ def test_our_own_or_a_dead_holders_binding_is_reached_from_here() -> None:
     cluster = Cluster("p2", Seen("p1", "p2", dead=("p3",)), SIGNER)
     cluster.address = "127.0.0.2:5060"
     assert cluster.target(binding(node="p2", proxy="127.0.0.2:5060"), "c") is None
-    assert cluster.target(binding(node="p3", proxy="127.0.0.3:5060"), "c") is None  # dead
+    dead = binding(node="p3", proxy="127.0.0.3:5060", nat=True)
+    assert cluster.target(dead, "c") is None  # from here, at the address it registered from
     assert cluster.target(binding(path=("<sip:edge.example.net;lr>",)), "c") is None
+
+
+def test_a_tcp_phone_whose_holder_died_is_reached_at_its_contact_unless_behind_nat() -> None:
+    """Its flow died with the proxy that held it (the source port was the connection's):
+    a phone not behind NAT listens at its Contact, as baresip with two outbound
+    proxies does; one behind NAT is reached again once it registers anew."""
+    cluster = Cluster("p2", Seen("p1", "p2", dead=("p3",)), SIGNER)
+    cluster.address = "127.0.0.2:5060"
+    tcp = binding(node="p3", proxy="127.0.0.3:5060", contact="sip:alice@10.0.0.5:5070;transport=tcp")
+    target = cluster.target(tcp, "c")
+    assert target is not None and target.dest == Address("TCP", "10.0.0.5", 5070)
+    assert target.uri == tcp.contact and not target.flow and not target.routes
+    assert cluster.target(binding(node="p3", proxy="127.0.0.3:5060", nat=True), "c") is None
+    udp = binding(node="p3", proxy="127.0.0.3:5060", source=Address("UDP", "10.0.0.5", 5060))
+    assert cluster.target(udp, "c") is None  # its source is its address: tried from here
+    assert cluster.target(binding(node="p1", proxy="127.0.0.1:5060", nat=False), "c") is not None
 
 
 def test_a_cluster_node_without_a_secret_does_not_start() -> None:
