@@ -68,8 +68,18 @@ def launch(
     if not listening(host, port, 20, process):
         process.kill()
         process.wait(5)
-        raise RuntimeError(f"sipline {name} did not start:\n{node.log_text()[-3000:]}")
+        log_text = node.log_text()
+        kind = PortTaken if "Address already in use" in log_text else RuntimeError
+        raise kind(f"sipline {name} did not start:\n{log_text[-3000:]}")
     return node
+
+
+class PortTaken(RuntimeError):
+    """The node's port was taken between ``free_port`` and its bind (another process
+    on the machine): start it again on another port."""
+
+
+PORT_ATTEMPTS = 3  # times a test starts its nodes on fresh ports when one was taken
 
 
 def listening(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:

@@ -17,7 +17,6 @@ tested with the Python handset (tests/cluster/test_failover.py).
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import time
 from collections.abc import Iterator
@@ -25,30 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import ClusterNode, start, stop
-from bench.proxystack import Phone, free_port, provision
+from bench.clusterstack import ClusterNode
+from tests.cluster.conftest import ALICE, BOB
 from tests.e2e.test_proxy_baresip import Baresip
 
 pytestmark = pytest.mark.e2e
 
-ALICE = Phone("alice", "alice-Secret1")
-BOB = Phone("bob", "bob-Secret2")
-HOSTS = ("127.0.0.1", "127.0.0.2")
 FAILOVER = 5.0  # seconds from the SIGKILL to a call answered through the other proxy
-
-
-@pytest.fixture
-def proxies(mysql_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[ClusterNode]]:
-    asyncio.run(provision(mysql_url, [ALICE, BOB]))
-    port = free_port()
-    peers = [f"{host}:{port}" for host in HOSTS]
-    started: list[ClusterNode] = []
-    try:
-        for n, host in enumerate(HOSTS, 1):
-            started.append(start(f"proxy-{n}", host, port, mysql_url, redis_url, peers, tmp_path))
-        yield started
-    finally:
-        stop(started)
 
 
 @pytest.fixture

@@ -7,34 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import ClusterNode, start, stop
-from bench.proxystack import Phone, free_port, provision
+from bench.clusterstack import ClusterNode
+from tests.cluster.conftest import ALICE, BOB
 from tests.cluster.handset import Handset, reached
 
 pytestmark = pytest.mark.e2e
-
-ALICE = Phone("alice", "alice-Secret1")
-BOB = Phone("bob", "bob-Secret2")
-HOSTS = ("127.0.0.1", "127.0.0.2")
-
-
-@pytest.fixture
-def proxies(mysql_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[ClusterNode]]:
-    asyncio.run(provision(mysql_url, [ALICE, BOB]))
-    port = free_port()
-    peers = [f"{host}:{port}" for host in HOSTS]
-    started: list[ClusterNode] = []
-    try:
-        for n, host in enumerate(HOSTS, 1):
-            started.append(start(f"proxy-{n}", host, port, mysql_url, redis_url, peers, tmp_path))
-        yield started
-    finally:
-        stop(started)
 
 
 def logs(proxies: list[ClusterNode]) -> str:
