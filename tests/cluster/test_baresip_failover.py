@@ -3,7 +3,11 @@
 one port, sharing MariaDB and Redis) and ``sipnat=outbound`` (RFC 5626: one
 registration per proxy, each its own flow and reg-id) registers over TCP
 through both; its first proxy is SIGKILLed; calls to it work through the other
-within 5 s.
+within 5 s. The location keeps one binding per Contact URI, and baresip
+registers the same URI through both proxies: the binding is the flow of
+whichever REGISTER came last. Through the live proxy, the phone is reached at
+once; through the dead one, once the others see it dead (3 s without a
+heartbeat), at its Contact (a TCP phone not behind NAT listens there).
 
 Calls *from* it do not, and cannot with the baresip of this machine (1.0.0):
 it sends every new request to its first outbound proxy (``ua_outbound()``
