@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,22 @@ class PortTaken(RuntimeError):
 
 
 PORT_ATTEMPTS = 3  # times a test starts its nodes on fresh ports when one was taken
+
+
+def on_free_ports(start_nodes: Callable[[list[ClusterNode]], None]) -> list[ClusterNode]:
+    """The nodes ``start_nodes(started)`` starts (each appended to ``started`` as it
+    runs), on other free ports while one is taken before its node binds it (the
+    nodes of a failed try stopped): the race of ``free_port`` on a shared machine."""
+    for attempt in range(PORT_ATTEMPTS):
+        started: list[ClusterNode] = []
+        try:
+            start_nodes(started)
+            return started
+        except BaseException as exc:
+            stop(started)
+            if not isinstance(exc, PortTaken) or attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def listening(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:

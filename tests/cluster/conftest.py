@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import PORT_ATTEMPTS, ClusterNode, PortTaken, start, stop
+from bench.clusterstack import ClusterNode, on_free_ports, start, stop
 from bench.proxystack import Phone, free_port, provision
 
 ALICE = Phone("alice", "alice-Secret1")
@@ -20,22 +20,15 @@ HOSTS = ("127.0.0.1", "127.0.0.2")
 @pytest.fixture
 def proxies(mysql_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[ClusterNode]]:
     asyncio.run(provision(mysql_url, [ALICE, BOB]))
-    started: list[ClusterNode] = []
+
+    def two(started: list[ClusterNode]) -> None:
+        port = free_port()
+        peers = [f"{host}:{port}" for host in HOSTS]
+        for n, host in enumerate(HOSTS, 1):
+            started.append(start(f"proxy-{n}", host, port, mysql_url, redis_url, peers, tmp_path))
+
+    started = on_free_ports(two)
     try:
-        for attempt in range(PORT_ATTEMPTS):
-            port = free_port()
-            peers = [f"{host}:{port}" for host in HOSTS]
-            try:
-                for n, host in enumerate(HOSTS, 1):
-                    started.append(
-                        start(f"proxy-{n}", host, port, mysql_url, redis_url, peers, tmp_path)
-                    )
-                break
-            except PortTaken:  # by another process since free_port: on another port
-                stop(started)
-                started.clear()
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
         yield started
     finally:
         stop(started)

@@ -26,7 +26,7 @@ from acr.model import Did
 from acr.store import AcrStore
 from bench.acrstack import SippCarrier, acr_command, acr_env
 from bench.acrstack import provision as provision_acr
-from bench.clusterstack import PORT_ATTEMPTS, SECRET, ClusterNode, PortTaken, launch, start, stop
+from bench.clusterstack import SECRET, ClusterNode, launch, on_free_ports, start, stop
 from bench.faults.callpath import read_cdrs
 from bench.faults.lab import clean_env
 from bench.proxystack import SIPLINE, Phone, free_port, provision
@@ -70,74 +70,58 @@ def platform(mysql_url: str, redis_url: str, sipp_bin: str, tmp_path: Path) -> I
     asyncio.run(provision(mysql_url, [ALICE, DIDPHONE]))
     asyncio.run(provision_acr(mysql_url, [carrier, gateway]))
     carrier.start(sipp_bin, tmp_path)
-    nodes: list[ClusterNode] = []
     try:
-        for attempt in range(PORT_ATTEMPTS):
-            try:
-                nodes += start_nodes(mysql_url, redis_url, tmp_path)
-                break
-            except PortTaken:  # by another process since free_port: on other ports
-                stop(nodes)
-                nodes.clear()
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-        yield Platform(nodes[:2], nodes[4], nodes[2:4], carrier, gateway, mysql_url)
+        nodes = on_free_ports(lambda started: start_nodes(started, mysql_url, redis_url, tmp_path))
+        try:
+            yield Platform(nodes[:2], nodes[4], nodes[2:4], carrier, gateway, mysql_url)
+        finally:
+            stop(nodes)
     finally:
-        stop(nodes)
         carrier.stop()
 
 
-def start_nodes(url: str, redis_url: str, workdir: Path) -> list[ClusterNode]:
-    """The two proxies, both ACR nodes and the B2BUA on free ports, the DID homed on
-    proxy-1 with proxy-2 its backup; PortTaken (the nodes started stopped) if a port
-    was taken meanwhile."""
+def start_nodes(nodes: list[ClusterNode], url: str, redis_url: str, workdir: Path) -> None:
+    """The two proxies, both ACR nodes and the B2BUA on free ports (each appended to
+    ``nodes`` once it runs), the DID homed on proxy-1 with proxy-2 its backup."""
     port, b2bua_port = free_port(), free_port()
     acr_ports = {"primary": free_port(), "secondary": free_port()}
     proxies = [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
     b2bua_at = f"127.0.0.1:{b2bua_port}"
     acrs_at = [f"127.0.0.1:{p}" for p in acr_ports.values()]
     asyncio.run(home_did(url, Did(DID, proxies[0], (proxies[1],))))
-    nodes: list[ClusterNode] = []
-    try:
-        for n, host in enumerate(("127.0.0.1", "127.0.0.2"), 1):
-            nodes.append(start(
-                f"proxy-{n}", host, port, url, redis_url, [*proxies, b2bua_at, *acrs_at], workdir,
-                SIPLINE_PROXY__B2BUA=json.dumps([b2bua_at]),
-            ))  # fmt: skip
-        for node, acr_port in acr_ports.items():
-            settings = {
-                **SETTINGS,
-                "SIPLINE_AUTH__SECRET": SECRET,
-                "SIPLINE_ACR__PRIMARY": acrs_at[0],
-                "SIPLINE_ACR__SECONDARY": acrs_at[1],
-                # The B2BUA and the proxies by address and port; the gateway is a carrier's.
-                "SIPLINE_ACR__TRUSTED": json.dumps([b2bua_at, *proxies]),
-            }
-            env = acr_env(f"127.0.0.1:{acr_port}", url, redis_url, settings, node=node,
-                          data_dir=workdir / f"acr-{node}")  # fmt: skip
-            nodes.append(
-                launch(f"acr-{node}", acr_command(node), env, "127.0.0.1", acr_port, workdir)
-            )
-        # The B2BUA last: its first probes find both ACR nodes up (none is skipped
-        # for having been slow to start on a loaded machine).
-        b2bua_env = clean_env(
-            SIPLINE_NODE__NAME="b2bua",
-            SIPLINE_LOG__LEVEL="warning",
-            SIPLINE_NODE__DRAIN_TIMEOUT="1",
-            SIPLINE_DATABASE__URL=f"sqlite:///{workdir / 'b2bua.db'}",
-            SIPLINE_REDIS__URL=redis_url,
-            SIPLINE_AUTH__SECRET=SECRET,
-            SIPLINE_B2BUA__PORT=str(b2bua_port),
-            SIPLINE_B2BUA__ACR=json.dumps(acrs_at),
-            SIPLINE_B2BUA__TRUSTED=json.dumps(proxies),
-            SIPLINE_B2BUA__MEDIA_RELAY="",
-        )
-        command = [str(SIPLINE), "b2bua", "--config", "configs/single.toml"]
-        nodes.append(launch("b2bua", command, b2bua_env, "127.0.0.1", b2bua_port, workdir))
-    except PortTaken:
-        stop(nodes)
-        raise
-    return nodes
+    for n, host in enumerate(("127.0.0.1", "127.0.0.2"), 1):
+        nodes.append(start(
+            f"proxy-{n}", host, port, url, redis_url, [*proxies, b2bua_at, *acrs_at], workdir,
+            SIPLINE_PROXY__B2BUA=json.dumps([b2bua_at]),
+        ))  # fmt: skip
+    for node, acr_port in acr_ports.items():
+        settings = {
+            **SETTINGS,
+            "SIPLINE_AUTH__SECRET": SECRET,
+            "SIPLINE_ACR__PRIMARY": acrs_at[0],
+            "SIPLINE_ACR__SECONDARY": acrs_at[1],
+            # The B2BUA and the proxies by address and port; the gateway is a carrier's.
+            "SIPLINE_ACR__TRUSTED": json.dumps([b2bua_at, *proxies]),
+        }
+        env = acr_env(f"127.0.0.1:{acr_port}", url, redis_url, settings, node=node,
+                      data_dir=workdir / f"acr-{node}")  # fmt: skip
+        nodes.append(launch(f"acr-{node}", acr_command(node), env, "127.0.0.1", acr_port, workdir))
+    # The B2BUA last: its first probes find both ACR nodes up (none is skipped
+    # for having been slow to start on a loaded machine).
+    b2bua_env = clean_env(
+        SIPLINE_NODE__NAME="b2bua",
+        SIPLINE_LOG__LEVEL="warning",
+        SIPLINE_NODE__DRAIN_TIMEOUT="1",
+        SIPLINE_DATABASE__URL=f"sqlite:///{workdir / 'b2bua.db'}",
+        SIPLINE_REDIS__URL=redis_url,
+        SIPLINE_AUTH__SECRET=SECRET,
+        SIPLINE_B2BUA__PORT=str(b2bua_port),
+        SIPLINE_B2BUA__ACR=json.dumps(acrs_at),
+        SIPLINE_B2BUA__TRUSTED=json.dumps(proxies),
+        SIPLINE_B2BUA__MEDIA_RELAY="",
+    )
+    command = [str(SIPLINE), "b2bua", "--config", "configs/single.toml"]
+    nodes.append(launch("b2bua", command, b2bua_env, "127.0.0.1", b2bua_port, workdir))
 
 
 async def home_did(url: str, did: Did) -> None:
