@@ -9,7 +9,9 @@ with a licence has one) and for the relay to anchor the caller's offer
 leg's INVITE, a UAC's (§8.1), goes to each hop in turn on a 503 or 408, or
 on silence for ``failover_timeout`` (the last attempt is CANCELled, §9.1,
 and sent no more: the hop may come back); a 422 is retried once with the
-far side's Min-SE (RFC 4028 §7.3). An ACR node's INVITE carries
+far side's Min-SE (RFC 4028 §7.3). Each hop after the first gets the
+B leg under a fresh Call-ID and From tag (``_new_b_leg``), so an attempt
+given up on can never pass for the live one. An ACR node's INVITE carries
 ``X-Sipline-Deadline``, the wall-clock time we give up on it, after which
 the ACR routes it nowhere. After a provisional, our own timer C
 (``timer_c``, reset by each) ends a call whose far side goes silent: 408 to
@@ -202,7 +204,25 @@ def try_next(calls: Calls, node: NodeLike, call: Call) -> None:
         return
     if plan.tried > 1:
         calls.counts["failovers"] += 1
+        _new_b_leg(calls, call)
     _send_invite(calls, node, call, hop)
+
+
+def _new_b_leg(calls: Calls, call: Call) -> None:
+    """A fresh Call-ID and From tag for a failover attempt (issue 12): an attempt
+    given up on, answered late or routed by a node that comes back, is another
+    dialog, never mistaken for the live one. Its Call-ID leaves the table, so
+    its in-dialog requests get 481; its CSeq keeps rising (any start will do,
+    RFC 3261 §8.1.1.5), so attempts stay in order at a carrier. A retry of the
+    same attempt (422, a 3xx followed) keeps them (§8.1.3.5)."""
+    b = call.b
+    legs = calls.legs
+    if legs.get(b.call_id) is b:
+        del legs[b.call_id]
+    b.call_id = new_call_id(b.local.addresses["UDP"].host)
+    b.dialog = None
+    call.b_tag = new_tag()
+    legs[b.call_id] = b
 
 
 def _send_invite(calls: Calls, node: NodeLike, call: Call, hop: Hop) -> None:

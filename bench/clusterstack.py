@@ -1,6 +1,7 @@
 """Real ``sipline proxy`` processes sharing one database and one Redis, each on
 its own loopback address (127.0.0.1, 127.0.0.2, ...) and the same port, trusting
-each other and sharing ``auth.secret``: a cluster as an operator would run it."""
+each other and sharing ``auth.secret``: a cluster as an operator would run it.
+``launch`` starts any other node of it (a B2BUA, an ACR) the same way."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,9 @@ SECRET = "cluster-test-secret"
 
 
 @dataclass
-class ClusterProxy:
+class ClusterNode:
+    """A node of the cluster: a ``sipline`` process listening on ``host:port``."""
+
     name: str
     host: str
     port: int
@@ -35,7 +39,7 @@ class ClusterProxy:
 def start(
     name: str, host: str, port: int, url: str, redis_url: str, peers: list[str], workdir: Path,
     **settings: str,
-) -> ClusterProxy:  # fmt: skip
+) -> ClusterNode:  # fmt: skip
     """Start one proxy; ``peers`` are the HOST:PORT of every proxy (trusted)."""
     trusted = ", ".join(f'"{peer}"' for peer in peers)
     extra = {
@@ -47,17 +51,52 @@ def start(
         "SIPLINE_PROXY__MEDIA_RELAY": "",
         **settings,
     }
+    return launch(name, proxy_command(), proxy_env(port, url, extra), host, port, workdir)
+
+
+def launch(
+    name: str, command: list[str], env: dict[str, str], host: str, port: int, workdir: Path
+) -> ClusterNode:
+    """Start a node and wait until it answers on ``host:port`` (RuntimeError with its
+    log, the process killed, if it does not within 20 s)."""
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            proxy_command(), cwd=REPO, env=proxy_env(port, url, extra),
-            stdout=out, stderr=subprocess.STDOUT,
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    proxy = ClusterProxy(name, host, port, process, log)
+    node = ClusterNode(name, host, port, process, log)
     if not listening(host, port, 20, process):
-        proxy.process.kill()
-        raise RuntimeError(f"sipline proxy {name} did not start:\n{proxy.log_text()[-3000:]}")
-    return proxy
+        process.kill()
+        process.wait(5)
+        log_text = node.log_text()
+        kind = PortTaken if "Address already in use" in log_text else RuntimeError
+        raise kind(f"sipline {name} did not start:\n{log_text[-3000:]}")
+    return node
+
+
+class PortTaken(RuntimeError):
+    """The node's port was taken between ``free_port`` and its bind (another process
+    on the machine): start it again on another port."""
+
+
+PORT_ATTEMPTS = 3  # times a test starts its nodes on fresh ports when one was taken
+
+
+def on_free_ports(start_nodes: Callable[[list[ClusterNode]], None]) -> list[ClusterNode]:
+    """The nodes ``start_nodes(started)`` starts (each appended to ``started`` as it
+    runs), on other free ports while one is taken before its node binds it (the
+    nodes of a failed try stopped): the race of ``free_port`` on a shared machine."""
+    for attempt in range(PORT_ATTEMPTS):
+        started: list[ClusterNode] = []
+        try:
+            start_nodes(started)
+            return started
+        except BaseException as exc:
+            stop(started)
+            if not isinstance(exc, PortTaken) or attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def listening(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:
@@ -97,13 +136,14 @@ def _answers_udp(host: str, port: int) -> bool:
             return False
 
 
-def stop(proxies: list[ClusterProxy]) -> None:
-    for proxy in proxies:
-        if proxy.process.poll() is None:
-            proxy.process.send_signal(signal.SIGTERM)
-    for proxy in proxies:
+def stop(nodes: list[ClusterNode]) -> None:
+    """SIGTERM every node (each drains), SIGKILL what lingers past 10 s."""
+    for node in nodes:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+    for node in nodes:
         try:
-            proxy.process.wait(10)
+            node.process.wait(10)
         except subprocess.TimeoutExpired:
-            proxy.process.kill()
-            proxy.process.wait(5)
+            node.process.kill()
+            node.process.wait(5)

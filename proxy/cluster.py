@@ -1,7 +1,8 @@
 """Proxies sharing one location: who keeps a binding, and how the others reach it.
 
 A binding is kept (NAT keepalives, expiry of its row) by the node that took
-its REGISTER while that node is alive (``sipline.net.alive``); when it dies,
+its REGISTER while that node is alive (its heartbeat, ``sipline.cluster.heartbeat``:
+the one liveness of the cluster, 3 s without a beat is dead); when it dies,
 every one of its bindings passes to one live proxy, the same for every
 observer: the highest rendezvous hash of (dead node, live node) (RFC 2992's
 idea, as in HRW hashing), so a second death moves only the dead one's share.
@@ -13,7 +14,8 @@ carrying the flow (``fh``) signed for the request's Call-ID with the shared
 ``auth.secret`` (sipline.proxying.signing): the holder forwards onto the
 phone's own flow (a Path, RFC 3327, in spirit; the flow token of RFC 5626
 §5.2). A holder that is dead is skipped: the phone is tried from here, at the
-address it registered from.
+address it registered from, or, for a TCP or TLS phone not behind NAT (its flow
+died with its holder), at its Contact.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from sipline.config import ConfigError
 from sipline.proxying.flows import HELD, encode_flow
+from sipline.proxying.rules import resolve
 from sipline.proxying.signing import Signer
 from sipline.sip.address import Address
 
@@ -47,7 +50,7 @@ def _weight(node: str, other: str) -> bytes:
 class Cluster:
     """This proxy among the others: ``name`` (its node name), ``address`` (HOST:PORT
     other proxies reach it at, set once it listens), ``liveness`` (a
-    ``sipline.net.alive.Liveness``, None: a proxy alone) and the ``signer``."""
+    ``sipline.cluster.heartbeat.Liveness``, None: a proxy alone) and the ``signer``."""
 
     __slots__ = ("name", "address", "siblings", "_sibling_ports", "liveness", "signer")
 
@@ -103,13 +106,32 @@ class Cluster:
     def target(self, binding: Binding, call_id: str) -> Target | None:
         """The way to ``binding`` through the proxy holding its flow, or None."""
         holder = self.holder(binding)
-        if holder is None or binding.source is None or binding.path:
+        if holder is None:
+            return self._orphan(binding)
+        if binding.source is None or binding.path:
             return None
         host, _, port = holder.rpartition(":")
         params = self.signer.sign(f";{HELD}={encode_flow(binding.source)}", call_id)
         route = f"<sip:{holder};lr{params}>"
         dest = Address("UDP", host.strip("[]"), int(port))
         return Target(dest, binding.contact, (route,), False, binding.nat)
+
+
+    def _orphan(self, binding: Binding) -> Target | None:
+        """A TCP or TLS flow that died with the dead proxy holding it: the phone's own
+        address, its Contact, when it is not behind NAT (what a proxy does without a
+        flow, RFC 3261 §16.5; the flow's source port was the connection's, ephemeral).
+        None otherwise: a NATed phone is reached again once it registers anew."""
+        source = binding.source
+        if (
+            source is None or source.transport == "UDP" or binding.nat or binding.path
+            or binding.node == self.name or not self.dead(binding.node)
+        ):  # fmt: skip
+            return None
+        dest = resolve(binding.contact)
+        if dest is None:
+            return None
+        return Target(dest, binding.contact, (), False, False)
 
 
 def check_cluster_node(settings: Any) -> None:

@@ -52,8 +52,8 @@ from proxy.location_store import LocationStore, Removal
 from proxy.nat import NatPinger
 from proxy.subscribers import ServedDomains, SubscriberDirectory
 from proxy.writer import BindingWriter, Change
+from sipline.cluster.heartbeat import Liveness
 from sipline.logs import event
-from sipline.net.alive import Liveness
 from sipline.net.handler import NodeLike
 from sipline.net.metrics import RoleCounts
 from sipline.net.nonces import SharedNonceCounts
@@ -313,7 +313,7 @@ class RegistrarService:
         if self.shared is not None:
             await self.shared.check()
         if self.liveness is not None:
-            await self.liveness.beat()  # who is alive before anything is taken over
+            await self.liveness.look()  # who is alive before anything is taken over
             self.liveness.start()
         await self.directory.load()
         await self.feed.load()

@@ -169,6 +169,7 @@ def call_path(
     asyncio.run(provision(url, carriers))
     for carrier in carriers:
         carrier.start(lab.sipp, lab.workdir / "carriers")
+        lab.watch(carrier.process)
     ports = {"primary": free_port(HOST), "secondary": free_port(HOST)}
     nodes = {}
     for node, port in ports.items():
@@ -228,6 +229,7 @@ def run(
     """Start the callers, do each ``(seconds after the start, action)`` in turn, wait for the callers."""
     for caller in callers:
         caller.start()
+        lab.watch(caller.process)
     start = time.monotonic()
     lab.note("calls start")
     try:

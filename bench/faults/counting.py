@@ -2,7 +2,7 @@
 
 - sipp's ``-trace_msg`` message log (``read_messages``): every message a sipp
   peer received or sent, with sipp's wall-clock time. At a carrier it tells
-  the INVITEs that reached it (``ghost_invites``) and when each of its calls
+  the INVITEs that reached it (``ghost_invites``, by called number) and when each of its calls
   was up, from its 200 to the BYE (``answered_spans``, ``peak``,
   ``over_limit``).
 - the caller's ``-trace_logs`` lines of bench/scenarios/faults_caller.xml
@@ -105,20 +105,22 @@ def _message(block: list[str]) -> Message | None:
 
 def ghost_invites(messages: Iterable[Message]) -> int:
     """INVITEs that reached the peer for an attempt the B2BUA had already given up:
-    an initial INVITE (no To tag) whose CSeq is lower than one of the same Call-ID
-    received before it. The B2BUA keeps its B leg's Call-ID and raises the CSeq
-    for each next hop, so an older CSeq arriving later is an abandoned attempt.
-    Each such (Call-ID, CSeq) counts once, however often it was retransmitted."""
+    an initial INVITE (no To tag) whose CSeq is lower than one received before it
+    for the same called number. Every call of an experiment dials its own number;
+    the B2BUA gives each attempt (next hop) a fresh Call-ID and a higher CSeq, so
+    an older CSeq of a number arriving later is an abandoned attempt. Each such
+    (Call-ID, CSeq) counts once, however often it was retransmitted."""
     highest: dict[str, int] = {}
     ghosts: set[tuple[str, int]] = set()
     for m in messages:
         if not m.received or m.request != "INVITE" or m.to_tag is not None:
             continue
-        seen = highest.get(m.call_id)
+        number = _user(m.first_line) or m.call_id
+        seen = highest.get(number)
         if seen is not None and m.cseq < seen:
             ghosts.add((m.call_id, m.cseq))
         else:
-            highest[m.call_id] = m.cseq if seen is None else max(seen, m.cseq)
+            highest[number] = m.cseq if seen is None else max(seen, m.cseq)
     return len(ghosts)
 
 

@@ -79,6 +79,7 @@ def cdr_lag(path: CallPath, calls: int = 5) -> list[float]:
     lone = Load(1, calls, 0.2, failover_timeout=path.load.failover_timeout)
     caller = path.caller("4409", lone)
     caller.start()
+    path.lab.watch(caller.process)
     try:
         lags = asyncio.run(_first_seen(path.url, "4409", calls, calls + 15.0))
     finally:

@@ -2,7 +2,8 @@
 
 ``Lab`` starts them (sipline nodes, redis-server, sipp peers) under one
 working directory, notes each kill and restart with its wall-clock time, and
-kills whatever is left at ``close()``. A ``Program`` keeps its command and
+kills whatever is left at ``close()``: its ``Program``s and the sipp peers
+started elsewhere that it was told to ``watch``. A ``Program`` keeps its command and
 environment, so ``kill()`` (SIGKILL: no goodbye, as a crash) and ``start()``
 again bring back the same node on the same port with the same data.
 
@@ -210,6 +211,7 @@ class Lab:
     programs: list[Program] = field(default_factory=list)
     holes: list[BlackHole] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
+    peers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # sipp callers, carriers
 
     def note(self, what: str) -> float:
         """Note an event (a kill, a restart) at the current wall-clock time; that time."""
@@ -239,6 +241,12 @@ class Lab:
         ]  # fmt: skip
         return Redis(self.program(name, command, lambda: connects(port)), port)
 
+    def watch(self, process: subprocess.Popen[bytes] | None) -> None:
+        """A process started elsewhere (a sipp carrier or caller): ``close()`` kills it too,
+        so a test that fails or times out leaves no sipp behind."""
+        if process is not None:
+            self.peers.append(process)
+
     def black_hole(self, port: int) -> BlackHole:
         hole = BlackHole(port)
         self.holes.append(hole)
@@ -264,6 +272,11 @@ class Lab:
                 hole.close()
         for program in reversed(self.programs):
             program.kill()
+        for process in self.peers:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self.peers.clear()
 
 
 @dataclass

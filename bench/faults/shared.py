@@ -176,6 +176,7 @@ def licence_redis_kill(lab: Lab, load: Load, licence: int, down: float = 3.0) ->
         "far", 0.01, SCENARIOS / "acr_carrier.xml", messages=lab.workdir / "far-messages.log"
     )
     far.start(lab.sipp, lab.workdir / "carriers")
+    lab.watch(far.process)
     b2bua_port = free_port(HOST)
     b2bua_node(lab, b2bua_port, [far.address], redis.url, load, SIPLINE_B2BUA__GRACE_HOURS="0")
     caller = Caller(lab.sipp, lab.workdir / "caller", b2bua_port, "4405", load.rate, load.calls,

@@ -1,5 +1,7 @@
 """Heartbeats in Redis: every node writes its report once a second, and
-``sipline status`` reads them.
+``sipline status`` reads them; so does ``Liveness``, the one view of which
+nodes of a role are alive (a proxy's, to decide who keeps a dead proxy's
+bindings: proxy/cluster.py).
 
 Two keys per node:
 
@@ -23,7 +25,7 @@ import orjson
 from sipline.cluster.report import Report
 from sipline.cluster.state import SILENCE, State
 from sipline.logs import event
-from sipline.storage.live import redis_errors
+from sipline.storage.live import Link, redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -37,12 +39,16 @@ STOPPED = "exited"  # the detail of a clean stop's last report
 
 
 class Heartbeat:
-    """Beats ``report()`` into Redis every ``INTERVAL`` seconds until ``close``."""
+    """Beats ``report()`` into Redis every ``INTERVAL`` seconds until ``close``; a node
+    silent for ``silence`` seconds is dead."""
 
-    def __init__(self, redis: Redis, name: str, report: Callable[[], Report]) -> None:
+    def __init__(
+        self, redis: Redis, name: str, report: Callable[[], Report], silence: float = SILENCE
+    ) -> None:
         self.redis = redis
         self.name = name
         self.report = report
+        self.silence = silence
         self.ok = True
         self._task: asyncio.Task[None] | None = None
         self._nudges: set[asyncio.Task[None]] = set()
@@ -67,7 +73,7 @@ class Heartbeat:
     async def beat(self) -> None:
         data = orjson.dumps(self.report().to_json())
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(ALIVE + self.name, data, px=int(SILENCE * 1000))
+            pipe.set(ALIVE + self.name, data, px=int(self.silence * 1000))
             pipe.hset(NODES, self.name, data)
             await pipe.execute()
 
@@ -97,6 +103,61 @@ class Heartbeat:
                 await pipe.execute()
         except redis_errors() as exc:
             event(log, "heartbeat_not_closed", logging.WARNING, error=repr(exc))
+
+
+class Liveness:
+    """Which nodes of ``role`` beat (``alive``) among those that ever did (``members``),
+    as this node ``name`` sees it, looked at every ``INTERVAL`` seconds. Our own
+    beat is the node's ``Heartbeat``; this only reads. While Redis does not
+    answer, what was last seen is kept (nothing is taken over on the word of a
+    Redis that is away) and the outage logged once."""
+
+    def __init__(self, redis: Redis, role: str, name: str, interval: float = INTERVAL) -> None:
+        self.redis = redis
+        self.role = role
+        self.name = name
+        self.interval = interval
+        self.alive: frozenset[str] = frozenset((name,))
+        self.members: frozenset[str] = frozenset((name,))
+        self.link = Link("liveness", log)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="liveness")
+
+    async def close(self) -> None:
+        """Stop looking (our own goodbye is the heartbeat's)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def look(self) -> None:
+        """Read who of our role beats now (we do, as we run)."""
+        last = await self.redis.hgetall(NODES)
+        names = sorted(n.decode() for n, data in last.items() if _role(data) == self.role)
+        beats = await self.redis.mget([ALIVE + n for n in names]) if names else []
+        alive = {n for n, beat in zip(names, beats, strict=True) if beat is not None}
+        self.members = frozenset((*names, self.name))
+        self.alive = frozenset((*alive, self.name))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.look()
+            except redis_errors() as exc:
+                self.link.failed(exc)
+            else:
+                self.link.succeeded()
+
+
+def _role(data: bytes) -> str | None:
+    try:
+        said = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return said.get("role") if isinstance(said, dict) else None
 
 
 async def read(redis: Redis) -> list[Report]:

@@ -186,19 +186,33 @@ class PrivateMariaDB:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _install(self) -> None:
+        data = self.directory / "data"
         command = [
             str(self.install_db),
             "--no-defaults",
-            f"--datadir={self.directory / 'data'}",
+            f"--datadir={data}",
             f"--user={_user()}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
+            f"--tmpdir={self._tmpdir()}",  # passed on to the bootstrap mariadbd
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr)[-2000:]
-            raise MariaDBUnavailable(f"mariadb-install-db failed ({done.returncode}):\n{output}")
+        # Once more on a fresh directory: on a machine where others bootstrap their
+        # own instances at the same moment, an install has failed on a temporary
+        # table it could not remove ("Unknown table 'mysql.tmp_proxies_priv'").
+        for _ in range(2):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                return
+            shutil.rmtree(data, ignore_errors=True)
+        output = (done.stdout + done.stderr)[-2000:]
+        raise MariaDBUnavailable(f"mariadb-install-db failed ({done.returncode}):\n{output}")
+
+    def _tmpdir(self) -> Path:
+        """The instance's own temporary directory (never the machine's /tmp, shared)."""
+        tmp = self.directory / "tmp"
+        tmp.mkdir(exist_ok=True)
+        return tmp
 
     def _command(self, port: int) -> list[str]:
         d = self.directory
@@ -210,6 +224,7 @@ class PrivateMariaDB:
             f"--pid-file={d / 'mariadbd.pid'}",
             f"--log-error={d / 'error.log'}",
             f"--port={port}",
+            f"--tmpdir={self._tmpdir()}",
             "--bind-address=127.0.0.1",
             f"--user={_user()}",
             "--skip-grant-tables",

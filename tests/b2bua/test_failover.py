@@ -8,7 +8,18 @@ import time
 
 from sipline.sip.address import Address
 from sipline.sip.message import Request
-from tests.b2bua.support import ACR1, ACR2, PROXY, SDP, ack_for_2xx, answer, b2bua, invite, of
+from tests.b2bua.support import (
+    ACR1,
+    ACR2,
+    PROXY,
+    SDP,
+    ack_for_2xx,
+    answer,
+    b2bua,
+    in_dialog,
+    invite,
+    of,
+)  # fmt: skip
 from tests.b2bua.test_call_endings import cancel_of
 
 GHOST = 'SIP;cause=200;text="ghost"'
@@ -71,6 +82,27 @@ def test_each_attempt_carries_its_own_deadline() -> None:
     ((second, _),) = of(node.take(), "INVITE")
     deadlines = [float(b.headers.get("x-sipline-deadline") or 0) for b in (first, second)]
     assert 0 < deadlines[0] < deadlines[1]
+
+
+def test_each_failover_attempt_is_a_dialog_of_its_own() -> None:
+    """A fresh Call-ID and From tag per hop: a ghost of the attempt given up on (a
+    BYE from the node that comes back, a 2xx) cannot touch the live call."""
+    handler, node = b2bua(failover_timeout=2.0)
+    a, first, second = _failed_over(node)
+    assert second.call_id != first.call_id and second.from_.tag != first.from_.tag
+    assert second.cseq.number > first.cseq.number  # attempts stay in order at a carrier
+    assert first.call_id not in handler.calls.legs
+    node.receive(answer(second, 200, body=SDP, contact="<sip:far@127.0.0.1:5081>"), ACR2)
+    ((ok, _),) = node.take()
+    node.receive(ack_for_2xx(a, ok, "127.0.0.1:5060"), PROXY)
+    node.take()
+    ghost_bye = in_dialog(
+        "BYE", uri="sip:b2bua@127.0.0.1:5070", from_=f"{first.headers.get('to')};tag=far",
+        to=first.headers.get("from") or "", call_id=first.call_id, cseq=1, via_host="127.0.0.1:5080",
+    )  # fmt: skip
+    node.receive(ghost_bye, ACR1)
+    assert [m.status for m, _ in node.take()] == [481]
+    assert len(handler.calls) == 1  # the live call is still up
 
 
 def test_a_late_2xx_from_the_hop_given_up_on_is_acked_and_byed_as_a_ghost() -> None:

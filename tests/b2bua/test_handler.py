@@ -366,7 +366,9 @@ def test_a_503_sends_the_call_to_the_other_node_before_the_caller_sees_anything(
     sent = node.take()
     assert sorted(m.method for m, _ in sent) == ["ACK", "INVITE"]
     ((second, dest),) = of(sent, "INVITE")
-    assert dest == ACR2 and second.call_id == b.call_id and second.cseq.number == 2
+    # Another attempt, another dialog (issue 12): a fresh Call-ID and From tag, the CSeq rising.
+    assert dest == ACR2 and second.cseq.number == 2
+    assert second.call_id != b.call_id and second.from_.tag != b.from_.tag
     node.receive(answer(second, 200, body=SDP), dest)
     assert [m.status for m, _ in node.take()] == [200]
     assert handler.calls.counts["failovers"] == 1

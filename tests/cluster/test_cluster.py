@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import ClusterProxy, start, stop
+from bench.clusterstack import ClusterNode, start, stop
 from bench.proxystack import Phone, free_port, numbered_phones, provision, users_csv
 from sipline.storage import open_database
 from sipline.storage.testing import MariaDB, PrivateMariaDB
@@ -34,7 +34,7 @@ SCENARIO = Path(__file__).resolve().parents[1] / "e2e" / "scenarios" / "register
 
 @dataclass
 class Cluster:
-    proxies: list[ClusterProxy]
+    proxies: list[ClusterNode]
     metrics: list[int]
     primary: PrivateMariaDB
     replica: MariaDB
@@ -71,7 +71,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     primary, replica = PrivateMariaDB(mariadbd_bin, 1), PrivateMariaDB(mariadbd_bin, 2)
     sentinel = RedisSentinel(redis_server_bin)
-    proxies: list[ClusterProxy] = []
+    proxies: list[ClusterNode] = []
     try:
         server = primary.start()
         replica_server = replica.start()
@@ -96,7 +96,7 @@ def cluster(
         primary.remove()
 
 
-def register_with_sipp(sipp: str, proxy: ClusterProxy, phones: list[Phone], workdir: Path) -> int:
+def register_with_sipp(sipp: str, proxy: ClusterNode, phones: list[Phone], workdir: Path) -> int:
     """sipp registering ``phones`` through ``proxy`` (UDP, 100 a second)."""
     csv = workdir / f"users-{proxy.name}.csv"
     csv.write_text(users_csv(phones))

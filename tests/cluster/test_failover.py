@@ -7,42 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import ClusterProxy, start, stop
-from bench.proxystack import Phone, free_port, provision
+from bench.clusterstack import ClusterNode
+from tests.cluster.conftest import ALICE, BOB
 from tests.cluster.handset import Handset, reached
 
 pytestmark = pytest.mark.e2e
 
-ALICE = Phone("alice", "alice-Secret1")
-BOB = Phone("bob", "bob-Secret2")
-HOSTS = ("127.0.0.1", "127.0.0.2")
 
-
-@pytest.fixture
-def proxies(mysql_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[ClusterProxy]]:
-    asyncio.run(provision(mysql_url, [ALICE, BOB]))
-    port = free_port()
-    peers = [f"{host}:{port}" for host in HOSTS]
-    started: list[ClusterProxy] = []
-    try:
-        for n, host in enumerate(HOSTS, 1):
-            started.append(start(f"proxy-{n}", host, port, mysql_url, redis_url, peers, tmp_path))
-        yield started
-    finally:
-        stop(started)
-
-
-def logs(proxies: list[ClusterProxy]) -> str:
+def logs(proxies: list[ClusterNode]) -> str:
     return "\n".join(f"--- {p.name}\n{p.log_text()[-3000:]}" for p in proxies)
 
 
 async def test_a_phone_is_called_through_the_proxy_holding_its_flow_and_fails_over(
-    proxies: list[ClusterProxy],
+    proxies: list[ClusterNode],
 ) -> None:
     one, two = proxies
     alice = await Handset.open(ALICE.user, ALICE.password, one.host, one.port)
@@ -75,7 +55,7 @@ async def test_a_phone_is_called_through_the_proxy_holding_its_flow_and_fails_ov
 
 
 async def test_a_udp_phone_of_a_dead_proxy_is_reached_from_the_others(
-    proxies: list[ClusterProxy],
+    proxies: list[ClusterNode],
 ) -> None:
     """Before the phone registers again: once proxy-1 is seen dead (3 s without a
     beat), proxy-2 reaches the phone at the address it registered from."""

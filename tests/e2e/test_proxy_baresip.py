@@ -53,10 +53,19 @@ module_app\tmenu.so
 module_app\tctrl_tcp.so
 ctrl_tcp_listen\t{host}:{ctrl_port}
 """
-ACCOUNT = (
-    '<sip:{user}@{domain};transport={transport}>;auth_pass={password}'
-    ';outbound="sip:{host}:{proxy_port};transport={transport}";regint=600\n'
-)
+ACCOUNT = "<sip:{user}@{domain};transport={transport}>;auth_pass={password}{outbound};regint=600\n"
+
+
+def outbound(proxies: list[str], transport: str) -> str:
+    """baresip's outbound proxies (HOST:PORT), in order: ``outbound`` (its first) and
+    ``outbound2`` (baresip 1.0 takes two)."""
+    if not 1 <= len(proxies) <= 2:
+        raise ValueError(f"baresip takes one or two outbound proxies, not {proxies}")
+    names = ("outbound", "outbound2")[: len(proxies)]
+    return "".join(
+        f';{name}="sip:{proxy};transport={transport}"'
+        for name, proxy in zip(names, proxies, strict=True)
+    )
 
 
 class Baresip:
@@ -72,8 +81,10 @@ class Baresip:
         *,
         config: str = "",
         account: str = "",
+        proxies: list[str] | None = None,
     ) -> None:
-        """``config`` lines are added to its config, ``account`` parameters to its account."""
+        """``config`` lines are added to its config, ``account`` parameters to its account;
+        ``proxies`` (HOST:PORT) are its outbound proxies (default: HOST:``proxy_port``)."""
         self.phone = phone
         self.directory = workdir / phone.user
         self.directory.mkdir()
@@ -86,7 +97,8 @@ class Baresip:
         )  # fmt: skip
         (self.directory / "accounts").write_text(
             ACCOUNT.format(user=phone.user, domain=phone.domain, password=phone.password,
-                           host=HOST, proxy_port=proxy_port, transport=transport)
+                           transport=transport,
+                           outbound=outbound(proxies or [f"{HOST}:{proxy_port}"], transport))
             .replace("\n", account + "\n")
         )  # fmt: skip
         (self.directory / "contacts").write_text("")

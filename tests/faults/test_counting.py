@@ -47,18 +47,21 @@ def test_messages_are_read_with_their_time_direction_and_dialog() -> None:
     assert round(second.time - first.time, 3) == 0.01
 
 
-def test_an_older_cseq_arriving_after_a_newer_one_of_its_call_is_a_ghost() -> None:
+def test_an_older_attempt_of_a_number_arriving_after_a_newer_one_is_a_ghost() -> None:
     text = "".join([
         block("01.000000", "in", INVITE.format(n=1), "c1", "1 INVITE"),  # sent before the crash
-        block("02.000000", "in", INVITE.format(n=1), "c1", "2 INVITE"),  # the failover
+        block("02.000000", "in", INVITE.format(n=1), "c1b", "2 INVITE"),  # the failover: a fresh Call-ID
         block("05.000000", "in", INVITE.format(n=1), "c1", "1 INVITE"),  # the old one, come back
         block("05.500000", "in", INVITE.format(n=1), "c1", "1 INVITE"),  # its retransmission
         block("06.000000", "in", INVITE.format(n=2), "c2", "2 INVITE"),  # a failover only
         block("06.100000", "in", "BYE sip:x@127.0.0.1 SIP/2.0", "c2", "3 BYE", "t2"),
+        block("07.000000", "in", INVITE.format(n=3), "c3", "1 INVITE"),  # a B2BUA of old: one Call-ID
+        block("07.100000", "in", INVITE.format(n=3), "c3", "2 INVITE"),
+        block("07.200000", "in", INVITE.format(n=3), "c3", "1 INVITE"),
     ])  # fmt: skip
     messages = list(read_messages(text.splitlines(keepends=True)))
-    assert ghost_invites(messages) == 1
-    assert invites(messages) == 3
+    assert ghost_invites(messages) == 2
+    assert invites(messages) == 5
 
 
 def span(start: float, end: float | None) -> Span:

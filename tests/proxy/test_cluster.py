@@ -10,8 +10,10 @@ import pytest
 
 from proxy.cluster import Cluster, check_cluster_node, keeper
 from proxy.location import Binding
+from sipline.cluster.heartbeat import Heartbeat, Liveness
+from sipline.cluster.report import Report
+from sipline.cluster.state import State
 from sipline.config import ConfigError, Settings
-from sipline.net.alive import Liveness
 from sipline.proxying.flows import HELD, decode_flow
 from sipline.proxying.rules import route_params
 from sipline.proxying.signing import Signer
@@ -98,7 +100,8 @@ def test_our_own_or_a_dead_holders_binding_is_reached_from_here() -> None:
     cluster = Cluster("p2", Seen("p1", "p2", dead=("p3",)), SIGNER)
     cluster.address = "127.0.0.2:5060"
     assert cluster.target(binding(node="p2", proxy="127.0.0.2:5060"), "c") is None
-    assert cluster.target(binding(node="p3", proxy="127.0.0.3:5060"), "c") is None  # dead
+    dead = binding(node="p3", proxy="127.0.0.3:5060", nat=True)
+    assert cluster.target(dead, "c") is None  # from here, at the address it registered from
     assert cluster.target(binding(path=("<sip:edge.example.net;lr>",)), "c") is None
 
 
@@ -124,6 +127,22 @@ def test_a_sibling_is_known_by_host_and_port() -> None:
     assert not cluster.is_sibling(Address("TCP", "127.0.0.1", 40000))
 
 
+def test_a_tcp_phone_whose_holder_died_is_reached_at_its_contact_unless_behind_nat() -> None:
+    """Its flow died with the proxy that held it (the source port was the connection's):
+    a phone not behind NAT listens at its Contact, as baresip with two outbound
+    proxies does; one behind NAT is reached again once it registers anew."""
+    cluster = Cluster("p2", Seen("p1", "p2", dead=("p3",)), SIGNER)
+    cluster.address = "127.0.0.2:5060"
+    tcp = binding(node="p3", proxy="127.0.0.3:5060", contact="sip:alice@10.0.0.5:5070;transport=tcp")
+    target = cluster.target(tcp, "c")
+    assert target is not None and target.dest == Address("TCP", "10.0.0.5", 5070)
+    assert target.uri == tcp.contact and not target.flow and not target.routes
+    assert cluster.target(binding(node="p3", proxy="127.0.0.3:5060", nat=True), "c") is None
+    udp = binding(node="p3", proxy="127.0.0.3:5060", source=Address("UDP", "10.0.0.5", 5060))
+    assert cluster.target(udp, "c") is None  # its source is its address: tried from here
+    assert cluster.target(binding(node="p1", proxy="127.0.0.1:5060", nat=False), "c") is not None
+
+
 def test_a_cluster_node_without_a_secret_does_not_start() -> None:
     settings = Settings(redis={"url": "redis://127.0.0.1:6379/0"})
     with pytest.raises(ConfigError, match=r"auth\.secret: must be set"):
@@ -133,20 +152,31 @@ def test_a_cluster_node_without_a_secret_does_not_start() -> None:
 
 
 async def test_a_silent_node_is_dead_after_the_silence(redis_url: str) -> None:
-    a = Liveness(open_redis(redis_url), "proxy", "p1", silence=0.5)
-    b = Liveness(open_redis(redis_url), "proxy", "p2", silence=0.5)
-    await a.beat()
-    await b.beat()
-    await a.beat()
-    assert a.alive == {"p1", "p2"}
-    await asyncio.sleep(0.6)  # p2 says nothing more (SIGKILL)
-    await a.beat()
-    assert a.alive == {"p1"} and a.members == {"p1", "p2"}
-    await b.beat()  # back
-    await a.beat()
-    assert a.alive == {"p1", "p2"}
-    await b.close()  # a clean stop is seen at once
-    await a.beat()
-    assert a.alive == {"p1"}
-    for live in (a, b):
-        await live.redis.aclose()
+    """The proxies' liveness is the cluster's heartbeats (one for every role): a proxy
+    whose heartbeat stops is dead after the silence; other roles' nodes are not proxies."""
+    redis = open_redis(redis_url)
+    beats = {
+        name: Heartbeat(redis, name, lambda n=name, r=role: _report(n, r), silence=0.5)
+        for name, role in (("p1", "proxy"), ("p2", "proxy"), ("b1", "b2bua"))
+    }
+    seen = Liveness(redis, "proxy", "p1")
+    try:
+        for beat in beats.values():
+            await beat.beat()
+        await seen.look()
+        assert seen.alive == {"p1", "p2"} and seen.members == {"p1", "p2"}
+        await asyncio.sleep(0.6)  # p2 says nothing more (SIGKILL); p1 is us, running
+        await seen.look()
+        assert seen.alive == {"p1"} and seen.members == {"p1", "p2"}
+        await beats["p2"].beat()  # back
+        await seen.look()
+        assert seen.alive == {"p1", "p2"}
+        await beats["p2"].close(_report("p2", "proxy"))  # a clean stop is seen at once
+        await seen.look()
+        assert seen.alive == {"p1"}
+    finally:
+        await redis.aclose()
+
+
+def _report(name: str, role: str) -> Report:
+    return Report.silent(name, role, "127.0.0.1:5060", "", State.RUNNING, "")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.clusterstack import SECRET, ClusterProxy, start, stop
+from bench.clusterstack import SECRET, ClusterNode, start, stop
 from bench.proxystack import Phone, free_port, provision
 from sipline.proxying.flows import HELD, encode_flow
 from sipline.proxying.signing import Signer
@@ -24,7 +24,7 @@ PEER, PROXY, STRANGER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 
 
 @pytest.fixture
-def proxy(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[ClusterProxy]:
+def proxy(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[ClusterNode]:
     asyncio.run(provision(sqlite_url, [Phone("alice", "alice-Secret1")]))
     port = free_port()
     started = start("proxy-2", PROXY, port, sqlite_url, redis_url,
@@ -40,7 +40,7 @@ def udp(host: str, port: int = 0) -> socket.socket:
     return sock
 
 
-def invite(sender: socket.socket, proxy: ClusterProxy, victim: socket.socket, call_id: str,
+def invite(sender: socket.socket, proxy: ClusterNode, victim: socket.socket, call_id: str,
            params: str) -> bytes:  # fmt: skip
     host, port = sender.getsockname()
     route = f"<sip:{proxy.host}:{proxy.port};lr{params}>"
@@ -75,7 +75,7 @@ def hears(victim: socket.socket) -> bool:
     return True
 
 
-def test_a_stranger_with_a_stolen_flow_token_is_challenged(proxy: ClusterProxy) -> None:
+def test_a_stranger_with_a_stolen_flow_token_is_challenged(proxy: ClusterNode) -> None:
     victim, stranger = udp("127.0.0.1"), udp(STRANGER)
     stranger.sendto(invite(stranger, proxy, victim, "c1", token(victim, "c1")),
                     (proxy.host, proxy.port))  # fmt: skip
@@ -89,7 +89,7 @@ def test_a_stranger_with_a_stolen_flow_token_is_challenged(proxy: ClusterProxy) 
     ids=["another-calls-signature", "another-key"],
 )  # fmt: skip
 def test_a_peer_address_with_a_token_not_signed_for_the_call_gets_nothing_through(
-    proxy: ClusterProxy, forged: object
+    proxy: ClusterNode, forged: object
 ) -> None:
     victim, peer = udp("127.0.0.1"), udp(PEER, proxy.port)
     params = forged(victim)  # type: ignore[operator]
@@ -99,7 +99,7 @@ def test_a_peer_address_with_a_token_not_signed_for_the_call_gets_nothing_throug
 
 
 def test_the_peer_proxy_with_our_signature_for_the_call_reaches_the_flow(
-    proxy: ClusterProxy,
+    proxy: ClusterNode,
 ) -> None:
     """The control: what the attacks above lack is what makes it work."""
     victim, peer = udp("127.0.0.1"), udp(PEER, proxy.port)
