@@ -1,0 +1,121 @@
+"""What every request handler of the portal needs: the ``Portal`` (settings, store,
+login guard, templates) and who is asking (``Viewer``), as FastAPI dependencies.
+
+Who is asking comes from the signed session cookie only, and the user is read
+again from the store on every request: a user removed, or given another role,
+loses what it had at their next click, not when the cookie expires.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.templating import Jinja2Templates
+
+from portal.audit import record
+from portal.guard import LoginGuard
+from portal.users import User, Users
+from sipline.config import Settings
+from sipline.storage.database import Database
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+CSRF_KEY = "csrf"
+USER_KEY = "uid"
+
+
+class Portal:
+    """One running portal: its settings and store, shared by every request."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.users = Users(db)
+        p = settings.portal
+        self.guard = LoginGuard(p.login_failures, p.login_window, p.login_ban, p.max_sources)
+        self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        self.streams = 0  # live streams open now
+        self.streams_refused = 0
+
+
+def portal_of(request: Request) -> Portal:
+    portal: Portal = request.app.state.portal
+    return portal
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use (an anonymous session has one too:
+    the login form needs it)."""
+    token = request.session.get(CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session[CSRF_KEY] = token
+    return token
+
+
+def source_of(request: Request) -> str:
+    # The peer's address as the socket says: a header saying otherwise is not believed.
+    return request.client.host if request.client else "-"
+
+
+async def viewer(request: Request) -> User:
+    uid = request.session.get(USER_KEY)
+    if not isinstance(uid, int):
+        raise HTTPException(401, "log in first")
+    user = await portal_of(request).users.by_id(uid)
+    if user is None:
+        request.session.clear()
+        raise HTTPException(401, "log in first")
+    return user
+
+
+async def operator(user: Annotated[User, Depends(viewer)]) -> User:
+    if not user.admin:
+        raise HTTPException(403, "operators only")
+    return user
+
+
+PortalDep = Annotated[Portal, Depends(portal_of)]
+Viewer = Annotated[User, Depends(viewer)]
+Operator = Annotated[User, Depends(operator)]
+
+
+def scope_account(user: User, asked: str | None) -> str | None:
+    """The account a request may see: a customer's own, whatever it asked for; an
+    operator's choice (None: every account)."""
+    if user.admin:
+        return asked or None
+    return user.account
+
+
+def require_own(user: User, account: str | None) -> None:
+    """403 unless ``user`` may act on something of ``account``."""
+    if not user.admin and account != user.account:
+        raise HTTPException(403, "not an object of your account")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: str
+    target: str
+    before: object = None
+    after: object = None
+
+
+async def audited(request: Request, user: User, change: Change, account: str | None) -> None:
+    await record(
+        portal_of(request).db, username=user.username, account=account,
+        source=source_of(request), action=change.action, target=change.target,
+        before=change.before, after=change.after,
+    )  # fmt: skip
+
+
+def page(request: Request, user: User | None, template: str, **values: object) -> object:
+    portal = portal_of(request)
+    return portal.templates.TemplateResponse(
+        request, template, {"user": user, "csrf": csrf_token(request), **values}
+    )

@@ -1,0 +1,133 @@
+"""The dashboard: the node status wall (as ``sipline status`` shows it), calls in
+progress, calls per second, registrations, ASR/ACD per carrier over the last hour,
+and the account's spend today; live over server-sent events.
+
+One snapshot serves every viewer for ``live_interval`` seconds: a hundred open
+dashboards ask the nodes as often as one does. A node that does not answer is
+shown without figures (sipline.cluster.commands.gather), never with old ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from portal.context import Operator, Portal, PortalDep, Viewer, page
+from portal.users import User
+from sipline import logs
+from sipline.cluster.commands import gather
+from sipline.cluster.report import Report
+from sipline.storage import cdrs
+from sipline.storage.locations import registered
+
+router = APIRouter()
+log = logging.getLogger("sipline.portal")
+HOUR = 3600.0
+DAY = 86400.0
+
+
+class Wall:
+    """The last snapshot of every node's report, shared by the viewers."""
+
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def reports_at(self, portal: Portal, now: float) -> list[Report]:
+        async with self._lock:
+            if now - self.at >= portal.settings.portal.live_interval:
+                self.reports = await gather(portal.settings, portal.db)
+                self.at = now
+            return self.reports
+
+
+def _wall(portal: Portal) -> Wall:
+    wall = getattr(portal, "wall", None)
+    if wall is None:
+        wall = portal.wall = Wall()  # type: ignore[attr-defined]
+    return wall
+
+
+def _sum(reports: list[Report], role: str, figure: str) -> float | None:
+    values = [getattr(r, figure) for r in reports if r.role == role]
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+async def snapshot(portal: Portal, user: User) -> dict[str, Any]:
+    now = time.time()
+    account = None if user.admin else user.account
+    midnight = now - now % DAY
+    spent = await cdrs.totals(portal.db, cdrs.CdrFilter(since=midnight, account=account))
+    carriers = await cdrs.per_carrier(portal.db, now - HOUR, account)
+    data: dict[str, Any] = {
+        "at": now,
+        "registrations": await registered(portal.db, now, account),
+        "today": {"calls": spent.calls, "billed_seconds": spent.billed_seconds,
+                  "cost": spent.cost},  # fmt: skip
+        "carriers": [
+            {"carrier": c.carrier, "calls": c.calls, "asr": round(c.asr, 4),
+             "acd": round(c.acd, 1)}  # fmt: skip
+            for c in carriers
+        ],
+    }
+    if user.admin:
+        reports = await _wall(portal).reports_at(portal, time.monotonic())
+        data["nodes"] = [r.to_json() for r in sorted(reports, key=lambda r: (r.role, r.name))]
+        data["calls"] = _sum(reports, "b2bua", "calls")
+        data["cps"] = _sum(reports, "b2bua", "cps")
+    return data
+
+
+@router.get("/api/status", tags=["dashboard"])
+async def status(portal: PortalDep, user: Operator) -> list[dict[str, Any]]:
+    """Every node's report, as ``sipline status --json`` gives it."""
+    reports = await gather(portal.settings, portal.db)
+    return [r.to_json() for r in sorted(reports, key=lambda r: (r.role, r.name))]
+
+
+@router.get("/api/dashboard", tags=["dashboard"])
+async def dashboard(portal: PortalDep, user: Viewer) -> dict[str, Any]:
+    return await snapshot(portal, user)
+
+
+@router.get("/api/live/dashboard", tags=["dashboard"])
+async def live(
+    portal: PortalDep, user: Viewer,
+    frames: Annotated[int | None, Query(ge=1, description="stop after this many (default: never)")] = None,
+) -> EventSourceResponse:  # fmt: skip
+    """The dashboard's figures as server-sent events (``dashboard``), one every
+    ``portal.live_interval`` seconds."""
+    if portal.streams >= portal.settings.portal.max_streams:
+        portal.streams_refused += 1
+        logs.event(log, "stream_refused", logging.WARNING, user=user.username,
+                   open=portal.streams)  # fmt: skip
+        raise HTTPException(503, "too many live streams open", headers={"Retry-After": "5"})
+    interval = portal.settings.portal.live_interval
+
+    async def frames_of() -> Any:
+        portal.streams += 1
+        try:
+            sent = 0
+            while frames is None or sent < frames:
+                data = await snapshot(portal, user)
+                yield {"event": "dashboard", "data": orjson.dumps(data).decode()}
+                sent += 1
+                if frames is None or sent < frames:
+                    await asyncio.sleep(interval)
+        finally:
+            portal.streams -= 1
+
+    return EventSourceResponse(frames_of(), ping=15)
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard_page(request: Request, portal: PortalDep, user: Viewer) -> Any:
+    return page(request, user, "dashboard.html", data=await snapshot(portal, user))
