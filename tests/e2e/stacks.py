@@ -57,7 +57,7 @@ class Stack:
 @contextmanager
 def running_stack(tmp_path: Path, redis_url: str | None = None) -> Iterator[Stack]:
     """The whole stack, started and every role up; stopped with SIGINT afterwards."""
-    names = ("proxy", "b2bua", "primary", "secondary", "carrier")
+    names = ("proxy", "b2bua", "primary", "secondary", "carrier", "portal")
     ports = {name: free_port() for name in names}
     stack = Stack(tmp_path, stack_env(tmp_path, ports, redis_url), ports)
     command = [sys.executable, "-m", "sipline.cli", "--config", CONFIG, "stack",
