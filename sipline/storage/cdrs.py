@@ -159,3 +159,21 @@ async def per_carrier(
         params,
     )
     return [CarrierFigures(c, int(n), int(a or 0), float(t or 0)) for c, n, a, t in rows]
+
+
+async def per_account(
+    db: Database, since: float, account: str | None = None
+) -> dict[str | None, Totals]:
+    """Totals per account of the calls started since ``since`` (one account's only, when given)."""
+    where = " AND account = ?" if account is not None else ""
+    params: tuple[Any, ...] = (since, account) if account is not None else (since,)
+    rows = await db.fetchall(
+        "SELECT account, COUNT(*), SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END),"
+        f" SUM(billed_seconds), SUM(cost) FROM cdrs WHERE started_at >= ?{where}"
+        " GROUP BY account",
+        params,
+    )
+    return {
+        acct: Totals(int(n), int(a or 0), int(b or 0), round(float(c or 0), 6))
+        for acct, n, a, b, c in rows
+    }

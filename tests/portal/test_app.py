@@ -146,3 +146,16 @@ async def test_the_live_dashboard_streams_frames(client: httpx.AsyncClient, migr
     assert data["nodes"] == [] and data["today"]["calls"] == 2
     assert (await client.get("/")).status_code == 200
     assert (await client.get("/audit")).status_code == 200
+
+
+async def test_only_operators_hang_up_and_customers_see_their_calls(
+    client: httpx.AsyncClient,
+) -> None:
+    await login(client, "acme-user")
+    assert (await client.post("/api/calls/some-call/hangup")).status_code == 403
+    listed = (await client.get("/api/calls")).json()
+    assert listed == {"calls": [], "note": "no ACR node is running"}
+    billing = (await client.get("/api/billing")).json()["accounts"]
+    assert [r["account"] for r in billing] == ["ACME"]
+    assert (await client.get("/calls")).status_code == 200
+    assert (await client.get("/billing")).status_code == 200

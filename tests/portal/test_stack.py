@@ -82,3 +82,47 @@ def test_the_stack_serves_the_portal_with_status_and_cdrs(stack: Stack, sipp_bin
     assert cdr["cost"] > 0 and cdr["billed_seconds"] == 60  # 1 s of talk on a 60/60 deck
     page = client.get("/cdrs", params={"callee": NUMBER})
     assert "demo-carrier" in page.text
+
+
+def test_a_live_call_is_shown_with_its_cost_and_an_operator_hangs_it_up(
+    stack: Stack, sipp_bin: str
+) -> None:
+    client = portal_client(stack)
+    users = stack.workdir / "alice.csv"
+    users.write_text(users_csv([ALICE]))
+    command = [
+        sipp_bin, f"127.0.0.1:{stack.proxy_port}", "-sf", str(SCENARIOS / "call_uac_callee_bye.xml"),
+        "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "60s", "-nostdin",
+        "-inf", str(users), "-au", "[field0]", "-ap", "[field2]",
+        "-auth_uri", f"{NUMBER}@example.com", "-s", NUMBER, "-m", "1",
+    ]  # fmt: skip
+    sipp = subprocess.Popen(command, cwd=stack.workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT
+        while not (live := client.get("/api/calls").json()["calls"]):
+            assert sipp.poll() is None and time.monotonic() < deadline, stack.log_text()[-4000:]
+            time.sleep(0.3)
+        (call,) = live
+        assert (call["callee"], call["carrier"]) == (NUMBER, "demo-carrier")
+        assert "alice" in call["caller"] and call["cost"] == 0.01  # 60/60 at 0.01 a minute
+        billing = client.get("/api/billing").json()["accounts"]
+        assert [(r["live_calls"], r["today_total"]) for r in billing] == [(1, 0.01)]
+        page = client.get("/calls")
+        assert call["call_id"] in page.text and "Hang up" in page.text
+        ended = client.post(f"/api/calls/{call['call_id']}/hangup")
+        assert ended.status_code == 200, ended.text
+        assert sipp.wait(WAIT) == 0  # the caller got the BYE and answered it
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+            sipp.wait()
+    deadline = time.monotonic() + WAIT
+    while not (found := client.get("/api/cdrs", params={"callee": NUMBER}).json()["cdrs"]):
+        assert time.monotonic() < deadline, stack.log_text()[-4000:]
+        time.sleep(0.3)
+    assert found[0]["call_id"] == call["call_id"] and found[0]["cost"] == 0.01
+    assert client.get("/api/calls").json()["calls"] == []
+    assert client.get("/api/audit").json()[0]["action"] == "call_hangup"
+    again = client.post(f"/api/calls/{call['call_id']}/hangup")
+    assert again.status_code == 404
