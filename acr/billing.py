@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from acr.model import Cdr
 from sipline.billing import billed_seconds, call_cost
+from sipline.carriers.model import Cdr
 
 __all__ = ["bill", "billed_seconds", "call_cost"]
 

@@ -83,7 +83,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     async def _decide(db: Database, number: str):  # type: ignore[no-untyped-def]
         from acr.live import open_live_state
         from acr.server import build_table
-        from acr.store import AcrStore
+        from sipline.carriers.store import AcrStore
 
         now = time.time()
         state = await open_live_state(settings)

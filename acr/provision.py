@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from acr.deck import DeckError, parse_deck, read_lines, write_deck
 from acr.health import gateway_statuses
-from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, RoutingProfile
-from acr.store import TRANSPORTS, AcrStore, parse_host_port, parse_number
 from sipline import logs
+from sipline.carriers.deck import DeckError, parse_deck, read_lines, write_deck
+from sipline.carriers.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, RoutingProfile
+from sipline.carriers.store import TRANSPORTS, AcrStore, parse_host_port, parse_number
 from sipline.cluster import live
 from sipline.cluster.changes import announce
 from sipline.config import Settings

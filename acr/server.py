@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from sipline.carriers.model import RoutingProfile
+from sipline.carriers.store import AcrStore
 from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.cluster.state import Recent
 from sipline.config import listening_on
@@ -41,11 +43,9 @@ from .cdrs import CdrWriter
 from .journal import Journal
 from .live import LiveState, open_live_state
 from .metrics import CarrierMetrics
-from .model import RoutingProfile
 from .prober import Prober
 from .ranking import RouteTable
 from .router import AcrRouter
-from .store import AcrStore
 
 log = logging.getLogger("sipline.acr")
 

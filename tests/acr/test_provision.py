@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from acr.health import open_health
-from acr.model import Cdr
-from acr.store import CDR_COLUMNS, cdr_row
+from sipline.carriers.model import Cdr
+from sipline.carriers.store import CDR_COLUMNS, cdr_row
 from sipline.cli import build_parser
 from sipline.config import Settings
 from sipline.storage import migrate, open_database

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
+from sipline.carriers.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
 from sipline.storage.database import (
     Database,
     IntegrityError,
