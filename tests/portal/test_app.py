@@ -159,3 +159,13 @@ async def test_only_operators_hang_up_and_customers_see_their_calls(
     assert [r["account"] for r in billing] == ["ACME"]
     assert (await client.get("/calls")).status_code == 200
     assert (await client.get("/billing")).status_code == 200
+
+
+async def test_the_csv_export_quotes_what_needs_it(client: httpx.AsyncClient, migrated: Database) -> None:
+    odd = '"Bob, Jr" <sip:bob@example.com>'
+    await add_cdrs(migrated, [{"account": "ACME", "caller": odd, "answered_at": None,
+                               "started_at": 1_765_000_000.5, "cost": 0.125}])  # fmt: skip
+    await login(client, "op")
+    (row,) = list(csv.DictReader(io.StringIO((await client.get("/api/cdrs.csv")).text)))
+    assert row["caller"] == odd and row["answered_at"] == "" and row["account"] == "ACME"
+    assert float(row["started_at"]) == 1_765_000_000.5 and float(row["cost"]) == 0.125
