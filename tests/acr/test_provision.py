@@ -281,7 +281,7 @@ def test_cdr_errors_lists_what_the_database_refused(
 
 
 def test_gateway_views_of_several_nodes_merge_to_the_newest_verdict() -> None:
-    from acr.provision import merge_gateways
+    from sipline.cluster.live import merge_gateways
 
     primary = {"gateways": {"a": {"status": "up", "changed": 10.0},
                             "b": {"status": "down", "changed": 30.0},
