@@ -1,7 +1,7 @@
 """``sipline account set|list|audit``: account licences (concurrent calls) and their grace.
 
 Registered through the ``sipline.commands`` entry-point group. The rules the
-B2BUA applies are in ``b2bua.grace``; a change is pushed to the nodes
+B2BUA applies are in ``sipline.grace``; a change is pushed to the nodes
 (sipline.cluster.changes), which apply it at once.
 """
 
@@ -15,11 +15,10 @@ from sipline import logs
 from sipline.cluster import live
 from sipline.cluster.changes import announce
 from sipline.config import Settings
+from sipline.grace import Licence
 from sipline.storage import Database
+from sipline.storage.accounts import KEEP, Account, Accounts, AuditRow
 from sipline.storage.commands import run_with_database
-
-from .accounts import KEEP, Account, Accounts, AuditRow
-from .grace import Licence
 
 log = logging.getLogger(__name__)
 
