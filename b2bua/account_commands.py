@@ -127,16 +127,7 @@ async def _current_calls(
     counters the nodes share in Redis, or without Redis from each running B2BUA (the
     counts are in its memory then), added up."""
     if not settings.redis.url:
-        heard, asked = await live.ask(db, "b2bua", "/live/accounts")
-        if not heard:
-            return None, live.NO_LIVE_DATA if asked else "no live data (no B2BUA is running)"
-        calls = dict.fromkeys(names, 0)
-        for _, body in heard:
-            counts = body.get("calls", {}) if isinstance(body, dict) else {}
-            for name, count in counts.items():
-                if name in calls and isinstance(count, int):
-                    calls[name] += count
-        return calls, ""
+        return await live.account_calls(db, names, shared=False)
     from sipline.storage.live import open_redis
 
     from .licences import shared_counts

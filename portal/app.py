@@ -27,7 +27,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from portal import calls, carriers, cdrs, dashboard, subscribers
+from portal import accounts, calls, carriers, cdrs, dashboard, subscribers
 from portal.audit import entries
 from portal.context import (
     CSRF_KEY,
@@ -176,6 +176,7 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(cdrs.router)
     app.include_router(calls.router)
     app.include_router(carriers.router)
+    app.include_router(accounts.router)
     return app
 
 

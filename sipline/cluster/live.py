@@ -69,3 +69,21 @@ async def explain(db: Queries, number: str) -> tuple[dict[str, Any] | None, str]
         if isinstance(body, dict) and "json" in body and "text" in body:
             return body, f"live, from ACR node {name}"
     return None, NO_LIVE_DATA if asked else "no live data (no ACR node is running)"
+
+
+async def account_calls(
+    db: Queries, names: Sequence[str], shared: bool
+) -> tuple[dict[str, int] | None, str]:
+    """Each account's calls up, from the running B2BUA nodes (/live/accounts), or None
+    and why. Without Redis (``shared`` False) each node counts its own calls: they are
+    added up; with Redis each node reports the total all nodes share: the highest wins."""
+    heard, asked = await ask(db, "b2bua", "/live/accounts")
+    if not heard:
+        return None, NO_LIVE_DATA if asked else "no live data (no B2BUA is running)"
+    calls = dict.fromkeys(names, 0)
+    for _, body in heard:
+        counts = body.get("calls", {}) if isinstance(body, dict) else {}
+        for name, count in counts.items():
+            if name in calls and isinstance(count, int) and not isinstance(count, bool):
+                calls[name] = max(calls[name], count) if shared else calls[name] + count
+    return calls, ""

@@ -81,3 +81,26 @@ async def test_customers_may_not_touch_carriers(client: httpx.AsyncClient) -> No
                          ("GET", "/api/errors"), ("GET", "/api/explain?number=44"),
                          ("GET", "/carriers")):  # fmt: skip
         assert (await client.request(method, path, content=GOOD)).status_code == 403, path
+
+
+async def test_licences_grace_state_and_who_sees_them(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    from sipline.storage.accounts import Accounts, AuditRow
+
+    await Accounts(migrated).set("GLOBEX", 5)
+    await Accounts(migrated).add_audit([AuditRow("GLOBEX", 1000.0, 6, 5, True, "c1", "b2bua")])
+    await login(client, "op")
+    body = {"name": "ACME", "licence": 2, "grace_hours": 0}
+    assert (await client.post("/api/accounts", json=body)).json()["state"] == "within"
+    listed = (await client.get("/api/accounts")).json()
+    assert [(a["name"], a["licence"], a["grace_hours"], a["calls"]) for a in listed["accounts"]] == [
+        ("ACME", 2, 0, None), ("GLOBEX", 5, 48, None)]
+    assert listed["note"] == "no live data (no B2BUA is running)"
+    assert (await client.get("/api/accounts/GLOBEX/audit")).json()[0]["calls"] == 6
+    assert (await client.get("/accounts")).status_code == 200
+    await client.post("/api/logout")
+    await login(client, "acme-user")
+    assert [a["name"] for a in (await client.get("/api/accounts")).json()["accounts"]] == ["ACME"]
+    assert (await client.get("/api/accounts/GLOBEX/audit")).status_code == 403
+    assert (await client.post("/api/accounts", json=body)).status_code == 403
