@@ -9,6 +9,7 @@ loses what it had at their next click, not when the cookie expires.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -38,8 +39,14 @@ class Portal:
         p = settings.portal
         self.guard = LoginGuard(p.login_failures, p.login_window, p.login_ban, p.max_sources)
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        self.templates.env.filters["utc"] = utc
         self.streams = 0  # live streams open now
         self.streams_refused = 0
+
+
+def utc(at: float | None) -> str:
+    """Unix seconds as the pages show a time: UTC, to the second."""
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at))
 
 
 def portal_of(request: Request) -> Portal:
