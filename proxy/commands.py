@@ -1,5 +1,5 @@
 """The proxy's commands: ``sipline proxy`` (run it), ``sipline subscriber
-add|list|remove|aliases`` and ``sipline registrations [AOR]`` (the live bindings
+add|list|remove|aliases|password`` and ``sipline registrations [AOR]`` (the live bindings
 of every proxy, as stored).
 
 Registered through the ``sipline.commands`` entry-point group. The password
@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     aliases.add_argument("aliases", metavar="ALIAS", nargs="*", help="the new aliases (none: clear)")
     aliases.set_defaults(func=cmd_aliases)
 
+    password = actions.add_parser(
+        "password", help="set a subscriber's password (its HA1s are replaced; nothing else kept)"
+    )
+    password.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
+    new = password.add_mutually_exclusive_group(required=True)
+    new.add_argument("--password", help="the SIP password (visible to ps; see --password-stdin)")
+    new.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin")  # fmt: skip
+    password.set_defaults(func=cmd_password)
+
     listing = actions.add_parser("list", help="list subscribers (never their HA1)")
     listing.set_defaults(func=cmd_list)
 
@@ -103,6 +113,19 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return run_with_database(settings, add)
+
+
+def cmd_password(args: argparse.Namespace, settings: Settings) -> int:
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+
+    async def set_password(db: Database) -> int:
+        subscriber = await Subscribers(db).set_password(args.aor, password)
+        logs.event(log, "subscriber_password", aor=subscriber.aor)
+        print(f"password of {subscriber.aor} set")
+        await announce(settings, db, "subscribers", (subscriber.aor,))
+        return 0
+
+    return run_with_database(settings, set_password)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -153,18 +153,7 @@ class Subscribers:
         text = " ".join(dict.fromkeys(aliases))
         if len(text) > MAX_ALIASES:
             raise InvalidValue(f"the aliases take {len(text)} characters, at most {MAX_ALIASES}")
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE subscribers SET aliases = ? WHERE username = ? AND domain = ?",
-                (text, username, domain),
-            )
-            row = await tx.fetchone(
-                f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
-                (username, domain),
-            )
-        if row is None:
-            raise UnknownSubscriber(f"no subscriber {username}@{domain}")
-        return Subscriber.from_row(row)
+        return await self._update(username, domain, "aliases = ?", (text,))
 
     async def remove(self, aor: str) -> None:
         """Delete ``aor``; UnknownSubscriber if there is no such subscriber."""
@@ -187,12 +176,19 @@ class Subscribers:
         username, domain = parse_aor(aor)
         if not password:
             raise InvalidValue("the password must not be empty")
+        ha1s = (compute_ha1(username, domain, password, MD5),
+                compute_ha1(username, domain, password, SHA256))  # fmt: skip
+        return await self._update(username, domain, "ha1_md5 = ?, ha1_sha256 = ?", ha1s)
+
+    async def _update(
+        self, username: str, domain: str, assignments: str, values: tuple[str, ...]
+    ) -> Subscriber:
+        """Set ``assignments`` on one subscriber; it as it now is (UnknownSubscriber: none)."""
         async with self._db.transaction() as tx:
             await tx.execute(
-                "UPDATE subscribers SET ha1_md5 = ?, ha1_sha256 = ? WHERE username = ? AND domain = ?",
-                (compute_ha1(username, domain, password, MD5),
-                 compute_ha1(username, domain, password, SHA256), username, domain),
-            )  # fmt: skip
+                f"UPDATE subscribers SET {assignments} WHERE username = ? AND domain = ?",
+                (*values, username, domain),
+            )
             row = await tx.fetchone(
                 f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
                 (username, domain),

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from bench.proxystack import REPO, free_port, users_csv
+from bench.proxystack import REPO
 from sipline.stack import DEMO_OPERATOR
 from tests.e2e.stacks import Stack, running_stack
-from tests.portal.test_stack import ALICE, NUMBER, SCENARIOS
+from tests.portal.test_stack import NUMBER, sipp_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -95,14 +95,7 @@ def test_an_operator_works_the_portal_in_a_browser(
     expect(row).to_contain_text("9")  # the demo deck's 9 rates stand: nothing was loaded
     shot(page, "carriers-bad-deck")
 
-    users = stack.workdir / "alice.csv"
-    users.write_text(users_csv([ALICE]))
-    command = [
-        sipp_bin, f"127.0.0.1:{stack.proxy_port}", "-sf", str(SCENARIOS / "call_uac_callee_bye.xml"),
-        "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "60s", "-nostdin",
-        "-inf", str(users), "-au", "[field0]", "-ap", "[field2]",
-        "-auth_uri", f"{NUMBER}@example.com", "-s", NUMBER, "-m", "1",
-    ]  # fmt: skip
+    command = sipp_caller(stack, sipp_bin, "call_uac_callee_bye.xml")
     sipp = subprocess.Popen(command, cwd=stack.workdir, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:

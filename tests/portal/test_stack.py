@@ -49,16 +49,21 @@ def portal_client(stack: Stack) -> httpx.Client:
     return client
 
 
-def place_call(stack: Stack, sipp_bin: str, hold_ms: int = 300) -> None:
+def sipp_caller(stack: Stack, sipp_bin: str, scenario: str, *extra: str) -> list[str]:
+    """sipp as the demo subscriber alice calling NUMBER through the stack's proxy."""
     users = stack.workdir / "alice.csv"
     users.write_text(users_csv([ALICE]))
-    command = [
-        sipp_bin, f"127.0.0.1:{stack.proxy_port}", "-sf", str(SCENARIOS / "call_uac.xml"),
-        "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "30s", "-nostdin",
+    return [
+        sipp_bin, f"127.0.0.1:{stack.proxy_port}", "-sf", str(SCENARIOS / scenario),
+        "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "60s", "-nostdin",
         "-inf", str(users), "-au", "[field0]", "-ap", "[field2]",
-        "-auth_uri", f"{NUMBER}@example.com", "-s", NUMBER, "-m", "1", "-d", str(hold_ms),
+        "-auth_uri", f"{NUMBER}@example.com", "-s", NUMBER, "-m", "1", *extra,
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=stack.workdir, capture_output=True, timeout=60)
+
+
+def place_call(stack: Stack, sipp_bin: str, hold_ms: int = 300) -> None:
+    command = sipp_caller(stack, sipp_bin, "call_uac.xml", "-d", str(hold_ms))
+    done = subprocess.run(command, cwd=stack.workdir, capture_output=True, timeout=90)
     assert done.returncode == 0, (
         f"sipp exited {done.returncode}\n{done.stdout[-2000:].decode(errors='replace')}\n"
         f"--- stack log ---\n{stack.log_text()[-6000:]}"
@@ -88,14 +93,7 @@ def test_a_live_call_is_shown_with_its_cost_and_an_operator_hangs_it_up(
     stack: Stack, sipp_bin: str
 ) -> None:
     client = portal_client(stack)
-    users = stack.workdir / "alice.csv"
-    users.write_text(users_csv([ALICE]))
-    command = [
-        sipp_bin, f"127.0.0.1:{stack.proxy_port}", "-sf", str(SCENARIOS / "call_uac_callee_bye.xml"),
-        "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "60s", "-nostdin",
-        "-inf", str(users), "-au", "[field0]", "-ap", "[field2]",
-        "-auth_uri", f"{NUMBER}@example.com", "-s", NUMBER, "-m", "1",
-    ]  # fmt: skip
+    command = sipp_caller(stack, sipp_bin, "call_uac_callee_bye.xml")
     sipp = subprocess.Popen(command, cwd=stack.workdir, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
