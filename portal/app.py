@@ -156,7 +156,8 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
         """Counters of what the portal refused (no login needed, no data)."""
         guard = portal.guard
         return {"login_failures": guard.failed_total, "logins_refused": guard.refused_total,
-                "streams": portal.streams, "streams_refused": portal.streams_refused}  # fmt: skip
+                "streams": portal.streams, "streams_refused": portal.streams_refused,
+                "uploads_refused": portal.uploads_refused}  # fmt: skip
 
     @app.get("/api/audit", tags=["audit"])
     async def audit(portal: PortalDep, user: Viewer, limit: int = 100) -> list[dict[str, Any]]:

@@ -11,13 +11,15 @@ CLI's report (line numbers and reasons).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from portal.context import Change, Operator, Portal, PortalDep, audited, page
+from portal.context import Change, Operator, Portal, PortalDep, audited, page, source_of
+from sipline import logs
 from sipline.carriers.deck import DeckError, parse_deck, write_deck
 from sipline.carriers.model import Did
 from sipline.carriers.store import AcrStore, check_name, parse_number
@@ -25,6 +27,7 @@ from sipline.cluster import live
 from sipline.cluster.changes import announce
 
 router = APIRouter(tags=["carriers"])
+log = logging.getLogger("sipline.portal")
 
 
 async def carriers_of(portal: Portal) -> tuple[list[dict[str, Any]], str]:
@@ -68,16 +71,21 @@ async def disable(request: Request, name: str, portal: PortalDep, user: Operator
     return await _enable(request, portal, user, name, False)
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, portal: Portal) -> bytes:
+    limit = portal.settings.portal.max_upload_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"a deck of at most {limit} bytes")
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise HTTPException(413, f"a deck of at most {limit} bytes")
-    return bytes(data)
+    if not (declared.isdigit() and int(declared) > limit):
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                break
+        else:
+            return bytes(data)
+    portal.uploads_refused += 1
+    logs.event(log, "upload_refused", logging.WARNING, source=source_of(request),
+               limit=limit, declared=declared or "-")  # fmt: skip
+    raise HTTPException(413, f"a deck of at most {limit} bytes (portal.max_upload_bytes)")
 
 
 @router.post("/api/carriers/{name}/deck", responses={400: {"description": "bad rows: nothing loaded"}})
@@ -85,7 +93,7 @@ async def upload_deck(request: Request, name: str, portal: PortalDep, user: Oper
     """Replace the carrier's deck with the CSV of the body (``prefix,rate[,connect_fee,
     first_increment,next_increment,effective_from,effective_to]``)."""
     check_name(name)
-    data = await _body(request, portal.settings.portal.max_upload_bytes)
+    data = await _body(request, portal)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

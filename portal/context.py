@@ -42,6 +42,7 @@ class Portal:
         self.templates.env.filters["utc"] = utc
         self.streams = 0  # live streams open now
         self.streams_refused = 0
+        self.uploads_refused = 0  # deck uploads over portal.max_upload_bytes
 
 
 def utc(at: float | None) -> str:

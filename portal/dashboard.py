@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from portal.context import Operator, Portal, PortalDep, Viewer, page
+from portal.context import Operator, Portal, PortalDep, Viewer, page, source_of
 from portal.users import User
 from sipline import logs
 from sipline.cluster.commands import gather
@@ -100,7 +100,7 @@ async def dashboard(portal: PortalDep, user: Viewer) -> dict[str, Any]:
 
 @router.get("/api/live/dashboard", tags=["dashboard"])
 async def live(
-    portal: PortalDep, user: Viewer,
+    request: Request, portal: PortalDep, user: Viewer,
     frames: Annotated[int | None, Query(ge=1, description="stop after this many (default: never)")] = None,
 ) -> EventSourceResponse:  # fmt: skip
     """The dashboard's figures as server-sent events (``dashboard``), one every
@@ -108,7 +108,7 @@ async def live(
     if portal.streams >= portal.settings.portal.max_streams:
         portal.streams_refused += 1
         logs.event(log, "stream_refused", logging.WARNING, user=user.username,
-                   open=portal.streams)  # fmt: skip
+                   source=source_of(request), open=portal.streams)  # fmt: skip
         raise HTTPException(503, "too many live streams open", headers={"Retry-After": "5"})
     interval = portal.settings.portal.live_interval
 

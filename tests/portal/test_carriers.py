@@ -46,6 +46,7 @@ async def test_a_deck_with_a_bad_row_loads_nothing_and_says_why_as_the_cli(
     assert [r["prefix"] for r in rows] == ["44", "4420"]
     too_big = await client.post("/api/carriers/acme/deck", content="1,0.1\n" * 1000, headers=headers)
     assert too_big.status_code == 413
+    assert (await client.get("/api/health")).json()["uploads_refused"] == 1
     audit = (await client.get("/api/audit")).json()
     assert audit[0]["action"] == "deck_import" and audit[0]["after"]["rates"] == 3
 
