@@ -62,6 +62,8 @@ def log_in(page: Page, base: str) -> None:
     page.wait_for_url(f"{base}/", timeout=WAIT_MS)
 
 
+# A stack's start, a browser and a call on a loaded box: more than the suite's 120 s may go.
+@pytest.mark.timeout(300)
 def test_an_operator_works_the_portal_in_a_browser(
     stack: Stack, browser: Browser, sipp_bin: str, tmp_path: Path
 ) -> None:
