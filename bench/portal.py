@@ -12,8 +12,15 @@ against it, logs in as an operator and measures over HTTP, as a script would:
   peak memory (its RSS high-water mark, VmHWM);
 - pages: each main page fetched ``--pages`` times: p95.
 
+``python -m bench portal --load RATE [--seconds S]`` measures the pages instead
+with the whole stack under load: ``sipline stack`` (as ``make run``, the portal
+in it) on free ports, sipp calling through it at RATE calls/s for S seconds
+(bench.chain's call: 1 s hold, so about RATE calls up at once), while each main
+page is fetched by the demo operator again and again: p95 per page.
+
 The issue's targets: search < 1 s and export >= 50,000 rows/s at 10M rows;
-pages < 200 ms p95. The figures depend on the machine's load: quote them with it.
+pages < 200 ms p95 with the stack under 200 calls/s. The figures depend on the
+machine's load: quote them with it.
 """
 
 from __future__ import annotations
@@ -123,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="CDRs to load (10000000: the issue's)")
     parser.add_argument("--searches", type=int, default=50, help="account-day searches timed")
     parser.add_argument("--pages", type=int, default=30, help="fetches of each page timed")
+    parser.add_argument("--load", type=int, help="calls/s through a running stack while pages are timed")
+    parser.add_argument("--seconds", type=float, default=20.0, help="with --load: how long (s)")
     args = parser.parse_args(argv)
+    if args.load is not None:
+        if not 0 < args.load <= 2000 or not 0 < args.seconds <= 600:
+            parser.error("--load 1..2000 calls/s, --seconds up to 600")
+        return under_load(args.load, args.seconds)
     if args.rows < 1 or args.searches < 1 or args.pages < 1:
         parser.error("--rows, --searches and --pages are 1 or more")
     say = lambda text: print(text, flush=True)  # noqa: E731
@@ -199,6 +212,76 @@ def measure(port: int, pid: int, args: argparse.Namespace, say) -> int:  # type:
         say(f"page {path}: median {statistics.median(times) * 1000:.1f} ms,"
             f" p95 {percentile(times, 0.95) * 1000:.1f} ms")  # fmt: skip
     return 0 if rows == args.rows else 1
+
+
+PAGES = ("/", "/calls", "/subscribers", "/cdrs", "/billing", "/accounts", "/carriers", "/audit")
+
+
+def under_load(rate: int, seconds: float) -> int:
+    """Page times with ``sipline stack`` carrying ``rate`` calls/s (see the module's doc)."""
+    import threading
+
+    from bench.chain import ALICE, LOAD_ENV, scenario, stack_command, stack_env, warm_up_call
+    from bench.proxystack import users_csv, wait_until_answering
+    from bench.runner import HOST, StepPlan, run_step
+    from sipline.stack import DEMO_OPERATOR
+
+    sipp = shutil.which("sipp") or "/usr/bin/sipp"
+    workdir = Path(tempfile.mkdtemp(prefix="sipline-bench-portal-load-"))
+    users = workdir / "alice.csv"
+    users.write_text(users_csv([ALICE]))
+    load = scenario(users)
+    names = ("proxy", "b2bua", "primary", "secondary", "carrier", "portal")
+    ports = {name: free_port() for name in names}
+    env = {**stack_env(workdir, ports, None), **LOAD_ENV}
+    with (workdir / "stack.log").open("wb") as out:
+        stack = subprocess.Popen(stack_command(ports["carrier"]), env=env, stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        if not wait_until_answering(ports["proxy"], 90, stack):
+            raise SystemExit("bench portal: the stack did not start")
+        deadline = time.monotonic() + 90
+        while not warm_up_call(sipp, ports["proxy"], workdir, load):
+            if time.monotonic() > deadline:
+                raise SystemExit("bench portal: no call went through the stack")
+        wait_listening(ports["portal"], stack)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{ports['portal']}", timeout=30)
+        token = client.get("/api/csrf").json()["csrf"]
+        user, password = DEMO_OPERATOR
+        client.post("/api/login", json={"username": user, "password": password},
+                    headers={"X-CSRF-Token": token}).raise_for_status()  # fmt: skip
+        plan = StepPlan(load, rate, seconds, "udp", workdir / "load", target=(HOST, ports["proxy"]))
+        results: list[object] = []
+        driver = threading.Thread(target=lambda: results.append(run_step(plan, sipp)))
+        driver.start()
+        times: dict[str, list[float]] = {path: [] for path in PAGES}
+        time.sleep(min(3.0, seconds / 4))  # the calls ramp up first
+        live = 0
+        while driver.is_alive():
+            for path in PAGES:
+                t0 = time.perf_counter()
+                client.get(path).raise_for_status()
+                times[path].append(time.perf_counter() - t0)
+            live = max(live, len(client.get("/api/calls").json()["calls"]))
+        driver.join()
+        step = results[0]
+        print(f"stack under {rate} calls/s for {seconds:g} s: {step.successful} calls"  # type: ignore[attr-defined]
+              f" answered, {step.failed} failed; up to {live} calls in progress seen by the portal")  # type: ignore[attr-defined]
+        worst = 0.0
+        for path, values in times.items():
+            p95 = percentile(values, 0.95)
+            worst = max(worst, p95)
+            print(f"page {path}: {len(values)} fetches, median {statistics.median(values) * 1000:.1f} ms,"
+                  f" p95 {p95 * 1000:.1f} ms")  # fmt: skip
+        return 0 if worst < 0.2 else 1
+    finally:
+        stack.send_signal(2)
+        try:
+            stack.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.kill()
+            stack.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
