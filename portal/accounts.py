@@ -41,11 +41,11 @@ def as_json(account: Account, portal: Portal, calls: dict[str, int] | None, now:
 
 
 async def accounts_of(portal: Portal, user: User) -> dict[str, Any]:
-    found = await Accounts(portal.db).list()
-    if not user.admin:
-        found = [a for a in found if a.name == user.account]
-    names = [a.name for a in found]
-    calls, note = await live.account_calls(portal.db, names, shared=bool(portal.settings.redis.url))
+    every = await Accounts(portal.db).list()
+    found = every if user.admin else [a for a in every if a.name == user.account]
+    # Every account's count, whoever asks: the answer is shared (portal.shared).
+    calls, note = await portal.shared.get("accounts", lambda: live.account_calls(
+        portal.db, [a.name for a in every], shared=bool(portal.settings.redis.url)))  # fmt: skip
     now = time.time()
     return {"accounts": [as_json(a, portal, calls, now) for a in found], "note": note}
 

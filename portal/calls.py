@@ -24,7 +24,7 @@ router = APIRouter()
 
 
 async def visible_calls(portal: Portal, user: User) -> tuple[list[LiveCall], str]:
-    found, note = await live_calls(portal.db)
+    found, note = await portal.shared.get("calls", lambda: live_calls(portal.db))
     if not user.admin:
         found = [c for c in found if c.account == user.account]
     return found, note

@@ -34,7 +34,7 @@ async def carriers_of(portal: Portal) -> tuple[list[dict[str, Any]], str]:
     store = AcrStore(portal.db)
     carriers = await store.carriers()
     sizes = await store.deck_sizes()
-    states, note = await live.gateway_states(portal.db)
+    states, note = await portal.shared.get("gateways", lambda: live.gateway_states(portal.db))
     return [
         {"name": c.name, "enabled": c.enabled, "capacity": c.capacity, "cps": c.cps,
          "rates": sizes.get(c.name, 0),

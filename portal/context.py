@@ -8,11 +8,13 @@ loses what it had at their next click, not when the cookie expires.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
@@ -23,10 +25,33 @@ from portal.users import User, Users
 from sipline.config import Settings
 from sipline.storage.database import Database
 
+T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 CSRF_KEY = "csrf"
 USER_KEY = "uid"
+
+
+class Shared:
+    """What the nodes said lately, kept ``ttl`` seconds by key: a hundred viewers of
+    live calls ask each node once a ``portal.live_interval``, not once each, and a
+    node busy carrying calls is not asked more because more people look at it."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one ask in flight per key; the others wait for its answer
+            now = time.monotonic()
+            found = self._values.get(key)
+            if found is None or now - found[0] >= self.ttl:
+                found = (now, await make())
+                self._values[key] = found
+            value: T = found[1]
+            return value
 
 
 class Portal:
@@ -43,6 +68,7 @@ class Portal:
         self.streams = 0  # live streams open now
         self.streams_refused = 0
         self.uploads_refused = 0  # deck uploads over portal.max_upload_bytes
+        self.shared = Shared(settings.portal.live_interval)
 
 
 def utc(at: float | None) -> str:

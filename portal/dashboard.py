@@ -18,6 +18,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
+from portal.calls import visible_calls
 from portal.context import Operator, Portal, PortalDep, Viewer, page, source_of
 from portal.users import User
 from sipline import logs
@@ -78,6 +79,9 @@ async def snapshot(portal: Portal, user: User) -> dict[str, Any]:
             for c in carriers
         ],
     }
+    if not user.admin:
+        found, _ = await visible_calls(portal, user)
+        data["calls"] = len(found)
     if user.admin:
         reports = await _wall(portal).reports_at(portal, time.monotonic())
         data["nodes"] = [r.to_json() for r in sorted(reports, key=lambda r: (r.role, r.name))]

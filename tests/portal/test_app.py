@@ -169,3 +169,17 @@ async def test_the_csv_export_quotes_what_needs_it(client: httpx.AsyncClient, mi
     (row,) = list(csv.DictReader(io.StringIO((await client.get("/api/cdrs.csv")).text)))
     assert row["caller"] == odd and row["answered_at"] == "" and row["account"] == "ACME"
     assert float(row["started_at"]) == 1_765_000_000.5 and float(row["cost"]) == 0.125
+
+
+async def test_live_streams_are_bounded_and_a_customer_sees_its_own_figures(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    await add_cdrs(migrated, [{"account": "ACME", "cost": 0.5}, {"account": "GLOBEX", "cost": 9.0}])
+    await login(client, "acme-user")
+    data = (await client.get("/api/dashboard")).json()
+    assert data["today"]["cost"] == 0.5 and data["calls"] == 0 and "nodes" not in data
+    portal = client._transport.app.state.portal  # type: ignore[attr-defined]
+    portal.streams = portal.settings.portal.max_streams  # as if that many were open
+    refused = await client.get("/api/live/dashboard", params={"frames": 1})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert (await client.get("/api/health")).json()["streams_refused"] == 1
