@@ -183,3 +183,28 @@ async def test_live_streams_are_bounded_and_a_customer_sees_its_own_figures(
     refused = await client.get("/api/live/dashboard", params={"frames": 1})
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     assert (await client.get("/api/health")).json()["streams_refused"] == 1
+
+
+async def test_registrations_of_a_subscriber_and_on_the_dashboard(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    import time
+
+    from proxy.location import Binding
+    from proxy.location_store import LocationStore
+    from sipline.sip.address import Address
+
+    now = time.time()
+    phone = Binding("alice@example.com", "sip:alice@10.0.0.5:5060", now + 600,
+                    source=Address("UDP", "192.0.2.7", 40000), user_agent="baresip",
+                    node="proxy-a")  # fmt: skip
+    gone = Binding("bob@example.com", "sip:bob@10.0.0.6:5060", now - 1)
+    await LocationStore(migrated, "proxy-a").write([phone, gone], [], now)
+    await login(client, "acme-user")
+    (binding,) = (await client.get("/api/subscribers/alice@example.com/registrations")).json()
+    assert (binding["contact"], binding["node"], binding["user_agent"]) == (
+        "sip:alice@10.0.0.5:5060", "proxy-a", "baresip")
+    assert 590 <= binding["expires_in"] <= 600
+    assert (await client.get("/api/dashboard")).json()["registrations"] == 1
+    page = await client.get("/subscribers/alice@example.com")
+    assert "sip:alice@10.0.0.5:5060" in page.text
