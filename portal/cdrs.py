@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -107,14 +108,18 @@ async def csv_chunks(lines: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterat
 
 
 @router.get("/cdrs", include_in_schema=False)
-async def cdrs_page(request: Request, portal: PortalDep, user: Viewer, chosen: Selection) -> Any:
+async def cdrs_page(
+    request: Request, portal: PortalDep, user: Viewer, chosen: Selection,
+    before: Annotated[str | None, Query(max_length=64)] = None,
+) -> Any:  # fmt: skip
     if chosen.since is None and chosen.until is None:
         chosen = cdrs.CdrFilter(**{**_fields(chosen), "since": time.time() - DAY})
-    found = await cdrs.search(portal.db, chosen, 50)
+    found = await cdrs.search(portal.db, chosen, 50, _cursor(before))
     t = await cdrs.totals(portal.db, chosen)
-    query = request.url.query
+    query = "&".join(f"{k}={quote(v)}" for k, v in request.query_params.items() if k != "before")
+    older = f"{found.next[0]!r}:{found.next[1]}" if found.next else None
     return page(request, user, "cdrs.html", cdrs=found.rows, totals=t, query=query,
-                chosen=chosen, utc=_iso)  # fmt: skip
+                chosen=chosen, utc=_iso, older=older)  # fmt: skip
 
 
 def _fields(chosen: cdrs.CdrFilter) -> dict[str, Any]:
