@@ -674,6 +674,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _portal_off_loopback_needs_tls(self) -> Settings:
+        host, _ = split_host_port(self.portal.listen)
+        if not ipaddress.ip_address(host).is_loopback and not self.portal.secure_cookies:
+            raise ValueError(
+                f"portal.listen = {self.portal.listen!r} is not a loopback address: serve the "
+                "portal behind TLS and set portal.secure_cookies = true, or the session cookies "
+                "cross the network in the clear"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

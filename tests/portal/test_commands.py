@@ -36,4 +36,9 @@ def test_a_bad_portal_key_fails_at_start_naming_it(tmp_path: Path) -> None:
     config.write_text("[portal]\nlogin_tries = 3\n")
     with pytest.raises(ConfigError, match=r"portal\.login_tries.*unknown key"):
         load_settings(config)
+    config.write_text('[portal]\nlisten = "0.0.0.0:8080"\n')
+    with pytest.raises(ConfigError, match=r"portal\.listen = '0\.0\.0\.0:8080'.*secure_cookies"):
+        load_settings(config)
+    config.write_text('[portal]\nlisten = "0.0.0.0:8080"\nsecure_cookies = true\n')
+    assert load_settings(config).portal.secure_cookies
     assert load_settings(None).portal.listen == "127.0.0.1:8080"
