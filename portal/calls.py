@@ -10,15 +10,14 @@ browser could make to a node itself.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
 from portal.context import Change, Operator, Portal, PortalDep, Viewer, audited, page
+from portal.rollup import month_start
 from portal.users import User
 from sipline.cluster.calls import LiveCall, hang_up, live_calls
-from sipline.storage import cdrs
 
 router = APIRouter()
 
@@ -53,18 +52,14 @@ async def hangup(request: Request, call_id: str, portal: PortalDep, user: Operat
     return {"hung_up": call_id, "node": node}
 
 
-def _month_start(now: float) -> float:
-    day = datetime.fromtimestamp(now, UTC)
-    return day.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
 async def billing_of(portal: Portal, user: User) -> dict[str, Any]:
     """Per account: calls and cost today and this month (UTC), ended calls (CDRs)
     and calls in progress (their cost so far) added."""
     now = time.time()
     account = None if user.admin else user.account
-    today = await cdrs.per_account(portal.db, now - now % 86400, account)
-    month = await cdrs.per_account(portal.db, _month_start(now), account)
+    rollup = await portal.totals()
+    today = rollup.totals(now - now % 86400, account) if rollup is not None else {}
+    month = rollup.totals(month_start(now), account) if rollup is not None else {}
     running, note = await visible_calls(portal, user)
     accounts: dict[str, dict[str, Any]] = {}
 
@@ -88,6 +83,8 @@ async def billing_of(portal: Portal, user: User) -> dict[str, Any]:
     for r in accounts.values():
         r["today_total"] = round(r["today_cost"] + r["live_cost"], 6)
         r["month_total"] = round(r["month_cost"] + r["live_cost"], 6)
+    if rollup is None:
+        note = "; ".join(filter(None, [note, "ended calls still being summed (portal start)"]))
     return {"at": now, "accounts": sorted(accounts.values(), key=lambda r: r["account"]),
             "note": note}  # fmt: skip
 

@@ -9,6 +9,7 @@ loses what it had at their next click, not when the cookie expires.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -21,14 +22,17 @@ from fastapi.templating import Jinja2Templates
 
 from portal.audit import record
 from portal.guard import LoginGuard
+from portal.rollup import Rollup, refresh
 from portal.users import User, Users
+from sipline import logs
 from sipline.config import Settings
-from sipline.storage.database import Database
+from sipline.storage.database import Database, StorageError
 
 T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 CSRF_KEY = "csrf"
+log = logging.getLogger("sipline.portal")
 USER_KEY = "uid"
 
 
@@ -69,6 +73,27 @@ class Portal:
         self.streams_refused = 0
         self.uploads_refused = 0  # deck uploads over portal.max_upload_bytes
         self.shared = Shared(settings.portal.live_interval)
+        self.rollup = Rollup()
+        self._loading: asyncio.Task[None] | None = None
+
+    async def totals(self) -> Rollup | None:
+        """The CDR totals as of at most ``live_interval`` ago (one refresh at a time);
+        None while the month is still being summed at start (a big table takes a
+        while: pages show their other figures meanwhile, they do not wait)."""
+        if not self.rollup.loaded:
+            if self._loading is None:
+                self._loading = asyncio.create_task(refresh(self.db, self.rollup))
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loading), self.settings.portal.live_interval)
+            except TimeoutError:
+                return None
+            except StorageError as exc:
+                logs.event(log, "totals_unavailable", logging.WARNING, error=str(exc))
+                self._loading = None  # tried again at the next look
+                return None
+            return self.rollup
+        await self.shared.get("rollup", lambda: refresh(self.db, self.rollup))
+        return self.rollup
 
 
 def utc(at: float | None) -> str:

@@ -24,12 +24,10 @@ from portal.users import User
 from sipline import logs
 from sipline.cluster.commands import gather
 from sipline.cluster.report import Report
-from sipline.storage import cdrs
 from sipline.storage.locations import registered
 
 router = APIRouter()
 log = logging.getLogger("sipline.portal")
-HOUR = 3600.0
 DAY = 86400.0
 
 
@@ -65,14 +63,17 @@ def _sum(reports: list[Report], role: str, figure: str) -> float | None:
 async def snapshot(portal: Portal, user: User) -> dict[str, Any]:
     now = time.time()
     account = None if user.admin else user.account
-    midnight = now - now % DAY
-    spent = await cdrs.totals(portal.db, cdrs.CdrFilter(since=midnight, account=account))
-    carriers = await cdrs.per_carrier(portal.db, now - HOUR, account)
+    rollup = await portal.totals()
+    carriers = rollup.carriers(now, account) if rollup is not None else []
+    today = None
+    if rollup is not None:
+        days = rollup.totals(now - now % DAY, account).values()
+        today = {"calls": sum(t.calls for t in days), "cost": round(sum(t.cost for t in days), 6),
+                 "billed_seconds": sum(t.billed_seconds for t in days)}  # fmt: skip
     data: dict[str, Any] = {
         "at": now,
         "registrations": await registered(portal.db, now, account),
-        "today": {"calls": spent.calls, "billed_seconds": spent.billed_seconds,
-                  "cost": spent.cost},  # fmt: skip
+        "today": today,  # None: the totals are still being summed at start
         "carriers": [
             {"carrier": c.carrier, "calls": c.calls, "asr": round(c.asr, 4),
              "acd": round(c.acd, 1)}  # fmt: skip

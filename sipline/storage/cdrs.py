@@ -120,14 +120,6 @@ async def totals(db: Database, selection: CdrFilter) -> Totals:
     return Totals(int(calls or 0), int(answered or 0), int(billed or 0), round(float(cost or 0), 6))
 
 
-def stream(db: Database, selection: CdrFilter, batch: int = 5000) -> AsyncIterator[list[Row]]:
-    """Every row of the selection, oldest first, in batches (``COLUMNS`` order)."""
-    where, params = selection.where()
-    return db.stream(
-        f"SELECT {_SELECT} FROM cdrs{where} ORDER BY started_at, id", params, batch
-    )
-
-
 _TEXT_COLUMNS = frozenset({"call_id", "account", "caller", "callee", "prefix", "carrier",
                            "gateway", "node"})  # fmt: skip
 
@@ -175,35 +167,3 @@ class CarrierFigures:
         """Average call duration of the answered calls, seconds."""
         return self.talk_seconds / self.answered if self.answered else 0.0
 
-
-async def per_carrier(
-    db: Database, since: float, account: str | None = None
-) -> list[CarrierFigures]:
-    """ASR and ACD per carrier over the calls started since ``since``."""
-    where = " AND account = ?" if account is not None else ""
-    params: tuple[Any, ...] = (since, account) if account is not None else (since,)
-    rows = await db.fetchall(
-        "SELECT carrier, COUNT(*), SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END),"
-        " SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE ended_at - answered_at END)"
-        f" FROM cdrs WHERE started_at >= ?{where} GROUP BY carrier ORDER BY carrier",
-        params,
-    )
-    return [CarrierFigures(c, int(n), int(a or 0), float(t or 0)) for c, n, a, t in rows]
-
-
-async def per_account(
-    db: Database, since: float, account: str | None = None
-) -> dict[str | None, Totals]:
-    """Totals per account of the calls started since ``since`` (one account's only, when given)."""
-    where = " AND account = ?" if account is not None else ""
-    params: tuple[Any, ...] = (since, account) if account is not None else (since,)
-    rows = await db.fetchall(
-        "SELECT account, COUNT(*), SUM(CASE WHEN answered_at IS NULL THEN 0 ELSE 1 END),"
-        f" SUM(billed_seconds), SUM(cost) FROM cdrs WHERE started_at >= ?{where}"
-        " GROUP BY account",
-        params,
-    )
-    return {
-        acct: Totals(int(n), int(a or 0), int(b or 0), round(float(c or 0), 6))
-        for acct, n, a, b, c in rows
-    }
