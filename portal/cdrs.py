@@ -115,11 +115,18 @@ async def cdrs_page(
     if chosen.since is None and chosen.until is None:
         chosen = cdrs.CdrFilter(**{**_fields(chosen), "since": time.time() - DAY})
     found = await cdrs.search(portal.db, chosen, 50, _cursor(before))
-    t = await cdrs.totals(portal.db, chosen)
     query = "&".join(f"{k}={quote(v)}" for k, v in request.query_params.items() if k != "before")
+    if "since" not in request.query_params and "until" not in request.query_params:
+        query += ("&" if query else "") + f"since={chosen.since!r}"
     older = f"{found.next[0]!r}:{found.next[1]}" if found.next else None
-    return page(request, user, "cdrs.html", cdrs=found.rows, totals=t, query=query,
-                chosen=chosen, utc=_iso, older=older)  # fmt: skip
+    return page(request, user, "cdrs.html", cdrs=found.rows, query=query, chosen=chosen,
+                utc=_iso, older=older)  # fmt: skip
+
+
+@router.get("/cdrs/totals", include_in_schema=False)
+async def totals_fragment(request: Request, portal: PortalDep, user: Viewer, chosen: Selection) -> Any:
+    """The selection's totals, loaded after the page (a big selection takes a while to sum)."""
+    return page(request, user, "cdr_totals.html", totals=await cdrs.totals(portal.db, chosen))
 
 
 def _fields(chosen: cdrs.CdrFilter) -> dict[str, Any]:
