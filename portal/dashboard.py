@@ -2,8 +2,9 @@
 progress, calls per second, registrations, ASR/ACD per carrier over the last hour,
 and the account's spend today; live over server-sent events.
 
-One snapshot serves every viewer for ``live_interval`` seconds: a hundred open
-dashboards ask the nodes as often as one does. A node that does not answer is
+What the nodes say is shared by every viewer for ``live_interval`` seconds
+(``Portal.shared``): a hundred open dashboards ask the nodes as often as one does;
+the spend and the carriers' figures come from the running totals (portal.rollup). A node that does not answer is
 shown without figures (sipline.cluster.commands.gather), never with old ones.
 """
 
@@ -29,29 +30,6 @@ from sipline.storage.locations import registered
 router = APIRouter()
 log = logging.getLogger("sipline.portal")
 DAY = 86400.0
-
-
-class Wall:
-    """The last snapshot of every node's report, shared by the viewers."""
-
-    def __init__(self) -> None:
-        self.reports: list[Report] = []
-        self.at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def reports_at(self, portal: Portal, now: float) -> list[Report]:
-        async with self._lock:
-            if now - self.at >= portal.settings.portal.live_interval:
-                self.reports = await gather(portal.settings, portal.db)
-                self.at = now
-            return self.reports
-
-
-def _wall(portal: Portal) -> Wall:
-    wall = getattr(portal, "wall", None)
-    if wall is None:
-        wall = portal.wall = Wall()  # type: ignore[attr-defined]
-    return wall
 
 
 def _sum(reports: list[Report], role: str, figure: str) -> float | None:
@@ -84,7 +62,7 @@ async def snapshot(portal: Portal, user: User) -> dict[str, Any]:
         found, _ = await visible_calls(portal, user)
         data["calls"] = len(found)
     if user.admin:
-        reports = await _wall(portal).reports_at(portal, time.monotonic())
+        reports = await portal.shared.get("status", lambda: gather(portal.settings, portal.db))
         data["nodes"] = [r.to_json() for r in sorted(reports, key=lambda r: (r.role, r.name))]
         data["calls"] = _sum(reports, "b2bua", "calls")
         data["cps"] = _sum(reports, "b2bua", "cps")
