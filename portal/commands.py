@@ -10,14 +10,20 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import sys
 
 from portal.audit import record
 from portal.users import ROLES, Users
 from sipline import logs
 from sipline.config import Settings
 from sipline.storage import Database
-from sipline.storage.commands import run_node, run_with_database, table, utc
+from sipline.storage.commands import (
+    given_password,
+    password_options,
+    run_node,
+    run_with_database,
+    table,
+    utc,
+)
 
 log = logging.getLogger("sipline.portal")
 
@@ -34,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--role", choices=ROLES, required=True,
                      help="admin: every account; customer: one account (--account)")  # fmt: skip
     add.add_argument("--account", help="the account a customer user sees")
-    _password_options(add)
+    password_options(add, required=False)
     add.set_defaults(func=cmd_add)
     password = actions.add_parser("password", help="set a portal user's password")
     password.add_argument("username", metavar="NAME")
-    _password_options(password)
+    password_options(password, required=False)
     password.set_defaults(func=cmd_password)
     listing = actions.add_parser("list", help="portal users (never their hashes)")
     listing.set_defaults(func=cmd_list)
@@ -47,17 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove.set_defaults(func=cmd_remove)
 
 
-def _password_options(parser: argparse.ArgumentParser) -> None:
-    secret = parser.add_mutually_exclusive_group()
-    secret.add_argument("--password", help="the password (visible to ps; see --password-stdin)")
-    secret.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of stdin")  # fmt: skip
-
-
 def _password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    return args.password if args.password is not None else getpass.getpass("password: ")
+    given = given_password(args)
+    return given if given is not None else getpass.getpass("password: ")
 
 
 def cmd_portal(args: argparse.Namespace, settings: Settings) -> int:

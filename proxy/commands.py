@@ -21,7 +21,13 @@ from sipline import logs
 from sipline.cluster.changes import announce
 from sipline.config import Settings
 from sipline.storage import Database, Subscriber, Subscribers, parse_aor
-from sipline.storage.commands import run_node, run_with_database, table
+from sipline.storage.commands import (
+    given_password,
+    password_options,
+    run_node,
+    run_with_database,
+    table,
+)
 from sipline.storage.subscribers import check_alias
 
 if TYPE_CHECKING:
@@ -40,13 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add = actions.add_parser("add", help="add a subscriber (user@domain, realm = domain)")
     add.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
-    secret = add.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--password", help="the SIP password (visible to ps; see --password-stdin)")
-    secret.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from the first line of stdin",
-    )
+    password_options(add)
     add.add_argument("--account", help="the account the subscriber's calls count against")
     add.add_argument(
         "--alias", action="append", default=[], metavar="ALIAS",
@@ -67,10 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "password", help="set a subscriber's password (its HA1s are replaced; nothing else kept)"
     )
     password.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
-    new = password.add_mutually_exclusive_group(required=True)
-    new.add_argument("--password", help="the SIP password (visible to ps; see --password-stdin)")
-    new.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of stdin")  # fmt: skip
+    password_options(password)
     password.set_defaults(func=cmd_password)
 
     listing = actions.add_parser("list", help="list subscribers (never their HA1)")
@@ -98,7 +95,7 @@ def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+    password = given_password(args) or ""
 
     async def add(db: Database) -> int:
         subscribers = Subscribers(db)
@@ -116,7 +113,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_password(args: argparse.Namespace, settings: Settings) -> int:
-    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+    password = given_password(args) or ""
 
     async def set_password(db: Database) -> int:
         subscriber = await Subscribers(db).set_password(args.aor, password)
