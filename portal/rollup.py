@@ -122,13 +122,23 @@ async def refresh(db: Database, rollup: Rollup, now: float | None = None) -> Non
         return
     rollup.expire(now)
     while True:
-        rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM cdrs WHERE id > ? ORDER BY id LIMIT ?",
+        # The ids first (cheap): the rows of those not counted yet, then, only.
+        ids = [int(r[0]) for r in await db.fetchall(
+            "SELECT id FROM cdrs WHERE id > ? ORDER BY id LIMIT ?",
             (max(rollup.last_id - OVERLAP, 0), BATCH + OVERLAP),
-        )
-        before = rollup.last_id
+        )]  # fmt: skip
+        late = [i for i in ids if i <= rollup.last_id and i not in rollup.seen]
+        rows: list[Row] = []
+        if late:
+            marks = ", ".join("?" * len(late))
+            rows += await db.fetchall(f"SELECT {_COLUMNS} FROM cdrs WHERE id IN ({marks})", late)
+        if ids and ids[-1] > rollup.last_id:
+            rows += await db.fetchall(
+                f"SELECT {_COLUMNS} FROM cdrs WHERE id > ? AND id <= ? ORDER BY id",
+                (rollup.last_id, ids[-1]),
+            )
         rollup.add(rows, now)
-        if len(rows) < BATCH + OVERLAP or rollup.last_id == before:
+        if len(ids) < BATCH + OVERLAP:
             return
 
 

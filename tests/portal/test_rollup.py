@@ -65,3 +65,19 @@ async def test_loaded_from_the_database_then_followed(migrated: Database, tmp_pa
     await refresh(migrated, rollup, now)  # nothing new: nothing counted twice
     assert rollup.totals(now - now % 86400, "ACME")["ACME"].cost == pytest.approx(1.25)
     assert [(c.carrier, c.calls) for c in rollup.carriers(now)] == [("acme", 3)]
+
+
+async def test_a_row_committed_after_a_higher_id_is_counted(migrated: Database) -> None:
+    import time
+
+    now = time.time()
+    await add_cdrs(migrated, [{"account": "ACME", "started_at": now - 50, "call_id": f"c{i}"}
+                              for i in range(3)])  # fmt: skip
+    rollup = Rollup()
+    await refresh(migrated, rollup, now)
+    # Row 2 was not visible yet when the rollup was loaded: as if committed late.
+    rollup.days.clear()
+    rollup.minutes.clear()
+    rollup.seen.discard(2)
+    await refresh(migrated, rollup, now)
+    assert rollup.totals(now - now % 86400)["ACME"].calls == 1  # only the late one, once
