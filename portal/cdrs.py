@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -103,8 +104,9 @@ async def export(portal: PortalDep, chosen: Selection) -> StreamingResponse:
 async def csv_chunks(lines: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[bytes]:
     """The header, then each batch of lines the database formatted as one chunk."""
     yield (",".join(cdrs.COLUMNS) + "\n").encode()
-    async for batch in lines:
-        yield ("\n".join(str(row[0]) for row in batch) + "\n").encode()
+    async with aclosing(lines):  # a client gone mid-export frees the cursor at once
+        async for batch in lines:
+            yield ("\n".join(str(row[0]) for row in batch) + "\n").encode()
 
 
 @router.get("/cdrs", include_in_schema=False)

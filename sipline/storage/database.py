@@ -73,7 +73,8 @@ class Database(Queries):
     def stream(self, sql: str, params: Params = (), batch: int = 1000) -> AsyncIterator[list[Row]]:
         """The rows of a query in batches of at most ``batch``, read as they are consumed
         (a server-side cursor on a connection of its own): a million rows are never in
-        memory at once. Stopping early releases the cursor."""
+        memory at once. Stop early inside ``contextlib.aclosing(...)``: closing the
+        iterator releases the cursor (and its connection) at once."""
 
     @abstractmethod
     async def close(self) -> None:
