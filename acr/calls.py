@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sipline.carriers.model import Carrier, Cdr, Did
 from sipline.config import split_host_port
 from sipline.peers import CERTIFIED, TrustedPeers
 from sipline.sip.address import DEFAULT_PORT, Address
@@ -22,8 +23,6 @@ from sipline.sip.headers import NameAddr, parse_params, unquote
 from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, ServerTransaction
 from sipline.sip.uri import SipUri, TelUri
-
-from .model import Carrier, Cdr, Did
 
 ACCOUNT_HEADER = "x-sipline-account"  # the B2BUA's: whose call it is (never sent to carriers)
 # The B2BUA's too: the Call-ID its media is anchored at the relay under (its A leg's), which

@@ -23,9 +23,9 @@ import logging
 import orjson
 
 from acr.journal import Journal, cdr_json
-from acr.model import Cdr
-from acr.store import CDR_COLUMNS, cdr_row
 from sipline import logs
+from sipline.carriers.model import Cdr
+from sipline.carriers.store import CDR_COLUMNS, cdr_row
 from sipline.storage.database import Database, StorageError
 from sipline.storage.error_queue import queue_error
 

@@ -61,12 +61,10 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
     async def explain(db: Database) -> int:
         if not settings.redis.url:
-            heard, asked = await live.ask(db, "acr", f"/explain?number={number}")
-            for name, body in heard:
-                if isinstance(body, dict) and "json" in body and "text" in body:
-                    show(body["json"], body["text"], f"live, from ACR node {name}")
-                    return 0
-            note = live.NO_LIVE_DATA if asked else "no live data (no ACR node is running)"
+            body, note = await live.explain(db, number)
+            if body is not None:
+                show(body["json"], body["text"], note)
+                return 0
             note += ": gateway health and carrier load unknown, every gateway counted up"
         else:
             note = "live, from the state the ACR nodes share in Redis"
@@ -83,7 +81,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     async def _decide(db: Database, number: str):  # type: ignore[no-untyped-def]
         from acr.live import open_live_state
         from acr.server import build_table
-        from acr.store import AcrStore
+        from sipline.carriers.store import AcrStore
 
         now = time.time()
         state = await open_live_state(settings)

@@ -51,8 +51,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from acr.model import Carrier
 from acr.shared import Link, open_redis, redis_errors
+from sipline.carriers.model import Carrier
 from sipline.nodecounts import LIVE_TOTAL, Others, new_member, own_fields
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .model import RoutingProfile
+from sipline.carriers.model import RoutingProfile
+
 from .scoring import floor_reasons, quality_parts, weights
 
 if TYPE_CHECKING:

@@ -53,7 +53,7 @@ from typing import Any
 
 import orjson
 
-from acr.model import Cdr
+from sipline.carriers.model import Cdr
 from sipline.logs import event
 from sipline.storage.database import StorageError
 

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from acr.model import Carrier
+from sipline.carriers.model import Carrier
 
 STATES = ("up", "down", "backoff", "unknown")
 

@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
-from acr.deck import DeckError, parse_deck, read_lines, write_deck
 from acr.health import gateway_statuses
-from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, RoutingProfile
-from acr.store import TRANSPORTS, AcrStore, parse_host_port, parse_number
 from sipline import logs
+from sipline.carriers.deck import DeckError, parse_deck, read_lines, write_deck
+from sipline.carriers.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, RoutingProfile
+from sipline.carriers.store import TRANSPORTS, AcrStore, parse_host_port, parse_number
 from sipline.cluster import live
 from sipline.cluster.changes import announce
 from sipline.config import Settings
@@ -148,32 +148,7 @@ async def gateway_status(
         except Exception as exc:  # noqa: BLE001 - a listing must not fail because Redis is away
             logs.event(log, "health_unreadable", reason=repr(exc))
             return {}, f"no live data (Redis unreachable: {exc})"
-    heard, asked = await live.ask(db, "acr", "/live/gateways")
-    if not heard:
-        return {}, live.NO_LIVE_DATA if asked else "no live data (no ACR node is running)"
-    return merge_gateways([body for _, body in heard]), ""
-
-
-def merge_gateways(views: Sequence[Any]) -> dict[str, str]:
-    """One status per gateway from several nodes' views: the newest probe verdict,
-    and backoff when any node passes the gateway over."""
-    newest: dict[str, tuple[float, str]] = {}
-    backoff: set[str] = set()
-    for view in views:
-        gateways = view.get("gateways", {}) if isinstance(view, dict) else {}
-        for address, seen in gateways.items():
-            if not isinstance(seen, dict):
-                continue
-            status, changed = str(seen.get("status", "unknown")), seen.get("changed", 0.0)
-            if status == "backoff":
-                backoff.add(address)
-            elif not isinstance(changed, int | float):
-                continue
-            elif address not in newest or changed > newest[address][0]:
-                newest[address] = (float(changed), status)
-    merged = {address: status for address, (_, status) in newest.items()}
-    merged.update(dict.fromkeys(backoff, "backoff"))
-    return merged
+    return await live.gateway_states(db)
 
 
 def format_carriers(

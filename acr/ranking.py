@@ -29,9 +29,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sipline.carriers.model import Carrier, Gateway, Rate, RoutingProfile
+
 from .explain import explanation, render
 from .lpm import PrefixTable
-from .model import Carrier, Gateway, Rate, RoutingProfile
 from .scoring import (
     NO_FIGURES,
     QualityFigures,

@@ -66,6 +66,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sipline.carriers.model import Carrier, Cdr, Did
 from sipline.config import Settings
 from sipline.logs import event
 from sipline.proxying.deadlines import Deadlines
@@ -112,7 +113,6 @@ from .calls import (
     media_call_of,
     user_part,
 )
-from .model import Carrier, Cdr, Did
 from .stats import Attempt
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import RoutingProfile
+from sipline.carriers.model import RoutingProfile
 
 Z = 1.96  # 95% two-sided; the lower bound is what we are fairly sure of
 

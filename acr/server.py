@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from sipline.carriers.model import RoutingProfile
+from sipline.carriers.store import AcrStore
 from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.cluster.state import Recent
 from sipline.config import listening_on
@@ -41,11 +44,9 @@ from .cdrs import CdrWriter
 from .journal import Journal
 from .live import LiveState, open_live_state
 from .metrics import CarrierMetrics
-from .model import RoutingProfile
 from .prober import Prober
 from .ranking import RouteTable
 from .router import AcrRouter
-from .store import AcrStore
 
 log = logging.getLogger("sipline.acr")
 
@@ -53,6 +54,7 @@ NodeName = Literal["primary", "secondary"]
 REFRESH_INTERVAL = 1.0  # seconds between syncs of the live state and re-rankings
 MIN_RELOAD_WAIT = 0.5  # seconds at least between two reloads for a rate row's time
 SYNCING = "route table"  # what an ACR builds before it serves
+LIVE_CALLS = 10_000  # calls one /live/calls answer lists at most (its total says how many)
 
 
 def journal_dir(settings: Any, node: str) -> Any:
@@ -152,6 +154,7 @@ class AcrNode:
         self.member.drains.append(Drain.sip(lambda: self.node))
         self.member.admin.view("/live/gateways", self._gateways_view)
         self.member.admin.view("/explain", self._explain_view)
+        self.member.admin.view("/live/calls", self._calls_view)
         if self.member.feed is not None:
             self.member.feed.on("acr", self._changed)
         self._refusals = Recent()
@@ -318,6 +321,23 @@ class AcrNode:
             h = health.gateways.get(address)
             states[address] = {"status": status, "changed": h.changed if h else 0.0}
         return {"node": self.member.name, "gateways": states}
+
+    async def _calls_view(self, request: AdminRequest) -> dict[str, Any]:
+        """The answered calls to carriers this node holds (its CDR so far each), for
+        ``sipline calls`` and the portal: who, to whom, whose account, which carrier
+        and rate, since when. At most LIVE_CALLS, the oldest first."""
+        dialogs = self.router.dialogs if self.router is not None else {}
+        calls = []
+        for call_id, answered in itertools.islice(dialogs.items(), LIVE_CALLS):
+            cdr = answered.cdr
+            calls.append({
+                "call_id": call_id, "account": cdr.account, "caller": cdr.caller,
+                "callee": cdr.callee, "prefix": cdr.prefix, "carrier": cdr.carrier,
+                "gateway": cdr.gateway, "rate": cdr.rate, "connect_fee": cdr.connect_fee,
+                "first_increment": cdr.first_increment, "next_increment": cdr.next_increment,
+                "started_at": cdr.start, "answered_at": cdr.answer,
+            })  # fmt: skip
+        return {"node": self.member.name, "calls": calls, "total": len(dialogs)}
 
     async def _explain_view(self, request: AdminRequest) -> dict[str, Any]:
         number = request.query.get("number", "").removeprefix("+")

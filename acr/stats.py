@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from acr.model import FINAL_CODES
 from acr.shared import Link, open_redis, redis_errors
+from sipline.carriers.model import FINAL_CODES
 from sipline.logs import event
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """``sipline account set|list|audit``: account licences (concurrent calls) and their grace.
 
 Registered through the ``sipline.commands`` entry-point group. The rules the
-B2BUA applies are in ``b2bua.grace``; a change is pushed to the nodes
+B2BUA applies are in ``sipline.grace``; a change is pushed to the nodes
 (sipline.cluster.changes), which apply it at once.
 """
 
@@ -15,11 +15,10 @@ from sipline import logs
 from sipline.cluster import live
 from sipline.cluster.changes import announce
 from sipline.config import Settings
+from sipline.grace import Licence
 from sipline.storage import Database
+from sipline.storage.accounts import KEEP, Account, Accounts, AuditRow
 from sipline.storage.commands import run_with_database
-
-from .accounts import KEEP, Account, Accounts, AuditRow
-from .grace import Licence
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +127,7 @@ async def _current_calls(
     counters the nodes share in Redis, or without Redis from each running B2BUA (the
     counts are in its memory then), added up."""
     if not settings.redis.url:
-        heard, asked = await live.ask(db, "b2bua", "/live/accounts")
-        if not heard:
-            return None, live.NO_LIVE_DATA if asked else "no live data (no B2BUA is running)"
-        calls = dict.fromkeys(names, 0)
-        for _, body in heard:
-            counts = body.get("calls", {}) if isinstance(body, dict) else {}
-            for name, count in counts.items():
-                if name in calls and isinstance(count, int):
-                    calls[name] += count
-        return calls, ""
+        return await live.account_calls(db, names, shared=False)
     from sipline.storage.live import open_redis
 
     from .licences import shared_counts

@@ -1,5 +1,5 @@
 """Account licences at the B2BUA: count each account's concurrent calls and
-admit or refuse a new one (the rules are in ``b2bua.grace``).
+admit or refuse a new one (the rules are in ``sipline.grace``).
 
 The B2BUA asks ``admit(account, call_id)`` before it opens the B leg and
 answers 403 with ``Admission.reason`` when the call is not allowed; it calls
@@ -41,13 +41,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sipline.grace import Counted, Licence, LocalCalls
 from sipline.logs import event
 from sipline.nodecounts import LIVE_TOTAL, Others, live_total, new_member, own_fields
+from sipline.storage.accounts import Accounts, AuditRow
 from sipline.storage.database import Database, StorageError, redact
 from sipline.storage.live import open_redis
-
-from .accounts import Accounts, AuditRow
-from .grace import Counted, Licence, LocalCalls
 
 log = logging.getLogger("sipline.b2bua.licences")
 

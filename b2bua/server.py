@@ -22,13 +22,14 @@ from sipline.cluster.member import Drain, Figures, Member, node_settings
 from sipline.cluster.state import Recent
 from sipline.config import listening_on
 from sipline.logs import event
-from sipline.net.admin import AdminRequest
+from sipline.net.admin import AdminRequest, Refusal
 from sipline.net.node import Node
 from sipline.net.serving import run_until_stopped
 from sipline.net.workers import one_process
 from sipline.sip.headers import format_host_port
 from sipline.storage import Database, open_database, prepare_schema
 
+from . import teardown
 from .accounts import AccountDirectory
 from .handler import B2buaHandler
 from .licences import Licences
@@ -59,6 +60,7 @@ class B2buaNode:
         self.member.figures = self._figures
         self.member.drains.append(Drain.sip(lambda: self.node))
         self.member.admin.view("/live/accounts", self._accounts_view)
+        self.member.admin.action("/hangup", self._hangup)
         if self.member.feed is not None:
             self.member.feed.on("subscribers", self._subscribers_changed)
             self.member.feed.on("accounts", self._accounts_changed)
@@ -119,6 +121,23 @@ class B2buaNode:
     async def _accounts_view(self, request: AdminRequest) -> dict[str, Any]:
         counts = await self.licences.counts() if self.licences is not None else {}
         return {"node": self.member.name, "calls": counts}
+
+    async def _hangup(self, request: AdminRequest) -> dict[str, Any]:
+        """End a call an operator names by either leg's Call-ID: BYE on both legs, as
+        when a party hangs up (the ACR writes its CDR when the BYE passes it). An
+        admin action: only a token signed with the admin key gets here."""
+        body = self.member.addressed(request)
+        call_id = body.get("call_id")
+        if not isinstance(call_id, str) or not 0 < len(call_id) <= 256:
+            raise Refusal(400, "malformed", "call_id: the Call-ID of either leg")
+        leg = self.handler.calls.legs.get(call_id) if self.handler is not None else None
+        if leg is None or self.node is None or self.handler is None:
+            raise Refusal(404, "", f"no call {call_id} on node {self.member.name}")
+        call = leg.call
+        teardown.end(self.handler.calls, self.node, call, None, "hung up by an operator")
+        event(log, "call_hung_up", call_id=call.call_id, b_leg=call.b.call_id if call.b else "-",
+              source=request.source)  # fmt: skip
+        return {"node": self.member.name, "hung_up": call.call_id}
 
     async def _subscribers_changed(self, keys: tuple[str, ...]) -> None:
         await self.directory.load()

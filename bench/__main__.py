@@ -9,7 +9,8 @@ experiments of issue 12 and their table (see bench.faults.cli).
 ``python -m bench compare --scenario relay --rates R1,...``: sipline proxy beside
 Kamailio under the same load (see bench.compare); ``python -m bench chain
 --rates R1,...``: the whole stack as ``make run`` starts it, CPU per call per
-role (see bench.chain).
+role (see bench.chain); ``python -m bench portal [--rows N]``: the portal's CDR
+search, export and pages on a private MariaDB of N CDRs (see bench.portal).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import compare
 
         return compare.main(argv[1:])
+    if argv[:1] == ["portal"]:
+        from bench import portal
+
+        return portal.main(argv[1:])
     if argv[:1] == ["chain"]:
         from bench import chain
 

@@ -22,9 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from acr.model import RoutingProfile
 from bench import serving
 from bench.acrstack import REPO, SippCarrier, acr_command, acr_env, provision, sipp_binary
+from sipline.carriers.model import RoutingProfile
 
 SCENARIOS = REPO / "bench" / "scenarios"
 NUMBERS_CSV = SCENARIOS / "acr-numbers.csv"

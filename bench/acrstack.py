@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acr.deck import deck_text, parse_deck, write_deck
-from acr.model import Carrier, Did, Gateway, RoutingProfile
-from acr.store import AcrStore
+from sipline.carriers.deck import deck_text, parse_deck, write_deck
+from sipline.carriers.model import Carrier, Did, Gateway, RoutingProfile
+from sipline.carriers.store import AcrStore
 from sipline.net.ports import free_port
 from sipline.storage import migrate, open_database
 

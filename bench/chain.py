@@ -110,6 +110,8 @@ def stack_env(workdir: Path, ports: Mapping[str, int], redis_url: str | None) ->
         "SIPLINE_RELAY__STUN_TRANSPORTS": '["udp"]',
         "SIPLINE_RELAY__RTP_PORT_MIN": str(rtp - rtp % 2 + 2),
         "SIPLINE_RELAY__RTP_PORT_MAX": str(rtp - rtp % 2 + 41),
+        # The portal `sipline stack` starts: never the default 8080 another stack may hold.
+        "SIPLINE_PORTAL__LISTEN": f"127.0.0.1:{ports.get('portal') or free_port()}",
     }
 
 

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from acr.deck import parse_deck, read_lines, write_deck
-from acr.model import Carrier, Gateway
 from acr.provision import count_lines, progress_bar
-from acr.store import AcrStore, DuplicateCarrier
+from sipline.carriers.deck import parse_deck, read_lines, write_deck
+from sipline.carriers.model import Carrier, Gateway
+from sipline.carriers.store import AcrStore, DuplicateCarrier
 from sipline.storage import migrate, open_database
 
 CARRIER = "bench"

@@ -21,7 +21,7 @@ from pathlib import Path
 import uvloop
 
 from acr.journal import Journal
-from acr.model import Cdr
+from sipline.carriers.model import Cdr
 
 
 def cdr(n: int, now: float) -> Cdr:

@@ -1,5 +1,5 @@
 """The proxy's commands: ``sipline proxy`` (run it), ``sipline subscriber
-add|list|remove|aliases`` and ``sipline registrations [AOR]`` (the live bindings
+add|list|remove|aliases|password`` and ``sipline registrations [AOR]`` (the live bindings
 of every proxy, as stored).
 
 Registered through the ``sipline.commands`` entry-point group. The password
@@ -23,7 +23,13 @@ from sipline.config import Settings
 from sipline.net import workers
 from sipline.net.workers import Workers
 from sipline.storage import Database, Subscriber, Subscribers, parse_aor
-from sipline.storage.commands import run_node, run_with_database, table
+from sipline.storage.commands import (
+    given_password,
+    password_options,
+    run_node,
+    run_with_database,
+    table,
+)
 from sipline.storage.subscribers import check_alias
 
 if TYPE_CHECKING:
@@ -46,13 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add = actions.add_parser("add", help="add a subscriber (user@domain, realm = domain)")
     add.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
-    secret = add.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--password", help="the SIP password (visible to ps; see --password-stdin)")
-    secret.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from the first line of stdin",
-    )
+    password_options(add)
     add.add_argument("--account", help="the account the subscriber's calls count against")
     add.add_argument(
         "--alias", action="append", default=[], metavar="ALIAS",
@@ -68,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     aliases.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
     aliases.add_argument("aliases", metavar="ALIAS", nargs="*", help="the new aliases (none: clear)")
     aliases.set_defaults(func=cmd_aliases)
+
+    password = actions.add_parser(
+        "password", help="set a subscriber's password (its HA1s are replaced; nothing else kept)"
+    )
+    password.add_argument("aor", metavar="AOR", help="address of record, such as alice@example.com")
+    password_options(password)
+    password.set_defaults(func=cmd_password)
 
     listing = actions.add_parser("list", help="list subscribers (never their HA1)")
     listing.set_defaults(func=cmd_list)
@@ -100,7 +107,7 @@ def cmd_proxy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else args.password
+    password = given_password(args) or ""
 
     async def add(db: Database) -> int:
         subscribers = Subscribers(db)
@@ -115,6 +122,19 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return run_with_database(settings, add)
+
+
+def cmd_password(args: argparse.Namespace, settings: Settings) -> int:
+    password = given_password(args) or ""
+
+    async def set_password(db: Database) -> int:
+        subscriber = await Subscribers(db).set_password(args.aor, password)
+        logs.event(log, "subscriber_password", aor=subscriber.aor)
+        print(f"password of {subscriber.aor} set")
+        await announce(settings, db, "subscribers", (subscriber.aor,))
+        return 0
+
+    return run_with_database(settings, set_password)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

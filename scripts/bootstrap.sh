@@ -24,6 +24,8 @@ PACKAGES=(
     "rtpengine-daemon:rtpengine"
     # Debian's sipp has no TLS: the TLS tests carry its TCP over TLS with socat.
     "socat:socat"
+    # the portal's browser tests (Playwright drives it; its own browser download is unreachable)
+    "chromium:chromium"
 )
 
 apt_updated=0

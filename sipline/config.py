@@ -602,6 +602,32 @@ class AcrSection(Section):
     journal_commit_ms: Annotated[float, Field(ge=0, le=100)] = 1.0
 
 
+class PortalSection(Section):
+    """The web portal (portal/): where it listens, its sessions and what one client may cost."""
+
+    # HOST:PORT of the HTTP listener. Off loopback, put it behind TLS (secure_cookies).
+    listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8080"
+    # Send the session cookie over HTTPS only (set it when a TLS proxy fronts the portal).
+    secure_cookies: bool = False
+    # Seconds a login lasts (the signed cookie's age, checked by the server).
+    session_max_age: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
+    # Failed logins one source IP may make within login_window; the next ones
+    # get 429 for login_ban seconds. Counted and logged with the source.
+    login_failures: Annotated[int, Field(ge=1)] = 5
+    login_window: Seconds = 300.0
+    login_ban: Seconds = 300.0
+    # Sources whose failures are remembered at once; the oldest are forgotten first.
+    max_sources: Annotated[int, Field(ge=16)] = 65536
+    # Rows per page of a listing (the API caps ?limit= at this).
+    max_page: Annotated[int, Field(ge=10, le=10_000)] = 500
+    # A rate deck uploaded through the portal, at most (bytes).
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 64 << 20
+    # Seconds between two frames of a live tile (server-sent events).
+    live_interval: Annotated[float, Field(gt=0, le=2.0)] = 1.0
+    # Live streams open at once (each holds a task); over it new ones get 503.
+    max_streams: Annotated[int, Field(ge=1)] = 256
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -625,6 +651,7 @@ class Settings(BaseSettings):
     relay: RelaySection = Field(default_factory=RelaySection)
     b2bua: B2buaSection = Field(default_factory=B2buaSection)
     acr: AcrSection = Field(default_factory=AcrSection)
+    portal: PortalSection = Field(default_factory=PortalSection)
 
     @model_validator(mode="after")
     def _certified_peers_are_named(self) -> Settings:
@@ -672,6 +699,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"metrics.host = {self.metrics.host!r} is not a loopback address: the admin "
                 "endpoint there needs admin.secret (or auth.secret) to authenticate actions"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _portal_off_loopback_needs_tls(self) -> Settings:
+        host, _ = split_host_port(self.portal.listen)
+        if not ipaddress.ip_address(host).is_loopback and not self.portal.secure_cookies:
+            raise ValueError(
+                f"portal.listen = {self.portal.listen!r} is not a loopback address: serve the "
+                "portal behind TLS and set portal.secure_cookies = true, or the session cookies "
+                "cross the network in the clear"
             )
         return self
 

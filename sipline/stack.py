@@ -9,6 +9,9 @@ A simulated carrier (sipp as a UAS that answers probes and calls) stands at
 the demo carrier's gateway, so a call from a demo phone to a PSTN number goes
 phone → proxy → B2BUA → ACR → carrier and is answered.
 
+The web portal (``sipline portal``, on ``[portal] listen``) runs beside them,
+with a demo operator login printed at start.
+
 Each role gets its own admin port (``[metrics] port`` + 0..4 in the order
 proxy, B2BUA, ACR primary, ACR secondary, relay; free ports when it is 0),
 printed at start; ``sipline status`` finds them through the ``nodes`` table.
@@ -40,6 +43,7 @@ DEMO_USERS = ("alice", "bob")
 DEMO_CARRIER = "demo-carrier"
 DEMO_CARRIER_PORT = 5090
 DEMO_DID = "15550100"
+DEMO_OPERATOR = ("operator", "operator-demo-pw")  # the portal's demo login (admin role)
 CARRIER_SCENARIO = REPO / "bench" / "scenarios" / "acr_carrier.xml"
 STOP_GRACE = 10.0  # seconds a process may take to drain after SIGTERM
 
@@ -91,6 +95,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     run = _runner(sipline, shared)
     run("db", "migrate")
     processes = roles(settings, sipline, shared)
+    processes.append(Process("portal", [*sipline, "portal"], shared))
     if not args.no_demo:
         provision_demo(settings, run, args.carrier_port)
         processes.append(Process("carrier", simulated_carrier(args.carrier_port)))
@@ -149,6 +154,9 @@ def provision_demo(settings: Settings, run, carrier_port: int) -> None:  # type:
     proxy = f"{settings.sip.host}:{settings.sip.port}"
     if DEMO_DID not in run("did", "list"):
         run("did", "add", DEMO_DID, "--proxy", proxy)
+    user, password = DEMO_OPERATOR
+    if f"{user} " not in run("portal-user", "list"):
+        run("portal-user", "add", user, "--role", "admin", "--password-stdin", stdin=password + "\n")
 
 
 def simulated_carrier(port: int) -> list[str]:
@@ -249,6 +257,9 @@ def _describe(settings: Settings, processes: list[Process], carrier_port: int | 
         "  admin (status, /metrics): "
         + ", ".join(f"{p.name} http://{p.admin}/" for p in processes if p.admin),
         "  sipline status: every node's state; sipline node drain|resume NAME",
+        f"  portal http://{settings.portal.listen}/"
+        + (f" (operator login {DEMO_OPERATOR[0]}, password {DEMO_OPERATOR[1]})"
+           if carrier_port is not None else " (sipline portal-user add NAME --role admin)"),
     ]
     if carrier_port is not None:
         lines.append(

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acr.model import Cdr
-from acr.store import AcrStore
 from bench import sippstats
 from bench.acrstack import HOST, REPO, SippCarrier, acr_command, acr_env, provision
 from bench.faults.caller import Caller
@@ -30,6 +28,8 @@ from bench.faults.counting import Billing, Message, billing, read_messages
 from bench.faults.lab import Lab, Program, Redis, clean_env
 from bench.proxystack import SIPLINE
 from bench.serving import stop
+from sipline.carriers.model import Cdr
+from sipline.carriers.store import AcrStore
 from sipline.net.ports import free_port
 from sipline.storage import open_database
 

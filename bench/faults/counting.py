@@ -265,7 +265,7 @@ def billed(cdr: Any) -> bool:
 
 
 def billing(cdrs: Iterable[Any], prefix: str, answered: set[int]) -> Billing:
-    """Count the CDRs (acr.model.Cdr) of the calls to ``prefix`` + call number."""
+    """Count the CDRs (sipline.carriers.model.Cdr) of the calls to ``prefix`` + call number."""
     per_call: dict[int, int] = {}
     ghosts = charged = late = 0
     for cdr in cdrs:

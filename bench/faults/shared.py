@@ -19,7 +19,6 @@ from typing import Any
 
 from acr.health import gateway_statuses
 from acr.stats import open_stats
-from b2bua.accounts import Accounts
 from bench.acrstack import HOST, SippCarrier
 from bench.faults.caller import Caller
 from bench.faults.callpath import (
@@ -49,6 +48,7 @@ from bench.faults.counting import (
 from bench.faults.lab import Lab
 from sipline.net.ports import free_port
 from sipline.storage import Subscribers, migrate, open_database
+from sipline.storage.accounts import Accounts
 
 CONVERGENCE = 2.0  # seconds within which shared state must be whole again after Redis returns
 # An ACR node frees a call's room when its BYE arrives and relays the BYE once the

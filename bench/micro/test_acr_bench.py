@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from acr.model import Carrier, Gateway, Rate, RoutingProfile
 from acr.ranking import RouteTable
 from acr.scoring import Figures
+from sipline.carriers.model import Carrier, Gateway, Rate, RoutingProfile
 
 CARRIERS = 20
 ROWS = 1_000_000

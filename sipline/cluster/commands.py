@@ -6,6 +6,9 @@ node that heartbeats) with what it says of itself now: through Redis when
 that does not answer is shown without figures, ``stopped by failure`` (or
 ``stopped by admin`` when it stopped cleanly): never with old numbers.
 
+``calls`` lists the calls in progress (sipline.cluster.calls) and ``calls
+hangup CALL-ID`` ends one on the B2BUA that holds it.
+
 ``node drain`` and ``node resume`` ask the node itself (POST with an admin
 token); ``--wait`` waits for a drained node to hold nothing any more.
 """
@@ -21,6 +24,7 @@ from typing import Any
 import orjson
 
 from sipline.cluster import client, heartbeat, registry
+from sipline.cluster.calls import hang_up, live_calls
 from sipline.cluster.key import admin_key
 from sipline.cluster.report import Report, rows
 from sipline.cluster.state import State
@@ -58,6 +62,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     forget.add_argument("name", metavar="NAME")
     forget.set_defaults(func=cmd_forget)
+    calls = subparsers.add_parser(
+        "calls", help="calls in progress (from the ACR nodes), with their running cost"
+    )
+    calls.add_argument("--json", action="store_true", help="one JSON array of calls")
+    calls.set_defaults(func=cmd_calls)
+    calls_actions = calls.add_subparsers(dest="calls_command", metavar="ACTION")
+    hangup = calls_actions.add_parser(
+        "hangup", help="end a call (BYE on both legs) on the B2BUA that holds it"
+    )
+    hangup.add_argument("call_id", metavar="CALL-ID", help="either leg's Call-ID (sipline calls)")
+    hangup.set_defaults(func=cmd_hangup)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -158,6 +173,41 @@ def _error(answer: client.Answer) -> str:
     if isinstance(answer.body, dict) and "error" in answer.body:
         return str(answer.body["error"])
     return f"HTTP {answer.status}"
+
+
+def cmd_calls(args: argparse.Namespace, settings: Settings) -> int:
+    async def show(db: Database) -> int:
+        found, note = await live_calls(db)
+        now = time.time()
+        if args.json:
+            data = [c.to_json(now) for c in found]
+            sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            rows = [("CALL-ID", "CALLER", "CALLEE", "ACCOUNT", "CARRIER", "DURATION", "COST", "NODE")]
+            rows += [(c.call_id, c.caller, c.callee, c.account or "-", c.carrier,
+                      f"{c.duration(now):.0f}s", f"{c.cost(now):.6f}", c.node) for c in found]  # fmt: skip
+            print(table(rows) if found else "no call in progress")
+        if note:
+            print(f"sipline: {note}", file=sys.stderr)
+        return 0
+
+    return run_with_database(settings, show)
+
+
+def cmd_hangup(args: argparse.Namespace, settings: Settings) -> int:
+    async def end(db: Database) -> int:
+        try:
+            node = await hang_up(settings, db, args.call_id)
+        except ValueError as exc:
+            print(f"sipline: {exc}", file=sys.stderr)
+            return 2
+        if node is None:
+            print(f"sipline: no running B2BUA holds call {args.call_id}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        print(f"hung up {args.call_id} on {node}")
+        return 0
+
+    return run_with_database(settings, end)
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:

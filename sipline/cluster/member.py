@@ -221,6 +221,10 @@ class Member:
     async def _status(self, request: AdminRequest) -> dict[str, Any]:
         return self.report().to_json()
 
+    def addressed(self, request: AdminRequest) -> dict[str, Any]:
+        """The JSON body of an action, which must name this node (the role's actions too)."""
+        return self._addressed(request)
+
     def _addressed(self, request: AdminRequest) -> dict[str, Any]:
         try:
             body = request.json()

@@ -116,6 +116,22 @@ async def _migrate(db: Database) -> int:
     return 0
 
 
+def password_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--password`` or ``--password-stdin``, for every command that takes a secret."""
+    secret = parser.add_mutually_exclusive_group(required=required)
+    secret.add_argument("--password", help="the password (visible to ps; see --password-stdin)")
+    secret.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin")  # fmt: skip
+
+
+def given_password(args: argparse.Namespace) -> str | None:
+    """The password ``password_options`` took (None: neither option given)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str | None = args.password
+    return password
+
+
 def table(rows: Sequence[Sequence[str]]) -> str:
     """Rows (the first a header) as aligned columns, for a command's listing."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

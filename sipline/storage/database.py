@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -68,6 +68,13 @@ class Database(Queries):
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Queries]:
         """Commit when the block ends normally, roll back when it raises."""
+
+    @abstractmethod
+    def stream(self, sql: str, params: Params = (), batch: int = 1000) -> AsyncIterator[list[Row]]:
+        """The rows of a query in batches of at most ``batch``, read as they are consumed
+        (a server-side cursor on a connection of its own): a million rows are never in
+        memory at once. Stop early inside ``contextlib.aclosing(...)``: closing the
+        iterator releases the cursor (and its connection) at once."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -151,6 +151,30 @@ class MysqlDatabase(Database):
         finally:
             self._pool.release(conn)
 
+    async def stream(
+        self, sql: str, params: Params = (), batch: int = 1000
+    ) -> AsyncIterator[list[Row]]:
+        conn = await self._acquire()
+        done = False
+        try:
+            cursor = await conn.cursor(aiomysql.SSCursor)
+            try:
+                await cursor.execute(_placeholders(sql), tuple(params))
+                while rows := await cursor.fetchmany(batch):
+                    yield list(rows)
+                done = True
+            except _DRIVER_ERRORS as exc:
+                raise _translate(sql, params, exc) from None
+            if done:
+                await cursor.close()
+                await _commit(conn)
+        finally:
+            if not done:
+                # Rows left unread would have to be read to the end before the
+                # connection could serve again: drop it instead.
+                conn.close()
+            self._pool.release(conn)
+
     async def _acquire(self) -> aiomysql.Connection:
         try:
             return await self._pool.acquire()

@@ -110,6 +110,27 @@ class SqliteDatabase(Database):
         except StorageError:
             pass  # no transaction left to undo; the original error is the one to report
 
+    async def stream(
+        self, sql: str, params: Params = (), batch: int = 1000
+    ) -> AsyncIterator[list[Row]]:
+        # A reader of its own (WAL: readers never block the writer), so a long
+        # export does not hold the one connection everything else waits for.
+        if self.path == MEMORY:
+            yield await self.fetchall(sql, params)
+            return
+        try:
+            reader = await aiosqlite.connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from None
+        try:
+            async with reader.execute(sql, params) as cursor:
+                while rows := await cursor.fetchmany(batch):
+                    yield list(rows)
+        except sqlite3.Error as exc:
+            raise _translate(sql, params, exc) from None
+        finally:
+            await reader.close()
+
     async def close(self) -> None:
         await self._conn.close()
 

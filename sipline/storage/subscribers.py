@@ -153,18 +153,7 @@ class Subscribers:
         text = " ".join(dict.fromkeys(aliases))
         if len(text) > MAX_ALIASES:
             raise InvalidValue(f"the aliases take {len(text)} characters, at most {MAX_ALIASES}")
-        async with self._db.transaction() as tx:
-            await tx.execute(
-                "UPDATE subscribers SET aliases = ? WHERE username = ? AND domain = ?",
-                (text, username, domain),
-            )
-            row = await tx.fetchone(
-                f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
-                (username, domain),
-            )
-        if row is None:
-            raise UnknownSubscriber(f"no subscriber {username}@{domain}")
-        return Subscriber.from_row(row)
+        return await self._update(username, domain, "aliases = ?", (text,))
 
     async def remove(self, aor: str) -> None:
         """Delete ``aor``; UnknownSubscriber if there is no such subscriber."""
@@ -182,9 +171,53 @@ class Subscribers:
         )
         return Subscriber.from_row(row) if row else None
 
-    async def list(self) -> list[Subscriber]:
-        """Every subscriber, by domain then username."""
-        rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM subscribers ORDER BY domain, username"
-        )
+    async def set_password(self, aor: str, password: str) -> Subscriber:
+        """Replace ``aor``'s HA1s with those of ``password`` (the password is not kept)."""
+        username, domain = parse_aor(aor)
+        if not password:
+            raise InvalidValue("the password must not be empty")
+        ha1s = (compute_ha1(username, domain, password, MD5),
+                compute_ha1(username, domain, password, SHA256))  # fmt: skip
+        return await self._update(username, domain, "ha1_md5 = ?, ha1_sha256 = ?", ha1s)
+
+    async def _update(
+        self, username: str, domain: str, assignments: str, values: tuple[str, ...]
+    ) -> Subscriber:
+        """Set ``assignments`` on one subscriber; it as it now is (UnknownSubscriber: none)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"UPDATE subscribers SET {assignments} WHERE username = ? AND domain = ?",
+                (*values, username, domain),
+            )
+            row = await tx.fetchone(
+                f"SELECT {_COLUMNS} FROM subscribers WHERE username = ? AND domain = ?",
+                (username, domain),
+            )
+        if row is None:
+            raise UnknownSubscriber(f"no subscriber {username}@{domain}")
+        return Subscriber.from_row(row)
+
+    async def list(
+        self, *, account: str | None = None, search: str = "", limit: int | None = None
+    ) -> list[Subscriber]:
+        """Subscribers by domain then username: every one, or those of ``account``, whose
+        user@domain contains ``search``; at most ``limit``."""
+        clauses, params = [], []
+        if account is not None:
+            clauses.append("account = ?")
+            params.append(account)
+        if search:
+            escaped = search.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            aor = (
+                "username || '@' || domain" if self._db.dialect == "sqlite"
+                else "CONCAT(username, '@', domain)"
+            )  # fmt: skip
+            clauses.append(f"{aor} LIKE ? ESCAPE '!'")
+            params.append(f"%{escaped}%")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_COLUMNS} FROM subscribers{where} ORDER BY domain, username"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = await self._db.fetchall(sql, params)
         return [Subscriber.from_row(row) for row in rows]

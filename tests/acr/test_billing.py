@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from acr.billing import bill, billed_seconds, call_cost
-from acr.model import Cdr
+from sipline.carriers.model import Cdr
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import pytest
 
 from acr.cdrs import CdrWriter
 from acr.journal import Journal
-from acr.model import Cdr
-from acr.store import AcrStore
+from sipline.carriers.model import Cdr
+from sipline.carriers.store import AcrStore
 from sipline.net.ports import free_port
 from sipline.storage import Database, migrate, open_database
 from sipline.storage.mysql import parse_mysql_url

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from acr.counters import Counters, open_counters
-from acr.model import Carrier, Gateway
+from sipline.carriers.model import Carrier, Gateway
 
 AT = 1_700_000_000.25
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acr.deck import (
+from sipline.carriers.deck import (
     CHUNK_ROWS,
     DeckError,
     _load_file,
@@ -17,8 +17,8 @@ from acr.deck import (
     read_lines,
     write_deck,
 )
-from acr.model import Carrier, Gateway, Rate
-from acr.store import AcrStore, UnknownCarrier
+from sipline.carriers.model import Carrier, Gateway, Rate
+from sipline.carriers.store import AcrStore, UnknownCarrier
 from sipline.storage import Database, InvalidValue, StorageError, migrate, open_database
 
 

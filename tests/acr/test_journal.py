@@ -12,7 +12,7 @@ import pytest
 
 from acr import journal as journal_module
 from acr.journal import Journal, JournalError, decode
-from acr.model import Cdr
+from sipline.carriers.model import Cdr
 
 T0 = 1_700_000_000.0
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from acr.live import LiveState, open_live_state
-from acr.model import Carrier, Gateway
 from acr.stats import Attempt
+from sipline.carriers.model import Carrier, Gateway
 from sipline.config import Settings
 from sipline.net.ports import free_port
 

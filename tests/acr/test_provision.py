@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from acr.health import open_health
-from acr.model import Cdr
-from acr.store import CDR_COLUMNS, cdr_row
+from sipline.carriers.model import Cdr
+from sipline.carriers.store import CDR_COLUMNS, cdr_row
 from sipline.cli import build_parser
 from sipline.config import Settings
 from sipline.storage import migrate, open_database
@@ -281,7 +281,7 @@ def test_cdr_errors_lists_what_the_database_refused(
 
 
 def test_gateway_views_of_several_nodes_merge_to_the_newest_verdict() -> None:
-    from acr.provision import merge_gateways
+    from sipline.cluster.live import merge_gateways
 
     primary = {"gateways": {"a": {"status": "up", "changed": 10.0},
                             "b": {"status": "down", "changed": 30.0},

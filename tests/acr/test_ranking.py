@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from acr.model import Carrier, Gateway, Rate, RoutingProfile
 from acr.ranking import RouteTable
 from acr.scoring import Figures
+from sipline.carriers.model import Carrier, Gateway, Rate, RoutingProfile
 
 NOW = 1_700_000_000.0
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from acr.model import FINAL_CODES, Carrier, Did, Gateway, Rate, RoutingProfile
 from acr.router import MAX_CALL, AcrRouter
+from sipline.carriers.model import FINAL_CODES, Carrier, Did, Gateway, Rate, RoutingProfile
 from sipline.config import Settings
 from sipline.sip.address import Address
 from sipline.sip.message import Request, Response, parse_message

@@ -6,8 +6,8 @@ The fake node and stand-ins of tests.acr.test_router."""
 
 from __future__ import annotations
 
-from acr.model import Cdr
 from acr.router import MAX_CALL, PAST_DEADLINE
+from sipline.carriers.model import Cdr
 from sipline.sip.address import Address
 from sipline.sip.message import Request
 from sipline.sip.transaction import ServerTransaction, State

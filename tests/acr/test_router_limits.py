@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from acr.counters import Counters, open_counters
-from acr.model import Carrier, Gateway, Rate
 from acr.ranking import RouteTable
 from acr.router import AcrRouter
+from sipline.carriers.model import Carrier, Gateway, Rate
 from sipline.config import Settings
 from sipline.sip.message import Request
 from sipline.sip.transaction import ServerTransaction, State

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from acr.model import Carrier, Gateway, Rate
 from acr.ranking import RouteTable
 from acr.router import AcrRouter
 from acr.stats import CarrierStats, open_stats
 from relay.publish import CallQuality, RedisQuality, StreamQuality
+from sipline.carriers.model import Carrier, Gateway, Rate
 from sipline.config import Settings
 from tests.acr.test_router import US, Acr, Cdrs, Counters, FakeNode, Health
 from tests.support import FakeClock

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from acr.journal import Journal
-from acr.model import Carrier, Gateway
 from acr.router import PAST_DEADLINE, AcrRouter
+from sipline.carriers.model import Carrier, Gateway
 from sipline.config import Settings
 from sipline.net.node import Node
 from sipline.net.ports import free_port

@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 
-from acr.model import RoutingProfile
 from acr.scoring import (
     NO_FIGURES,
     PRIOR,
@@ -24,6 +23,7 @@ from acr.scoring import (
     weights,
     wilson_lower,
 )
+from sipline.carriers.model import RoutingProfile
 
 
 def calls(attempts: float, answered: float, **more: float) -> Figures:

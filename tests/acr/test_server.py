@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from acr.deck import deck_text, parse_deck, write_deck
 from acr.live import open_live_state
-from acr.model import Carrier, Gateway
 from acr.ranking import RouteTable
 from acr.server import AcrNode, build_table
-from acr.store import AcrStore
+from sipline.carriers.deck import deck_text, parse_deck, write_deck
+from sipline.carriers.model import Carrier, Gateway
+from sipline.carriers.store import AcrStore
 from sipline.config import Settings
 from sipline.net.ports import free_port
 from sipline.storage import Database

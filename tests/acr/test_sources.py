@@ -4,7 +4,7 @@ TCP and TLS, and carriers known by their certificate."""
 from __future__ import annotations
 
 from acr.calls import Source, Sources
-from acr.model import Carrier, Gateway
+from sipline.carriers.model import Carrier, Gateway
 from sipline.peers import CERTIFIED
 from sipline.sip.address import Address
 

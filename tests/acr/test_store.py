@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
-from acr.store import (
+from sipline.carriers.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
+from sipline.carriers.store import (
     CDR_COLUMNS,
     RATE_COLUMNS,
     AcrStore,
@@ -247,7 +247,7 @@ async def test_the_next_rate_change_is_the_next_start_or_end_of_a_row(
 async def test_rates_come_back_exactly_whatever_their_number(
     store: AcrStore, migrated: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("acr.store.PACKED_ROWS", 7)  # MySQL reads them in packs: cross a few
+    monkeypatch.setattr("sipline.carriers.store.PACKED_ROWS", 7)  # MySQL reads them in packs: cross a few
     rows = [
         Rate("a" if n % 3 else "b", str(100 + n), n / 3, 0.1 + 0.2 * n, n % 61, 1 + n % 60,
              None if n % 2 else 1e9 + n / 7, None if n % 5 else 2e9 + 1 / 3)

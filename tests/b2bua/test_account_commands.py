@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from b2bua.accounts import Accounts, AuditRow
 from sipline.storage import open_database
+from sipline.storage.accounts import Accounts, AuditRow
 
 REPO = Path(__file__).resolve().parents[2]
 SIPLINE = Path(sysconfig.get_path("scripts")) / "sipline"

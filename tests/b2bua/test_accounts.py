@@ -1,4 +1,4 @@
-"""Accounts (b2bua.accounts) on both databases: the accounts and audit tables, and which
+"""Accounts (sipline.storage.accounts, b2bua.accounts) on both databases: the accounts and audit tables, and which
 account a call counts against (AccountDirectory)."""
 
 from __future__ import annotations
@@ -7,16 +7,10 @@ import asyncio
 
 import pytest
 
-from b2bua.accounts import (
-    KEEP,
-    AccountDirectory,
-    Accounts,
-    AuditRow,
-    UnknownAccount,
-    asserted_aor,
-)
+from b2bua.accounts import AccountDirectory, asserted_aor
 from sipline.sip.message import Request, parse_message
 from sipline.storage import Database, InvalidValue, Subscribers
+from sipline.storage.accounts import KEEP, Accounts, AuditRow, UnknownAccount
 
 
 def invite(*headers: str, from_uri: str = "sip:alice@example.com") -> Request:

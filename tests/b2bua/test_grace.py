@@ -1,8 +1,8 @@
-"""The licence rules (b2bua.grace), with a fake clock: within, in grace, enforced."""
+"""The licence rules (sipline.grace), with a fake clock: within, in grace, enforced."""
 
 from __future__ import annotations
 
-from b2bua.grace import EXCEEDED, HOUR, Licence, LocalCalls
+from sipline.grace import EXCEEDED, HOUR, Licence, LocalCalls
 
 T0 = 1_000_000.0
 

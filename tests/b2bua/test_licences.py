@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from b2bua.accounts import Accounts
-from b2bua.grace import EXCEEDED, HOUR
 from b2bua.licences import (
     _ADMIT,
     NODE_TTL,
@@ -23,7 +21,9 @@ from b2bua.licences import (
     open_redis,
 )
 from sipline.config import Settings
+from sipline.grace import EXCEEDED, HOUR
 from sipline.storage import Database, StorageError
+from sipline.storage.accounts import Accounts
 
 T0 = 1_700_000_000.0
 

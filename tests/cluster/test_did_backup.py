@@ -12,11 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from acr.model import Did
 from bench.acrstack import SippCarrier, acr_command, acr_env
 from bench.acrstack import provision as provision_acr
 from bench.clusterstack import listening, start, stop
 from bench.proxystack import REPO, Phone, free_port, provision
+from sipline.carriers.model import Did
 from tests.cluster.handset import Handset
 from tests.e2e.test_acr_sipp import CARRIERS, SCENARIOS, SETTINGS, SIPP_TIMEOUT
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,10 +55,19 @@ class Stack:
         return self.log.read_text(errors="replace")
 
 
+def _accepting(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` (the portal)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def running_stack(tmp_path: Path, redis_url: str | None = None) -> Iterator[Stack]:
     """The whole stack, started and every role up; stopped with SIGINT afterwards."""
-    names = ("proxy", "b2bua", "primary", "secondary", "carrier")
+    names = ("proxy", "b2bua", "primary", "secondary", "carrier", "portal")
     ports = {name: free_port() for name in names}
     stack = Stack(tmp_path, stack_env(tmp_path, ports, redis_url), ports)
     command = [sys.executable, "-m", "sipline.cli", "--config", CONFIG, "stack",
@@ -69,7 +79,7 @@ def running_stack(tmp_path: Path, redis_url: str | None = None) -> Iterator[Stac
             pytest.fail(f"the stack did not start\n{stack.log_text()[-5000:]}", pytrace=False)
         deadline = time.monotonic() + START_TIMEOUT
         while stack.log_text().count("event=acr_started") < 2 or (
-            "b2bua_started" not in stack.log_text()
+            "b2bua_started" not in stack.log_text() or not _accepting(ports["portal"])
         ):
             if time.monotonic() > deadline or stack.process.poll() is not None:
                 pytest.fail(f"roles did not start\n{stack.log_text()[-5000:]}", pytrace=False)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from acr.health import gateway_statuses
-from acr.model import Did
 from bench.acrstack import HOST, SippCarrier, provision
+from sipline.carriers.model import Did
 from sipline.net.ports import free_port
 from tests.e2e.test_acr_sipp import CARRIERS, SCENARIOS, SIPP_TIMEOUT, AcrProcess, Stack, until
 

@@ -22,10 +22,10 @@ import pytest
 
 from acr.billing import billed_seconds, call_cost
 from acr.health import gateway_statuses
-from acr.model import Cdr, RoutingProfile
-from acr.store import AcrStore
 from bench.acrstack import HOST, SippCarrier, acr_command, acr_env, provision
 from bench.proxystack import answers_options
+from sipline.carriers.model import Cdr, RoutingProfile
+from sipline.carriers.store import AcrStore
 from sipline.net.ports import free_port
 from sipline.storage import open_database
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from b2bua.accounts import Accounts
 from bench.proxystack import HOST, REPO, SIPLINE, Phone, answers_options, provision
 from bench.sippstats import read_response_times
 from sipline.net.ports import free_port
 from sipline.storage import Subscribers, open_database
+from sipline.storage.accounts import Accounts
 
 pytestmark = pytest.mark.e2e
 

@@ -199,3 +199,25 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     top = ok(f"sqlite:///{tmp_path}/x.db", "--help")
     assert "subscriber" in top and "db" in top
     assert "add" in ok(f"sqlite:///{tmp_path}/x.db", "subscriber", "--help")
+
+
+def test_a_password_reset_replaces_the_ha1s_only(migrated_url: str) -> None:
+    import asyncio
+
+    from sipline.storage import Subscribers, open_database
+
+    ok(migrated_url, "subscriber", "add", "alice@example.com", "--password", PASSWORD)
+    out = ok(migrated_url, "subscriber", "password", "alice@example.com", "--password-stdin",
+             stdin="n3w secret\n")  # fmt: skip
+    assert out == "password of alice@example.com set\n" and "n3w" not in out
+
+    async def stored() -> str:
+        db = await open_database(migrated_url)
+        try:
+            found = await Subscribers(db).get("alice", "example.com")
+        finally:
+            await db.close()
+        assert found is not None
+        return found.ha1_md5
+
+    assert asyncio.run(stored()) == compute_ha1("alice", "example.com", "n3w secret", MD5)

@@ -25,7 +25,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from acr.store import MAX_PREFIX, RATE_COLUMNS, UnknownCarrier, bump_version, check_name
+from sipline.carriers.store import (
+    MAX_PREFIX,
+    RATE_COLUMNS,
+    UnknownCarrier,
+    bump_version,
+    check_name,
+)
 from sipline.storage.database import Database, InvalidValue, Queries, StorageError
 
 COLUMNS = (

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from acr.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
+from sipline.carriers.model import FINAL_CODES, Carrier, Cdr, Did, Gateway, Rate, RoutingProfile
 from sipline.storage.database import (
     Database,
     IntegrityError,
@@ -350,6 +350,15 @@ class AcrStore:
         )
         return [rate_from_row(row) for row in rows]
 
+    async def deck_page(self, carrier: str, prefix: str = "", limit: int = 100) -> list[Rate]:
+        """At most ``limit`` rows of one carrier's deck whose prefix starts with ``prefix``."""
+        rows = await self.db.fetchall(
+            f"SELECT {RATE_COLUMNS} FROM rates WHERE carrier = ? AND prefix LIKE ?"
+            " ORDER BY prefix, id LIMIT ?",
+            (carrier, (parse_number(prefix) if prefix else "") + "%", limit),
+        )
+        return [rate_from_row(row) for row in rows]
+
     async def deck_sizes(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT carrier, COUNT(*) FROM rates GROUP BY carrier")
         return {name: int(count) for name, count in rows}
@@ -433,11 +442,19 @@ class AcrStore:
         )
         return [cdr_from_row(row) for row in reversed(rows)]
 
-    async def errors(self, source: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-        """The rows in error_queue: (source, reason, row), oldest first."""
-        sql = "SELECT source, reason, payload FROM error_queue"
-        params: tuple[str, ...] = ()
+    async def errors(
+        self, source: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """The rows in error_queue: (source, reason, row), oldest first (the latest
+        ``limit``, when given)."""
+        sql = "SELECT id, source, reason, payload FROM error_queue"
+        params: tuple[Any, ...] = ()
         if source is not None:
             sql, params = sql + " WHERE source = ?", (source,)
-        rows = await self.db.fetchall(sql + " ORDER BY id", params)
+        if limit is None:
+            rows = await self.db.fetchall(sql + " ORDER BY id", params)
+        else:
+            latest = await self.db.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+            rows = list(reversed(latest))
+        rows = [row[1:] for row in rows]
         return [(src, reason, orjson.loads(payload)) for src, reason, payload in rows]
