@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from acr.store import AcrStore
 
 from bench.acrstack import SippCarrier, acr_command, acr_env
 from bench.acrstack import provision as provision_acr
@@ -30,6 +29,7 @@ from bench.faults.callpath import read_cdrs
 from bench.faults.lab import clean_env
 from bench.proxystack import SIPLINE, Phone, free_port, provision
 from sipline.carriers.model import Did
+from sipline.carriers.store import AcrStore
 from sipline.storage import open_database
 from tests.cluster.handset import Handset
 from tests.cluster.test_did_backup import did_call
