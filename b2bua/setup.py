@@ -20,7 +20,9 @@ the caller, CANCEL on the B leg.
 A hop that fails a call (silent for ``silence_timeout`` while the INVITE
 waits, a 503, no answer in ``failover_timeout``) is marked down at once
 (``b2bua.probes.failed``): the next calls skip it; the calls already waiting
-for it still wait their failover timeout, as their deadline says.
+for it still wait their failover timeout, as their deadline says. A call
+that rang goes to the next hop only if its hop dies: down, and silent for
+``failover_timeout`` to calls and probes alike.
 
 The B leg's 1xx and 2xx go to the caller through ``b2bua.answering``; a
 final error ends the call (``b2bua.teardown``), a 3xx reaching the caller
@@ -277,6 +279,8 @@ def on_response(
         call.hop.heard = now
     if status < 200:
         calls.timer_c.arm(call, now)  # (re)started by every provisional
+        # From now on it fails over only if its hop dies (failover_due).
+        calls.failover.arm(call, now, calls.failover_timeout)
         if status > 100:
             _b_dialog(call, txn.request, response)
             to_caller(calls, node, call, response)
@@ -377,15 +381,27 @@ def on_timeout(calls: Calls, node: NodeLike, call: Call, txn: Transaction) -> No
 
 def failover_due(calls: Calls, node: NodeLike, now: float) -> None:
     """Calls whose hop has said nothing for ``failover_timeout``: CANCEL, the next hop;
-    new calls skip that hop from now on."""
+    new calls skip that hop from now on. A call that rang waits on (timer C) while
+    its hop lives, and goes to the next hop once the hop is down and has said
+    nothing to anything of ours for ``failover_timeout`` (it died after the
+    provisional: nothing else would end the call before timer C)."""
     for call in calls.failover.expire(now):
-        if call.phase is Phase.CALLING and call.client is not None:
-            give_up(node, call.client)  # no retransmission; CANCEL once it answers 1xx (§9.1)
-            call.last_failure = None
-            event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(call.hop))
-            if call.hop is not None:
-                probes.failed(calls, call.hop, "no answer to an INVITE")
-            try_next(calls, node, call)
+        if call.phase is not Phase.CALLING or call.client is None:
+            continue
+        hop = call.hop
+        why = "no answer to an INVITE"
+        if call in calls.timer_c:  # it rang
+            if hop is None or hop.up or now - hop.heard < calls.failover_timeout:
+                calls.failover.arm(call, now, calls.failover_timeout)  # look again then
+                continue
+            why = "down and silent after a provisional"
+            calls.timer_c.disarm(call)
+        give_up(node, call.client)  # no retransmission; CANCEL once it answers 1xx (§9.1)
+        call.last_failure = None
+        event(log, "failover", logging.INFO, call_id=call.call_id, hop=str(hop), why=why)
+        if hop is not None:
+            probes.failed(calls, hop, why)
+        try_next(calls, node, call)
 
 
 def timer_c_due(calls: Calls, node: NodeLike, now: float) -> None:

@@ -122,3 +122,38 @@ def test_with_every_hop_down_calls_still_try_them_all_the_one_heard_from_last_fi
     assert dest == ACR2  # refused by nobody: the last one heard from first
     node.receive(answer(b, 503), dest)
     assert [d for _, d in of(node.take(), "INVITE")] == [ACR1]
+
+
+def test_a_call_that_rang_goes_to_the_next_hop_once_its_hop_dies() -> None:
+    """A 180, then the hop dies: the call is not left ringing till timer C (190 s).
+    Once the hop is down and has said nothing to calls or probes for
+    failover_timeout, the call is CANCELled there and goes to the next hop,
+    under a fresh Call-ID (an answer from the dead hop is then a ghost)."""
+    handler, node = b2bua(failover_timeout=1.0)
+    node.receive(invite(), PROXY)
+    ((first, dest),) = of(node.take(), "INVITE")
+    assert dest == ACR1
+    node.receive(answer(first, 180), ACR1)
+    node.take()
+    node.advance(1.5)
+    assert of(node.take(), "INVITE") == []  # it rings on while ACR1 is up
+    node.receive(invite(), PROXY)  # the next call: ACR2 first (round robin), which rings
+    ((b, dest),) = of(node.take(), "INVITE")
+    assert dest == ACR2
+    node.receive(answer(b, 180), ACR2)
+    node.receive(invite(), PROXY)  # the one after: ACR1, which answers 503, down now
+    ((b, dest),) = of(node.take(), "INVITE")
+    assert dest == ACR1
+    node.receive(answer(b, 503), ACR1)
+    ((b, dest),) = of(node.take(), "INVITE")  # that call at ACR2 now, which rings
+    node.receive(answer(b, 180), ACR2)
+    node.take()
+    assert not handler.calls.hops.acr[0].up
+    node.advance(0.9)
+    assert of(node.take(), "INVITE") == []  # ACR1 spoke 0.9 s ago: it may live
+    node.advance(0.2)  # silent for failover_timeout, probes unanswered
+    sent = node.take()
+    ((second, dest),) = of(sent, "INVITE")
+    assert dest == ACR2 and second.call_id != first.call_id
+    assert [d for _, d in of(sent, "CANCEL")] == [ACR1]
+    assert handler.calls.counts["failovers"] == 2  # the 503's, and this one
