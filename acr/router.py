@@ -84,9 +84,10 @@ from sipline.proxying.rules import (
 )
 from sipline.proxying.stateful import COUNTED as PROXY_COUNTED
 from sipline.proxying.stateful import StatefulProxy
+from sipline.proxying.stateless import stray_2xx
 from sipline.secret import node_secret
 from sipline.sip.address import Address
-from sipline.sip.dialog import Dialog
+from sipline.sip.dialog import GHOST, Dialog, answered_invite
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_tag
 from sipline.sip.message import Request, Response
@@ -170,6 +171,7 @@ COUNTED = {
     "strangers": "Requests refused 403: from no carrier gateway nor trusted peer",
     "invites_past_deadline": "INVITEs answered 408 because the B2BUA had given up on them",
     "ghost_calls": "Answers the B2BUA had given up on, hung up as ghosts (never billed)",
+    "strays_hung_up": "Carriers' answers to INVITEs this process never sent (sent before a restart): ACKed and BYEd, never relayed unbilled",
     "calls_resumed": "Answered calls taken back from the journal at start",
     "answers_not_journalled": "Answers sent upstream although the journal could not write them",
 }
@@ -841,6 +843,39 @@ class AcrRouter(StatefulProxy):
         bye, _ = dialog.create_request("BYE", via=local.via(transport, self.branch("bye", None)))
         node.send_request(bye, txn.dest).context = late
         event(log, "late_answer_ended", call_id=response.call_id, gateway=txn.dest)
+
+    def _forward_stray(self, node: NodeLike, response: Response, source: Address) -> None:
+        """A carrier's 2xx with no transaction here, for no call we know: an answer
+        to an INVITE a previous run of this node sent (killed and restarted within
+        the B2BUA's failover timeout). Relayed, it would connect a call nobody
+        bills; the B2BUA gives up on that INVITE and tries the other node instead.
+        So it is ACKed and BYEd as a ghost (RFC 3326 Reason), counted and logged."""
+        if (
+            not stray_2xx(response)
+            or response.call_id in self.dialogs
+            or self.sources.classify(source) is not Source.CARRIER
+        ):
+            super()._forward_stray(node, response, source)
+            return
+        local = self.local(node)
+        try:
+            dialog = Dialog.uac(answered_invite(response), response)
+            dialog.route_set = [r for r in dialog.route_set if not local.names_us(_uri_of(r))]
+            transport = source.transport
+            ack, _ = dialog.create_ack(
+                response.cseq.number, via=local.via(transport, self.branch("ack", None))
+            )
+            bye, _ = dialog.create_request(
+                "BYE", via=local.via(transport, self.branch("bye", None)), extra=(("Reason", GHOST),)
+            )
+        except ParseError as exc:
+            event(log, "stray_not_hung_up", logging.WARNING, call_id=response.call_id,
+                  source=source, error=exc)  # fmt: skip
+            return
+        node.send_stateless(ack, source)
+        node.send_request(bye, source)
+        self.counts["strays_hung_up"] += 1
+        event(log, "stray_hung_up", logging.WARNING, call_id=response.call_id, source=source)
 
     # -- our own answers ------------------------------------------------------------------
     def _make(self, call: Call, status: int, reason: str) -> Response:

@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sipline.sip.address import Address
-from sipline.sip.dialog import Dialog
+from sipline.sip.dialog import Dialog, answered_invite
 from sipline.sip.message import Request, Response
 
 from .anchoring import through_relay
 from .call import Call, Media, Phase
 from .calls import SUPPORTED, Calls, send_ack
 from .legs import crossing_response
-from .teardown import answered_invite, end, hang_up_stray
+from .teardown import end, hang_up_stray
 
 if TYPE_CHECKING:
     from sipline.net.handler import NodeLike

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
-from sipline.sip.dialog import Dialog
+from sipline.sip.dialog import GHOST, Dialog
 from sipline.sip.errors import ParseError
 from sipline.sip.ids import new_branch
-from sipline.sip.message import Headers, Request, Response
+from sipline.sip.message import Request, Response
 from sipline.sip.transaction import ClientTransaction, State
 
 from .call import Call, Leg, Media, Phase
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipline.b2bua")
 
-GHOST = 'SIP;cause=200;text="ghost"'  # RFC 3326: an answer nobody took, never billed
 
 
 def fail(
@@ -208,15 +207,6 @@ def hang_up_stray(calls: Calls, node: NodeLike, request: Request, response: Resp
     node.send_request(out, dest)
     calls.counts["ghosts"] += 1
     event(log, "ghost_hung_up", call_id=response.call_id, status=response.status)
-
-
-def answered_invite(response: Response) -> Request:
-    """The INVITE a 2xx answers, as much of it as its dialog needs, when the
-    INVITE is gone: a response carries its From, To, Call-ID and CSeq back."""
-    headers = Headers()
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        headers.add(name, response.headers.get(name) or "")
-    return Request("INVITE", "sip:invalid", headers)
 
 
 def guarded(calls: Calls, node: NodeLike, call: Call, work: Callable[..., None], *args: Any) -> None:

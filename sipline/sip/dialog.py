@@ -299,6 +299,19 @@ class Dialog:
 
 
 # -- helpers -----------------------------------------------------------------------
+GHOST = 'SIP;cause=200;text="ghost"'  # RFC 3326: an answer nobody took, never billed
+
+
+def answered_invite(response: Response) -> Request:
+    """The INVITE a 2xx answers, as much of it as its dialog needs, when the
+    INVITE is gone (a stray 2xx, RFC 6026 §8.4): a response carries its From,
+    To, Call-ID and CSeq back; ``Dialog.uac`` of the two ACKs and BYEs it."""
+    headers = Headers()
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        headers.add(name, response.headers.get(name) or "")
+    return Request("INVITE", "sip:invalid", headers)
+
+
 def _check_creates(request: Request, response: Response) -> None:
     if not creates_dialog(response):
         raise ParseError("response does not create a dialog")

@@ -716,3 +716,20 @@ def test_a_carrier_calling_an_unknown_did_gets_404() -> None:
     a = acr()
     a.invite("sip:3399999999@127.0.0.1:5080", source=Address("UDP", "127.0.0.2", 5060))
     assert a.node.statuses == [404]
+
+
+def test_a_carriers_2xx_to_an_invite_sent_before_a_restart_is_hung_up_as_a_ghost_not_relayed() -> None:
+    before = acr(order=[MID])
+    before.invite()
+    txn = before.node.invites[0]
+    response = txn.request.response(200, to_tag="c1")
+    response.headers.add("Contact", "<sip:carrier@127.0.0.3:5060>")
+    response = message(response.serialise().decode())
+    after = acr(order=[MID])  # the node restarted: no transaction, no call
+    after.router.on_response(after.node, response, None, txn.dest)  # type: ignore[arg-type]
+    [(ack, where)] = after.node.stateless  # nothing upstream: the B2BUA fails over instead
+    assert isinstance(ack, Request) and ack.method == "ACK" and where == txn.dest
+    bye = after.node.sent[-1]
+    assert bye.method == "BYE" and bye.dest == txn.dest
+    assert bye.request.headers.get("reason") == 'SIP;cause=200;text="ghost"'
+    assert after.router.counts["strays_hung_up"] == 1 and after.cdrs == []
