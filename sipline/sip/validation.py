@@ -6,7 +6,9 @@ before any transaction exists, every header that routing or identity reads
 (RFC 3261 §8.2, §16.3 step 1; RFC 4475): each Via, From, To, the Route set,
 each Contact and the URIs in them, the Request-URI of the schemes we route,
 and that no single-valued header comes twice. What it parses stays cached
-on the message, so the roles read it for free.
+on the message, so the roles read it for free; the URIs in them are checked
+(``check_uri``: the verdict cached by text, as peers repeat their own) and
+parsed when a role reads one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from .errors import ParseError
 from .headers import canonical_name
 from .message import Request, Response
-from .uri import SipUri
+from .uri import SipUri, check_uri
 
 # Headers a request carries once (RFC 3261 §7.3.1, §20; RFC 4475 §3.3.8);
 # a second value is ambiguous (which Call-ID is the dialog's?), so refused.
@@ -35,18 +37,18 @@ def validate_request(request: Request) -> None:
     try:
         _check_vias(request)
         name = "From"
-        request.from_.uri  # noqa: B018 - parsed and cached for identity
+        check_uri(request.from_.uri_text)
         name = "To"
-        request.to.uri  # noqa: B018
+        check_uri(request.to.uri_text)
         if "route" in index:
             name = "Route"
             for route in request.routes:
-                route.uri  # noqa: B018
+                check_uri(route.uri_text)
         if "contact" in index:
             name = "Contact"
             for contact in request.contacts:
                 if not contact.star:
-                    contact.uri  # noqa: B018
+                    check_uri(contact.uri_text)
         if request.uri[:5].lower().startswith(_ROUTED_SCHEMES):
             name = "Request-URI"
             uri = request.request_uri

@@ -58,7 +58,20 @@ def test_a_well_formed_request_passes_and_what_was_read_stays_parsed():
     parsed = req.headers._parsed
     assert {"via", "via#top", "from", "to", "contact"} <= parsed.keys()
     assert req.via is req.vias[0]  # the top Via is parsed once, not twice
-    assert req.from_._uri is not None and req.to._uri is not None
+    # The URIs in them are checked, not kept: one is parsed when a role reads it.
+    assert req.from_._uri is None and req.from_.uri is req.from_.uri
+
+
+def test_a_bad_uri_is_refused_the_same_every_time_its_verdict_is_cached():
+    bad = ("From", "From: <sip:alice@exa%mple.com>;tag=1")
+    first, again = refused(bad), refused(bad)
+    assert first == again and first.startswith("bad From")
+
+
+def test_a_long_uri_is_checked_without_the_cache():
+    user = "a" * 300
+    validate_request(request(("To", f"To: <sip:{user}@biloxi.example>")))
+    assert refused(("To", f"To: <sip:{user}@exa%mple.com>")) == "bad To: Bad URI host"
 
 
 # -- single-valued headers (RFC 3261 §7.3.1; RFC 4475 §3.3.8) ----------------------------------
