@@ -477,6 +477,15 @@ class Message:
         if content_type is not None:
             self.headers.set("Content-Type", content_type)
 
+    def release(self) -> None:
+        """Drop the typed views parsed so far; they are parsed again if read.
+
+        What a lingering transaction keeps of its request (timers J, K, L, M,
+        D: up to 32 s) is then the text of its lines: immutable strings and
+        tuples, which the cyclic GC stops tracking, not a Via, NameAddr and
+        dict per header for every collection to scan."""
+        self.headers._parsed = {}
+
     @property
     def transaction_method(self) -> str:
         return self.cseq.method
@@ -541,6 +550,10 @@ class Request(Message):
 
     def start_line(self) -> str:
         return f"{self.method} {self._uri_text} {self.version}"
+
+    def release(self) -> None:
+        super().release()
+        self._uri = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):
