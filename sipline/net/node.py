@@ -24,6 +24,7 @@ from typing import Any
 
 from sipline.logs import Throttle, event, quote
 from sipline.net.bans import BanSync
+from sipline.net.gcpauses import GcPauses
 from sipline.net.guard import Guard
 from sipline.net.handler import Handler, NodeLike
 from sipline.net.metrics import NodeMetrics
@@ -52,6 +53,7 @@ log = logging.getLogger("sipline.node")
 TICK = 0.01
 DRAIN_POLL = 0.02
 GC_THRESHOLDS = (100_000, 50, 100)  # see tune_gc
+GC_PAUSES = GcPauses()  # the process's collections, timed (one GC per process)
 LOG_INTERVAL = 60.0  # seconds between two log lines of the same error or refusal
 
 
@@ -415,3 +417,4 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+    GC_PAUSES.install()  # a collection over 50 ms is logged (event=gc_pause)
