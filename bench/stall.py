@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     (out / "stall.json").write_text(json.dumps(result, indent=2) + "\n")
     pings, rss, step = result["pings"], result["rss_mb"], result["step"]
+    assert isinstance(pings, dict) and isinstance(rss, dict) and isinstance(step, dict)
+    assert isinstance(result["gc_pauses_logged"], list)
     print(
         f"sipline proxy, relay at {args.rate} cps for {args.duration:g} s: "
         f"{step['successful']}/{step['planned_calls']} calls, {step['retransmissions']} "
@@ -152,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  pings every {args.interval * 1000:g} ms: {pings['answered']}/{pings['sent']} answered, "
         f"round trip p50 {pings['p50_ms']} ms, p99 {pings['p99_ms']} ms, max {pings['max_ms']} ms, "
         f"{pings['over']} over {args.stall_ms:g} ms or lost\n"
-        f"  RSS {rss['start']} MB at start, {rss['end']} at the end, peak {rss['peak']}; {out}"
+        f"  RSS {rss['start']} MB at start, {rss['end']} at the end, peak {rss['peak']}; "
+        f"GC pauses over 50 ms logged by the proxy: {len(result['gc_pauses_logged'])}; {out}"
     )
     return 0
 
@@ -194,7 +197,11 @@ def measure(args: argparse.Namespace, out: Path) -> dict[str, object]:
                 thread.join(ANSWER_WAIT + 5)
                 watcher.join(5)
     values = [v for _, v in rss if v is not None]
+    log = out / "server.log"
+    gc_pauses = [line for line in log.read_text(errors="replace").splitlines()
+                 if "event=gc_pause" in line] if log.exists() else []  # fmt: skip
     return {
+        "gc_pauses_logged": gc_pauses[:100],
         "rate": args.rate,
         "duration_s": args.duration,
         "pings": asdict(summarise(rtts, args.stall_ms)),
