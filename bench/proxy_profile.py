@@ -22,6 +22,7 @@ import cProfile
 import gc
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.b2bua_profile import Clock, _lines, _one
@@ -100,8 +101,9 @@ def uas_response(request: bytes, status: str, n: int, *, sdp: bool, rr: bool) ->
     ).encode()
 
 
-def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
-    clock = Clock()
+def relay_proxy(clock: Clock) -> tuple[Wire, Callable[[bytes, Address], None]]:
+    """The proxy as ``bench compare --scenario relay`` runs it, on a Wire: the
+    node and what a datagram goes through (the guard, then the node)."""
     settings = Settings(
         sip={"transports": ["udp"]},  # type: ignore[arg-type]
         proxy={"trusted": [f"{UAC.host}:{UAC.port}"], "media_relay": ""},  # type: ignore[arg-type]
@@ -116,6 +118,48 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     wire.layer.max_transactions = 1_000_000
     # The bench's limits (bench.runner.SERVER_ENV): sipp's UAS shares the UAC's IP.
     admit = Guard(handler.trusts, settings.limits, clock=clock).admit
+
+    def receive(data: bytes, source: Address) -> None:
+        if admit(source):
+            wire.receive(data, source)
+
+    return wire, receive
+
+
+def relay_call(wire: Wire, receive: Callable[[bytes, Address], None], n: int) -> float:
+    """Call ``n`` of the relay scenario, from INVITE to the BYE's 200; returns
+    the CPU seconds spent playing the peers (sipp), to leave out."""
+    peers = 0.0
+    p = time.process_time()
+    invite = uac_invite(n)
+    peers += time.process_time() - p
+    receive(invite, UAC)
+    b_invite = _one(wire.take(), UAS, b"INVITE")
+    p = time.process_time()
+    ok = uas_response(b_invite, "200 OK", n, sdp=True, rr=True)
+    peers += time.process_time() - p
+    receive(ok, UAS)
+    a_ok = _one(wire.take(), UAC, b"SIP/2.0 200")
+    p = time.process_time()
+    h = _lines(a_ok)
+    ack = uac_in_dialog(n, "ACK", 1, h["to"], h["record-route"], 2)
+    bye = uac_in_dialog(n, "BYE", 2, h["to"], h["record-route"], 3)
+    peers += time.process_time() - p
+    receive(ack, UAC)
+    _one(wire.take(), UAS, b"ACK")
+    receive(bye, UAC)
+    b_bye = _one(wire.take(), UAS, b"BYE")
+    p = time.process_time()
+    bye_ok = uas_response(b_bye, "200 OK", n, sdp=False, rr=False)
+    peers += time.process_time() - p
+    receive(bye_ok, UAS)
+    _one(wire.take(), UAC, b"SIP/2.0 200")
+    return peers
+
+
+def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
+    clock = Clock()
+    wire, receive = relay_proxy(clock)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -125,36 +169,8 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     if profiler is not None:
         profiler.enable()
     started = time.process_time()
-
-    def receive(data: bytes, source: Address) -> None:
-        if admit(source):
-            wire.receive(data, source)
-
     for n in range(calls):
-        p = time.process_time()
-        invite = uac_invite(n)
-        peers += time.process_time() - p
-        receive(invite, UAC)
-        b_invite = _one(wire.take(), UAS, b"INVITE")
-        p = time.process_time()
-        ok = uas_response(b_invite, "200 OK", n, sdp=True, rr=True)
-        peers += time.process_time() - p
-        receive(ok, UAS)
-        a_ok = _one(wire.take(), UAC, b"SIP/2.0 200")
-        p = time.process_time()
-        h = _lines(a_ok)
-        ack = uac_in_dialog(n, "ACK", 1, h["to"], h["record-route"], 2)
-        bye = uac_in_dialog(n, "BYE", 2, h["to"], h["record-route"], 3)
-        peers += time.process_time() - p
-        receive(ack, UAC)
-        _one(wire.take(), UAS, b"ACK")
-        receive(bye, UAC)
-        b_bye = _one(wire.take(), UAS, b"BYE")
-        p = time.process_time()
-        bye_ok = uas_response(b_bye, "200 OK", n, sdp=False, rr=False)
-        peers += time.process_time() - p
-        receive(bye_ok, UAS)
-        _one(wire.take(), UAC, b"SIP/2.0 200")
+        peers += relay_call(wire, receive, n)
         clock.now += 1.0 / rate
         if clock.now >= next_timers:
             next_timers = clock.now + TIMER_EVERY
