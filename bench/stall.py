@@ -22,6 +22,7 @@ import json
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         result = measure(args, out)
-    except (BenchError, OSError, subprocess_errors()) as exc:
+    except (BenchError, OSError, subprocess.SubprocessError) as exc:
         print(f"bench.stall: {exc}", file=sys.stderr)
         return 2
     (out / "stall.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -158,12 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"GC pauses over 50 ms logged by the proxy: {len(result['gc_pauses_logged'])}; {out}"
     )
     return 0
-
-
-def subprocess_errors() -> type[Exception]:
-    import subprocess
-
-    return subprocess.SubprocessError
 
 
 def measure(args: argparse.Namespace, out: Path) -> dict[str, object]:
