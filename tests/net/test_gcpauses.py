@@ -41,3 +41,25 @@ def test_installing_twice_adds_one_callback():
     finally:
         watch.remove()
     assert watch._callback not in gc.callbacks
+
+
+def test_the_pacer_collects_the_young_on_time_and_everything_now_and_then(monkeypatch):
+    from sipline.net import gcpauses
+
+    done: list[object] = []
+    monkeypatch.setattr(gcpauses.gc, "collect", lambda generation=2: done.append(generation))
+    monkeypatch.setattr(gcpauses.gc, "freeze", lambda: done.append("freeze"))
+    monkeypatch.setattr(gcpauses.gc, "unfreeze", lambda: done.append("unfreeze"))
+    pacer = gcpauses.GcPacer(young_every=0.2, full_every=1.0)
+    pacer.tick(5.0)
+    assert done == []  # off until started: a test's process is never paced
+    pacer.start(10.0)
+    pacer.tick(10.1)
+    assert done == []
+    pacer.tick(10.2)
+    assert done == [0, "freeze"]
+    pacer.tick(10.3)
+    assert done == [0, "freeze"]  # not due again before 10.4
+    done.clear()
+    pacer.tick(11.0)
+    assert done == ["unfreeze", 2, "freeze"]  # the collection of everything, frozen included
