@@ -248,6 +248,10 @@ def sipline_proxy(port: int, workdir: Path, uac_port: int) -> tuple[list[str], d
         "SIPLINE_SIP__TRANSPORTS": '["udp"]',
         "SIPLINE_PROXY__TRUSTED": f'["{HOST}:{uac_port}"]',
         "SIPLINE_PROXY__MEDIA_RELAY": "",
+        # Every call leaves two server transactions lingering 32 s (its INVITE's,
+        # timer L, and its BYE's, timer J): past 1560 cps for over 32 s they pass
+        # the default limit (100,000) and new calls get 503 (bench.stall saw it).
+        "SIPLINE_SIP__MAX_TRANSACTIONS": "1000000",
     }
     return proxy_command(), proxy_env(port, url, extra)
 
