@@ -10,6 +10,7 @@ the ACR's job).
 from __future__ import annotations
 
 import enum
+import weakref
 from dataclasses import dataclass
 
 from sipline.proxying.rules import Local
@@ -46,9 +47,13 @@ class Phase(enum.Enum):
 
 @dataclass(slots=True, eq=False)
 class Leg:
-    """One side of the call: A (we are its UAS) or B (we are its UAC)."""
+    """One side of the call: A (we are its UAS) or B (we are its UAC).
 
-    call: Call
+    The call holds its legs and a leg names its call weakly (``call``): no
+    reference cycle, so an ended call goes with reference counting, not a
+    collection of the cyclic GC (``Calls.live`` holds the call meanwhile)."""
+
+    owner: weakref.ReferenceType[Call]
     name: str  # "A" or "B"
     call_id: str
     local: Local  # where we listen (the node's)
@@ -65,6 +70,13 @@ class Leg:
     @property
     def contact(self) -> str:
         return self.local.contact(self.transport, "b2bua")
+
+    @property
+    def call(self) -> Call:
+        call = self.owner()
+        if call is None:  # a leg outlived its call: a bug, not a peer's doing
+            raise LookupError(f"leg {self.name} of {self.call_id}: its call is gone")
+        return call
 
     @property
     def peer(self) -> Leg:
@@ -96,7 +108,7 @@ class Own:
     leg: Leg
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class Call:
     a_tag: str  # our To tag on the A leg
     a_from_tag: str  # the caller's tag

@@ -121,6 +121,7 @@ class Calls:
         self.media = media
         self.clock = clock
         self.legs: dict[str, Leg] = {}  # Call-ID of either leg -> that leg
+        self.live: set[Call] = set()  # the calls in the table (a leg names its call weakly)
         self.failover: Timers[Call] = Timers()
         self.silence: Deadlines[Call] = Deadlines(b2bua.silence_timeout)
         self.timer_c: Deadlines[Call] = Deadlines(b2bua.timer_c)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from sipline.logs import event
@@ -122,13 +123,15 @@ def _new_call(
     """The call of ``request``, in the table by both its legs' Call-IDs."""
     local = calls.local(node)
     call = Call(new_tag(), request.from_.tag or "", new_tag(), txn, calls.clock())
-    call.a = Leg(call, "A", request.call_id, local, source.transport, timer=timer)
-    call.b = Leg(call, "B", new_call_id(local.addresses["UDP"].host), local, "UDP")
+    owner = weakref.ref(call)
+    call.a = Leg(owner, "A", request.call_id, local, source.transport, timer=timer)
+    call.b = Leg(owner, "B", new_call_id(local.addresses["UDP"].host), local, "UDP")
     call.a.update_allowed = _allows_update(request)
     call.b_sdp = request.body
     txn.context = call
     calls.legs[call.a.call_id] = call.a
     calls.legs[call.b.call_id] = call.b
+    calls.live.add(call)
     calls.counts["calls"] += 1
     return call
 

@@ -153,6 +153,7 @@ def forget(calls: Calls, node: NodeLike, call: Call) -> None:
         if legs.get(leg.call_id) is leg:
             del legs[leg.call_id]
         calls.sessions.disarm(leg)
+    calls.live.discard(call)  # what is still in flight holds it, then nothing
     calls.failover.disarm(call)
     calls.silence.disarm(call)
     calls.timer_c.disarm(call)

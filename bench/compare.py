@@ -301,6 +301,10 @@ def sipline_proxy(
         "SIPLINE_PROXY__TRUSTED": f'["{uac}"]',
         "SIPLINE_PROXY__MEDIA_RELAY": "",
         "SIPLINE_NODE__WORKERS": str(workers),
+        # Every call leaves two server transactions lingering 32 s (its INVITE's,
+        # timer L, and its BYE's, timer J): past 1560 cps for over 32 s they pass
+        # the default limit (100,000) and new calls get 503 (bench.stall saw it).
+        "SIPLINE_SIP__MAX_TRANSACTIONS": "1000000",
     }
     if redis_url:
         extra |= {"SIPLINE_REDIS__URL": redis_url, "SIPLINE_AUTH__SECRET": "bench compare"}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sipline.proxying.flows import HELD, decode_flow, flow_toward
-from sipline.proxying.rules import Local, Rejection, next_hop, resolve
+from sipline.proxying.rules import Local, Rejection, next_hop, resolve, sip_host_port
 from sipline.sip.address import Address, as_flow
 from sipline.sip.message import Request
 from sipline.sip.uri import SipUri
@@ -76,11 +76,13 @@ class Targets:
                 return Plan([[Target(as_flow(flow))]])
         mid_dialog = request.to.tag is not None
         off_net = not (trusted or mid_dialog)
-        uri = request.request_uri
-        domain = local.domain_of(uri) if isinstance(uri, SipUri) else None
+        # Whose domain: from the Request-URI's host and port alone (cached by
+        # text); the whole URI is parsed for a subscriber only.
+        found = sip_host_port(request.uri)
+        domain = None if found is None else local.domain_at(*found)
         if domain is not None:
             return self.subscriber(
-                uri, domain, off_net=off_net, call_id=request.call_id  # type: ignore[arg-type]
+                request.request_uri, domain, off_net=off_net, call_id=request.call_id  # type: ignore[arg-type]
             )
         if off_net:
             return self.off_net()

@@ -195,8 +195,10 @@ by method, responses by code, new calls (INVITEs outside a dialog)."""
 
 def _answered(txn: ServerTransaction, response: Response) -> None:
     """A call answered through this node, at info (a re-INVITE's 2xx is no new call)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     try:
-        if txn.request.to.tag is None and log.isEnabledFor(logging.INFO):
+        if txn.request.to.tag is None:
             event(log, "call_answered", call_id=response.call_id, status=response.status,
                   source=txn.source)  # fmt: skip
     except ParseError:

@@ -117,10 +117,14 @@ class Local:
 
     def domain_of(self, uri: SipUri) -> str | None:
         """The domain of ours a Request-URI names; our own address means the first."""
-        host = uri.host.lower()
+        return self.domain_at(uri.host, uri.port)
+
+    def domain_at(self, host: str, port: int | None) -> str | None:
+        """``domain_of`` for a SIP URI's host and port (``sip_host_port``)."""
+        host = host.lower()
         if host in self.domains:
             return host
-        if host.strip("[]") in self.hosts and (uri.port is None or uri.port in self.ports):
+        if host.strip("[]") in self.hosts and (port is None or port in self.ports):
             return self.domains[0]
         return None
 
@@ -289,6 +293,22 @@ def resolve(uri_text: str) -> Address | None:
     if uri.scheme == "sips":
         transport = "TLS"  # RFC 5630 §3.1.2: a sips URI is reached over TLS, whatever it says
     return Address(transport, host, uri.port or DEFAULT_PORT[transport])
+
+
+def sip_host_port(uri_text: str) -> tuple[str, int | None] | None:
+    """The host and port of a SIP or SIPS URI; None for another scheme or one
+    that does not parse. Cached for texts up to 256 characters (peers repeat)."""
+    if len(uri_text) > 256:
+        return _host_port(uri_text)
+    return _cached_host_port(uri_text)
+
+
+def _host_port(uri_text: str) -> tuple[str, int | None] | None:
+    uri = _sip_uri(uri_text)
+    return None if uri is None else (uri.host, uri.port)
+
+
+_cached_host_port = lru_cache(maxsize=4096)(_host_port)
 
 
 def next_hop(request: Request) -> Address | None:

@@ -510,7 +510,15 @@ class Contact(NameAddr):
         if value.strip() == "*":
             return cls("*", star=True, angle=False)
         base = NameAddr.parse(value)
-        return cls(base.uri_text, base.display, base.params, base.angle)
+        # What the dataclass __init__ does, without its call overhead (hot path).
+        self = _new_object(cls)
+        self.uri_text = base.uri_text
+        self.display = base.display
+        self.params = base.params
+        self.angle = base.angle
+        self._uri = None
+        self.star = False
+        return self
 
     def __str__(self) -> str:
         return "*" if self.star else NameAddr.__str__(self)

@@ -62,16 +62,16 @@ class Headers:
     # -- reading -----------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first line of a header (not split on commas)."""
-        f = self._index.get(header_key(name))
+        f = self._index.get(_KEYS_AS_WRITTEN.get(name) or header_key(name))
         return default if f is None else f[2]
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value of a header, in order (values not split on commas)."""
-        return [f[2] for f in self._all(header_key(name))]
+        return [f[2] for f in self._all(_KEYS_AS_WRITTEN.get(name) or header_key(name))]
 
     def values(self, name: str) -> list[str]:
         """Every value of a list header (Via, Route, Contact ...) across its lines."""
-        key = header_key(name)
+        key = _KEYS_AS_WRITTEN.get(name) or header_key(name)
         if key not in self._multi:
             f = self._index.get(key)
             if f is None:
@@ -88,7 +88,8 @@ class Headers:
         return values
 
     def __contains__(self, name: str) -> bool:
-        return header_key(name) in self._index
+        # The names we know (every spelling) looked up without a call: a hot path.
+        return (_KEYS_AS_WRITTEN.get(name) or header_key(name)) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """(name as written, value) of every line, in order."""
@@ -477,6 +478,15 @@ class Message:
         if content_type is not None:
             self.headers.set("Content-Type", content_type)
 
+    def release(self) -> None:
+        """Drop the typed views parsed so far; they are parsed again if read.
+
+        What a lingering transaction keeps of its request (timers J, K, L, M,
+        D: up to 32 s) is then the text of its lines: immutable strings and
+        tuples, which the cyclic GC stops tracking, not a Via, NameAddr and
+        dict per header for every collection to scan."""
+        self.headers._parsed = {}
+
     @property
     def transaction_method(self) -> str:
         return self.cseq.method
@@ -541,6 +551,10 @@ class Request(Message):
 
     def start_line(self) -> str:
         return f"{self.method} {self._uri_text} {self.version}"
+
+    def release(self) -> None:
+        super().release()
+        self._uri = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):

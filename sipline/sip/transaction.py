@@ -763,10 +763,13 @@ class TransactionLayer:
         self._wheel.schedule(deadline, txn)
 
     def _linger(self, txn: AnyTransaction, duration: float, actions: list[Action]) -> None:
-        """Keep a finished transaction for ``duration`` to absorb retransmissions."""
+        """Keep a finished transaction for ``duration`` to absorb retransmissions;
+        meanwhile it matches by its key and answers with its bytes, so its
+        request keeps only its text (``Message.release``)."""
         if duration <= 0.0:
             self._terminate(txn, actions)
         else:
+            txn.request.release()
             self._arm(txn, self._clock() + duration)
 
     def _terminate(self, txn: AnyTransaction, actions: list[Action]) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from .errors import ParseError
 
-__all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri"]
+__all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "check_uri", "parse_uri"]
 
 # §25.1 character sets, as regex class bodies.
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -290,6 +290,36 @@ def parse_uri(text: str) -> Uri:
     if "%" in rest:
         _unescape(rest)  # only to reject bad escapes; the text is kept as written
     return AbsoluteUri(scheme, rest)
+
+
+# URIs up to this long have their verdict cached (``check_uri``): a peer's
+# own URI comes back in message after message; longer ones are parsed each
+# time, so the cache holds at most CHECKED * CHECKED_LENGTH characters.
+CHECKED = 4096
+CHECKED_LENGTH = 256
+
+
+def check_uri(text: str) -> None:
+    """Raise the ParseError ``parse_uri(text)`` would, without keeping the URI.
+
+    Validation's check of every URI a request names (RFC 3261 §16.3 step 1):
+    the verdict is a function of the text alone, so it is cached by text;
+    whoever reads the URI itself parses it then (``NameAddr.uri``)."""
+    if len(text) > CHECKED_LENGTH:
+        parse_uri(text)
+        return
+    error = _uri_error(text)
+    if error is not None:
+        raise ParseError(*error)
+
+
+@lru_cache(maxsize=CHECKED)
+def _uri_error(text: str) -> tuple[str, int] | None:
+    try:
+        parse_uri(text)
+    except ParseError as exc:
+        return exc.reason, exc.status
+    return None
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:

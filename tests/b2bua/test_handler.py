@@ -8,6 +8,8 @@ B2BUA sends is parsed back and looked at.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -811,6 +813,23 @@ def test_the_call_state_is_released_when_the_call_ends() -> None:
     node.receive(from_caller(up, "BYE", 11), PROXY)
     assert call.phase is Phase.ENDED and not handler.calls.legs
     assert len(handler.calls.duration) == 0 and len(handler.calls.sessions) == 0
+
+
+def test_an_ended_call_goes_with_its_last_transaction_and_leaves_no_cycle() -> None:
+    # Call -> Leg is strong and Leg -> Call weak: reference counting frees a call,
+    # not a collection of the cyclic GC (issue 14: ~85 us per call in GC).
+    handler, node = b2bua()
+    gc.disable()
+    try:
+        up = call_up(node)
+        call = weakref.ref(handler.calls.legs[up.a.call_id].call)
+        node.advance(60.0)  # its INVITE transactions are gone: the table holds it
+        assert call() is not None and handler.calls.live == {call()}
+        node.receive(from_caller(up, "BYE", 11), PROXY)
+        node.receive(answer(of(node.take(), "BYE")[0][0], 200), up.far)
+        assert call() is None and not handler.calls.live
+    finally:
+        gc.enable()
 
 
 @on_uvloop

@@ -269,3 +269,14 @@ def test_our_domains_and_our_address_name_a_domain_of_ours() -> None:
     assert LOCAL.domain_of(parse_uri(f"sip:bob@{US}:5060")) == "example.com"  # type: ignore[arg-type]
     assert LOCAL.domain_of(parse_uri(f"sip:bob@{US}:5070")) is None  # type: ignore[arg-type]
     assert LOCAL.domain_of(parse_uri("sip:bob@example.net")) is None  # type: ignore[arg-type]
+
+
+def test_sip_host_port_is_the_host_and_port_of_sip_uris_only():
+    from sipline.proxying.rules import sip_host_port
+
+    assert sip_host_port("sip:bob@Example.COM:5070;transport=tcp") == ("Example.COM", 5070)
+    assert sip_host_port("sips:[2001:db8::1]") == ("[2001:db8::1]", None)
+    assert sip_host_port("tel:+15551234567") is None
+    assert sip_host_port("sip:bob@exa%mple.com") is None
+    long = "sip:" + "a" * 300 + "@example.com"
+    assert sip_host_port(long) == ("example.com", None)  # past the cache's length, parsed each time

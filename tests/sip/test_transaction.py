@@ -821,6 +821,25 @@ def test_timer_j_keeps_a_completed_non_invite_server_64_t1_on_udp(layer, clock):
     assert len(layer) == 0
 
 
+def test_a_lingering_transaction_keeps_its_request_as_text_and_still_answers(layer, clock):
+    # Timers J, L and M keep a transaction up to 32 s: its key and its bytes
+    # do the work, the typed views of its request are let go (parsed again if read).
+    txn, _ = only_txn(layer, register())
+    ok = txn.request.response(200, to_tag="r1")
+    layer.respond(txn, ok)
+    assert txn.request.headers._parsed == {} and txn.request._uri is None
+    assert layer.receive(register(), PHONE) == [Send(ok.serialise(), PHONE)]
+    assert txn.request.cseq.number == 1826 and txn.request.via.branch == "z9hG4bKreg1"
+    server, _ = only_txn(layer, invite())
+    layer.respond(server, server.request.response(200, to_tag="bob1"))
+    assert server.state is State.ACCEPTED and server.request.headers._parsed == {}
+    request = our_invite()
+    client, _ = layer.request(request, NEXT_HOP)
+    layer.receive(wire(request.response(200, to_tag="bob1")), NEXT_HOP)
+    assert client.state is State.ACCEPTED and request.headers._parsed == {}
+    assert request.to.display == "Bob"
+
+
 def test_a_completed_non_invite_server_over_tcp_ends_at_once(layer):
     txn, _ = only_txn(layer, register(transport="TCP"), PHONE_TCP)
     ok = txn.request.response(200, to_tag="r1")

@@ -56,9 +56,22 @@ def test_a_well_formed_request_passes_and_what_was_read_stays_parsed():
     req = request()
     validate_request(req)
     parsed = req.headers._parsed
-    assert {"via", "via#top", "from", "to", "contact"} <= parsed.keys()
+    assert {"via", "via#top", "from", "to"} <= parsed.keys()
     assert req.via is req.vias[0]  # the top Via is parsed once, not twice
-    assert req.from_._uri is not None and req.to._uri is not None
+    # The URIs in them are checked, not kept: one is parsed when a role reads it.
+    assert req.from_._uri is None and req.from_.uri is req.from_.uri
+
+
+def test_a_bad_uri_is_refused_the_same_every_time_its_verdict_is_cached():
+    bad = ("From", "From: <sip:alice@exa%mple.com>;tag=1")
+    first, again = refused(bad), refused(bad)
+    assert first == again and first.startswith("bad From")
+
+
+def test_a_long_uri_is_checked_without_the_cache():
+    user = "a" * 300
+    validate_request(request(("To", f"To: <sip:{user}@biloxi.example>")))
+    assert refused(("To", f"To: <sip:{user}@exa%mple.com>")) == "bad To: Bad URI host"
 
 
 # -- single-valued headers (RFC 3261 §7.3.1; RFC 4475 §3.3.8) ----------------------------------
@@ -191,6 +204,39 @@ def test_headers_in_the_request_uri_are_refused():
     # RFC 3261 §19.1.1: not allowed there (RFC 4475 §3.1.2.11).
     line = "INVITE sip:bob@biloxi.example?Route=%3Csip:evil.example%3E SIP/2.0"
     assert refused(("INVITE", line)) == "headers in Request-URI"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sips:bob@biloxi.example?subject=hi",
+        "SIP:bob@biloxi.example;transport=tcp?subject=hi",
+        "sip:biloxi.example?subject=hi",  # no userinfo: the "?" after the host
+        "sip:a?b@biloxi.example?subject=hi",
+    ],
+)
+def test_headers_in_any_sip_request_uri_are_refused(uri):
+    assert refused(("INVITE", f"INVITE {uri} SIP/2.0")) == "headers in Request-URI"
+
+
+def test_a_question_mark_in_the_user_part_is_no_header():
+    # user = ... "?" ... (RFC 3261 §25.1): a user part may hold one.
+    validate_request(request(("INVITE", "INVITE sip:a?b@biloxi.example SIP/2.0")))
+    validate_request(request(("INVITE", "INVITE tel:+15551234567;phone-context=x SIP/2.0")))
+
+
+def test_a_contact_is_checked_the_same_each_time_its_verdict_is_cached_and_a_long_one_too():
+    bad = ("Contact", "Contact: <sip:alice@exa%mple.com>")
+    assert refused(bad) == refused(bad) == "bad Contact: Bad URI host"
+    user = "a" * 300
+    validate_request(request(("Contact", f"Contact: <sip:{user}@pc33.atlanta.example>")))
+    assert refused(("Contact", f"Contact: <sip:{user}@exa%mple.com>")) == "bad Contact: Bad URI host"
+    response = parse_message(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n"
+        b"To: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+        b"Contact: <sip:alice@exa%mple.com>\r\nContent-Length: 0\r\n\r\n"
+    )
+    validate_response(response)  # a response's Contact URI is its reader's to parse
 
 
 def test_a_request_uri_of_another_scheme_is_left_to_the_role():
