@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import accounts, calls, carriers, cdrs, dashboard, subscribers
 from portal.audit import entries
+from portal.guard import loggable
 from portal.context import (
     CSRF_KEY,
     STATIC,
@@ -161,20 +162,27 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
 
     @app.post("/api/login", tags=["session"])
     async def login(request: Request, body: Login, portal: PortalDep) -> Any:
-        source, now = source_of(request), time.monotonic()
-        wait = portal.guard.retry_after(source, now)
+        source, now, name = source_of(request), time.monotonic(), body.username
+        if portal.verifies.locked():
+            # argon2 costs a core for tens of ms: at most login_verifies at once.
+            portal.verifies_refused += 1
+            logs.event(log, "login_busy", logging.WARNING, source=source, username=loggable(name))
+            return JSONResponse({"detail": "too many logins at once; try again shortly"}, 503,
+                                headers={"Retry-After": "1"})  # fmt: skip
+        wait = portal.guard.attempt(source, name, now)  # counted before the verify
         if wait:
             logs.event(log, "login_refused", logging.WARNING, source=source,
-                       username=body.username, retry_after=round(wait))  # fmt: skip
+                       username=loggable(name), retry_after=round(wait))  # fmt: skip
             return JSONResponse({"detail": "too many failed logins; try again later"}, 429,
                                 headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
-        user = await portal.users.verify(body.username, body.password)
+        async with portal.verifies:
+            user = await portal.users.verify(name, body.password)
         if user is None:
-            shut = portal.guard.failed(source, now)
+            shut = portal.guard.failed(source, name)
             logs.event(log, "login_failed", logging.WARNING, source=source,
-                       username=body.username, shut_out=shut)  # fmt: skip
+                       username=loggable(name), shut_out=shut)  # fmt: skip
             raise HTTPException(401, "wrong user name or password")
-        portal.guard.succeeded(source)
+        portal.guard.succeeded(source, name)
         request.session.clear()
         request.session[USER_KEY] = user.id
         csrf_token(request)  # a new token with the new session
@@ -196,7 +204,8 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
         guard = portal.guard
         return {"login_failures": guard.failed_total, "logins_refused": guard.refused_total,
                 "streams": portal.streams, "streams_refused": portal.streams_refused,
-                "uploads_refused": portal.uploads_refused}  # fmt: skip
+                "uploads_refused": portal.uploads_refused,
+                "logins_busy": portal.verifies_refused}  # fmt: skip
 
     @app.get("/api/audit", tags=["audit"])
     async def audit(portal: PortalDep, user: Viewer, limit: int = 100) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ class Portal:
         self.users = Users(db)
         p = settings.portal
         self.guard = LoginGuard(p.login_failures, p.login_window, p.login_ban, p.max_sources)
+        self.verifies = asyncio.Semaphore(p.login_verifies)  # argon2 verifies at once
+        self.verifies_refused = 0
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         self.templates.env.filters["utc"] = utc
         self.streams = 0  # live streams open now

@@ -611,13 +611,18 @@ class PortalSection(Section):
     secure_cookies: bool = False
     # Seconds a login lasts (the signed cookie's age, checked by the server).
     session_max_age: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
-    # Failed logins one source IP may make within login_window; the next ones
-    # get 429 for login_ban seconds. Counted and logged with the source.
+    # Failed logins one source IP may make within login_window, and one user name
+    # may suffer from any source; the next ones get 429 for login_ban seconds.
+    # Counted and logged with the source.
     login_failures: Annotated[int, Field(ge=1)] = 5
     login_window: Seconds = 300.0
     login_ban: Seconds = 300.0
-    # Sources whose failures are remembered at once; the oldest are forgotten first.
+    # Sources, and user names, whose failures are remembered at once; the oldest are
+    # forgotten first.
     max_sources: Annotated[int, Field(ge=16)] = 65536
+    # Password verifies (argon2, a core for tens of ms each) at once; a login over it
+    # gets 503 with Retry-After.
+    login_verifies: Annotated[int, Field(ge=1, le=64)] = 4
     # Rows per page of a listing (the API caps ?limit= at this).
     max_page: Annotated[int, Field(ge=10, le=10_000)] = 500
     # A rate deck uploaded through the portal, at most (bytes).

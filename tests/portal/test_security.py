@@ -5,12 +5,15 @@ without carrier data, and the smaller fail-closed rules."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 
+from portal.guard import LoginGuard
 from portal.users import Users
 from sipline.storage import Database, Subscribers
 from tests.portal.support import PASSWORD, client_of, login, portal_settings
@@ -80,3 +83,78 @@ async def test_a_customer_may_not_take_a_number_nor_learn_who_has_a_name(
                                json={"aor": "442071234567@example.com", "password": "pw",
                                      "account": "ACME"})  # fmt: skip
     assert number.status_code == 201  # operators provision numbers
+
+
+def test_a_success_clears_only_its_own_pair_and_names_are_counted_too() -> None:
+    guard = LoginGuard(failures=3, window=60.0, ban=300.0, max_sources=16)
+    for t in (1.0, 2.0):
+        assert guard.attempt("10.0.0.1", "op", t) == 0
+        guard.failed("10.0.0.1", "op")
+    assert guard.attempt("10.0.0.1", "acme-user", 3.0) == 0
+    guard.succeeded("10.0.0.1", "acme-user")  # its own good login: op's failures stay
+    assert guard.attempt("10.0.0.1", "op", 4.0) == 0
+    assert guard.attempt("10.0.0.1", "op", 5.0) == 300.0
+    # Another source guessing the same name: the name is shut out too.
+    names = LoginGuard(failures=2, window=60.0, ban=300.0, max_sources=16)
+    assert names.attempt("10.0.0.2", "op", 1.0) == 0 and names.attempt("10.0.0.3", "op", 1.0) == 0
+    assert names.attempt("10.0.0.4", "op", 2.0) == 300.0
+    assert names.attempt("10.0.0.4", "other", 2.0) == 0
+    # Attempts count as they start: parallel ones past the limit wait.
+    busy = LoginGuard(failures=2, window=60.0, ban=300.0, max_sources=16)
+    assert [busy.attempt("10.0.0.5", f"u{i}", 1.0) for i in range(3)] == [0, 0, 300.0]
+
+
+def test_the_guard_forgets_the_oldest_sources_and_names_first() -> None:
+    guard = LoginGuard(failures=2, window=60.0, ban=300.0, max_sources=16)
+    for i in range(100):
+        guard.attempt(f"10.0.1.{i}", f"name-{i}", 1.0)
+    assert len(guard._sources.entries) == 16 and len(guard._names.entries) == 16
+    assert "10.0.1.99" in guard._sources.entries and "name-0" not in guard._names.entries
+
+
+async def test_parallel_guesses_and_a_customers_own_login_do_not_lift_the_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    token = (await client.get("/api/csrf")).json()["csrf"]
+    headers = {"X-CSRF-Token": token}
+    bad = {"username": "op", "password": "wrong password"}
+    answers = await asyncio.gather(*(client.post("/api/login", json=bad, headers=headers)
+                                     for _ in range(8)))  # fmt: skip
+    codes = [a.status_code for a in answers]
+    assert codes.count(401) <= 3 and set(codes) <= {401, 429, 503}, codes
+    shut = await client.post("/api/login", json={"username": "op", "password": PASSWORD},
+                             headers=headers)  # fmt: skip
+    assert shut.status_code == 429
+
+
+async def test_a_customer_login_between_guesses_keeps_the_count(client: httpx.AsyncClient) -> None:
+    token = (await client.get("/api/csrf")).json()["csrf"]
+    bad = {"username": "op", "password": "wrong password"}
+    for _ in range(2):
+        answer = await client.post("/api/login", json=bad, headers={"X-CSRF-Token": token})
+        assert answer.status_code == 401
+        token = await login(client, "acme-user")  # a good login of its own, same source
+    assert (await client.post("/api/login", json=bad, headers={"X-CSRF-Token": token})).status_code == 401
+    refused = await client.post("/api/login", json={"username": "op", "password": PASSWORD},
+                                headers={"X-CSRF-Token": token})  # fmt: skip
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+async def test_password_verifies_at_once_are_bounded(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    portal = client._transport.app.state.portal  # type: ignore[attr-defined]
+    token = (await client.get("/api/csrf")).json()["csrf"]
+    for _ in range(portal.settings.portal.login_verifies):
+        await portal.verifies.acquire()  # as if that many verifies were running
+    busy = await client.post("/api/login", json={"username": "op", "password": PASSWORD},
+                             headers={"X-CSRF-Token": token})  # fmt: skip
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert (await client.get("/api/health")).json()["logins_busy"] == 1
+    for _ in range(portal.settings.portal.login_verifies):
+        portal.verifies.release()
+    caplog.set_level(logging.INFO, "sipline.portal")
+    await login(client, "op")
+    wrong = await client.post("/api/login", json={"username": "x" * 64, "password": "no"})
+    assert wrong.status_code == 401
+    assert "source=127.0.0.9" in caplog.text
