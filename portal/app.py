@@ -32,7 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import accounts, calls, carriers, cdrs, dashboard, subscribers
 from portal.audit import entries
-from portal.guard import loggable
 from portal.context import (
     CSRF_KEY,
     STATIC,
@@ -44,6 +43,7 @@ from portal.context import (
     page,
     source_of,
 )
+from portal.guard import loggable
 from sipline import __version__, logs
 from sipline.config import Settings
 from sipline.secret import node_secret
@@ -203,7 +203,8 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
         """Counters of what the portal refused (no login needed, no data)."""
         guard = portal.guard
         return {"login_failures": guard.failed_total, "logins_refused": guard.refused_total,
-                "streams": portal.streams, "streams_refused": portal.streams_refused,
+                "streams": portal.streams.open, "streams_refused": portal.streams.refused,
+                "exports": portal.exports.open, "exports_refused": portal.exports.refused,
                 "uploads_refused": portal.uploads_refused,
                 "logins_busy": portal.verifies_refused}  # fmt: skip
 

@@ -631,6 +631,17 @@ class PortalSection(Section):
     live_interval: Annotated[float, Field(gt=0, le=2.0)] = 1.0
     # Live streams open at once (each holds a task); over it new ones get 503.
     max_streams: Annotated[int, Field(ge=1)] = 256
+    # ... and per user (429 over it).
+    streams_per_user: Annotated[int, Field(ge=1)] = 8
+    # CSV exports at once (each holds a database connection while the client reads):
+    # over max_exports 503, over exports_per_user for one user 429.
+    max_exports: Annotated[int, Field(ge=1)] = 4
+    exports_per_user: Annotated[int, Field(ge=1)] = 1
+    # Seconds an export may take, however slowly its client reads; then it is cut.
+    export_timeout: Seconds = 600.0
+    # The widest time range (seconds) a customer may search, sum or export; an
+    # export needs since and until, a search without them covers the last day.
+    customer_span: Annotated[float, Field(ge=86400.0)] = 31 * 86400.0
 
 
 class Settings(BaseSettings):

@@ -6,17 +6,26 @@ without carrier data, and the smaller fail-closed rules."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import io
 import logging
 import re
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Message
 
+from portal.cdrs import HeldStream
+from portal.context import Slots
 from portal.guard import LoginGuard
 from portal.users import Users
+from sipline.cluster.calls import LiveCall
 from sipline.storage import Database, Subscribers
-from tests.portal.support import PASSWORD, client_of, login, portal_settings
+from tests.portal.support import PASSWORD, add_cdrs, client_of, login, portal_settings
 
 HOSTILE = "x');alert(1);('@example.com"
 
@@ -158,3 +167,144 @@ async def test_password_verifies_at_once_are_bounded(
     wrong = await client.post("/api/login", json={"username": "x" * 64, "password": "no"})
     assert wrong.status_code == 401
     assert "source=127.0.0.9" in caplog.text
+
+
+async def customer_id(migrated: Database, name: str = "acme-user") -> int:
+    user = await Users(migrated).get(name)
+    assert user is not None
+    return user.id
+
+
+async def test_customer_exports_need_a_bounded_range_and_slots(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    now = time.time()
+    await add_cdrs(migrated, [{"account": "ACME", "started_at": now - 60},
+                              {"account": "ACME", "started_at": now - 3 * 86400}])  # fmt: skip
+    await login(client, "acme-user")
+    assert (await client.get("/api/cdrs.csv")).status_code == 400
+    assert (await client.get("/api/cdrs.csv", params={"since": now - 3600})).status_code == 400
+    wide = await client.get("/api/cdrs.csv", params={"since": now - 40 * 86400, "until": now})
+    assert wide.status_code == 400 and "portal.customer_span" in wide.json()["detail"]
+    when = {"since": now - 7 * 86400, "until": now}
+    exported = await client.get("/api/cdrs.csv", params=when)
+    assert exported.status_code == 200 and len(list(csv.DictReader(io.StringIO(exported.text)))) == 2
+    # Without a range a customer's search and totals cover the last day; wider: refused.
+    assert (await client.get("/api/cdrs/totals")).json()["calls"] == 1
+    assert len((await client.get("/api/cdrs")).json()["cdrs"]) == 1
+    assert (await client.get("/api/cdrs/totals", params={"since": 0, "until": now})).status_code == 400
+    portal = client._transport.app.state.portal  # type: ignore[attr-defined]
+    assert portal.exports.open == 0  # given back once sent
+    uid = await customer_id(migrated)
+    assert portal.exports.take(uid) == 0  # as if an export of this user were running
+    mine = await client.get("/api/cdrs.csv", params=when)
+    assert mine.status_code == 429 and mine.headers["Retry-After"]
+    for other in range(1000, 1000 + portal.settings.portal.max_exports - 1):
+        assert portal.exports.take(other) == 0
+    await client.post("/api/logout")
+    await login(client, "op")
+    full = await client.get("/api/cdrs.csv")
+    assert full.status_code == 503 and full.headers["Retry-After"]
+    assert (await client.get("/api/health")).json()["exports_refused"] == 2
+
+
+async def test_an_export_slot_is_given_back_when_cut_or_abandoned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x\n"
+            await asyncio.sleep(0.01)
+
+    slots = Slots(total=2, per_user=1)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client says nothing
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    caplog.set_level(logging.INFO, "sipline.portal")
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "client": ("127.0.0.9", 1)}
+    assert slots.take(1) == 0
+    cut = HeldStream(endless(), media_type="text/csv")
+    cut.hold(slots, 1, 0.3, "export")
+    await asyncio.wait_for(cut(scope, receive, send), 30)
+    assert slots.open == 0 and "event=response_cut" in caplog.text and "source=127.0.0.9" in caplog.text
+    assert not any(m.get("more_body") is False for m in sent)  # no complete-looking end
+
+    async def gone(message: Message) -> None:
+        raise OSError("client gone")  # before the first byte
+
+    assert slots.take(1) == 0
+    abandoned = HeldStream(endless(), media_type="text/csv")
+    abandoned.hold(slots, 1, 30.0, "export")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(abandoned(scope, receive, gone), 30)
+    assert slots.open == 0 and slots.take(1) == 0
+
+
+async def test_customers_see_no_carrier_data_but_its_name(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    now = time.time()
+    await add_cdrs(migrated, [{"account": "ACME", "started_at": now - 60}])
+    portal = client._transport.app.state.portal  # type: ignore[attr-defined]
+    live = LiveCall("c1", "acr-a", "ACME", "alice@example.com", "442071234567", "acme",
+                    "192.0.2.9:5060", "4420", 0.01, 0.05, 60, 60, now - 30, now - 28)  # fmt: skip
+    portal.shared._values["calls"] = (time.monotonic() + 3600, ([live], ""))  # as the nodes said
+    hidden = {"gateway", "rate", "connect_fee", "prefix", "node", "first_increment", "id"}
+    await login(client, "acme-user")
+    (call,) = (await client.get("/api/calls")).json()["calls"]
+    assert call["carrier"] == "acme" and call["cost"] > 0 and not hidden & call.keys()
+    (cdr,) = (await client.get("/api/cdrs")).json()["cdrs"]
+    assert cdr["carrier"] == "acme" and not hidden & cdr.keys()
+    exported = await client.get("/api/cdrs.csv", params={"since": now - 3600, "until": now})
+    assert not hidden & set(exported.text.splitlines()[0].split(","))
+    for path in ("/calls", "/cdrs"):
+        page = (await client.get(path)).text
+        assert "192.0.2.9" not in page and "acr-a" not in page and "acr-test" not in page
+    await client.post("/api/logout")
+    await login(client, "op")
+    (full,) = (await client.get("/api/calls")).json()["calls"]
+    assert full["gateway"] == "192.0.2.9:5060" and full["rate"] == 0.01
+    assert "gateway" in (await client.get("/api/cdrs")).json()["cdrs"][0]
+
+
+async def test_live_streams_count_at_once_per_user_and_stop_for_a_changed_user(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    await login(client, "acme-user")
+    portal = client._transport.app.state.portal  # type: ignore[attr-defined]
+    uid = await customer_id(migrated)
+    for _ in range(portal.settings.portal.streams_per_user):
+        assert portal.streams.take(uid) == 0
+    refused = await client.get("/api/live/dashboard", params={"frames": 1})
+    assert refused.status_code == 429
+    for _ in range(portal.settings.portal.streams_per_user):
+        portal.streams.give(uid)
+    # The user is made an operator while its stream runs: it stops before its next frame.
+    stream = asyncio.create_task(client.get("/api/live/dashboard", params={"frames": 10}))
+    deadline = time.monotonic() + 30
+    while portal.streams.open == 0 and time.monotonic() < deadline and not stream.done():
+        await asyncio.sleep(0.01)
+    await migrated.execute("UPDATE portal_users SET role = 'admin', account = NULL WHERE id = ?",
+                           (uid,))  # fmt: skip
+    stopped = await asyncio.wait_for(stream, 60)
+    assert stopped.status_code == 200 and stopped.text.count("event: dashboard") <= 3
+    assert portal.streams.open == 0
+
+
+async def test_the_csv_export_defuses_formulas(client: httpx.AsyncClient, migrated: Database) -> None:
+    callers = ["=HYPERLINK(\"http://x\")", "@SUM(1)", "\tx", "-cmd", "+cmd", "+442071234567",
+               "-5", "alice@example.com"]  # fmt: skip
+    await add_cdrs(migrated, [{"account": "ACME", "caller": c, "started_at": 1_765_000_000.0 + i}
+                              for i, c in enumerate(callers)])  # fmt: skip
+    await login(client, "op")
+    rows = list(csv.DictReader(io.StringIO((await client.get("/api/cdrs.csv")).text)))
+    assert [r["caller"] for r in rows] == [
+        "'=HYPERLINK(\"http://x\")", "'@SUM(1)", "'\tx", "'-cmd", "'+cmd", "+442071234567",
+        "-5", "alice@example.com",
+    ]  # fmt: skip
