@@ -45,7 +45,7 @@ from portal.context import (
 )
 from portal.guard import loggable
 from sipline import __version__, logs
-from sipline.config import Settings
+from sipline.config import ConfigError, Settings
 from sipline.secret import node_secret
 from sipline.storage.database import Database, IntegrityError, InvalidValue, StorageError
 
@@ -59,7 +59,11 @@ COOKIE = "sipline_portal"
 def session_key(settings: Settings) -> str:
     """The session cookies' signing key: derived from the node's secret, so the
     secret itself never signs anything a browser holds."""
-    secret = node_secret(settings) or ""
+    secret = node_secret(settings)
+    if not secret:  # an empty key would let anyone sign a session cookie
+        raise ConfigError(
+            f"auth.secret: not set, and no key could be read from {settings.node.data_dir}/node.key"
+        )
     return hmac.new(secret.encode(), b"sipline portal session", hashlib.sha256).hexdigest()
 
 

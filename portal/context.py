@@ -198,6 +198,12 @@ async def viewer(request: Request) -> User:
     if user is None:
         request.session.clear()
         raise HTTPException(401, "log in first")
+    if not user.admin and not user.account:
+        # A customer row with no account would read as "every account" wherever a
+        # query takes None for that: refused, whatever it asks.
+        logs.event(log, "user_without_account", logging.WARNING, user=user.username,
+                   source=source_of(request))  # fmt: skip
+        raise HTTPException(403, "your user has no account: ask an operator")
     return user
 
 
@@ -217,12 +223,14 @@ def scope_account(user: User, asked: str | None) -> str | None:
     operator's choice (None: every account)."""
     if user.admin:
         return asked or None
+    if not user.account:  # fail closed: None would select every account
+        raise HTTPException(403, "your user has no account: ask an operator")
     return user.account
 
 
 def require_own(user: User, account: str | None) -> None:
     """403 unless ``user`` may act on something of ``account``."""
-    if not user.admin and account != user.account:
+    if not user.admin and (not user.account or account != user.account):
         raise HTTPException(403, "not an object of your account")
 
 

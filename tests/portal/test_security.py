@@ -17,13 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from starlette.types import Message
 
+from portal.app import session_key
 from portal.cdrs import HeldStream
-from portal.context import Slots
+from portal.context import Slots, scope_account
 from portal.guard import LoginGuard
 from portal.users import Users
 from sipline.cluster.calls import LiveCall
+from sipline.config import ConfigError
 from sipline.storage import Database, Subscribers
 from tests.portal.support import PASSWORD, add_cdrs, client_of, login, portal_settings
 
@@ -271,6 +274,26 @@ async def test_customers_see_no_carrier_data_but_its_name(
     (full,) = (await client.get("/api/calls")).json()["calls"]
     assert full["gateway"] == "192.0.2.9:5060" and full["rate"] == 0.01
     assert "gateway" in (await client.get("/api/cdrs")).json()["cdrs"][0]
+
+
+async def test_a_customer_row_without_an_account_sees_nothing(
+    client: httpx.AsyncClient, migrated: Database
+) -> None:
+    await login(client, "acme-user")
+    await migrated.execute("UPDATE portal_users SET account = NULL WHERE username = ?", ("acme-user",))
+    for path in ("/api/subscribers", "/api/cdrs", "/api/audit", "/api/dashboard", "/api/calls"):
+        assert (await client.get(path)).status_code == 403, path
+    user = await Users(migrated).get("acme-user")
+    assert user is not None
+    with pytest.raises(HTTPException):
+        scope_account(user, None)
+
+
+def test_the_session_key_is_never_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = portal_settings(tmp_path)
+    monkeypatch.setattr("portal.app.node_secret", lambda _settings: None)
+    with pytest.raises(ConfigError, match="auth.secret"):
+        session_key(settings)
 
 
 async def test_live_streams_count_at_once_per_user_and_stop_for_a_changed_user(
