@@ -186,7 +186,8 @@ def csrf_token(request: Request) -> str:
 
 
 def source_of(request: Request) -> str:
-    # The peer's address as the socket says: a header saying otherwise is not believed.
+    # The peer's address as the socket says; a header saying otherwise is believed
+    # only from portal.trusted_proxies (uvicorn's ProxyHeadersMiddleware sets it).
     return request.client.host if request.client else "-"
 
 

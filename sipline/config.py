@@ -609,6 +609,10 @@ class PortalSection(Section):
     listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8080"
     # Send the session cookie over HTTPS only (set it when a TLS proxy fronts the portal).
     secure_cookies: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client:
+    # the login limits and logs then count the client, not the proxy. Empty: no
+    # forwarded header is believed (the socket's peer is the source).
+    trusted_proxies: list[IPNetwork] = []
     # Seconds a login lasts (the signed cookie's age, checked by the server).
     session_max_age: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
     # Failed logins one source IP may make within login_window, and one user name

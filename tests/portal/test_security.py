@@ -20,13 +20,14 @@ import pytest
 from fastapi import HTTPException
 from starlette.types import Message
 
-from portal.app import session_key
+from portal.app import build_app, session_key
 from portal.cdrs import HeldStream
 from portal.context import Slots, scope_account
 from portal.guard import LoginGuard
+from portal.server import uvicorn_server
 from portal.users import Users
 from sipline.cluster.calls import LiveCall
-from sipline.config import ConfigError
+from sipline.config import ConfigError, Settings
 from sipline.storage import Database, Subscribers
 from tests.portal.support import PASSWORD, add_cdrs, client_of, login, portal_settings
 
@@ -331,3 +332,31 @@ async def test_the_csv_export_defuses_formulas(client: httpx.AsyncClient, migrat
         "'=HYPERLINK(\"http://x\")", "'@SUM(1)", "'\tx", "'-cmd", "'+cmd", "+442071234567",
         "-5", "alice@example.com",
     ]  # fmt: skip
+
+
+async def test_behind_a_trusted_proxy_the_login_limit_counts_the_client(
+    migrated: Database, tmp_path: Path
+) -> None:
+    await Users(migrated).add("op", PASSWORD, "admin", None)
+
+    async def failures(settings: Settings, clients: list[str]) -> list[int]:
+        server = uvicorn_server(settings, build_app(settings, migrated))
+        server.config.load()  # the app as uvicorn serves it (ProxyHeadersMiddleware or not)
+        transport = httpx.ASGITransport(app=server.config.loaded_app, client=("127.0.0.9", 4321))
+        codes = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as c:
+            token = (await c.get("/api/csrf")).json()["csrf"]
+            for i, client in enumerate(clients):
+                answer = await c.post("/api/login", json={"username": f"u{i}", "password": "no"},
+                                      headers={"X-CSRF-Token": token,
+                                               "X-Forwarded-For": client})  # fmt: skip
+                codes.append(answer.status_code)
+        return codes
+
+    clients = ["203.0.113.5"] * 2 + ["203.0.113.6"]
+    behind = portal_settings(tmp_path, login_failures=2, trusted_proxies=["127.0.0.0/8"])
+    assert await failures(behind, clients) == [401, 401, 401]  # another client: not shut out
+    alone = portal_settings(tmp_path, login_failures=2)
+    assert await failures(alone, clients) == [401, 401, 429]  # the header is not believed
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        portal_settings(tmp_path, trusted_proxies=["proxy.example.com"])
