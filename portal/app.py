@@ -12,20 +12,23 @@ anything. SameSite=strict keeps the cookie off cross-site requests too.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal import accounts, calls, carriers, cdrs, dashboard, subscribers
 from portal.audit import entries
@@ -40,8 +43,9 @@ from portal.context import (
     page,
     source_of,
 )
+from portal.guard import loggable
 from sipline import __version__, logs
-from sipline.config import Settings
+from sipline.config import ConfigError, Settings
 from sipline.secret import node_secret
 from sipline.storage.database import Database, IntegrityError, InvalidValue, StorageError
 
@@ -55,7 +59,11 @@ COOKIE = "sipline_portal"
 def session_key(settings: Settings) -> str:
     """The session cookies' signing key: derived from the node's secret, so the
     secret itself never signs anything a browser holds."""
-    secret = node_secret(settings) or ""
+    secret = node_secret(settings)
+    if not secret:  # an empty key would let anyone sign a session cookie
+        raise ConfigError(
+            f"auth.secret: not set, and no key could be read from {settings.node.data_dir}/node.key"
+        )
     return hmac.new(secret.encode(), b"sipline portal session", hashlib.sha256).hexdigest()
 
 
@@ -79,6 +87,35 @@ class CsrfGuard:
         await self.app(scope, receive, send)
 
 
+# Scripts only from our own files: a value a template prints can never run, whatever
+# the escaping of its context (OWASP: JS in attributes is not made safe by HTML escaping).
+CSP = b"default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+CSP_HEADER = b"content-security-policy"
+
+
+class SecurityHeaders:
+    """Adds the Content-Security-Policy to every HTTP response that has none of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == CSP_HEADER for name, _ in headers):
+                    headers.append((CSP_HEADER, CSP))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
 class Login(BaseModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
@@ -90,9 +127,10 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
         title="sipline portal",
         version=__version__,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below, with a policy that lets Swagger UI run
         redoc_url=None,
         middleware=[
+            Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,
                 secret_key=session_key(settings),
@@ -111,6 +149,12 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
     app.add_exception_handler(StorageError, _storage)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _unprocessable)  # type: ignore[arg-type]
 
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> Response:
+        page = get_swagger_ui_html(openapi_url="/api/openapi.json", title="sipline portal API")
+        return Response(bytes(page.body), media_type="text/html",
+                        headers={"Content-Security-Policy": _docs_policy(bytes(page.body))})  # fmt: skip
+
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Any:
         return page(request, None, "login.html")
@@ -122,20 +166,27 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
 
     @app.post("/api/login", tags=["session"])
     async def login(request: Request, body: Login, portal: PortalDep) -> Any:
-        source, now = source_of(request), time.monotonic()
-        wait = portal.guard.retry_after(source, now)
+        source, now, name = source_of(request), time.monotonic(), body.username
+        if portal.verifies.locked():
+            # argon2 costs a core for tens of ms: at most login_verifies at once.
+            portal.verifies_refused += 1
+            logs.event(log, "login_busy", logging.WARNING, source=source, username=loggable(name))
+            return JSONResponse({"detail": "too many logins at once; try again shortly"}, 503,
+                                headers={"Retry-After": "1"})  # fmt: skip
+        wait = portal.guard.attempt(source, name, now)  # counted before the verify
         if wait:
             logs.event(log, "login_refused", logging.WARNING, source=source,
-                       username=body.username, retry_after=round(wait))  # fmt: skip
+                       username=loggable(name), retry_after=round(wait))  # fmt: skip
             return JSONResponse({"detail": "too many failed logins; try again later"}, 429,
                                 headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
-        user = await portal.users.verify(body.username, body.password)
+        async with portal.verifies:
+            user = await portal.users.verify(name, body.password)
         if user is None:
-            shut = portal.guard.failed(source, now)
+            shut = portal.guard.failed(source, name)
             logs.event(log, "login_failed", logging.WARNING, source=source,
-                       username=body.username, shut_out=shut)  # fmt: skip
+                       username=loggable(name), shut_out=shut)  # fmt: skip
             raise HTTPException(401, "wrong user name or password")
-        portal.guard.succeeded(source)
+        portal.guard.succeeded(source, name)
         request.session.clear()
         request.session[USER_KEY] = user.id
         csrf_token(request)  # a new token with the new session
@@ -156,8 +207,10 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
         """Counters of what the portal refused (no login needed, no data)."""
         guard = portal.guard
         return {"login_failures": guard.failed_total, "logins_refused": guard.refused_total,
-                "streams": portal.streams, "streams_refused": portal.streams_refused,
-                "uploads_refused": portal.uploads_refused}  # fmt: skip
+                "streams": portal.streams.open, "streams_refused": portal.streams.refused,
+                "exports": portal.exports.open, "exports_refused": portal.exports.refused,
+                "uploads_refused": portal.uploads_refused,
+                "logins_busy": portal.verifies_refused}  # fmt: skip
 
     @app.get("/api/audit", tags=["audit"])
     async def audit(portal: PortalDep, user: Viewer, limit: int = 100) -> list[dict[str, Any]]:
@@ -179,6 +232,19 @@ def build_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(carriers.router)
     app.include_router(accounts.router)
     return app
+
+
+def _docs_policy(html: bytes) -> str:
+    """Swagger UI's page: its CDN and its one inline script by hash, nothing else."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()}'"
+        for m in re.finditer(rb"<script>(.*?)</script>", html, re.S)
+    )
+    cdn = "https://cdn.jsdelivr.net"
+    # Its styles are set inline by React, and a style cannot run a script.
+    return (f"default-src 'self'; script-src {cdn} {hashes}; style-src {cdn} 'unsafe-inline';"
+            " img-src 'self' data: https:; object-src 'none'; frame-ancestors 'none';"
+            " base-uri 'none'")  # fmt: skip
 
 
 def _wants_page(request: Request) -> bool:

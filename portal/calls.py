@@ -17,7 +17,8 @@ from fastapi import APIRouter, HTTPException, Request
 from portal.context import Change, Operator, Portal, PortalDep, Viewer, audited, page
 from portal.rollup import month_start
 from portal.users import User
-from sipline.cluster.calls import LiveCall, hang_up, live_calls
+from sipline.cluster.calls import CUSTOMER_FIELDS, LiveCall, hang_up, live_calls
+from sipline.storage.cdrs import project
 
 router = APIRouter()
 
@@ -33,7 +34,10 @@ async def visible_calls(portal: Portal, user: User) -> tuple[list[LiveCall], str
 async def calls(portal: PortalDep, user: Viewer) -> dict[str, Any]:
     found, note = await visible_calls(portal, user)
     now = time.time()
-    return {"calls": [c.to_json(now) for c in found], "note": note}
+    listed = [c.to_json(now) for c in found]
+    if not user.admin:
+        listed = [project(c, CUSTOMER_FIELDS) for c in listed]
+    return {"calls": listed, "note": note}
 
 
 @router.post("/api/calls/{call_id}/hangup", tags=["calls"])

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from portal.context import PortalDep, Viewer, page, scope_account
+from portal.context import Held, PortalDep, Viewer, page, refuse, scope_account
 from sipline.storage import cdrs
 from sipline.storage.database import InvalidValue
 
@@ -42,7 +42,7 @@ def parse_time(text: str | None, name: str) -> float | None:
 
 
 def selection(
-    user: Viewer,
+    user: Viewer, portal: PortalDep,
     since: Annotated[str | None, Query(max_length=40, description="from (ISO 8601 or Unix s)")] = None,
     until: Annotated[str | None, Query(max_length=40, description="to, excluded")] = None,
     account: Annotated[str | None, Query(max_length=64)] = None,
@@ -51,11 +51,25 @@ def selection(
     carrier: Annotated[str | None, Query(max_length=64)] = None,
     code: Annotated[int | None, Query(ge=100, le=699, description="final SIP code")] = None,
 ) -> cdrs.CdrFilter:  # fmt: skip
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if not user.admin:
+        start, end = bounded(start, end, portal.settings.portal.customer_span, time.time())
     return cdrs.CdrFilter(
-        since=parse_time(since, "since"), until=parse_time(until, "until"),
+        since=start, until=end,
         account=scope_account(user, account), caller=caller or None, callee=callee or None,
         carrier=carrier or None, code=code,
     )  # fmt: skip
+
+
+def bounded(since: float | None, until: float | None, span: float, now: float) -> tuple[float, float]:
+    """A customer's time range: at most ``span`` seconds (every search of a customer
+    is then a bounded range scan of cdrs_account_started_at); without one, the
+    last day."""
+    end = until if until is not None else (now if since is None else min(now, since + span))
+    start = since if since is not None else end - DAY
+    if end - start > span:
+        raise InvalidValue(f"since..until: at most {span:.0f} s (portal.customer_span)")
+    return start, end
 
 
 Selection = Annotated[cdrs.CdrFilter, Depends(selection)]
@@ -63,14 +77,15 @@ Selection = Annotated[cdrs.CdrFilter, Depends(selection)]
 
 @router.get("/api/cdrs", tags=["cdrs"])
 async def search(
-    portal: PortalDep, chosen: Selection,
+    portal: PortalDep, user: Viewer, chosen: Selection,
     limit: Annotated[int, Query(ge=1)] = 50,
     before: Annotated[str | None, Query(max_length=64, description="next page: the `next` given")] = None,
 ) -> dict[str, Any]:  # fmt: skip
     found = await cdrs.search(
         portal.db, chosen, min(limit, portal.settings.portal.max_page), _cursor(before)
     )
-    return {"cdrs": found.rows, "next": f"{found.next[0]!r}:{found.next[1]}" if found.next else None}
+    rows = found.rows if user.admin else [cdrs.project(r, cdrs.CUSTOMER_COLUMNS) for r in found.rows]
+    return {"cdrs": rows, "next": f"{found.next[0]!r}:{found.next[1]}" if found.next else None}
 
 
 def _cursor(text: str | None) -> tuple[float, int] | None:
@@ -91,19 +106,36 @@ async def totals(portal: PortalDep, chosen: Selection) -> dict[str, Any]:
 
 
 @router.get("/api/cdrs.csv", tags=["cdrs"])
-async def export(portal: PortalDep, chosen: Selection) -> StreamingResponse:
-    """Every CDR of the selection, oldest first, streamed as CSV."""
+async def export(
+    request: Request, portal: PortalDep, user: Viewer, chosen: Selection
+) -> StreamingResponse:
+    """Every CDR of the selection, oldest first, streamed as CSV (a customer: its own,
+    within since..until, both required)."""
+    if not user.admin and not (request.query_params.get("since") and request.query_params.get("until")):
+        raise InvalidValue("since and until: required for an export")
+    columns = cdrs.COLUMNS if user.admin else cdrs.CUSTOMER_COLUMNS
+    refused = portal.exports.take(user.id)  # each export holds a database connection
+    if refused:
+        raise refuse(refused, "export", user, request)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return StreamingResponse(
-        csv_chunks(cdrs.stream_csv(portal.db, chosen)),
+    response = HeldStream(
+        csv_chunks(cdrs.stream_csv(portal.db, chosen, columns=columns), columns),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="cdrs-{stamp}.csv"'},
     )
+    response.hold(portal.exports, user.id, portal.settings.portal.export_timeout, "export")
+    return response
 
 
-async def csv_chunks(lines: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[bytes]:
+class HeldStream(Held, StreamingResponse):
+    pass
+
+
+async def csv_chunks(
+    lines: AsyncIterator[list[tuple[Any, ...]]], columns: tuple[str, ...] = cdrs.COLUMNS
+) -> AsyncIterator[bytes]:
     """The header, then each batch of lines the database formatted as one chunk."""
-    yield (",".join(cdrs.COLUMNS) + "\n").encode()
+    yield (",".join(columns) + "\n").encode()
     async with aclosing(lines):  # a client gone mid-export frees the cursor at once
         async for batch in lines:
             yield ("\n".join(str(row[0]) for row in batch) + "\n").encode()
@@ -114,12 +146,14 @@ async def cdrs_page(
     request: Request, portal: PortalDep, user: Viewer, chosen: Selection,
     before: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Any:  # fmt: skip
-    if chosen.since is None and chosen.until is None:
+    if chosen.since is None and chosen.until is None:  # an operator's default (a customer's is set)
         chosen = cdrs.CdrFilter(**{**_fields(chosen), "since": time.time() - DAY})
     found = await cdrs.search(portal.db, chosen, 50, _cursor(before))
     query = "&".join(f"{k}={quote(v)}" for k, v in request.query_params.items() if k != "before")
     if "since" not in request.query_params and "until" not in request.query_params:
         query += ("&" if query else "") + f"since={chosen.since!r}"
+        if chosen.until is not None:  # a customer's export needs both
+            query += f"&until={chosen.until!r}"
     older = f"{found.next[0]!r}:{found.next[1]}" if found.next else None
     return page(request, user, "cdrs.html", cdrs=found.rows, query=query, chosen=chosen,
                 utc=_iso, older=older)  # fmt: skip

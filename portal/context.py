@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
+from starlette.types import Receive, Scope, Send
 
 from portal.audit import record
 from portal.guard import LoginGuard
@@ -58,6 +59,72 @@ class Shared:
             return value
 
 
+class Slots:
+    """What a costly response holds while it runs (a live stream, a CSV export): at
+    most ``total`` at once and ``per_user`` for one user. Taken before the response
+    is returned, given back by ``Held`` however it ends."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total, self.per_user = total, per_user
+        self.open = 0
+        self.refused = 0
+        self._by_user: dict[int, int] = {}  # holders only: at most ``total`` keys
+
+    def take(self, user: int) -> int:
+        """0 when taken; else the status to answer (503 all taken, 429 the user's)."""
+        if self.open >= self.total:
+            self.refused += 1
+            return 503
+        if self._by_user.get(user, 0) >= self.per_user:
+            self.refused += 1
+            return 429
+        self.open += 1
+        self._by_user[user] = self._by_user.get(user, 0) + 1
+        return 0
+
+    def give(self, user: int) -> None:
+        self.open -= 1
+        left = self._by_user.pop(user, 1) - 1
+        if left:
+            self._by_user[user] = left
+
+
+class Held:
+    """Mixin for a streamed response: gives back its slot when done, however it ends
+    (sent, cut at ``deadline`` seconds, or its client gone before the first byte,
+    when the body's generator never starts and its ``finally`` would never run)."""
+
+    slots: Slots
+    holder: int
+    deadline: float | None = None
+    what: str = ""  # for the log line of a cut
+
+    def hold(self, slots: Slots, holder: int, deadline: float | None, what: str) -> None:
+        self.slots, self.holder, self.deadline, self.what = slots, holder, deadline, what
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with asyncio.timeout(self.deadline):
+                await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except TimeoutError:
+            # The body stops short of its end: the client sees a cut transfer, not a
+            # complete-looking file.
+            client = scope.get("client")
+            logs.event(log, "response_cut", logging.WARNING, what=self.what,
+                       source=client[0] if client else "-", after=self.deadline)  # fmt: skip
+        finally:
+            self.slots.give(self.holder)
+
+
+def refuse(status: int, what: str, user: User, request: Request) -> HTTPException:
+    """The refusal of a response over its ``Slots``, logged with the source."""
+    logs.event(log, f"{what}_refused", logging.WARNING, user=user.username,
+               source=source_of(request), status=status)  # fmt: skip
+    whose = "open at once" if status == 503 else "of yours open at once"
+    noun = what.replace("_", " ")
+    return HTTPException(status, f"too many {noun}s {whose}", headers={"Retry-After": "5"})
+
+
 class Portal:
     """One running portal: its settings and store, shared by every request."""
 
@@ -67,10 +134,12 @@ class Portal:
         self.users = Users(db)
         p = settings.portal
         self.guard = LoginGuard(p.login_failures, p.login_window, p.login_ban, p.max_sources)
+        self.verifies = asyncio.Semaphore(p.login_verifies)  # argon2 verifies at once
+        self.verifies_refused = 0
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         self.templates.env.filters["utc"] = utc
-        self.streams = 0  # live streams open now
-        self.streams_refused = 0
+        self.streams = Slots(p.max_streams, p.streams_per_user)  # live streams
+        self.exports = Slots(p.max_exports, p.exports_per_user)  # CSV exports
         self.uploads_refused = 0  # deck uploads over portal.max_upload_bytes
         self.shared = Shared(settings.portal.live_interval)
         self.rollup = Rollup()
@@ -117,7 +186,8 @@ def csrf_token(request: Request) -> str:
 
 
 def source_of(request: Request) -> str:
-    # The peer's address as the socket says: a header saying otherwise is not believed.
+    # The peer's address as the socket says; a header saying otherwise is believed
+    # only from portal.trusted_proxies (uvicorn's ProxyHeadersMiddleware sets it).
     return request.client.host if request.client else "-"
 
 
@@ -129,6 +199,12 @@ async def viewer(request: Request) -> User:
     if user is None:
         request.session.clear()
         raise HTTPException(401, "log in first")
+    if not user.admin and not user.account:
+        # A customer row with no account would read as "every account" wherever a
+        # query takes None for that: refused, whatever it asks.
+        logs.event(log, "user_without_account", logging.WARNING, user=user.username,
+                   source=source_of(request))  # fmt: skip
+        raise HTTPException(403, "your user has no account: ask an operator")
     return user
 
 
@@ -148,12 +224,14 @@ def scope_account(user: User, asked: str | None) -> str | None:
     operator's choice (None: every account)."""
     if user.admin:
         return asked or None
+    if not user.account:  # fail closed: None would select every account
+        raise HTTPException(403, "your user has no account: ask an operator")
     return user.account
 
 
 def require_own(user: User, account: str | None) -> None:
     """403 unless ``user`` may act on something of ``account``."""
-    if not user.admin and account != user.account:
+    if not user.admin and (not user.account or account != user.account):
         raise HTTPException(403, "not an object of your account")
 
 

@@ -16,13 +16,12 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
 from portal.calls import visible_calls
-from portal.context import Operator, Portal, PortalDep, Viewer, page, source_of
+from portal.context import Held, Operator, Portal, PortalDep, Viewer, page, refuse
 from portal.users import User
-from sipline import logs
 from sipline.cluster.commands import gather
 from sipline.cluster.report import Report
 from sipline.storage.locations import registered
@@ -88,27 +87,32 @@ async def live(
 ) -> EventSourceResponse:  # fmt: skip
     """The dashboard's figures as server-sent events (``dashboard``), one every
     ``portal.live_interval`` seconds."""
-    if portal.streams >= portal.settings.portal.max_streams:
-        portal.streams_refused += 1
-        logs.event(log, "stream_refused", logging.WARNING, user=user.username,
-                   source=source_of(request), open=portal.streams)  # fmt: skip
-        raise HTTPException(503, "too many live streams open", headers={"Retry-After": "5"})
+    refused = portal.streams.take(user.id)  # counted now: a burst cannot all pass
+    if refused:
+        raise refuse(refused, "live_stream", user, request)
     interval = portal.settings.portal.live_interval
 
     async def frames_of() -> Any:
-        portal.streams += 1
-        try:
-            sent = 0
-            while frames is None or sent < frames:
-                data = await snapshot(portal, user)
-                yield {"event": "dashboard", "data": orjson.dumps(data).decode()}
-                sent += 1
-                if frames is None or sent < frames:
-                    await asyncio.sleep(interval)
-        finally:
-            portal.streams -= 1
+        sent = 0
+        while frames is None or sent < frames:
+            # The user read again each frame, as each request does: one removed, or
+            # given another role or account, stops seeing figures at once.
+            now = await portal.users.by_id(user.id)
+            if now is None or (now.role, now.account) != (user.role, user.account):
+                return
+            data = await snapshot(portal, user)
+            yield {"event": "dashboard", "data": orjson.dumps(data).decode()}
+            sent += 1
+            if frames is None or sent < frames:
+                await asyncio.sleep(interval)
 
-    return EventSourceResponse(frames_of(), ping=15)
+    response = HeldEvents(frames_of(), ping=15)
+    response.hold(portal.streams, user.id, None, "live_stream")
+    return response
+
+
+class HeldEvents(Held, EventSourceResponse):
+    pass
 
 
 @router.get("/", include_in_schema=False)

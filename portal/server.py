@@ -25,7 +25,10 @@ def uvicorn_server(settings: Settings, app: object) -> uvicorn.Server:
         lifespan="off",
         log_config=None,  # our own log lines (sipline.logs), not uvicorn's format
         access_log=False,
-        proxy_headers=False,  # a forwarded-for header is not believed (context.source_of)
+        # X-Forwarded-For only from portal.trusted_proxies (uvicorn's default would
+        # trust 127.0.0.1, or $FORWARDED_ALLOW_IPS): never when there is none.
+        proxy_headers=bool(settings.portal.trusted_proxies),
+        forwarded_allow_ips=settings.portal.trusted_proxies or None,
         server_header=False,
         timeout_keep_alive=5,
         limit_concurrency=1024,

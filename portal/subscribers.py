@@ -8,18 +8,32 @@ only the subscribers of its account, and adds them to it whatever it asks.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from portal.context import Change, PortalDep, Viewer, audited, page, require_own, scope_account
+from portal.context import (
+    Change,
+    PortalDep,
+    Viewer,
+    audited,
+    page,
+    require_own,
+    scope_account,
+    source_of,
+)
+from sipline import logs
 from sipline.cluster.changes import announce
-from sipline.storage import Subscriber, Subscribers, parse_aor
+from sipline.sip.uri import number_user
+from sipline.storage import DuplicateSubscriber, Subscriber, Subscribers, parse_aor
 from sipline.storage.locations import bindings_of
 
 router = APIRouter()
+log = logging.getLogger("sipline.portal")
 
 
 class NewSubscriber(BaseModel):
@@ -66,10 +80,32 @@ async def add_subscriber(
     request: Request, body: NewSubscriber, portal: PortalDep, user: Viewer
 ) -> dict[str, Any]:
     account = body.account or None if user.admin else user.account
-    added = await Subscribers(portal.db).add(body.aor, body.password, account=account)
+    if user.admin:
+        added = await Subscribers(portal.db).add(body.aor, body.password, account=account)
+    else:
+        added = await _add_own(request, portal, user, body)
     await audited(request, user, Change("subscriber_add", added.aor, None, as_json(added)), account)
     await announce(portal.settings, portal.db, "subscribers", (added.aor,))
     return as_json(added)
+
+
+async def _add_own(request: Request, portal: PortalDep, user: Viewer, body: NewSubscriber) -> Subscriber:
+    """A customer's new subscriber. A telephone number as user part is the
+    operator's to give (the proxy routes a number of a served domain to its
+    bindings before off-net: a customer's "442071234567@our-domain" would take
+    other subscribers' calls to that number). One answer for every refusal, so an
+    AOR's existence in another account is not told."""
+    username, domain = parse_aor(body.aor)
+    refusal = HTTPException(409, f"{username}@{domain} cannot be added: numbers are provisioned"
+                                 " by the operator, and a name may be taken")  # fmt: skip
+    if number_user(unquote(username)):
+        logs.event(log, "subscriber_refused", logging.WARNING, user=user.username,
+                   source=source_of(request), aor=body.aor[:80], reason="number")  # fmt: skip
+        raise refusal
+    try:
+        return await Subscribers(portal.db).add(body.aor, body.password, account=user.account)
+    except DuplicateSubscriber:
+        raise refusal from None
 
 
 @router.delete("/api/subscribers/{aor}", tags=["subscribers"])

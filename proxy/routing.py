@@ -14,7 +14,7 @@ from sipline.proxying.rules import resolve
 from sipline.sip.address import Address, as_flow
 from sipline.sip.headers import NameAddr
 from sipline.sip.message import Request
-from sipline.sip.uri import SipUri
+from sipline.sip.uri import SipUri, number_user
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,15 +61,12 @@ def binding_target(binding: Any) -> Target | None:
     return Target(dest, binding.contact, tuple(binding.path), flow, binding.nat)
 
 
-_NUMBER_CHARS = frozenset("0123456789+-.()")
-
-
 def telephone_number(user: str, uri: SipUri) -> bool:
     """A user part that dials a number (``user=phone``, RFC 3261 §19.1.1, or
     digits with an optional + and visual separators)."""
     if uri.user_param == "phone":
         return True
-    return _NUMBER_CHARS.issuperset(user) and any(c.isdigit() for c in user)
+    return number_user(user)
 
 
 def drop_own_credentials(request: Request, realms: list[str]) -> None:

@@ -609,15 +609,24 @@ class PortalSection(Section):
     listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8080"
     # Send the session cookie over HTTPS only (set it when a TLS proxy fronts the portal).
     secure_cookies: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client:
+    # the login limits and logs then count the client, not the proxy. Empty: no
+    # forwarded header is believed (the socket's peer is the source).
+    trusted_proxies: list[IPNetwork] = []
     # Seconds a login lasts (the signed cookie's age, checked by the server).
     session_max_age: Annotated[int, Field(ge=60, le=7 * 86400)] = 8 * 3600
-    # Failed logins one source IP may make within login_window; the next ones
-    # get 429 for login_ban seconds. Counted and logged with the source.
+    # Failed logins one source IP may make within login_window, and one user name
+    # may suffer from any source; the next ones get 429 for login_ban seconds.
+    # Counted and logged with the source.
     login_failures: Annotated[int, Field(ge=1)] = 5
     login_window: Seconds = 300.0
     login_ban: Seconds = 300.0
-    # Sources whose failures are remembered at once; the oldest are forgotten first.
+    # Sources, and user names, whose failures are remembered at once; the oldest are
+    # forgotten first.
     max_sources: Annotated[int, Field(ge=16)] = 65536
+    # Password verifies (argon2, a core for tens of ms each) at once; a login over it
+    # gets 503 with Retry-After.
+    login_verifies: Annotated[int, Field(ge=1, le=64)] = 4
     # Rows per page of a listing (the API caps ?limit= at this).
     max_page: Annotated[int, Field(ge=10, le=10_000)] = 500
     # A rate deck uploaded through the portal, at most (bytes).
@@ -626,6 +635,17 @@ class PortalSection(Section):
     live_interval: Annotated[float, Field(gt=0, le=2.0)] = 1.0
     # Live streams open at once (each holds a task); over it new ones get 503.
     max_streams: Annotated[int, Field(ge=1)] = 256
+    # ... and per user (429 over it).
+    streams_per_user: Annotated[int, Field(ge=1)] = 8
+    # CSV exports at once (each holds a database connection while the client reads):
+    # over max_exports 503, over exports_per_user for one user 429.
+    max_exports: Annotated[int, Field(ge=1)] = 4
+    exports_per_user: Annotated[int, Field(ge=1)] = 1
+    # Seconds an export may take, however slowly its client reads; then it is cut.
+    export_timeout: Seconds = 600.0
+    # The widest time range (seconds) a customer may search, sum or export; an
+    # export needs since and until, a search without them covers the last day.
+    customer_span: Annotated[float, Field(ge=86400.0)] = 31 * 86400.0
 
 
 class Settings(BaseSettings):

@@ -23,6 +23,12 @@ from sipline.storage.database import Database
 
 _TEXT = ("call_id", "caller", "callee", "carrier", "gateway", "prefix")
 _NUMBERS = ("rate", "connect_fee", "started_at")
+# What an account's own users see of a call in progress: the carrier's name, never
+# its gateway, our buy rate and connect fee, the prefix or the node.
+CUSTOMER_FIELDS = (
+    "call_id", "account", "caller", "callee", "carrier", "started_at", "answered_at",
+    "duration", "cost",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

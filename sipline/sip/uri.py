@@ -61,6 +61,7 @@ _TEL_LOCAL = re.compile(r"[0-9A-Fa-f*#\-.()]+")
 _TEL_NUMBER_IN = re.compile(r"[0-9A-Fa-f*#\-.()+%]+")
 _TEL_PNAME = re.compile(r"[A-Za-z0-9\-]+")
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
+_NUMBER_CHARS = frozenset("0123456789+-.()")
 
 # RFC 3261 §19.1.4: these must match when present in either URI.
 _STRICT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
@@ -269,6 +270,13 @@ class AbsoluteUri:
 
 
 Uri = SipUri | TelUri | AbsoluteUri
+
+
+def number_user(user: str) -> bool:
+    """A user part that reads as a telephone number: digits, + and visual
+    separators (RFC 3966 §5.1.1), at least one digit. The proxy routes such a
+    user part off-net; the portal keeps customers from provisioning one."""
+    return _NUMBER_CHARS.issuperset(user) and any(c.isdigit() for c in user)
 
 
 def parse_uri(text: str) -> Uri:

@@ -22,6 +22,12 @@ COLUMNS = (
     "final_code", "node",
 )  # fmt: skip
 _SELECT = ", ".join(COLUMNS)
+# What an account's own users see of its CDRs: never the carrier's gateway, our buy
+# rate and connect fee, the matched prefix or the node (the carrier's name is shown).
+CUSTOMER_COLUMNS = (
+    "call_id", "account", "caller", "callee", "carrier", "started_at", "answered_at",
+    "ended_at", "billed_seconds", "cost", "final_code",
+)  # fmt: skip
 MAX_TEXT = 128  # the widest column matched (cdrs.caller)
 
 
@@ -124,15 +130,30 @@ _TEXT_COLUMNS = frozenset({"call_id", "account", "caller", "callee", "prefix", "
                            "gateway", "node"})  # fmt: skip
 
 
-def _csv_line(dialect: str) -> str:
-    """An SQL expression that is one RFC 4180 line of a CDR (``COLUMNS`` order): text
-    quoted with its quotes doubled, NULL empty. The database formats the line, so
-    the client reads one string per row instead of decoding 17 values (three times
-    the rows per second on MariaDB through PyMySQL)."""
+def project(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: row[name] for name in columns}
+
+
+def _defused(column: str, dialect: str) -> str:
+    """``column`` with a ' before a text a spreadsheet would run as a formula (OWASP
+    CSV injection: = @ TAB CR first, or + - not followed by a digit; +4420... stays)."""
+    first, second = f"SUBSTR({column}, 1, 1)", f"SUBSTR({column}, 2, 1)"
+    risky = (
+        f"CASE WHEN {first} IN ('=', '@', '\t', '\r') OR ({first} IN ('+', '-')"
+        f" AND NOT ({second} >= '0' AND {second} <= '9')) THEN '''' ELSE '' END"
+    )
+    return f"{risky} || {column}" if dialect == "sqlite" else f"CONCAT({risky}, {column})"
+
+
+def _csv_line(dialect: str, columns: tuple[str, ...] = COLUMNS) -> str:
+    """An SQL expression that is one RFC 4180 line of a CDR (``columns`` order): text
+    quoted with its quotes doubled, defused for spreadsheets, NULL empty. The
+    database formats the line, so the client reads one string per row instead of
+    decoding 17 values (three times the rows per second on MariaDB through PyMySQL)."""
     cells = []
-    for column in COLUMNS:
+    for column in columns:
         if column in _TEXT_COLUMNS:
-            quoted = f"REPLACE({column}, '\"', '\"\"')"
+            quoted = f"REPLACE({_defused(column, dialect)}, '\"', '\"\"')"
             cell = (f"'\"' || {quoted} || '\"'" if dialect == "sqlite"
                     else f"CONCAT('\"', {quoted}, '\"')")  # fmt: skip
             cells.append(f"COALESCE({cell}, '')")
@@ -142,12 +163,14 @@ def _csv_line(dialect: str) -> str:
         + "".join(f", ',', {cell}" for cell in cells[1:]) + ")"
 
 
-def stream_csv(db: Database, selection: CdrFilter, batch: int = 5000) -> AsyncIterator[list[Row]]:
-    """Every row of the selection as one CSV line each (a 1-tuple), oldest first."""
+def stream_csv(
+    db: Database, selection: CdrFilter, batch: int = 5000, columns: tuple[str, ...] = COLUMNS
+) -> AsyncIterator[list[Row]]:
+    """Every row of the selection as one CSV line each (a 1-tuple) of ``columns``,
+    oldest first."""
     where, params = selection.where()
-    return db.stream(
-        f"SELECT {_csv_line(db.dialect)} FROM cdrs{where} ORDER BY started_at, id", params, batch
-    )
+    line = _csv_line(db.dialect, columns)
+    return db.stream(f"SELECT {line} FROM cdrs{where} ORDER BY started_at, id", params, batch)
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,7 @@ async def test_live_streams_are_bounded_and_a_customer_sees_its_own_figures(
     data = (await client.get("/api/dashboard")).json()
     assert data["today"]["cost"] == 0.5 and data["calls"] == 0 and "nodes" not in data
     portal = client._transport.app.state.portal  # type: ignore[attr-defined]
-    portal.streams = portal.settings.portal.max_streams  # as if that many were open
+    portal.streams.open = portal.settings.portal.max_streams  # as if that many were open
     refused = await client.get("/api/live/dashboard", params={"frames": 1})
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     assert (await client.get("/api/health")).json()["streams_refused"] == 1

@@ -71,6 +71,9 @@ def test_an_operator_works_the_portal_in_a_browser(
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(WAIT_MS)
     page.on("dialog", lambda dialog: dialog.accept())
+    # The pages run under script-src 'self': whatever the policy blocks fails the test.
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     log_in(page, base)
     # The status wall fills in from the live stream: every role, running.
     expect(page.locator("#nodes tbody tr")).to_have_count(5, timeout=WAIT_MS)
@@ -130,4 +133,7 @@ def test_an_operator_works_the_portal_in_a_browser(
     page.goto(f"{base}/audit")
     expect(page.locator("table")).to_contain_text("call_hangup")
     shot(page, "audit")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(f"{base}/login", timeout=WAIT_MS)
+    assert blocked == []
     page.close()
