@@ -269,6 +269,7 @@ def _did_commands(subparsers: Subparsers) -> None:
     add.add_argument(
         "--backup", action="append", default=[], metavar="HOST:PORT", help="a backup proxy"
     )
+    add.add_argument("--account", default="", help="the account whose number it is (its users see it)")
     add.set_defaults(func=cmd_did_add)
     listing = actions.add_parser("list", help="list DIDs and their proxies")
     listing.set_defaults(func=cmd_did_list)
@@ -277,7 +278,7 @@ def _did_commands(subparsers: Subparsers) -> None:
 def cmd_did_add(args: argparse.Namespace, settings: Settings) -> int:
     async def add(db: Database) -> int:
         number = parse_number(args.number)
-        await AcrStore(db).add_did(Did(number, args.proxy, tuple(args.backup)))
+        await AcrStore(db).add_did(Did(number, args.proxy, tuple(args.backup), args.account))
         logs.event(log, "did_added", number=number, proxy=args.proxy)
         backups = f" (backup {', '.join(args.backup)})" if args.backup else ""
         print(f"added DID {number} -> {args.proxy}{backups}")
@@ -289,8 +290,9 @@ def cmd_did_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_did_list(args: argparse.Namespace, settings: Settings) -> int:
     async def show(db: Database) -> int:
-        rows = [("NUMBER", "PROXY", "BACKUPS")]
-        rows += [(d.number, d.proxy, ",".join(d.backups) or "-") for d in await AcrStore(db).dids()]
+        rows = [("NUMBER", "PROXY", "BACKUPS", "ACCOUNT")]
+        rows += [(d.number, d.proxy, ",".join(d.backups) or "-", d.account or "-")
+                 for d in await AcrStore(db).dids()]  # fmt: skip
         print(_table(rows))
         return 0
 

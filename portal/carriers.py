@@ -18,7 +18,17 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from portal.context import Change, Operator, Portal, PortalDep, audited, page, source_of
+from portal.context import (
+    Change,
+    Operator,
+    Portal,
+    PortalDep,
+    Viewer,
+    audited,
+    page,
+    scope_account,
+    source_of,
+)
 from sipline import logs
 from sipline.carriers.deck import DeckError, parse_deck, write_deck
 from sipline.carriers.model import Did
@@ -148,20 +158,24 @@ class NewDid(BaseModel):
     number: str = Field(max_length=40)
     proxy: str = Field(max_length=300, examples=["127.0.0.1:5060"])
     backups: list[str] = Field(default_factory=list, max_length=16)
+    account: str = Field(default="", max_length=64)
 
 
 @router.get("/api/dids")
-async def dids(portal: PortalDep, user: Operator) -> list[dict[str, Any]]:
-    return [{"number": d.number, "proxy": d.proxy, "backups": list(d.backups)}
-            for d in await AcrStore(portal.db).dids()]  # fmt: skip
+async def dids(portal: PortalDep, user: Viewer) -> list[dict[str, Any]]:
+    """Every DID for an operator; a customer's own account's only."""
+    owner = None if user.admin else scope_account(user, None)
+    return [{"number": d.number, "proxy": d.proxy, "backups": list(d.backups), "account": d.account}
+            for d in await AcrStore(portal.db).dids(owner)]  # fmt: skip
 
 
 @router.post("/api/dids", status_code=201)
 async def add_did(request: Request, body: NewDid, portal: PortalDep, user: Operator) -> dict[str, Any]:
-    did = Did(parse_number(body.number), body.proxy, tuple(body.backups))
+    did = Did(parse_number(body.number), body.proxy, tuple(body.backups), body.account)
     await AcrStore(portal.db).add_did(did)
-    after = {"number": did.number, "proxy": did.proxy, "backups": list(did.backups)}
-    await audited(request, user, Change("did_add", did.number, None, after), None)
+    after = {"number": did.number, "proxy": did.proxy, "backups": list(did.backups),
+             "account": did.account}  # fmt: skip
+    await audited(request, user, Change("did_add", did.number, None, after), did.account or None)
     await announce(portal.settings, portal.db, "acr", (did.number,))
     return after
 
@@ -193,7 +207,7 @@ async def deck_page(
 
 
 @router.get("/dids", include_in_schema=False)
-async def dids_page(request: Request, portal: PortalDep, user: Operator) -> Any:
+async def dids_page(request: Request, portal: PortalDep, user: Viewer) -> Any:
     return page(request, user, "dids.html", dids=await dids(portal, user))
 
 

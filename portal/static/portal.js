@@ -106,7 +106,7 @@ onSubmit("set-licence", async (form) => {
 onSubmit("add-did", async (form) => {
   const f = new FormData(form), out = byId("did-result");
   const backups = (f.get("backups") || "").split(",").map(s => s.trim()).filter(Boolean);
-  try { await api("POST", "/api/dids", {number: f.get("number"), proxy: f.get("proxy"), backups}); location.reload(); }
+  try { await api("POST", "/api/dids", {number: f.get("number"), proxy: f.get("proxy"), backups, account: f.get("account") || ""}); location.reload(); }
   catch (err) { out.className = "error"; out.textContent = err.message; }
 });
 

@@ -79,6 +79,7 @@ class Did:
     number: str
     proxy: str  # HOST:PORT
     backups: tuple[str, ...] = ()
+    account: str = ""  # whose number it is ("" none: operators' only)
 
 
 @dataclass(slots=True)

@@ -417,8 +417,8 @@ class AcrStore:
                 if await tx.fetchone("SELECT 1 FROM dids WHERE number = ?", (number,)):
                     raise DuplicateDid(f"DID {number} already exists")
                 await tx.execute(
-                    "INSERT INTO dids (number, proxy, backups) VALUES (?, ?, ?)",
-                    (number, did.proxy, ",".join(did.backups)),
+                    "INSERT INTO dids (number, proxy, backups, account) VALUES (?, ?, ?, ?)",
+                    (number, did.proxy, ",".join(did.backups), did.account),
                 )
                 await bump_version(tx)
         except DuplicateDid:
@@ -426,11 +426,16 @@ class AcrStore:
         except IntegrityError as exc:
             raise DuplicateDid(f"DID {number}: {exc}") from None
 
-    async def dids(self) -> list[Did]:
-        rows = await self.db.fetchall("SELECT number, proxy, backups FROM dids ORDER BY number")
+    async def dids(self, account: str | None = None) -> list[Did]:
+        """Every DID, or those of ``account``."""
+        query = "SELECT number, proxy, backups, account FROM dids"
+        args: tuple[str, ...] = ()
+        if account is not None:
+            query, args = query + " WHERE account = ?", (account,)
+        rows = await self.db.fetchall(query + " ORDER BY number", args)
         return [
-            Did(number, proxy, tuple(b for b in backups.split(",") if b))
-            for number, proxy, backups in rows
+            Did(number, proxy, tuple(b for b in backups.split(",") if b), owner)
+            for number, proxy, backups, owner in rows
         ]
 
     # CDRs

@@ -142,9 +142,11 @@ def test_did_add_and_list(settings: Settings, capsys: pytest.CaptureFixture[str]
     out = ok(settings, capsys, "did", "add", "+442071234567", "--proxy", "127.0.0.1:5060",
              "--backup", "127.0.0.1:5062")  # fmt: skip
     assert out == "added DID 442071234567 -> 127.0.0.1:5060 (backup 127.0.0.1:5062)\n"
+    ok(settings, capsys, "did", "add", "442071234568", "--proxy", "127.0.0.1:5060", "--account", "ACME")
     assert table(ok(settings, capsys, "did", "list")) == [
-        ["NUMBER", "PROXY", "BACKUPS"],
-        ["442071234567", "127.0.0.1:5060", "127.0.0.1:5062"],
+        ["NUMBER", "PROXY", "BACKUPS", "ACCOUNT"],
+        ["442071234567", "127.0.0.1:5060", "127.0.0.1:5062", "-"],
+        ["442071234568", "127.0.0.1:5060", "-", "ACME"],
     ]
     err = fails(settings, capsys, 1, "did", "add", "442071234567", "--proxy", "127.0.0.1:5070")
     assert "DID 442071234567 already exists" in err

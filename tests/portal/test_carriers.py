@@ -78,10 +78,25 @@ async def test_carriers_enable_disable_dids_errors_and_explain(
 async def test_customers_may_not_touch_carriers(client: httpx.AsyncClient) -> None:
     await login(client, "acme-user")
     for method, path in (("GET", "/api/carriers"), ("POST", "/api/carriers/acme/disable"),
-                         ("POST", "/api/carriers/acme/deck"), ("GET", "/api/dids"),
+                         ("POST", "/api/carriers/acme/deck"), ("POST", "/api/dids"),
                          ("GET", "/api/errors"), ("GET", "/api/explain?number=44"),
                          ("GET", "/carriers")):  # fmt: skip
         assert (await client.request(method, path, content=GOOD)).status_code == 403, path
+
+
+async def test_a_customer_sees_its_own_accounts_dids_only(client: httpx.AsyncClient) -> None:
+    await login(client, "op")
+    for number, account in (("442079460001", "ACME"), ("442079460002", "GLOBEX"), ("442079460003", "")):
+        did = {"number": number, "proxy": "127.0.0.1:5060", "account": account}
+        assert (await client.post("/api/dids", json=did)).status_code == 201
+    assert len((await client.get("/api/dids")).json()) == 3
+    await client.post("/api/logout")
+    await login(client, "acme-user")
+    mine = (await client.get("/api/dids")).json()
+    assert [(d["number"], d["account"]) for d in mine] == [("442079460001", "ACME")]
+    page = await client.get("/dids")
+    assert page.status_code == 200 and "442079460001" in page.text and "442079460002" not in page.text
+    assert 'id="add-did"' not in page.text  # operators provision numbers
 
 
 async def test_licences_grace_state_and_who_sees_them(
