@@ -152,7 +152,7 @@ def test_a_carrier_with_another_identity_never_gets_the_call(
     far = carrier.far
     b2bua = b2bua_with_tls(start_b2bua, pki, gateway)
     near = caller(sipp_bin, sipps, b2bua, "b2bua_uac_unreachable.xml", "-m", "1", number="112")
-    finish(near, b2bua, "caller refused 408")
+    finish(near, b2bua, "caller refused 503 at once")
     assert far.received("INVITE") == 0
     log = b2bua.log_text()
     assert "tcp_connect_failed" in log and "CERTIFICATE_VERIFY_FAILED" in log
