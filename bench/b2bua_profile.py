@@ -20,6 +20,7 @@ import cProfile
 import gc
 import sys
 import time
+from collections.abc import Callable
 
 from b2bua.handler import B2buaHandler
 from sipline.config import Settings
@@ -154,6 +155,11 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
         profiler.disable()
         profiler.dump_stats(profile)  # type: ignore[arg-type]
     assert len(handler) == 0, "every call ended"
+    return figures(calls, total, peers, wire)
+
+
+def figures(calls: int, total: float, peers: float, wire: Wire) -> dict[str, float]:
+    """An in-process run's figures: CPU per call less the peers' share, and what is left."""
     return {
         "calls": calls,
         "us_per_call": (total - peers) / calls * 1e6,
@@ -163,19 +169,27 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     }
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.b2bua_profile", description=__doc__)
+Run = Callable[[int, float, "str | None"], dict[str, float]]
+
+
+def cli(argv: list[str], prog: str, role: str, run: Run, doc: str | None) -> int:
+    """``prog [--calls N] [--rate CPS] [--profile FILE]``: run and print the figures."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=1000.0, help="calls/s of the fake clock")
     parser.add_argument("--profile", help="write a cProfile of the run to this file")
     args = parser.parse_args(argv)
     result = run(args.calls, args.rate, args.profile)
     print(
-        f"{result['calls']} calls: {result['us_per_call']:.0f} us CPU per call in the B2BUA "
+        f"{result['calls']} calls: {result['us_per_call']:.0f} us CPU per call in the {role} "
         f"(peers {result['peers_us_per_call']:.0f} us apart); at the end "
         f"{result['transactions']} transactions, {result['gc_tracked']} GC-tracked objects"
     )
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return cli(argv, "python -m bench.b2bua_profile", "B2BUA", run, __doc__)
 
 
 if __name__ == "__main__":

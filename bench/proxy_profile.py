@@ -17,7 +17,6 @@ counts the real process.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import sys
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.b2bua_profile import Clock, _lines, _one
+from bench.b2bua_profile import Clock, _lines, _one, cli, figures
 from proxy.router import Router
 from proxy.server import ProxyHandler
 from sipline.config import Settings
@@ -180,28 +179,11 @@ def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)  # type: ignore[arg-type]
-    return {
-        "calls": calls,
-        "us_per_call": (total - peers) / calls * 1e6,
-        "peers_us_per_call": peers / calls * 1e6,
-        "transactions": len(wire.layer),
-        "gc_tracked": len(gc.get_objects()),
-    }
+    return figures(calls, total, peers, wire)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy_profile", description=__doc__)
-    parser.add_argument("--calls", type=int, default=20000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="calls/s of the fake clock")
-    parser.add_argument("--profile", help="write a cProfile of the run to this file")
-    args = parser.parse_args(argv)
-    result = run(args.calls, args.rate, args.profile)
-    print(
-        f"{result['calls']} calls: {result['us_per_call']:.0f} us CPU per call in the proxy "
-        f"(peers {result['peers_us_per_call']:.0f} us apart); at the end "
-        f"{result['transactions']} transactions, {result['gc_tracked']} GC-tracked objects"
-    )
-    return 0
+    return cli(argv, "python -m bench.proxy_profile", "proxy", run, __doc__)
 
 
 if __name__ == "__main__":
