@@ -105,55 +105,75 @@ def _one(out: list[tuple[bytes, Address]], dest: Address, start: bytes) -> bytes
 
 
 # -- the run -----------------------------------------------------------------------------------
-def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
-    clock = Clock()
-    settings = Settings(b2bua={"acr": ["127.0.0.1:5080", "127.0.0.1:5080"], "media_relay": ""})  # type: ignore[arg-type]
-    handler = B2buaHandler(settings.b2bua, server_header=settings.sip.server_header, clock=clock)
-    wire = Wire(handler, clock, US)
-    handler.probing = False
+OneCall = Callable[[int], float]  # call n, end to end; the CPU seconds spent playing the peers
+
+
+def b2bua_call(wire: Wire, n: int) -> float:
+    """Call ``n``: INVITE, 180, 200, ACK, BYE, 200 across both legs; the peers' CPU seconds."""
+    peers = 0.0
+    p = time.process_time()
+    invite = uac_invite(n)
+    peers += time.process_time() - p
+    wire.receive(invite, UAC)
+    b_invite = _one(wire.take(), UAS, b"INVITE")
+    p = time.process_time()
+    ringing = uas_response(b_invite, "180 Ringing", n, tag=True, sdp=False)
+    ok = uas_response(b_invite, "200 OK", n, tag=True, sdp=True)
+    peers += time.process_time() - p
+    wire.receive(ringing, UAS)
+    wire.receive(ok, UAS)
+    a_ok = _one(wire.take(), UAC, b"SIP/2.0 200")
+    p = time.process_time()
+    to = _lines(a_ok)["to"]
+    ack = uac_in_dialog(n, "ACK", 1, to)
+    bye = uac_in_dialog(n, "BYE", 2, to)
+    peers += time.process_time() - p
+    wire.receive(ack, UAC)
+    wire.receive(bye, UAC)
+    b_bye = _one(wire.take(), UAS, b"BYE")
+    p = time.process_time()
+    bye_ok = uas_response(b_bye, "200 OK", n, tag=False, sdp=False)
+    peers += time.process_time() - p
+    wire.receive(bye_ok, UAS)
+    wire.take()
+    return peers
+
+
+def drive(
+    clock: Clock, wire: Wire, one_call: OneCall, calls: int, rate: float, profile: str | None
+) -> tuple[float, float]:
+    """``calls`` calls at ``rate`` on the fake clock with the node's GC settings and
+    its tick every TIMER_EVERY; (CPU seconds in all, of which the peers')."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    peers = 0.0  # seconds spent building the peers' messages
+    peers = 0.0
     next_timers = clock.now + TIMER_EVERY
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
     started = time.process_time()
     for n in range(calls):
-        p = time.process_time()
-        invite = uac_invite(n)
-        peers += time.process_time() - p
-        wire.receive(invite, UAC)
-        b_invite = _one(wire.take(), UAS, b"INVITE")
-        p = time.process_time()
-        ringing = uas_response(b_invite, "180 Ringing", n, tag=True, sdp=False)
-        ok = uas_response(b_invite, "200 OK", n, tag=True, sdp=True)
-        peers += time.process_time() - p
-        wire.receive(ringing, UAS)
-        wire.receive(ok, UAS)
-        a_ok = _one(wire.take(), UAC, b"SIP/2.0 200")
-        p = time.process_time()
-        to = _lines(a_ok)["to"]
-        ack = uac_in_dialog(n, "ACK", 1, to)
-        bye = uac_in_dialog(n, "BYE", 2, to)
-        peers += time.process_time() - p
-        wire.receive(ack, UAC)
-        wire.receive(bye, UAC)
-        b_bye = _one(wire.take(), UAS, b"BYE")
-        p = time.process_time()
-        bye_ok = uas_response(b_bye, "200 OK", n, tag=False, sdp=False)
-        peers += time.process_time() - p
-        wire.receive(bye_ok, UAS)
-        wire.take()
+        peers += one_call(n)
         clock.now += 1.0 / rate
         if clock.now >= next_timers:
             next_timers = clock.now + TIMER_EVERY
             wire.tick(clock.now)  # the layer's timers, then the handler's
+            wire.take()
     total = time.process_time() - started
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)  # type: ignore[arg-type]
+    return total, peers
+
+
+def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
+    clock = Clock()
+    settings = Settings(b2bua={"acr": ["127.0.0.1:5080", "127.0.0.1:5080"], "media_relay": ""})  # type: ignore[arg-type]
+    handler = B2buaHandler(settings.b2bua, server_header=settings.sip.server_header, clock=clock)
+    wire = Wire(handler, clock, US)
+    handler.probing = False
+    total, peers = drive(clock, wire, lambda n: b2bua_call(wire, n), calls, rate, profile)
     assert len(handler) == 0, "every call ended"
     return figures(calls, total, peers, wire)
 

@@ -17,30 +17,22 @@ counts the real process.
 
 from __future__ import annotations
 
-import cProfile
-import gc
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.b2bua_profile import Clock, _lines, _one, cli, figures
+from bench.b2bua_profile import SDP, Clock, _lines, _one, cli, drive, figures
 from proxy.router import Router
 from proxy.server import ProxyHandler
 from sipline.config import Settings
 from sipline.net.guard import Guard
-from sipline.net.node import GC_THRESHOLDS
 from sipline.net.wire import Wire
 from sipline.sip.address import Address
 
 US = Address("UDP", "127.0.0.1", 5060)
 UAC = Address("UDP", "127.0.0.1", 5061)  # sipp as the caller, trusted
 UAS = Address("UDP", "127.0.0.1", 5062)  # sipp as the fixed UAS
-TIMER_EVERY = 0.01
-SDP = (
-    "v=0\r\no=- {n} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-)
 
 
 class _Nobody:
@@ -159,26 +151,7 @@ def relay_call(wire: Wire, receive: Callable[[bytes, Address], None], n: int) ->
 def run(calls: int, rate: float, profile: str | None = None) -> dict[str, float]:
     clock = Clock()
     wire, receive = relay_proxy(clock)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    peers = 0.0
-    next_timers = clock.now + TIMER_EVERY
-    profiler = cProfile.Profile() if profile else None
-    if profiler is not None:
-        profiler.enable()
-    started = time.process_time()
-    for n in range(calls):
-        peers += relay_call(wire, receive, n)
-        clock.now += 1.0 / rate
-        if clock.now >= next_timers:
-            next_timers = clock.now + TIMER_EVERY
-            wire.tick(clock.now)
-            wire.take()
-    total = time.process_time() - started
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(profile)  # type: ignore[arg-type]
+    total, peers = drive(clock, wire, lambda n: relay_call(wire, receive, n), calls, rate, profile)
     return figures(calls, total, peers, wire)
 
 
